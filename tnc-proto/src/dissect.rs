@@ -1,0 +1,1 @@
+//! Field-by-field descriptions of raw bytes (written next).

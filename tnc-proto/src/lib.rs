@@ -1,0 +1,24 @@
+//! The IETF Network Endpoint Assessment protocols, byte for byte, with no I/O.
+//!
+//! - [`pt_tls`]: PT-TLS (RFC 6876) messages, a framer for a TLS byte stream, and the
+//!   version and SASL negotiation of both sides.
+//! - [`pb_tnc`]: PB-TNC (RFC 5793) batches and messages, and the Posture Broker
+//!   Client and Server state machines (§3.2).
+//! - [`pa_tnc`]: PA-TNC (RFC 5792) messages and the IETF standard attributes.
+//! - [`dissect`]: a field-by-field description of raw bytes, for operators.
+//!
+//! Like `quinn-proto`, nothing here opens a socket, reads a clock or spawns a
+//! thread: bytes go in, decoded messages and bytes to send come out. Decoders borrow
+//! from the input; no attribute or message body is copied.
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod codec;
+pub mod common;
+pub mod dissect;
+pub mod pa_tnc;
+pub mod pb_tnc;
+pub mod pt_tls;
+
+pub use codec::{Codec, Malformed, Reader, U24};
