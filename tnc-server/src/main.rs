@@ -1,1 +1,54 @@
-fn main() {}
+//! `tnc-server`: the policy decision point and its operator tools.
+//!
+//! Today it holds the operator's protocol dissector; the PDP daemon (`run`) and
+//! the store and policy subcommands come with the PDP issue.
+
+#![forbid(unsafe_code)]
+
+mod dissect;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tnc-server",
+    version,
+    about = "Trusted Network Connect policy decision point"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print every field of raw PT-TLS, PB-TNC or PA-TNC bytes by its RFC name.
+    ///
+    /// Reads a PT-TLS byte stream (the TLS plaintext of one direction of a
+    /// session), a single PB-TNC batch or a single PA-TNC message. Malformed input
+    /// is reported with its byte offset and the protocol error a receiver would
+    /// answer with; the exit status is then 1. SASL PLAIN passwords are redacted.
+    Dissect(dissect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Dissect(args) => dissect::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        // `tnc-server dissect big.bin | head` is normal use, not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tnc-server: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -9,10 +9,12 @@
 
 mod connection;
 mod framer;
+mod loopback;
 pub mod sasl;
 
 pub use connection::*;
 pub use framer::*;
+pub use loopback::*;
 
 use crate::codec::{Codec, Malformed, Put, Reader, U24};
 use core::fmt;

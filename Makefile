@@ -1,0 +1,35 @@
+# The two commands of the README. Each first installs what is missing.
+CARGO ?= cargo
+
+.PHONY: all setup build demo test lint bench fuzz-build
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(CARGO) build --workspace --all-targets
+
+# An end-to-end run of the most complete real thing there is, printed message
+# by message.
+demo: setup
+	$(CARGO) run --quiet -p testnet -- demo
+
+# The whole test suite: formatting, then every test of every crate (including
+# the interop tests against ../shared/testdata).
+test: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+lint: setup
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Micro-benchmarks (criterion); they print throughput tables.
+bench: setup
+	$(CARGO) bench -p tnc-proto --bench codec
+
+# Fuzz targets build on the stable toolchain with RUSTC_BOOTSTRAP (see README).
+fuzz-build:
+	cd tnc-proto/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build
