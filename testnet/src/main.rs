@@ -1,1 +1,30 @@
-fn main() {}
+//! `testnet`: demos, scenarios and benchmarks for the TNC system.
+
+#![forbid(unsafe_code)]
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "testnet",
+    version,
+    about = "Demos, scenarios and benchmarks for the TNC system"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a whole PT-TLS + PB-TNC + PA-TNC exchange in memory and print it.
+    Demo(demo::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Demo(args) => demo::run(&args),
+    }
+}

@@ -1,9 +1,12 @@
 //! The Access Requestor: the login agent (`tnc-client login`), its integrity
 //! measurement collectors and the TPM layer.
 //!
-//! Today the protocol side of the agent lives in `tnc-proto` (the sans-IO PT-TLS
-//! client and PB-TNC client state machines, driven end to end by `testnet demo`).
-//! The TPM layer (tss-esapi) arrives with the evidence issue and the networked
-//! login agent with the PDP issue; until then this crate exports nothing.
+//! Here today: the operating-system collector ([`os`]), which reads the IETF
+//! standard attributes from the running system. The protocol side of the agent is
+//! `tnc-proto`'s sans-IO PT-TLS and PB-TNC client; `testnet demo` drives both end
+//! to end. The TPM layer (tss-esapi) arrives with the evidence issue and the
+//! networked login agent with the PDP issue.
 
 #![forbid(unsafe_code)]
+
+pub mod os;
