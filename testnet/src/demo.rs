@@ -47,7 +47,7 @@ struct Wire {
 
 impl Wire {
     /// Moves the client's pending output to the server, printing it.
-    fn to_server(&mut self) -> Vec<Event> {
+    fn deliver_to_server(&mut self) -> Vec<Event> {
         let bytes = self.client.take_output();
         self.print("terminal -> PDP", &bytes, 0);
         self.server.receive(&bytes);
@@ -55,7 +55,7 @@ impl Wire {
     }
 
     /// Moves the server's pending output to the client, printing it.
-    fn to_client(&mut self) -> Vec<Event> {
+    fn deliver_to_client(&mut self) -> Vec<Event> {
         let bytes = self.server.take_output();
         self.print("PDP -> terminal", &bytes, 1);
         self.client.receive(&bytes);
@@ -213,9 +213,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     section("PT-TLS negotiation: version, then SASL PLAIN (RFC 4616)");
-    wire.to_server();
-    wire.to_client();
-    let events = wire.to_server();
+    wire.deliver_to_server();
+    wire.deliver_to_client();
+    let events = wire.deliver_to_server();
     let Some(Event::Authenticate(creds)) = events
         .into_iter()
         .find(|e| matches!(e, Event::Authenticate(_)))
@@ -231,7 +231,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         if accepted { "accepted" } else { "rejected" }
     );
     wire.server.authentication_result(accepted);
-    let events = wire.to_client();
+    let events = wire.deliver_to_client();
     if !events.contains(&Event::Ready) {
         bail!("negotiation did not finish: {events:?}");
     }
@@ -254,7 +254,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ],
     )?;
     wire.client.send_batch(&batch)?;
-    let got = one_batch(wire.to_server())?;
+    let got = one_batch(wire.deliver_to_server())?;
     report.absorb(&server.receive(&got)?)?;
 
     section("PB-TNC SDATA: the OS validator asks for the package inventory");
@@ -266,7 +266,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .finish();
     let batch = server.send(BatchType::SData, vec![os_pa(Role::Server, &request)])?;
     wire.server.send_batch(&batch)?;
-    let got = one_batch(wire.to_client())?;
+    let got = one_batch(wire.deliver_to_client())?;
     let asked = client.receive(&got)?;
     let wants_packages = asked.pa_messages().any(|pa| {
         PaMessage::decode(pa.body).is_ok_and(|m| {
@@ -287,7 +287,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
     let batch = client.send(BatchType::CData, vec![os_pa(Role::Client, &answer)])?;
     wire.client.send_batch(&batch)?;
-    let got = one_batch(wire.to_server())?;
+    let got = one_batch(wire.deliver_to_server())?;
     report.absorb(&server.receive(&got)?)?;
 
     section("PB-TNC RESULT: the PDP's decision");
@@ -317,13 +317,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let batch = server.send(BatchType::Result, messages)?;
     wire.server.send_batch(&batch)?;
-    let got = one_batch(wire.to_client())?;
+    let got = one_batch(wire.deliver_to_client())?;
     let decided = client.receive(&got)?;
 
     section("PB-TNC CLOSE: the terminal ends the session");
     let batch = client.send(BatchType::Close, vec![])?;
     wire.client.send_batch(&batch)?;
-    let got = one_batch(wire.to_server())?;
+    let got = one_batch(wire.deliver_to_server())?;
     server.receive(&got)?;
 
     let seen = decided.messages.iter().find_map(|m| match m {

@@ -265,6 +265,26 @@ pub struct PbPa<'a> {
     pub body: &'a [u8],
 }
 
+impl PbPa<'_> {
+    /// Whether the broker on side `receiver` delivers this message to the posture
+    /// component `id` registered for `subtype` (RFC 5793 §4.5): with EXCL only to
+    /// the component the message names (a collector on the client side, a
+    /// validator on the server side); otherwise to every component registered for
+    /// the message's subtype.
+    pub fn delivers_to(&self, receiver: Role, subtype: PaSubtype, id: u16) -> bool {
+        if subtype != self.subtype {
+            return false;
+        }
+        if !self.exclusive {
+            return true;
+        }
+        match receiver {
+            Role::Client => self.collector_id == id,
+            Role::Server => self.validator_id == id,
+        }
+    }
+}
+
 /// One PB-TNC message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PbMessage<'a> {
@@ -769,5 +789,37 @@ impl<'a> Codec<'a> for Batch<'a> {
     /// Reads to the end of `r`: a batch is the whole PT-TLS message value.
     fn read(r: &mut Reader<'a>) -> Result<Self, BatchError> {
         Batch::decode(r.rest())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excl_delivers_only_to_the_named_component() {
+        let os = PaSubtype::OPERATING_SYSTEM;
+        let mut pa = PbPa {
+            exclusive: false,
+            subtype: os,
+            collector_id: 3,
+            validator_id: 7,
+            body: &[],
+        };
+        // Not exclusive: every component of the subtype, none of another.
+        assert!(pa.delivers_to(Role::Client, os, 1));
+        assert!(pa.delivers_to(Role::Server, os, 9));
+        assert!(!pa.delivers_to(Role::Client, PaSubtype::SWIMA, 3));
+        pa.exclusive = true;
+        assert!(pa.delivers_to(Role::Client, os, 3));
+        assert!(
+            !pa.delivers_to(Role::Client, os, 7),
+            "a client routes by collector id"
+        );
+        assert!(pa.delivers_to(Role::Server, os, 7));
+        assert!(
+            !pa.delivers_to(Role::Server, os, 3),
+            "a server routes by validator id"
+        );
     }
 }
