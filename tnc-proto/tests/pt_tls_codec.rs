@@ -1534,3 +1534,139 @@ fn local_close_is_reported_and_sends_nothing() {
     c.close();
     assert!(client_events(&mut c).is_empty(), "Closed is reported once");
 }
+
+#[test]
+fn sasl_result_in_the_data_phase_is_invalid_message() {
+    let mut c = ClientConnection::new(Limits::default(), None);
+    let mut s = ServerConnection::new(Limits::default(), SaslPolicy::None);
+    pump(&mut c, &mut s);
+    c.receive(SASL_RESULT_ONE_BYTE_SUCCESS);
+    assert_eq!(
+        sole_error(&c.take_output()),
+        (4, SASL_RESULT_ONE_BYTE_SUCCESS.to_vec())
+    );
+    assert!(c.is_closed());
+}
+
+#[test]
+fn error_copy_of_a_long_message_is_cut_at_1024_bytes() {
+    let mut s = ServerConnection::new(Limits::default(), SaslPolicy::None);
+    let value = vec![0x5A; 2000];
+    let unknown = Message {
+        identifier: 1,
+        body: MessageBody::Unknown {
+            vendor: U24::TCG,
+            message_type: 1,
+            value: &value,
+        },
+    }
+    .to_bytes();
+    s.receive(&unknown);
+    let (code, copy) = sole_error(&s.take_output());
+    assert_eq!(code, 3);
+    assert_eq!(copy.len(), 1024);
+    assert_eq!(copy, &unknown[..1024]);
+}
+
+proptest! {
+    /// Endpoints fed any sequence of messages (and junk) never panic, and once
+    /// closed they neither send nor report anything more.
+    #[test]
+    fn endpoints_survive_any_input(
+        bodies in proptest::collection::vec(body_strategy(), 0..8),
+        junk in bytes(40),
+        plain in any::<bool>(),
+    ) {
+        let policy = if plain { SaslPolicy::Plain { max_attempts: 2 } } else { SaslPolicy::None };
+        let mut s = ServerConnection::new(Limits::default(), policy);
+        let mut c = ClientConnection::new(Limits::default(), Some(credentials()));
+        let mut stream: Vec<u8> = bodies
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.message(i as u32).to_bytes())
+            .collect();
+        stream.extend(&junk);
+        for chunk in stream.chunks(7) {
+            s.receive(chunk);
+            c.receive(chunk);
+            s.authentication_result(false);
+        }
+        if s.is_closed() {
+            s.take_output();
+            server_events(&mut s);
+            s.receive(VERSION_REQUEST);
+            prop_assert!(s.take_output().is_empty());
+            prop_assert!(server_events(&mut s).is_empty());
+        }
+        if c.is_closed() {
+            c.take_output();
+            client_events(&mut c);
+            c.receive(VERSION_RESPONSE);
+            prop_assert!(c.take_output().is_empty());
+            prop_assert!(client_events(&mut c).is_empty());
+        }
+    }
+}
+
+#[test]
+fn result_data_forces_the_two_byte_code() {
+    // A one-byte code followed by data could not be decoded unambiguously.
+    let m = Message {
+        identifier: 9,
+        body: MessageBody::SaslResult {
+            code: SaslResultCode::Success,
+            data: b"welcome",
+            width: SaslResultWidth::OneByte,
+        },
+    };
+    let bytes = m.to_bytes();
+    assert_eq!(&bytes[16..18], &[0, 0]);
+    let back = Message::decode(&bytes, 1024).unwrap();
+    assert_eq!(
+        back.body,
+        MessageBody::SaslResult {
+            code: SaslResultCode::Success,
+            data: b"welcome",
+            width: SaslResultWidth::TwoBytes,
+        }
+    );
+}
+
+#[test]
+fn exhausted_attempts_copy_only_the_header_never_the_password() {
+    let mut server =
+        ServerConnection::new(Limits::default(), SaslPolicy::Plain { max_attempts: 1 });
+    let mut client = ClientConnection::new(
+        Limits::default(),
+        Some(PlainCredentials::new("eve", "guess-123")),
+    );
+    server.receive(&client.take_output());
+    client.receive(&server.take_output());
+    server.receive(&client.take_output());
+    while let Some(e) = server.poll_event() {
+        if matches!(e, Event::Authenticate(_)) {
+            server.authentication_result(false);
+        }
+    }
+    assert!(server.is_closed());
+    let out = server.take_output();
+    let mut f = Framer::new(1 << 20);
+    f.push(&out);
+    let mut error = None;
+    while let Some(frame) = f.next_frame().unwrap() {
+        if let MessageBody::Error { code, original, .. } =
+            Message::decode(&frame, 1 << 20).unwrap().body
+        {
+            error = Some((code, original.to_vec()));
+        }
+    }
+    let (code, original) = error.expect("a PT-TLS Error ends the session");
+    assert_eq!(code, ErrorCode::SaslMechanismError.to_u32());
+    assert_eq!(original.len(), 16, "the copy is the selection's header");
+    assert_eq!(
+        &original[4..8],
+        &4u32.to_be_bytes(),
+        "type 4, SASL Mechanism Selection"
+    );
+    assert!(!out.windows(9).any(|w| w == b"guess-123"));
+}

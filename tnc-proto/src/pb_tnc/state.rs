@@ -129,15 +129,33 @@ impl PbSession {
                 state: self.state,
             });
         }
+        // §4.6, §4.7: these belong in RESULT only. A receiving client ignores them
+        // elsewhere, so only the sending side can catch the mistake.
+        if batch_type != BatchType::Result
+            && messages.iter().any(|m| {
+                matches!(
+                    m,
+                    PbMessage::AssessmentResult(_) | PbMessage::AccessRecommendation(_)
+                )
+            })
+        {
+            return Err(SendError::Content(
+                "PB-Assessment-Result and PB-Access-Recommendation go in RESULT only",
+            ));
+        }
         let batch = Batch::new(self.role, batch_type, messages);
-        check_content(&Located::from(&batch), self.role.peer()).map_err(|e| match e {
-            BatchError::InvalidParameter { what, .. } => SendError::Content(what),
-            _ => SendError::Content("batch content breaks RFC 5793"),
-        })?;
+        let bytes = batch.to_bytes();
+        // The peer's checks, run before sending: we never send what it must refuse.
+        check_content(&batch_with_offsets(&batch, &bytes), self.role.peer()).map_err(
+            |e| match e {
+                BatchError::InvalidParameter { what, .. } => SendError::Content(what),
+                _ => SendError::Content("batch content breaks RFC 5793"),
+            },
+        )?;
         if let Some(next) = self.state.after(batch_type) {
             self.state = next;
         }
-        Ok(batch.to_bytes())
+        Ok(bytes)
     }
 
     /// Ends the session with a CLOSE batch, carrying `error` as a fatal PB-Error if
@@ -237,14 +255,6 @@ fn batch_with_offsets<'b, 'a>(batch: &'b Batch<'a>, bytes: &[u8]) -> Located<'b,
     Located { batch, offsets }
 }
 
-impl<'b, 'a> From<&'b Batch<'a>> for Located<'b, 'a> {
-    /// For batches we build ourselves: offsets are those of the encoding.
-    fn from(batch: &'b Batch<'a>) -> Self {
-        let bytes = batch.to_bytes();
-        batch_with_offsets(batch, &bytes)
-    }
-}
-
 /// Rules on which messages a batch may carry (§4.6–§4.11), as seen by `receiver`.
 fn check_content(located: &Located<'_, '_>, receiver: Role) -> Result<(), BatchError> {
     let batch = located.batch;
@@ -268,12 +278,6 @@ fn check_content(located: &Located<'_, '_>, receiver: Role) -> Result<(), BatchE
         match m {
             PbMessage::AssessmentResult(_) => {
                 results += 1;
-                if batch.batch_type != BatchType::Result && receiver == Role::Server {
-                    return Err(BatchError::InvalidParameter {
-                        offset: at(i),
-                        what: "PB-Assessment-Result outside a RESULT batch",
-                    });
-                }
                 if results > 1 && batch.batch_type == BatchType::Result {
                     return Err(BatchError::InvalidParameter {
                         offset: at(i),

@@ -432,6 +432,10 @@ pub struct ServerConnection {
     policy: SaslPolicy,
     result_width: SaslResultWidth,
     attempts: u8,
+    /// Header of the client's last authentication message: the copy a SASL
+    /// Mechanism Error carries once attempts run out. Only the header, so that
+    /// the PLAIN credentials are never echoed back in an error.
+    auth_header: [u8; HEADER_LEN],
 }
 
 impl ServerConnection {
@@ -442,6 +446,7 @@ impl ServerConnection {
             policy,
             result_width: SaslResultWidth::default(),
             attempts: 0,
+            auth_header: [0; HEADER_LEN],
         }
     }
 
@@ -508,9 +513,10 @@ impl ServerConnection {
         if self.attempts < max {
             self.offer_mechanisms();
         } else {
+            let header = self.auth_header;
             self.ep.fail(
                 PtTlsError::SaslMechanism("too many failed authentication attempts"),
-                &[],
+                &header,
             );
         }
     }
@@ -562,11 +568,13 @@ impl ServerConnection {
                     self.state = ServerState::AwaitAuthData;
                 } else {
                     let initial = initial.to_vec();
+                    self.auth_header.copy_from_slice(&frame[..HEADER_LEN]);
                     self.check_plain(&initial);
                 }
             }
             (ServerState::AwaitAuthData, MessageBody::SaslAuthenticationData(data)) => {
                 let data = data.to_vec();
+                self.auth_header.copy_from_slice(&frame[..HEADER_LEN]);
                 self.check_plain(&data);
             }
             (ServerState::Data, MessageBody::PbTncBatch(_)) => {

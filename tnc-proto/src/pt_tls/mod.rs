@@ -348,9 +348,11 @@ impl MessageBody<'_> {
                 out.extend_from_slice(initial);
             }
             Self::SaslResult { code, data, width } => {
-                match width {
-                    SaslResultWidth::OneByte => out.put_u8(code.to_u16() as u8),
-                    SaslResultWidth::TwoBytes => out.put_u16(code.to_u16()),
+                // One byte followed by data could not be told from a 16-bit code,
+                // so Result Data always goes with the 16-bit form.
+                match (width, data.is_empty()) {
+                    (SaslResultWidth::OneByte, true) => out.put_u8(code.to_u16() as u8),
+                    _ => out.put_u16(code.to_u16()),
                 }
                 out.extend_from_slice(data);
             }
