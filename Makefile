@@ -17,11 +17,10 @@ demo: setup
 	$(CARGO) run --quiet -p testnet -- demo
 
 # The whole test suite: formatting, then every test of every crate (including
-# the interop tests against ../shared/testdata).
+# the interop tests against ../shared/testdata and real swtpm processes), with
+# a total at the end.
 test: setup
-	$(CARGO) fmt --all -- --check
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	@scripts/test.sh
 
 lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
