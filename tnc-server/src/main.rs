@@ -1,11 +1,13 @@
 //! `tnc-server`: the policy decision point and its operator tools.
 //!
-//! Today it holds the operator's protocol dissector; the PDP daemon (`run`) and
-//! the store and policy subcommands come with the PDP issue.
+//! Today it holds the operator's tools: the protocol dissector and the evidence
+//! readers. The PDP daemon (`run`) and the store and policy subcommands come with
+//! the PDP issue.
 
 #![forbid(unsafe_code)]
 
 mod dissect;
+mod evidence;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,12 +32,16 @@ enum Command {
     /// is reported with its byte offset and the protocol error a receiver would
     /// answer with; the exit status is then 1. SASL PLAIN passwords are redacted.
     Dissect(dissect::Args),
+    /// Read TPM evidence (event logs, IMA lists, quotes) as the PDP reads it.
+    #[command(subcommand)]
+    Evidence(evidence::Command),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dissect(args) => dissect::run(&args),
+        Command::Evidence(cmd) => evidence::run(&cmd),
     };
     match result {
         Ok(code) => code,

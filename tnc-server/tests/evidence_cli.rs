@@ -1,0 +1,125 @@
+//! `tnc-server evidence` on real event logs and on IMA lists built here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tnc_server(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tnc-server"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn eventlogs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/eventlogs")
+}
+
+fn temp(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tnc-evidence-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn eventlog_prints_the_pcrs_tpm2_eventlog_computed() {
+    let mut checked = 0;
+    for dir in std::fs::read_dir(eventlogs()).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let log = f.unwrap().path();
+            if log.extension().is_some_and(|e| e == "pcrs") {
+                continue;
+            }
+            let out = tnc_server(&["evidence", "eventlog", log.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", log.display());
+            let text = String::from_utf8(out.stdout).unwrap();
+            let expected = std::fs::read_to_string(format!("{}.pcrs", log.display())).unwrap();
+            for line in expected.lines().filter(|l| !l.trim().is_empty()) {
+                let mut w = line.split_whitespace();
+                let (bank, pcr, value) = (w.next().unwrap(), w.next().unwrap(), w.next().unwrap());
+                let want = format!("  {bank} {pcr:>2}: {}", value.to_lowercase());
+                assert!(text.contains(&want), "{}: missing {want:?}", log.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "only {checked} logs");
+}
+
+#[test]
+fn eventlog_json_and_truncated_log() {
+    let log = eventlogs().join("tpm2-tools/event-uefivar.bin");
+    let out = tnc_server(&["evidence", "eventlog", "--json", log.to_str().unwrap()]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["events"].as_array().unwrap().len() >= 2);
+    assert_eq!(v["pcrs"][0]["bank"], "sha1");
+
+    let bytes = std::fs::read(&log).unwrap();
+    let cut = temp("cut.bin", &bytes[..bytes.len() - 3]);
+    let out = tnc_server(&["evidence", "eventlog", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid event log"));
+}
+
+/// One ima-ng record: `pcr | template digest | name | data` (little-endian).
+fn ima_ng(path: &str, file_digest: &[u8; 32], tamper: bool) -> Vec<u8> {
+    let mut d_ng = b"sha256:\0".to_vec();
+    d_ng.extend_from_slice(file_digest);
+    let mut n_ng = path.as_bytes().to_vec();
+    n_ng.push(0);
+    let mut data = Vec::new();
+    for field in [&d_ng, &n_ng] {
+        data.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        data.extend_from_slice(field);
+    }
+    let mut digest = policy::HashAlg::Sha1.digest(&data);
+    if tamper {
+        digest[0] ^= 1;
+    }
+    let mut rec = 10u32.to_le_bytes().to_vec();
+    rec.extend_from_slice(&digest);
+    rec.extend_from_slice(&6u32.to_le_bytes());
+    rec.extend_from_slice(b"ima-ng");
+    rec.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&data);
+    rec
+}
+
+#[test]
+fn ima_lists_entries_and_replays_or_refuses_tampering() {
+    let list = [
+        ima_ng("/usr/sbin/nginx", &[7; 32], false),
+        ima_ng("/usr/lib/jvm/libjvm.so", &[9; 32], false),
+    ]
+    .concat();
+    let path = temp("ima.bin", &list);
+    let out = tnc_server(&[
+        "evidence",
+        "ima",
+        "--bank",
+        "sha256",
+        "--bank",
+        "sm3",
+        path.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("/usr/sbin/nginx"));
+    assert!(text.contains("pcr 10 replayed from 2 entries"));
+    assert!(text.contains("  sm3: "));
+
+    let tampered = [ima_ng("/usr/sbin/nginx", &[7; 32], true)].concat();
+    let path = temp("ima-tampered.bin", &tampered);
+    let out = tnc_server(&["evidence", "ima", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("REPLAY FAILED"));
+
+    let out = tnc_server(&["evidence", "ima", "--bank", "md5", path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown bank is a usage error"
+    );
+}
