@@ -5,8 +5,9 @@ set -euo pipefail
 
 # Debian packages: pkg-config and libtss2-dev build tss-esapi (the TPM layer);
 # swtpm, swtpm-tools and tpm2-tools give tests real software TPMs and an
-# independent quote checker.
-packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools)
+# independent quote checker; openssl checks the SM2 and RSA-PSS quotes that
+# tpm2_checkquote cannot.
+packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -358,6 +358,58 @@ impl PcrValues {
     pub fn iter(&self) -> impl Iterator<Item = (HashAlg, u32, &[u8])> {
         self.values.iter().map(|(&(b, i), v)| (b, i, v.as_slice()))
     }
+
+    /// Reads PCR values written as text, in either of two forms:
+    /// `tpm2_pcrread`'s output (`sha256:` then `  0 : 0x…` lines) or one
+    /// `bank index hex` per line (the `.pcrs` files beside the shared test logs).
+    /// Errors name the line and what is wrong with it.
+    pub fn parse_text(text: &str) -> Result<Self, String> {
+        let mut values = PcrValues::new();
+        let mut bank = None;
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            let bad = |why: &str| format!("line {}: {why}: {raw:?}", n + 1);
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(name) = line.strip_suffix(':') {
+                bank = Some(HashAlg::from_name(name.trim()).ok_or_else(|| bad("unknown bank"))?);
+                continue;
+            }
+            let (b, index, value) = match line.split_once(':') {
+                Some((index, value)) => (
+                    bank.ok_or_else(|| bad("PCR line before a bank line"))?,
+                    index,
+                    value,
+                ),
+                None => {
+                    let mut w = line.split_whitespace();
+                    let (Some(b), Some(index), Some(value), None) =
+                        (w.next(), w.next(), w.next(), w.next())
+                    else {
+                        return Err(bad("expected `bank index hex`"));
+                    };
+                    (
+                        HashAlg::from_name(b).ok_or_else(|| bad("unknown bank"))?,
+                        index,
+                        value,
+                    )
+                }
+            };
+            let index: u32 = index
+                .trim()
+                .parse()
+                .map_err(|_| bad("PCR index is not a number"))?;
+            let value = value.trim();
+            let value = crate::digest::from_hex(value.strip_prefix("0x").unwrap_or(value))
+                .ok_or_else(|| bad("value is not hex"))?;
+            if value.len() != b.size() {
+                return Err(bad("value has the wrong length for its bank"));
+            }
+            values.insert(b, index, value);
+        }
+        Ok(values)
+    }
 }
 
 /// A quote's pcrDigest: `hash` (the signing scheme's hash) over the selected PCR
@@ -955,6 +1007,30 @@ pub fn hierarchy_qualified_name(handle: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pcr_text_in_both_forms() {
+        let z = "00".repeat(32);
+        let pcrread = format!(
+            "  sha256:\n    0 : 0x{}\n    10: 0x{}\n",
+            z.to_uppercase(),
+            "11".repeat(32)
+        );
+        let v = PcrValues::parse_text(&pcrread).unwrap();
+        assert_eq!(v.get(HashAlg::Sha256, 10), Some(&[0x11; 32][..]));
+        let lines = format!("sha1 7 {}\nsha256 0 {z}\n", "ab".repeat(20));
+        let v = PcrValues::parse_text(&lines).unwrap();
+        assert_eq!(v.get(HashAlg::Sha1, 7), Some(&[0xab; 20][..]));
+        assert!(PcrValues::parse_text("sha256 0 abcd")
+            .unwrap_err()
+            .contains("wrong length"));
+        assert!(PcrValues::parse_text("  0 : 0x00")
+            .unwrap_err()
+            .contains("before a bank"));
+        assert!(PcrValues::parse_text("md5:\n")
+            .unwrap_err()
+            .contains("unknown bank"));
+    }
     use crate::digest::{from_hex, hex};
 
     /// The ECDSA P-256 AK tpm2-tools made on swtpm 0.7.1 (`tpm2_createak -G ecc -g sha256

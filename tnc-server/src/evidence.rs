@@ -23,6 +23,9 @@ pub enum Command {
     /// Parse a Linux IMA binary measurement list (binary_runtime_measurements),
     /// check every template hash, and print the entries and the replayed PCR 10.
     Ima(ImaArgs),
+    /// Verify a TPM2_Quote made by tpm2-tools (or our client): signature, nonce,
+    /// PCR selection and digest. Exit status 0 only if it verifies.
+    Quote(crate::quote_cmd::QuoteArgs),
 }
 
 #[derive(ClapArgs, Debug)]
@@ -72,6 +75,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Eventlog(a) => eventlog(a),
         Command::Ima(a) => ima_list(a),
+        Command::Quote(a) => crate::quote_cmd::run(a),
     }
 }
 

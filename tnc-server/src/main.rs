@@ -8,6 +8,7 @@
 
 mod dissect;
 mod evidence;
+mod quote_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -123,3 +123,107 @@ fn ima_lists_entries_and_replays_or_refuses_tampering() {
         "an unknown bank is a usage error"
     );
 }
+
+/// A quote made by tpm2-tools on a real swtpm, verified by the CLI as an operator
+/// would: exit 0 only when signature, nonce, selection and PCR digest all hold.
+#[test]
+fn quote_from_tpm2_tools_verifies_and_tampering_is_refused() {
+    let tpm = testnet::swtpm::Swtpm::start(&Default::default()).unwrap();
+    let dir = testnet::swtpm::scratch_dir("quote-cli").unwrap();
+    let run = |tool: &str, args: &[&str]| {
+        let out = tpm.tpm2(&dir, tool, args).unwrap();
+        assert!(
+            out.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(
+        "tpm2_createek",
+        &["-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"],
+    );
+    run(
+        "tpm2_createak",
+        &[
+            "-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256", "-s", "ecdsa", "-u",
+            "ak.pub", "-n", "ak.name",
+        ],
+    );
+    run(
+        "tpm2_pcrextend",
+        &[&format!("10:sha256={}", "ab".repeat(32))],
+    );
+    let nonce = "00112233445566778899aabbccddeeff";
+    run(
+        "tpm2_quote",
+        &[
+            "-c",
+            "ak.ctx",
+            "-l",
+            "sha256:0,1,2,3,10",
+            "-q",
+            nonce,
+            "-m",
+            "quote.msg",
+            "-s",
+            "quote.sig",
+            "-g",
+            "sha256",
+        ],
+    );
+    std::fs::write(
+        dir.join("pcrs.txt"),
+        run("tpm2_pcrread", &["sha256:0,1,2,3,10"]),
+    )
+    .unwrap();
+
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let args = |nonce: &str, attest: &str| {
+        vec![
+            "evidence".to_string(),
+            "quote".into(),
+            "--ak-public".into(),
+            p("ak.pub"),
+            "--attest".into(),
+            p(attest),
+            "--signature".into(),
+            p("quote.sig"),
+            "--nonce".into(),
+            nonce.into(),
+            "--pcrs".into(),
+            p("pcrs.txt"),
+            "--selection".into(),
+            "sha256:0,1,2,3,10".into(),
+        ]
+    };
+    let cli = |a: Vec<String>| {
+        Command::new(env!("CARGO_BIN_EXE_tnc-server"))
+            .args(a)
+            .output()
+            .unwrap()
+    };
+
+    let out = cli(args(nonce, "quote.msg"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("QUOTE VERIFIED"));
+    let name = std::fs::read(dir.join("ak.name")).unwrap();
+    assert!(
+        text.contains(&format!("AK name: {}", policy::digest::hex(&name))),
+        "{text}"
+    );
+
+    let out = cli(args("ffffffffffffffffffffffffffffffff", "quote.msg"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nonce mismatch"));
+
+    let mut msg = std::fs::read(dir.join("quote.msg")).unwrap();
+    let last = msg.len() - 1;
+    msg[last] ^= 1;
+    std::fs::write(dir.join("tampered.msg"), msg).unwrap();
+    let out = cli(args(nonce, "tampered.msg"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does not verify"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
