@@ -6,10 +6,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod appraisal;
 pub mod digest;
 pub mod eventlog;
 pub mod ima;
 pub mod quote;
+pub mod reference;
 pub mod tpm;
 
+pub use appraisal::{appraise, Appraisal, Finding, Verdict};
 pub use digest::HashAlg;

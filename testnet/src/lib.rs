@@ -1,7 +1,10 @@
-//! Test beds for the TNC system: real software TPMs, and later the measured-boot
-//! simulator, topologies and load generators. Used by `testnet`'s own tests and
+//! Test beds for the TNC system: real software TPMs, the measured-boot
+//! simulator, a software AK for appraisal tests and benchmarks, and later
+//! topologies and load generators. Used by `testnet`'s own tests and
 //! binary; product code never depends on it.
 
 #![forbid(unsafe_code)]
 
+pub mod simulator;
+pub mod soft_ak;
 pub mod swtpm;

@@ -2,11 +2,13 @@
 //! measurement collectors and the TPM layer.
 //!
 //! Here today: the operating-system collector ([`os`]), which reads the IETF
-//! standard attributes from the running system. The protocol side of the agent is
+//! standard attributes from the running system, and the TPM layer ([`tpm`]):
+//! EKs and their certificates, attestation keys that survive restarts, quotes,
+//! credential activation, through tss-esapi. The protocol side of the agent is
 //! `tnc-proto`'s sans-IO PT-TLS and PB-TNC client; `testnet demo` drives both end
-//! to end. The TPM layer (tss-esapi) arrives with the evidence issue and the
-//! networked login agent with the PDP issue.
+//! to end. The networked login agent arrives with the PDP issue.
 
 #![forbid(unsafe_code)]
 
 pub mod os;
+pub mod tpm;
