@@ -156,7 +156,7 @@ impl Profile {
             log.event(
                 4,
                 EV_EFI_BOOT_SERVICES_APPLICATION,
-                app.path.as_bytes(),
+                &image_load_event(app),
                 Some(app.content.as_bytes()),
             );
         }
@@ -345,6 +345,22 @@ fn software_replay(banks: &[HashAlg], extends: &[Extend]) -> PcrValues {
 fn utf16(s: &str) -> Vec<u8> {
     let mut v: Vec<u8> = s.encode_utf16().flat_map(u16::to_le_bytes).collect();
     v.extend_from_slice(&[0, 0]);
+    v
+}
+
+/// UEFI_IMAGE_LOAD_EVENT (PFP §10.2.3): location, length, link-time address,
+/// and a device path holding one media file path node and the end node.
+fn image_load_event(app: &Blob) -> Vec<u8> {
+    let mut file_node = vec![0x04, 0x04]; // MEDIA_DEVICE_PATH, MEDIA_FILEPATH_DP
+    let name = utf16(&app.path);
+    file_node.extend_from_slice(&((4 + name.len()) as u16).to_le_bytes());
+    file_node.extend_from_slice(&name);
+    file_node.extend_from_slice(&[0x7f, 0xff, 0x04, 0x00]); // end of device path
+    let mut v = 0x7E00_0000u64.to_le_bytes().to_vec();
+    v.extend_from_slice(&(app.content.len() as u64).to_le_bytes());
+    v.extend_from_slice(&0u64.to_le_bytes());
+    v.extend_from_slice(&(file_node.len() as u64).to_le_bytes());
+    v.extend_from_slice(&file_node);
     v
 }
 
