@@ -1,8 +1,34 @@
-//! Keys and certificates (P-256 and SM2), EK certificate chains, MakeCredential,
-//! access tickets and the RFC 8998 ShangMi provider for rustls and quinn.
+//! Keys and certificates for the TNC system. No network I/O, no clock: time comes in
+//! as an argument.
 //!
-//! Nothing is implemented yet: the evidence issue brings the EK chain checks and
-//! MakeCredential, later issues the SM2 certificates, tickets and the provider.
-//! Until then this crate exports nothing.
+//! What is here so far, for AK enrollment on the server side (pure Rust, no TSS):
+//! * [`ek`]: the EK certificate chain check against configured roots
+//!   ([`ek::verify_ek_certificate`]), the certified key and TPM identity it yields,
+//!   and [`ek::ek_matches_certificate`] to tie the EK a TPM presents to it.
+//! * [`credential`]: TPM2_MakeCredential in software for RSA and ECC (P-256, P-384)
+//!   EKs ([`credential::make_credential`]), so a client proves with
+//!   TPM2_ActivateCredential that its AK lives in the TPM that holds the EK.
+//! * [`alg`]: the TPM hash and curve identifiers these use.
+//!
+//! Later issues add the SM2 session certificates, access tickets and the RFC 8998
+//! ShangMi provider for rustls and quinn.
 
 #![forbid(unsafe_code)]
+
+pub mod alg;
+pub mod credential;
+pub mod ek;
+mod kdf;
+
+/// The random source [`credential::make_credential`] takes, re-exported so callers
+/// need no direct `ring` dependency (nor a second version of it).
+pub mod rand {
+    pub use ring::rand::{SecureRandom, SystemRandom};
+}
+
+pub use alg::{EccCurve, HashAlg};
+pub use credential::{make_credential, CredentialError, MadeCredential};
+pub use ek::{
+    ek_matches_certificate, verify_ek_certificate, EkCertError, EkCertificate, EkKey, EkPublic,
+    EkSymmetric,
+};

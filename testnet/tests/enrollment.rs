@@ -60,6 +60,23 @@ impl Tpm {
         );
     }
 
+    /// Runs a tpm2-tools command without the flush `Swtpm::tpm2` does afterwards:
+    /// that flush would also end a policy session saved in a file.
+    fn tool_keeping_sessions(&self, program: &str, args: &[&str]) {
+        let out = self
+            .tpm
+            .tpm2_command(program, &self.dir)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn read(&self, file: &str) -> Vec<u8> {
         std::fs::read(self.dir.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"))
     }
@@ -192,12 +209,13 @@ fn swtpm_ek_certificates_verify_against_their_local_ca_only() {
             ),
             "{cert} under the other CA"
         );
-        // The other TPM's own certificate is fine under its own CA.
+        // The other TPM's own certificate is fine under its own CA. Not at `now`:
+        // its notBefore is the second it was issued, after `now` was taken.
         verify_ek_certificate(
             &other.ek_certificate(cert),
             &other_roots,
             &other_intermediates,
-            now,
+            self::now(),
         )
         .expect("the other TPM's EK certificate under its CA");
     }
@@ -254,11 +272,11 @@ fn activate(
         "-c", "ak.ctx", "-C", ek_ctx, "-i", "cred.out", "-o", "out.bin",
     ];
     if let EkAuth::PolicySecret = auth {
-        tpm.tool(
+        tpm.tool_keeping_sessions(
             "tpm2_startauthsession",
             &["--policy-session", "-S", "session.ctx"],
         );
-        tpm.tool("tpm2_policysecret", &["-S", "session.ctx", "-c", "e"]);
+        tpm.tool_keeping_sessions("tpm2_policysecret", &["-S", "session.ctx", "-c", "e"]);
         args.extend_from_slice(&["-P", "session:session.ctx"]);
     }
     let out = tpm.try_tool("tpm2_activatecredential", &args);

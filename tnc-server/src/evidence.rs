@@ -26,6 +26,10 @@ pub enum Command {
     /// Verify a TPM2_Quote made by tpm2-tools (or our client): signature, nonce,
     /// PCR selection and digest. Exit status 0 only if it verifies.
     Quote(crate::quote_cmd::QuoteArgs),
+    /// Appraise a quote, event log and IMA list against reference values, as
+    /// the PDP does: prints the findings and the verdict. Exit status 0 allow,
+    /// 3 isolate, 4 no access (1 and 2 stay for bad input and usage).
+    Appraise(crate::appraise_cmd::AppraiseArgs),
 }
 
 #[derive(ClapArgs, Debug)]
@@ -76,6 +80,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
         Command::Eventlog(a) => eventlog(a),
         Command::Ima(a) => ima_list(a),
         Command::Quote(a) => crate::quote_cmd::run(a),
+        Command::Appraise(a) => crate::appraise_cmd::run(a),
     }
 }
 

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod appraise_cmd;
 mod dissect;
 mod evidence;
 mod quote_cmd;

@@ -227,3 +227,67 @@ fn quote_from_tpm2_tools_verifies_and_tampering_is_refused() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not verify"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `evidence appraise` on simulated boots signed by a SOFTWARE AK (testnet's,
+/// clearly labelled): exit 0 allow, 3 isolate with the finding, 4 no access.
+#[test]
+fn appraise_prints_findings_and_verdict() {
+    use testnet::simulator::Profile;
+    let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/profiles");
+    let good = Profile::load(&profiles.join("good-terminal.toml")).unwrap();
+    let reference = temp(
+        "reference.toml",
+        good.reference_values().unwrap().to_toml().as_bytes(),
+    );
+    let selection = policy::tpm::parse_selection("sha256:0,1,2,3,4,5,6,7,8,9,10").unwrap();
+    let mut ak = testnet::soft_ak::SoftAk::generate();
+    let ak_file = temp("ak.pub", ak.public_area());
+    let mut run = |profile: &str, nonce_sent: &str, nonce_given: &str| {
+        let m = Profile::load(&profiles.join(format!("{profile}.toml")))
+            .unwrap()
+            .measure()
+            .unwrap();
+        let (attest, sig) = ak.quote(nonce_sent.as_bytes(), &selection, &m.pcr_values());
+        let files = [
+            temp(&format!("{profile}.attest"), &attest),
+            temp(&format!("{profile}.sig"), &sig),
+            temp(&format!("{profile}.log"), &m.event_log),
+            temp(&format!("{profile}.ima"), &m.ima),
+        ];
+        let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+        let nonce_hex = policy::digest::hex(nonce_given.as_bytes());
+        let args = [
+            "evidence",
+            "appraise",
+            "--ak-public",
+            &s(&ak_file),
+            "--attest",
+            &s(&files[0]),
+            "--signature",
+            &s(&files[1]),
+            "--eventlog",
+            &s(&files[2]),
+            "--ima",
+            &s(&files[3]),
+            "--reference",
+            &s(&reference),
+            "--nonce",
+            &nonce_hex,
+        ];
+        let out = tnc_server(&args);
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, text) = run("good-terminal", "n-1", "n-1");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("VERDICT: allow"));
+    let (code, text) = run("tampered-kernel", "n-2", "n-2");
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("kernel or initrd not in the reference values"),
+        "{text}"
+    );
+    assert!(text.contains("PCR 9"), "{text}");
+    let (code, text) = run("good-terminal", "n-3", "other");
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("nonce mismatch"), "{text}");
+}
