@@ -8,6 +8,7 @@
 
 pub mod appraisal;
 pub mod digest;
+pub mod enrollment;
 pub mod eventlog;
 pub mod ima;
 pub mod quote;
