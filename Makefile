@@ -28,7 +28,9 @@ lint: setup
 # Micro-benchmarks (criterion); they print throughput tables.
 bench: setup
 	$(CARGO) bench -p tnc-proto --bench codec
+	$(CARGO) run --release -p testnet -- bench appraise
 
 # Fuzz targets build on the stable toolchain with RUSTC_BOOTSTRAP (see README).
 fuzz-build:
 	cd tnc-proto/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build
+	cd policy/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build
