@@ -1761,3 +1761,23 @@ proptest! {
         }
     }
 }
+
+/// Found by the pb_tnc_batch fuzzer: a PB-Language-Preference with NOSKIP set was
+/// accepted (and re-encoded without it). strongSwan refuses it; so do we.
+#[test]
+fn language_preference_with_noskip_is_invalid_parameter() {
+    let bytes = tnc_proto::pb_tnc::Batch::decode(&[
+        0x02, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x25, // CDATA, 37 bytes
+        0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00,
+        0x1d, // NOSKIP, type 6
+        b'A', b'c', b'c', b'e', b'p', b't', b'-', b'L', b'a', b'n', b'g', b'u', b'a', b'g', b'e',
+        b':', b' ',
+    ]);
+    assert_eq!(
+        bytes,
+        Err(tnc_proto::pb_tnc::BatchError::InvalidParameter {
+            offset: 8,
+            what: "NOSKIP flag contradicts RFC 5793 for this type"
+        })
+    );
+}

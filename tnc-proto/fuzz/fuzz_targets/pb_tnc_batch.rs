@@ -80,10 +80,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(session.is_ended());
             check_offset(&violation.error, bytes.len());
             if silenced {
-                assert!(
-                    violation.close.is_empty(),
-                    "answered a peer's fatal error"
-                );
+                assert!(violation.close.is_empty(), "answered a peer's fatal error");
                 return;
             }
             let close = match Batch::decode(&violation.close) {

@@ -22,7 +22,7 @@
 use libfuzzer_sys::fuzz_target;
 use tnc_proto::pt_tls::sasl::PlainCredentials;
 use tnc_proto::pt_tls::{
-    ClientConnection, Event, FramingError, Framer, Limits, Message, MessageBody, SaslPolicy,
+    ClientConnection, Event, Framer, FramingError, Limits, Message, MessageBody, SaslPolicy,
     ServerConnection, HEADER_LEN, MAX_ERROR_COPY,
 };
 

@@ -457,8 +457,11 @@ impl<'a> PbMessage<'a> {
         // value is refused (strongSwan: fatal Invalid Parameter at the message).
         let must_noskip = match t {
             msg_type::PA | msg_type::ASSESSMENT_RESULT | msg_type::ERROR => Some(true),
+            // PB-Language-Preference too: strongSwan's table has NOSKIP clear for
+            // it and refuses the other value (found by the pb_tnc_batch fuzzer).
             msg_type::ACCESS_RECOMMENDATION
             | msg_type::REMEDIATION_PARAMETERS
+            | msg_type::LANGUAGE_PREFERENCE
             | msg_type::REASON_STRING => Some(false),
             _ => None,
         };
