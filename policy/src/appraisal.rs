@@ -11,10 +11,12 @@
 //! means *isolate*; missing reference values are findings, never silence.
 
 use crate::digest::{hex, HashAlg};
-use crate::eventlog::{EventLog, EV_IPL, EV_NO_ACTION};
-use crate::ima::{self, ImaEntries, ImaEntry};
+use crate::eventlog::{EventLog, Replay, EV_IPL, EV_NO_ACTION};
+use crate::ima::{self, ImaEntries, ImaRecord};
 use crate::quote::{verify_quote, QuoteExpectation, VerifiedQuote};
-use crate::reference::{CompiledReference, CMDLINE_PCR, CMDLINE_PREFIX, IMA_PCR, KERNEL_PCR};
+use crate::reference::{
+    CompiledIma, CompiledReference, CMDLINE_PCR, CMDLINE_PREFIX, IMA_PCR, KERNEL_PCR,
+};
 use crate::tpm::{pcr_digest, PcrSelection, PcrValues, Public, Signature};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -300,7 +302,19 @@ pub fn appraise(
             ))
         }
     };
-    let boot_pcrs = log.replay();
+    // Only the quoted banks are compared with the quote; boot_aggregate may
+    // need one more (see `BootPcrs`).
+    let quoted_banks: Vec<HashAlg> = quote
+        .quote
+        .pcr_select
+        .iter()
+        .filter_map(|s| HashAlg::from_tpm_alg(s.hash))
+        .collect();
+    let boot_pcrs = BootPcrs {
+        replay: log.replay_banks(&quoted_banks),
+        replayed: &quoted_banks,
+        log: &log,
+    };
 
     // 4. The IMA list, continuing where the last appraisal stopped.
     let expected_offset = continuing.map_or(0, |p| p.ima_entries);
@@ -315,27 +329,61 @@ pub fn appraise(
             .seen(format!("entries from {}", evidence.ima_offset)),
         );
     }
-    let entries: Result<Vec<ImaEntry>, _> = ImaEntries::new(evidence.ima)
-        .starting_at_index(evidence.ima_offset)
-        .collect();
-    let entries = match entries {
-        Ok(e) => e,
-        Err(e) => {
-            return Appraisal::refuse(Finding::new(
-                Verdict::NoAccess,
-                Area::Ima,
-                format!("IMA list does not parse: {e}"),
-            ))
-        }
-    };
     let ima_banks: Vec<HashAlg> = challenge
         .selection
         .iter()
         .filter(|s| s.pcrs.contains(&IMA_PCR))
         .filter_map(|s| HashAlg::from_tpm_alg(s.hash))
         .collect();
-    let pcr10 = match ima::replay(&entries, &ima_banks, continuing.map(|p| &p.pcr10)) {
-        Ok(v) => v,
+    // Why skipping the SHA-1 template digest check (when no sha1 bank is
+    // replayed) accepts nothing an attacker could not get accepted anyway: the
+    // logged digest is an unkeyed SHA-1 of data in the same record, so whoever
+    // alters the data can rewrite it; the check never authenticated an entry.
+    // What does is the entry's template data hashed into a quoted bank and the
+    // replay reproducing the quoted PCR digest (step 5). The logged digest is
+    // read for one thing, the all-zero violation mark, and that is tied to the
+    // quote too: a violation is extended as all-ones, so zeroing or un-zeroing
+    // a digest changes the replayed PCR. So when a list passes without the
+    // check, the same list with its digests recomputed passes with it, with
+    // the same findings. After a mismatch the check runs, to name the entry.
+    let options = ima::ReplayOptions {
+        check_template_digests: false,
+        ..ima::ReplayOptions::default()
+    };
+    let start = continuing.map(|p| &p.pcr10);
+    // One pass: parse, extend and compare each entry; none is kept. Findings
+    // are held apart and only reported once the replay matched the quote.
+    let mut replay = ima::ImaReplay::new(&ima_banks, start, options);
+    let mut ima_check = ImaAppraisal::new(
+        reference,
+        &boot_pcrs,
+        continuing.map(|p| &p.key_applications_seen),
+    );
+    let mut ima_entries = ImaEntries::new(evidence.ima).starting_at_index(evidence.ima_offset);
+    let mut new_entries = 0;
+    while let Some(record) = ima_entries.next_record() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                return Appraisal::refuse(Finding::new(
+                    Verdict::NoAccess,
+                    Area::Ima,
+                    format!("IMA list does not parse: {e}"),
+                ))
+            }
+        };
+        new_entries += 1;
+        // A replay error is reported once the whole list parsed: parse errors
+        // come first.
+        if let Ok(r) = &mut replay {
+            if let Err(e) = r.extend(&record) {
+                replay = Err(e);
+            }
+        }
+        ima_check.entry(&record);
+    }
+    let pcr10 = match replay {
+        Ok(r) => r.finish(),
         Err(e) => {
             return Appraisal::refuse(Finding::new(Verdict::NoAccess, Area::Ima, e.to_string()))
         }
@@ -356,26 +404,30 @@ pub fn appraise(
             values.insert(bank, pcr, v.unwrap_or_else(|| reset_value(bank, pcr)));
         }
     }
-    match pcr_digest(quote.sig_hash, &quote.quote.pcr_select, &values) {
-        Ok(d) if d == quote.quote.pcr_digest => {}
-        Ok(d) => {
-            return Appraisal::refuse(
-                Finding::new(
-                    Verdict::NoAccess,
-                    Area::Replay,
-                    "the event log and IMA list do not reproduce the quoted PCRs: evidence altered, or measured outside the logs",
-                )
-                .expected(hex(&quote.quote.pcr_digest))
-                .seen(hex(&d)),
-            )
+    let digest = pcr_digest(quote.sig_hash, &quote.quote.pcr_select, &values);
+    if !matches!(&digest, Ok(d) if *d == quote.quote.pcr_digest) {
+        // The template digest check skipped above names the entry altered, if
+        // its logged digest was left as the kernel wrote it.
+        let checked = ImaEntries::new(evidence.ima)
+            .starting_at_index(evidence.ima_offset)
+            .check_template_digests();
+        if let Err(e) = checked {
+            return Appraisal::refuse(Finding::new(Verdict::NoAccess, Area::Ima, e.to_string()));
         }
-        Err(e) => {
-            return Appraisal::refuse(Finding::new(
+        return Appraisal::refuse(match digest {
+            Ok(d) => Finding::new(
+                Verdict::NoAccess,
+                Area::Replay,
+                "the event log and IMA list do not reproduce the quoted PCRs: evidence altered, or measured outside the logs",
+            )
+            .expected(hex(&quote.quote.pcr_digest))
+            .seen(hex(&d)),
+            Err(e) => Finding::new(
                 Verdict::NoAccess,
                 Area::Replay,
                 format!("cannot compute the PCR digest: {e}"),
-            ))
-        }
+            ),
+        });
     }
 
     // From here on the evidence is genuine: it is what the TPM measured.
@@ -389,23 +441,13 @@ pub fn appraise(
     };
     appraise_boot(&log, reference, bank, &quoted, &mut findings);
     appraise_kernel(&log, reference, bank, &quoted, &mut findings);
-    let mut seen_apps = continuing
-        .map(|p| p.key_applications_seen.clone())
-        .unwrap_or_default();
-    appraise_ima(
-        &entries,
-        &boot_pcrs,
-        reference,
-        &quoted,
-        &mut seen_apps,
-        &mut findings,
-    );
+    let seen_apps = ima_check.finish(&quoted, &mut findings);
 
     let next = DeviceState {
         reset_count: clock.reset_count,
         restart_count: clock.restart_count,
         clock: clock.clock,
-        ima_entries: evidence.ima_offset + entries.len(),
+        ima_entries: evidence.ima_offset + new_entries,
         pcr10,
         key_applications_seen: seen_apps,
         appraised_at: now,
@@ -613,45 +655,91 @@ fn appraise_kernel(
     }
 }
 
-/// boot_aggregate: the hash of PCRs 0-7 (kernels before 5.8) or 0-9, in the
-/// bank its d-ng prefix names, as IMA read them at initialisation.
-fn boot_aggregate_matches(entry: &ImaEntry, boot: &crate::eventlog::Replay) -> Option<bool> {
-    let (alg, digest) = entry.digest.as_ref()?;
-    let bank = HashAlg::from_name(alg)?;
-    let value = |pcr: u32| {
-        boot.get(bank, pcr)
-            .map_or_else(|| reset_value(bank, pcr), <[u8]>::to_vec)
-    };
-    let agg = |last: u32| {
-        let parts: Vec<Vec<u8>> = (0..=last).map(value).collect();
-        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        bank.digest_parts(&refs)
-    };
-    Some(agg(7) == *digest || agg(9) == *digest)
+/// The replayed boot PCRs, of the quoted banks only; boot_aggregate's bank is
+/// replayed apart if it is not one of them.
+struct BootPcrs<'a> {
+    replay: Replay,
+    /// The banks asked of `log.replay_banks`.
+    replayed: &'a [HashAlg],
+    log: &'a EventLog,
 }
 
-fn appraise_ima(
-    entries: &[ImaEntry],
-    boot: &crate::eventlog::Replay,
-    reference: &CompiledReference,
-    quoted: &dyn Fn(u32) -> bool,
-    seen_apps: &mut BTreeSet<String>,
-    findings: &mut Vec<Finding>,
-) {
-    let Some(ima) = &reference.ima else {
-        findings.push(missing_reference(
-            Area::Application,
-            "runtime measurements (IMA)",
-        ));
-        return;
-    };
-    if !quoted(IMA_PCR) {
-        findings.push(not_quoted(IMA_PCR, reference.source.bank));
+impl BootPcrs<'_> {
+    fn get(&self, bank: HashAlg, pcr: u32) -> Option<&[u8]> {
+        self.replay.get(bank, pcr)
     }
-    for e in entries {
+
+    /// boot_aggregate: the hash of PCRs 0-7 (kernels before 5.8) or 0-9, in the
+    /// bank its d-ng prefix names, as IMA read them at initialisation.
+    fn boot_aggregate_matches(&self, digest: Option<(&str, &[u8])>) -> Option<bool> {
+        let (alg, digest) = digest?;
+        let bank = HashAlg::from_name(alg)?;
+        let other;
+        let replay = if self.replayed.contains(&bank) {
+            &self.replay
+        } else {
+            other = self.log.replay_banks(&[bank]);
+            &other
+        };
+        let value = |pcr: u32| {
+            replay
+                .get(bank, pcr)
+                .map_or_else(|| reset_value(bank, pcr), <[u8]>::to_vec)
+        };
+        let agg = |last: u32| {
+            let parts: Vec<Vec<u8>> = (0..=last).map(value).collect();
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            bank.hash_parts(&refs)
+        };
+        Some(&*agg(7) == digest || &*agg(9) == digest)
+    }
+}
+
+/// The IMA entries against the reference values, one at a time, so the list is
+/// walked once; the findings are the caller's only if the replay matched.
+struct ImaAppraisal<'a> {
+    ima: Option<&'a CompiledIma>,
+    /// The bank the reference values appraise.
+    bank: HashAlg,
+    boot: &'a BootPcrs<'a>,
+    /// Key applications measured since boot, including earlier rounds.
+    seen_apps: BTreeSet<String>,
+    /// Key applications not in `seen_apps`: once 0, no path needs looking up.
+    apps_unseen: usize,
+    findings: Vec<Finding>,
+}
+
+impl<'a> ImaAppraisal<'a> {
+    fn new(
+        reference: &'a CompiledReference,
+        boot: &'a BootPcrs<'a>,
+        seen_before: Option<&BTreeSet<String>>,
+    ) -> Self {
+        let ima = reference.ima.as_ref();
+        let seen_apps = seen_before.cloned().unwrap_or_default();
+        let apps_unseen = ima.map_or(0, |ima| {
+            ima.key_applications
+                .iter()
+                .filter(|app| !seen_apps.contains(*app))
+                .count()
+        });
+        Self {
+            ima,
+            bank: reference.source.bank,
+            boot,
+            seen_apps,
+            apps_unseen,
+            findings: Vec::new(),
+        }
+    }
+
+    fn entry(&mut self, e: &ImaRecord<'_>) {
+        let Some(ima) = self.ima else {
+            return;
+        };
         let path = e.path.as_deref().unwrap_or("");
         if e.is_violation() {
-            findings.push(
+            self.findings.push(
                 Finding::new(
                     Verdict::Isolate,
                     Area::Application,
@@ -661,37 +749,41 @@ fn appraise_ima(
                 .event(e.index)
                 .path(path),
             );
-            continue;
+            return;
         }
         if path == "boot_aggregate" {
-            if boot_aggregate_matches(e, boot) == Some(false) {
-                findings.push(
+            if self.boot.boot_aggregate_matches(e.digest) == Some(false) {
+                self.findings.push(
                     Finding::new(
                         Verdict::NoAccess,
                         Area::Ima,
                         "boot_aggregate does not match the replayed boot PCRs: the IMA list belongs to another boot",
                     )
                     .event(e.index)
-                    .seen(e.digest.as_ref().map(|(_, d)| hex(d)).unwrap_or_default()),
+                    .seen(e.digest.map(|(_, d)| hex(d)).unwrap_or_default()),
                 );
             }
-            continue;
+            return;
         }
         if ima
             .excluded_prefixes
             .iter()
             .any(|p| path.starts_with(p.as_str()))
         {
-            continue;
+            return;
         }
-        let seen = e.digest.as_ref().map(|(_, d)| d.as_slice()).unwrap_or(&[]);
+        let seen = e.digest.map_or(&[][..], |(_, d)| d);
         match ima.allow.get(path) {
             Some(allowed) if allowed.contains(seen) => {
-                if ima.key_applications.contains(path) {
-                    seen_apps.insert(path.to_string());
+                if self.apps_unseen > 0
+                    && ima.key_applications.contains(path)
+                    && !self.seen_apps.contains(path)
+                {
+                    self.seen_apps.insert(path.to_string());
+                    self.apps_unseen -= 1;
                 }
             }
-            Some(allowed) => findings.push(
+            Some(allowed) => self.findings.push(
                 Finding::new(
                     Verdict::Isolate,
                     Area::Application,
@@ -709,7 +801,7 @@ fn appraise_ima(
                 )
                 .seen(hex(seen)),
             ),
-            None => findings.push(
+            None => self.findings.push(
                 Finding::new(
                     Verdict::Isolate,
                     Area::Application,
@@ -722,16 +814,32 @@ fn appraise_ima(
             ),
         }
     }
-    for app in &ima.key_applications {
-        if !seen_apps.contains(app) {
-            findings.push(
-                Finding::new(
-                    Verdict::Isolate,
-                    Area::Application,
-                    "key application has not been measured with an allowed digest since boot",
-                )
-                .path(app),
-            );
+
+    /// Adds the findings to `findings` and returns the key applications seen.
+    fn finish(self, quoted: &dyn Fn(u32) -> bool, findings: &mut Vec<Finding>) -> BTreeSet<String> {
+        let Some(ima) = self.ima else {
+            findings.push(missing_reference(
+                Area::Application,
+                "runtime measurements (IMA)",
+            ));
+            return self.seen_apps;
+        };
+        if !quoted(IMA_PCR) {
+            findings.push(not_quoted(IMA_PCR, self.bank));
         }
+        findings.extend(self.findings);
+        for app in &ima.key_applications {
+            if !self.seen_apps.contains(app) {
+                findings.push(
+                    Finding::new(
+                        Verdict::Isolate,
+                        Area::Application,
+                        "key application has not been measured with an allowed digest since boot",
+                    )
+                    .path(app),
+                );
+            }
+        }
+        self.seen_apps
     }
 }

@@ -79,6 +79,12 @@ impl HashAlg {
 
     /// Hashes the concatenation of `parts`.
     pub fn digest_parts(self, parts: &[&[u8]]) -> Vec<u8> {
+        self.hash_parts(parts).as_ref().to_vec()
+    }
+
+    /// [`Self::digest_parts`] into a value on the stack, for loops that hash
+    /// once per IMA entry or boot event and should not allocate each time.
+    pub fn hash_parts(self, parts: &[&[u8]]) -> Digest {
         let ring_alg = match self {
             Self::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
             Self::Sha256 => &ring::digest::SHA256,
@@ -87,22 +93,67 @@ impl HashAlg {
             Self::Sm3 => {
                 let mut h = sm3::Sm3::new();
                 parts.iter().for_each(|p| h.update(p));
-                return h.finalize().to_vec();
+                return Digest(DigestValue::Sm3(h.finalize().into()));
             }
         };
         let mut ctx = ring::digest::Context::new(ring_alg);
         parts.iter().for_each(|p| ctx.update(p));
-        ctx.finish().as_ref().to_vec()
+        Digest(DigestValue::Ring(ctx.finish()))
     }
 
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
         self.digest_parts(&[data])
     }
 
-    /// `H(old || digest)`: one PCR extend.
+    /// `H(old || digest)`: one PCR extend, in place.
     pub fn extend(self, pcr: &mut [u8], digest: &[u8]) {
-        let new = self.digest_parts(&[pcr, digest]);
+        let new = self.hash_parts(&[pcr, digest]);
         pcr.copy_from_slice(&new);
+    }
+}
+
+/// A digest of any [`HashAlg`], held inline (no allocation, and no copy of
+/// ring's output).
+#[derive(Clone, Copy)]
+pub struct Digest(DigestValue);
+
+#[derive(Clone, Copy)]
+enum DigestValue {
+    Ring(ring::digest::Digest),
+    Sm3([u8; 32]),
+}
+
+/// The longest digest a [`HashAlg`] produces (SHA-512).
+pub const MAX_DIGEST_LEN: usize = 64;
+
+impl AsRef<[u8]> for Digest {
+    fn as_ref(&self) -> &[u8] {
+        match &self.0 {
+            DigestValue::Ring(d) => d.as_ref(),
+            DigestValue::Sm3(d) => d,
+        }
+    }
+}
+
+impl core::ops::Deref for Digest {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
+
+impl PartialEq for Digest {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_ref() == other.as_ref()
+    }
+}
+
+impl Eq for Digest {}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", hex(self))
     }
 }
 
@@ -160,6 +211,12 @@ mod tests {
         let mut pcr = vec![0u8; 32];
         HashAlg::Sha256.extend(&mut pcr, &[0u8; 32]);
         assert_eq!(pcr, HashAlg::Sha256.digest(&[0u8; 64]));
+        for alg in HashAlg::ALL {
+            let mut pcr = vec![1u8; alg.size()];
+            alg.extend(&mut pcr, b"x");
+            assert_eq!(pcr, alg.digest_parts(&[&vec![1u8; alg.size()], b"x"]));
+            assert_eq!(&*alg.hash_parts(&[b"a", b"bc"]), &alg.digest(b"abc")[..]);
+        }
         assert_eq!(from_hex("00ffA0"), Some(vec![0, 0xff, 0xa0]));
         assert_eq!(from_hex("0"), None);
         assert_eq!(from_hex("zz"), None);

@@ -645,7 +645,18 @@ impl EventLog {
     /// Recomputes the PCR values the log claims (tpm-evidence.md §7.4; the same
     /// rules as go-attestation `replayPCR` and tpm2-tools `foreach_digest2`).
     pub fn replay(&self) -> Replay {
-        let banks = self.banks();
+        self.replay_banks(&self.banks())
+    }
+
+    /// [`Self::replay`] restricted to `wanted` (those of them the log has): the
+    /// values of these banks are the same as in the full replay, and the other
+    /// banks are absent. Appraisal needs only the quoted banks.
+    pub fn replay_banks(&self, wanted: &[HashAlg]) -> Replay {
+        let banks: Vec<HashAlg> = self
+            .banks()
+            .into_iter()
+            .filter(|b| wanted.contains(b))
+            .collect();
         let mut values: BTreeMap<(HashAlg, u32), Vec<u8>> = BTreeMap::new();
         // PCR 0's reset value depends on the locality of TPM2_Startup, which
         // firmware records only in an EV_NO_ACTION before PCR 0's first extend.
@@ -749,9 +760,8 @@ fn read_event2(r: &mut LeReader<'_>, index: usize, spec: &SpecId) -> Result<Even
             max: spec.algorithms.len(),
         });
     }
-    let mut digests = Vec::with_capacity(count as usize);
-    let mut unknown_digests = Vec::new();
-    let mut seen: Vec<u16> = Vec::with_capacity(count as usize);
+    let mut digests: Vec<(HashAlg, Vec<u8>)> = Vec::with_capacity(count as usize);
+    let mut unknown_digests: Vec<(u16, Vec<u8>)> = Vec::new();
     for _ in 0..count {
         let alg_offset = r.offset();
         let id = r.u16("digest algorithm")?;
@@ -759,13 +769,16 @@ fn read_event2(r: &mut LeReader<'_>, index: usize, spec: &SpecId) -> Result<Even
             offset: alg_offset,
             alg: id,
         })?;
-        if seen.contains(&id) {
+        let seen = match entry.alg {
+            Some(alg) => digests.iter().any(|(a, _)| *a == alg),
+            None => unknown_digests.iter().any(|(u, _)| *u == id),
+        };
+        if seen {
             return Err(LogError::DuplicateDigest {
                 offset: alg_offset,
                 alg: id,
             });
         }
-        seen.push(id);
         let digest = r.take(usize::from(entry.digest_size), "digest")?.to_vec();
         match entry.alg {
             Some(alg) => digests.push((alg, digest)),
@@ -947,6 +960,15 @@ mod tests {
         // Only touched PCRs appear: 0, 4, 7 in two banks.
         assert_eq!(replay.len(), 6);
         assert_eq!(replay.get(HashAlg::Sha256, 1), None);
+
+        // One bank alone replays to the same values; a bank the log lacks is absent.
+        let sha256 = log.replay_banks(&[HashAlg::Sha256, HashAlg::Sm3]);
+        let expected: Vec<_> = replay
+            .iter()
+            .filter(|(bank, _, _)| *bank == HashAlg::Sha256)
+            .collect();
+        assert_eq!(sha256.iter().collect::<Vec<_>>(), expected);
+        assert!(log.replay_banks(&[]).is_empty());
     }
 
     #[test]

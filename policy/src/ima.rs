@@ -10,9 +10,10 @@
 //! last quote: [`ImaEntries`] parses a list incrementally and [`replay`] continues
 //! from the PCR values of the previous round.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::digest::{hex, HashAlg};
+use crate::digest::{hex, Digest, HashAlg, MAX_DIGEST_LEN};
 use crate::eventlog::{LeReader, Truncation};
 
 /// `CONFIG_IMA_MEASURE_PCR_IDX`'s default: the PCR IMA extends unless a policy
@@ -43,12 +44,18 @@ pub enum Template {
 
 impl Template {
     pub fn from_name(name: &str) -> Self {
+        Self::from_name_bytes(name.as_bytes())
+    }
+
+    /// The name as logged; a name that is not UTF-8 is converted lossily (and
+    /// can only be an unknown template).
+    fn from_name_bytes(name: &[u8]) -> Self {
         match name {
-            "ima" => Self::Ima,
-            "ima-ng" => Self::ImaNg,
-            "ima-sig" => Self::ImaSig,
-            "ima-buf" => Self::ImaBuf,
-            other => Self::Other(other.to_owned()),
+            b"ima" => Self::Ima,
+            b"ima-ng" => Self::ImaNg,
+            b"ima-sig" => Self::ImaSig,
+            b"ima-buf" => Self::ImaBuf,
+            other => Self::Other(utf8_lossy(other).into_owned()),
         }
     }
 
@@ -163,28 +170,38 @@ impl ImaEntry {
     /// A ToMToU / open-writers violation (`ima_add_violation`): logged with a zero
     /// digest, extended into the TPM as all-ones.
     pub fn is_violation(&self) -> bool {
-        self.template_digest.iter().all(|b| *b == 0)
+        is_violation(&self.template_digest)
     }
 
     /// The template hash in `alg` (`ima_calc_field_array_hash_tfm`): the hash of
     /// the serialized fields, which for "ima" is `d | name zero-padded to 256`.
     pub fn template_hash(&self, alg: HashAlg) -> Vec<u8> {
-        if self.template == Template::Ima {
-            let (d, name) = ima_template_parts(&self.template_data);
-            let mut padded = [0u8; IMA_EVENT_NAME_LEN_MAX + 1];
-            // Parsing bounded the name to 255 bytes; `min` keeps this total.
-            let n = name.len().min(IMA_EVENT_NAME_LEN_MAX);
-            padded[..n].copy_from_slice(&name[..n]);
-            alg.digest_parts(&[d, &padded])
-        } else {
-            alg.digest(&self.template_data)
-        }
+        template_hash(&self.template, &self.template_data, alg).to_vec()
     }
 
     /// Whether the logged template digest is the SHA-1 of the template data
     /// (violations carry zeros, which no data hashes to, and are exempt).
     pub fn template_digest_matches(&self) -> bool {
-        self.is_violation() || self.template_hash(HashAlg::Sha1) == self.template_digest
+        self.as_record().template_digest_matches()
+    }
+
+    /// The entry as the borrowed form the streaming functions take.
+    pub fn as_record(&self) -> ImaRecord<'_> {
+        ImaRecord {
+            index: self.index,
+            offset: self.offset,
+            pcr: self.pcr,
+            template_digest: self.template_digest,
+            template: self.template.clone(),
+            template_data: &self.template_data,
+            digest: self
+                .digest
+                .as_ref()
+                .map(|(alg, d)| (alg.as_str(), d.as_slice())),
+            path: self.path.as_deref().map(Cow::Borrowed),
+            signature: self.signature.as_deref(),
+            buffer: self.buffer.as_deref(),
+        }
     }
 
     /// The raw fields of a non-"ima" template, in order.
@@ -199,6 +216,105 @@ impl ImaEntry {
             fields.push(r.take_len(u64::from(len), "field").ok()?);
         }
         Some(fields)
+    }
+}
+
+/// One measurement borrowed from the list bytes: what [`ImaEntries::next_record`]
+/// yields, so a long list can be parsed, replayed and compared in one pass
+/// without a copy of each entry. Fields as in [`ImaEntry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImaRecord<'a> {
+    pub index: usize,
+    pub offset: usize,
+    pub pcr: u32,
+    pub template_digest: [u8; 20],
+    pub template: Template,
+    pub template_data: &'a [u8],
+    pub digest: Option<(&'a str, &'a [u8])>,
+    /// Borrowed unless the path is not UTF-8 (then lossily converted).
+    pub path: Option<Cow<'a, str>>,
+    pub signature: Option<&'a [u8]>,
+    pub buffer: Option<&'a [u8]>,
+}
+
+impl ImaRecord<'_> {
+    /// See [`ImaEntry::is_violation`].
+    pub fn is_violation(&self) -> bool {
+        is_violation(&self.template_digest)
+    }
+
+    /// See [`ImaEntry::template_hash`]; the value is on the stack.
+    pub fn template_hash(&self, alg: HashAlg) -> Digest {
+        template_hash(&self.template, self.template_data, alg)
+    }
+
+    /// See [`ImaEntry::template_digest_matches`].
+    pub fn template_digest_matches(&self) -> bool {
+        self.check_template_digest().is_ok()
+    }
+
+    /// [`ImaError::TemplateDigestMismatch`] naming this entry if its logged
+    /// template digest is not the SHA-1 of its data (violations are exempt).
+    pub fn check_template_digest(&self) -> Result<(), ImaError> {
+        if self.is_violation() {
+            return Ok(());
+        }
+        let sha1 = self.template_hash(HashAlg::Sha1);
+        self.compare_template_digest(&sha1)
+    }
+
+    fn compare_template_digest(&self, sha1: &[u8]) -> Result<(), ImaError> {
+        if sha1 == self.template_digest {
+            return Ok(());
+        }
+        Err(ImaError::TemplateDigestMismatch {
+            index: self.index,
+            offset: self.offset,
+            logged: hex(&self.template_digest),
+            computed: hex(sha1),
+        })
+    }
+
+    /// The owned form.
+    pub fn to_entry(&self) -> ImaEntry {
+        ImaEntry {
+            index: self.index,
+            offset: self.offset,
+            pcr: self.pcr,
+            template_digest: self.template_digest,
+            template: self.template.clone(),
+            template_data: self.template_data.to_vec(),
+            digest: self.digest.map(|(alg, d)| (alg.to_owned(), d.to_vec())),
+            path: self.path.as_ref().map(|p| p.clone().into_owned()),
+            signature: self.signature.map(<[u8]>::to_vec),
+            buffer: self.buffer.map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// `String::from_utf8_lossy`, with the faster validation of `from_utf8` first
+/// (paths are nearly always UTF-8; this runs once per entry).
+fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+fn is_violation(template_digest: &[u8; 20]) -> bool {
+    template_digest.iter().all(|b| *b == 0)
+}
+
+fn template_hash(template: &Template, data: &[u8], alg: HashAlg) -> Digest {
+    if *template == Template::Ima {
+        let (d, name) = ima_template_parts(data);
+        let mut padded = [0u8; IMA_EVENT_NAME_LEN_MAX + 1];
+        // Parsing bounded the name to 255 bytes; `min` keeps this total.
+        let n = name.len().min(IMA_EVENT_NAME_LEN_MAX);
+        padded[..n].copy_from_slice(&name[..n]);
+        alg.hash_parts(&[d, &padded])
+    } else {
+        alg.hash_parts(&[data])
     }
 }
 
@@ -234,6 +350,8 @@ impl ImaList {
 }
 
 /// A streaming parser: yields entries one at a time and stops after an error.
+/// As an iterator it yields owned [`ImaEntry`]s; [`Self::next_record`] yields
+/// the borrowed [`ImaRecord`]s and allocates nothing for the built-in templates.
 pub struct ImaEntries<'a> {
     reader: LeReader<'a>,
     next_index: usize,
@@ -289,6 +407,32 @@ impl<'a> ImaEntries<'a> {
         Ok(())
     }
 
+    /// The next entry, borrowed from the input; `None` at the end or after an
+    /// error. The same entries, errors and numbering as the iterator.
+    pub fn next_record(&mut self) -> Option<Result<ImaRecord<'a>, ImaError>> {
+        if self.failed || self.reader.is_empty() {
+            return None;
+        }
+        let record = self.read_record();
+        match &record {
+            Ok(_) => self.next_index += 1,
+            Err(_) => self.failed = true,
+        }
+        Some(record)
+    }
+
+    /// Checks the logged SHA-1 template digest of every remaining entry: the
+    /// first altered one (or a parse error) is the error. For naming the entry
+    /// after a replay without the check failed to reproduce a quote, and for
+    /// tools that report on a list (the check is cheap to skip in appraisal;
+    /// see [`ReplayOptions::check_template_digests`]).
+    pub fn check_template_digests(mut self) -> Result<(), ImaError> {
+        while let Some(record) = self.next_record() {
+            record?.check_template_digest()?;
+        }
+        Ok(())
+    }
+
     /// `ima_measurements_show`: pcr, template digest, name, [data length], data.
     fn read_raw(&mut self) -> Result<RawRecord<'a>, ImaError> {
         let r = &mut self.reader;
@@ -304,7 +448,7 @@ impl<'a> ImaEntries<'a> {
             });
         }
         let name = r.take(name_len as usize, "template name")?;
-        let template = Template::from_name(&String::from_utf8_lossy(name));
+        let template = Template::from_name_bytes(name);
         let data_offset = r.offset();
         let template_data = if template == Template::Ima {
             // The "ima" template has no data length: d is 20 raw bytes, then the
@@ -339,28 +483,28 @@ impl<'a> ImaEntries<'a> {
         })
     }
 
-    fn read_entry(&mut self) -> Result<ImaEntry, ImaError> {
+    fn read_record(&mut self) -> Result<ImaRecord<'a>, ImaError> {
         let raw = self.read_raw()?;
-        let mut entry = ImaEntry {
+        let mut record = ImaRecord {
             index: self.next_index,
             offset: raw.offset,
             pcr: raw.pcr,
             template_digest: raw.template_digest,
             template: raw.template,
-            template_data: raw.template_data.to_vec(),
+            template_data: raw.template_data,
             digest: None,
             path: None,
             signature: None,
             buffer: None,
         };
-        if entry.template == Template::Ima {
+        if record.template == Template::Ima {
             let (d, name) = ima_template_parts(raw.template_data);
-            entry.digest = Some(("sha1".to_owned(), d.to_vec()));
-            entry.path = Some(String::from_utf8_lossy(name).into_owned());
+            record.digest = Some(("sha1", d));
+            record.path = Some(utf8_lossy(name));
         } else {
-            interpret_fields(&mut entry, raw.template_data, raw.data_offset)?;
+            interpret_fields(&mut record, raw.data_offset)?;
         }
-        Ok(entry)
+        Ok(record)
     }
 }
 
@@ -368,50 +512,48 @@ impl Iterator for ImaEntries<'_> {
     type Item = Result<ImaEntry, ImaError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.reader.is_empty() {
-            return None;
-        }
-        let entry = self.read_entry();
-        match &entry {
-            Ok(_) => self.next_index += 1,
-            Err(_) => self.failed = true,
-        }
-        Some(entry)
+        self.next_record()
+            .map(|record| record.map(|r| r.to_entry()))
     }
 }
 
-/// Splits `u32 len | bytes` fields and fills the entry from the ones it knows.
-fn interpret_fields(entry: &mut ImaEntry, data: &[u8], base: usize) -> Result<(), ImaError> {
+/// Splits the record's `u32 len | bytes` fields and fills it from the ones it
+/// knows; `base` is the offset of the template data in the list.
+fn interpret_fields(record: &mut ImaRecord<'_>, base: usize) -> Result<(), ImaError> {
+    let data = record.template_data;
     let mut r = LeReader::with_base(data, base);
-    let mut fields: Vec<(usize, &[u8])> = Vec::new();
+    let mut fields: [(usize, &[u8]); MAX_FIELDS] = [(0, &[]); MAX_FIELDS];
+    let mut count = 0;
     while !r.is_empty() {
-        if fields.len() == MAX_FIELDS {
+        if count == MAX_FIELDS {
             return Err(ImaError::TooManyFields { offset: r.offset() });
         }
         let len = r.u32("template field length")?;
         let offset = r.offset();
-        fields.push((offset, r.take_len(u64::from(len), "template field")?));
+        fields[count] = (offset, r.take_len(u64::from(len), "template field")?);
+        count += 1;
     }
-    let Some(ids) = entry.template.field_ids() else {
+    let fields = &fields[..count];
+    let Some(ids) = record.template.field_ids() else {
         return Ok(());
     };
     if fields.len() != ids.len() {
         return Err(ImaError::FieldCount {
             offset: base,
-            template: entry.template.name().to_owned(),
+            template: record.template.name().to_owned(),
             found: fields.len(),
             expected: ids.len(),
         });
     }
-    for (id, (offset, field)) in ids.iter().zip(fields) {
+    for (id, &(offset, field)) in ids.iter().zip(fields) {
         match *id {
-            "d-ng" | "d-ngv2" => entry.digest = Some(parse_digest_ng(field, offset)?),
+            "d-ng" | "d-ngv2" => record.digest = Some(parse_digest_ng(field, offset)?),
             "n-ng" => {
                 let path = field.strip_suffix(&[0]).unwrap_or(field);
-                entry.path = Some(String::from_utf8_lossy(path).into_owned());
+                record.path = Some(utf8_lossy(path));
             }
-            "sig" => entry.signature = (!field.is_empty()).then(|| field.to_vec()),
-            "buf" => entry.buffer = Some(field.to_vec()),
+            "sig" => record.signature = (!field.is_empty()).then_some(field),
+            "buf" => record.buffer = Some(field),
             _ => {}
         }
     }
@@ -420,7 +562,7 @@ fn interpret_fields(entry: &mut ImaEntry, data: &[u8], base: usize) -> Result<()
 
 /// d-ng (`ima_eventdigest_init_common`): `algo ":" NUL digest`; d-ngv2 puts a
 /// digest type first (`"ima:sha256:" NUL digest`).
-fn parse_digest_ng(field: &[u8], offset: usize) -> Result<(String, Vec<u8>), ImaError> {
+fn parse_digest_ng(field: &[u8], offset: usize) -> Result<(&str, &[u8]), ImaError> {
     let bad = |reason| ImaError::BadField {
         offset,
         field: "d-ng",
@@ -436,7 +578,10 @@ fn parse_digest_ng(field: &[u8], offset: usize) -> Result<(String, Vec<u8>), Ima
         .filter(|a| !a.is_empty())
         .ok_or_else(|| bad("algorithm prefix does not end in ':'"))?;
     let algo = std::str::from_utf8(algo).map_err(|_| bad("algorithm name is not text"))?;
-    let hash_name = algo.rsplit(':').next().unwrap_or(algo);
+    let hash_name = match algo.bytes().rposition(|b| b == b':') {
+        Some(colon) => &algo[colon + 1..],
+        None => algo,
+    };
     if let Some(alg) = HashAlg::from_name(hash_name) {
         if digest.len() != alg.size() {
             return Err(bad("digest length does not match its algorithm"));
@@ -445,7 +590,7 @@ fn parse_digest_ng(field: &[u8], offset: usize) -> Result<(String, Vec<u8>), Ima
     if digest.is_empty() {
         return Err(bad("empty digest"));
     }
-    Ok((algo.to_owned(), digest.to_vec()))
+    Ok((algo, digest))
 }
 
 /// How the kernel filled PCR banks other than SHA-1.
@@ -464,6 +609,14 @@ pub struct ReplayOptions {
     /// The PCR to replay; entries measured into other PCRs are checked but skipped.
     pub pcr: u32,
     pub hashing: BankHashing,
+    /// Check every entry's logged SHA-1 template digest against its data, and
+    /// fail naming the first altered entry (the default). When the sha1 bank is
+    /// replayed, or in [`BankHashing::PaddedSha1`] mode, the SHA-1 is computed
+    /// anyway and always checked. Off, an entry whose data was altered shows
+    /// only as PCR values that do not match a quote; appraisal turns it off and
+    /// names the entry with [`ImaEntries::check_template_digests`] after such a
+    /// mismatch (`appraisal.rs` says why that is sound).
+    pub check_template_digests: bool,
 }
 
 impl Default for ReplayOptions {
@@ -471,7 +624,109 @@ impl Default for ReplayOptions {
         Self {
             pcr: IMA_PCR,
             hashing: BankHashing::PerBank,
+            check_template_digests: true,
         }
+    }
+}
+
+/// All-ones, what a violation extends (sliced to the bank's size).
+const ALL_ONES: [u8; MAX_DIGEST_LEN] = [0xFF; MAX_DIGEST_LEN];
+
+/// A replay fed one entry at a time, for callers that walk the list once
+/// ([`ImaEntries::next_record`]) instead of collecting it; [`replay_with`] is
+/// this over a slice.
+#[derive(Clone, Debug)]
+pub struct ImaReplay {
+    /// Each bank once (a bank named twice is still extended once per entry),
+    /// with its running value.
+    pcrs: Vec<(HashAlg, Vec<u8>)>,
+    options: ReplayOptions,
+    /// Whether each entry's SHA-1 template hash is computed (then it is also
+    /// compared with the logged one).
+    sha1: bool,
+}
+
+impl ImaReplay {
+    /// Starts each of `banks` from zeros or from `start` (the values after the
+    /// entries of an earlier round).
+    pub fn new(
+        banks: &[HashAlg],
+        start: Option<&BTreeMap<HashAlg, Vec<u8>>>,
+        options: ReplayOptions,
+    ) -> Result<Self, ImaError> {
+        let mut pcrs: Vec<(HashAlg, Vec<u8>)> = Vec::with_capacity(banks.len());
+        for bank in banks {
+            if pcrs.iter().any(|(b, _)| b == bank) {
+                continue;
+            }
+            let value = match start {
+                None => vec![0; bank.size()],
+                Some(start) => {
+                    let value = start.get(bank).ok_or(ImaError::BadStart {
+                        bank: *bank,
+                        reason: "missing",
+                    })?;
+                    if value.len() != bank.size() {
+                        return Err(ImaError::BadStart {
+                            bank: *bank,
+                            reason: "wrong length",
+                        });
+                    }
+                    value.clone()
+                }
+            };
+            pcrs.push((*bank, value));
+        }
+        let sha1 = options.check_template_digests
+            || options.hashing == BankHashing::PaddedSha1
+            || pcrs.iter().any(|(b, _)| *b == HashAlg::Sha1);
+        Ok(Self {
+            pcrs,
+            options,
+            sha1,
+        })
+    }
+
+    /// Extends `entry` into every bank, if it was measured into the replayed PCR.
+    pub fn extend(&mut self, entry: &ImaRecord<'_>) -> Result<(), ImaError> {
+        if entry.is_violation() {
+            // ima_queue.c: a violation invalidates the PCR with all-ones so that
+            // no later quote can match a list that hides the event.
+            if entry.pcr == self.options.pcr {
+                for (bank, value) in &mut self.pcrs {
+                    bank.extend(value, &ALL_ONES[..bank.size()]);
+                }
+            }
+            return Ok(());
+        }
+        let sha1 = if self.sha1 {
+            let sha1 = entry.template_hash(HashAlg::Sha1);
+            entry.compare_template_digest(&sha1)?;
+            Some(sha1)
+        } else {
+            None
+        };
+        if entry.pcr != self.options.pcr {
+            return Ok(());
+        }
+        let sha1 = || sha1.unwrap_or_else(|| entry.template_hash(HashAlg::Sha1));
+        for (bank, value) in &mut self.pcrs {
+            match (*bank, self.options.hashing) {
+                (HashAlg::Sha1, _) => bank.extend(value, &sha1()),
+                (_, BankHashing::PerBank) => bank.extend(value, &entry.template_hash(*bank)),
+                (_, BankHashing::PaddedSha1) => {
+                    let mut padded = [0u8; MAX_DIGEST_LEN];
+                    padded[..20].copy_from_slice(&sha1());
+                    bank.extend(value, &padded[..bank.size()]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The values per bank after the entries extended so far.
+    pub fn finish(self) -> BTreeMap<HashAlg, Vec<u8>> {
+        self.pcrs.into_iter().collect()
     }
 }
 
@@ -485,74 +740,21 @@ pub fn replay(
     replay_with(entries, banks, start, ReplayOptions::default())
 }
 
-/// [`replay`] with a choice of PCR and bank hashing. Every entry's logged SHA-1
-/// template digest is checked against its data first: a mismatch means the list
-/// was altered after the kernel wrote it, and is an error.
+/// [`replay`] with a choice of PCR, bank hashing and template digest check.
+/// With the check (the default), every entry's logged SHA-1 template digest is
+/// checked against its data first: a mismatch means the list was altered after
+/// the kernel wrote it, and is an error.
 pub fn replay_with(
     entries: &[ImaEntry],
     banks: &[HashAlg],
     start: Option<&BTreeMap<HashAlg, Vec<u8>>>,
     options: ReplayOptions,
 ) -> Result<BTreeMap<HashAlg, Vec<u8>>, ImaError> {
-    // A map, so a bank named twice is still extended once per entry.
-    let mut pcrs: BTreeMap<HashAlg, Vec<u8>> = BTreeMap::new();
-    for bank in banks {
-        let value = match start {
-            None => vec![0; bank.size()],
-            Some(start) => {
-                let value = start.get(bank).ok_or(ImaError::BadStart {
-                    bank: *bank,
-                    reason: "missing",
-                })?;
-                if value.len() != bank.size() {
-                    return Err(ImaError::BadStart {
-                        bank: *bank,
-                        reason: "wrong length",
-                    });
-                }
-                value.clone()
-            }
-        };
-        pcrs.insert(*bank, value);
-    }
-
+    let mut replay = ImaReplay::new(banks, start, options)?;
     for entry in entries {
-        if entry.is_violation() {
-            // ima_queue.c: a violation invalidates the PCR with all-ones so that
-            // no later quote can match a list that hides the event.
-            if entry.pcr == options.pcr {
-                for (bank, value) in pcrs.iter_mut() {
-                    bank.extend(value, &vec![0xFF; bank.size()]);
-                }
-            }
-            continue;
-        }
-        let sha1 = entry.template_hash(HashAlg::Sha1);
-        if sha1 != entry.template_digest {
-            return Err(ImaError::TemplateDigestMismatch {
-                index: entry.index,
-                offset: entry.offset,
-                logged: hex(&entry.template_digest),
-                computed: hex(&sha1),
-            });
-        }
-        if entry.pcr != options.pcr {
-            continue;
-        }
-        for (bank, value) in pcrs.iter_mut() {
-            let digest = match (bank, options.hashing) {
-                (HashAlg::Sha1, _) => sha1.clone(),
-                (_, BankHashing::PerBank) => entry.template_hash(*bank),
-                (_, BankHashing::PaddedSha1) => {
-                    let mut padded = sha1.clone();
-                    padded.resize(bank.size(), 0);
-                    padded
-                }
-            };
-            bank.extend(value, &digest);
-        }
+        replay.extend(&entry.as_record())?;
     }
-    Ok(pcrs)
+    Ok(replay.finish())
 }
 
 #[cfg(test)]
@@ -835,6 +1037,81 @@ mod tests {
             replay(&list.entries, &[HashAlg::Sha256], None),
             Err(ImaError::TemplateDigestMismatch { index: 4, .. })
         ));
+        // Without the check (appraisal's mode when no sha1 bank is replayed) the
+        // altered data still shows, as a PCR value the kernel never produced;
+        // the explicit check then names the entry.
+        let unchecked = ReplayOptions {
+            check_template_digests: false,
+            ..ReplayOptions::default()
+        };
+        let original = ImaList::parse(&sample_list()).unwrap();
+        let genuine = replay(&original.entries, &[HashAlg::Sha256], None).unwrap();
+        let altered = replay_with(&list.entries, &[HashAlg::Sha256], None, unchecked).unwrap();
+        assert_ne!(altered, genuine);
+        assert!(matches!(
+            ImaEntries::new(&bytes).check_template_digests(),
+            Err(ImaError::TemplateDigestMismatch { index: 4, .. })
+        ));
+        assert_eq!(
+            ImaEntries::new(&sample_list()).check_template_digests(),
+            Ok(())
+        );
+        // A replayed sha1 bank computes the SHA-1 anyway, and checks it.
+        for hashing in [BankHashing::PerBank, BankHashing::PaddedSha1] {
+            let opts = ReplayOptions {
+                hashing,
+                ..unchecked
+            };
+            assert!(matches!(
+                replay_with(&list.entries, &[HashAlg::Sha1], None, opts),
+                Err(ImaError::TemplateDigestMismatch { index: 4, .. })
+            ));
+        }
+        let opts = ReplayOptions {
+            hashing: BankHashing::PaddedSha1,
+            ..unchecked
+        };
+        assert!(replay_with(&list.entries, &[HashAlg::Sha256], None, opts).is_err());
+    }
+
+    #[test]
+    fn records_match_entries_and_stream_the_same_replay() {
+        let bytes = sample_list();
+        let list = ImaList::parse(&bytes).unwrap();
+        let banks = [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sm3];
+        let unchecked = ReplayOptions {
+            check_template_digests: false,
+            ..ReplayOptions::default()
+        };
+        let mut records = ImaEntries::new(&bytes);
+        let mut streamed = ImaReplay::new(&banks[1..], None, unchecked).unwrap();
+        let mut checked = ImaReplay::new(&banks, None, ReplayOptions::default()).unwrap();
+        for entry in &list.entries {
+            let record = records.next_record().unwrap().unwrap();
+            assert_eq!(record, entry.as_record());
+            assert_eq!(record.to_entry(), *entry);
+            assert_eq!(
+                &*record.template_hash(HashAlg::Sm3),
+                &entry.template_hash(HashAlg::Sm3)[..]
+            );
+            streamed.extend(&record).unwrap();
+            checked.extend(&record).unwrap();
+        }
+        assert!(records.next_record().is_none());
+        let all = replay(&list.entries, &banks, None).unwrap();
+        assert_eq!(checked.finish(), all);
+        let mut some = all.clone();
+        some.remove(&HashAlg::Sha1);
+        assert_eq!(streamed.finish(), some);
+        // A non-UTF-8 path is converted as before; a parse error ends the stream.
+        let data = template_data(&[&d_ng("sha1", &[1; 20]), b"/x\xff\0"]);
+        let mut bytes = record(IMA_PCR, sha1(&[&data]), "ima-ng", &data, true);
+        bytes.push(1);
+        let mut records = ImaEntries::new(&bytes);
+        let record = records.next_record().unwrap().unwrap();
+        assert_eq!(record.path.as_deref(), Some("/x\u{fffd}"));
+        assert!(records.next_record().unwrap().is_err());
+        assert!(records.next_record().is_none());
     }
 
     #[test]

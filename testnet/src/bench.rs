@@ -14,7 +14,7 @@
 use anyhow::{ensure, Context};
 use policy::appraisal::{appraise, Challenge, DeviceState, Evidence};
 use policy::eventlog::{EventLog, EV_IPL, EV_NO_ACTION};
-use policy::ima::{self, ImaEntries, ImaEntry};
+use policy::ima::{self, ImaEntries, ImaRecord};
 use policy::quote::{verify_quote, QuoteExpectation};
 use policy::reference::{CompiledReference, CMDLINE_PCR, IMA_PCR};
 use policy::tpm::{parse_selection, EccSignature, PcrSelection, Public, PublicKey, Signature};
@@ -463,7 +463,15 @@ impl Bound {
     }
 }
 
+/// The entries of an IMA list, borrowed, numbered from `first_index`.
+fn records(ima: &[u8], first_index: usize) -> Result<Vec<ImaRecord<'_>>, ima::ImaError> {
+    let mut entries = ImaEntries::new(ima).starting_at_index(first_index);
+    std::iter::from_fn(|| entries.next_record()).collect()
+}
+
 /// The phases of `appraise`, each timed alone through policy's public functions.
+/// `appraise` runs the IMA phases as one pass over the list; here each is timed
+/// on its own (the replay over records parsed beforehand).
 fn print_phases(
     case: &Case,
     ak_name: &str,
@@ -478,20 +486,19 @@ fn print_phases(
         selection: Some(selection),
         pcr_values: None,
     };
-    let entries: Vec<ImaEntry> = ImaEntries::new(&case.ima)
-        .starting_at_index(case.ima_offset)
-        .collect::<Result<_, _>>()?;
+    let parsed = records(&case.ima, case.ima_offset)?;
     let start = case.prior.as_ref().map(|p| &p.pcr10);
     let banks = [HashAlg::Sha256];
+    let unchecked = ima::ReplayOptions {
+        check_template_digests: false,
+        ..ima::ReplayOptions::default()
+    };
     let log = EventLog::parse(&m.event_log)?;
     let seconds = (seconds / 3.0).max(0.3);
 
     let sha1_us = micros_per_op(seconds, || {
-        for e in &entries {
-            black_box(ring::digest::digest(
-                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-                black_box(&e.template_data),
-            ));
+        for r in &parsed {
+            black_box(r.template_hash(HashAlg::Sha1));
         }
     });
     let phases: Vec<(&str, f64)> = vec![
@@ -510,24 +517,31 @@ fn print_phases(
             }),
         ),
         (
-            "event log: replay (all banks)",
+            "event log: replay (quoted sha256 bank)",
             micros_per_op(seconds, || {
-                black_box(log.replay());
+                black_box(log.replay_banks(&banks));
             }),
         ),
         (
-            "IMA: parse entries",
+            "IMA: parse (borrowed records, none kept)",
             micros_per_op(seconds, || {
-                let v: Result<Vec<ImaEntry>, _> = ImaEntries::new(black_box(&case.ima))
-                    .starting_at_index(case.ima_offset)
-                    .collect();
-                black_box(v.is_ok());
+                let mut entries =
+                    ImaEntries::new(black_box(&case.ima)).starting_at_index(case.ima_offset);
+                while let Some(record) = entries.next_record() {
+                    black_box(record.is_ok());
+                }
             }),
         ),
         (
-            "IMA: replay (SHA-1 check + sha256 bank)",
+            "IMA: replay (sha256 bank, no SHA-1 check)",
             micros_per_op(seconds, || {
-                black_box(ima::replay(black_box(&entries), &banks, start).is_ok());
+                let replay = ima::ImaReplay::new(&banks, start, unchecked).map(|mut r| {
+                    parsed
+                        .iter()
+                        .try_for_each(|e| r.extend(e))
+                        .map(|()| r.finish())
+                });
+                black_box(replay.is_ok());
             }),
         ),
     ];
@@ -538,16 +552,15 @@ fn print_phases(
     for (name, us) in &phases {
         println!("  {name:<44} | {us:>9.1} | {:>4.0}%", 100.0 * us / total_us);
     }
-    println!(
-        "  {:<44} | {sha1_us:>9.1} | {:>4.0}%",
-        "  of which SHA-1 of template data (ring)",
-        100.0 * sha1_us / total_us
-    );
     let rest = total_us - measured;
     println!(
         "  {:<44} | {rest:>9.1} | {:>4.0}%",
         "rest: reference comparison, findings, state",
         100.0 * rest / total_us
+    );
+    println!(
+        "  {:<44} | {sha1_us:>9.1} |",
+        "not done: SHA-1 of template data (ring)"
     );
     Ok(())
 }
@@ -668,8 +681,8 @@ fn appraise_bench(args: &AppraiseArgs) -> anyhow::Result<()> {
          boot_aggregate (cold) + the PCR digest."
     );
     println!(
-        "  Not in the bound: parsing, the SHA-1 template-digest check and sha1-bank boot replay \
-         appraise also does, reference lookups."
+        "  Not in the bound: parsing, reference lookups, findings. (appraise checks the logged \
+         SHA-1 template digests only to name an altered entry after a replay mismatch.)"
     );
     println!();
     let worst_ratio = rows

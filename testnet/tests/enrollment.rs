@@ -16,7 +16,7 @@ use pki::{
     ek_matches_certificate, verify_ek_certificate, EccCurve, EkCertError, EkKey, EkPublic,
     EkSymmetric, HashAlg,
 };
-use policy::tpm::{self, Public};
+use policy::tpm::Public;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -124,32 +124,10 @@ fn now() -> i64 {
 
 /// What the server does with the TPM2B_PUBLIC a client sends: parse it (`policy`)
 /// and keep what MakeCredential needs.
+/// The EK as `pki` takes it, converted the way the PDP converts it.
 fn ek_public(tpm2b_public: &[u8]) -> EkPublic {
     let public = Public::from_tpm2b(tpm2b_public).expect("EK TPM2B_PUBLIC parses");
-    let name_alg = HashAlg::from_tpm_alg(public.name_alg.tpm_alg()).expect("EK nameAlg");
-    let sym = public
-        .symmetric
-        .expect("an EK is a storage key with a symmetric");
-    let key = match &public.key {
-        tpm::PublicKey::Rsa(k) => EkKey::Rsa {
-            modulus: k.modulus.clone(),
-            exponent: k.exponent,
-        },
-        tpm::PublicKey::Ecc(k) => EkKey::Ecc {
-            curve: EccCurve::from_tpm_curve(k.curve.id()).expect("EK curve"),
-            x: k.x.clone(),
-            y: k.y.clone(),
-        },
-    };
-    EkPublic {
-        name_alg,
-        symmetric: EkSymmetric {
-            algorithm: sym.algorithm,
-            key_bits: sym.key_bits,
-            mode: sym.mode,
-        },
-        key,
-    }
+    policy::enrollment::ek_for_credential(&public).expect("a usable EK")
 }
 
 #[test]

@@ -6,7 +6,7 @@ use clap::Args as ClapArgs;
 use policy::appraisal::{appraise, Challenge, Evidence};
 use policy::digest::from_hex;
 use policy::reference::ReferenceValues;
-use policy::tpm::{parse_selection, Attest, Public};
+use policy::tpm::{parse_selection, Attest};
 use policy::Verdict;
 use serde_json::json;
 use std::path::PathBuf;
@@ -45,15 +45,7 @@ pub struct AppraiseArgs {
 }
 
 pub fn run(a: &AppraiseArgs) -> anyhow::Result<ExitCode> {
-    let ak_bytes = read_file(&a.ak_public)?;
-    let ak = Public::from_tpm2b(&ak_bytes)
-        .or_else(|_| Public::parse(&ak_bytes))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a TPM2B_PUBLIC or TPMT_PUBLIC: {e}",
-                a.ak_public.display()
-            )
-        })?;
+    let ak = crate::quote_cmd::load_public(&a.ak_public)?;
     let attest = read_file(&a.attest)?;
     let signature = read_file(&a.signature)?;
     let event_log = read_file(&a.eventlog)?;

@@ -1,9 +1,8 @@
 //! `tnc-server dissect`: render a [`tnc_proto::dissect`] tree as text or JSON.
 
-use anyhow::Context;
 use clap::{Args as ClapArgs, ValueEnum};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tnc_proto::dissect::{dissect, Dissection, Layer, Node};
@@ -44,29 +43,8 @@ impl From<LayerArg> for Layer {
     }
 }
 
-fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin()
-            .take(MAX_INPUT + 1)
-            .read_to_end(&mut bytes)
-            .context("reading standard input")?;
-    } else {
-        std::fs::File::open(path)
-            .with_context(|| format!("opening {}", path.display()))?
-            .take(MAX_INPUT + 1)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", path.display()))?;
-    }
-    anyhow::ensure!(
-        bytes.len() as u64 <= MAX_INPUT,
-        "input is larger than {MAX_INPUT} bytes; cut it into sessions first"
-    );
-    Ok(bytes)
-}
-
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let bytes = read_input(&args.file)?;
+    let bytes = crate::input::read_bounded(&args.file, MAX_INPUT)?;
     let layer = Layer::from(args.layer);
     let d = dissect(layer, &bytes, args.max_message_len);
     let mut out = std::io::stdout().lock();

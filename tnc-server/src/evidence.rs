@@ -1,7 +1,6 @@
 //! `tnc-server evidence`: read TPM evidence the way the PDP does, for operators
 //! who build reference values or debug a rejected terminal.
 
-use anyhow::Context;
 use clap::{Args as ClapArgs, Subcommand};
 use policy::digest::hex;
 use policy::eventlog::EventLog;
@@ -59,20 +58,9 @@ fn parse_bank(s: &str) -> Result<HashAlg, String> {
         .ok_or_else(|| format!("unknown bank {s:?}: use sha1, sha256, sha384, sha512 or sm3"))
 }
 
+/// Reads an evidence file (bounded: evidence is never near this size).
 pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("opening {}", path.display()))?
-        .take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(
-        bytes.len() as u64 <= MAX_FILE,
-        "{} is larger than {MAX_FILE} bytes",
-        path.display()
-    );
-    Ok(bytes)
+    crate::input::read_bounded(path, MAX_FILE)
 }
 
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {

@@ -9,6 +9,7 @@
 mod appraise_cmd;
 mod dissect;
 mod evidence;
+mod input;
 mod quote_cmd;
 
 use clap::{Parser, Subcommand};

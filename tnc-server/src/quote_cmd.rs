@@ -6,7 +6,7 @@ use clap::Args as ClapArgs;
 use policy::digest::{from_hex, hex};
 use policy::quote::{verify_quote, QuoteExpectation};
 use policy::tpm::{parse_selection, Attest, PcrSelection, PcrValues, Public, Signature};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(ClapArgs, Debug)]
@@ -35,16 +35,16 @@ pub struct QuoteArgs {
     selection: Option<String>,
 }
 
+/// An AK public area as tpm2-tools writes it (TPM2B_PUBLIC) or bare (TPMT_PUBLIC).
+pub fn load_public(path: &Path) -> anyhow::Result<Public> {
+    let bytes = read_file(path)?;
+    Public::from_tpm2b(&bytes)
+        .or_else(|_| Public::parse(&bytes))
+        .map_err(|e| anyhow::anyhow!("{}: not a TPM2B_PUBLIC or TPMT_PUBLIC: {e}", path.display()))
+}
+
 pub fn run(a: &QuoteArgs) -> anyhow::Result<ExitCode> {
-    let ak_bytes = read_file(&a.ak_public)?;
-    let ak = Public::from_tpm2b(&ak_bytes)
-        .or_else(|_| Public::parse(&ak_bytes))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a TPM2B_PUBLIC or TPMT_PUBLIC: {e}",
-                a.ak_public.display()
-            )
-        })?;
+    let ak = load_public(&a.ak_public)?;
     let attest = read_file(&a.attest)?;
     let sig_bytes = read_file(&a.signature)?;
     let sig = Signature::parse(&sig_bytes)

@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         _ => {
             // [u16 len][public][u16 len][signature][attest...]
             let mut rest = bytes;
-            let mut take = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+            let take = |rest: &mut &[u8]| -> Option<Vec<u8>> {
                 let (len, tail) = rest.split_first_chunk::<2>()?;
                 let len = usize::from(u16::from_be_bytes(*len));
                 let (part, tail) = tail.split_at_checked(len)?;
