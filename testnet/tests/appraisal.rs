@@ -258,3 +258,38 @@ fn incremental_ima_reboot_and_rewound_counters() {
     assert_eq!(a.verdict, Verdict::Allow, "{}", show(&a));
     assert!(a.findings.iter().any(|f| f.message.contains("rebooted")));
 }
+
+#[test]
+fn an_altered_ima_entry_is_no_access_and_named() {
+    let r = good_reference();
+    let d = Device::boot("good-terminal");
+    let n = d.m.ima_entries();
+    let mut ak = d.ak;
+    let values = d.m.pcr_values_after(n);
+    let (attest, signature) = ak.quote(b"n", &d.selection, &values);
+    // Rename the web server in the list after the fact (same length).
+    let mut ima = d.m.ima.clone();
+    let at = ima
+        .windows(15)
+        .position(|w| w == b"/usr/sbin/nginx")
+        .unwrap();
+    ima[at + 10..at + 15].copy_from_slice(b"httpd");
+    let ev = Evidence {
+        attest: &attest,
+        signature: &signature,
+        event_log: &d.m.event_log,
+        ima: &ima,
+        ima_offset: 0,
+    };
+    let challenge = Challenge {
+        nonce: b"n",
+        selection: &d.selection,
+    };
+    let a = appraise(&ak.public(), &ev, &challenge, &r, None, 0);
+    assert_eq!(a.verdict, Verdict::NoAccess, "{}", show(&a));
+    assert!(
+        show(&a).contains("entry 2") || a.findings.iter().any(|f| f.event == Some(2)),
+        "{}",
+        show(&a)
+    );
+}
