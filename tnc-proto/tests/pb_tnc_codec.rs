@@ -744,8 +744,14 @@ fn noskip_contradicting_the_rfc_is_invalid_parameter_at_the_message() {
         .unwrap_err();
         assert_eq!(invalid_at(&err), 39, "type {t}");
     }
-    // Language Preference may have either.
+    // PB-Language-Preference must have it clear, as strongSwan's table says
+    // (the pb_tnc_batch fuzzer found the decoder accepting it set).
     let lp = message(0x80, 0, 6, b"Accept-Language: en");
+    assert_eq!(
+        invalid_at(&Batch::decode(&cdata_with(&[&lp])).unwrap_err()),
+        8
+    );
+    let lp = message(0x00, 0, 6, b"Accept-Language: en");
     assert!(Batch::decode(&cdata_with(&[&lp])).is_ok());
 }
 
