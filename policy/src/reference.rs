@@ -151,15 +151,15 @@ pub enum ReferenceError {
     BadPcr { key: String, pcr: u32 },
 }
 
+/// (pcr, event type) -> allowed digests, each with its note.
+pub type BootTable = BTreeMap<(u32, u32), BTreeMap<Vec<u8>, String>>;
+
 /// Reference values checked and indexed for appraisal.
 #[derive(Clone, Debug)]
 pub struct CompiledReference {
     pub source: ReferenceValues,
-    /// (pcr, event type) -> allowed digests, with their notes.
-    pub boot: Option<(
-        BTreeSet<u32>,
-        BTreeMap<(u32, u32), BTreeMap<Vec<u8>, String>>,
-    )>,
+    /// The PCRs whose events must all be listed, and the allowed events.
+    pub boot: Option<(BTreeSet<u32>, BootTable)>,
     pub kernel_images: Option<BTreeSet<Vec<u8>>>,
     pub cmdlines: Option<BTreeSet<String>>,
     pub ima: Option<CompiledIma>,
@@ -213,7 +213,7 @@ impl ReferenceValues {
         let boot = match &self.boot {
             None => None,
             Some(b) => {
-                let mut table: BTreeMap<(u32, u32), BTreeMap<Vec<u8>, String>> = BTreeMap::new();
+                let mut table = BootTable::new();
                 for &pcr in &b.pcrs {
                     if pcr > 23 {
                         return Err(ReferenceError::BadPcr {
