@@ -14,15 +14,8 @@ use std::process::ExitCode;
 
 #[derive(ClapArgs, Debug)]
 pub struct AppraiseArgs {
-    /// The enrolled AK's public area (TPM2B_PUBLIC or TPMT_PUBLIC).
-    #[arg(long)]
-    ak_public: PathBuf,
-    /// The signed TPMS_ATTEST of the quote.
-    #[arg(long)]
-    attest: PathBuf,
-    /// The quote's TPMT_SIGNATURE.
-    #[arg(long)]
-    signature: PathBuf,
+    #[command(flatten)]
+    files: crate::quote_cmd::QuoteFiles,
     /// The nonce sent with the challenge, in hex. Without it the quote's own is
     /// used and the verdict cannot be better than isolate (freshness unknown).
     #[arg(long)]
@@ -45,9 +38,9 @@ pub struct AppraiseArgs {
 }
 
 pub fn run(a: &AppraiseArgs) -> anyhow::Result<ExitCode> {
-    let ak = crate::quote_cmd::load_public(&a.ak_public)?;
-    let attest = read_file(&a.attest)?;
-    let signature = read_file(&a.signature)?;
+    let ak = crate::quote_cmd::load_public(&a.files.ak_public)?;
+    let attest = read_file(&a.files.attest)?;
+    let signature = read_file(&a.files.signature)?;
     let event_log = read_file(&a.eventlog)?;
     let ima = match &a.ima {
         Some(p) => read_file(p)?,

@@ -9,18 +9,25 @@ use policy::tpm::{parse_selection, Attest, PcrSelection, PcrValues, Public, Sign
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// The three files of a quote, as tpm2-tools writes them.
 #[derive(ClapArgs, Debug)]
-pub struct QuoteArgs {
+pub struct QuoteFiles {
     /// The AK's public area: TPM2B_PUBLIC as `tpm2_createak -u` writes it (a bare
     /// TPMT_PUBLIC is accepted too).
     #[arg(long)]
-    ak_public: PathBuf,
+    pub ak_public: PathBuf,
     /// The signed TPMS_ATTEST (`tpm2_quote -m`).
     #[arg(long)]
-    attest: PathBuf,
+    pub attest: PathBuf,
     /// The TPMT_SIGNATURE (`tpm2_quote -s`).
     #[arg(long)]
-    signature: PathBuf,
+    pub signature: PathBuf,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct QuoteArgs {
+    #[command(flatten)]
+    files: QuoteFiles,
     /// The nonce the verifier sent (qualifying data), in hex. Without it the
     /// quote's freshness is not checked (everything else is), as tpm2_checkquote
     /// does without -q.
@@ -44,11 +51,12 @@ pub fn load_public(path: &Path) -> anyhow::Result<Public> {
 }
 
 pub fn run(a: &QuoteArgs) -> anyhow::Result<ExitCode> {
-    let ak = load_public(&a.ak_public)?;
-    let attest = read_file(&a.attest)?;
-    let sig_bytes = read_file(&a.signature)?;
-    let sig = Signature::parse(&sig_bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not a TPMT_SIGNATURE: {e}", a.signature.display()))?;
+    let ak = load_public(&a.files.ak_public)?;
+    let attest = read_file(&a.files.attest)?;
+    let sig_bytes = read_file(&a.files.signature)?;
+    let sig = Signature::parse(&sig_bytes).map_err(|e| {
+        anyhow::anyhow!("{}: not a TPMT_SIGNATURE: {e}", a.files.signature.display())
+    })?;
     let nonce = match &a.nonce {
         Some(n) => from_hex(n).ok_or_else(|| anyhow::anyhow!("--nonce {n:?} is not hex"))?,
         // Compare the quote's nonce with itself: the check passes, and the output
