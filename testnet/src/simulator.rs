@@ -435,15 +435,8 @@ impl EventLogWriter {
     }
 }
 
-/// Appends one ima-ng record and returns its extend (each bank hashes the same
-/// template data, as kernels with per-bank template hashes do).
-fn ima_ng(
-    out: &mut Vec<u8>,
-    banks: &[HashAlg],
-    alg: HashAlg,
-    file_digest: &[u8],
-    path: &str,
-) -> Extend {
+/// One `ima-ng` record (PCR 10) as the kernel writes it, and its template data.
+pub fn ima_ng_record(alg: HashAlg, file_digest: &[u8], path: &str) -> (Vec<u8>, Vec<u8>) {
     let mut d_ng = format!("{}:", alg.name()).into_bytes();
     d_ng.push(0);
     d_ng.extend_from_slice(file_digest);
@@ -454,12 +447,26 @@ fn ima_ng(
         data.extend_from_slice(&(field.len() as u32).to_le_bytes());
         data.extend_from_slice(field);
     }
-    out.extend_from_slice(&IMA_PCR.to_le_bytes());
-    out.extend_from_slice(&HashAlg::Sha1.digest(&data));
-    out.extend_from_slice(&6u32.to_le_bytes());
-    out.extend_from_slice(b"ima-ng");
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&data);
+    let mut record = IMA_PCR.to_le_bytes().to_vec();
+    record.extend_from_slice(&HashAlg::Sha1.digest(&data));
+    record.extend_from_slice(&6u32.to_le_bytes());
+    record.extend_from_slice(b"ima-ng");
+    record.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    record.extend_from_slice(&data);
+    (record, data)
+}
+
+/// Appends one ima-ng record and returns its extend (each bank hashes the same
+/// template data, as kernels with per-bank template hashes do).
+fn ima_ng(
+    out: &mut Vec<u8>,
+    banks: &[HashAlg],
+    alg: HashAlg,
+    file_digest: &[u8],
+    path: &str,
+) -> Extend {
+    let (record, data) = ima_ng_record(alg, file_digest, path);
+    out.extend_from_slice(&record);
     Extend {
         pcr: IMA_PCR,
         digests: banks.iter().map(|b| (*b, b.digest(&data))).collect(),

@@ -7,7 +7,7 @@
 //! TPM runs after the test's `Tpm` is dropped; `tpm2_makecredential -T none` works
 //! without a TPM and runs while it is open.
 
-use policy::digest::{from_hex, hex};
+use policy::digest::hex;
 use policy::quote::{verify_quote, QuoteError, QuoteExpectation, VerifiedQuote};
 use policy::tpm::{
     self, hierarchy_qualified_name, qualified_name, EccCurve, PcrValues, Public, PublicKey,
@@ -384,34 +384,6 @@ fn rsassa_quote_under_rsa_ek_verifies() {
     tpm2_checkquote_agrees(&bed, &ak, &quote, &nonce);
 }
 
-/// SubjectPublicKeyInfo DER of an SM2 key: id-ecPublicKey with curve sm2 (1.2.156.10197.1.301).
-fn sm2_spki(ak: &Public) -> Vec<u8> {
-    let PublicKey::Ecc(k) = &ak.key else {
-        panic!("not ECC")
-    };
-    let mut der = from_hex("3059301306072a8648ce3d020106082a811ccf5501822d03420004").unwrap();
-    der.extend_from_slice(&k.x);
-    der.extend_from_slice(&k.y);
-    der
-}
-
-fn der_signature(r: &[u8], s: &[u8]) -> Vec<u8> {
-    let int = |v: &[u8]| {
-        let start = v.iter().position(|&b| b != 0).unwrap_or(v.len());
-        let mut v = v[start..].to_vec();
-        if v.first().map_or(true, |&b| b & 0x80 != 0) {
-            v.insert(0, 0);
-        }
-        let mut out = vec![0x02, v.len() as u8];
-        out.extend_from_slice(&v);
-        out
-    };
-    let body = [int(r), int(s)].concat();
-    let mut out = vec![0x30, body.len() as u8];
-    out.extend_from_slice(&body);
-    out
-}
-
 #[test]
 fn sm2_quote_verifies_with_policy_and_openssl() {
     let bed = Bed::start("sm2");
@@ -432,8 +404,11 @@ fn sm2_quote_verifies_with_policy_and_openssl() {
     };
 
     // OpenSSL, on e = sha256(TPMS_ATTEST) with no Z_A: accepts it, refuses another digest.
-    bed.write("sm2.spki", &sm2_spki(&ak_public));
-    bed.write("sm2.der", &der_signature(&sig.r, &sig.s));
+    bed.write(
+        "sm2.spki",
+        &testnet::openssl::sm2_spki(&ak_public).expect("an ECC AK"),
+    );
+    bed.write("sm2.der", &testnet::openssl::der_signature(&sig.r, &sig.s));
     let verify = |digest: &[u8]| {
         bed.write("digest.bin", digest);
         let args = [

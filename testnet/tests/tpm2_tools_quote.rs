@@ -12,7 +12,7 @@
 //! the *text* output of `tpm2_pcrread sha256:...` (lines `  10: 0x<HEX>` under a
 //! `  sha256:` bank line), not from its host-endian `-F serialized` dump.
 
-use policy::digest::{from_hex, hex};
+use policy::digest::hex;
 use policy::quote::{verify_quote, QuoteError, QuoteExpectation};
 use policy::tpm::{
     self, hierarchy_qualified_name, qualified_name, PcrValues, Public, Signature,
@@ -337,34 +337,6 @@ fn rsapss_ak_quote() {
     assert!(!openssl("max"));
 }
 
-/// SubjectPublicKeyInfo DER of an SM2 key: id-ecPublicKey with curve sm2 (1.2.156.10197.1.301).
-fn sm2_spki(ak: &Public) -> Vec<u8> {
-    let tpm::PublicKey::Ecc(k) = &ak.key else {
-        panic!("not ECC")
-    };
-    let mut der = from_hex("3059301306072a8648ce3d020106082a811ccf5501822d03420004").unwrap();
-    der.extend_from_slice(&k.x);
-    der.extend_from_slice(&k.y);
-    der
-}
-
-fn der_signature(r: &[u8], s: &[u8]) -> Vec<u8> {
-    let int = |v: &[u8]| {
-        let start = v.iter().position(|&b| b != 0).unwrap_or(v.len());
-        let mut v = v[start..].to_vec();
-        if v.first().map_or(true, |&b| b & 0x80 != 0) {
-            v.insert(0, 0);
-        }
-        let mut out = vec![0x02, v.len() as u8];
-        out.extend_from_slice(&v);
-        out
-    };
-    let body = [int(r), int(s)].concat();
-    let mut out = vec![0x30, body.len() as u8];
-    out.extend_from_slice(&body);
-    out
-}
-
 #[test]
 fn sm2_ak_quote() {
     let tpm = Swtpm::start("sm2");
@@ -378,8 +350,11 @@ fn sm2_ak_quote() {
     check_quote(&ak, &qn, &q, HashAlg::Sha256);
 
     // OpenSSL, on e = sha256(TPMS_ATTEST) with no Z_A, agrees; and rejects another digest.
-    tpm.write("sm2.spki", &sm2_spki(&ak));
-    tpm.write("sm2.der", &der_signature(&sig.r, &sig.s));
+    tpm.write(
+        "sm2.spki",
+        &testnet::openssl::sm2_spki(&ak).expect("an ECC AK"),
+    );
+    tpm.write("sm2.der", &testnet::openssl::der_signature(&sig.r, &sig.s));
     let verify = |digest: &[u8]| {
         tpm.write("digest.bin", digest);
         let out = tpm

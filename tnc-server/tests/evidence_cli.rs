@@ -63,27 +63,14 @@ fn eventlog_json_and_truncated_log() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid event log"));
 }
 
-/// One ima-ng record: `pcr | template digest | name | data` (little-endian).
+/// One ima-ng record, written by the simulator; `tamper` flips a bit of the
+/// logged SHA-1 template hash (bytes 4..24 of the record).
 fn ima_ng(path: &str, file_digest: &[u8; 32], tamper: bool) -> Vec<u8> {
-    let mut d_ng = b"sha256:\0".to_vec();
-    d_ng.extend_from_slice(file_digest);
-    let mut n_ng = path.as_bytes().to_vec();
-    n_ng.push(0);
-    let mut data = Vec::new();
-    for field in [&d_ng, &n_ng] {
-        data.extend_from_slice(&(field.len() as u32).to_le_bytes());
-        data.extend_from_slice(field);
-    }
-    let mut digest = policy::HashAlg::Sha1.digest(&data);
+    let (mut rec, _) =
+        testnet::simulator::ima_ng_record(policy::HashAlg::Sha256, file_digest, path);
     if tamper {
-        digest[0] ^= 1;
+        rec[4] ^= 1;
     }
-    let mut rec = 10u32.to_le_bytes().to_vec();
-    rec.extend_from_slice(&digest);
-    rec.extend_from_slice(&6u32.to_le_bytes());
-    rec.extend_from_slice(b"ima-ng");
-    rec.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    rec.extend_from_slice(&data);
     rec
 }
 
