@@ -236,7 +236,7 @@ fn sec1_point(key: &EccPublic, width: usize) -> Result<Vec<u8>, QuoteError> {
 fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
     fn integer(out: &mut Vec<u8>, v: &[u8]) {
         let v = strip_leading_zeros(v);
-        let pad = v.first().map_or(true, |&b| b & 0x80 != 0);
+        let pad = v.first().is_none_or(|&b| b & 0x80 != 0);
         out.push(0x02);
         // r, s < 2^528: lengths stay under 128, so one length byte suffices.
         out.push((v.len() + usize::from(pad)) as u8);
@@ -418,7 +418,7 @@ mod rsa_raw {
 
     impl Modulus {
         fn new(n: Vec<u32>) -> Option<Self> {
-            if n.first().map_or(true, |&l| l & 1 == 0) {
+            if n.first().is_none_or(|&l| l & 1 == 0) {
                 return None;
             }
             // Newton's iteration doubles the correct low bits each round: 1→2→…→32.
