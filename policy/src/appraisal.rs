@@ -774,7 +774,7 @@ impl<'a> ImaAppraisal<'a> {
         }
         let seen = e.digest.map_or(&[][..], |(_, d)| d);
         match ima.allow.get(path) {
-            Some(allowed) if allowed.contains(seen) => {
+            Some(allowed) if allowed.iter().any(|d| d.as_slice() == seen) => {
                 if self.apps_unseen > 0
                     && ima.key_applications.contains(path)
                     && !self.seen_apps.contains(path)

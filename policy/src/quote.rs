@@ -284,9 +284,6 @@ fn verify_ecdsa(
         .map_err(|_| QuoteError::BadSignature)
 }
 
-/// Any distinguishing identifier works: the prehash path never computes Z_A.
-const SM2_DISTID: &str = "1234567812345678";
-
 /// SM2 as a TPM signs a quote: e = H_scheme(TPMS_ATTEST), with no Z_A prefix
 /// (measured against swtpm; see IMPLEMENTATION-NOTES "Verifying quotes in pure Rust").
 fn verify_sm2(
@@ -295,7 +292,6 @@ fn verify_sm2(
     msg: &[u8],
     sig: &EccSignature,
 ) -> Result<(), QuoteError> {
-    use sm2::dsa::signature::hazmat::PrehashVerifier;
     if hash.size() != 32 {
         return Err(QuoteError::Unsupported(format!(
             "SM2 with {hash}: the prehash must be 256 bits"
@@ -304,16 +300,57 @@ fn verify_sm2(
     let point = sec1_point(key, 32)?;
     let public = sm2::PublicKey::from_sec1_bytes(&point)
         .map_err(|_| QuoteError::BadKey("not a point on the SM2 curve".into()))?;
-    let verifying = sm2::dsa::VerifyingKey::new(SM2_DISTID, public)
-        .map_err(|_| QuoteError::BadKey("not an SM2 verifying key".into()))?;
     let (Some(r), Some(s)) = (left_pad(&sig.r, 32), left_pad(&sig.s, 32)) else {
         return Err(QuoteError::BadSignature);
     };
     let rs = [r, s].concat();
     let signature = sm2::dsa::Signature::from_slice(&rs).map_err(|_| QuoteError::BadSignature)?;
-    verifying
-        .verify_prehash(&hash.digest(msg), &signature)
-        .map_err(|_| QuoteError::BadSignature)
+    let mut prehash = [0u8; 32];
+    prehash.copy_from_slice(&hash.digest(msg));
+    if sm2_verify_prehash_vartime(&public, &prehash, &signature) {
+        Ok(())
+    } else {
+        Err(QuoteError::BadSignature)
+    }
+}
+
+/// GB/T 32918.2 verification (steps B1-B7) of a signature over a prehash `e`,
+/// in variable time. The `sm2` crate's `verify_prehash` is the same equation
+/// but runs the point multiplication in constant time, which a verifier of
+/// public data does not need and which costs ~3x (testnet bench appraise);
+/// here the crate's variable-time `sG + tP` (its basepoint table for G, wNAF
+/// for P) does the work. Only the equation is written here, not curve
+/// arithmetic; a differential test keeps it equal to the crate's verifier.
+pub fn sm2_verify_prehash_vartime(
+    public: &sm2::PublicKey,
+    prehash: &[u8; 32],
+    signature: &sm2::dsa::Signature,
+) -> bool {
+    use sm2::elliptic_curve::group::Group;
+    use sm2::elliptic_curve::ops::{MulByGeneratorVartime, Reduce};
+    use sm2::elliptic_curve::point::AffineCoordinates;
+    use sm2::{FieldBytes, ProjectivePoint, Scalar};
+    // B1, B2: r and s in [1, n-1] (Signature::from_slice refuses the rest).
+    let (r, s) = (*signature.r(), *signature.s());
+    // B4: e' as a scalar.
+    let e = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(*prehash));
+    // B5: t = r' + s' mod n, not 0.
+    let t = r + s;
+    if bool::from(t.is_zero()) {
+        return false;
+    }
+    // B6: (x1', y1') = [s']G + [t]P_A, not the point at infinity.
+    let point = ProjectivePoint::mul_by_generator_and_mul_add_vartime(
+        &s,
+        &t,
+        &ProjectivePoint::from(public.as_affine()),
+    );
+    if bool::from(point.is_identity()) {
+        return false;
+    }
+    // B7: R = e' + x1' mod n must be r'.
+    let x = <Scalar as Reduce<FieldBytes>>::reduce(&point.to_affine().x());
+    e + x == r
 }
 
 /// RSASSA-PKCS1-v1_5 or RSASSA-PSS. ring's PSS verifier insists on a salt as long as
@@ -587,6 +624,8 @@ mod tests {
     use sm2::dsa::signature::hazmat::PrehashSigner;
 
     const NONCE: &[u8] = &[0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
+    /// Any distinguishing identifier works: the prehash path never computes Z_A.
+    const SM2_DISTID: &str = "1234567812345678";
     const AK_ATTRS: u32 = 0x0005_0072;
 
     fn unhex(s: &str) -> Vec<u8> {
@@ -841,6 +880,62 @@ mod tests {
     #[test]
     fn sm2_rejection_paths() {
         rejection_paths(&Sm2Key::new(1), &Sm2Key::new(2));
+    }
+
+    /// The variable-time SM2 verifier agrees with the `sm2` crate's own
+    /// (constant-time) one on genuine signatures and on every way of spoiling
+    /// them: another prehash, another key, r or s changed, s = n - r (t = 0).
+    #[test]
+    fn sm2_vartime_verifier_matches_the_crate() {
+        use sm2::dsa::signature::hazmat::PrehashVerifier;
+        use sm2::elliptic_curve::PrimeField;
+        let crate_verify = |key: &Sm2Key, e: &[u8; 32], sig: &sm2::dsa::Signature| {
+            key.0.verifying_key().verify_prehash(e, sig).is_ok()
+        };
+        let ours = |key: &Sm2Key, e: &[u8; 32], sig: &sm2::dsa::Signature| {
+            sm2_verify_prehash_vartime(
+                &sm2::PublicKey::from_affine(*key.0.verifying_key().as_affine()).unwrap(),
+                e,
+                sig,
+            )
+        };
+        let mut accepted = 0;
+        let mut refused = 0;
+        for seed in 0..24u8 {
+            let key = Sm2Key::new(seed);
+            let other = Sm2Key::new(seed.wrapping_add(100));
+            let e: [u8; 32] = HashAlg::Sha256.digest(&[seed, 0xe5]).try_into().unwrap();
+            let sig: sm2::dsa::Signature = key.0.sign_prehash(&e).unwrap();
+            let bytes = sig.to_bytes();
+            let mut cases = vec![(&key, e, sig)];
+            let mut e2 = e;
+            e2[31 - usize::from(seed % 32)] ^= 1 << (seed % 8);
+            cases.push((&key, e2, sig));
+            cases.push((&other, e, sig));
+            for i in [0, 31, 32, 63] {
+                let mut b = bytes;
+                b[i] ^= 0x40;
+                if let Ok(bad) = sm2::dsa::Signature::from_slice(&b) {
+                    cases.push((&key, e, bad));
+                }
+            }
+            // s = n - r makes t = 0, which B5 refuses.
+            let neg_r = -*sig.r();
+            let mut b = bytes;
+            b[32..].copy_from_slice(&neg_r.to_repr());
+            cases.push((&key, e, sm2::dsa::Signature::from_slice(&b).unwrap()));
+            for (k, e, sig) in cases {
+                let (want, got) = (crate_verify(k, &e, &sig), ours(k, &e, &sig));
+                assert_eq!(want, got, "seed {seed}: crate {want}, ours {got}");
+                if got {
+                    accepted += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(accepted, 24, "every genuine signature verifies");
+        assert!(refused >= 24 * 7, "{refused} refusals");
     }
 
     #[test]
