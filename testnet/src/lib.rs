@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod e2e;
 pub mod openssl;
 pub mod simulator;
 pub mod soft_ak;

@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
+pub mod attest;
 pub mod collect;
 pub mod os;
 pub mod tpm;

@@ -5,6 +5,8 @@
 //! - [`pb_tnc`]: PB-TNC (RFC 5793) batches and messages, and the Posture Broker
 //!   Client and Server state machines (§3.2).
 //! - [`pa_tnc`]: PA-TNC (RFC 5792) messages and the IETF standard attributes.
+//! - [`attestation`]: the project's own PA-TNC attributes (TPM evidence, AK
+//!   enrollment), vendor 32473, CBOR values.
 //! - [`dissect`]: a field-by-field description of raw bytes, for operators.
 //!
 //! Like `quinn-proto`, nothing here opens a socket, reads a clock or spawns a
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod attestation;
 pub mod codec;
 pub mod common;
 pub mod dissect;

@@ -1,0 +1,264 @@
+//! End-to-end parts: a PDP serving PT-TLS on loopback with a fresh TLS CA, and
+//! endpoints whose swtpm was booted with a simulator profile. Tests, the demo
+//! and the handshake benchmark build on these.
+
+use crate::simulator::{Measurements, Profile};
+use crate::swtpm::{scratch_dir, LocalCa, Swtpm, SwtpmOptions};
+use anyhow::{anyhow, Context};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tnc_client::agent::Agent;
+use tnc_client::attest::{AttestationCollector, AttestationConfig};
+use tnc_client::collect::EvidencePaths;
+use tnc_client::os::{OsFacts, OsPaths};
+use tnc_client::tpm::{AkKind, TpmConfig};
+use tnc_proto::attestation::Role;
+use tnc_server::config::{Limits, OsPolicy};
+use tnc_server::devices::Devices;
+use tnc_server::net::{Listener, SessionReport};
+use tnc_server::pdp::PdpContext;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// The simulator's profiles shipped in `testnet/profiles`.
+pub fn profile(name: &str) -> anyhow::Result<Profile> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("profiles/{name}.toml"));
+    Profile::load(&path).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// A TLS CA and a server certificate for `localhost` and 127.0.0.1, as PEM
+/// files in `dir` (the key at mode 0600).
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn make_tls_files(dir: &Path) -> anyhow::Result<TlsFiles> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "testnet PDP CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params =
+        CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "testnet PDP");
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    let files = TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    std::fs::write(&files.ca, ca.pem())?;
+    std::fs::write(&files.cert, cert.pem())?;
+    write_private(&files.key, key.serialize_pem().as_bytes())?;
+    Ok(files)
+}
+
+/// Writes a file only its owner may read.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+/// A PDP listening on a loopback port, in this process.
+pub struct TestPdp {
+    pub addr: SocketAddr,
+    pub tls: TlsFiles,
+    pub ctx: Arc<PdpContext>,
+    pub reports: mpsc::UnboundedReceiver<SessionReport>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub dir: PathBuf,
+}
+
+impl TestPdp {
+    /// Starts a PDP whose reference values are `reference`'s, trusting the EK
+    /// certificates of `ek_ca`.
+    pub async fn start(
+        reference: &Profile,
+        ek_ca: &LocalCa,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        let dir = scratch_dir("pdp")?;
+        let tls = make_tls_files(&dir)?;
+        let der = |p: PathBuf| -> anyhow::Result<Vec<Vec<u8>>> {
+            pki::ek::certificates_from_pem(&std::fs::read(&p)?)
+                .map_err(|e| anyhow!("{}: {e}", p.display()))
+        };
+        let ctx = Arc::new(PdpContext {
+            reference: reference
+                .reference_values()
+                .map_err(|e| anyhow!(e))?
+                .compile()
+                .map_err(|e| anyhow!("{e}"))?,
+            selection: policy::tpm::parse_selection("sha256:0,1,2,3,4,5,6,7,8,9,10")
+                .context("PCR selection")?,
+            ek_roots: der(ek_ca.root_cert())?,
+            ek_intermediates: der(ek_ca.issuer_cert())?,
+            no_evidence: policy::Verdict::Isolate,
+            os_policy: OsPolicy::default(),
+            devices: Arc::new(Devices::new()),
+            rng: pki::rand::SystemRandom::new(),
+            clock: tnc_server::pdp::system_clock,
+        });
+        let config = tnc_server::net::tls_server_config(&tls.cert, &tls.key)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, rx) = watch::channel(false);
+        let (tx, reports) = mpsc::unbounded_channel();
+        let task = tokio::spawn(
+            Listener {
+                listener,
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+                ctx: ctx.clone(),
+                sessions: Arc::new(Semaphore::new(limits.max_sessions)),
+                limits,
+                shutdown: rx,
+                reports: Some(tx),
+            }
+            .run(),
+        );
+        Ok(Self {
+            addr,
+            tls,
+            ctx,
+            reports,
+            shutdown,
+            task,
+            dir,
+        })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await??;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+/// An endpoint: a swtpm booted with a profile, its logs on disk, and the OS
+/// facts of a well-kept machine (files in its directory, not this host's).
+pub struct Endpoint {
+    pub profile: Profile,
+    pub measurements: Measurements,
+    pub dir: PathBuf,
+    pub role: Role,
+    /// Declared last: the TPM connection (inside an agent) must close first.
+    pub swtpm: Swtpm,
+}
+
+impl Endpoint {
+    pub fn boot(profile_name: &str, role: Role, ek_ca: &LocalCa) -> anyhow::Result<Self> {
+        let swtpm = Swtpm::start(&SwtpmOptions {
+            pcr_banks: vec!["sha1".into(), "sha256".into()],
+            ek_certs_from: Some(ek_ca.dir().to_path_buf()),
+        })?;
+        let dir = scratch_dir("endpoint")?;
+        let profile = profile(profile_name)?;
+        let m = profile.measure().map_err(|e| anyhow!(e))?;
+        m.apply(&swtpm, &dir).map_err(|e| anyhow!(e))?;
+        std::fs::write(dir.join("binary_bios_measurements"), &m.event_log)?;
+        std::fs::write(dir.join("binary_runtime_measurements"), &m.ima)?;
+        std::fs::write(
+            dir.join("os-release"),
+            "NAME=\"Debian GNU/Linux\"\nID=debian\nVERSION_ID=\"12\"\n",
+        )?;
+        std::fs::write(dir.join("ip_forward"), "0\n")?;
+        std::fs::write(
+            dir.join("dpkg-status"),
+            "Package: tnc-client\nStatus: install ok installed\nVersion: 0.1.0\n\n",
+        )?;
+        std::fs::write(dir.join("stat"), "btime 1800000000\n")?;
+        Ok(Self {
+            profile,
+            measurements: m,
+            dir,
+            role,
+            swtpm,
+        })
+    }
+
+    pub fn os_paths(&self) -> OsPaths {
+        OsPaths {
+            os_release: self.dir.join("os-release"),
+            ip_forward: self.dir.join("ip_forward"),
+            dpkg_status: self.dir.join("dpkg-status"),
+            proc_stat: self.dir.join("stat"),
+        }
+    }
+
+    pub fn attestation_config(&self) -> AttestationConfig {
+        AttestationConfig {
+            role: self.role,
+            tpm: Some(TpmConfig::parse(&self.swtpm.tcti()).expect("swtpm TCTI parses")),
+            evidence: EvidencePaths {
+                event_log: self.dir.join("binary_bios_measurements"),
+                ima: self.dir.join("binary_runtime_measurements"),
+            },
+            ak_path: self.dir.join("ak.bin"),
+            ak_kind: AkKind::EcdsaP256Sha256,
+        }
+    }
+
+    /// A fresh agent (one per login, as the CLI makes one).
+    pub fn agent(&self) -> anyhow::Result<Agent> {
+        let os = OsFacts::collect(&self.os_paths(), false)?;
+        Ok(Agent::new(
+            os,
+            AttestationCollector::new(self.attestation_config()),
+        ))
+    }
+
+    /// Appends IMA entries to the list (files measured after boot) and
+    /// extends PCR 10 on the TPM accordingly.
+    pub fn measure_more(&mut self, files: &[(&str, &[u8])]) -> anyhow::Result<()> {
+        let mut list = std::fs::read(self.dir.join("binary_runtime_measurements"))?;
+        for (path, content) in files {
+            let digest = policy::HashAlg::Sha256.digest(content);
+            let (record, data) =
+                crate::simulator::ima_ng_record(policy::HashAlg::Sha256, &digest, path);
+            list.extend_from_slice(&record);
+            // As the kernel extends every bank: each with its own hash of the
+            // template data.
+            let spec = format!(
+                "10:sha1={},sha256={}",
+                hex(&policy::HashAlg::Sha1.digest(&data)),
+                hex(&policy::HashAlg::Sha256.digest(&data))
+            );
+            let out = self.swtpm.tpm2(&self.dir, "tpm2_pcrextend", &[&spec])?;
+            anyhow::ensure!(
+                out.status.success(),
+                "tpm2_pcrextend: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::write(self.dir.join("binary_runtime_measurements"), list)?;
+        Ok(())
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,225 @@
+//! The PDP and the login agent end to end: PT-TLS over TCP + TLS 1.3 on
+//! loopback, PB-TNC and the project's attestation attributes, real swtpm
+//! endpoints booted with the simulator's profiles, AK enrollment with
+//! credential activation, and the appraisal deciding.
+
+use std::time::Duration;
+use testnet::e2e::{profile, Endpoint, TestPdp};
+use testnet::swtpm::LocalCa;
+use tnc_client::agent::{login, tls_client_config, Outcome};
+use tnc_proto::attestation::Role;
+use tnc_proto::pb_tnc::AccessRecommendation;
+use tnc_server::config::Limits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn log_in(pdp: &TestPdp, endpoint: &Endpoint) -> Outcome {
+    let tls = tls_client_config(&pdp.tls.ca).unwrap();
+    let mut agent = endpoint.agent().unwrap();
+    let addr = pdp.addr;
+    // The TPM is blocking I/O: run the agent on a thread of its own.
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(login(addr, "localhost", tls, &mut agent, None))
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("login failed: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_terminal_is_allowed_then_reattests_incrementally() {
+    let ca = LocalCa::create().unwrap();
+    // Booting the first endpoint makes swtpm's local CA create its keys.
+    let mut terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let mut pdp = TestPdp::start(&profile("good-terminal").unwrap(), &ca, Limits::default())
+        .await
+        .unwrap();
+
+    let first = log_in(&pdp, &terminal).await;
+    assert_eq!(
+        first.recommendation,
+        Some(AccessRecommendation::Allowed),
+        "{first:?}"
+    );
+    let att = first.attestation.as_ref().expect("attestation result");
+    assert_eq!(att.verdict, "allow", "{att:?}");
+    assert!(att.findings[0].contains("AK newly enrolled"), "{att:?}");
+    let report = pdp.reports.recv().await.unwrap();
+    assert_eq!(report.decision.unwrap().verdict, policy::Verdict::Allow);
+    let devices = pdp.ctx.devices.list();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].state.as_ref().unwrap().ima_entries, 6);
+
+    // A key application measured again with an allowed digest after boot: the
+    // second login sends only the new entry and is still allowed.
+    let again = &terminal.profile.ima[0];
+    let (path, content) = (again.path.clone(), again.content.clone());
+    terminal
+        .measure_more(&[(path.as_str(), content.as_bytes())])
+        .unwrap();
+    let second = log_in(&pdp, &terminal).await;
+    assert!(second.allowed(), "{second:?}");
+    let att = second.attestation.unwrap();
+    assert!(!att.findings[0].contains("newly"), "enrolled once: {att:?}");
+    let devices = pdp.ctx.devices.list();
+    assert_eq!(devices[0].state.as_ref().unwrap().ima_entries, 7);
+    pdp.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_kernel_is_isolated_with_the_kernel_finding() {
+    let ca = LocalCa::create().unwrap();
+    let terminal = Endpoint::boot("tampered-kernel", Role::Terminal, &ca).unwrap();
+    let pdp = TestPdp::start(&profile("good-terminal").unwrap(), &ca, Limits::default())
+        .await
+        .unwrap();
+    let outcome = log_in(&pdp, &terminal).await;
+    assert_eq!(
+        outcome.recommendation,
+        Some(AccessRecommendation::Quarantined),
+        "{outcome:?}"
+    );
+    let reason = outcome.reason.unwrap();
+    assert!(reason.contains("PCR 9"), "{reason}");
+    assert!(outcome.remediation.is_some());
+    pdp.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_key_application_is_isolated_naming_the_file() {
+    let ca = LocalCa::create().unwrap();
+    let terminal = Endpoint::boot("tampered-keyapp", Role::Terminal, &ca).unwrap();
+    let pdp = TestPdp::start(&profile("good-terminal").unwrap(), &ca, Limits::default())
+        .await
+        .unwrap();
+    let outcome = log_in(&pdp, &terminal).await;
+    assert_eq!(
+        outcome.recommendation,
+        Some(AccessRecommendation::Quarantined),
+        "{outcome:?}"
+    );
+    let att = outcome.attestation.unwrap();
+    assert!(
+        att.findings
+            .iter()
+            .any(|f| f.contains("modified file") && f.contains('/')),
+        "{att:?}"
+    );
+    pdp.stop().await.unwrap();
+}
+
+/// An EK certificate from a CA the PDP does not trust: no access, and the
+/// device is not enrolled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ek_ca_gets_no_access() {
+    let trusted = LocalCa::create().unwrap();
+    let other = LocalCa::create().unwrap();
+    let _provisions_trusted = Endpoint::boot("good-terminal", Role::Terminal, &trusted).unwrap();
+    let terminal = Endpoint::boot("good-terminal", Role::Terminal, &other).unwrap();
+    let pdp = TestPdp::start(
+        &profile("good-terminal").unwrap(),
+        &trusted,
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    let outcome = log_in(&pdp, &terminal).await;
+    assert_eq!(
+        outcome.recommendation,
+        Some(AccessRecommendation::Denied),
+        "{outcome:?}"
+    );
+    assert!(outcome.reason.unwrap().contains("AK enrollment refused"));
+    assert!(pdp.ctx.devices.list().is_empty());
+    pdp.stop().await.unwrap();
+}
+
+/// A peer that sends a malformed PB-TNC batch gets a CLOSE with a PB-Error,
+/// and a peer that stalls is cut off at the deadline; the PDP serves a good
+/// terminal meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_and_stalling_peers_do_not_stop_others() {
+    let ca = LocalCa::create().unwrap();
+    let limits = Limits {
+        handshake_timeout_secs: 2,
+        ..Limits::default()
+    };
+    let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let mut pdp = TestPdp::start(&profile("good-terminal").unwrap(), &ca, limits)
+        .await
+        .unwrap();
+    let tls = tls_client_config(&pdp.tls.ca).unwrap();
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();
+        tokio_rustls::TlsConnector::from(tls.clone())
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap()
+    };
+    // The staller: TLS, then nothing.
+    let staller = connect().await;
+    // The bad peer: PT-TLS version negotiation, then a batch with a bad
+    // PB-TNC version.
+    let mut bad = connect().await;
+    let mut client = tnc_proto::pt_tls::ClientConnection::new(Default::default(), None);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let out = client.take_output();
+        bad.write_all(&out).await.unwrap();
+        if client.is_ready() {
+            break;
+        }
+        let n = bad.read(&mut buf).await.unwrap();
+        client.receive(&buf[..n]);
+        while client.poll_event().is_some() {}
+    }
+    // PB-TNC batch header with version 1 (RFC 5793 §4.1 requires 2).
+    client.send_batch(&[1, 0x80, 0, 1, 0, 0, 0, 8]).unwrap();
+    bad.write_all(&client.take_output()).await.unwrap();
+
+    let outcome = log_in(&pdp, &terminal).await;
+    assert!(outcome.allowed(), "{outcome:?}");
+
+    // The bad peer got a PT-TLS PB-TNC batch: CLOSE with a PB-Error.
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut got)).await;
+    client.receive(&got);
+    let mut saw_close = false;
+    while let Some(e) = client.poll_event() {
+        if let tnc_proto::pt_tls::Event::Batch(b) = e {
+            let batch = tnc_proto::pb_tnc::Batch::decode(&b).unwrap();
+            assert_eq!(batch.batch_type, tnc_proto::pb_tnc::BatchType::Close);
+            assert!(batch.fatal_error().is_some(), "{batch:?}");
+            saw_close = true;
+        }
+    }
+    assert!(saw_close, "the bad peer got no CLOSE");
+
+    let mut reports = Vec::new();
+    while reports.len() < 3 {
+        reports.push(
+            tokio::time::timeout(Duration::from_secs(10), pdp.reports.recv())
+                .await
+                .expect("three sessions end")
+                .unwrap(),
+        );
+    }
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.error.as_deref().is_some_and(|e| e.contains("deadline"))),
+        "{reports:?}"
+    );
+    assert!(
+        reports.iter().any(|r| r
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("PB-TNC violation"))),
+        "{reports:?}"
+    );
+    drop(staller);
+    pdp.stop().await.unwrap();
+}

@@ -1,0 +1,340 @@
+//! The login agent's session: PT-TLS over an established TLS stream, then
+//! PB-TNC as the Posture Broker Client with two collectors: the OS collector
+//! (IETF attributes, RFC 5792 §4.2) and the attestation collector.
+//!
+//! RFC 5793 §3.2 from the client's side: the first CDATA volunteers what the
+//! collectors have; every SDATA is answered with a CDATA (empty if nobody has
+//! anything to say); RESULT carries the decision, which the client acknowledges
+//! with CLOSE.
+
+use crate::attest::AttestationCollector;
+use crate::os::OsFacts;
+use tnc_proto::attestation::{self, AttestationResult, Attribute as AttAttribute};
+use tnc_proto::common::{AssessmentResult, Remediation};
+use tnc_proto::pa_tnc::{ietf_attr, Attribute, AttributeId, PaMessage, PaMessageWriter, PaSubtype};
+use tnc_proto::pb_tnc::{
+    AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Role, ID_ANY,
+};
+use tnc_proto::pt_tls::sasl::PlainCredentials;
+use tnc_proto::pt_tls::{self, ClientConnection, Event};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Our collector IDs (RFC 5793 §4.5).
+pub const OS_IMC_ID: u16 = 1;
+pub const ATTESTATION_IMC_ID: u16 = 2;
+
+/// What the PDP decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub recommendation: Option<AccessRecommendation>,
+    pub assessment: Option<AssessmentResult>,
+    pub reason: Option<String>,
+    pub remediation: Option<String>,
+    pub attestation: Option<AttestationResult>,
+}
+
+impl Outcome {
+    pub fn allowed(&self) -> bool {
+        self.recommendation == Some(AccessRecommendation::Allowed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("PT-TLS: {0}")]
+    PtTls(String),
+    #[error("PB-TNC: {0}")]
+    PbTnc(String),
+    #[error("SASL authentication failed ({0})")]
+    Authentication(String),
+    #[error("the PDP closed the session without a decision")]
+    NoDecision,
+}
+
+/// The two collectors and the PB-TNC client state.
+pub struct Agent {
+    pub os: OsFacts,
+    pub attestation: AttestationCollector,
+    pb: PbSession,
+    next_pa_id: u32,
+    outcome: Outcome,
+}
+
+impl Agent {
+    pub fn new(os: OsFacts, attestation: AttestationCollector) -> Self {
+        Self {
+            os,
+            attestation,
+            pb: PbSession::new(Role::Client),
+            next_pa_id: 1,
+            outcome: Outcome::default(),
+        }
+    }
+
+    fn pa_id(&mut self) -> u32 {
+        let id = self.next_pa_id;
+        self.next_pa_id += 1;
+        id
+    }
+
+    /// The first CDATA: language, OS posture, attestation hello.
+    fn first_batch(&mut self) -> Result<Vec<u8>, AgentError> {
+        let posture = {
+            let id = self.pa_id();
+            self.os
+                .posture()
+                .iter()
+                .fold(PaMessageWriter::new(id), |w, a| w.attribute(false, a))
+                .finish()
+        };
+        let hello = self.att_message(&[self.attestation.hello()]);
+        self.pb
+            .send(
+                BatchType::CData,
+                vec![
+                    PbMessage::LanguagePreference("Accept-Language: en"),
+                    pa(PaSubtype::OPERATING_SYSTEM, OS_IMC_ID, &posture),
+                    pa(attestation::SUBTYPE, ATTESTATION_IMC_ID, &hello),
+                ],
+            )
+            .map_err(|e| AgentError::PbTnc(e.to_string()))
+    }
+
+    fn att_message(&mut self, attrs: &[AttAttribute]) -> Vec<u8> {
+        let id = self.pa_id();
+        attrs
+            .iter()
+            .fold(PaMessageWriter::new(id), |w, a| {
+                w.raw(true, attestation::VENDOR, a.attr_type(), &a.encode_value())
+            })
+            .finish()
+    }
+
+    /// One batch from the PDP; the batch to answer with, if any, and whether
+    /// the session is over.
+    fn receive(&mut self, bytes: &[u8]) -> Result<(Option<Vec<u8>>, bool), AgentError> {
+        let batch = match self.pb.receive(bytes) {
+            Ok(b) => b,
+            Err(v) => return Ok((Some(v.close), true)),
+        };
+        if let Some(e) = batch.fatal_error() {
+            return Err(AgentError::PbTnc(format!(
+                "the PDP ended the session: {e:?}"
+            )));
+        }
+        let mut os_answers: Vec<Vec<u8>> = Vec::new();
+        let mut att_answers: Vec<AttAttribute> = Vec::new();
+        let mut wants_packages = false;
+        for m in &batch.messages {
+            match m {
+                PbMessage::Pa(p)
+                    if p.delivers_to(Role::Client, PaSubtype::OPERATING_SYSTEM, OS_IMC_ID) =>
+                {
+                    if let Ok(msg) = PaMessage::decode(p.body) {
+                        wants_packages |= msg.attributes.iter().any(|a| {
+                            matches!(a.parse(), Ok(Attribute::AttributeRequest(ids))
+                                if ids.contains(&AttributeId::ietf(ietf_attr::INSTALLED_PACKAGES)))
+                        });
+                    }
+                }
+                PbMessage::Pa(p)
+                    if p.delivers_to(Role::Client, attestation::SUBTYPE, ATTESTATION_IMC_ID) =>
+                {
+                    let Ok(msg) = PaMessage::decode(p.body) else {
+                        continue;
+                    };
+                    let attrs: Vec<AttAttribute> = msg
+                        .attributes
+                        .iter()
+                        .filter(|a| a.vendor == attestation::VENDOR)
+                        .filter_map(|a| AttAttribute::decode(a.attr_type, a.value).ok())
+                        .collect();
+                    att_answers.extend(self.attestation.receive(attrs));
+                }
+                PbMessage::AccessRecommendation(r) => self.outcome.recommendation = Some(*r),
+                PbMessage::AssessmentResult(r) => self.outcome.assessment = Some(*r),
+                PbMessage::ReasonString { text, .. } => {
+                    self.outcome.reason = Some(text.to_string())
+                }
+                PbMessage::RemediationParameters(r) => {
+                    self.outcome.remediation = Some(match r {
+                        Remediation::Uri(u) => u.to_string(),
+                        Remediation::String { text, .. } => text.to_string(),
+                        other => format!("{other:?}"),
+                    })
+                }
+                _ => {}
+            }
+        }
+        match batch.batch_type {
+            BatchType::Result => {
+                self.outcome.attestation = self.attestation.result.clone();
+                let close = self.pb.close(None);
+                Ok((close, true))
+            }
+            BatchType::Close => Ok((None, true)),
+            BatchType::SData => {
+                if wants_packages {
+                    let id = self.pa_id();
+                    os_answers.push(
+                        PaMessageWriter::new(id)
+                            .attribute(false, &self.os.installed_packages())
+                            .finish(),
+                    );
+                }
+                let att = (!att_answers.is_empty()).then(|| self.att_message(&att_answers));
+                let mut msgs: Vec<PbMessage<'_>> = os_answers
+                    .iter()
+                    .map(|b| pa(PaSubtype::OPERATING_SYSTEM, OS_IMC_ID, b))
+                    .collect();
+                if let Some(b) = &att {
+                    msgs.push(pa(attestation::SUBTYPE, ATTESTATION_IMC_ID, b));
+                }
+                let bytes = self
+                    .pb
+                    .send(BatchType::CData, msgs)
+                    .map_err(|e| AgentError::PbTnc(e.to_string()))?;
+                Ok((Some(bytes), false))
+            }
+            _ => Ok((None, false)),
+        }
+    }
+}
+
+fn pa(subtype: PaSubtype, collector: u16, body: &[u8]) -> PbMessage<'_> {
+    PbMessage::Pa(PbPa {
+        exclusive: false,
+        subtype,
+        collector_id: collector,
+        validator_id: ID_ANY,
+        body,
+    })
+}
+
+/// Runs the whole handshake over `io` (an established TLS stream).
+pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    agent: &mut Agent,
+    credentials: Option<PlainCredentials>,
+    max_message_len: u32,
+) -> Result<Outcome, AgentError> {
+    let mut conn = ClientConnection::new(pt_tls::Limits { max_message_len }, credentials);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut done = false;
+    loop {
+        while let Some(event) = conn.poll_event() {
+            match event {
+                Event::Ready => {
+                    let b = agent.first_batch()?;
+                    conn.send_batch(&b)
+                        .map_err(|e| AgentError::PtTls(e.to_string()))?;
+                }
+                Event::Batch(bytes) => {
+                    let (reply, over) = agent.receive(&bytes)?;
+                    if let Some(b) = reply {
+                        conn.send_batch(&b)
+                            .map_err(|e| AgentError::PtTls(e.to_string()))?;
+                    }
+                    if over {
+                        done = true;
+                        conn.close();
+                    }
+                }
+                Event::AuthenticationFailed(code) => {
+                    return Err(AgentError::Authentication(format!("{code:?}")))
+                }
+                Event::PeerError { code, .. } => {
+                    return Err(AgentError::PtTls(format!(
+                        "the PDP sent PT-TLS error {code:?}"
+                    )))
+                }
+                Event::Closed(pt_tls::CloseReason::LocalError(e)) => {
+                    return Err(AgentError::PtTls(e.to_string()))
+                }
+                _ => {}
+            }
+        }
+        let out = conn.take_output();
+        if !out.is_empty() {
+            io.write_all(&out).await?;
+            io.flush().await?;
+        }
+        if conn.is_closed() || done {
+            break;
+        }
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        conn.receive(&buf[..n]);
+    }
+    let _ = io.shutdown().await;
+    if agent.outcome.recommendation.is_none() {
+        return Err(AgentError::NoDecision);
+    }
+    Ok(agent.outcome.clone())
+}
+
+/// A TLS 1.3 client configuration that trusts only the CA certificates in
+/// `ca_pem` (the CA that signs the PDP's certificate): the server certificate
+/// is always checked, there is no switch to turn that off.
+pub fn tls_client_config(
+    ca_pem: &std::path::Path,
+) -> std::io::Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca_pem)
+        .map_err(|e| bad(format!("{}: {e}", ca_pem.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| bad(format!("{}: {e}", ca_pem.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("{}: {e}", ca_pem.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(format!(
+            "{}: no CA certificate in the file",
+            ca_pem.display()
+        )));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
+/// Connects to the PDP at `addr` and runs the handshake; `server_name` is the
+/// name the PDP's certificate must carry.
+pub async fn login(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    agent: &mut Agent,
+    credentials: Option<PlainCredentials>,
+) -> Result<Outcome, AgentError> {
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|_| {
+        AgentError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{server_name:?} is not a DNS name or IP address"),
+        ))
+    })?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await?;
+    run_session(
+        stream,
+        agent,
+        credentials,
+        tnc_proto::pt_tls::DEFAULT_MAX_MESSAGE_LEN.max(16 << 20),
+    )
+    .await
+}

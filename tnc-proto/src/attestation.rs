@@ -1,0 +1,409 @@
+//! The project's PA-TNC attributes: TPM 2.0 evidence and AK enrollment between
+//! the attestation collector (client) and the attestation validator (PDP).
+//!
+//! Each attribute is a PA-TNC attribute of vendor [`VENDOR`] whose value is one
+//! CBOR map (RFC 8949) with text keys, so a field can be added later without a
+//! new attribute type and a reader skips what it does not know. The PA subtype
+//! of the PB-PA messages that carry them is [`SUBTYPE`].
+//!
+//! The exchange (ARCHITECTURE.md, "Attestation pair"):
+//!
+//! ```text
+//! client                                  PDP
+//! Hello {role, tpm}                  ->
+//!                                    <-   IdentityRequest
+//! Identity {EK, EK cert, AK}         ->
+//!                                    <-   [CredentialChallenge]  (AK not enrolled yet)
+//!                                         QuoteRequest {nonce, PCRs, IMA offset}
+//! [CredentialProof] QuoteEvidence    ->
+//!                                    <-   AttestationResult {verdict, findings}
+//! ```
+//!
+//! The client opens its TPM only on IdentityRequest, so a PDP that asks for no
+//! evidence never makes it touch the TPM. A client that cannot attest answers
+//! with [`Attribute::Failure`] instead of failing the whole session.
+
+use crate::codec::U24;
+use crate::pa_tnc::PaSubtype;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The project's vendor ID in PA-TNC: 32473, the Private Enterprise Number RFC
+/// 5612 reserves for documentation, until the project has its own. This is the
+/// one place it is written.
+pub const VENDOR: U24 = U24::truncate(32473);
+
+/// The PA subtype (RFC 5792 §3.1, "PA Subtype") of the attestation pair.
+pub const SUBTYPE: PaSubtype = PaSubtype {
+    vendor: VENDOR,
+    subtype: 1,
+};
+
+/// Attribute types under [`VENDOR`].
+pub mod attr {
+    pub const HELLO: u32 = 1;
+    pub const IDENTITY_REQUEST: u32 = 2;
+    pub const IDENTITY: u32 = 3;
+    pub const CREDENTIAL_CHALLENGE: u32 = 4;
+    pub const CREDENTIAL_PROOF: u32 = 5;
+    pub const QUOTE_REQUEST: u32 = 6;
+    pub const QUOTE_EVIDENCE: u32 = 7;
+    pub const RESULT: u32 = 8;
+    pub const FAILURE: u32 = 9;
+}
+
+/// The largest CBOR value read: a whole IMA list of a long-running host fits
+/// (100,000 entries of ~100 bytes), and the PT-TLS message limit bounds it
+/// before this does.
+pub const MAX_VALUE_LEN: usize = 16 << 20;
+
+/// What the endpoint is (ARCHITECTURE.md: terminals and VMs attest alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Terminal,
+    Vm,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Terminal => "terminal",
+            Self::Vm => "vm",
+        }
+    }
+}
+
+/// Client -> PDP, first: what the endpoint is and whether it has a TPM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub role: Role,
+    pub tpm: bool,
+    /// The collector's software, for the operator ("tnc-client 0.1.0").
+    pub software: String,
+}
+
+/// Client -> PDP: the keys that identify the device's TPM.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// TPMT_PUBLIC of the EK (the TPM2B_PUBLIC body).
+    #[serde(with = "serde_bytes")]
+    pub ek_public: Vec<u8>,
+    /// DER X.509 certificate of the EK, from the TPM's NV index.
+    #[serde(with = "serde_bytes")]
+    pub ek_certificate: Vec<u8>,
+    /// TPMT_PUBLIC of the AK.
+    #[serde(with = "serde_bytes")]
+    pub ak_public: Vec<u8>,
+}
+
+/// PDP -> client: MakeCredential's output for the EK and the AK's Name. Both
+/// fields keep their TPM2B size prefix, as TPM2_ActivateCredential takes them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialChallenge {
+    #[serde(with = "serde_bytes")]
+    pub id_object: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub encrypted_secret: Vec<u8>,
+}
+
+/// Client -> PDP: what TPM2_ActivateCredential recovered.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialProof {
+    #[serde(with = "serde_bytes")]
+    pub secret: Vec<u8>,
+}
+
+/// One PCR bank of a selection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankSelection {
+    /// TPM_ALG_ID of the bank (0x000B SHA-256, 0x0004 SHA-1, 0x0012 SM3).
+    pub alg: u16,
+    pub pcrs: Vec<u8>,
+}
+
+/// PDP -> client: quote these PCRs over this nonce and send the logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteRequest {
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    pub selection: Vec<BankSelection>,
+    /// Send IMA entries from this index on (0: the whole list).
+    pub ima_offset: u64,
+}
+
+/// Client -> PDP: the quote and the logs that must reproduce it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteEvidence {
+    /// TPMS_ATTEST as signed.
+    #[serde(with = "serde_bytes")]
+    pub attest: Vec<u8>,
+    /// TPMT_SIGNATURE.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+    /// The whole UEFI event log.
+    #[serde(with = "serde_bytes")]
+    pub event_log: Vec<u8>,
+    /// IMA binary runtime measurements from entry `ima_offset` on.
+    #[serde(with = "serde_bytes")]
+    pub ima: Vec<u8>,
+    pub ima_offset: u64,
+}
+
+/// PDP -> client: the attestation validator's verdict and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationResult {
+    /// "allow", "isolate" or "no access".
+    pub verdict: String,
+    /// One line per finding, most severe first.
+    pub findings: Vec<String>,
+}
+
+/// Client -> PDP: the collector could not do what was asked (no TPM, a log that
+/// cannot be read); the message is for the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub message: String,
+}
+
+/// One attestation attribute, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attribute {
+    Hello(Hello),
+    IdentityRequest,
+    Identity(Identity),
+    CredentialChallenge(CredentialChallenge),
+    CredentialProof(CredentialProof),
+    QuoteRequest(QuoteRequest),
+    QuoteEvidence(QuoteEvidence),
+    Result(AttestationResult),
+    Failure(Failure),
+}
+
+/// Why an attestation attribute value did not decode; a receiver answers with
+/// a PA-TNC Error Invalid Parameter at the value's offset.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AttestationDecodeError {
+    #[error("attribute type {0} is not an attestation attribute")]
+    UnknownType(u32),
+    #[error("attribute value of {0} bytes is over the {MAX_VALUE_LEN}-byte limit")]
+    TooLong(usize),
+    #[error("attribute value is not the expected CBOR map: {0}")]
+    Cbor(String),
+    #[error("{0} bytes after the CBOR value")]
+    Trailing(usize),
+}
+
+/// The empty map the field-less request is sent as.
+#[derive(Serialize, Deserialize)]
+struct Empty {}
+
+impl Attribute {
+    /// The attribute type under [`VENDOR`].
+    pub fn attr_type(&self) -> u32 {
+        match self {
+            Self::Hello(_) => attr::HELLO,
+            Self::IdentityRequest => attr::IDENTITY_REQUEST,
+            Self::Identity(_) => attr::IDENTITY,
+            Self::CredentialChallenge(_) => attr::CREDENTIAL_CHALLENGE,
+            Self::CredentialProof(_) => attr::CREDENTIAL_PROOF,
+            Self::QuoteRequest(_) => attr::QUOTE_REQUEST,
+            Self::QuoteEvidence(_) => attr::QUOTE_EVIDENCE,
+            Self::Result(_) => attr::RESULT,
+            Self::Failure(_) => attr::FAILURE,
+        }
+    }
+
+    /// The CBOR value.
+    pub fn encode_value(&self) -> Vec<u8> {
+        fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
+            let mut out = Vec::new();
+            // Writing plain structs to a Vec cannot fail.
+            ciborium::ser::into_writer(v, &mut out).unwrap_or_default();
+            out
+        }
+        match self {
+            Self::Hello(v) => cbor(v),
+            Self::IdentityRequest => cbor(&Empty {}),
+            Self::Identity(v) => cbor(v),
+            Self::CredentialChallenge(v) => cbor(v),
+            Self::CredentialProof(v) => cbor(v),
+            Self::QuoteRequest(v) => cbor(v),
+            Self::QuoteEvidence(v) => cbor(v),
+            Self::Result(v) => cbor(v),
+            Self::Failure(v) => cbor(v),
+        }
+    }
+
+    /// Decodes the value of an attribute of type `attr_type` under [`VENDOR`].
+    pub fn decode(attr_type: u32, value: &[u8]) -> Result<Self, AttestationDecodeError> {
+        fn cbor<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, AttestationDecodeError> {
+            let mut rest = value;
+            let v = ciborium::de::from_reader(&mut rest)
+                .map_err(|e| AttestationDecodeError::Cbor(e.to_string()))?;
+            if !rest.is_empty() {
+                return Err(AttestationDecodeError::Trailing(rest.len()));
+            }
+            Ok(v)
+        }
+        if value.len() > MAX_VALUE_LEN {
+            return Err(AttestationDecodeError::TooLong(value.len()));
+        }
+        Ok(match attr_type {
+            attr::HELLO => Self::Hello(cbor(value)?),
+            attr::IDENTITY_REQUEST => {
+                cbor::<Empty>(value)?;
+                Self::IdentityRequest
+            }
+            attr::IDENTITY => Self::Identity(cbor(value)?),
+            attr::CREDENTIAL_CHALLENGE => Self::CredentialChallenge(cbor(value)?),
+            attr::CREDENTIAL_PROOF => Self::CredentialProof(cbor(value)?),
+            attr::QUOTE_REQUEST => Self::QuoteRequest(cbor(value)?),
+            attr::QUOTE_EVIDENCE => Self::QuoteEvidence(cbor(value)?),
+            attr::RESULT => Self::Result(cbor(value)?),
+            attr::FAILURE => Self::Failure(cbor(value)?),
+            other => return Err(AttestationDecodeError::UnknownType(other)),
+        })
+    }
+}
+
+/// Byte fields as lengths: evidence is large and the secret is secret.
+macro_rules! debug_lengths {
+    ($ty:ident { $($field:ident),* }) => {
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &format_args!("{} bytes", self.$field.len())))*
+                    .finish()
+            }
+        }
+    };
+}
+
+debug_lengths!(Identity {
+    ek_public,
+    ek_certificate,
+    ak_public
+});
+debug_lengths!(CredentialChallenge {
+    id_object,
+    encrypted_secret
+});
+debug_lengths!(CredentialProof { secret });
+
+impl fmt::Debug for QuoteEvidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuoteEvidence")
+            .field("attest", &format_args!("{} bytes", self.attest.len()))
+            .field("signature", &format_args!("{} bytes", self.signature.len()))
+            .field("event_log", &format_args!("{} bytes", self.event_log.len()))
+            .field("ima", &format_args!("{} bytes", self.ima.len()))
+            .field("ima_offset", &self.ima_offset)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Attribute> {
+        vec![
+            Attribute::Hello(Hello {
+                role: Role::Vm,
+                tpm: true,
+                software: "tnc-client 0.1.0".into(),
+            }),
+            Attribute::IdentityRequest,
+            Attribute::Identity(Identity {
+                ek_public: vec![1; 90],
+                ek_certificate: vec![2; 700],
+                ak_public: vec![3; 88],
+            }),
+            Attribute::CredentialChallenge(CredentialChallenge {
+                id_object: vec![4; 70],
+                encrypted_secret: vec![5; 258],
+            }),
+            Attribute::CredentialProof(CredentialProof {
+                secret: vec![6; 32],
+            }),
+            Attribute::QuoteRequest(QuoteRequest {
+                nonce: vec![7; 32],
+                selection: vec![BankSelection {
+                    alg: 0x000B,
+                    pcrs: (0..=10).collect(),
+                }],
+                ima_offset: 42,
+            }),
+            Attribute::QuoteEvidence(QuoteEvidence {
+                attest: vec![8; 129],
+                signature: vec![9; 72],
+                event_log: vec![10; 4000],
+                ima: vec![],
+                ima_offset: 42,
+            }),
+            Attribute::Result(AttestationResult {
+                verdict: "isolate".into(),
+                findings: vec!["PCR 9 event 12: kernel image not in the reference values".into()],
+            }),
+            Attribute::Failure(Failure {
+                message: "no TPM at /dev/tpmrm0".into(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_attribute_round_trips() {
+        for a in samples() {
+            let value = a.encode_value();
+            assert_eq!(Attribute::decode(a.attr_type(), &value).unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn byte_fields_are_cbor_byte_strings() {
+        let value = Attribute::CredentialProof(CredentialProof {
+            secret: vec![0xAA; 3],
+        })
+        .encode_value();
+        // {"secret": h'AAAAAA'}: map(1), text(6) "secret", bytes(3).
+        assert_eq!(value, b"\xa1\x66secret\x43\xaa\xaa\xaa");
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        let good = samples()[0].encode_value();
+        for cut in 0..good.len() {
+            assert!(
+                Attribute::decode(attr::HELLO, &good[..cut]).is_err(),
+                "{cut}"
+            );
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(
+            Attribute::decode(attr::HELLO, &long),
+            Err(AttestationDecodeError::Trailing(1))
+        );
+        // A Hello where a QuoteRequest is expected: missing fields.
+        assert!(matches!(
+            Attribute::decode(attr::QUOTE_REQUEST, &good),
+            Err(AttestationDecodeError::Cbor(_))
+        ));
+        assert_eq!(
+            Attribute::decode(77, &good),
+            Err(AttestationDecodeError::UnknownType(77))
+        );
+        // A byte string claiming 4 GiB in a 9-byte value: refused, not allocated.
+        let huge = b"\xa1\x66secret\x5a\xff\xff\xff\xff";
+        assert!(Attribute::decode(attr::CREDENTIAL_PROOF, huge).is_err());
+    }
+
+    #[test]
+    fn debug_shows_lengths_not_secrets() {
+        let proof = CredentialProof {
+            secret: vec![0x5A; 32],
+        };
+        assert_eq!(format!("{proof:?}"), "CredentialProof { secret: 32 bytes }");
+    }
+}

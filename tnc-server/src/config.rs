@@ -1,0 +1,201 @@
+//! `server.toml`: what the PDP listens on, its TLS identity, the trust roots
+//! for EK certificates, the reference values and the limits. Relative paths
+//! are relative to the file's own directory. Every error names the key.
+
+use anyhow::{bail, Context};
+use policy::Verdict;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// PT-TLS's IANA port (RFC 6876 §6.1).
+pub const PT_TLS_PORT: u16 = 271;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default)]
+    pub listen: Listen,
+    pub tls: Tls,
+    pub attestation: Attestation,
+    #[serde(default)]
+    pub os: OsPolicy,
+    #[serde(default)]
+    pub limits: Limits,
+    /// The directory relative paths start from (the config file's).
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// PT-TLS over TCP + TLS 1.3.
+    #[serde(default = "default_tcp")]
+    pub tcp: SocketAddr,
+}
+
+fn default_tcp() -> SocketAddr {
+    SocketAddr::from(([0u16; 8], PT_TLS_PORT))
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self { tcp: default_tcp() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM: the server certificate, then its chain.
+    pub certificate: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1); must not be readable by others.
+    pub private_key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attestation {
+    /// PEM files with the EK CA roots (TPM vendors' roots; swtpm's local CA in tests).
+    pub ek_roots: Vec<PathBuf>,
+    /// PEM files with intermediate EK CA certificates.
+    #[serde(default)]
+    pub ek_intermediates: Vec<PathBuf>,
+    /// Reference values (TOML, see `policy::reference`).
+    pub reference_values: PathBuf,
+    /// The PCRs every quote covers, `bank:pcr,pcr…[+bank:…]`.
+    #[serde(default = "default_pcrs")]
+    pub pcrs: String,
+    /// The verdict for an endpoint without TPM evidence.
+    #[serde(default = "isolate", deserialize_with = "verdict")]
+    pub no_evidence: Verdict,
+}
+
+fn default_pcrs() -> String {
+    "sha256:0,1,2,3,4,5,6,7,8,9,10".into()
+}
+
+fn isolate() -> Verdict {
+    Verdict::Isolate
+}
+
+fn verdict<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.as_str() {
+        "allow" => Ok(Verdict::Allow),
+        "isolate" => Ok(Verdict::Isolate),
+        "no access" | "no-access" => Ok(Verdict::NoAccess),
+        other => Err(serde::de::Error::custom(format!(
+            "{other:?} is not a verdict: use \"allow\", \"isolate\" or \"no access\""
+        ))),
+    }
+}
+
+/// The OS validator's policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsPolicy {
+    /// Allowed product names as the endpoint reports them ("Debian GNU/Linux");
+    /// empty: any.
+    #[serde(default)]
+    pub products: Vec<String>,
+    /// IP forwarding must be reported disabled.
+    #[serde(default = "yes")]
+    pub forbid_forwarding: bool,
+    /// A factory default password must not be enabled.
+    #[serde(default = "yes")]
+    pub forbid_default_password: bool,
+    /// The verdict when the endpoint reports no OS attributes at all.
+    #[serde(default = "isolate", deserialize_with = "verdict")]
+    pub no_report: Verdict,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for OsPolicy {
+    fn default() -> Self {
+        Self {
+            products: Vec::new(),
+            forbid_forwarding: true,
+            forbid_default_password: true,
+            no_report: Verdict::Isolate,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Sessions served at once; further connections wait in the backlog.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Largest PT-TLS message, header included (an IMA list of a busy host
+    /// is several MiB on first contact).
+    #[serde(default = "default_max_message")]
+    pub max_message_len: u32,
+    /// The whole handshake, TLS included, must finish within this many seconds.
+    #[serde(default = "default_deadline")]
+    pub handshake_timeout_secs: u64,
+}
+
+fn default_max_sessions() -> usize {
+    1024
+}
+fn default_max_message() -> u32 {
+    16 << 20
+}
+fn default_deadline() -> u64 {
+    30
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: default_max_sessions(),
+            max_message_len: default_max_message(),
+            handshake_timeout_secs: default_deadline(),
+        }
+    }
+}
+
+impl Limits {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the server config {}", path.display()))?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        config.base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        if config.limits.max_sessions == 0 {
+            bail!("{}: limits.max_sessions must be at least 1", path.display());
+        }
+        if config.limits.handshake_timeout_secs == 0 {
+            bail!(
+                "{}: limits.handshake_timeout_secs must be at least 1",
+                path.display()
+            );
+        }
+        Ok(config)
+    }
+
+    /// `p` relative to the config file's directory.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+}

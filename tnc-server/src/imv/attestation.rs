@@ -1,0 +1,333 @@
+//! The attestation validator: enrolls a device's AK (EK certificate chain and
+//! credential activation), asks for a quote over fresh nonce and the policy's
+//! PCRs, and appraises the quote with the UEFI event log and the IMA list
+//! against the reference values (`policy::appraisal`).
+//!
+//! One validator lives per session; what outlives the session (the device's
+//! enrollment and the state the next incremental appraisal continues from)
+//! goes to the [`Devices`] registry.
+
+use super::{Assessment, Reason};
+use crate::devices::DeviceRecord;
+use crate::pdp::PdpContext;
+use policy::appraisal::{appraise, Challenge, DeviceState, Evidence};
+use policy::enrollment::{begin, PendingEnrollment};
+use policy::tpm::Public;
+use policy::{HashAlg, Verdict};
+use tnc_proto::attestation::{
+    AttestationResult, Attribute, BankSelection, CredentialChallenge, Hello, Identity,
+    QuoteEvidence, QuoteRequest,
+};
+
+/// Where the exchange with the attestation collector is.
+enum Phase {
+    /// Nothing from the collector yet.
+    AwaitHello,
+    /// IdentityRequest sent.
+    AwaitIdentity {
+        hello: Hello,
+    },
+    /// QuoteRequest sent (and a credential challenge if the AK is new).
+    AwaitEvidence(Box<Expecting>),
+    Done,
+}
+
+/// What the evidence must answer.
+struct Expecting {
+    hello: Hello,
+    /// SHA-256 of the EK certificate: the device's identity in the registry.
+    device_id: [u8; 32],
+    identity: Identity,
+    ak: Public,
+    /// Present while the AK is not enrolled: the proof must come with the quote.
+    pending: Option<PendingEnrollment>,
+    nonce: Vec<u8>,
+    /// The state the appraisal continues from (an enrolled device's last one).
+    prior: Option<DeviceState>,
+}
+
+pub struct AttestationValidator {
+    phase: Phase,
+    outcome: Option<Assessment>,
+}
+
+impl Default for AttestationValidator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AttestationValidator {
+    pub fn new() -> Self {
+        Self {
+            phase: Phase::AwaitHello,
+            outcome: None,
+        }
+    }
+
+    /// The verdict, once there is one.
+    pub fn outcome(&self) -> Option<&Assessment> {
+        self.outcome.as_ref()
+    }
+
+    /// No more messages will come (the collector fell silent, or the client
+    /// has no attestation collector at all): decide on what there is.
+    pub fn conclude(&mut self, ctx: &PdpContext) {
+        if self.outcome.is_some() {
+            return;
+        }
+        let why = match &self.phase {
+            Phase::AwaitHello => "the endpoint sent no TPM evidence (no attestation collector)",
+            _ => "the attestation collector stopped before sending its evidence",
+        };
+        self.finish(Assessment::single(ctx.no_evidence, why));
+    }
+
+    fn finish(&mut self, a: Assessment) {
+        self.phase = Phase::Done;
+        self.outcome = Some(a);
+    }
+
+    /// The result attribute sent with the PB-TNC RESULT batch.
+    pub fn result_attribute(&self) -> Option<Attribute> {
+        self.outcome.as_ref().map(|a| {
+            Attribute::Result(AttestationResult {
+                verdict: a.verdict.name().to_string(),
+                findings: a.reasons.iter().map(|r| r.text.clone()).collect(),
+            })
+        })
+    }
+
+    /// One PA-TNC message's attestation attributes in; the attributes to answer
+    /// with out (none when the validator is done or waiting).
+    pub fn receive(&mut self, ctx: &PdpContext, attrs: Vec<Attribute>) -> Vec<Attribute> {
+        let mut out = Vec::new();
+        let mut proof = None;
+        for attr in attrs {
+            if self.outcome.is_some() {
+                break;
+            }
+            match (std::mem::replace(&mut self.phase, Phase::Done), attr) {
+                (Phase::AwaitHello, Attribute::Hello(hello)) => {
+                    if hello.tpm {
+                        self.phase = Phase::AwaitIdentity { hello };
+                        out.push(Attribute::IdentityRequest);
+                    } else {
+                        self.finish(Assessment::single(
+                            ctx.no_evidence,
+                            format!("the {} has no TPM: no evidence", hello.role.name()),
+                        ));
+                    }
+                }
+                (Phase::AwaitIdentity { hello }, Attribute::Identity(identity)) => {
+                    match self.identify(ctx, hello, identity) {
+                        Ok((expecting, msgs)) => {
+                            self.phase = Phase::AwaitEvidence(expecting);
+                            out.extend(msgs);
+                        }
+                        Err(a) => self.finish(a),
+                    }
+                }
+                (phase @ Phase::AwaitEvidence(_), Attribute::CredentialProof(p)) => {
+                    self.phase = phase;
+                    proof = Some(p.secret);
+                }
+                (Phase::AwaitEvidence(expecting), Attribute::QuoteEvidence(ev)) => {
+                    let a = self.appraise(ctx, *expecting, proof.take(), &ev);
+                    self.finish(a);
+                }
+                (_, Attribute::Failure(f)) => {
+                    self.finish(Assessment::single(
+                        ctx.no_evidence,
+                        format!("the attestation collector could not attest: {}", f.message),
+                    ));
+                }
+                (_, other) => {
+                    self.finish(Assessment::single(
+                        Verdict::NoAccess,
+                        format!(
+                            "attestation protocol violation: unexpected {} attribute",
+                            attribute_name(&other)
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Identity received: an enrolled AK gets a quote request; a new one gets a
+    /// credential challenge with it, after the EK certificate chain checks out.
+    #[allow(clippy::type_complexity)]
+    fn identify(
+        &mut self,
+        ctx: &PdpContext,
+        hello: Hello,
+        identity: Identity,
+    ) -> Result<(Box<Expecting>, Vec<Attribute>), Assessment> {
+        let no_access = |what: String| Assessment::single(Verdict::NoAccess, what);
+        let ak = Public::parse(&identity.ak_public)
+            .map_err(|e| no_access(format!("the AK public area does not parse: {e}")))?;
+        let ek = Public::parse(&identity.ek_public)
+            .map_err(|e| no_access(format!("the EK public area does not parse: {e}")))?;
+        let mut device_id = [0u8; 32];
+        device_id.copy_from_slice(&HashAlg::Sha256.digest(&identity.ek_certificate));
+        let ak_name = ak.name();
+        let known = ctx.devices.get(&device_id);
+        let enrolled = known.as_ref().filter(|d| d.ak_name == ak_name);
+        let (pending, prior) = match enrolled {
+            Some(d) => (None, d.state.clone()),
+            None => {
+                let pending = begin(
+                    &ek,
+                    &identity.ek_certificate,
+                    &ctx.ek_roots,
+                    &ctx.ek_intermediates,
+                    &ak,
+                    ctx.now() as i64,
+                    &ctx.rng,
+                )
+                .map_err(|e| no_access(format!("AK enrollment refused: {e}")))?;
+                (Some(pending), None)
+            }
+        };
+        let mut nonce = vec![0u8; 32];
+        ctx.fill_random(&mut nonce);
+        let mut msgs = Vec::new();
+        if let Some(p) = &pending {
+            msgs.push(Attribute::CredentialChallenge(CredentialChallenge {
+                id_object: p.id_object.clone(),
+                encrypted_secret: p.encrypted_secret.clone(),
+            }));
+        }
+        msgs.push(Attribute::QuoteRequest(QuoteRequest {
+            nonce: nonce.clone(),
+            selection: ctx
+                .selection
+                .iter()
+                .map(|s| BankSelection {
+                    alg: s.hash,
+                    pcrs: s.pcrs.iter().map(|&p| p as u8).collect(),
+                })
+                .collect(),
+            ima_offset: prior.as_ref().map_or(0, |s| s.ima_entries as u64),
+        }));
+        Ok((
+            Box::new(Expecting {
+                hello,
+                device_id,
+                identity,
+                ak,
+                pending,
+                nonce,
+                prior,
+            }),
+            msgs,
+        ))
+    }
+
+    fn appraise(
+        &mut self,
+        ctx: &PdpContext,
+        e: Expecting,
+        proof: Option<Vec<u8>>,
+        ev: &QuoteEvidence,
+    ) -> Assessment {
+        if let Some(pending) = &e.pending {
+            let Some(secret) = proof else {
+                return Assessment::single(
+                    Verdict::NoAccess,
+                    "AK enrollment: no credential activation proof came with the evidence",
+                );
+            };
+            if let Err(err) = pending.finish(&secret) {
+                return Assessment::single(Verdict::NoAccess, format!("AK enrollment: {err}"));
+            }
+        }
+        let Ok(ima_offset) = usize::try_from(ev.ima_offset) else {
+            return Assessment::single(Verdict::NoAccess, "IMA offset out of range");
+        };
+        let now = ctx.now();
+        let appraisal = appraise(
+            &e.ak,
+            &Evidence {
+                attest: &ev.attest,
+                signature: &ev.signature,
+                event_log: &ev.event_log,
+                ima: &ev.ima,
+                ima_offset,
+            },
+            &Challenge {
+                nonce: &e.nonce,
+                selection: &ctx.selection,
+            },
+            &ctx.reference,
+            e.prior.as_ref(),
+            now,
+        );
+        // Genuine evidence (the quote verified and the logs reproduced it)
+        // moves the device's state on, whatever the verdict: the next
+        // appraisal continues from it. An enrollment stands once proven.
+        let genuine = appraisal.next_state.is_some();
+        if e.pending.is_some() || genuine {
+            ctx.devices.put(DeviceRecord {
+                device_id: e.device_id,
+                role: e.hello.role,
+                ek_certificate: e.identity.ek_certificate.clone(),
+                ak_name: e.ak.name(),
+                ak_public: e.identity.ak_public.clone(),
+                state: appraisal.next_state.clone().or_else(|| {
+                    if e.pending.is_some() {
+                        None
+                    } else {
+                        e.prior.clone()
+                    }
+                }),
+                last_verdict: Some(appraisal.verdict),
+                last_seen: now,
+            });
+        }
+        let mut findings = appraisal.findings;
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        let reasons = findings
+            .iter()
+            .filter(|f| f.severity > Verdict::Allow)
+            .map(|f| Reason {
+                severity: f.severity,
+                text: f.to_string(),
+            })
+            .collect::<Vec<_>>();
+        Assessment {
+            verdict: appraisal.verdict,
+            reasons: if reasons.is_empty() {
+                vec![Reason {
+                    severity: Verdict::Allow,
+                    text: format!(
+                        "TPM quote and logs match the reference values ({} enrolled)",
+                        if e.pending.is_some() {
+                            "AK newly"
+                        } else {
+                            "AK"
+                        }
+                    ),
+                }]
+            } else {
+                reasons
+            },
+        }
+    }
+}
+
+fn attribute_name(a: &Attribute) -> &'static str {
+    match a {
+        Attribute::Hello(_) => "Hello",
+        Attribute::IdentityRequest => "IdentityRequest",
+        Attribute::Identity(_) => "Identity",
+        Attribute::CredentialChallenge(_) => "CredentialChallenge",
+        Attribute::CredentialProof(_) => "CredentialProof",
+        Attribute::QuoteRequest(_) => "QuoteRequest",
+        Attribute::QuoteEvidence(_) => "QuoteEvidence",
+        Attribute::Result(_) => "Result",
+        Attribute::Failure(_) => "Failure",
+    }
+}

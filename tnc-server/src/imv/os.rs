@@ -1,0 +1,91 @@
+//! The operating-system validator: the IETF standard attributes of RFC 5792
+//! §4.2 (product information, versions, operational status, forwarding
+//! enabled, factory default password) against the OS policy.
+
+use super::{Assessment, Reason};
+use crate::config::OsPolicy;
+use policy::Verdict;
+use tnc_proto::pa_tnc::{Attribute, FactoryDefaultPassword, ForwardingEnabled};
+
+/// What the endpoint reported.
+#[derive(Debug, Default)]
+pub struct OsValidator {
+    product: Option<String>,
+    version: Option<String>,
+    forwarding: Option<ForwardingEnabled>,
+    default_password: Option<FactoryDefaultPassword>,
+    packages: Option<usize>,
+    heard: bool,
+}
+
+impl OsValidator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the OS collector said anything.
+    pub fn heard(&self) -> bool {
+        self.heard
+    }
+
+    pub fn product(&self) -> Option<&str> {
+        self.product.as_deref()
+    }
+
+    pub fn receive(&mut self, attr: &Attribute<'_>) {
+        self.heard = true;
+        match attr {
+            Attribute::ProductInformation(p) => self.product = Some(p.name.to_string()),
+            Attribute::StringVersion(v) => self.version = Some(v.version.to_string()),
+            Attribute::ForwardingEnabled(f) => self.forwarding = Some(*f),
+            Attribute::FactoryDefaultPasswordEnabled(d) => self.default_password = Some(*d),
+            Attribute::InstalledPackages(p) => self.packages = Some(p.packages.len()),
+            _ => {}
+        }
+    }
+
+    /// The verdict under `policy`.
+    pub fn assess(&self, policy: &OsPolicy) -> Assessment {
+        let isolate = |text: String| Reason {
+            severity: Verdict::Isolate,
+            text,
+        };
+        let mut reasons = Vec::new();
+        if !self.heard {
+            return Assessment::single(
+                policy.no_report,
+                "the endpoint sent no operating-system attributes",
+            );
+        }
+        match &self.product {
+            None => reasons.push(isolate("no Product Information attribute".into())),
+            Some(p) if !policy.products.is_empty() && !policy.products.iter().any(|a| a == p) => {
+                reasons.push(isolate(format!(
+                    "operating system {p:?} is not one the policy allows ({})",
+                    policy.products.join(", ")
+                )))
+            }
+            Some(_) => {}
+        }
+        if policy.forbid_forwarding {
+            match self.forwarding {
+                Some(ForwardingEnabled::Disabled) => {}
+                Some(f) => reasons.push(isolate(format!(
+                    "IP forwarding is {f:?}: policy requires it disabled"
+                ))),
+                None => reasons.push(isolate("IP forwarding state not reported".into())),
+            }
+        }
+        if policy.forbid_default_password
+            && self.default_password == Some(FactoryDefaultPassword::Enabled)
+        {
+            reasons.push(isolate("a factory default password is enabled".into()));
+        }
+        let product = match (&self.product, &self.version) {
+            (Some(p), Some(v)) => format!("{p} {v}"),
+            (Some(p), None) => p.clone(),
+            _ => "operating system".into(),
+        };
+        Assessment::from_reasons(reasons, &format!("{product} complies with the OS policy"))
+    }
+}

@@ -1,0 +1,11 @@
+//! The policy decision point: the PT-TLS listener, one PB-TNC session per
+//! connection, the validators (OS and attestation), and the device registry.
+//! The `tnc-server` binary adds the operator CLI on top.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod devices;
+pub mod imv;
+pub mod net;
+pub mod pdp;

@@ -1,0 +1,255 @@
+//! The PT-TLS listener (RFC 6876 over TCP + TLS 1.3) and the task that runs
+//! one session: TLS handshake, then `tnc-proto`'s PT-TLS server connection
+//! and the PB-TNC session over it, all under one deadline.
+//!
+//! Shaped like tokio's mini-redis: a [`Listener`] takes a permit from a
+//! semaphore (the bound on concurrent sessions) before each accept and spawns
+//! one task per connection; a watch channel tells every task to wind down on
+//! shutdown.
+
+use crate::pdp::session::{Decision, PdpSession};
+use crate::pdp::PdpContext;
+use anyhow::{bail, Context};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tnc_proto::pt_tls::{self, Event, SaslPolicy, ServerConnection};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+/// How a session ended, for the log and for tests.
+#[derive(Debug)]
+pub struct SessionReport {
+    pub peer: SocketAddr,
+    pub decision: Option<Decision>,
+    pub error: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// TLS 1.3 only, standard suites through ring (RFC 6876 §3.2 requires TLS; the
+/// ShangMi suite is the channel's, not the PDP's).
+pub fn tls_server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading tls.certificate {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("tls.certificate {}: not PEM certificates", cert.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "tls.certificate {}: no certificate in the file",
+            cert.display()
+        );
+    }
+    check_private(key)?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("tls.private_key {}: no PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 with the ring provider")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("tls.certificate and tls.private_key do not form a usable TLS identity")?;
+    Ok(Arc::new(config))
+}
+
+/// A private key readable by group or others is refused: fix with chmod 600.
+fn check_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("tls.private_key {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "tls.private_key {} has mode {mode:03o}: it must not be readable by group or others (chmod 600 it)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Accepts PT-TLS connections until shutdown.
+pub struct Listener {
+    pub listener: TcpListener,
+    pub acceptor: TlsAcceptor,
+    pub ctx: Arc<PdpContext>,
+    pub limits: crate::config::Limits,
+    /// Bounds concurrent sessions: a permit per session.
+    pub sessions: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Where finished sessions are reported (tests, the monitor); None: log only.
+    pub reports: Option<tokio::sync::mpsc::UnboundedSender<SessionReport>>,
+}
+
+impl Listener {
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                p = self.sessions.clone().acquire_owned() => p.context("session semaphore closed")?,
+                _ = self.shutdown.changed() => break,
+            };
+            let (stream, peer) = tokio::select! {
+                r = self.listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, then go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = self.shutdown.changed() => break,
+            };
+            let acceptor = self.acceptor.clone();
+            let ctx = self.ctx.clone();
+            let limits = self.limits.clone();
+            let reports = self.reports.clone();
+            let mut shutdown = self.shutdown.clone();
+            tasks.spawn(async move {
+                let report = tokio::select! {
+                    r = serve(stream, peer, acceptor, &ctx, &limits) => r,
+                    _ = shutdown.changed() => SessionReport {
+                        peer,
+                        decision: None,
+                        error: Some("server shutting down".into()),
+                        elapsed: Duration::ZERO,
+                    },
+                };
+                log_report(&report);
+                if let Some(tx) = reports {
+                    let _ = tx.send(report);
+                }
+                drop(permit);
+            });
+            // Reap finished tasks so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+        }
+        tracing::info!(
+            sessions = tasks.len(),
+            "shutting down: ending open sessions"
+        );
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+fn log_report(r: &SessionReport) {
+    let ms = r.elapsed.as_secs_f64() * 1e3;
+    match (&r.decision, &r.error) {
+        (Some(d), _) => tracing::info!(
+            peer = %r.peer,
+            verdict = d.verdict.name(),
+            ms = format_args!("{ms:.1}"),
+            reason = %d.reason_string(),
+            "session decided"
+        ),
+        (None, Some(e)) => {
+            tracing::warn!(peer = %r.peer, ms = format_args!("{ms:.1}"), error = %e, "session failed")
+        }
+        (None, None) => tracing::info!(peer = %r.peer, "session closed without a decision"),
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    ctx: &PdpContext,
+    limits: &crate::config::Limits,
+) -> SessionReport {
+    let start = Instant::now();
+    let _ = stream.set_nodelay(true);
+    let outcome = tokio::time::timeout(limits.handshake_timeout(), async {
+        let tls = acceptor.accept(stream).await.context("TLS handshake")?;
+        run_session(tls, ctx, limits).await
+    })
+    .await;
+    let (decision, error) = match outcome {
+        Ok(Ok((d, e))) => (d, e),
+        Ok(Err(e)) => (None, Some(format!("{e:#}"))),
+        Err(_) => (
+            None,
+            Some(format!(
+                "handshake deadline of {} s passed: peer cut off",
+                limits.handshake_timeout_secs
+            )),
+        ),
+    };
+    SessionReport {
+        peer,
+        decision,
+        error,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Runs PT-TLS and PB-TNC over an established TLS stream until either side
+/// closes. Returns the decision sent, if any, and why the session failed, if
+/// it did.
+pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    ctx: &PdpContext,
+    limits: &crate::config::Limits,
+) -> anyhow::Result<(Option<Decision>, Option<String>)> {
+    let mut conn = ServerConnection::new(
+        pt_tls::Limits {
+            max_message_len: limits.max_message_len,
+        },
+        SaslPolicy::None,
+    );
+    let mut session = PdpSession::new(ctx);
+    let mut error = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while let Some(event) = conn.poll_event() {
+            match event {
+                Event::Batch(bytes) => {
+                    let reply = session.receive(&bytes);
+                    for b in &reply.batches {
+                        if conn.send_batch(b).is_err() {
+                            break;
+                        }
+                    }
+                    if reply.close {
+                        conn.close();
+                    }
+                }
+                Event::Authenticate(_) => conn.authentication_result(false),
+                Event::Closed(reason) if !matches!(reason, pt_tls::CloseReason::Local) => {
+                    error = Some(format!("PT-TLS session closed: {reason:?}"));
+                }
+                Event::PeerError { code, .. } => {
+                    error = Some(format!("client sent PT-TLS error {code:?}"));
+                }
+                _ => {}
+            }
+        }
+        let out = conn.take_output();
+        if !out.is_empty() {
+            io.write_all(&out).await.context("writing to the client")?;
+            io.flush().await.context("writing to the client")?;
+        }
+        if conn.is_closed() {
+            break;
+        }
+        let n = io.read(&mut buf).await.context("reading from the client")?;
+        if n == 0 {
+            if session.decision().is_none() {
+                error
+                    .get_or_insert_with(|| "client closed the connection before a decision".into());
+            }
+            break;
+        }
+        conn.receive(&buf[..n]);
+    }
+    let _ = io.shutdown().await;
+    if let Some(f) = session.failure() {
+        error.get_or_insert_with(|| f.to_string());
+    }
+    Ok((session.decision().cloned(), error))
+}

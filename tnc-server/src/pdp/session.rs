@@ -1,0 +1,329 @@
+//! One PB-TNC session on the PDP side (RFC 5793): batches in, batches out.
+//!
+//! Sans-IO like `tnc-proto`: the network task feeds each received batch to
+//! [`PdpSession::receive`] and sends what comes back. The session routes PB-PA
+//! messages to the validators by PA subtype (§4.5), answers their requests in
+//! SDATA, and once every validator has decided, sends the RESULT batch with
+//! PB-Assessment-Result, PB-Access-Recommendation, PB-Reason-String and, when
+//! access is not allowed, PB-Remediation-Parameters (§4.6-§4.10).
+
+use super::PdpContext;
+use crate::imv::attestation::AttestationValidator;
+use crate::imv::os::OsValidator;
+use crate::imv::{Assessment, Reason};
+use policy::Verdict;
+use tnc_proto::attestation::{self, Attribute as AttAttribute};
+use tnc_proto::common::{AssessmentResult, Remediation};
+use tnc_proto::pa_tnc::{Attribute, PaMessage, PaMessageWriter, PaSubtype};
+use tnc_proto::pb_tnc::{
+    AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Role, Violation,
+};
+
+/// Our validator IDs (RFC 5793 §4.5: assigned by the broker, per subtype).
+pub const OS_IMV_ID: u16 = 1;
+pub const ATTESTATION_IMV_ID: u16 = 2;
+
+/// SDATA rounds after which a client that keeps talking is cut off: the
+/// attestation exchange takes three, the OS one at most two.
+const MAX_ROUNDS: u32 = 8;
+
+/// The combined decision sent in RESULT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub assessment: AssessmentResult,
+    pub recommendation: AccessRecommendation,
+    pub reasons: Vec<Reason>,
+    /// The OS product the endpoint reported, for logs.
+    pub product: Option<String>,
+}
+
+impl Decision {
+    /// One line for PB-Reason-String: the reasons that set the verdict.
+    pub fn reason_string(&self) -> String {
+        self.reasons
+            .iter()
+            .filter(|r| r.severity == self.verdict)
+            .map(|r| r.text.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// What to do after a batch.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Batches to send, in order.
+    pub batches: Vec<Vec<u8>>,
+    /// The PB-TNC session is over: close the transport after sending.
+    pub close: bool,
+}
+
+pub struct PdpSession<'c> {
+    ctx: &'c PdpContext,
+    pb: PbSession,
+    os: OsValidator,
+    attestation: AttestationValidator,
+    rounds: u32,
+    next_pa_id: u32,
+    decision: Option<Decision>,
+    /// Why the session failed, if it did (for the log line).
+    failure: Option<String>,
+}
+
+impl<'c> PdpSession<'c> {
+    pub fn new(ctx: &'c PdpContext) -> Self {
+        Self {
+            ctx,
+            pb: PbSession::new(Role::Server),
+            os: OsValidator::new(),
+            attestation: AttestationValidator::new(),
+            rounds: 0,
+            next_pa_id: 1,
+            decision: None,
+            failure: None,
+        }
+    }
+
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref()
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.pb.is_ended()
+    }
+
+    /// One PB-TNC batch from the client.
+    pub fn receive(&mut self, bytes: &[u8]) -> Reply {
+        let batch = match self.pb.receive(bytes) {
+            Ok(b) => b,
+            Err(Violation { error, close }) => {
+                self.failure = Some(format!("PB-TNC violation by the client: {error}"));
+                return Reply {
+                    batches: vec![close],
+                    close: true,
+                };
+            }
+        };
+        if let Some(e) = batch.fatal_error() {
+            self.failure = Some(format!("client sent a fatal PB-Error: {e:?}"));
+            return Reply {
+                batches: Vec::new(),
+                close: true,
+            };
+        }
+        match batch.batch_type {
+            BatchType::Close => {
+                return Reply {
+                    batches: Vec::new(),
+                    close: true,
+                }
+            }
+            // CRETRY: assess again from the start (§3.2): new validators.
+            BatchType::CRetry => {
+                self.os = OsValidator::new();
+                self.attestation = AttestationValidator::new();
+                self.decision = None;
+                self.rounds = 0;
+            }
+            _ => {}
+        }
+
+        // Route each PB-PA message to its validator; collect their answers.
+        let mut att_out: Vec<AttAttribute> = Vec::new();
+        let mut os_errors: Vec<Vec<u8>> = Vec::new();
+        let mut att_errors: Vec<Vec<u8>> = Vec::new();
+        for pa in batch.pa_messages() {
+            if pa.delivers_to(Role::Server, PaSubtype::OPERATING_SYSTEM, OS_IMV_ID) {
+                match PaMessage::decode(pa.body).and_then(|m| {
+                    // Only IETF standard attributes are this validator's (§4.1).
+                    m.check_supported(|vendor, _| vendor == tnc_proto::U24::IETF)?;
+                    Ok(m)
+                }) {
+                    Ok(m) => {
+                        for raw in &m.attributes {
+                            // Attributes we do not know are skipped (§4.1).
+                            if let Ok(attr) = raw.parse() {
+                                self.os.receive(&attr);
+                            }
+                        }
+                    }
+                    Err(e) => os_errors.push(pa_error(&e.to_error(pa.body))),
+                }
+            } else if pa.delivers_to(Role::Server, attestation::SUBTYPE, ATTESTATION_IMV_ID) {
+                match decode_attestation(pa.body) {
+                    Ok(attrs) => att_out.extend(self.attestation.receive(self.ctx, attrs)),
+                    Err(err) => {
+                        att_errors.push(err.0);
+                        self.attestation.receive(
+                            self.ctx,
+                            vec![AttAttribute::Failure(attestation::Failure {
+                                message: format!("malformed attestation message: {}", err.1),
+                            })],
+                        );
+                    }
+                }
+            }
+            // Messages for subtypes without a validator are dropped (§4.5).
+        }
+
+        let mut messages: Vec<(PaSubtype, u16, Vec<u8>)> = Vec::new();
+        for e in os_errors {
+            messages.push((PaSubtype::OPERATING_SYSTEM, OS_IMV_ID, e));
+        }
+        for e in att_errors {
+            messages.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, e));
+        }
+        if !att_out.is_empty() {
+            let body = self.att_message(&att_out);
+            messages.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, body));
+        }
+
+        let wants_more = !att_out.is_empty() && self.rounds < MAX_ROUNDS;
+        if wants_more {
+            self.rounds += 1;
+            return self.send(BatchType::SData, &messages, None);
+        }
+        // Nobody has more to ask: decide.
+        self.attestation.conclude(self.ctx);
+        let decision = self.decide();
+        if let Some(AttAttribute::Result(r)) = self.attestation.result_attribute() {
+            let body = self.att_message(&[AttAttribute::Result(r)]);
+            messages.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, body));
+        }
+        let reply = self.send(BatchType::Result, &messages, Some(&decision));
+        self.decision = Some(decision);
+        reply
+    }
+
+    fn att_message(&mut self, attrs: &[AttAttribute]) -> Vec<u8> {
+        let mut w = PaMessageWriter::new(self.next_pa_id);
+        self.next_pa_id += 1;
+        for a in attrs {
+            w = w.raw(true, attestation::VENDOR, a.attr_type(), &a.encode_value());
+        }
+        w.finish()
+    }
+
+    fn decide(&self) -> Decision {
+        let os = self.os.assess(&self.ctx.os_policy);
+        let att = self
+            .attestation
+            .outcome()
+            .cloned()
+            .unwrap_or_else(|| Assessment::single(self.ctx.no_evidence, "no attestation"));
+        let verdict = os.verdict.max(att.verdict);
+        let mut reasons: Vec<Reason> = att.reasons.into_iter().chain(os.reasons).collect();
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.severity));
+        let (assessment, recommendation) = match verdict {
+            Verdict::Allow => (AssessmentResult::Compliant, AccessRecommendation::Allowed),
+            Verdict::Isolate => (
+                AssessmentResult::NonCompliantMajor,
+                AccessRecommendation::Quarantined,
+            ),
+            Verdict::NoAccess => (
+                AssessmentResult::NonCompliantMajor,
+                AccessRecommendation::Denied,
+            ),
+        };
+        Decision {
+            verdict,
+            assessment,
+            recommendation,
+            reasons,
+            product: self.os.product().map(str::to_string),
+        }
+    }
+
+    fn send(
+        &mut self,
+        batch_type: BatchType,
+        messages: &[(PaSubtype, u16, Vec<u8>)],
+        decision: Option<&Decision>,
+    ) -> Reply {
+        let reason = decision.map(Decision::reason_string).unwrap_or_default();
+        let mut pb: Vec<PbMessage<'_>> = messages
+            .iter()
+            .map(|(subtype, imv, body)| {
+                PbMessage::Pa(PbPa {
+                    // Answers go to the collector that asked; ours only ever
+                    // talk to one collector per subtype, which the client's
+                    // broker delivers to (ID_ANY is not used toward clients).
+                    exclusive: false,
+                    subtype: *subtype,
+                    collector_id: 0,
+                    validator_id: *imv,
+                    body,
+                })
+            })
+            .collect();
+        if let Some(d) = decision {
+            pb.push(PbMessage::AssessmentResult(d.assessment));
+            pb.push(PbMessage::AccessRecommendation(d.recommendation));
+            pb.push(PbMessage::ReasonString {
+                text: &reason,
+                lang: "en",
+            });
+            if d.recommendation != AccessRecommendation::Allowed {
+                pb.push(PbMessage::RemediationParameters(Remediation::String {
+                    text: &reason,
+                    lang: "en",
+                }));
+            }
+        }
+        match self.pb.send(batch_type, pb) {
+            Ok(bytes) => Reply {
+                batches: vec![bytes],
+                close: false,
+            },
+            Err(e) => {
+                self.failure = Some(format!("cannot send {batch_type:?}: {e}"));
+                Reply {
+                    batches: self
+                        .pb
+                        .abort("the PDP could not build its batch")
+                        .into_iter()
+                        .collect(),
+                    close: true,
+                }
+            }
+        }
+    }
+}
+
+/// A PA-TNC message with one PA-TNC Error attribute.
+fn pa_error(error: &tnc_proto::pa_tnc::PaTncError<'_>) -> Vec<u8> {
+    PaMessageWriter::new(0)
+        .attribute(false, &Attribute::PaTncError(*error))
+        .finish()
+}
+
+/// The attestation attributes of one PA-TNC message, or the PA-TNC Error to
+/// answer it with and a description.
+fn decode_attestation(body: &[u8]) -> Result<Vec<AttAttribute>, (Vec<u8>, String)> {
+    let msg = PaMessage::decode(body).map_err(|e| (pa_error(&e.to_error(body)), e.to_string()))?;
+    msg.check_supported(|vendor, t| vendor == attestation::VENDOR && (1..=9).contains(&t))
+        .map_err(|e| (pa_error(&e.to_error(body)), e.to_string()))?;
+    let mut out = Vec::new();
+    for raw in &msg.attributes {
+        if raw.vendor != attestation::VENDOR {
+            continue;
+        }
+        match AttAttribute::decode(raw.attr_type, raw.value) {
+            Ok(a) => out.push(a),
+            Err(e) => {
+                let err =
+                    tnc_proto::pa_tnc::PaDecodeError::InvalidParameter(tnc_proto::Malformed {
+                        offset: raw.value_offset(),
+                        what: "attestation attribute value is not the expected CBOR",
+                    });
+                return Err((pa_error(&err.to_error(body)), e.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
