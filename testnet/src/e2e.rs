@@ -87,10 +87,9 @@ pub struct TestPdp {
 }
 
 impl TestPdp {
-    /// Starts a PDP whose reference values are `reference`'s, trusting the EK
-    /// certificates of `ek_ca`.
+    /// Starts a PDP trusting the EK certificates of `ek_ca`.
     pub async fn start(
-        reference: &Profile,
+        references: &[(Role, &Profile)],
         ek_ca: &LocalCa,
         limits: Limits,
     ) -> anyhow::Result<Self> {
@@ -101,11 +100,17 @@ impl TestPdp {
                 .map_err(|e| anyhow!("{}: {e}", p.display()))
         };
         let ctx = Arc::new(PdpContext {
-            reference: reference
-                .reference_values()
-                .map_err(|e| anyhow!(e))?
-                .compile()
-                .map_err(|e| anyhow!("{e}"))?,
+            references: references
+                .iter()
+                .map(|(role, p)| {
+                    let compiled = p
+                        .reference_values()
+                        .map_err(|e| anyhow!(e))?
+                        .compile()
+                        .map_err(|e| anyhow!("{e}"))?;
+                    Ok((*role, compiled))
+                })
+                .collect::<anyhow::Result<_>>()?,
             selection: policy::tpm::parse_selection("sha256:0,1,2,3,4,5,6,7,8,9,10")
                 .context("PCR selection")?,
             ek_roots: der(ek_ca.root_cert())?,

@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod demo_pdp;
 
 use clap::{Parser, Subcommand};
 
@@ -20,8 +21,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a whole PT-TLS + PB-TNC + PA-TNC exchange in memory and print it.
-    Demo(demo::Args),
+    /// The PDP and three swtpm-backed endpoints (good terminal, tampered
+    /// kernel, VM) logging in over PT-TLS on loopback, with a summary table.
+    Demo,
+    /// A whole PT-TLS + PB-TNC + PA-TNC exchange in memory, printed message by
+    /// message as the dissector reads it.
+    DemoWire(demo::Args),
     /// Benchmarks that print a table (one core, release build recommended).
     Bench {
         #[command(subcommand)]
@@ -31,7 +36,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Demo(args) => demo::run(&args),
+        Command::Demo => demo_pdp::run(),
+        Command::DemoWire(args) => demo::run(&args),
         Command::Bench { command } => bench::run(&command),
     }
 }

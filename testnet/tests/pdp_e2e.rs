@@ -34,9 +34,13 @@ async fn good_terminal_is_allowed_then_reattests_incrementally() {
     let ca = LocalCa::create().unwrap();
     // Booting the first endpoint makes swtpm's local CA create its keys.
     let mut terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
-    let mut pdp = TestPdp::start(&profile("good-terminal").unwrap(), &ca, Limits::default())
-        .await
-        .unwrap();
+    let mut pdp = TestPdp::start(
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
+        &ca,
+        Limits::default(),
+    )
+    .await
+    .unwrap();
 
     let first = log_in(&pdp, &terminal).await;
     assert_eq!(
@@ -73,9 +77,13 @@ async fn good_terminal_is_allowed_then_reattests_incrementally() {
 async fn tampered_kernel_is_isolated_with_the_kernel_finding() {
     let ca = LocalCa::create().unwrap();
     let terminal = Endpoint::boot("tampered-kernel", Role::Terminal, &ca).unwrap();
-    let pdp = TestPdp::start(&profile("good-terminal").unwrap(), &ca, Limits::default())
-        .await
-        .unwrap();
+    let pdp = TestPdp::start(
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
+        &ca,
+        Limits::default(),
+    )
+    .await
+    .unwrap();
     let outcome = log_in(&pdp, &terminal).await;
     assert_eq!(
         outcome.recommendation,
@@ -92,9 +100,13 @@ async fn tampered_kernel_is_isolated_with_the_kernel_finding() {
 async fn tampered_key_application_is_isolated_naming_the_file() {
     let ca = LocalCa::create().unwrap();
     let terminal = Endpoint::boot("tampered-keyapp", Role::Terminal, &ca).unwrap();
-    let pdp = TestPdp::start(&profile("good-terminal").unwrap(), &ca, Limits::default())
-        .await
-        .unwrap();
+    let pdp = TestPdp::start(
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
+        &ca,
+        Limits::default(),
+    )
+    .await
+    .unwrap();
     let outcome = log_in(&pdp, &terminal).await;
     assert_eq!(
         outcome.recommendation,
@@ -120,7 +132,7 @@ async fn unknown_ek_ca_gets_no_access() {
     let _provisions_trusted = Endpoint::boot("good-terminal", Role::Terminal, &trusted).unwrap();
     let terminal = Endpoint::boot("good-terminal", Role::Terminal, &other).unwrap();
     let pdp = TestPdp::start(
-        &profile("good-terminal").unwrap(),
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
         &trusted,
         Limits::default(),
     )
@@ -148,9 +160,13 @@ async fn bad_and_stalling_peers_do_not_stop_others() {
         ..Limits::default()
     };
     let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
-    let mut pdp = TestPdp::start(&profile("good-terminal").unwrap(), &ca, limits)
-        .await
-        .unwrap();
+    let mut pdp = TestPdp::start(
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
+        &ca,
+        limits,
+    )
+    .await
+    .unwrap();
     let tls = tls_client_config(&pdp.tls.ca).unwrap();
     let connect = || async {
         let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();

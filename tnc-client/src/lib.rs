@@ -1,19 +1,22 @@
 //! The Access Requestor: the login agent (`tnc-client login`), its integrity
 //! measurement collectors and the TPM layer.
 //!
-//! Here today: the operating-system collector ([`os`]), which reads the IETF
-//! standard attributes from the running system; the evidence collectors
-//! ([`collect`]: the UEFI event log, the IMA list from an entry offset); and the
-//! TPM layer ([`tpm`]):
-//! EKs and their certificates, attestation keys that survive restarts, quotes,
-//! credential activation, through tss-esapi. The protocol side of the agent is
-//! `tnc-proto`'s sans-IO PT-TLS and PB-TNC client; `testnet demo` drives both end
-//! to end. The networked login agent arrives with the PDP issue.
+//! - [`agent`]: the login agent's PT-TLS + PB-TNC session as the posture broker
+//!   client, and the TLS 1.3 connection to the PDP (server certificate always
+//!   checked against the configured CA);
+//! - [`attest`]: the attestation collector (AK enrollment, quotes, logs);
+//! - [`os`]: the operating-system collector (IETF attributes of the running
+//!   system);
+//! - [`collect`]: the UEFI event log and the IMA list from an entry offset;
+//! - [`tpm`]: EKs and their certificates, attestation keys that survive
+//!   restarts, quotes, credential activation, through tss-esapi;
+//! - [`config`]: `client.toml`.
 
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod attest;
 pub mod collect;
+pub mod config;
 pub mod os;
 pub mod tpm;

@@ -58,7 +58,7 @@ pub mod attr {
 pub const MAX_VALUE_LEN: usize = 16 << 20;
 
 /// What the endpoint is (ARCHITECTURE.md: terminals and VMs attest alike).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Terminal,

@@ -5,9 +5,11 @@
 use anyhow::{bail, Context};
 use policy::Verdict;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tnc_proto::attestation::Role;
 
 /// PT-TLS's IANA port (RFC 6876 §6.1).
 pub const PT_TLS_PORT: u16 = 271;
@@ -63,8 +65,10 @@ pub struct Attestation {
     /// PEM files with intermediate EK CA certificates.
     #[serde(default)]
     pub ek_intermediates: Vec<PathBuf>,
-    /// Reference values (TOML, see `policy::reference`).
-    pub reference_values: PathBuf,
+    /// Reference values (TOML, see `policy::reference`) per role:
+    /// `reference_values = { terminal = "terminal.toml", vm = "vm.toml" }`.
+    /// A role without them is never allowed.
+    pub reference_values: BTreeMap<Role, PathBuf>,
     /// The PCRs every quote covers, `bank:pcr,pcr…[+bank:…]`.
     #[serde(default = "default_pcrs")]
     pub pcrs: String,
@@ -197,5 +201,57 @@ impl ServerConfig {
         } else {
             self.base.join(p)
         }
+    }
+}
+
+impl ServerConfig {
+    /// Everything the sessions share, read from the files the config names.
+    pub fn pdp_context(&self) -> anyhow::Result<crate::pdp::PdpContext> {
+        let pem = |key: &str, p: &Path| -> anyhow::Result<Vec<Vec<u8>>> {
+            let path = self.path(p);
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("{key}: reading {}", path.display()))?;
+            pki::ek::certificates_from_pem(&bytes)
+                .map_err(|e| anyhow::anyhow!("{key}: {}: {e}", path.display()))
+        };
+        let mut ek_roots = Vec::new();
+        for p in &self.attestation.ek_roots {
+            ek_roots.extend(pem("attestation.ek_roots", p)?);
+        }
+        if ek_roots.is_empty() {
+            bail!("attestation.ek_roots: no CA certificate: no EK could ever be trusted");
+        }
+        let mut ek_intermediates = Vec::new();
+        for p in &self.attestation.ek_intermediates {
+            ek_intermediates.extend(pem("attestation.ek_intermediates", p)?);
+        }
+        let mut references = BTreeMap::new();
+        for (role, p) in &self.attestation.reference_values {
+            let key = format!("attestation.reference_values.{}", role.name());
+            let path = self.path(p);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{key}: reading {}", path.display()))?;
+            let compiled = policy::reference::ReferenceValues::from_toml(&text)
+                .and_then(|r| r.compile())
+                .map_err(|e| anyhow::anyhow!("{key}: {}: {e}", path.display()))?;
+            references.insert(*role, compiled);
+        }
+        let selection = policy::tpm::parse_selection(&self.attestation.pcrs).ok_or_else(|| {
+            anyhow::anyhow!(
+                "attestation.pcrs: {:?} is not a PCR selection like \"sha256:0,1,2,3,4,5,6,7,8,9,10\"",
+                self.attestation.pcrs
+            )
+        })?;
+        Ok(crate::pdp::PdpContext {
+            references,
+            selection,
+            ek_roots,
+            ek_intermediates,
+            no_evidence: self.attestation.no_evidence,
+            os_policy: self.os.clone(),
+            devices: std::sync::Arc::new(crate::devices::Devices::new()),
+            rng: pki::rand::SystemRandom::new(),
+            clock: crate::pdp::system_clock,
+        })
     }
 }

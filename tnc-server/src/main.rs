@@ -1,8 +1,7 @@
 //! `tnc-server`: the policy decision point and its operator tools.
 //!
-//! Today it holds the operator's tools: the protocol dissector and the evidence
-//! readers. The PDP daemon (`run`) and the store and policy subcommands come with
-//! the PDP issue.
+//! `run` is the daemon; `dissect` and `evidence` are the operator's tools for
+//! protocol bytes and TPM evidence.
 
 #![forbid(unsafe_code)]
 
@@ -11,6 +10,7 @@ mod dissect;
 mod evidence;
 mod input;
 mod quote_cmd;
+mod run_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +28,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the policy decision point: PT-TLS over TCP + TLS 1.3, the OS and
+    /// attestation validators. Stops cleanly on SIGTERM or SIGINT.
+    Run(run_cmd::Args),
     /// Print every field of raw PT-TLS, PB-TNC or PA-TNC bytes by its RFC name.
     ///
     /// Reads a PT-TLS byte stream (the TLS plaintext of one direction of a
@@ -43,6 +46,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run_cmd::run(&args),
         Command::Dissect(args) => dissect::run(&args),
         Command::Evidence(cmd) => evidence::run(&cmd),
     };

@@ -143,7 +143,7 @@ fn log_report(r: &SessionReport) {
     match (&r.decision, &r.error) {
         (Some(d), _) => tracing::info!(
             peer = %r.peer,
-            verdict = d.verdict.name(),
+            verdict = %d.verdict.name(),
             ms = format_args!("{ms:.1}"),
             reason = %d.reason_string(),
             "session decided"

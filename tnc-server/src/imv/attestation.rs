@@ -247,6 +247,15 @@ impl AttestationValidator {
         let Ok(ima_offset) = usize::try_from(ev.ima_offset) else {
             return Assessment::single(Verdict::NoAccess, "IMA offset out of range");
         };
+        let Some(reference) = ctx.references.get(&e.hello.role) else {
+            return Assessment::single(
+                Verdict::Isolate,
+                format!(
+                    "no reference values for the role {}: nothing is allowed without them",
+                    e.hello.role.name()
+                ),
+            );
+        };
         let now = ctx.now();
         let appraisal = appraise(
             &e.ak,
@@ -261,7 +270,7 @@ impl AttestationValidator {
                 nonce: &e.nonce,
                 selection: &ctx.selection,
             },
-            &ctx.reference,
+            reference,
             e.prior.as_ref(),
             now,
         );

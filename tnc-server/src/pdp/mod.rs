@@ -9,11 +9,14 @@ use pki::rand::{SecureRandom, SystemRandom};
 use policy::reference::CompiledReference;
 use policy::tpm::PcrSelection;
 use policy::Verdict;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use tnc_proto::attestation::Role;
 
 /// Policy and state shared by all sessions.
 pub struct PdpContext {
-    pub reference: CompiledReference,
+    /// Reference values per role: a terminal and a VM boot different things.
+    pub references: BTreeMap<Role, CompiledReference>,
     /// The PCRs every quote must cover.
     pub selection: Vec<PcrSelection>,
     /// DER certificates of the EK CAs (roots) and their intermediates.

@@ -1,0 +1,167 @@
+//! `client.toml`: the role, the PDP and the CA that signs its certificate, the
+//! TPM, and where measurements and the agent's own state live. Relative paths
+//! are relative to the file's directory.
+
+use crate::attest::AttestationConfig;
+use crate::collect::EvidencePaths;
+use crate::os::OsPaths;
+use crate::tpm::{AkKind, TpmConfig};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use tnc_proto::attestation::Role;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub role: Role,
+    /// The PDP, `host:port` (PT-TLS's port is 271).
+    pub server: String,
+    /// The name the PDP's certificate must carry; default: the host of `server`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM file with the CA that signs the PDP's certificate. Always checked.
+    pub ca: PathBuf,
+    /// The agent's own files: the AK (0600) and the last verdict.
+    pub state_dir: PathBuf,
+    /// Absent: this endpoint has no TPM, and says so to the PDP.
+    #[serde(default)]
+    pub tpm: Option<TpmSection>,
+    #[serde(default)]
+    pub evidence: EvidenceSection,
+    #[serde(default)]
+    pub os: OsSection,
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmSection {
+    /// `device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`, `mssim:…`.
+    pub tcti: String,
+    /// `ecdsa-p256` (default), `rsa-2048` or `sm2`.
+    #[serde(default = "default_ak")]
+    pub ak_kind: String,
+}
+
+fn default_ak() -> String {
+    "ecdsa-p256".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceSection {
+    pub event_log: Option<PathBuf>,
+    pub ima: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsSection {
+    pub os_release: Option<PathBuf>,
+    pub ip_forward: Option<PathBuf>,
+    pub dpkg_status: Option<PathBuf>,
+    pub proc_stat: Option<PathBuf>,
+    /// Whether a factory default password is still set (the operator knows).
+    #[serde(default)]
+    pub default_password: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ClientConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut c: Self = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        c.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Some(t) = &c.tpm {
+            TpmConfig::parse(&t.tcti).map_err(|e| invalid(format!("tpm.tcti: {e}")))?;
+            parse_ak_kind(&t.ak_kind).map_err(|e| invalid(format!("tpm.ak_kind: {e}")))?;
+        }
+        Ok(c)
+    }
+
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// The name to check on the PDP's certificate.
+    pub fn server_name(&self) -> String {
+        self.server_name.clone().unwrap_or_else(|| {
+            let s = self.server.as_str();
+            match s.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                Some((host, _)) => host.to_string(),
+                None => s.rsplit_once(':').map_or(s, |(h, _)| h).to_string(),
+            }
+        })
+    }
+
+    pub fn os_paths(&self) -> OsPaths {
+        let d = OsPaths::default();
+        let pick = |o: &Option<PathBuf>, d: PathBuf| o.as_ref().map_or(d, |p| self.path(p));
+        OsPaths {
+            os_release: pick(&self.os.os_release, d.os_release),
+            ip_forward: pick(&self.os.ip_forward, d.ip_forward),
+            dpkg_status: pick(&self.os.dpkg_status, d.dpkg_status),
+            proc_stat: pick(&self.os.proc_stat, d.proc_stat),
+        }
+    }
+
+    pub fn attestation(&self) -> AttestationConfig {
+        let d = EvidencePaths::default();
+        let pick = |o: &Option<PathBuf>, d: PathBuf| o.as_ref().map_or(d, |p| self.path(p));
+        AttestationConfig {
+            role: self.role,
+            // Checked in `load`.
+            tpm: self
+                .tpm
+                .as_ref()
+                .and_then(|t| TpmConfig::parse(&t.tcti).ok()),
+            evidence: EvidencePaths {
+                event_log: pick(&self.evidence.event_log, d.event_log),
+                ima: pick(&self.evidence.ima, d.ima),
+            },
+            ak_path: self.path(&self.state_dir).join("ak.bin"),
+            ak_kind: self
+                .tpm
+                .as_ref()
+                .and_then(|t| parse_ak_kind(&t.ak_kind).ok())
+                .unwrap_or(AkKind::EcdsaP256Sha256),
+        }
+    }
+
+    pub fn last_verdict_path(&self) -> PathBuf {
+        self.path(&self.state_dir).join("last-verdict.json")
+    }
+}
+
+pub fn parse_ak_kind(s: &str) -> Result<AkKind, String> {
+    match s {
+        "ecdsa-p256" => Ok(AkKind::EcdsaP256Sha256),
+        "rsa-2048" => Ok(AkKind::RsaSsa2048Sha256),
+        "sm2" => Ok(AkKind::Sm2P256Sha256),
+        other => Err(format!(
+            "{other:?} is not an AK kind: use \"ecdsa-p256\", \"rsa-2048\" or \"sm2\""
+        )),
+    }
+}

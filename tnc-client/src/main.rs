@@ -1,0 +1,191 @@
+//! `tnc-client`: the login agent of a terminal or VM.
+
+#![forbid(unsafe_code)]
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tnc_client::agent::{login, tls_client_config, Agent, Outcome};
+use tnc_client::attest::AttestationCollector;
+use tnc_client::config::ClientConfig;
+use tnc_client::os::OsFacts;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tnc-client",
+    version,
+    about = "Trusted Network Connect login agent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the integrity handshake with the PDP and print its verdict.
+    ///
+    /// Exit status: 0 allow, 3 isolate, 4 no access, 1 no decision (the
+    /// handshake failed), 2 usage or configuration errors.
+    Login {
+        /// The client configuration (TOML; `tnc-server init` writes one).
+        #[arg(long)]
+        config: PathBuf,
+        /// The PDP, `host:port`, instead of `server` in the config.
+        #[arg(long)]
+        server: Option<String>,
+        /// The CA that signs the PDP's certificate, instead of `ca`.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+    /// Show the last verdict this endpoint received.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Login { config, server, ca } => run_login(&config, server, ca),
+        Command::Status { config } => status(&config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tnc-client: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_login(
+    path: &PathBuf,
+    server: Option<String>,
+    ca: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut config = ClientConfig::load(path)?;
+    if let Some(s) = server {
+        config.server = s;
+    }
+    let ca = ca.unwrap_or_else(|| config.path(&config.ca));
+    let tls = tls_client_config(&ca).with_context(|| "the CA file (ca or --ca)".to_string())?;
+    let os = OsFacts::collect(&config.os_paths(), config.os.default_password)
+        .context("reading the operating system's facts (os.os_release)")?;
+    let mut agent = Agent::new(os, AttestationCollector::new(config.attestation()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let name = config.server_name();
+    let outcome = runtime.block_on(async {
+        let addr = tokio::net::lookup_host(&config.server)
+            .await
+            .with_context(|| format!("resolving server {:?}", config.server))?
+            .next()
+            .ok_or_else(|| anyhow!("server {:?} resolves to no address", config.server))?;
+        login(addr, &name, tls, &mut agent, None)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tnc-client: no decision: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print_outcome(&outcome);
+    save_verdict(&config, &outcome);
+    Ok(ExitCode::from(exit_code(&outcome)))
+}
+
+fn verdict_name(o: &Outcome) -> &'static str {
+    use tnc_proto::pb_tnc::AccessRecommendation::*;
+    match o.recommendation {
+        Some(Allowed) => "allow",
+        Some(Quarantined) => "isolate",
+        Some(Denied) => "no access",
+        None => "none",
+    }
+}
+
+fn exit_code(o: &Outcome) -> u8 {
+    match verdict_name(o) {
+        "allow" => 0,
+        "isolate" => 3,
+        "no access" => 4,
+        _ => 1,
+    }
+}
+
+fn print_outcome(o: &Outcome) {
+    println!("verdict: {}", verdict_name(o));
+    if let Some(r) = &o.reason {
+        println!("reason: {r}");
+    }
+    if let Some(a) = &o.attestation {
+        println!("attestation: {}", a.verdict);
+        for f in &a.findings {
+            println!("  - {f}");
+        }
+    }
+    if let Some(r) = &o.remediation {
+        println!("remediation: {r}");
+    }
+}
+
+fn save_verdict(config: &ClientConfig, o: &Outcome) {
+    let path = config.last_verdict_path();
+    let record = serde_json::json!({
+        "verdict": verdict_name(o),
+        "reason": o.reason,
+        "attestation": o.attestation.as_ref().map(|a| serde_json::json!({
+            "verdict": a.verdict, "findings": a.findings })),
+        "remediation": o.remediation,
+        "at": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    });
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&record)?)
+    };
+    if let Err(e) = write() {
+        eprintln!(
+            "tnc-client: could not record the verdict in {}: {e}",
+            path.display()
+        );
+    }
+}
+
+fn status(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = ClientConfig::load(path)?;
+    let p = config.last_verdict_path();
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("no login yet (no {})", p.display());
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(anyhow!("{}: {e}", p.display())),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| p.display().to_string())?;
+    println!("verdict: {}", v["verdict"].as_str().unwrap_or("unknown"));
+    if let Some(at) = v["at"].as_u64() {
+        println!("at: {at} (unix seconds)");
+    }
+    if let Some(r) = v["reason"].as_str() {
+        println!("reason: {r}");
+    }
+    if let Some(f) = v["attestation"]["findings"].as_array() {
+        for f in f.iter().filter_map(|f| f.as_str()) {
+            println!("  - {f}");
+        }
+    }
+    Ok(ExitCode::from(if v["verdict"] == "allow" { 0 } else { 3 }))
+}

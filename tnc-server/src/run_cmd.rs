@@ -1,0 +1,90 @@
+//! `tnc-server run`: the PDP daemon.
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tnc_server::config::ServerConfig;
+use tnc_server::net::{tls_server_config, Listener};
+use tokio::sync::{watch, Semaphore};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The server configuration (TOML; `tnc-server init` writes one).
+    #[arg(long)]
+    config: PathBuf,
+    /// Listen here for PT-TLS over TCP instead of `listen.tcp`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TNC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = ServerConfig::load(&args.config)?;
+    let ctx = Arc::new(config.pdp_context()?);
+    let tls = tls_server_config(
+        &config.path(&config.tls.certificate),
+        &config.path(&config.tls.private_key),
+    )?;
+    let addr = args.listen.unwrap_or(config.listen.tcp);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} (listen.tcp or --listen)"))?;
+        let local = listener.local_addr()?;
+        let (shutdown, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: shutting down");
+            let _ = shutdown.send(true);
+        });
+        tracing::info!(
+            addr = %local,
+            roles = ?ctx.references.keys().map(|r| r.name()).collect::<Vec<_>>(),
+            pcrs = %config.attestation.pcrs,
+            max_sessions = config.limits.max_sessions,
+            "PT-TLS listener ready"
+        );
+        // For scripts that start the daemon on port 0.
+        println!("listening on {local}");
+        Listener {
+            listener,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            ctx,
+            sessions: Arc::new(Semaphore::new(config.limits.max_sessions)),
+            limits: config.limits.clone(),
+            shutdown: rx,
+            reports: None,
+        }
+        .run()
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
