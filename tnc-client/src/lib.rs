@@ -10,7 +10,7 @@
 //! - [`collect`]: the UEFI event log and the IMA list from an entry offset;
 //! - [`tpm`]: EKs and their certificates, attestation keys that survive
 //!   restarts, quotes, credential activation, through tss-esapi;
-//! - [`config`]: `client.toml`.
+//! - [`config`] reads `client.toml`.
 
 #![forbid(unsafe_code)]
 

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 }
 
 fn run_login(
-    path: &PathBuf,
+    path: &std::path::Path,
     server: Option<String>,
     ca: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
