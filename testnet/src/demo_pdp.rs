@@ -13,7 +13,7 @@ use anyhow::Context;
 use std::time::Instant;
 use testnet::e2e::{profile, Endpoint, TestPdp};
 use testnet::swtpm::LocalCa;
-use tnc_client::agent::{login, tls_client_config, Outcome};
+use tnc_client::agent::Outcome;
 use tnc_proto::attestation::Role;
 use tnc_server::config::Limits;
 
@@ -62,24 +62,12 @@ async fn demo() -> anyhow::Result<()> {
         "  PDP: PT-TLS on {} (TLS 1.3), reference values: terminal = good-terminal, vm = good-vm",
         pdp.addr
     );
-    let tls = tls_client_config(&pdp.tls.ca)?;
 
     let mut rows = Vec::new();
     for (name, prof, endpoint) in &booted {
         println!("\n=== {name} ({prof}) logs in");
-        let mut agent = endpoint.agent()?;
-        let (addr, tls) = (pdp.addr, tls.clone());
         let start = Instant::now();
-        // The TPM is blocking I/O: the agent runs on a thread of its own.
-        let outcome = tokio::task::spawn_blocking(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)?
-                .block_on(login(addr, "localhost", tls, &mut agent, None))
-                .map_err(anyhow::Error::from)
-        })
-        .await??;
+        let outcome = pdp.log_in(endpoint).await?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         print_outcome(&outcome);
         rows.push(Row {

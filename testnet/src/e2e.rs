@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tnc_client::agent::Agent;
+use tnc_client::agent::{login, tls_client_config, Agent, Outcome};
 use tnc_client::attest::{AttestationCollector, AttestationConfig};
 use tnc_client::collect::EvidencePaths;
 use tnc_client::os::{OsFacts, OsPaths};
@@ -147,6 +147,22 @@ impl TestPdp {
             task,
             dir,
         })
+    }
+
+    /// Logs `endpoint` in with a fresh agent, as `tnc-client login` does. The
+    /// TPM is blocking I/O, so the agent runs on a thread of its own.
+    pub async fn log_in(&self, endpoint: &Endpoint) -> anyhow::Result<Outcome> {
+        let tls = tls_client_config(&self.tls.ca)?;
+        let mut agent = endpoint.agent()?;
+        let addr = self.addr;
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(login(addr, "localhost", tls, &mut agent, None))
+                .map_err(anyhow::Error::from)
+        })
+        .await?
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {

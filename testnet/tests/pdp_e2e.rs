@@ -6,41 +6,36 @@
 use std::time::Duration;
 use testnet::e2e::{profile, Endpoint, TestPdp};
 use testnet::swtpm::LocalCa;
-use tnc_client::agent::{login, tls_client_config, Outcome};
+use tnc_client::agent::{tls_client_config, Outcome};
 use tnc_proto::attestation::Role;
 use tnc_proto::pb_tnc::AccessRecommendation;
 use tnc_server::config::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn log_in(pdp: &TestPdp, endpoint: &Endpoint) -> Outcome {
-    let tls = tls_client_config(&pdp.tls.ca).unwrap();
-    let mut agent = endpoint.agent().unwrap();
-    let addr = pdp.addr;
-    // The TPM is blocking I/O: run the agent on a thread of its own.
-    tokio::task::spawn_blocking(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(login(addr, "localhost", tls, &mut agent, None))
-    })
+    pdp.log_in(endpoint)
+        .await
+        .unwrap_or_else(|e| panic!("login failed: {e:#}"))
+}
+
+/// A PDP with the good terminal's reference values, and a terminal booted
+/// from `profile` (booted first: that makes swtpm's local CA create its keys).
+async fn pdp_and_terminal(profile_name: &str, limits: Limits) -> (TestPdp, Endpoint, LocalCa) {
+    let ca = LocalCa::create().unwrap();
+    let terminal = Endpoint::boot(profile_name, Role::Terminal, &ca).unwrap();
+    let pdp = TestPdp::start(
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
+        &ca,
+        limits,
+    )
     .await
-    .unwrap()
-    .unwrap_or_else(|e| panic!("login failed: {e}"))
+    .unwrap();
+    (pdp, terminal, ca)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_terminal_is_allowed_then_reattests_incrementally() {
-    let ca = LocalCa::create().unwrap();
-    // Booting the first endpoint makes swtpm's local CA create its keys.
-    let mut terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
-    let mut pdp = TestPdp::start(
-        &[(Role::Terminal, &profile("good-terminal").unwrap())],
-        &ca,
-        Limits::default(),
-    )
-    .await
-    .unwrap();
+    let (mut pdp, mut terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
 
     let first = log_in(&pdp, &terminal).await;
     assert_eq!(
@@ -75,15 +70,7 @@ async fn good_terminal_is_allowed_then_reattests_incrementally() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_kernel_is_isolated_with_the_kernel_finding() {
-    let ca = LocalCa::create().unwrap();
-    let terminal = Endpoint::boot("tampered-kernel", Role::Terminal, &ca).unwrap();
-    let pdp = TestPdp::start(
-        &[(Role::Terminal, &profile("good-terminal").unwrap())],
-        &ca,
-        Limits::default(),
-    )
-    .await
-    .unwrap();
+    let (pdp, terminal, _ca) = pdp_and_terminal("tampered-kernel", Limits::default()).await;
     let outcome = log_in(&pdp, &terminal).await;
     assert_eq!(
         outcome.recommendation,
@@ -98,15 +85,7 @@ async fn tampered_kernel_is_isolated_with_the_kernel_finding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_key_application_is_isolated_naming_the_file() {
-    let ca = LocalCa::create().unwrap();
-    let terminal = Endpoint::boot("tampered-keyapp", Role::Terminal, &ca).unwrap();
-    let pdp = TestPdp::start(
-        &[(Role::Terminal, &profile("good-terminal").unwrap())],
-        &ca,
-        Limits::default(),
-    )
-    .await
-    .unwrap();
+    let (pdp, terminal, _ca) = pdp_and_terminal("tampered-keyapp", Limits::default()).await;
     let outcome = log_in(&pdp, &terminal).await;
     assert_eq!(
         outcome.recommendation,
@@ -154,19 +133,11 @@ async fn unknown_ek_ca_gets_no_access() {
 /// terminal meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_and_stalling_peers_do_not_stop_others() {
-    let ca = LocalCa::create().unwrap();
     let limits = Limits {
         handshake_timeout_secs: 2,
         ..Limits::default()
     };
-    let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
-    let mut pdp = TestPdp::start(
-        &[(Role::Terminal, &profile("good-terminal").unwrap())],
-        &ca,
-        limits,
-    )
-    .await
-    .unwrap();
+    let (mut pdp, terminal, _ca) = pdp_and_terminal("good-terminal", limits).await;
     let tls = tls_client_config(&pdp.tls.ca).unwrap();
     let connect = || async {
         let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();
