@@ -11,8 +11,8 @@ setup:
 build: setup
 	$(CARGO) build --workspace --all-targets
 
-# An end-to-end run of the most complete real thing there is, printed message
-# by message.
+# The PDP on loopback and three swtpm-backed endpoints (good terminal,
+# tampered kernel, VM) logging in over PT-TLS; verdicts, findings, a summary.
 demo: setup
 	$(CARGO) run --quiet -p testnet -- demo
 
