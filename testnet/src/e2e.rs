@@ -14,10 +14,11 @@ use tnc_client::collect::EvidencePaths;
 use tnc_client::os::{OsFacts, OsPaths};
 use tnc_client::tpm::{AkKind, TpmConfig};
 use tnc_proto::attestation::Role;
-use tnc_server::config::{Limits, OsPolicy};
-use tnc_server::devices::Devices;
+use tnc_proto::pt_tls::sasl::PlainCredentials;
+use tnc_server::config::{Limits, OsPolicy, Sasl};
 use tnc_server::net::{Listener, SessionReport};
 use tnc_server::pdp::PdpContext;
+use tnc_server::store::Store;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 /// The simulator's profiles shipped in `testnet/profiles`.
@@ -87,37 +88,49 @@ pub struct TestPdp {
 }
 
 impl TestPdp {
-    /// Starts a PDP trusting the EK certificates of `ek_ca`.
+    /// Starts a PDP trusting the EK certificates of `ek_ca`, without user
+    /// authentication, with a new store.
     pub async fn start(
         references: &[(Role, &Profile)],
         ek_ca: &LocalCa,
         limits: Limits,
     ) -> anyhow::Result<Self> {
+        Self::start_with(references, ek_ca, limits, Sasl::None, None).await
+    }
+
+    /// As [`TestPdp::start`], with SASL PLAIN or not, and the SQLite store in
+    /// `store_dir` (kept across restarts) or in the PDP's own directory.
+    pub async fn start_with(
+        references: &[(Role, &Profile)],
+        ek_ca: &LocalCa,
+        limits: Limits,
+        sasl: Sasl,
+        store_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let dir = scratch_dir("pdp")?;
+        let store_path = store_dir.unwrap_or(&dir).join("tnc.db");
+        let store = Arc::new(Store::open(&format!("sqlite://{}", store_path.display())).await?);
+        for (role, p) in references {
+            let body = p.reference_values().map_err(|e| anyhow!(e))?.to_toml();
+            store
+                .seed_policy(*role, &body, tnc_server::pdp::system_clock())
+                .await?;
+        }
         let tls = make_tls_files(&dir)?;
         let der = |p: PathBuf| -> anyhow::Result<Vec<Vec<u8>>> {
             pki::ek::certificates_from_pem(&std::fs::read(&p)?)
                 .map_err(|e| anyhow!("{}: {e}", p.display()))
         };
         let ctx = Arc::new(PdpContext {
-            references: references
-                .iter()
-                .map(|(role, p)| {
-                    let compiled = p
-                        .reference_values()
-                        .map_err(|e| anyhow!(e))?
-                        .compile()
-                        .map_err(|e| anyhow!("{e}"))?;
-                    Ok((*role, compiled))
-                })
-                .collect::<anyhow::Result<_>>()?,
+            policies: tnc_server::pdp::PolicyCache::default(),
             selection: policy::tpm::parse_selection("sha256:0,1,2,3,4,5,6,7,8,9,10")
                 .context("PCR selection")?,
             ek_roots: der(ek_ca.root_cert())?,
             ek_intermediates: der(ek_ca.issuer_cert())?,
             no_evidence: policy::Verdict::Isolate,
             os_policy: OsPolicy::default(),
-            devices: Arc::new(Devices::new()),
+            store,
+            sasl,
             rng: pki::rand::SystemRandom::new(),
             clock: tnc_server::pdp::system_clock,
         });
@@ -152,6 +165,15 @@ impl TestPdp {
     /// Logs `endpoint` in with a fresh agent, as `tnc-client login` does. The
     /// TPM is blocking I/O, so the agent runs on a thread of its own.
     pub async fn log_in(&self, endpoint: &Endpoint) -> anyhow::Result<Outcome> {
+        self.log_in_as(endpoint, None).await
+    }
+
+    /// As [`TestPdp::log_in`], authenticating as a user with SASL PLAIN.
+    pub async fn log_in_as(
+        &self,
+        endpoint: &Endpoint,
+        credentials: Option<PlainCredentials>,
+    ) -> anyhow::Result<Outcome> {
         let tls = tls_client_config(&self.tls.ca)?;
         let mut agent = endpoint.agent()?;
         let addr = self.addr;
@@ -159,7 +181,7 @@ impl TestPdp {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(login(addr, "localhost", tls, &mut agent, None))
+                .block_on(login(addr, "localhost", tls, &mut agent, credentials))
                 .map_err(anyhow::Error::from)
         })
         .await?
@@ -168,6 +190,7 @@ impl TestPdp {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.task.await??;
+        self.ctx.store.close().await;
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }

@@ -48,7 +48,7 @@ async fn good_terminal_is_allowed_then_reattests_incrementally() {
     assert!(att.findings[0].contains("AK newly enrolled"), "{att:?}");
     let report = pdp.reports.recv().await.unwrap();
     assert_eq!(report.decision.unwrap().verdict, policy::Verdict::Allow);
-    let devices = pdp.ctx.devices.list();
+    let devices = pdp.ctx.store.devices().await.unwrap();
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0].state.as_ref().unwrap().ima_entries, 6);
 
@@ -63,7 +63,7 @@ async fn good_terminal_is_allowed_then_reattests_incrementally() {
     assert!(second.allowed(), "{second:?}");
     let att = second.attestation.unwrap();
     assert!(!att.findings[0].contains("newly"), "enrolled once: {att:?}");
-    let devices = pdp.ctx.devices.list();
+    let devices = pdp.ctx.store.devices().await.unwrap();
     assert_eq!(devices[0].state.as_ref().unwrap().ima_entries, 7);
     pdp.stop().await.unwrap();
 }
@@ -124,7 +124,7 @@ async fn unknown_ek_ca_gets_no_access() {
         "{outcome:?}"
     );
     assert!(outcome.reason.unwrap().contains("AK enrollment refused"));
-    assert!(pdp.ctx.devices.list().is_empty());
+    assert!(pdp.ctx.store.devices().await.unwrap().is_empty());
     pdp.stop().await.unwrap();
 }
 
@@ -209,4 +209,101 @@ async fn bad_and_stalling_peers_do_not_stop_others() {
     );
     drop(staller);
     pdp.stop().await.unwrap();
+}
+
+/// SASL PLAIN inside PT-TLS against the store's argon2id hashes: the right
+/// password gets a decision, a wrong one a SASL failure and no decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_checks_the_users_password() {
+    use tnc_proto::pt_tls::sasl::PlainCredentials;
+    let ca = LocalCa::create().unwrap();
+    let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let pdp = TestPdp::start_with(
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
+        &ca,
+        Limits::default(),
+        tnc_server::config::Sasl::Plain,
+        None,
+    )
+    .await
+    .unwrap();
+    let rng = pki::rand::SystemRandom::new();
+    let hash = tnc_server::auth::hash_password("s3cret pass", &rng).unwrap();
+    assert!(pdp.ctx.store.add_user("alice", &hash, 1).await.unwrap());
+
+    let wrong = pdp
+        .log_in_as(&terminal, Some(PlainCredentials::new("alice", "guess")))
+        .await
+        .unwrap_err();
+    assert!(format!("{wrong:#}").contains("SASL"), "{wrong:#}");
+    let unknown = pdp
+        .log_in_as(
+            &terminal,
+            Some(PlainCredentials::new("mallory", "s3cret pass")),
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{unknown:#}").contains("SASL"), "{unknown:#}");
+    let ok = pdp
+        .log_in_as(
+            &terminal,
+            Some(PlainCredentials::new("alice", "s3cret pass")),
+        )
+        .await
+        .unwrap();
+    assert!(ok.allowed(), "{ok:?}");
+    pdp.stop().await.unwrap();
+}
+
+/// A PDP restart keeps the enrolled device (no second enrollment, the IMA
+/// list continues where it stopped) and the audit chain, which still verifies
+/// and keeps growing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_devices_and_the_audit_chain() {
+    let ca = LocalCa::create().unwrap();
+    let mut terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let store_dir = testnet::swtpm::scratch_dir("store").unwrap();
+    let good = profile("good-terminal").unwrap();
+    let refs = [(Role::Terminal, &good)];
+    let start = || {
+        TestPdp::start_with(
+            &refs,
+            &ca,
+            Limits::default(),
+            tnc_server::config::Sasl::None,
+            Some(&store_dir),
+        )
+    };
+    let pdp = start().await.unwrap();
+    let first = log_in(&pdp, &terminal).await;
+    assert!(first.attestation.unwrap().findings[0].contains("newly"));
+    assert_eq!(
+        pdp.ctx.store.verify_audit().await.unwrap(),
+        Ok(3),
+        "policy-load + enroll + verdict"
+    );
+    pdp.stop().await.unwrap();
+
+    let again = terminal.profile.ima[1].clone();
+    terminal
+        .measure_more(&[(again.path.as_str(), again.content.as_bytes())])
+        .unwrap();
+    let pdp = start().await.unwrap();
+    let second = log_in(&pdp, &terminal).await;
+    assert!(second.allowed(), "{second:?}");
+    assert!(!second.attestation.unwrap().findings[0].contains("newly"));
+    let devices = pdp.ctx.store.devices().await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].state.as_ref().unwrap().ima_entries, 7);
+    // The same reference values: no new policy version; one more verdict.
+    assert_eq!(pdp.ctx.store.verify_audit().await.unwrap(), Ok(4));
+    let history = pdp
+        .ctx
+        .store
+        .attestations(&devices[0].device_id, 10)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    pdp.stop().await.unwrap();
+    std::fs::remove_dir_all(&store_dir).unwrap();
 }

@@ -10,6 +10,7 @@ use tnc_client::agent::{login, tls_client_config, Agent, Outcome};
 use tnc_client::attest::AttestationCollector;
 use tnc_client::config::ClientConfig;
 use tnc_client::os::OsFacts;
+use tnc_proto::pt_tls::sasl::PlainCredentials;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,6 +39,13 @@ enum Command {
         /// The CA that signs the PDP's certificate, instead of `ca`.
         #[arg(long)]
         ca: Option<PathBuf>,
+        /// Authenticate as this user (SASL PLAIN inside PT-TLS). The password
+        /// comes from --password-file, else TNC_PASSWORD, else a line on
+        /// standard input.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, requires = "user")]
+        password_file: Option<PathBuf>,
     },
     /// Show the last verdict this endpoint received.
     Status {
@@ -49,7 +57,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Login { config, server, ca } => run_login(&config, server, ca),
+        Command::Login {
+            config,
+            server,
+            ca,
+            user,
+            password_file,
+        } => user
+            .map(|u| credentials(u, password_file.as_deref()))
+            .transpose()
+            .and_then(|creds| run_login(&config, server, ca, creds)),
         Command::Status { config } => status(&config),
     };
     match result {
@@ -65,6 +82,7 @@ fn run_login(
     path: &std::path::Path,
     server: Option<String>,
     ca: Option<PathBuf>,
+    credentials: Option<PlainCredentials>,
 ) -> anyhow::Result<ExitCode> {
     let mut config = ClientConfig::load(path)?;
     if let Some(s) = server {
@@ -85,7 +103,7 @@ fn run_login(
             .with_context(|| format!("resolving server {:?}", config.server))?
             .next()
             .ok_or_else(|| anyhow!("server {:?} resolves to no address", config.server))?;
-        login(addr, &name, tls, &mut agent, None)
+        login(addr, &name, tls, &mut agent, credentials)
             .await
             .map_err(anyhow::Error::from)
     });
@@ -99,6 +117,26 @@ fn run_login(
     print_outcome(&outcome);
     save_verdict(&config, &outcome);
     Ok(ExitCode::from(exit_code(&outcome)))
+}
+
+fn credentials(user: String, file: Option<&std::path::Path>) -> anyhow::Result<PlainCredentials> {
+    use std::io::{BufRead, IsTerminal};
+    let password = if let Some(f) = file {
+        std::fs::read_to_string(f).with_context(|| format!("--password-file {}", f.display()))?
+    } else if let Ok(p) = std::env::var("TNC_PASSWORD") {
+        p
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("password for {user}: "))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line
+    };
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!("the password for {user} is empty");
+    }
+    Ok(PlainCredentials::new(&user, password))
 }
 
 fn verdict_name(o: &Outcome) -> &'static str {

@@ -25,6 +25,10 @@ pub struct ServerConfig {
     pub os: OsPolicy,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub auth: Auth,
     /// The directory relative paths start from (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -46,6 +50,45 @@ impl Default for Listen {
     fn default() -> Self {
         Self { tcp: default_tcp() }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite://PATH` (relative to this file; created on first start) or
+    /// `postgres://user@host/db`.
+    #[serde(default = "default_store")]
+    pub url: String,
+}
+
+fn default_store() -> String {
+    "sqlite://tnc.db".into()
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            url: default_store(),
+        }
+    }
+}
+
+/// How users authenticate inside PT-TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sasl {
+    /// SASL PLAIN (RFC 4616) against the users in the store (argon2id).
+    #[default]
+    Plain,
+    /// No user authentication: the endpoint's evidence alone decides.
+    None,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    #[serde(default)]
+    pub sasl: Sasl,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,8 +248,38 @@ impl ServerConfig {
 }
 
 impl ServerConfig {
+    /// The store URL with a relative SQLite path made relative to this file.
+    pub fn store_url(&self) -> String {
+        match self.store.url.strip_prefix("sqlite://") {
+            Some(p) if !p.starts_with('/') && !p.starts_with(":memory:") => {
+                format!("sqlite://{}", self.base.join(p).display())
+            }
+            _ => self.store.url.clone(),
+        }
+    }
+
+    /// The reference values files, checked, as (role, TOML text): what the
+    /// daemon records in the store at start when they changed.
+    pub fn reference_files(&self) -> anyhow::Result<Vec<(Role, String)>> {
+        let mut out = Vec::new();
+        for (role, p) in &self.attestation.reference_values {
+            let key = format!("attestation.reference_values.{}", role.name());
+            let path = self.path(p);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{key}: reading {}", path.display()))?;
+            policy::reference::ReferenceValues::from_toml(&text)
+                .and_then(|r| r.compile())
+                .map_err(|e| anyhow::anyhow!("{key}: {}: {e}", path.display()))?;
+            out.push((*role, text));
+        }
+        Ok(out)
+    }
+
     /// Everything the sessions share, read from the files the config names.
-    pub fn pdp_context(&self) -> anyhow::Result<crate::pdp::PdpContext> {
+    pub fn pdp_context(
+        &self,
+        store: std::sync::Arc<crate::store::Store>,
+    ) -> anyhow::Result<crate::pdp::PdpContext> {
         let pem = |key: &str, p: &Path| -> anyhow::Result<Vec<Vec<u8>>> {
             let path = self.path(p);
             let bytes = std::fs::read(&path)
@@ -225,17 +298,6 @@ impl ServerConfig {
         for p in &self.attestation.ek_intermediates {
             ek_intermediates.extend(pem("attestation.ek_intermediates", p)?);
         }
-        let mut references = BTreeMap::new();
-        for (role, p) in &self.attestation.reference_values {
-            let key = format!("attestation.reference_values.{}", role.name());
-            let path = self.path(p);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("{key}: reading {}", path.display()))?;
-            let compiled = policy::reference::ReferenceValues::from_toml(&text)
-                .and_then(|r| r.compile())
-                .map_err(|e| anyhow::anyhow!("{key}: {}: {e}", path.display()))?;
-            references.insert(*role, compiled);
-        }
         let selection = policy::tpm::parse_selection(&self.attestation.pcrs).ok_or_else(|| {
             anyhow::anyhow!(
                 "attestation.pcrs: {:?} is not a PCR selection like \"sha256:0,1,2,3,4,5,6,7,8,9,10\"",
@@ -243,13 +305,14 @@ impl ServerConfig {
             )
         })?;
         Ok(crate::pdp::PdpContext {
-            references,
+            policies: crate::pdp::PolicyCache::default(),
             selection,
             ek_roots,
             ek_intermediates,
             no_evidence: self.attestation.no_evidence,
             os_policy: self.os.clone(),
-            devices: std::sync::Arc::new(crate::devices::Devices::new()),
+            store,
+            sasl: self.auth.sasl,
             rng: pki::rand::SystemRandom::new(),
             clock: crate::pdp::system_clock,
         })

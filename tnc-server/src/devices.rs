@@ -1,11 +1,8 @@
-//! Devices the PDP has enrolled, with what the next attestation continues
-//! from. Held in memory for now; the durable store replaces this registry
-//! behind the same methods.
+//! A device the PDP has enrolled, with what the next attestation continues
+//! from (kept in the [`Store`](crate::store::Store)).
 
 use policy::appraisal::DeviceState;
 use policy::Verdict;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use tnc_proto::attestation::Role;
 
 /// One enrolled device.
@@ -23,35 +20,6 @@ pub struct DeviceRecord {
     pub last_verdict: Option<Verdict>,
     /// Unix seconds.
     pub last_seen: u64,
-}
-
-#[derive(Debug, Default)]
-pub struct Devices {
-    by_id: Mutex<HashMap<[u8; 32], DeviceRecord>>,
-}
-
-impl Devices {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], DeviceRecord>> {
-        // A panic while holding the lock leaves whole records only (every
-        // write is one insert), so the data stays usable.
-        self.by_id.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn get(&self, id: &[u8; 32]) -> Option<DeviceRecord> {
-        self.lock().get(id).cloned()
-    }
-
-    pub fn put(&self, record: DeviceRecord) {
-        self.lock().insert(record.device_id, record);
-    }
-
-    pub fn list(&self) -> Vec<DeviceRecord> {
-        let mut v: Vec<_> = self.lock().values().cloned().collect();
-        v.sort_by_key(|d| d.device_id);
-        v
-    }
+    /// Unix seconds of the credential activation that proved the AK.
+    pub enrolled_at: u64,
 }

@@ -4,8 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod devices;
 pub mod imv;
 pub mod net;
 pub mod pdp;
+pub mod store;

@@ -5,9 +5,11 @@
 
 #![forbid(unsafe_code)]
 
+mod admin_cmd;
 mod appraise_cmd;
 mod dissect;
 mod evidence;
+mod init_cmd;
 mod input;
 mod quote_cmd;
 mod run_cmd;
@@ -31,6 +33,21 @@ enum Command {
     /// Run the policy decision point: PT-TLS over TCP + TLS 1.3, the OS and
     /// attestation validators. Stops cleanly on SIGTERM or SIGINT.
     Run(run_cmd::Args),
+    /// Create a CA, the server certificate, the store, example reference
+    /// values, server.toml and client.toml in a directory.
+    Init(init_cmd::Args),
+    /// Users for SASL PLAIN.
+    #[command(subcommand)]
+    User(admin_cmd::UserCommand),
+    /// Enrolled devices.
+    #[command(subcommand)]
+    Device(admin_cmd::DeviceCommand),
+    /// Reference values (policy versions).
+    #[command(subcommand)]
+    Policy(admin_cmd::PolicyCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(admin_cmd::AuditCommand),
     /// Print every field of raw PT-TLS, PB-TNC or PA-TNC bytes by its RFC name.
     ///
     /// Reads a PT-TLS byte stream (the TLS plaintext of one direction of a
@@ -47,6 +64,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(&args),
+        Command::Init(args) => init_cmd::run(&args),
+        Command::User(cmd) => admin_cmd::user(&cmd),
+        Command::Device(cmd) => admin_cmd::device(&cmd),
+        Command::Policy(cmd) => admin_cmd::policy(&cmd),
+        Command::Audit(cmd) => admin_cmd::audit(&cmd),
         Command::Dissect(args) => dissect::run(&args),
         Command::Evidence(cmd) => evidence::run(&cmd),
     };

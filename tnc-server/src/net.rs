@@ -166,7 +166,7 @@ async fn serve(
     let _ = stream.set_nodelay(true);
     let outcome = tokio::time::timeout(limits.handshake_timeout(), async {
         let tls = acceptor.accept(stream).await.context("TLS handshake")?;
-        run_session(tls, ctx, limits).await
+        run_session(tls, peer, ctx, limits).await
     })
     .await;
     let (decision, error) = match outcome {
@@ -193,23 +193,28 @@ async fn serve(
 /// it did.
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
+    peer: SocketAddr,
     ctx: &PdpContext,
     limits: &crate::config::Limits,
 ) -> anyhow::Result<(Option<Decision>, Option<String>)> {
+    let policy = match ctx.sasl {
+        crate::config::Sasl::Plain => SaslPolicy::Plain { max_attempts: 3 },
+        crate::config::Sasl::None => SaslPolicy::None,
+    };
     let mut conn = ServerConnection::new(
         pt_tls::Limits {
             max_message_len: limits.max_message_len,
         },
-        SaslPolicy::None,
+        policy,
     );
-    let mut session = PdpSession::new(ctx);
+    let mut session = PdpSession::new(ctx, peer.to_string());
     let mut error = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         while let Some(event) = conn.poll_event() {
             match event {
                 Event::Batch(bytes) => {
-                    let reply = session.receive(&bytes);
+                    let reply = session.receive(&bytes).await;
                     for b in &reply.batches {
                         if conn.send_batch(b).is_err() {
                             break;
@@ -219,7 +224,28 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         conn.close();
                     }
                 }
-                Event::Authenticate(_) => conn.authentication_result(false),
+                Event::Authenticate(creds) => {
+                    let user = creds.authcid.clone();
+                    let hash = ctx
+                        .store
+                        .password_hash(&user)
+                        .await
+                        .context("reading the user store")?;
+                    let password = creds.password.expose().to_string();
+                    // argon2id takes tens of milliseconds: not on the async threads.
+                    let ok = tokio::task::spawn_blocking(move || {
+                        crate::auth::verify_password(hash.as_deref(), &password)
+                    })
+                    .await
+                    .unwrap_or(false);
+                    if !ok {
+                        tracing::warn!(%peer, user = %user, "SASL PLAIN: wrong user name or password");
+                        error = Some(format!("SASL PLAIN failed for user {user:?}"));
+                    } else {
+                        error = None;
+                    }
+                    conn.authentication_result(ok);
+                }
                 Event::Closed(reason) if !matches!(reason, pt_tls::CloseReason::Local) => {
                     error = Some(format!("PT-TLS session closed: {reason:?}"));
                 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tnc_server::config::ServerConfig;
 use tnc_server::net::{tls_server_config, Listener};
+use tnc_server::store::Store;
 use tokio::sync::{watch, Semaphore};
 
 #[derive(clap::Args, Debug)]
@@ -29,7 +30,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = ServerConfig::load(&args.config)?;
-    let ctx = Arc::new(config.pdp_context()?);
     let tls = tls_server_config(
         &config.path(&config.tls.certificate),
         &config.path(&config.tls.private_key),
@@ -37,6 +37,32 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let addr = args.listen.unwrap_or(config.listen.tcp);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
+        let store = Arc::new(
+            Store::open(&config.store_url())
+                .await
+                .with_context(|| format!("store.url {:?}", config.store.url))?,
+        );
+        let ctx = Arc::new(config.pdp_context(store.clone())?);
+        // The config's reference values become the current policy version
+        // when they changed since the store last recorded them.
+        for (role, text) in config.reference_files()? {
+            if let Some(v) = store
+                .seed_policy(role, &text, tnc_server::pdp::system_clock())
+                .await?
+            {
+                tracing::info!(
+                    role = role.name(),
+                    version = v,
+                    "reference values recorded from the config"
+                );
+            }
+        }
+        let roles: Vec<&str> = store
+            .policy_versions()
+            .await?
+            .keys()
+            .map(|r| r.name())
+            .collect();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr} (listen.tcp or --listen)"))?;
@@ -49,7 +75,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         });
         tracing::info!(
             addr = %local,
-            roles = ?ctx.references.keys().map(|r| r.name()).collect::<Vec<_>>(),
+            roles = ?roles,
             pcrs = %config.attestation.pcrs,
             max_sessions = config.limits.max_sessions,
             "PT-TLS listener ready"
@@ -66,7 +92,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             reports: None,
         }
         .run()
-        .await
+        .await?;
+        store.close().await;
+        Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,45 +8,87 @@ use testnet::e2e::{make_tls_files, profile, Endpoint};
 use testnet::swtpm::{scratch_dir, LocalCa};
 use tnc_client::agent::{login, tls_client_config};
 use tnc_proto::attestation::Role;
+use tnc_proto::pt_tls::sasl::PlainCredentials;
 
 fn tnc_server() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tnc-server"))
 }
 
+/// Runs `tnc-server ARGS --config CONFIG`, expecting success; its stdout.
+fn admin(args: &[&str], config: &std::path::Path) -> String {
+    let out = tnc_server()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("TNC_PASSWORD", "s3cret pass")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tnc-server {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An operator's first day: `init`, the EK roots and reference values put in
+/// place, `user add`, `run`; a swtpm terminal logs in as that user; `device
+/// list` shows it, `audit verify` checks the chain; SIGTERM stops the daemon.
 #[test]
-fn daemon_serves_a_terminal_and_stops_on_sigterm() {
+fn init_user_run_device_audit() {
     let ca = LocalCa::create().unwrap();
     let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
     let dir = scratch_dir("run-cli").unwrap();
-    let tls = make_tls_files(&dir).unwrap();
+    let out = tnc_server()
+        .args(["init", "--dir"])
+        .arg(&dir)
+        .args(["--san", "pdp.example"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("next:"));
+    use std::os::unix::fs::PermissionsExt;
+    for private in ["ca.key", "server.key", "tnc.db"] {
+        let mode = std::fs::metadata(dir.join(private))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{private} is {mode:o}");
+    }
+    // A second init into the same directory is refused.
+    let again = tnc_server()
+        .args(["init", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+
+    // The operator's part: EK roots, reference values, a listen address.
+    let roots = [ca.root_cert(), ca.issuer_cert()]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    std::fs::write(dir.join("ek-roots.pem"), roots).unwrap();
     let reference = profile("good-terminal")
         .unwrap()
         .reference_values()
         .unwrap();
-    std::fs::write(dir.join("terminal.toml"), reference.to_toml()).unwrap();
-    std::fs::write(
-        dir.join("server.toml"),
-        format!(
-            r#"[listen]
-tcp = "127.0.0.1:0"
+    std::fs::write(dir.join("reference-terminal.toml"), reference.to_toml()).unwrap();
+    let config = dir.join("server.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("tcp = \"[::]:271\"", "tcp = \"127.0.0.1:0\"");
+    std::fs::write(&config, text).unwrap();
+    assert!(admin(&["user", "add", "alice"], &config).contains("added"));
+    assert!(admin(&["user", "list"], &config).contains("alice"));
 
-[tls]
-certificate = "server.pem"
-private_key = "server.key"
-
-[attestation]
-ek_roots = ["{root}"]
-ek_intermediates = ["{issuer}"]
-reference_values = {{ terminal = "terminal.toml" }}
-"#,
-            root = ca.root_cert().display(),
-            issuer = ca.issuer_cert().display()
-        ),
-    )
-    .unwrap();
     let mut daemon = tnc_server()
         .args(["run", "--config"])
-        .arg(dir.join("server.toml"))
+        .arg(&config)
         .env("TNC_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -71,9 +113,9 @@ reference_values = {{ terminal = "terminal.toml" }}
         .block_on(login(
             addr,
             "localhost",
-            tls_client_config(&tls.ca).unwrap(),
+            tls_client_config(&dir.join("ca.pem")).unwrap(),
             &mut agent,
-            None,
+            Some(PlainCredentials::new("alice", "s3cret pass")),
         ))
         .unwrap();
     assert!(outcome.allowed(), "{outcome:?}");
@@ -90,6 +132,16 @@ reference_values = {{ terminal = "terminal.toml" }}
     assert!(log.contains("session decided"), "{log}");
     assert!(log.contains("verdict=allow"), "{log}");
     assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains("s3cret"), "a password in the log: {log}");
+
+    let devices = admin(&["device", "list"], &config);
+    assert!(
+        devices.contains("terminal") && devices.contains("allow"),
+        "{devices}"
+    );
+    // init, user-add, policy-load, enroll, verdict.
+    let audit = admin(&["audit", "verify"], &config);
+    assert!(audit.contains("5 entries"), "{audit}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -5,7 +5,8 @@
 //!
 //! One validator lives per session; what outlives the session (the device's
 //! enrollment and the state the next incremental appraisal continues from)
-//! goes to the [`Devices`] registry.
+//! goes to the [`Store`](crate::store::Store), committed before the verdict
+//! is sent.
 
 use super::{Assessment, Reason};
 use crate::devices::DeviceRecord;
@@ -18,6 +19,9 @@ use tnc_proto::attestation::{
     AttestationResult, Attribute, BankSelection, CredentialChallenge, Hello, Identity,
     QuoteEvidence, QuoteRequest,
 };
+
+/// TPM reset count, restart count and clock of a quote.
+pub type TpmCounters = (u32, u32, u64);
 
 /// Where the exchange with the attestation collector is.
 enum Phase {
@@ -44,11 +48,19 @@ struct Expecting {
     nonce: Vec<u8>,
     /// The state the appraisal continues from (an enrolled device's last one).
     prior: Option<DeviceState>,
+    /// When an enrolled device was enrolled (None: enrolling now).
+    enrolled_at: Option<u64>,
+    /// For the audit log.
+    ek_issuer: String,
 }
 
 pub struct AttestationValidator {
     phase: Phase,
     outcome: Option<Assessment>,
+    /// The device identified in this session, once its evidence was appraised.
+    device_id: Option<[u8; 32]>,
+    /// The appraised quote's counters.
+    counters: Option<TpmCounters>,
 }
 
 impl Default for AttestationValidator {
@@ -62,7 +74,14 @@ impl AttestationValidator {
         Self {
             phase: Phase::AwaitHello,
             outcome: None,
+            device_id: None,
+            counters: None,
         }
+    }
+
+    /// The device whose evidence was appraised, and the quote's counters.
+    pub fn appraised_device(&self) -> Option<([u8; 32], Option<TpmCounters>)> {
+        self.device_id.map(|d| (d, self.counters))
     }
 
     /// The verdict, once there is one.
@@ -100,7 +119,7 @@ impl AttestationValidator {
 
     /// One PA-TNC message's attestation attributes in; the attributes to answer
     /// with out (none when the validator is done or waiting).
-    pub fn receive(&mut self, ctx: &PdpContext, attrs: Vec<Attribute>) -> Vec<Attribute> {
+    pub async fn receive(&mut self, ctx: &PdpContext, attrs: Vec<Attribute>) -> Vec<Attribute> {
         let mut out = Vec::new();
         let mut proof = None;
         for attr in attrs {
@@ -120,7 +139,7 @@ impl AttestationValidator {
                     }
                 }
                 (Phase::AwaitIdentity { hello }, Attribute::Identity(identity)) => {
-                    match self.identify(ctx, hello, identity) {
+                    match self.identify(ctx, hello, identity).await {
                         Ok((expecting, msgs)) => {
                             self.phase = Phase::AwaitEvidence(expecting);
                             out.extend(msgs);
@@ -133,7 +152,7 @@ impl AttestationValidator {
                     proof = Some(p.secret);
                 }
                 (Phase::AwaitEvidence(expecting), Attribute::QuoteEvidence(ev)) => {
-                    let a = self.appraise(ctx, *expecting, proof.take(), &ev);
+                    let a = self.appraise(ctx, *expecting, proof.take(), &ev).await;
                     self.finish(a);
                 }
                 (_, Attribute::Failure(f)) => {
@@ -159,7 +178,7 @@ impl AttestationValidator {
     /// Identity received: an enrolled AK gets a quote request; a new one gets a
     /// credential challenge with it, after the EK certificate chain checks out.
     #[allow(clippy::type_complexity)]
-    fn identify(
+    async fn identify(
         &mut self,
         ctx: &PdpContext,
         hello: Hello,
@@ -173,8 +192,13 @@ impl AttestationValidator {
         let mut device_id = [0u8; 32];
         device_id.copy_from_slice(&HashAlg::Sha256.digest(&identity.ek_certificate));
         let ak_name = ak.name();
-        let known = ctx.devices.get(&device_id);
+        let known = ctx
+            .store
+            .device(&device_id)
+            .await
+            .map_err(|e| no_access(format!("the PDP cannot read its device store: {e}")))?;
         let enrolled = known.as_ref().filter(|d| d.ak_name == ak_name);
+        let enrolled_at = enrolled.map(|d| d.enrolled_at);
         let (pending, prior) = match enrolled {
             Some(d) => (None, d.state.clone()),
             None => {
@@ -218,15 +242,20 @@ impl AttestationValidator {
                 device_id,
                 identity,
                 ak,
+                ek_issuer: pending
+                    .as_ref()
+                    .map(|p| p.ek_certificate.issuer.clone())
+                    .unwrap_or_default(),
                 pending,
                 nonce,
                 prior,
+                enrolled_at,
             }),
             msgs,
         ))
     }
 
-    fn appraise(
+    async fn appraise(
         &mut self,
         ctx: &PdpContext,
         e: Expecting,
@@ -247,14 +276,9 @@ impl AttestationValidator {
         let Ok(ima_offset) = usize::try_from(ev.ima_offset) else {
             return Assessment::single(Verdict::NoAccess, "IMA offset out of range");
         };
-        let Some(reference) = ctx.references.get(&e.hello.role) else {
-            return Assessment::single(
-                Verdict::Isolate,
-                format!(
-                    "no reference values for the role {}: nothing is allowed without them",
-                    e.hello.role.name()
-                ),
-            );
+        let reference = match ctx.reference(e.hello.role).await {
+            Ok(r) => r,
+            Err(why) => return Assessment::single(Verdict::Isolate, why),
         };
         let now = ctx.now();
         let appraisal = appraise(
@@ -270,16 +294,19 @@ impl AttestationValidator {
                 nonce: &e.nonce,
                 selection: &ctx.selection,
             },
-            reference,
+            &reference,
             e.prior.as_ref(),
             now,
         );
         // Genuine evidence (the quote verified and the logs reproduced it)
         // moves the device's state on, whatever the verdict: the next
-        // appraisal continues from it. An enrollment stands once proven.
+        // appraisal continues from it. An enrollment stands once proven. Both
+        // are committed before the verdict goes out; if they cannot be, the
+        // verdict is no access (fail closed).
         let genuine = appraisal.next_state.is_some();
+        let device_hex = crate::store::hex(&e.device_id);
         if e.pending.is_some() || genuine {
-            ctx.devices.put(DeviceRecord {
+            let record = DeviceRecord {
                 device_id: e.device_id,
                 role: e.hello.role,
                 ek_certificate: e.identity.ek_certificate.clone(),
@@ -294,8 +321,34 @@ impl AttestationValidator {
                 }),
                 last_verdict: Some(appraisal.verdict),
                 last_seen: now,
-            });
+                enrolled_at: e.enrolled_at.unwrap_or(now),
+            };
+            if let Err(err) = ctx.store.put_device(&record).await {
+                return Assessment::single(
+                    Verdict::NoAccess,
+                    format!("the PDP cannot record the device: {err}"),
+                );
+            }
+            if e.pending.is_some() {
+                let detail = format!(
+                    "{} AK {} enrolled (EK certificate issuer: {})",
+                    e.hello.role.name(),
+                    crate::store::hex(&record.ak_name),
+                    e.ek_issuer
+                );
+                if let Err(err) = ctx.store.audit(now, "enroll", &device_hex, &detail).await {
+                    return Assessment::single(
+                        Verdict::NoAccess,
+                        format!("the PDP cannot write its audit log: {err}"),
+                    );
+                }
+            }
         }
+        self.device_id = Some(e.device_id);
+        self.counters = appraisal.quote.as_ref().map(|q| {
+            let c = &q.attest.clock_info;
+            (c.reset_count, c.restart_count, c.clock)
+        });
         let mut findings = appraisal.findings;
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         let reasons = findings

@@ -4,7 +4,7 @@
 pub mod session;
 
 use crate::config::OsPolicy;
-use crate::devices::Devices;
+use crate::store::Store;
 use pki::rand::{SecureRandom, SystemRandom};
 use policy::reference::CompiledReference;
 use policy::tpm::PcrSelection;
@@ -15,8 +15,9 @@ use tnc_proto::attestation::Role;
 
 /// Policy and state shared by all sessions.
 pub struct PdpContext {
-    /// Reference values per role: a terminal and a VM boot different things.
-    pub references: BTreeMap<Role, CompiledReference>,
+    /// Reference values per role (a terminal and a VM boot different things),
+    /// as of the newest policy version in the store.
+    pub policies: PolicyCache,
     /// The PCRs every quote must cover.
     pub selection: Vec<PcrSelection>,
     /// DER certificates of the EK CAs (roots) and their intermediates.
@@ -26,7 +27,9 @@ pub struct PdpContext {
     /// choice; default isolate, never silently allow).
     pub no_evidence: Verdict,
     pub os_policy: OsPolicy,
-    pub devices: Arc<Devices>,
+    pub store: Arc<Store>,
+    /// User authentication inside PT-TLS.
+    pub sasl: crate::config::Sasl,
     pub rng: SystemRandom,
     /// Unix seconds; replaceable in tests.
     pub clock: fn() -> u64,
@@ -44,6 +47,63 @@ impl PdpContext {
         self.rng
             .fill(buf)
             .expect("the system random number generator failed");
+    }
+}
+
+/// The compiled reference values of the policy versions last seen in the
+/// store; refreshed when `tnc-server policy load` records a new version.
+#[derive(Default)]
+pub struct PolicyCache {
+    current: std::sync::RwLock<BTreeMap<Role, (i64, Arc<CompiledReference>)>>,
+}
+
+impl PdpContext {
+    /// The reference values a device of `role` is appraised by now, or why
+    /// there are none.
+    pub async fn reference(&self, role: Role) -> Result<Arc<CompiledReference>, String> {
+        let versions = self
+            .store
+            .policy_versions()
+            .await
+            .map_err(|e| format!("the PDP cannot read its policy: {e}"))?;
+        let Some(&want) = versions.get(&role) else {
+            return Err(format!(
+                "no reference values for the role {}: nothing is allowed without them",
+                role.name()
+            ));
+        };
+        let cached = {
+            let current = self
+                .policies
+                .current
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            current
+                .get(&role)
+                .filter(|(v, _)| *v == want)
+                .map(|(_, r)| r.clone())
+        };
+        if let Some(r) = cached {
+            return Ok(r);
+        }
+        let bodies = self
+            .store
+            .current_policies()
+            .await
+            .map_err(|e| format!("the PDP cannot read its policy: {e}"))?;
+        let Some((version, body)) = bodies.get(&role) else {
+            return Err(format!("no reference values for the role {}", role.name()));
+        };
+        let compiled = policy::reference::ReferenceValues::from_toml(body)
+            .and_then(|r| r.compile())
+            .map_err(|e| format!("policy version {version} for {}: {e}", role.name()))?;
+        let compiled = Arc::new(compiled);
+        self.policies
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(role, (*version, compiled.clone()));
+        Ok(compiled)
     }
 }
 

@@ -61,6 +61,8 @@ pub struct Reply {
 
 pub struct PdpSession<'c> {
     ctx: &'c PdpContext,
+    /// The peer's address, for the audit log.
+    peer: String,
     pb: PbSession,
     os: OsValidator,
     attestation: AttestationValidator,
@@ -72,9 +74,10 @@ pub struct PdpSession<'c> {
 }
 
 impl<'c> PdpSession<'c> {
-    pub fn new(ctx: &'c PdpContext) -> Self {
+    pub fn new(ctx: &'c PdpContext, peer: impl Into<String>) -> Self {
         Self {
             ctx,
+            peer: peer.into(),
             pb: PbSession::new(Role::Server),
             os: OsValidator::new(),
             attestation: AttestationValidator::new(),
@@ -98,7 +101,7 @@ impl<'c> PdpSession<'c> {
     }
 
     /// One PB-TNC batch from the client.
-    pub fn receive(&mut self, bytes: &[u8]) -> Reply {
+    pub async fn receive(&mut self, bytes: &[u8]) -> Reply {
         let batch = match self.pb.receive(bytes) {
             Ok(b) => b,
             Err(Violation { error, close }) => {
@@ -156,15 +159,17 @@ impl<'c> PdpSession<'c> {
                 }
             } else if pa.delivers_to(Role::Server, attestation::SUBTYPE, ATTESTATION_IMV_ID) {
                 match decode_attestation(pa.body) {
-                    Ok(attrs) => att_out.extend(self.attestation.receive(self.ctx, attrs)),
+                    Ok(attrs) => att_out.extend(self.attestation.receive(self.ctx, attrs).await),
                     Err(err) => {
                         att_errors.push(err.0);
-                        self.attestation.receive(
-                            self.ctx,
-                            vec![AttAttribute::Failure(attestation::Failure {
-                                message: format!("malformed attestation message: {}", err.1),
-                            })],
-                        );
+                        self.attestation
+                            .receive(
+                                self.ctx,
+                                vec![AttAttribute::Failure(attestation::Failure {
+                                    message: format!("malformed attestation message: {}", err.1),
+                                })],
+                            )
+                            .await;
                     }
                 }
             }
@@ -188,9 +193,22 @@ impl<'c> PdpSession<'c> {
             self.rounds += 1;
             return self.send(BatchType::SData, &messages, None);
         }
-        // Nobody has more to ask: decide.
+        // Nobody has more to ask: decide, and record the decision before
+        // sending it (fail closed if it cannot be recorded).
         self.attestation.conclude(self.ctx);
-        let decision = self.decide();
+        let mut decision = self.decide();
+        if let Err(e) = self.record(&decision).await {
+            decision = Decision {
+                verdict: Verdict::NoAccess,
+                assessment: AssessmentResult::Error,
+                recommendation: AccessRecommendation::Denied,
+                reasons: vec![Reason {
+                    severity: Verdict::NoAccess,
+                    text: format!("the PDP cannot record its decision: {e}"),
+                }],
+                product: decision.product,
+            };
+        }
         if let Some(AttAttribute::Result(r)) = self.attestation.result_attribute() {
             let body = self.att_message(&[AttAttribute::Result(r)]);
             messages.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, body));
@@ -207,6 +225,33 @@ impl<'c> PdpSession<'c> {
             w = w.raw(true, attestation::VENDOR, a.attr_type(), &a.encode_value());
         }
         w.finish()
+    }
+
+    /// The attestation (for a device whose evidence was appraised) and the
+    /// verdict's audit entry.
+    async fn record(&self, d: &Decision) -> Result<(), crate::store::StoreError> {
+        let now = self.ctx.now();
+        let reasons: Vec<String> = d.reasons.iter().map(|r| r.text.clone()).collect();
+        let subject = match self.attestation.appraised_device() {
+            Some((id, counters)) => {
+                self.ctx
+                    .store
+                    .record_attestation(&id, now, d.verdict, &reasons, counters)
+                    .await?;
+                crate::store::hex(&id)
+            }
+            None => format!("peer without evidence ({})", self.peer),
+        };
+        self.ctx
+            .store
+            .audit(
+                now,
+                "verdict",
+                &subject,
+                &format!("{}: {}", d.verdict.name(), d.reason_string()),
+            )
+            .await?;
+        Ok(())
     }
 
     fn decide(&self) -> Decision {

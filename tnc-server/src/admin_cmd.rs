@@ -1,0 +1,329 @@
+//! The operator's store commands: `user`, `device`, `audit`, `policy`. Each
+//! takes `--config FILE` and works on the store the config names (the PDP may
+//! be running: SQLite serializes the writes).
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::json;
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tnc_proto::attestation::Role;
+use tnc_server::config::ServerConfig;
+use tnc_server::pdp::system_clock;
+use tnc_server::store::{hex, Store};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user for SASL PLAIN (argon2id hash). The password comes from
+    /// --password-file, else the TNC_PASSWORD environment variable, else a
+    /// line on standard input.
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List the users.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Remove a user.
+    Remove {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// The enrolled devices.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One device (by its ID or a unique prefix of it) and its last attestations.
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a device: its next login enrolls its AK again, from a whole IMA list.
+    Forget {
+        #[arg(long)]
+        config: PathBuf,
+        device: String,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the SM3 hash chain of the audit log; exit 1 if any entry was
+    /// edited, removed or inserted.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the audit log.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Check reference values and record them as the role's new policy
+    /// version in the store (the daemon reads the files the config names; the
+    /// store keeps every version with its SHA-256 for the record).
+    Load {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        file: PathBuf,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "terminal" => Ok(Role::Terminal),
+        "vm" => Ok(Role::Vm),
+        other => Err(format!("{other:?}: use terminal or vm")),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn open(config: &Path) -> anyhow::Result<Store> {
+    let config = ServerConfig::load(config)?;
+    Store::open(&config.store_url())
+        .await
+        .with_context(|| format!("store.url {:?}", config.store.url))
+}
+
+fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
+    let password = if let Some(f) = file {
+        std::fs::read_to_string(f).with_context(|| format!("--password-file {}", f.display()))?
+    } else if let Ok(p) = std::env::var("TNC_PASSWORD") {
+        p
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("password: ")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line
+    };
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(password)
+}
+
+pub fn user(cmd: &UserCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match cmd {
+            UserCommand::Add {
+                config,
+                name,
+                password_file,
+            } => {
+                if name.is_empty() || name.contains('\0') {
+                    bail!("user name {name:?}: must be non-empty text without NUL");
+                }
+                let password = read_password(password_file.as_deref())?;
+                let hash =
+                    tnc_server::auth::hash_password(&password, &pki::rand::SystemRandom::new())
+                        .map_err(|e| anyhow!("hashing the password: {e}"))?;
+                let store = open(config).await?;
+                if !store.add_user(name, &hash, system_clock()).await? {
+                    bail!("user {name:?} exists already (remove it first to change the password)");
+                }
+                store.audit(system_clock(), "user-add", name, "").await?;
+                println!("user {name} added");
+            }
+            UserCommand::List { config } => {
+                for (name, created) in open(config).await?.users().await? {
+                    println!("{name}\tcreated {created}");
+                }
+            }
+            UserCommand::Remove { config, name } => {
+                let store = open(config).await?;
+                if !store.remove_user(name).await? {
+                    bail!("no user {name:?}");
+                }
+                store.audit(system_clock(), "user-remove", name, "").await?;
+                println!("user {name} removed");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn find_device(
+    store: &Store,
+    prefix: &str,
+) -> anyhow::Result<tnc_server::devices::DeviceRecord> {
+    let prefix = prefix.to_ascii_lowercase();
+    let matches: Vec<_> = store
+        .devices()
+        .await?
+        .into_iter()
+        .filter(|d| hex(&d.device_id).starts_with(&prefix))
+        .collect();
+    match matches.len() {
+        0 => bail!("no device {prefix:?} (tnc-server device list shows them)"),
+        1 => Ok(matches.into_iter().next().expect("one")),
+        n => bail!("{prefix:?} matches {n} devices: give more of the ID"),
+    }
+}
+
+fn device_json(d: &tnc_server::devices::DeviceRecord) -> serde_json::Value {
+    json!({
+        "device": hex(&d.device_id),
+        "role": d.role.name(),
+        "ak_name": hex(&d.ak_name),
+        "last_verdict": d.last_verdict.map(|v| v.name()),
+        "last_seen": d.last_seen,
+        "enrolled_at": d.enrolled_at,
+        "ima_entries": d.state.as_ref().map(|s| s.ima_entries),
+        "tpm_reset_count": d.state.as_ref().map(|s| s.reset_count),
+    })
+}
+
+pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match cmd {
+            DeviceCommand::List { config, json } => {
+                let devices = open(config).await?.devices().await?;
+                if *json {
+                    let list: Vec<_> = devices.iter().map(device_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else {
+                    println!(
+                        "{:<16} | {:<8} | {:<9} | {:>11} | last seen",
+                        "device", "role", "verdict", "IMA entries"
+                    );
+                    for d in &devices {
+                        println!(
+                            "{:<16} | {:<8} | {:<9} | {:>11} | {}",
+                            &hex(&d.device_id)[..16],
+                            d.role.name(),
+                            d.last_verdict.map_or("-", |v| v.name()),
+                            d.state
+                                .as_ref()
+                                .map_or("-".into(), |s| s.ima_entries.to_string()),
+                            d.last_seen
+                        );
+                    }
+                }
+            }
+            DeviceCommand::Show {
+                config,
+                device,
+                json,
+            } => {
+                let store = open(config).await?;
+                let d = find_device(&store, device).await?;
+                let history = store.attestations(&d.device_id, 10).await?;
+                let mut v = device_json(&d);
+                v["attestations"] = history
+                    .iter()
+                    .map(|a| json!({"at": a.at, "verdict": a.verdict, "findings": a.findings}))
+                    .collect();
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    for (k, val) in v.as_object().expect("an object") {
+                        if k != "attestations" {
+                            println!("{k}: {val}");
+                        }
+                    }
+                    for a in &history {
+                        println!("attestation at {}: {}", a.at, a.verdict);
+                        for f in &a.findings {
+                            println!("  - {f}");
+                        }
+                    }
+                }
+            }
+            DeviceCommand::Forget { config, device } => {
+                let store = open(config).await?;
+                let d = find_device(&store, device).await?;
+                store.forget_device(&d.device_id).await?;
+                store
+                    .audit(
+                        system_clock(),
+                        "device-forget",
+                        &hex(&d.device_id),
+                        "by the operator",
+                    )
+                    .await?;
+                println!("device {} forgotten", hex(&d.device_id));
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match cmd {
+            AuditCommand::Verify { config } => match open(config).await?.verify_audit().await? {
+                Ok(n) => {
+                    println!("audit log intact: {n} entries, SM3 chain verified");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(b) => {
+                    println!("audit log BROKEN at {b}");
+                    Ok(ExitCode::from(1))
+                }
+            },
+            AuditCommand::List { config } => {
+                for e in open(config).await?.audit_entries().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        e.seq, e.at, e.kind, e.subject, e.detail
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+pub fn policy(cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
+    let PolicyCommand::Load { config, role, file } = cmd;
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    policy::reference::ReferenceValues::from_toml(&text)
+        .and_then(|r| r.compile())
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    runtime()?.block_on(async {
+        let store = open(config).await?;
+        let id = store.record_policy(*role, &text, system_clock()).await?;
+        store
+            .audit(
+                system_clock(),
+                "policy-load",
+                role.name(),
+                &format!("version {id} from {}", file.display()),
+            )
+            .await?;
+        println!(
+            "reference values for {} recorded as version {id}",
+            role.name()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}

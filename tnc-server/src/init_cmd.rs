@@ -1,0 +1,229 @@
+//! `tnc-server init --dir DIR`: everything a first PDP needs, in one
+//! directory, and what to do next.
+
+use anyhow::{bail, Context};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The directory to create the files in (created if missing; existing
+    /// files are never overwritten).
+    #[arg(long)]
+    dir: PathBuf,
+    /// More names for the server certificate, besides this host's name,
+    /// localhost, 127.0.0.1 and ::1.
+    #[arg(long = "san")]
+    sans: Vec<String>,
+}
+
+/// Reference values an operator starts from: no boot events or allowlist yet,
+/// so nothing is allowed until they are filled in (from a known-good
+/// endpoint: `tnc-server evidence eventlog/ima`).
+const EXAMPLE_REFERENCE: &str = r#"# Reference values for terminals (see policy/src/reference.rs for the format).
+# Until the sections below list a known-good endpoint's boot events, kernel and
+# files, every terminal is isolated: missing reference values never allow.
+name = "terminals"
+bank = "sha256"
+
+# [boot]
+# pcrs = [0, 1, 2, 3, 4, 5, 6, 7]
+# [[boot.events]]
+# pcr = 4
+# type = "EV_EFI_BOOT_SERVICES_APPLICATION"
+# digest = "<sha256 hex>"
+# note = "shim"
+#
+# [kernel]
+# images = ["<sha256 hex of the kernel image event>"]
+# cmdlines = ["root=/dev/vda2 ro quiet ima_policy=tcb"]
+#
+# [ima]
+# excluded_prefixes = ["/tmp/", "/var/log/"]
+# key_applications = ["/usr/sbin/nginx"]
+# [ima.allow]
+# "/usr/sbin/nginx" = ["<sha256 hex>"]
+"#;
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {} (init never overwrites)", path.display()))?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let dir = &args.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if dir.join("server.toml").exists() {
+        bail!(
+            "{} already holds a server.toml: init makes a new PDP, it does not change one",
+            dir.display()
+        );
+    }
+    let dir = dir
+        .canonicalize()
+        .with_context(|| dir.display().to_string())?;
+
+    // The CA that signs the PDP's certificate; endpoints trust it.
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("TNC PDP CA ({})", host_name()));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key)?;
+
+    let mut names = vec![host_name(), "localhost".into()];
+    names.extend(args.sans.iter().cloned());
+    names.dedup();
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    for n in &names {
+        params
+            .subject_alt_names
+            .push(match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(
+                    n.clone()
+                        .try_into()
+                        .with_context(|| format!("--san {n:?}"))?,
+                ),
+            });
+    }
+    for ip in ["127.0.0.1", "::1"] {
+        let ip: std::net::IpAddr = ip.parse()?;
+        if !names.iter().any(|n| n.parse() == Ok(ip)) {
+            params.subject_alt_names.push(SanType::IpAddress(ip));
+        }
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("TNC PDP {}", host_name()));
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+
+    write_new(&dir.join("ca.pem"), ca.pem().as_bytes(), 0o644)?;
+    write_new(
+        &dir.join("ca.key"),
+        ca_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_new(&dir.join("server.pem"), cert.pem().as_bytes(), 0o644)?;
+    write_new(
+        &dir.join("server.key"),
+        key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_new(
+        &dir.join("reference-terminal.toml"),
+        EXAMPLE_REFERENCE.as_bytes(),
+        0o644,
+    )?;
+    write_new(
+        &dir.join("server.toml"),
+        br#"# tnc-server configuration (README: "Running the PDP and the agent").
+[listen]
+tcp = "[::]:271"
+
+[tls]
+certificate = "server.pem"
+private_key = "server.key"
+
+[store]
+url = "sqlite://tnc.db"
+
+[auth]
+sasl = "plain"                  # users: tnc-server user add
+
+[attestation]
+ek_roots = ["ek-roots.pem"]     # your TPM vendors' EK CA certificates (PEM)
+ek_intermediates = []
+reference_values = { terminal = "reference-terminal.toml" }
+pcrs = "sha256:0,1,2,3,4,5,6,7,8,9,10"
+no_evidence = "isolate"
+
+[os]
+products = []
+forbid_forwarding = true
+forbid_default_password = true
+
+[limits]
+max_sessions = 1024
+max_message_len = 16777216
+handshake_timeout_secs = 30
+"#,
+        0o644,
+    )?;
+    write_new(
+        &dir.join("client.toml"),
+        format!(
+            r#"# tnc-client configuration: copy it with ca.pem to the endpoint.
+role = "terminal"
+server = "{host}:271"
+server_name = "{host}"
+ca = "ca.pem"
+state_dir = "/var/lib/tnc-client"
+
+[tpm]
+tcti = "device:/dev/tpmrm0"
+ak_kind = "ecdsa-p256"
+"#,
+            host = host_name()
+        )
+        .as_bytes(),
+        0o644,
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store =
+            tnc_server::store::Store::open(&format!("sqlite://{}", dir.join("tnc.db").display()))
+                .await?;
+        store
+            .audit(
+                tnc_server::pdp::system_clock(),
+                "init",
+                &host_name(),
+                "PDP created",
+            )
+            .await?;
+        store.close().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+
+    let d = dir.display();
+    println!("created in {d}:");
+    println!("  ca.pem, ca.key (0600)         the CA endpoints trust for the PDP's certificate");
+    println!(
+        "  server.pem, server.key (0600) the PDP's certificate for {}, 127.0.0.1, ::1",
+        names.join(", ")
+    );
+    println!("  tnc.db (0600)                 the store: users, devices, attestations, audit log");
+    println!("  reference-terminal.toml       reference values to fill in (nothing is allowed until then)");
+    println!("  server.toml, client.toml");
+    println!("next:");
+    println!("  1. put your TPM vendors' EK CA certificates in {d}/ek-roots.pem");
+    println!("  2. tnc-server user add --config {d}/server.toml NAME");
+    println!("  3. fill in {d}/reference-terminal.toml from a known-good terminal");
+    println!("     (tnc-server evidence eventlog / ima show its events and files)");
+    println!("  4. tnc-server run --config {d}/server.toml");
+    println!("  5. on a terminal: tnc-client login --config client.toml --user NAME");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,809 @@
+//! The PDP's durable store: users, devices (EK, AK, enrollment, the state the
+//! next appraisal continues from), attestations, policy versions and an
+//! append-only audit log hash-chained with SM3.
+//!
+//! SQLite by default (a file created on first start), PostgreSQL by URL,
+//! through one code path: sqlx's Any driver with `$n` placeholders, which both
+//! accept. The schema is created by the migrations below, applied in order and
+//! recorded in `schema_version`; only the column types differ per backend.
+
+use crate::devices::DeviceRecord;
+use policy::appraisal::DeviceState;
+use policy::{HashAlg, Verdict};
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use tnc_proto::attestation::Role;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("store URL {0:?}: use sqlite://PATH or postgres://…")]
+    Url(String),
+    #[error("store: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Schema changes, in order. Each entry is (SQLite DDL, PostgreSQL DDL).
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE devices (
+        device_id BLOB PRIMARY KEY,
+        role TEXT NOT NULL,
+        ek_certificate BLOB NOT NULL,
+        ak_name BLOB NOT NULL,
+        ak_public BLOB NOT NULL,
+        state TEXT,
+        last_verdict TEXT,
+        last_seen BIGINT NOT NULL,
+        enrolled_at BIGINT NOT NULL
+    );
+    CREATE TABLE attestations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id BLOB NOT NULL,
+        at BIGINT NOT NULL,
+        verdict TEXT NOT NULL,
+        findings TEXT NOT NULL,
+        reset_count BIGINT,
+        restart_count BIGINT,
+        clock BIGINT
+    );
+    CREATE TABLE policy_versions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        role TEXT NOT NULL,
+        loaded_at BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        seq BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );",
+    "CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE devices (
+        device_id BYTEA PRIMARY KEY,
+        role TEXT NOT NULL,
+        ek_certificate BYTEA NOT NULL,
+        ak_name BYTEA NOT NULL,
+        ak_public BYTEA NOT NULL,
+        state TEXT,
+        last_verdict TEXT,
+        last_seen BIGINT NOT NULL,
+        enrolled_at BIGINT NOT NULL
+    );
+    CREATE TABLE attestations (
+        id BIGSERIAL PRIMARY KEY,
+        device_id BYTEA NOT NULL,
+        at BIGINT NOT NULL,
+        verdict TEXT NOT NULL,
+        findings TEXT NOT NULL,
+        reset_count BIGINT,
+        restart_count BIGINT,
+        clock BIGINT
+    );
+    CREATE TABLE policy_versions (
+        id BIGSERIAL PRIMARY KEY,
+        role TEXT NOT NULL,
+        loaded_at BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        seq BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );",
+)];
+
+/// The hash the first audit entry chains from.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: i64,
+    /// `enroll`, `verdict`, `user-add`, `user-remove`, `device-forget`, `policy-load`.
+    pub kind: String,
+    /// Who or what it is about (a device ID in hex, a user name).
+    pub subject: String,
+    pub detail: String,
+    /// SM3 over the previous entry's hash and this entry's fields, hex.
+    pub hash: String,
+}
+
+/// Where `audit verify` found the chain broken.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("audit entry {seq}: {what}")]
+pub struct AuditBreak {
+    pub seq: i64,
+    pub what: String,
+}
+
+/// An attestation as recorded.
+#[derive(Clone, Debug)]
+pub struct AttestationRecord {
+    pub at: i64,
+    pub verdict: String,
+    pub findings: Vec<String>,
+}
+
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// Serializes audit appends of this process; other processes sharing a
+    /// PostgreSQL store are kept apart by the primary key on `seq` (retry).
+    audit_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (and for SQLite, creates, mode 0600) the store at `url` and
+    /// brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() {
+                return Err(StoreError::Url(url.to_string()));
+            }
+            if path != ":memory:" {
+                create_private(Path::new(path))
+                    .map_err(|e| StoreError::Corrupt(format!("creating {path}: {e}")))?;
+            }
+            (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::Url(url.to_string()));
+        };
+        let pool = AnyPoolOptions::new()
+            // SQLite allows one writer; more connections only queue on its lock.
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            .connect(&url)
+            .await?;
+        let store = Self {
+            pool,
+            backend,
+            audit_lock: tokio::sync::Mutex::new(()),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        for (i, (sqlite, postgres)) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            let ddl = match self.backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            let mut tx = self.pool.begin().await?;
+            for statement in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    // ---- users ----
+
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO users (name, password_hash, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(now as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn users(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT name, created_at FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    pub async fn password_hash(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    // ---- devices ----
+
+    pub async fn device(&self, id: &[u8; 32]) -> Result<Option<DeviceRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT device_id, role, ek_certificate, ak_name, ak_public, state, last_verdict,
+                    last_seen, enrolled_at FROM devices WHERE device_id = $1",
+        )
+        .bind(id.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, role, ek_certificate, ak_name, ak_public, state, last_verdict,
+                    last_seen, enrolled_at FROM devices ORDER BY device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// Inserts or replaces a device.
+    pub async fn put_device(&self, d: &DeviceRecord) -> Result<(), StoreError> {
+        let state = d
+            .state
+            .as_ref()
+            .map(|s| serde_json::to_string(&StoredState::from(s)).unwrap_or_default());
+        sqlx::query(
+            "INSERT INTO devices (device_id, role, ek_certificate, ak_name, ak_public, state,
+                                  last_verdict, last_seen, enrolled_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (device_id) DO UPDATE SET
+                role = excluded.role, ek_certificate = excluded.ek_certificate,
+                ak_name = excluded.ak_name, ak_public = excluded.ak_public,
+                state = excluded.state, last_verdict = excluded.last_verdict,
+                last_seen = excluded.last_seen, enrolled_at = excluded.enrolled_at",
+        )
+        .bind(d.device_id.to_vec())
+        .bind(d.role.name())
+        .bind(d.ek_certificate.clone())
+        .bind(d.ak_name.clone())
+        .bind(d.ak_public.clone())
+        .bind(state)
+        .bind(d.last_verdict.map(|v| v.name().to_string()))
+        .bind(d.last_seen as i64)
+        .bind(d.enrolled_at as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn forget_device(&self, id: &[u8; 32]) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM devices WHERE device_id = $1")
+            .bind(id.to_vec())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- attestations ----
+
+    pub async fn record_attestation(
+        &self,
+        device_id: &[u8; 32],
+        at: u64,
+        verdict: Verdict,
+        findings: &[String],
+        counters: Option<(u32, u32, u64)>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO attestations (device_id, at, verdict, findings, reset_count,
+                                       restart_count, clock)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(device_id.to_vec())
+        .bind(at as i64)
+        .bind(verdict.name())
+        .bind(serde_json::to_string(findings).unwrap_or_default())
+        .bind(counters.map(|c| i64::from(c.0)))
+        .bind(counters.map(|c| i64::from(c.1)))
+        .bind(counters.map(|c| c.2 as i64))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn attestations(
+        &self,
+        device_id: &[u8; 32],
+        limit: i64,
+    ) -> Result<Vec<AttestationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, verdict, findings FROM attestations WHERE device_id = $1
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(device_id.to_vec())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let findings: String = r.try_get(2)?;
+                Ok(AttestationRecord {
+                    at: r.try_get(0)?,
+                    verdict: r.try_get(1)?,
+                    findings: serde_json::from_str(&findings)
+                        .map_err(|e| StoreError::Corrupt(format!("attestation findings: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- policy versions ----
+
+    pub async fn record_policy(&self, role: Role, body: &str, now: u64) -> Result<i64, StoreError> {
+        let sha = hex(&HashAlg::Sha256.digest(body.as_bytes()));
+        sqlx::query(
+            "INSERT INTO policy_versions (role, loaded_at, sha256, body) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(role.name())
+        .bind(now as i64)
+        .bind(&sha)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        let id: i64 = sqlx::query("SELECT MAX(id) FROM policy_versions WHERE role = $1")
+            .bind(role.name())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(id)
+    }
+
+    /// The newest policy version of each role (cheap: checked per session).
+    pub async fn policy_versions(&self) -> Result<BTreeMap<Role, i64>, StoreError> {
+        let rows = sqlx::query("SELECT role, MAX(id) FROM policy_versions GROUP BY role")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = BTreeMap::new();
+        for r in &rows {
+            let role: String = r.try_get(0)?;
+            out.insert(parse_role(&role)?, r.try_get(1)?);
+        }
+        Ok(out)
+    }
+
+    /// Records `body` as the role's policy unless it is the current version
+    /// already; returns the new version's ID if one was recorded.
+    pub async fn seed_policy(
+        &self,
+        role: Role,
+        body: &str,
+        now: u64,
+    ) -> Result<Option<i64>, StoreError> {
+        let current = self.current_policies().await?;
+        if current.get(&role).is_some_and(|(_, b)| b == body) {
+            return Ok(None);
+        }
+        let id = self.record_policy(role, body, now).await?;
+        self.audit(now, "policy-load", role.name(), &format!("version {id}"))
+            .await?;
+        Ok(Some(id))
+    }
+
+    /// The newest reference values loaded for each role.
+    pub async fn current_policies(&self) -> Result<BTreeMap<Role, (i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.role, p.id, p.body FROM policy_versions p
+             WHERE p.id = (SELECT MAX(id) FROM policy_versions q WHERE q.role = p.role)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = BTreeMap::new();
+        for r in &rows {
+            let role: String = r.try_get(0)?;
+            let role = parse_role(&role)?;
+            out.insert(role, (r.try_get(1)?, r.try_get(2)?));
+        }
+        Ok(out)
+    }
+
+    // ---- audit ----
+
+    /// Appends an audit entry chained to the last one; returns its sequence number.
+    pub async fn audit(
+        &self,
+        at: u64,
+        kind: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
+        let _guard = self.audit_lock.lock().await;
+        let mut attempts = 0;
+        loop {
+            let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+            let (seq, prev) = match &last {
+                Some(r) => (r.try_get::<i64, _>(0)? + 1, r.try_get::<String, _>(1)?),
+                None => (1, GENESIS.to_string()),
+            };
+            let hash = chain_hash(&prev, seq, at as i64, kind, subject, detail);
+            let inserted = sqlx::query(
+                "INSERT INTO audit (seq, at, kind, subject, detail, hash) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(seq)
+            .bind(at as i64)
+            .bind(kind)
+            .bind(subject)
+            .bind(detail)
+            .bind(&hash)
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Ok(_) => return Ok(seq),
+                // Another PDP took this sequence number: chain to its entry.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempts < 8 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub async fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows =
+            sqlx::query("SELECT seq, at, kind, subject, detail, hash FROM audit ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    seq: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    subject: r.try_get(3)?,
+                    detail: r.try_get(4)?,
+                    hash: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Recomputes the chain: the number of entries, or the first that breaks it
+    /// (an edited field, a deleted or inserted entry, a gap in the numbering).
+    pub async fn verify_audit(&self) -> Result<Result<usize, AuditBreak>, StoreError> {
+        Ok(verify_chain(&self.audit_entries().await?))
+    }
+
+    /// For tests of tamper detection: runs one raw statement.
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query(sql).execute(&self.pool).await?.rows_affected())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub fn verify_chain(entries: &[AuditEntry]) -> Result<usize, AuditBreak> {
+    let mut prev = GENESIS.to_string();
+    for (i, e) in entries.iter().enumerate() {
+        let expected_seq = i as i64 + 1;
+        if e.seq != expected_seq {
+            return Err(AuditBreak {
+                seq: e.seq,
+                what: format!("expected entry {expected_seq}: entries were removed or renumbered"),
+            });
+        }
+        let hash = chain_hash(&prev, e.seq, e.at, &e.kind, &e.subject, &e.detail);
+        if !policy_ct_eq(hash.as_bytes(), e.hash.as_bytes()) {
+            return Err(AuditBreak {
+                seq: e.seq,
+                what: "hash does not match its contents and the previous entry: history was edited"
+                    .into(),
+            });
+        }
+        prev = hash;
+    }
+    Ok(entries.len())
+}
+
+/// SM3(prev || seq || at || kind || 0 || subject || 0 || detail), hex.
+fn chain_hash(prev: &str, seq: i64, at: i64, kind: &str, subject: &str, detail: &str) -> String {
+    let mut input =
+        Vec::with_capacity(prev.len() + 16 + kind.len() + subject.len() + detail.len() + 2);
+    input.extend_from_slice(prev.as_bytes());
+    input.extend_from_slice(&seq.to_be_bytes());
+    input.extend_from_slice(&at.to_be_bytes());
+    input.extend_from_slice(kind.as_bytes());
+    input.push(0);
+    input.extend_from_slice(subject.as_bytes());
+    input.push(0);
+    input.extend_from_slice(detail.as_bytes());
+    hex(&HashAlg::Sm3.digest(&input))
+}
+
+/// Equal-length byte comparison without an early exit.
+fn policy_ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_role(s: &str) -> Result<Role, StoreError> {
+    match s {
+        "terminal" => Ok(Role::Terminal),
+        "vm" => Ok(Role::Vm),
+        other => Err(StoreError::Corrupt(format!("unknown role {other:?}"))),
+    }
+}
+
+fn parse_verdict(s: &str) -> Option<Verdict> {
+    match s {
+        "allow" => Some(Verdict::Allow),
+        "isolate" => Some(Verdict::Isolate),
+        "no access" => Some(Verdict::NoAccess),
+        _ => None,
+    }
+}
+
+fn device_from_row(r: &AnyRow) -> Result<DeviceRecord, StoreError> {
+    let id: Vec<u8> = r.try_get(0)?;
+    let device_id: [u8; 32] = id
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("device_id is not 32 bytes".into()))?;
+    let role: String = r.try_get(1)?;
+    let state: Option<String> = r.try_get(5)?;
+    let state = match state {
+        Some(s) => Some(
+            serde_json::from_str::<StoredState>(&s)
+                .map_err(|e| StoreError::Corrupt(format!("device state: {e}")))?
+                .into_state()?,
+        ),
+        None => None,
+    };
+    let verdict: Option<String> = r.try_get(6)?;
+    Ok(DeviceRecord {
+        device_id,
+        role: parse_role(&role)?,
+        ek_certificate: r.try_get(2)?,
+        ak_name: r.try_get(3)?,
+        ak_public: r.try_get(4)?,
+        state,
+        last_verdict: verdict.as_deref().and_then(parse_verdict),
+        last_seen: r.try_get::<i64, _>(7)? as u64,
+        enrolled_at: r.try_get::<i64, _>(8)? as u64,
+    })
+}
+
+/// `DeviceState` as JSON in the `state` column.
+#[derive(Serialize, Deserialize)]
+struct StoredState {
+    reset_count: u32,
+    restart_count: u32,
+    clock: u64,
+    ima_entries: usize,
+    /// bank name -> hex PCR 10.
+    pcr10: BTreeMap<String, String>,
+    key_applications_seen: BTreeSet<String>,
+    appraised_at: u64,
+}
+
+impl From<&DeviceState> for StoredState {
+    fn from(s: &DeviceState) -> Self {
+        Self {
+            reset_count: s.reset_count,
+            restart_count: s.restart_count,
+            clock: s.clock,
+            ima_entries: s.ima_entries,
+            pcr10: s
+                .pcr10
+                .iter()
+                .map(|(b, v)| (b.name().to_string(), hex(v)))
+                .collect(),
+            key_applications_seen: s.key_applications_seen.clone(),
+            appraised_at: s.appraised_at,
+        }
+    }
+}
+
+impl StoredState {
+    fn into_state(self) -> Result<DeviceState, StoreError> {
+        let mut pcr10 = BTreeMap::new();
+        for (bank, value) in self.pcr10 {
+            let alg = HashAlg::from_name(&bank)
+                .ok_or_else(|| StoreError::Corrupt(format!("device state: bank {bank:?}")))?;
+            let bytes = policy::digest::from_hex(&value)
+                .ok_or_else(|| StoreError::Corrupt("device state: PCR 10 not hex".into()))?;
+            pcr10.insert(alg, bytes);
+        }
+        Ok(DeviceState {
+            reset_count: self.reset_count,
+            restart_count: self.restart_count,
+            clock: self.clock,
+            ima_entries: self.ima_entries,
+            pcr10,
+            key_applications_seen: self.key_applications_seen,
+            appraised_at: self.appraised_at,
+        })
+    }
+}
+
+/// Creates `path` with mode 0600 if it does not exist (it holds password hashes).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn temp_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "tnc-store-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let url = format!("sqlite://{}", dir.join("tnc.db").display());
+        (Store::open(&url).await.unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn audit_chain_detects_edits_deletions_and_insertions() {
+        let (store, dir) = temp_store().await;
+        for i in 0..5 {
+            store
+                .audit(1000 + i, "verdict", "dev", &format!("allow {i}"))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.verify_audit().await.unwrap(), Ok(5));
+        // Reopening keeps the chain (the migrations do not run twice).
+        store.close().await;
+        let url = format!("sqlite://{}", dir.join("tnc.db").display());
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.verify_audit().await.unwrap(), Ok(5));
+
+        store
+            .execute_raw("UPDATE audit SET detail = 'isolate 2' WHERE seq = 3")
+            .await
+            .unwrap();
+        let err = store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(err.seq, 3, "{err}");
+        store
+            .execute_raw("UPDATE audit SET detail = 'allow 2' WHERE seq = 3")
+            .await
+            .unwrap();
+        assert_eq!(store.verify_audit().await.unwrap(), Ok(5));
+        store
+            .execute_raw("DELETE FROM audit WHERE seq = 2")
+            .await
+            .unwrap();
+        assert_eq!(store.verify_audit().await.unwrap().unwrap_err().seq, 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn devices_and_users_round_trip() {
+        let (store, dir) = temp_store().await;
+        let mut state = DeviceState {
+            reset_count: 1,
+            restart_count: 2,
+            clock: 3,
+            ima_entries: 6,
+            ..DeviceState::default()
+        };
+        state.pcr10.insert(HashAlg::Sha256, vec![0xAB; 32]);
+        state.key_applications_seen.insert("/usr/sbin/sshd".into());
+        let d = DeviceRecord {
+            device_id: [7; 32],
+            role: Role::Vm,
+            ek_certificate: vec![1, 2, 3],
+            ak_name: vec![0, 11, 9],
+            ak_public: vec![4, 5],
+            state: Some(state),
+            last_verdict: Some(Verdict::Isolate),
+            last_seen: 99,
+            enrolled_at: 98,
+        };
+        store.put_device(&d).await.unwrap();
+        let got = store.device(&[7; 32]).await.unwrap().unwrap();
+        assert_eq!(got.state, d.state);
+        assert_eq!(got.role, Role::Vm);
+        assert_eq!(got.last_verdict, Some(Verdict::Isolate));
+        assert!(store.device(&[8; 32]).await.unwrap().is_none());
+        assert!(store.add_user("alice", "$argon2id$x", 5).await.unwrap());
+        assert!(
+            !store.add_user("alice", "$argon2id$y", 6).await.unwrap(),
+            "no overwrite"
+        );
+        assert_eq!(
+            store.password_hash("alice").await.unwrap().as_deref(),
+            Some("$argon2id$x")
+        );
+        assert!(store.remove_user("alice").await.unwrap());
+        assert!(store.forget_device(&[7; 32]).await.unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("tnc.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the store file is private: {mode:o}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
