@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tnc_client::agent::{login, tls_client_config, Agent, Outcome};
+use tnc_client::agent::{login, login_quic, tls_client_config, Agent, Outcome};
 use tnc_client::attest::{AttestationCollector, AttestationConfig};
 use tnc_client::collect::EvidencePaths;
 use tnc_client::os::{OsFacts, OsPaths};
@@ -16,7 +16,7 @@ use tnc_client::tpm::{AkKind, TpmConfig};
 use tnc_proto::attestation::Role;
 use tnc_proto::pt_tls::sasl::PlainCredentials;
 use tnc_server::config::{Limits, OsPolicy, Sasl};
-use tnc_server::net::{Listener, SessionReport};
+use tnc_server::net::{quic_server_config, Listener, SessionReport, Transport};
 use tnc_server::pdp::PdpContext;
 use tnc_server::store::Store;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -78,7 +78,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// A PDP listening on a loopback port, in this process.
 pub struct TestPdp {
+    /// PT-TLS over TCP.
     pub addr: SocketAddr,
+    /// PT-TLS over QUIC (UDP).
+    pub quic_addr: SocketAddr,
+    quic_task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub tls: TlsFiles,
     pub ctx: Arc<PdpContext>,
     pub reports: mpsc::UnboundedReceiver<SessionReport>,
@@ -139,12 +143,28 @@ impl TestPdp {
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
         let (tx, reports) = mpsc::unbounded_channel();
+        let sessions = Arc::new(Semaphore::new(limits.max_sessions));
+        let quic = quinn::Endpoint::server(quic_server_config(&config)?, "127.0.0.1:0".parse()?)?;
+        let quic_addr = quic.local_addr()?;
+        let quic_task = tokio::spawn(
+            Listener {
+                transport: Transport::Quic(quic),
+                ctx: ctx.clone(),
+                sessions: sessions.clone(),
+                limits: limits.clone(),
+                shutdown: rx.clone(),
+                reports: Some(tx.clone()),
+            }
+            .run(),
+        );
         let task = tokio::spawn(
             Listener {
-                listener,
-                acceptor: tokio_rustls::TlsAcceptor::from(config),
+                transport: Transport::Tcp {
+                    listener,
+                    acceptor: tokio_rustls::TlsAcceptor::from(config.clone()),
+                },
                 ctx: ctx.clone(),
-                sessions: Arc::new(Semaphore::new(limits.max_sessions)),
+                sessions,
                 limits,
                 shutdown: rx,
                 reports: Some(tx),
@@ -153,6 +173,8 @@ impl TestPdp {
         );
         Ok(Self {
             addr,
+            quic_addr,
+            quic_task,
             tls,
             ctx,
             reports,
@@ -174,15 +196,35 @@ impl TestPdp {
         endpoint: &Endpoint,
         credentials: Option<PlainCredentials>,
     ) -> anyhow::Result<Outcome> {
+        self.log_in_over(endpoint, credentials, false).await
+    }
+
+    /// As [`TestPdp::log_in_as`], over QUIC when `quic`.
+    pub async fn log_in_over(
+        &self,
+        endpoint: &Endpoint,
+        credentials: Option<PlainCredentials>,
+        quic: bool,
+    ) -> anyhow::Result<Outcome> {
         let tls = tls_client_config(&self.tls.ca)?;
         let mut agent = endpoint.agent()?;
-        let addr = self.addr;
+        let (addr, quic_addr) = (self.addr, self.quic_addr);
         tokio::task::spawn_blocking(move || {
-            tokio::runtime::Builder::new_current_thread()
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()?
-                .block_on(login(addr, "localhost", tls, &mut agent, credentials))
-                .map_err(anyhow::Error::from)
+                .build()?;
+            if quic {
+                rt.block_on(login_quic(
+                    quic_addr,
+                    "localhost",
+                    tls,
+                    &mut agent,
+                    credentials,
+                ))
+            } else {
+                rt.block_on(login(addr, "localhost", tls, &mut agent, credentials))
+            }
+            .map_err(anyhow::Error::from)
         })
         .await?
     }
@@ -190,6 +232,7 @@ impl TestPdp {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.task.await??;
+        self.quic_task.await??;
         self.ctx.store.close().await;
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())

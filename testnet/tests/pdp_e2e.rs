@@ -307,3 +307,174 @@ async fn restart_keeps_devices_and_the_audit_chain() {
     pdp.stop().await.unwrap();
     std::fs::remove_dir_all(&store_dir).unwrap();
 }
+
+/// The same handshake over QUIC (one bidirectional stream, ALPN pt-tls):
+/// a good terminal is allowed, a tampered kernel isolated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_transport_decides_like_tcp() {
+    let ca = LocalCa::create().unwrap();
+    let good = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let bad = Endpoint::boot("tampered-kernel", Role::Terminal, &ca).unwrap();
+    let pdp = TestPdp::start(
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
+        &ca,
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    let ok = pdp.log_in_over(&good, None, true).await.unwrap();
+    assert!(ok.allowed(), "{ok:?}");
+    let isolated = pdp.log_in_over(&bad, None, true).await.unwrap();
+    assert_eq!(
+        isolated.recommendation,
+        Some(AccessRecommendation::Quarantined),
+        "{isolated:?}"
+    );
+    assert!(isolated.reason.unwrap().contains("PCR 9"));
+    pdp.stop().await.unwrap();
+}
+
+/// Everything a client writes, kept: the test replays it in a later session.
+struct Recorder<S> {
+    inner: S,
+    written: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Recorder<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Recorder<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.written.lock().unwrap().extend_from_slice(&buf[..*n]);
+        }
+        r
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Evidence recorded from one session and replayed in the next (a captured
+/// quote, event log and IMA list, sent again by someone without the TPM) is
+/// refused: the PDP's nonce is new every session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_replayed_from_an_earlier_session_gets_no_access() {
+    use tnc_proto::pt_tls::{ClientConnection, Event, SaslPolicy, ServerConnection};
+    let (pdp, terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
+
+    // Session 1: a genuine login, with everything the client wrote recorded.
+    let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (addr, tls, mut agent, sink) = (
+        pdp.addr,
+        tls_client_config(&pdp.tls.ca).unwrap(),
+        terminal.agent().unwrap(),
+        written.clone(),
+    );
+    let first = tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect("localhost".try_into().unwrap(), tcp)
+                    .await
+                    .unwrap();
+                let recorder = Recorder {
+                    inner: stream,
+                    written: sink,
+                };
+                tnc_client::agent::run_session(recorder, &mut agent, None, 16 << 20).await
+            })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(first.allowed(), "{first:?}");
+
+    // The client's PB-TNC batches, as a PT-TLS server reads them.
+    let mut reader = ServerConnection::new(Default::default(), SaslPolicy::None);
+    reader.receive(&written.lock().unwrap());
+    let batches: Vec<Vec<u8>> = std::iter::from_fn(|| reader.poll_event())
+        .filter_map(|e| match e {
+            Event::Batch(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches.len(), 4, "hello, identity, evidence, close");
+
+    // Session 2: the same batches again, each after the PDP's answer.
+    let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();
+    let mut io = tokio_rustls::TlsConnector::from(tls_client_config(&pdp.tls.ca).unwrap())
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut client = ClientConnection::new(Default::default(), None);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut next = batches.iter();
+    let result: Vec<u8>;
+    'session: loop {
+        let mut got = Vec::new();
+        while let Some(e) = client.poll_event() {
+            match e {
+                Event::Ready => got.push(None),
+                Event::Batch(b) => got.push(Some(b)),
+                _ => {}
+            }
+        }
+        for g in got {
+            if let Some(b) = &g {
+                let batch = tnc_proto::pb_tnc::Batch::decode(b).unwrap();
+                if batch.batch_type == tnc_proto::pb_tnc::BatchType::Result {
+                    result = b.clone();
+                    break 'session;
+                }
+            }
+            client.send_batch(next.next().unwrap()).unwrap();
+        }
+        io.write_all(&client.take_output()).await.unwrap();
+        let n = io.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the PDP closed without a RESULT");
+        client.receive(&buf[..n]);
+    }
+    let batch = tnc_proto::pb_tnc::Batch::decode(&result).unwrap();
+    let mut recommendation = None;
+    let mut reason = String::new();
+    for m in &batch.messages {
+        match m {
+            tnc_proto::pb_tnc::PbMessage::AccessRecommendation(r) => recommendation = Some(*r),
+            tnc_proto::pb_tnc::PbMessage::ReasonString { text, .. } => reason = text.to_string(),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        recommendation,
+        Some(AccessRecommendation::Denied),
+        "{reason}"
+    );
+    assert!(reason.contains("nonce"), "{reason}");
+    pdp.stop().await.unwrap();
+}

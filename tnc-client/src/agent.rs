@@ -330,11 +330,54 @@ pub async fn login(
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await?;
-    run_session(
-        stream,
+    run_session(stream, agent, credentials, MAX_MESSAGE_LEN).await
+}
+
+/// As [`login`], over QUIC: the PT-TLS messages on one bidirectional stream
+/// of a connection with ALPN `pt-tls`.
+pub async fn login_quic(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    agent: &mut Agent,
+    credentials: Option<PlainCredentials>,
+) -> Result<Outcome, AgentError> {
+    let io_err = |e: String| AgentError::Io(std::io::Error::other(e));
+    let mut tls = (*tls).clone();
+    tls.alpn_protocols = vec![b"pt-tls".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| io_err(format!("TLS configuration for QUIC: {e}")))?;
+    let bind: std::net::SocketAddr = if addr.is_ipv6() {
+        "[::]:0"
+            .parse()
+            .map_err(|_| io_err("bind address".into()))?
+    } else {
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| io_err("bind address".into()))?
+    };
+    let mut endpoint = quinn::Endpoint::client(bind)?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+    let conn = endpoint
+        .connect(addr, server_name)
+        .map_err(|e| io_err(format!("QUIC connect: {e}")))?
+        .await
+        .map_err(|e| io_err(format!("QUIC handshake: {e}")))?;
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| io_err(format!("opening the PT-TLS stream: {e}")))?;
+    let outcome = run_session(
+        tokio::io::join(recv, send),
         agent,
         credentials,
-        tnc_proto::pt_tls::DEFAULT_MAX_MESSAGE_LEN.max(16 << 20),
+        MAX_MESSAGE_LEN,
     )
-    .await
+    .await;
+    conn.close(0u32.into(), b"done");
+    endpoint.wait_idle().await;
+    outcome
 }
+
+/// The largest PT-TLS message the agent accepts from the PDP.
+const MAX_MESSAGE_LEN: u32 = 16 << 20;

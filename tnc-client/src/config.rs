@@ -16,6 +16,10 @@ pub struct ClientConfig {
     pub role: Role,
     /// The PDP, `host:port` (PT-TLS's port is 271).
     pub server: String,
+    /// `tcp` (default) or `quic`: PT-TLS over TCP + TLS 1.3, or over QUIC
+    /// (then `server` names the PDP's QUIC port).
+    #[serde(default)]
+    pub transport: Option<String>,
     /// The name the PDP's certificate must carry; default: the host of `server`.
     #[serde(default)]
     pub server_name: Option<String>,
@@ -90,6 +94,15 @@ impl ClientConfig {
         };
         let mut c: Self = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         c.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Some(t) = c
+            .transport
+            .as_deref()
+            .filter(|t| *t != "tcp" && *t != "quic")
+        {
+            return Err(invalid(format!(
+                "transport: {t:?}: use \"tcp\" or \"quic\""
+            )));
+        }
         if let Some(t) = &c.tpm {
             TpmConfig::parse(&t.tcti).map_err(|e| invalid(format!("tpm.tcti: {e}")))?;
             parse_ak_kind(&t.ak_kind).map_err(|e| invalid(format!("tpm.ak_kind: {e}")))?;

@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tnc_client::agent::{login, tls_client_config, Agent, Outcome};
+use tnc_client::agent::{login, login_quic, tls_client_config, Agent, Outcome};
 use tnc_client::attest::AttestationCollector;
 use tnc_client::config::ClientConfig;
 use tnc_client::os::OsFacts;
@@ -46,6 +46,9 @@ enum Command {
         user: Option<String>,
         #[arg(long, requires = "user")]
         password_file: Option<PathBuf>,
+        /// Use PT-TLS over QUIC (the PDP's QUIC port) instead of TCP.
+        #[arg(long)]
+        quic: bool,
     },
     /// Show the last verdict this endpoint received.
     Status {
@@ -63,10 +66,11 @@ fn main() -> ExitCode {
             ca,
             user,
             password_file,
+            quic,
         } => user
             .map(|u| credentials(u, password_file.as_deref()))
             .transpose()
-            .and_then(|creds| run_login(&config, server, ca, creds)),
+            .and_then(|creds| run_login(&config, server, ca, creds, quic || config_quic(&config))),
         Command::Status { config } => status(&config),
     };
     match result {
@@ -83,6 +87,7 @@ fn run_login(
     server: Option<String>,
     ca: Option<PathBuf>,
     credentials: Option<PlainCredentials>,
+    quic: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut config = ClientConfig::load(path)?;
     if let Some(s) = server {
@@ -103,9 +108,12 @@ fn run_login(
             .with_context(|| format!("resolving server {:?}", config.server))?
             .next()
             .ok_or_else(|| anyhow!("server {:?} resolves to no address", config.server))?;
-        login(addr, &name, tls, &mut agent, credentials)
-            .await
-            .map_err(anyhow::Error::from)
+        if quic {
+            login_quic(addr, &name, tls, &mut agent, credentials).await
+        } else {
+            login(addr, &name, tls, &mut agent, credentials).await
+        }
+        .map_err(anyhow::Error::from)
     });
     let outcome = match outcome {
         Ok(o) => o,
@@ -117,6 +125,12 @@ fn run_login(
     print_outcome(&outcome);
     save_verdict(&config, &outcome);
     Ok(ExitCode::from(exit_code(&outcome)))
+}
+
+/// `transport = "quic"` in the config (a config that does not parse is
+/// reported by `run_login`).
+fn config_quic(path: &std::path::Path) -> bool {
+    ClientConfig::load(path).is_ok_and(|c| c.transport.as_deref() == Some("quic"))
 }
 
 fn credentials(user: String, file: Option<&std::path::Path>) -> anyhow::Result<PlainCredentials> {

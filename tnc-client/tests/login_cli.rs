@@ -89,6 +89,27 @@ async fn login_prints_the_verdict_and_status_remembers_it() {
     assert_eq!(status.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&status.stdout).contains("verdict: allow"));
 
+    // Again over QUIC, to the PDP's QUIC port.
+    let cfg = config.clone();
+    let quic = pdp.quic_addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tnc-client"))
+            .args(["login", "--quic", "--server", &quic, "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("verdict: allow"), "{stdout}");
+
     let config = write_config(&bad, pdp.addr, &pdp.tls.ca);
     let out = login(&config).await;
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -40,6 +40,9 @@ pub struct Listen {
     /// PT-TLS over TCP + TLS 1.3.
     #[serde(default = "default_tcp")]
     pub tcp: SocketAddr,
+    /// The same PT-TLS messages over QUIC (UDP, ALPN `pt-tls`); off unless set.
+    #[serde(default)]
+    pub quic: Option<SocketAddr>,
 }
 
 fn default_tcp() -> SocketAddr {
@@ -48,7 +51,10 @@ fn default_tcp() -> SocketAddr {
 
 impl Default for Listen {
     fn default() -> Self {
-        Self { tcp: default_tcp() }
+        Self {
+            tcp: default_tcp(),
+            quic: None,
+        }
     }
 }
 

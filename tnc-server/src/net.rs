@@ -72,10 +72,39 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The PT-TLS configuration for QUIC: the same TLS 1.3 identity, with the
+/// ALPN protocol `pt-tls` (the PT-TLS messages run on one bidirectional stream).
+pub fn quic_server_config(tls: &rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
+    let mut tls = tls.clone();
+    tls.alpn_protocols = vec![PT_TLS_ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .context("the TLS configuration cannot serve QUIC")?;
+    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+}
+
+/// ALPN protocol ID of PT-TLS over QUIC.
+pub const PT_TLS_ALPN: &[u8] = b"pt-tls";
+
+/// Where sessions come from.
+pub enum Transport {
+    /// PT-TLS over TCP + TLS 1.3 (RFC 6876).
+    Tcp {
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+    },
+    /// The same PT-TLS messages on one bidirectional QUIC stream.
+    Quic(quinn::Endpoint),
+}
+
+/// A connection accepted, before its handshake.
+enum Accepted {
+    Tcp(TcpStream, TlsAcceptor),
+    Quic(Box<quinn::Incoming>),
+}
+
 /// Accepts PT-TLS connections until shutdown.
 pub struct Listener {
-    pub listener: TcpListener,
-    pub acceptor: TlsAcceptor,
+    pub transport: Transport,
     pub ctx: Arc<PdpContext>,
     pub limits: crate::config::Limits,
     /// Bounds concurrent sessions: a permit per session.
@@ -93,26 +122,37 @@ impl Listener {
                 p = self.sessions.clone().acquire_owned() => p.context("session semaphore closed")?,
                 _ = self.shutdown.changed() => break,
             };
-            let (stream, peer) = tokio::select! {
-                r = self.listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, then go on.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
+            let (accepted, peer) = match &self.transport {
+                Transport::Tcp { listener, acceptor } => tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok((stream, peer)) => (Accepted::Tcp(stream, acceptor.clone()), peer),
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait, then go on.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    _ = self.shutdown.changed() => break,
                 },
-                _ = self.shutdown.changed() => break,
+                Transport::Quic(endpoint) => tokio::select! {
+                    r = endpoint.accept() => match r {
+                        Some(incoming) => {
+                            let peer = incoming.remote_address();
+                            (Accepted::Quic(Box::new(incoming)), peer)
+                        }
+                        None => break,
+                    },
+                    _ = self.shutdown.changed() => break,
+                },
             };
-            let acceptor = self.acceptor.clone();
             let ctx = self.ctx.clone();
             let limits = self.limits.clone();
             let reports = self.reports.clone();
             let mut shutdown = self.shutdown.clone();
             tasks.spawn(async move {
                 let report = tokio::select! {
-                    r = serve(stream, peer, acceptor, &ctx, &limits) => r,
+                    r = serve(accepted, peer, &ctx, &limits) => r,
                     _ = shutdown.changed() => SessionReport {
                         peer,
                         decision: None,
@@ -134,6 +174,10 @@ impl Listener {
             "shutting down: ending open sessions"
         );
         while tasks.join_next().await.is_some() {}
+        if let Transport::Quic(endpoint) = &self.transport {
+            endpoint.close(0u32.into(), b"shutting down");
+            endpoint.wait_idle().await;
+        }
         Ok(())
     }
 }
@@ -156,17 +200,31 @@ fn log_report(r: &SessionReport) {
 }
 
 async fn serve(
-    stream: TcpStream,
+    accepted: Accepted,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
     ctx: &PdpContext,
     limits: &crate::config::Limits,
 ) -> SessionReport {
     let start = Instant::now();
-    let _ = stream.set_nodelay(true);
     let outcome = tokio::time::timeout(limits.handshake_timeout(), async {
-        let tls = acceptor.accept(stream).await.context("TLS handshake")?;
-        run_session(tls, peer, ctx, limits).await
+        match accepted {
+            Accepted::Tcp(stream, acceptor) => {
+                let _ = stream.set_nodelay(true);
+                let tls = acceptor.accept(stream).await.context("TLS handshake")?;
+                run_session(tls, peer, ctx, limits).await
+            }
+            Accepted::Quic(incoming) => {
+                let conn = (*incoming).await.context("QUIC handshake")?;
+                let (send, recv) = conn
+                    .accept_bi()
+                    .await
+                    .context("waiting for the PT-TLS stream")?;
+                let result = run_session(tokio::io::join(recv, send), peer, ctx, limits).await;
+                // The client closes the connection once it read our last bytes.
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                result
+            }
+        }
     })
     .await;
     let (decision, error) = match outcome {

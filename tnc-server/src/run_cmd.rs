@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tnc_server::config::ServerConfig;
-use tnc_server::net::{tls_server_config, Listener};
+use tnc_server::net::{quic_server_config, tls_server_config, Listener, Transport};
 use tnc_server::store::Store;
 use tokio::sync::{watch, Semaphore};
 
@@ -18,6 +18,9 @@ pub struct Args {
     /// Listen here for PT-TLS over TCP instead of `listen.tcp`.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Also serve PT-TLS over QUIC (UDP) here, instead of `listen.quic`.
+    #[arg(long)]
+    quic_listen: Option<SocketAddr>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -82,17 +85,47 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
         // For scripts that start the daemon on port 0.
         println!("listening on {local}");
+        // One bound on sessions over both transports.
+        let sessions = Arc::new(Semaphore::new(config.limits.max_sessions));
+        let quic = match args.quic_listen.or(config.listen.quic) {
+            Some(addr) => {
+                let endpoint = quinn::Endpoint::server(quic_server_config(&tls)?, addr)
+                    .with_context(|| {
+                        format!("listening on UDP {addr} (listen.quic or --quic-listen)")
+                    })?;
+                let local = endpoint.local_addr()?;
+                tracing::info!(addr = %local, "PT-TLS over QUIC listener ready");
+                println!("listening on quic {local}");
+                Some(tokio::spawn(
+                    Listener {
+                        transport: Transport::Quic(endpoint),
+                        ctx: ctx.clone(),
+                        sessions: sessions.clone(),
+                        limits: config.limits.clone(),
+                        shutdown: rx.clone(),
+                        reports: None,
+                    }
+                    .run(),
+                ))
+            }
+            None => None,
+        };
         Listener {
-            listener,
-            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            transport: Transport::Tcp {
+                listener,
+                acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            },
             ctx,
-            sessions: Arc::new(Semaphore::new(config.limits.max_sessions)),
+            sessions,
             limits: config.limits.clone(),
             shutdown: rx,
             reports: None,
         }
         .run()
         .await?;
+        if let Some(q) = quic {
+            q.await.context("QUIC listener")??;
+        }
         store.close().await;
         Ok::<_, anyhow::Error>(())
     })?;
