@@ -478,3 +478,199 @@ async fn evidence_replayed_from_an_earlier_session_gets_no_access() {
     assert!(reason.contains("nonce"), "{reason}");
     pdp.stop().await.unwrap();
 }
+
+/// A PT-TLS + PB-TNC client driven by hand, one batch at a time.
+struct RawClient {
+    io: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    conn: tnc_proto::pt_tls::ClientConnection,
+    pb: tnc_proto::pb_tnc::PbSession,
+}
+
+impl RawClient {
+    async fn connect(pdp: &TestPdp) -> Self {
+        let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();
+        let io = tokio_rustls::TlsConnector::from(tls_client_config(&pdp.tls.ca).unwrap())
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        let mut c = Self {
+            io,
+            conn: tnc_proto::pt_tls::ClientConnection::new(Default::default(), None),
+            pb: tnc_proto::pb_tnc::PbSession::new(tnc_proto::pb_tnc::Role::Client),
+        };
+        let mut buf = vec![0u8; 4096];
+        while !c.conn.is_ready() {
+            c.io.write_all(&c.conn.take_output()).await.unwrap();
+            let n = c.io.read(&mut buf).await.unwrap();
+            c.conn.receive(&buf[..n]);
+            while c.conn.poll_event().is_some() {}
+        }
+        c
+    }
+
+    /// Sends a CDATA with one attestation PA message; the PDP's next batch.
+    async fn send(&mut self, attrs: &[tnc_proto::attestation::Attribute]) -> Vec<u8> {
+        use tnc_proto::attestation::{SUBTYPE, VENDOR};
+        let body = attrs
+            .iter()
+            .fold(tnc_proto::pa_tnc::PaMessageWriter::new(1), |w, a| {
+                w.raw(true, VENDOR, a.attr_type(), &a.encode_value())
+            })
+            .finish();
+        let batch = self
+            .pb
+            .send(
+                tnc_proto::pb_tnc::BatchType::CData,
+                vec![tnc_proto::pb_tnc::PbMessage::Pa(tnc_proto::pb_tnc::PbPa {
+                    exclusive: false,
+                    subtype: SUBTYPE,
+                    collector_id: 2,
+                    validator_id: tnc_proto::pb_tnc::ID_ANY,
+                    body: &body,
+                })],
+            )
+            .unwrap();
+        self.conn.send_batch(&batch).unwrap();
+        self.io.write_all(&self.conn.take_output()).await.unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            while let Some(e) = self.conn.poll_event() {
+                if let tnc_proto::pt_tls::Event::Batch(b) = e {
+                    self.pb.receive(&b).unwrap();
+                    return b;
+                }
+            }
+            let n = self.io.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the PDP closed the connection");
+            self.conn.receive(&buf[..n]);
+        }
+    }
+}
+
+/// The attestation attributes of a PDP batch.
+fn attestation_attrs(batch: &[u8]) -> Vec<tnc_proto::attestation::Attribute> {
+    let batch = tnc_proto::pb_tnc::Batch::decode(batch).unwrap();
+    let mut out = Vec::new();
+    for pa in batch.pa_messages() {
+        let msg = tnc_proto::pa_tnc::PaMessage::decode(pa.body).unwrap();
+        for a in &msg.attributes {
+            if a.vendor == tnc_proto::attestation::VENDOR {
+                out.push(tnc_proto::attestation::Attribute::decode(a.attr_type, a.value).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// An AK that is not in the EK's TPM: the identity names TPM A's certified EK
+/// and an AK of TPM B. TPM B cannot activate the credential wrapped to A's
+/// EK, and a made-up proof with B's genuine quote is refused: no access, and
+/// the device is not enrolled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
+    use tnc_client::tpm::{AkKind, PcrBank, Tpm, TpmConfig};
+    use tnc_proto::attestation::{Attribute, CredentialProof, Hello, Identity, QuoteEvidence};
+    let (pdp, a, ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
+    let b = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let (kind, ek_cert, ek_public) = {
+        let mut tpm = Tpm::open(&TpmConfig::parse(&a.swtpm.tcti()).unwrap()).unwrap();
+        let (kind, cert) = tpm.certified_ek().unwrap().unwrap();
+        let ek = tpm.endorsement_key(kind).unwrap();
+        (kind, cert, ek.public_area)
+    };
+    let mut tpm_b = Tpm::open(&TpmConfig::parse(&b.swtpm.tcti()).unwrap()).unwrap();
+    tpm_b.endorsement_key(kind).unwrap();
+    let ak_b = tpm_b.create_ak(kind, AkKind::EcdsaP256Sha256).unwrap();
+
+    let mut raw = RawClient::connect(&pdp).await;
+    let asked = raw
+        .send(&[Attribute::Hello(Hello {
+            role: Role::Terminal,
+            tpm: true,
+            software: "test".into(),
+        })])
+        .await;
+    assert_eq!(attestation_attrs(&asked), vec![Attribute::IdentityRequest]);
+    let identity = Identity {
+        ek_public,
+        ek_certificate: ek_cert,
+        ak_public: ak_b.public_area().to_vec(),
+    };
+    let challenge = raw.send(&[Attribute::Identity(identity.clone())]).await;
+    let attrs = attestation_attrs(&challenge);
+    let (Attribute::CredentialChallenge(c), Attribute::QuoteRequest(q)) = (&attrs[0], &attrs[1])
+    else {
+        panic!("{attrs:?}");
+    };
+    assert!(
+        tpm_b
+            .activate_credential(&ak_b, kind, &c.id_object, &c.encrypted_secret)
+            .is_err(),
+        "TPM B must not open a credential made for TPM A's EK"
+    );
+    let pcrs: Vec<u32> = q.selection[0].pcrs.iter().map(|&p| u32::from(p)).collect();
+    let quote = tpm_b
+        .quote(&ak_b, &q.nonce, &[(PcrBank::Sha256, pcrs)])
+        .unwrap();
+    let result = raw
+        .send(&[
+            Attribute::CredentialProof(CredentialProof {
+                secret: vec![0x42; 32],
+            }),
+            Attribute::QuoteEvidence(QuoteEvidence {
+                attest: quote.attest,
+                signature: quote.signature,
+                event_log: b.measurements.event_log.clone(),
+                ima: b.measurements.ima.clone(),
+                ima_offset: 0,
+            }),
+        ])
+        .await;
+    let batch = tnc_proto::pb_tnc::Batch::decode(&result).unwrap();
+    assert_eq!(batch.batch_type, tnc_proto::pb_tnc::BatchType::Result);
+    let reason = batch
+        .messages
+        .iter()
+        .find_map(|m| match m {
+            tnc_proto::pb_tnc::PbMessage::ReasonString { text, .. } => Some(text.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        batch
+            .messages
+            .contains(&tnc_proto::pb_tnc::PbMessage::AccessRecommendation(
+                AccessRecommendation::Denied
+            )),
+        "{reason}"
+    );
+    assert!(reason.contains("AK enrollment"), "{reason}");
+    assert!(pdp.ctx.store.devices().await.unwrap().is_empty());
+
+    // As our collector does when activation fails: a Failure instead of the
+    // proof. Still no access (not the milder verdict for "no evidence").
+    let mut raw = RawClient::connect(&pdp).await;
+    raw.send(&[Attribute::Hello(Hello {
+        role: Role::Terminal,
+        tpm: true,
+        software: "test".into(),
+    })])
+    .await;
+    raw.send(&[Attribute::Identity(identity.clone())]).await;
+    let result = raw
+        .send(&[Attribute::Failure(tnc_proto::attestation::Failure {
+            message: "credential activation: TPM_RC_INTEGRITY".into(),
+        })])
+        .await;
+    let batch = tnc_proto::pb_tnc::Batch::decode(&result).unwrap();
+    assert!(
+        batch
+            .messages
+            .contains(&tnc_proto::pb_tnc::PbMessage::AccessRecommendation(
+                AccessRecommendation::Denied
+            )),
+        "{batch:?}"
+    );
+    drop(tpm_b);
+    pdp.stop().await.unwrap();
+}

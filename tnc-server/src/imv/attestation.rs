@@ -155,6 +155,17 @@ impl AttestationValidator {
                     let a = self.appraise(ctx, *expecting, proof.take(), &ev).await;
                     self.finish(a);
                 }
+                // A collector that fails while its AK's credential is pending
+                // has not proven the AK lives in the EK's TPM: no access.
+                (Phase::AwaitEvidence(e), Attribute::Failure(f)) if e.pending.is_some() => {
+                    self.finish(Assessment::single(
+                        Verdict::NoAccess,
+                        format!(
+                            "AK enrollment: the endpoint did not activate the credential: {}",
+                            f.message
+                        ),
+                    ));
+                }
                 (_, Attribute::Failure(f)) => {
                     self.finish(Assessment::single(
                         ctx.no_evidence,
