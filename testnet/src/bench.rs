@@ -45,6 +45,12 @@ pub enum Command {
     /// Appraisals per second on one core, cold and incremental, for ECDSA and
     /// SM2 AKs, next to the bound of signature verification plus PCR hashing.
     Appraise(AppraiseArgs),
+    /// Whole integrity handshakes against the PDP on loopback: 1, 10 and 100
+    /// concurrent clients over TCP and QUIC, p50/p99, memory per idle session.
+    Handshake(crate::bench_handshake::Args),
+    /// (Internal) the idle sessions of `bench handshake`'s memory figure.
+    #[command(hide = true)]
+    IdleClients(crate::bench_handshake::IdleArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -86,6 +92,8 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
 pub fn run(command: &Command) -> anyhow::Result<()> {
     match command {
         Command::Appraise(args) => appraise_bench(args),
+        Command::Handshake(args) => crate::bench_handshake::run(args),
+        Command::IdleClients(args) => crate::bench_handshake::idle_clients(args),
     }
 }
 

@@ -111,6 +111,25 @@ impl TestPdp {
         sasl: Sasl,
         store_dir: Option<&Path>,
     ) -> anyhow::Result<Self> {
+        let der = |p: PathBuf| -> anyhow::Result<Vec<Vec<u8>>> {
+            pki::ek::certificates_from_pem(&std::fs::read(&p)?)
+                .map_err(|e| anyhow!("{}: {e}", p.display()))
+        };
+        let roots = (der(ek_ca.root_cert())?, der(ek_ca.issuer_cert())?);
+        Self::start_raw(references, roots, limits, sasl, store_dir, true).await
+    }
+
+    /// The general form: EK roots and intermediates as DER, and whether each
+    /// finished session is reported on [`TestPdp::reports`] (a benchmark's
+    /// thousands of sessions are not).
+    pub async fn start_raw(
+        references: &[(Role, &Profile)],
+        (ek_roots, ek_intermediates): (Vec<Vec<u8>>, Vec<Vec<u8>>),
+        limits: Limits,
+        sasl: Sasl,
+        store_dir: Option<&Path>,
+        report: bool,
+    ) -> anyhow::Result<Self> {
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.unwrap_or(&dir).join("tnc.db");
         let store = Arc::new(Store::open(&format!("sqlite://{}", store_path.display())).await?);
@@ -121,16 +140,12 @@ impl TestPdp {
                 .await?;
         }
         let tls = make_tls_files(&dir)?;
-        let der = |p: PathBuf| -> anyhow::Result<Vec<Vec<u8>>> {
-            pki::ek::certificates_from_pem(&std::fs::read(&p)?)
-                .map_err(|e| anyhow!("{}: {e}", p.display()))
-        };
         let ctx = Arc::new(PdpContext {
             policies: tnc_server::pdp::PolicyCache::default(),
             selection: policy::tpm::parse_selection("sha256:0,1,2,3,4,5,6,7,8,9,10")
                 .context("PCR selection")?,
-            ek_roots: der(ek_ca.root_cert())?,
-            ek_intermediates: der(ek_ca.issuer_cert())?,
+            ek_roots,
+            ek_intermediates,
             no_evidence: policy::Verdict::Isolate,
             os_policy: OsPolicy::default(),
             store,
@@ -143,6 +158,7 @@ impl TestPdp {
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
         let (tx, reports) = mpsc::unbounded_channel();
+        let tx = report.then_some(tx);
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let quic = quinn::Endpoint::server(quic_server_config(&config)?, "127.0.0.1:0".parse()?)?;
         let quic_addr = quic.local_addr()?;
@@ -153,7 +169,7 @@ impl TestPdp {
                 sessions: sessions.clone(),
                 limits: limits.clone(),
                 shutdown: rx.clone(),
-                reports: Some(tx.clone()),
+                reports: tx.clone(),
             }
             .run(),
         );
@@ -167,7 +183,7 @@ impl TestPdp {
                 sessions,
                 limits,
                 shutdown: rx,
-                reports: Some(tx),
+                reports: tx,
             }
             .run(),
         );

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_handshake;
 mod demo;
 mod demo_pdp;
 

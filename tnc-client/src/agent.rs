@@ -31,6 +31,9 @@ pub struct Outcome {
     pub reason: Option<String>,
     pub remediation: Option<String>,
     pub attestation: Option<AttestationResult>,
+    /// When the RESULT batch arrived (the handshake's latency ends here; the
+    /// transport's close comes after).
+    pub decided_at: Option<std::time::Instant>,
 }
 
 impl Outcome {
@@ -53,17 +56,44 @@ pub enum AgentError {
     NoDecision,
 }
 
+/// What answers the PDP's attestation validator: [`AttestationCollector`]
+/// with the TPM; benchmarks plug in a software stand-in.
+pub trait Collector: Send {
+    /// The first attribute: what the endpoint is.
+    fn hello(&self) -> AttAttribute;
+    /// The PDP's attributes in, the answers out.
+    fn receive(&mut self, attrs: Vec<AttAttribute>) -> Vec<AttAttribute>;
+    /// The last verdict the PDP's validator sent.
+    fn result(&self) -> Option<AttestationResult>;
+}
+
+impl Collector for AttestationCollector {
+    fn hello(&self) -> AttAttribute {
+        AttestationCollector::hello(self)
+    }
+    fn receive(&mut self, attrs: Vec<AttAttribute>) -> Vec<AttAttribute> {
+        AttestationCollector::receive(self, attrs)
+    }
+    fn result(&self) -> Option<AttestationResult> {
+        self.result.clone()
+    }
+}
+
 /// The two collectors and the PB-TNC client state.
 pub struct Agent {
     pub os: OsFacts,
-    pub attestation: AttestationCollector,
+    pub attestation: Box<dyn Collector>,
     pb: PbSession,
     next_pa_id: u32,
     outcome: Outcome,
 }
 
 impl Agent {
-    pub fn new(os: OsFacts, attestation: AttestationCollector) -> Self {
+    pub fn new(os: OsFacts, attestation: impl Collector + 'static) -> Self {
+        Self::with_collector(os, Box::new(attestation))
+    }
+
+    pub fn with_collector(os: OsFacts, attestation: Box<dyn Collector>) -> Self {
         Self {
             os,
             attestation,
@@ -71,6 +101,11 @@ impl Agent {
             next_pa_id: 1,
             outcome: Outcome::default(),
         }
+    }
+
+    /// The attestation collector back, for the next session.
+    pub fn into_collector(self) -> Box<dyn Collector> {
+        self.attestation
     }
 
     fn pa_id(&mut self) -> u32 {
@@ -170,7 +205,8 @@ impl Agent {
         }
         match batch.batch_type {
             BatchType::Result => {
-                self.outcome.attestation = self.attestation.result.clone();
+                self.outcome.decided_at = Some(std::time::Instant::now());
+                self.outcome.attestation = self.attestation.result();
                 let close = self.pb.close(None);
                 Ok((close, true))
             }
@@ -221,7 +257,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     max_message_len: u32,
 ) -> Result<Outcome, AgentError> {
     let mut conn = ClientConnection::new(pt_tls::Limits { max_message_len }, credentials);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     let mut done = false;
     loop {
         while let Some(event) = conn.poll_event() {
@@ -343,10 +379,7 @@ pub async fn login_quic(
     credentials: Option<PlainCredentials>,
 ) -> Result<Outcome, AgentError> {
     let io_err = |e: String| AgentError::Io(std::io::Error::other(e));
-    let mut tls = (*tls).clone();
-    tls.alpn_protocols = vec![b"pt-tls".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| io_err(format!("TLS configuration for QUIC: {e}")))?;
+    let config = quic_client_config(&tls)?;
     let bind: std::net::SocketAddr = if addr.is_ipv6() {
         "[::]:0"
             .parse()
@@ -357,7 +390,23 @@ pub async fn login_quic(
             .map_err(|_| io_err("bind address".into()))?
     };
     let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+    endpoint.set_default_client_config(config);
+    let outcome = login_quic_on(&endpoint, addr, server_name, agent, credentials).await;
+    // A good-faith close: the PDP hears CONNECTION_CLOSE before we exit.
+    endpoint.wait_idle().await;
+    outcome
+}
+
+/// As [`login_quic`], on an endpoint the caller keeps (and configured with
+/// [`quic_client_config`]); the connection is closed, not waited for.
+pub async fn login_quic_on(
+    endpoint: &quinn::Endpoint,
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    agent: &mut Agent,
+    credentials: Option<PlainCredentials>,
+) -> Result<Outcome, AgentError> {
+    let io_err = |e: String| AgentError::Io(std::io::Error::other(e));
     let conn = endpoint
         .connect(addr, server_name)
         .map_err(|e| io_err(format!("QUIC connect: {e}")))?
@@ -375,8 +424,19 @@ pub async fn login_quic(
     )
     .await;
     conn.close(0u32.into(), b"done");
-    endpoint.wait_idle().await;
     outcome
+}
+
+/// The QUIC client configuration for PT-TLS: `tls` with ALPN `pt-tls`.
+pub fn quic_client_config(tls: &rustls::ClientConfig) -> Result<quinn::ClientConfig, AgentError> {
+    let mut tls = tls.clone();
+    tls.alpn_protocols = vec![b"pt-tls".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| {
+        AgentError::Io(std::io::Error::other(format!(
+            "TLS configuration for QUIC: {e}"
+        )))
+    })?;
+    Ok(quinn::ClientConfig::new(std::sync::Arc::new(crypto)))
 }
 
 /// The largest PT-TLS message the agent accepts from the PDP.

@@ -267,7 +267,9 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     );
     let mut session = PdpSession::new(ctx, peer.to_string());
     let mut error = None;
-    let mut buf = vec![0u8; 64 * 1024];
+    // One TLS record's worth (16 KiB): larger reads gain nothing and each idle
+    // session would hold the buffer.
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         while let Some(event) = conn.poll_event() {
             match event {

@@ -25,6 +25,8 @@ pub enum StoreError {
     Url(String),
     #[error("store: {0}")]
     Corrupt(String),
+    #[error("store: the decision was not committed: {0}")]
+    Commit(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,12 +154,35 @@ pub struct AttestationRecord {
     pub findings: Vec<String>,
 }
 
+/// An attestation row.
+#[derive(Debug)]
+pub struct AttestationWrite<'a> {
+    pub device_id: [u8; 32],
+    pub verdict: Verdict,
+    pub findings: &'a [String],
+    /// TPM reset count, restart count, clock of the quote.
+    pub counters: Option<(u32, u32, u64)>,
+}
+
+/// Everything a decision writes, committed in one transaction before the
+/// verdict is sent: one durable commit per handshake.
+#[derive(Debug)]
+pub struct DecisionWrite<'a> {
+    pub at: u64,
+    pub device: Option<&'a DeviceRecord>,
+    pub attestation: Option<AttestationWrite<'a>>,
+    /// (kind, subject, detail), appended to the audit chain in order.
+    pub audit: &'a [(&'a str, String, String)],
+}
+
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// Serializes audit appends of this process; other processes sharing a
     /// PostgreSQL store are kept apart by the primary key on `seq` (retry).
-    audit_lock: tokio::sync::Mutex<()>,
+    audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The group-commit writer's queue.
+    writer: tokio::sync::mpsc::Sender<Pending>,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,10 +218,26 @@ impl Store {
             .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
             .connect(&url)
             .await?;
+        if backend == Backend::Sqlite {
+            // Write-ahead logging: a commit is one fsync of the log instead of
+            // the rollback journal's several, and readers do not block the
+            // writer. synchronous=FULL keeps every commit durable on power loss
+            // (the verdict is only sent after its commit).
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA synchronous=FULL")
+                .execute(&pool)
+                .await?;
+        }
+        let audit_lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let (writer, queue) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
+        tokio::spawn(group_writer(pool.clone(), audit_lock.clone(), queue));
         let store = Self {
             pool,
             backend,
-            audit_lock: tokio::sync::Mutex::new(()),
+            audit_lock,
+            writer,
         };
         store.migrate().await?;
         Ok(store)
@@ -305,6 +346,134 @@ impl Store {
 
     /// Inserts or replaces a device.
     pub async fn put_device(&self, d: &DeviceRecord) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        put_device_on(&mut conn, d).await
+    }
+
+    /// Commits a decision's device record, attestation and audit entries,
+    /// durably, before returning. Decisions of concurrent sessions share one
+    /// transaction (group commit): a commit costs one fsync however many
+    /// sessions are waiting for it.
+    pub async fn commit_decision(&self, w: &DecisionWrite<'_>) -> Result<(), StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            at: w.at,
+            device: w.device.cloned(),
+            attestation: w.attestation.as_ref().map(|a| OwnedAttestation {
+                device_id: a.device_id,
+                verdict: a.verdict,
+                findings: a.findings.to_vec(),
+                counters: a.counters,
+            }),
+            audit: w
+                .audit
+                .iter()
+                .map(|(k, s, d)| (k.to_string(), s.clone(), d.clone()))
+                .collect(),
+            done,
+        };
+        self.writer
+            .send(pending)
+            .await
+            .map_err(|_| StoreError::Commit("the store's writer has stopped".into()))?;
+        wait.await
+            .map_err(|_| StoreError::Commit("the store's writer has stopped".into()))?
+            .map_err(StoreError::Commit)
+    }
+}
+
+/// A decision's writes on their way to the writer task.
+struct Pending {
+    at: u64,
+    device: Option<DeviceRecord>,
+    attestation: Option<OwnedAttestation>,
+    audit: Vec<(String, String, String)>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+struct OwnedAttestation {
+    device_id: [u8; 32],
+    verdict: Verdict,
+    findings: Vec<String>,
+    counters: Option<(u32, u32, u64)>,
+}
+
+/// Most decisions one transaction carries.
+const GROUP_COMMIT_MAX: usize = 256;
+
+/// The writer task: takes what is waiting, commits it in one transaction,
+/// answers every waiter with the outcome (all or none were written).
+async fn group_writer(
+    pool: AnyPool,
+    lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    mut rx: tokio::sync::mpsc::Receiver<Pending>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let result = commit_batch(&pool, &lock, &batch)
+            .await
+            .map_err(|e| e.to_string());
+        for p in batch {
+            let _ = p.done.send(result.clone());
+        }
+    }
+}
+
+async fn commit_batch(
+    pool: &AnyPool,
+    lock: &tokio::sync::Mutex<()>,
+    batch: &[Pending],
+) -> Result<(), StoreError> {
+    let _guard = lock.lock().await;
+    let mut attempts = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let applied: Result<(), StoreError> = async {
+            for p in batch {
+                if let Some(d) = &p.device {
+                    put_device_on(&mut tx, d).await?;
+                }
+                if let Some(a) = &p.attestation {
+                    let w = AttestationWrite {
+                        device_id: a.device_id,
+                        verdict: a.verdict,
+                        findings: &a.findings,
+                        counters: a.counters,
+                    };
+                    insert_attestation_on(&mut tx, &w, p.at).await?;
+                }
+                for (kind, subject, detail) in &p.audit {
+                    append_audit_on(&mut tx, p.at, kind, subject, detail).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match applied {
+            Ok(()) => {
+                tx.commit().await?;
+                return Ok(());
+            }
+            // Another PDP appended to the audit chain first: redo on top.
+            Err(StoreError::Sql(sqlx::Error::Database(e)))
+                if e.is_unique_violation() && attempts < 8 =>
+            {
+                tx.rollback().await?;
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn put_device_on(conn: &mut sqlx::AnyConnection, d: &DeviceRecord) -> Result<(), StoreError> {
+    {
         let state = d
             .state
             .as_ref()
@@ -328,11 +497,65 @@ impl Store {
         .bind(d.last_verdict.map(|v| v.name().to_string()))
         .bind(d.last_seen as i64)
         .bind(d.enrolled_at as i64)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
+}
 
+async fn insert_attestation_on(
+    conn: &mut sqlx::AnyConnection,
+    a: &AttestationWrite<'_>,
+    at: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO attestations (device_id, at, verdict, findings, reset_count,
+                                   restart_count, clock)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(a.device_id.to_vec())
+    .bind(at as i64)
+    .bind(a.verdict.name())
+    .bind(serde_json::to_string(a.findings).unwrap_or_default())
+    .bind(a.counters.map(|c| i64::from(c.0)))
+    .bind(a.counters.map(|c| i64::from(c.1)))
+    .bind(a.counters.map(|c| c.2 as i64))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends one audit entry chained to the last one, on `conn`.
+async fn append_audit_on(
+    conn: &mut sqlx::AnyConnection,
+    at: u64,
+    kind: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<i64, StoreError> {
+    let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (seq, prev) = match &last {
+        Some(r) => (r.try_get::<i64, _>(0)? + 1, r.try_get::<String, _>(1)?),
+        None => (1, GENESIS.to_string()),
+    };
+    let hash = chain_hash(&prev, seq, at as i64, kind, subject, detail);
+    sqlx::query(
+        "INSERT INTO audit (seq, at, kind, subject, detail, hash) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(seq)
+    .bind(at as i64)
+    .bind(kind)
+    .bind(subject)
+    .bind(detail)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(seq)
+}
+
+impl Store {
     pub async fn forget_device(&self, id: &[u8; 32]) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM devices WHERE device_id = $1")
             .bind(id.to_vec())
@@ -342,31 +565,6 @@ impl Store {
     }
 
     // ---- attestations ----
-
-    pub async fn record_attestation(
-        &self,
-        device_id: &[u8; 32],
-        at: u64,
-        verdict: Verdict,
-        findings: &[String],
-        counters: Option<(u32, u32, u64)>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO attestations (device_id, at, verdict, findings, reset_count,
-                                       restart_count, clock)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(device_id.to_vec())
-        .bind(at as i64)
-        .bind(verdict.name())
-        .bind(serde_json::to_string(findings).unwrap_or_default())
-        .bind(counters.map(|c| i64::from(c.0)))
-        .bind(counters.map(|c| i64::from(c.1)))
-        .bind(counters.map(|c| c.2 as i64))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
 
     pub async fn attestations(
         &self,
@@ -476,32 +674,15 @@ impl Store {
         let _guard = self.audit_lock.lock().await;
         let mut attempts = 0;
         loop {
-            let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-            let (seq, prev) = match &last {
-                Some(r) => (r.try_get::<i64, _>(0)? + 1, r.try_get::<String, _>(1)?),
-                None => (1, GENESIS.to_string()),
-            };
-            let hash = chain_hash(&prev, seq, at as i64, kind, subject, detail);
-            let inserted = sqlx::query(
-                "INSERT INTO audit (seq, at, kind, subject, detail, hash) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(seq)
-            .bind(at as i64)
-            .bind(kind)
-            .bind(subject)
-            .bind(detail)
-            .bind(&hash)
-            .execute(&self.pool)
-            .await;
-            match inserted {
-                Ok(_) => return Ok(seq),
+            let mut conn = self.pool.acquire().await?;
+            match append_audit_on(&mut conn, at, kind, subject, detail).await {
                 // Another PDP took this sequence number: chain to its entry.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempts < 8 => {
+                Err(StoreError::Sql(sqlx::Error::Database(e)))
+                    if e.is_unique_violation() && attempts < 8 =>
+                {
                     attempts += 1;
                 }
-                Err(e) => return Err(e.into()),
+                other => return other,
             }
         }
     }

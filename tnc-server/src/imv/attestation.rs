@@ -61,6 +61,10 @@ pub struct AttestationValidator {
     device_id: Option<[u8; 32]>,
     /// The appraised quote's counters.
     counters: Option<TpmCounters>,
+    /// The device record to commit with the verdict (enrolled or moved on).
+    to_store: Option<DeviceRecord>,
+    /// The audit detail of an enrollment this session proved.
+    enrollment: Option<String>,
 }
 
 impl Default for AttestationValidator {
@@ -76,12 +80,20 @@ impl AttestationValidator {
             outcome: None,
             device_id: None,
             counters: None,
+            to_store: None,
+            enrollment: None,
         }
     }
 
     /// The device whose evidence was appraised, and the quote's counters.
     pub fn appraised_device(&self) -> Option<([u8; 32], Option<TpmCounters>)> {
         self.device_id.map(|d| (d, self.counters))
+    }
+
+    /// What to commit with the verdict: the device record and, if this
+    /// session enrolled it, the enrollment's audit detail.
+    pub fn writes(&self) -> (Option<&DeviceRecord>, Option<&str>) {
+        (self.to_store.as_ref(), self.enrollment.as_deref())
     }
 
     /// The verdict, once there is one.
@@ -311,11 +323,10 @@ impl AttestationValidator {
         );
         // Genuine evidence (the quote verified and the logs reproduced it)
         // moves the device's state on, whatever the verdict: the next
-        // appraisal continues from it. An enrollment stands once proven. Both
-        // are committed before the verdict goes out; if they cannot be, the
-        // verdict is no access (fail closed).
+        // appraisal continues from it. An enrollment stands once proven. The
+        // session commits both with its verdict, in one transaction, before
+        // the verdict goes out.
         let genuine = appraisal.next_state.is_some();
-        let device_hex = crate::store::hex(&e.device_id);
         if e.pending.is_some() || genuine {
             let record = DeviceRecord {
                 device_id: e.device_id,
@@ -334,26 +345,15 @@ impl AttestationValidator {
                 last_seen: now,
                 enrolled_at: e.enrolled_at.unwrap_or(now),
             };
-            if let Err(err) = ctx.store.put_device(&record).await {
-                return Assessment::single(
-                    Verdict::NoAccess,
-                    format!("the PDP cannot record the device: {err}"),
-                );
-            }
             if e.pending.is_some() {
-                let detail = format!(
+                self.enrollment = Some(format!(
                     "{} AK {} enrolled (EK certificate issuer: {})",
                     e.hello.role.name(),
                     crate::store::hex(&record.ak_name),
                     e.ek_issuer
-                );
-                if let Err(err) = ctx.store.audit(now, "enroll", &device_hex, &detail).await {
-                    return Assessment::single(
-                        Verdict::NoAccess,
-                        format!("the PDP cannot write its audit log: {err}"),
-                    );
-                }
+                ));
             }
+            self.to_store = Some(record);
         }
         self.device_id = Some(e.device_id);
         self.counters = appraisal.quote.as_ref().map(|q| {

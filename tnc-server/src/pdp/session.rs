@@ -8,9 +8,11 @@
 //! access is not allowed, PB-Remediation-Parameters (§4.6-§4.10).
 
 use super::PdpContext;
+use crate::devices::DeviceRecord;
 use crate::imv::attestation::AttestationValidator;
 use crate::imv::os::OsValidator;
 use crate::imv::{Assessment, Reason};
+use crate::store::{AttestationWrite, DecisionWrite};
 use policy::Verdict;
 use tnc_proto::attestation::{self, Attribute as AttAttribute};
 use tnc_proto::common::{AssessmentResult, Remediation};
@@ -232,26 +234,39 @@ impl<'c> PdpSession<'c> {
     async fn record(&self, d: &Decision) -> Result<(), crate::store::StoreError> {
         let now = self.ctx.now();
         let reasons: Vec<String> = d.reasons.iter().map(|r| r.text.clone()).collect();
-        let subject = match self.attestation.appraised_device() {
-            Some((id, counters)) => {
-                self.ctx
-                    .store
-                    .record_attestation(&id, now, d.verdict, &reasons, counters)
-                    .await?;
-                crate::store::hex(&id)
-            }
+        let (device, enrollment) = self.attestation.writes();
+        let device = device.map(|r| DeviceRecord {
+            last_verdict: Some(d.verdict),
+            ..r.clone()
+        });
+        let appraised = self.attestation.appraised_device();
+        let subject = match appraised {
+            Some((id, _)) => crate::store::hex(&id),
             None => format!("peer without evidence ({})", self.peer),
         };
+        let mut audit = Vec::new();
+        if let Some(detail) = enrollment {
+            audit.push(("enroll", subject.clone(), detail.to_string()));
+        }
+        audit.push((
+            "verdict",
+            subject,
+            format!("{}: {}", d.verdict.name(), d.reason_string()),
+        ));
         self.ctx
             .store
-            .audit(
-                now,
-                "verdict",
-                &subject,
-                &format!("{}: {}", d.verdict.name(), d.reason_string()),
-            )
-            .await?;
-        Ok(())
+            .commit_decision(&DecisionWrite {
+                at: now,
+                device: device.as_ref(),
+                attestation: appraised.map(|(id, counters)| AttestationWrite {
+                    device_id: id,
+                    verdict: d.verdict,
+                    findings: &reasons,
+                    counters,
+                }),
+                audit: &audit,
+            })
+            .await
     }
 
     fn decide(&self) -> Decision {

@@ -1,0 +1,549 @@
+//! `testnet bench handshake`: whole integrity handshakes against the PDP on
+//! loopback, with 1, 10 and 100 concurrent clients, over TCP + TLS 1.3 and
+//! over QUIC.
+//!
+//! Each handshake is complete: a new TCP (or QUIC) connection, a full TLS 1.3
+//! handshake (no resumption), PT-TLS negotiation, PB-TNC with the OS and
+//! attestation exchanges, the PDP's appraisal of a quote, a 60-event boot log
+//! and an IMA list, the store writes and the audit entry, RESULT, CLOSE.
+//!
+//! The endpoints are SOFTWARE: each client's AK is a key in memory
+//! (`testnet::soft_ak`) registered in the store as an enrolled device's AK,
+//! signing the PDP's fresh nonce over pre-recorded measurements. A TPM quote
+//! costs far more than the PDP's work; it is measured on swtpm and printed
+//! separately. The load generator runs in the same process, on the same two
+//! cores, as the PDP.
+
+use anyhow::{anyhow, Context};
+use policy::tpm::{PcrSelection, PcrValues};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use testnet::e2e::TestPdp;
+use testnet::simulator::{Measurements, Profile};
+use testnet::soft_ak::SoftAk;
+use tnc_client::agent::{
+    login, login_quic_on, quic_client_config, tls_client_config, Agent, Collector,
+};
+use tnc_client::os::{OsFacts, OsPaths};
+use tnc_proto::attestation::{
+    AttestationResult, Attribute, Hello, Identity, QuoteEvidence, QuoteRequest, Role,
+};
+use tnc_proto::pt_tls::sasl::PlainCredentials;
+use tnc_server::config::{Limits, Sasl};
+use tnc_server::devices::DeviceRecord;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Seconds each row is timed.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Sessions held open (negotiated, idle) for the memory figure.
+    #[arg(long, default_value_t = 400)]
+    idle: usize,
+}
+
+/// The stand-in collector: identity and quotes from a software AK over the
+/// measurements of a simulated boot.
+struct SoftCollector {
+    ak: SoftAk,
+    identity: Identity,
+    measurements: Arc<Measurements>,
+    values: Arc<PcrValues>,
+    result: Option<AttestationResult>,
+}
+
+impl Collector for SoftCollector {
+    fn hello(&self) -> Attribute {
+        Attribute::Hello(Hello {
+            role: Role::Terminal,
+            tpm: true,
+            software: "testnet bench (software AK)".into(),
+        })
+    }
+
+    fn receive(&mut self, attrs: Vec<Attribute>) -> Vec<Attribute> {
+        let mut out = Vec::new();
+        for a in attrs {
+            match a {
+                Attribute::IdentityRequest => out.push(Attribute::Identity(self.identity.clone())),
+                Attribute::QuoteRequest(q) => out.push(self.quote(&q)),
+                Attribute::Result(r) => self.result = Some(r),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn result(&self) -> Option<AttestationResult> {
+        self.result.clone()
+    }
+}
+
+impl SoftCollector {
+    fn quote(&mut self, q: &QuoteRequest) -> Attribute {
+        let selection: Vec<PcrSelection> = q
+            .selection
+            .iter()
+            .map(|b| PcrSelection {
+                hash: b.alg,
+                pcrs: b.pcrs.iter().map(|&p| u32::from(p)).collect(),
+                size_of_select: 3,
+            })
+            .collect();
+        let (attest, signature) = self.ak.quote(&q.nonce, &selection, &self.values);
+        Attribute::QuoteEvidence(QuoteEvidence {
+            attest,
+            signature,
+            event_log: self.measurements.event_log.clone(),
+            ima: self.measurements.ima_from(q.ima_offset as usize),
+            ima_offset: q.ima_offset,
+        })
+    }
+}
+
+/// One client's loop state: its collector between sessions.
+struct Client {
+    collector: Option<Box<dyn Collector>>,
+    os: OsFacts,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Quic,
+}
+
+struct Row {
+    transport: &'static str,
+    clients: usize,
+    auth: &'static str,
+    handshakes: usize,
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failures: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(args))
+}
+
+async fn bench(args: &Args) -> anyhow::Result<()> {
+    let profile = Profile::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/good-terminal.toml"),
+    )
+    .map_err(|e| anyhow!(e))?;
+    let measurements = Arc::new(profile.measure().map_err(|e| anyhow!(e))?);
+    let values = Arc::new(measurements.pcr_values_after(measurements.ima_entries()));
+    let tpm_quote_ms = tpm_quote_ms().unwrap_or(f64::NAN);
+
+    let max_clients = 100;
+    let pdp = TestPdp::start_raw(
+        &[(Role::Terminal, &profile)],
+        (Vec::new(), Vec::new()),
+        Limits {
+            max_sessions: 4096,
+            ..Limits::default()
+        },
+        Sasl::None,
+        None,
+        false,
+    )
+    .await?;
+    // The software devices, registered as enrolled (no credential activation:
+    // their AKs live in no TPM).
+    let mut clients = Vec::new();
+    let os_dir = testnet::swtpm::scratch_dir("bench-os")?;
+    std::fs::write(
+        os_dir.join("os-release"),
+        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\n",
+    )?;
+    std::fs::write(os_dir.join("ip_forward"), "0\n")?;
+    let os = OsFacts::collect(
+        &OsPaths {
+            os_release: os_dir.join("os-release"),
+            ip_forward: os_dir.join("ip_forward"),
+            dpkg_status: os_dir.join("none"),
+            proc_stat: os_dir.join("none"),
+        },
+        false,
+    )?;
+    for i in 0..max_clients {
+        let ak = SoftAk::generate();
+        let ek_certificate = format!("software device {i} (bench)").into_bytes();
+        let mut device_id = [0u8; 32];
+        device_id.copy_from_slice(&policy::HashAlg::Sha256.digest(&ek_certificate));
+        pdp.ctx
+            .store
+            .put_device(&DeviceRecord {
+                device_id,
+                role: Role::Terminal,
+                ek_certificate: ek_certificate.clone(),
+                ak_name: ak.public().name(),
+                ak_public: ak.public_area().to_vec(),
+                state: None,
+                last_verdict: None,
+                last_seen: 0,
+                enrolled_at: 0,
+            })
+            .await?;
+        let identity = Identity {
+            // Parsed, never trusted, for an enrolled device; its AK is.
+            ek_public: ak.public_area().to_vec(),
+            ek_certificate,
+            ak_public: ak.public_area().to_vec(),
+        };
+        clients.push(Client {
+            collector: Some(Box::new(SoftCollector {
+                ak,
+                identity,
+                measurements: measurements.clone(),
+                values: values.clone(),
+                result: None,
+            })),
+            os: os.clone(),
+        });
+    }
+    let tls = tls_client_config(&pdp.tls.ca)?;
+    // Memory first, while the heap has not been grown and freed by the load.
+    let idle = idle_memory(&pdp, args.idle).await;
+
+    let mut rows = Vec::new();
+    for transport in [Transport::Tcp, Transport::Quic] {
+        for n in [1usize, 10, 100] {
+            let (row, back) = load(
+                &pdp,
+                &tls,
+                transport,
+                clients.drain(..n).collect(),
+                args.seconds,
+                None,
+            )
+            .await?;
+            clients.splice(0..0, back);
+            rows.push(row);
+        }
+    }
+
+    // SASL PLAIN: argon2id per handshake, on its own.
+    let rng = pki::rand::SystemRandom::new();
+    let hash = tnc_server::auth::hash_password("bench password", &rng).map_err(|e| anyhow!(e))?;
+    let check_ms = {
+        let start = Instant::now();
+        let n = 10;
+        for _ in 0..n {
+            std::hint::black_box(tnc_server::auth::verify_password(
+                Some(&hash),
+                "bench password",
+            ));
+        }
+        start.elapsed().as_secs_f64() * 1e3 / f64::from(n)
+    };
+    let sasl_pdp = TestPdp::start_raw(
+        &[(Role::Terminal, &profile)],
+        (Vec::new(), Vec::new()),
+        Limits::default(),
+        Sasl::Plain,
+        Some(&pdp.dir),
+        false,
+    )
+    .await?;
+    sasl_pdp.ctx.store.add_user("bench", &hash, 0).await?;
+    let sasl_tls = tls_client_config(&sasl_pdp.tls.ca)?;
+    let (row, back) = load(
+        &sasl_pdp,
+        &sasl_tls,
+        Transport::Tcp,
+        clients.drain(..10).collect(),
+        args.seconds,
+        Some(PlainCredentials::new("bench", "bench password")),
+    )
+    .await?;
+    clients.splice(0..0, back);
+    rows.push(Row {
+        auth: "SASL PLAIN",
+        ..row
+    });
+    sasl_pdp.stop().await?;
+
+    println!("testnet bench handshake: whole integrity handshakes on loopback (new connection, full TLS 1.3");
+    println!("  handshake, PT-TLS, PB-TNC, OS + attestation exchange, appraisal of a quote with a");
+    println!(
+        "  {}-event boot log and {} IMA entries on first contact, store writes, RESULT, CLOSE).",
+        measurements.boot_extends,
+        measurements.ima_entries()
+    );
+    println!("SOFTWARE AKs (testnet::soft_ak) registered as enrolled devices sign the PDP's fresh nonces over");
+    println!(
+        "  pre-recorded measurements; load generator and PDP share this machine's {} CPUs.",
+        num_cpus()
+    );
+    println!();
+    println!(
+        "{:<9} | {:>7} | {:<10} | {:>10} | {:>12} | {:>8} | {:>8} | {:>8}",
+        "transport",
+        "clients",
+        "user auth",
+        "handshakes",
+        "handshakes/s",
+        "p50 ms",
+        "p99 ms",
+        "failures"
+    );
+    println!("{}", "-".repeat(92));
+    for r in &rows {
+        println!(
+            "{:<9} | {:>7} | {:<10} | {:>10} | {:>12.0} | {:>8.2} | {:>8.2} | {:>8}",
+            r.transport, r.clients, r.auth, r.handshakes, r.per_s, r.p50_ms, r.p99_ms, r.failures
+        );
+    }
+    println!();
+    println!("TPM quote on swtpm (TPM2_Quote + PCR read, not in the figures above): {tpm_quote_ms:.1} ms");
+    println!("one argon2id password check (SASL PLAIN, default cost): {check_ms:.1} ms");
+    match &idle {
+        Ok((n, kib)) => println!(
+            "memory per idle session (negotiated PT-TLS over TLS, server side, RSS delta over {n} sessions): {kib:.1} KiB"
+        ),
+        Err(e) => println!("memory per idle session: not measured ({e:#})"),
+    }
+    println!(
+        "not measured: handshakes authenticated by TLS client certificate (not implemented yet)."
+    );
+    let best = rows
+        .iter()
+        .filter(|r| r.auth == "none")
+        .map(|r| r.per_s)
+        .fold(0.0, f64::max);
+    let p50 = rows
+        .iter()
+        .filter(|r| r.auth == "none" && r.clients == 1)
+        .map(|r| r.p50_ms)
+        .fold(0.0, f64::max);
+    println!();
+    println!(
+        "goal p50 < 15 ms (one client, excluding TPM time): {} (worst single-client p50 {p50:.2} ms)",
+        if p50 < 15.0 { "met" } else { "NOT met" }
+    );
+    println!(
+        "goal >= 500 handshakes/s: {} (best {best:.0}/s, without user authentication)",
+        if best >= 500.0 { "met" } else { "NOT met" }
+    );
+    if let Ok((_, kib)) = &idle {
+        println!(
+            "goal <= 64 KiB per idle session: {} ({kib:.1} KiB)",
+            if *kib <= 64.0 { "met" } else { "NOT met" }
+        );
+    }
+    pdp.stop().await?;
+    let _ = std::fs::remove_dir_all(&os_dir);
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `clients` run handshakes back to back for `seconds`; they are returned.
+async fn load(
+    pdp: &TestPdp,
+    tls: &Arc<rustls::ClientConfig>,
+    transport: Transport,
+    clients: Vec<Client>,
+    seconds: f64,
+    credentials: Option<PlainCredentials>,
+) -> anyhow::Result<(Row, Vec<Client>)> {
+    let n = clients.len();
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut client in clients {
+        let (tls, creds) = (tls.clone(), credentials.clone());
+        let addr = match transport {
+            Transport::Tcp => pdp.addr,
+            Transport::Quic => pdp.quic_addr,
+        };
+        // A load generator keeps its UDP socket: every handshake is still a
+        // new QUIC connection with a full TLS handshake, while the previous
+        // one drains in the background.
+        let quic = match transport {
+            Transport::Quic => {
+                let mut e = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+                e.set_default_client_config(quic_client_config(tls.as_ref())?);
+                Some(e)
+            }
+            Transport::Tcp => None,
+        };
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0;
+            while Instant::now() < deadline {
+                let collector = client.collector.take().expect("collector returned");
+                let mut agent = Agent::with_collector(client.os.clone(), collector);
+                let start = Instant::now();
+                let outcome = match transport {
+                    Transport::Tcp => {
+                        login(addr, "localhost", tls.clone(), &mut agent, creds.clone()).await
+                    }
+                    Transport::Quic => {
+                        let endpoint = quic.as_ref().expect("a QUIC endpoint");
+                        login_quic_on(endpoint, addr, "localhost", &mut agent, creds.clone()).await
+                    }
+                };
+                client.collector = Some(agent.into_collector());
+                // Connect to verdict; QUIC's closing handshake (draining for
+                // three probe timeouts) comes after and is not the PDP's time.
+                let ms = outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|o| o.decided_at)
+                    .unwrap_or_else(Instant::now)
+                    .duration_since(start)
+                    .as_secs_f64()
+                    * 1e3;
+                match outcome {
+                    Ok(o) if o.allowed() => latencies.push(ms),
+                    _ => failures += 1,
+                }
+            }
+            if let Some(e) = quic {
+                e.wait_idle().await;
+            }
+            (client, latencies, failures)
+        });
+    }
+    let start = Instant::now();
+    let mut all = Vec::new();
+    let mut failures = 0;
+    let mut back = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let (client, lat, f) = r.context("client task")?;
+        all.extend(lat);
+        failures += f;
+        back.push(client);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    Ok((
+        Row {
+            transport: match transport {
+                Transport::Tcp => "TCP+TLS",
+                Transport::Quic => "QUIC",
+            },
+            clients: n,
+            auth: "none",
+            handshakes: all.len(),
+            per_s: all.len() as f64 / elapsed,
+            p50_ms: percentile(&all, 0.50),
+            p99_ms: percentile(&all, 0.99),
+            failures,
+        },
+        back,
+    ))
+}
+
+/// TPM2_Quote of PCRs 0-10 on a fresh swtpm, mean of 10.
+fn tpm_quote_ms() -> anyhow::Result<f64> {
+    use tnc_client::tpm::{AkKind, EkKind, PcrBank, Tpm, TpmConfig};
+    let swtpm = testnet::swtpm::Swtpm::start(&Default::default())?;
+    let mut tpm = Tpm::open(&TpmConfig::parse(&swtpm.tcti())?)?;
+    tpm.endorsement_key(EkKind::EccP256)?;
+    let ak = tpm.create_ak(EkKind::EccP256, AkKind::EcdsaP256Sha256)?;
+    let pcrs: Vec<u32> = (0..=10).collect();
+    let selection = [(PcrBank::Sha256, pcrs)];
+    tpm.quote(&ak, b"warm-up", &selection)?;
+    let start = Instant::now();
+    for i in 0..10u8 {
+        tpm.quote(&ak, &[i; 32], &selection)?;
+    }
+    let ms = start.elapsed().as_secs_f64() * 1e3 / 10.0;
+    drop(tpm);
+    drop(swtpm);
+    Ok(ms)
+}
+
+fn rss_kib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Server RSS growth per idle session: a child process (this binary, `bench
+/// idle-clients`) opens `n` sessions that finish PT-TLS negotiation and wait;
+/// the PDP is alone in this process, so the growth is the server's.
+async fn idle_memory(pdp: &TestPdp, n: usize) -> anyhow::Result<(usize, f64)> {
+    let exe = std::env::current_exe()?;
+    let before = rss_kib().context("no /proc/self/status")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["bench", "idle-clients", "--addr"])
+        .arg(pdp.addr.to_string())
+        .arg("--ca")
+        .arg(&pdp.tls.ca)
+        .arg("--count")
+        .arg(n.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .context("idle clients did not report in 20 s")??
+        .unwrap_or_default();
+    anyhow::ensure!(line.starts_with("ready"), "idle clients: {line:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kib().context("no /proc/self/status")?;
+    child.kill().await?;
+    Ok((n, (after - before).max(0.0) / n as f64))
+}
+
+/// The child side of [`idle_memory`].
+#[derive(clap::Args, Debug)]
+pub struct IdleArgs {
+    #[arg(long)]
+    addr: std::net::SocketAddr,
+    #[arg(long)]
+    ca: std::path::PathBuf,
+    #[arg(long)]
+    count: usize,
+}
+
+pub fn idle_clients(args: &IdleArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tls = tls_client_config(&args.ca)?;
+        let mut held = Vec::new();
+        for _ in 0..args.count {
+            let tcp = tokio::net::TcpStream::connect(args.addr).await?;
+            let mut io = tokio_rustls::TlsConnector::from(tls.clone())
+                .connect("localhost".try_into()?, tcp)
+                .await?;
+            let mut conn = tnc_proto::pt_tls::ClientConnection::new(Default::default(), None);
+            let mut buf = [0u8; 1024];
+            while !conn.is_ready() {
+                io.write_all(&conn.take_output()).await?;
+                let n = io.read(&mut buf).await?;
+                anyhow::ensure!(n > 0, "the PDP closed an idle session");
+                conn.receive(&buf[..n]);
+                while conn.poll_event().is_some() {}
+            }
+            held.push(io);
+        }
+        println!("ready {}", held.len());
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(())
+    })
+}
