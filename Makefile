@@ -29,6 +29,7 @@ lint: setup
 bench: setup
 	$(CARGO) bench -p tnc-proto --bench codec
 	$(CARGO) run --release -p testnet -- bench appraise
+	$(CARGO) run --release -p testnet -- bench handshake
 
 # Fuzz targets build on the stable toolchain with RUSTC_BOOTSTRAP (see README).
 fuzz-build:
