@@ -25,7 +25,8 @@ test: setup
 lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Micro-benchmarks (criterion); they print throughput tables.
+# Benchmarks that print tables: criterion for the codecs, testnet for appraisal
+# and whole handshakes.
 bench: setup
 	$(CARGO) bench -p tnc-proto --bench codec
 	$(CARGO) run --release -p testnet -- bench appraise
