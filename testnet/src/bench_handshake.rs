@@ -155,6 +155,8 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         (Vec::new(), Vec::new()),
         Limits {
             max_sessions: 4096,
+            // The load comes from one address.
+            sessions_per_peer_per_minute: 0,
             ..Limits::default()
         },
         Sasl::None,
@@ -254,7 +256,10 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
     let sasl_pdp = TestPdp::start_raw(
         &[(Role::Terminal, &profile)],
         (Vec::new(), Vec::new()),
-        Limits::default(),
+        Limits {
+            sessions_per_peer_per_minute: 0,
+            ..Limits::default()
+        },
         Sasl::Plain,
         Some(&pdp.dir),
         false,

@@ -159,6 +159,9 @@ impl TestPdp {
         let (shutdown, rx) = watch::channel(false);
         let (tx, reports) = mpsc::unbounded_channel();
         let tx = report.then_some(tx);
+        let rate = Arc::new(tnc_server::net::PeerRate::new(
+            limits.sessions_per_peer_per_minute,
+        ));
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let quic = quinn::Endpoint::server(quic_server_config(&config)?, "127.0.0.1:0".parse()?)?;
         let quic_addr = quic.local_addr()?;
@@ -169,6 +172,7 @@ impl TestPdp {
                 sessions: sessions.clone(),
                 limits: limits.clone(),
                 shutdown: rx.clone(),
+                rate: rate.clone(),
                 reports: tx.clone(),
             }
             .run(),
@@ -183,6 +187,7 @@ impl TestPdp {
                 sessions,
                 limits,
                 shutdown: rx,
+                rate: rate.clone(),
                 reports: tx,
             }
             .run(),

@@ -674,3 +674,34 @@ async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
     drop(tpm_b);
     pdp.stop().await.unwrap();
 }
+
+/// A peer over its rate of new sessions is closed before TLS; the PDP logs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_over_its_session_rate_is_refused() {
+    let pdp = TestPdp::start_raw(
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
+        (Vec::new(), Vec::new()),
+        Limits {
+            sessions_per_peer_per_minute: 2,
+            ..Limits::default()
+        },
+        tnc_server::config::Sasl::None,
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    let tls = tls_client_config(&pdp.tls.ca).unwrap();
+    let mut handshakes = Vec::new();
+    for _ in 0..3 {
+        let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();
+        handshakes.push(
+            tokio_rustls::TlsConnector::from(tls.clone())
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .is_ok(),
+        );
+    }
+    assert_eq!(handshakes, [true, true, false]);
+    pdp.stop().await.unwrap();
+}

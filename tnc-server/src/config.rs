@@ -193,6 +193,15 @@ pub struct Limits {
     /// The whole handshake, TLS included, must finish within this many seconds.
     #[serde(default = "default_deadline")]
     pub handshake_timeout_secs: u64,
+    /// New sessions one peer address may open per minute (a burst of that
+    /// many, refilled evenly); 0: no limit. Terminals behind one NAT share
+    /// an address, so the default is generous.
+    #[serde(default = "default_per_peer")]
+    pub sessions_per_peer_per_minute: u32,
+}
+
+fn default_per_peer() -> u32 {
+    600
 }
 
 fn default_max_sessions() -> usize {
@@ -211,6 +220,7 @@ impl Default for Limits {
             max_sessions: default_max_sessions(),
             max_message_len: default_max_message(),
             handshake_timeout_secs: default_deadline(),
+            sessions_per_peer_per_minute: default_per_peer(),
         }
     }
 }

@@ -102,6 +102,49 @@ enum Accepted {
     Quic(Box<quinn::Incoming>),
 }
 
+/// New sessions per peer address: a token bucket per address, `per_minute`
+/// tokens deep, refilled evenly. Buckets that are full again are dropped, so
+/// the table holds only recently active peers.
+#[derive(Debug)]
+pub struct PeerRate {
+    per_minute: u32,
+    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, Instant)>>,
+}
+
+impl PeerRate {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            buckets: Default::default(),
+        }
+    }
+
+    /// Whether `peer` may open a session now (and takes a token if so).
+    pub fn admit(&self, peer: std::net::IpAddr) -> bool {
+        if self.per_minute == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let cap = f64::from(self.per_minute);
+        let refill = cap / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * refill < cap
+            });
+        }
+        let (tokens, at) = buckets.entry(peer).or_insert((cap, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * refill).min(cap);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Accepts PT-TLS connections until shutdown.
 pub struct Listener {
     pub transport: Transport,
@@ -110,6 +153,8 @@ pub struct Listener {
     /// Bounds concurrent sessions: a permit per session.
     pub sessions: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
+    /// Shared by the listeners of one PDP.
+    pub rate: Arc<PeerRate>,
     /// Where finished sessions are reported (tests, the monitor); None: log only.
     pub reports: Option<tokio::sync::mpsc::UnboundedSender<SessionReport>>,
 }
@@ -125,6 +170,11 @@ impl Listener {
             let (accepted, peer) = match &self.transport {
                 Transport::Tcp { listener, acceptor } => tokio::select! {
                     r = listener.accept() => match r {
+                        Ok((stream, peer)) if !self.rate.admit(peer.ip()) => {
+                            tracing::warn!(%peer, "rate limit: too many new sessions from this address, connection closed");
+                            drop(stream);
+                            continue;
+                        }
                         Ok((stream, peer)) => (Accepted::Tcp(stream, acceptor.clone()), peer),
                         Err(e) => {
                             // Out of file descriptors and the like: wait, then go on.
@@ -137,6 +187,11 @@ impl Listener {
                 },
                 Transport::Quic(endpoint) => tokio::select! {
                     r = endpoint.accept() => match r {
+                        Some(incoming) if !self.rate.admit(incoming.remote_address().ip()) => {
+                            tracing::warn!(peer = %incoming.remote_address(), "rate limit: too many new sessions from this address, connection refused");
+                            incoming.refuse();
+                            continue;
+                        }
                         Some(incoming) => {
                             let peer = incoming.remote_address();
                             (Accepted::Quic(Box::new(incoming)), peer)
@@ -338,4 +393,21 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         error.get_or_insert_with(|| f.to_string());
     }
     Ok((session.decision().cloned(), error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerRate;
+
+    #[test]
+    fn peer_rate_admits_a_burst_then_refuses_per_address() {
+        let rate = PeerRate::new(3);
+        let a = "192.0.2.1".parse().unwrap();
+        let b = "192.0.2.2".parse().unwrap();
+        assert!((0..3).all(|_| rate.admit(a)));
+        assert!(!rate.admit(a), "the fourth within the minute");
+        assert!(rate.admit(b), "another address has its own bucket");
+        let unlimited = PeerRate::new(0);
+        assert!((0..10_000).all(|_| unlimited.admit(a)));
+    }
 }

@@ -86,6 +86,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         // For scripts that start the daemon on port 0.
         println!("listening on {local}");
         // One bound on sessions over both transports.
+        let rate = Arc::new(tnc_server::net::PeerRate::new(
+            config.limits.sessions_per_peer_per_minute,
+        ));
         let sessions = Arc::new(Semaphore::new(config.limits.max_sessions));
         let quic = match args.quic_listen.or(config.listen.quic) {
             Some(addr) => {
@@ -103,6 +106,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                         sessions: sessions.clone(),
                         limits: config.limits.clone(),
                         shutdown: rx.clone(),
+                        rate: rate.clone(),
                         reports: None,
                     }
                     .run(),
@@ -119,6 +123,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             sessions,
             limits: config.limits.clone(),
             shutdown: rx,
+            rate: rate.clone(),
             reports: None,
         }
         .run()
