@@ -32,3 +32,20 @@ pub use ek::{
     ek_matches_certificate, verify_ek_certificate, EkCertError, EkCertificate, EkKey, EkPublic,
     EkSymmetric,
 };
+
+/// The subject of a DER X.509 certificate as RFC 4514-style text (its first
+/// DNS subjectAltName when the subject is empty), for logs and the audit
+/// trail; `None` when the bytes are not a certificate.
+pub fn certificate_subject(der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let subject = cert.subject().to_string();
+    if !subject.is_empty() {
+        return Some(subject);
+    }
+    let san = cert.subject_alternative_name().ok().flatten()?;
+    san.value.general_names.iter().find_map(|n| match n {
+        GeneralName::DNSName(d) => Some(d.to_string()),
+        _ => None,
+    })
+}

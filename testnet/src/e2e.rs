@@ -63,6 +63,43 @@ pub fn make_tls_files(dir: &Path) -> anyhow::Result<TlsFiles> {
     Ok(files)
 }
 
+/// A CA for client certificates and `n` client certificates it issued
+/// (`device-0` …), as PEM files in `dir`: the CA's path and each client's
+/// (certificate, key) paths.
+pub fn make_client_certs(
+    dir: &Path,
+    n: usize,
+) -> anyhow::Result<(PathBuf, Vec<(PathBuf, PathBuf)>)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "testnet device CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca = ca_params.self_signed(&ca_key)?;
+    let ca_path = dir.join("client-ca.pem");
+    std::fs::write(&ca_path, ca.pem())?;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![format!("device-{i}.testnet")])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("device-{i}"));
+        let cert = params.signed_by(&key, &ca, &ca_key)?;
+        let (c, k) = (
+            dir.join(format!("client-{i}.pem")),
+            dir.join(format!("client-{i}.key")),
+        );
+        std::fs::write(&c, cert.pem())?;
+        write_private(&k, key.serialize_pem().as_bytes())?;
+        out.push((c, k));
+    }
+    Ok((ca_path, out))
+}
+
 /// Writes a file only its owner may read.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -74,6 +111,33 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(bytes)
+}
+
+/// How a [`TestPdp`] is set up.
+#[derive(Debug)]
+pub struct PdpOptions {
+    pub limits: Limits,
+    pub sasl: Sasl,
+    /// Where the SQLite store lives (kept across restarts); None: the PDP's
+    /// own directory.
+    pub store_dir: Option<PathBuf>,
+    /// Whether each finished session is reported on [`TestPdp::reports`] (a
+    /// benchmark's thousands of sessions are not).
+    pub report: bool,
+    /// CAs whose client certificates authenticate sessions.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for PdpOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            sasl: Sasl::None,
+            store_dir: None,
+            report: true,
+            client_ca: None,
+        }
+    }
 }
 
 /// A PDP listening on a loopback port, in this process.
@@ -116,22 +180,34 @@ impl TestPdp {
                 .map_err(|e| anyhow!("{}: {e}", p.display()))
         };
         let roots = (der(ek_ca.root_cert())?, der(ek_ca.issuer_cert())?);
-        Self::start_raw(references, roots, limits, sasl, store_dir, true).await
+        Self::start_raw(
+            references,
+            roots,
+            PdpOptions {
+                limits,
+                sasl,
+                store_dir: store_dir.map(Path::to_path_buf),
+                ..PdpOptions::default()
+            },
+        )
+        .await
     }
 
-    /// The general form: EK roots and intermediates as DER, and whether each
-    /// finished session is reported on [`TestPdp::reports`] (a benchmark's
-    /// thousands of sessions are not).
+    /// The general form: EK roots and intermediates as DER, and the options.
     pub async fn start_raw(
         references: &[(Role, &Profile)],
         (ek_roots, ek_intermediates): (Vec<Vec<u8>>, Vec<Vec<u8>>),
-        limits: Limits,
-        sasl: Sasl,
-        store_dir: Option<&Path>,
-        report: bool,
+        options: PdpOptions,
     ) -> anyhow::Result<Self> {
+        let PdpOptions {
+            limits,
+            sasl,
+            store_dir,
+            report,
+            client_ca,
+        } = options;
         let dir = scratch_dir("pdp")?;
-        let store_path = store_dir.unwrap_or(&dir).join("tnc.db");
+        let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
         let store = Arc::new(Store::open(&format!("sqlite://{}", store_path.display())).await?);
         for (role, p) in references {
             let body = p.reference_values().map_err(|e| anyhow!(e))?.to_toml();
@@ -153,7 +229,7 @@ impl TestPdp {
             rng: pki::rand::SystemRandom::new(),
             clock: tnc_server::pdp::system_clock,
         });
-        let config = tnc_server::net::tls_server_config(&tls.cert, &tls.key)?;
+        let config = tnc_server::net::tls_server_config(&tls.cert, &tls.key, client_ca.as_deref())?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);

@@ -681,13 +681,14 @@ async fn peer_over_its_session_rate_is_refused() {
     let pdp = TestPdp::start_raw(
         &[(Role::Terminal, &profile("good-terminal").unwrap())],
         (Vec::new(), Vec::new()),
-        Limits {
-            sessions_per_peer_per_minute: 2,
-            ..Limits::default()
+        testnet::e2e::PdpOptions {
+            limits: Limits {
+                sessions_per_peer_per_minute: 2,
+                ..Limits::default()
+            },
+            report: false,
+            ..Default::default()
         },
-        tnc_server::config::Sasl::None,
-        None,
-        false,
     )
     .await
     .unwrap();
@@ -704,4 +705,70 @@ async fn peer_over_its_session_rate_is_refused() {
     }
     assert_eq!(handshakes, [true, true, false]);
     pdp.stop().await.unwrap();
+}
+
+/// A client certificate from the configured client CA authenticates the
+/// session in place of SASL PLAIN (no password asked); one from another CA
+/// fails the TLS handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_replaces_the_password() {
+    use testnet::e2e::{make_client_certs, PdpOptions};
+    let ca = LocalCa::create().unwrap();
+    let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let dir = testnet::swtpm::scratch_dir("client-certs").unwrap();
+    let (client_ca, certs) = make_client_certs(&dir, 1).unwrap();
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (_, foreign) = make_client_certs(&other, 1).unwrap();
+    let der =
+        |p: std::path::PathBuf| pki::ek::certificates_from_pem(&std::fs::read(p).unwrap()).unwrap();
+    let mut pdp = TestPdp::start_raw(
+        &[(Role::Terminal, &profile("good-terminal").unwrap())],
+        (der(ca.root_cert()), der(ca.issuer_cert())),
+        PdpOptions {
+            sasl: tnc_server::config::Sasl::Plain,
+            client_ca: Some(client_ca),
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let login_with = |cert: Option<(std::path::PathBuf, std::path::PathBuf)>| {
+        let tls = tnc_client::agent::tls_client_config_with(
+            &pdp.tls.ca,
+            cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+        .unwrap();
+        let mut agent = terminal.agent().unwrap();
+        let addr = pdp.addr;
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(tnc_client::agent::login(
+                    addr,
+                    "localhost",
+                    tls,
+                    &mut agent,
+                    None,
+                ))
+        })
+    };
+    let ok = login_with(Some(certs[0].clone())).await.unwrap().unwrap();
+    assert!(ok.allowed(), "{ok:?}");
+    let report = pdp.reports.recv().await.unwrap();
+    assert!(report.decision.is_some(), "{report:?}");
+    // Without a certificate the PDP asks for SASL PLAIN, which this client
+    // cannot answer; with a foreign one the TLS handshake fails.
+    assert!(login_with(None).await.unwrap().is_err());
+    let err = login_with(Some(foreign[0].clone()))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("connection"), "{err}");
+    let audit = pdp.ctx.store.audit_entries().await.unwrap();
+    assert!(audit.iter().any(|e| e.kind == "verdict"), "{audit:?}");
+    pdp.stop().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }

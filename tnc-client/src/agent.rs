@@ -319,6 +319,15 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
 pub fn tls_client_config(
     ca_pem: &std::path::Path,
 ) -> std::io::Result<std::sync::Arc<rustls::ClientConfig>> {
+    tls_client_config_with(ca_pem, None)
+}
+
+/// As [`tls_client_config`], presenting the certificate chain and key in
+/// `identity` (PEM files) when the PDP asks for a client certificate.
+pub fn tls_client_config_with(
+    ca_pem: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> std::io::Result<std::sync::Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
@@ -338,11 +347,25 @@ pub fn tls_client_config(
         )));
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            use rustls::pki_types::PrivateKeyDer;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| bad(format!("{}: {e}", cert.display())))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| bad(format!("{}: {e}", cert.display())))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| bad(format!("{}: {e}", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(format!("client certificate: {e}")))?
+        }
+    };
     Ok(std::sync::Arc::new(config))
 }
 

@@ -25,6 +25,12 @@ pub struct ClientConfig {
     pub server_name: Option<String>,
     /// PEM file with the CA that signs the PDP's certificate. Always checked.
     pub ca: PathBuf,
+    /// A client certificate (PEM chain) and its key, presented when the PDP
+    /// accepts certificates in place of a user's password.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
     /// The agent's own files: the AK (0600) and the last verdict.
     pub state_dir: PathBuf,
     /// Absent: this endpoint has no TPM, and says so to the PDP.

@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tnc_client::agent::{login, login_quic, tls_client_config, Agent, Outcome};
+use tnc_client::agent::{login, login_quic, tls_client_config_with, Agent, Outcome};
 use tnc_client::attest::AttestationCollector;
 use tnc_client::config::ClientConfig;
 use tnc_client::os::OsFacts;
@@ -94,7 +94,16 @@ fn run_login(
         config.server = s;
     }
     let ca = ca.unwrap_or_else(|| config.path(&config.ca));
-    let tls = tls_client_config(&ca).with_context(|| "the CA file (ca or --ca)".to_string())?;
+    let identity = config
+        .certificate
+        .as_ref()
+        .zip(config.private_key.as_ref())
+        .map(|(c, k)| (config.path(c), config.path(k)));
+    let tls = tls_client_config_with(
+        &ca,
+        identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+    .context("the CA file (ca or --ca) or the client certificate")?;
     let os = OsFacts::collect(&config.os_paths(), config.os.default_password)
         .context("reading the operating system's facts (os.os_release)")?;
     let mut agent = Agent::new(os, AttestationCollector::new(config.attestation()));

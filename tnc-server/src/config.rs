@@ -95,6 +95,11 @@ pub enum Sasl {
 pub struct Auth {
     #[serde(default)]
     pub sasl: Sasl,
+    /// PEM file with the CAs whose client certificates authenticate a
+    /// session in place of SASL (optional; a presented certificate must
+    /// verify).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

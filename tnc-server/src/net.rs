@@ -33,7 +33,15 @@ pub struct SessionReport {
 
 /// TLS 1.3 only, standard suites through ring (RFC 6876 §3.2 requires TLS; the
 /// ShangMi suite is the channel's, not the PDP's).
-pub fn tls_server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+///
+/// With `client_ca`, a client may present a certificate issued by one of its
+/// CAs; a presented certificate must verify, and it then authenticates the
+/// session in place of SASL.
+pub fn tls_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading tls.certificate {}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -48,13 +56,46 @@ pub fn tls_server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("tls.private_key {}: no PEM private key", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 with the ring provider")?
-        .with_no_client_auth()
+        .context("TLS 1.3 with the ring provider")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("auth.client_ca {}", path.display()))?
+            {
+                let c = c.with_context(|| format!("auth.client_ca {}: not PEM", path.display()))?;
+                roots
+                    .add(c)
+                    .with_context(|| format!("auth.client_ca {}", path.display()))?;
+            }
+            if roots.is_empty() {
+                bail!(
+                    "auth.client_ca {}: no CA certificate in the file",
+                    path.display()
+                );
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .with_context(|| format!("auth.client_ca {}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .context("tls.certificate and tls.private_key do not form a usable TLS identity")?;
     Ok(Arc::new(config))
+}
+
+/// How a client certificate is named in logs and the audit log.
+fn client_identity(cert: &CertificateDer<'_>) -> String {
+    pki::certificate_subject(cert.as_ref()).unwrap_or_else(|| "(unparsable subject)".into())
 }
 
 /// A private key readable by group or others is refused: fix with chmod 600.
@@ -266,7 +307,13 @@ async fn serve(
             Accepted::Tcp(stream, acceptor) => {
                 let _ = stream.set_nodelay(true);
                 let tls = acceptor.accept(stream).await.context("TLS handshake")?;
-                run_session(tls, peer, ctx, limits).await
+                let client = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| client_identity(c));
+                run_session(tls, peer, client, ctx, limits).await
             }
             Accepted::Quic(incoming) => {
                 let conn = (*incoming).await.context("QUIC handshake")?;
@@ -274,7 +321,12 @@ async fn serve(
                     .accept_bi()
                     .await
                     .context("waiting for the PT-TLS stream")?;
-                let result = run_session(tokio::io::join(recv, send), peer, ctx, limits).await;
+                let client = conn
+                    .peer_identity()
+                    .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
+                    .and_then(|c| c.first().map(|c| client_identity(c)));
+                let result =
+                    run_session(tokio::io::join(recv, send), peer, client, ctx, limits).await;
                 // The client closes the connection once it read our last bytes.
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
                 result
@@ -307,12 +359,18 @@ async fn serve(
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     peer: SocketAddr,
+    client_certificate: Option<String>,
     ctx: &PdpContext,
     limits: &crate::config::Limits,
 ) -> anyhow::Result<(Option<Decision>, Option<String>)> {
-    let policy = match ctx.sasl {
-        crate::config::Sasl::Plain => SaslPolicy::Plain { max_attempts: 3 },
-        crate::config::Sasl::None => SaslPolicy::None,
+    // A verified client certificate authenticates the session: no SASL.
+    let policy = match (ctx.sasl, &client_certificate) {
+        (crate::config::Sasl::Plain, None) => SaslPolicy::Plain { max_attempts: 3 },
+        _ => SaslPolicy::None,
+    };
+    let who = match &client_certificate {
+        Some(c) => format!("{peer}, client certificate {c}"),
+        None => peer.to_string(),
     };
     let mut conn = ServerConnection::new(
         pt_tls::Limits {
@@ -320,7 +378,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         },
         policy,
     );
-    let mut session = PdpSession::new(ctx, peer.to_string());
+    let mut session = PdpSession::new(ctx, who);
     let mut error = None;
     // One TLS record's worth (16 KiB): larger reads gain nothing and each idle
     // session would hold the buffer.

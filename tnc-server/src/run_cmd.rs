@@ -36,6 +36,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let tls = tls_server_config(
         &config.path(&config.tls.certificate),
         &config.path(&config.tls.private_key),
+        config
+            .auth
+            .client_ca
+            .as_ref()
+            .map(|p| config.path(p))
+            .as_deref(),
     )?;
     let addr = args.listen.unwrap_or(config.listen.tcp);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
