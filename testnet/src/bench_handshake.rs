@@ -221,10 +221,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
                 result: None,
             })),
             os: os.clone(),
-            tls: tls_client_config_with(
-                &pdp.tls.ca,
-                Some((cert.as_path(), key.as_path())),
-            )?,
+            tls: tls_client_config_with(&pdp.tls.ca, Some((cert.as_path(), key.as_path())))?,
         });
     }
     // Memory first, while the heap has not been grown and freed by the load.
