@@ -1,0 +1,132 @@
+//! A standards-conforming peer that knows nothing of the project's attestation
+//! attributes gets a complete, correct exchange from the running PDP: the
+//! messages strongSwan 6.0.6's `pt-tls-client` (OS IMC) sent in a real session
+//! (../shared/testdata/nea), replayed over TLS to our PDP. It authenticates
+//! with SASL PLAIN, reports its OS, and gets RESULT with PB-Assessment-Result,
+//! PB-Access-Recommendation and a reason: isolate, the operator's default for
+//! an endpoint without TPM evidence.
+//!
+//! (strongSwan's TNC packages are not in Debian 12, so its binary cannot run
+//! here; its captured bytes are the peer.)
+
+use std::path::Path;
+use testnet::e2e::{profile, PdpOptions, TestPdp};
+use tnc_proto::pb_tnc::{AccessRecommendation, Batch, BatchType, PbMessage};
+use tnc_proto::pt_tls::Framer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PB_TNC_BATCH: u32 = 7;
+const SASL_RESULT: u32 = 6;
+
+fn capture(name: &str) -> Vec<Vec<u8>> {
+    let dir = std::env::var_os("TNC_TESTDATA").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"),
+        Into::into,
+    );
+    let bytes = std::fs::read(dir.join("nea/strongswan-6.0.6").join(name)).unwrap();
+    let mut framer = Framer::new(1 << 20);
+    framer.push(&bytes);
+    std::iter::from_fn(|| framer.next_frame().unwrap()).collect()
+}
+
+fn message_type(m: &[u8]) -> u32 {
+    u32::from_be_bytes([m[4], m[5], m[6], m[7]])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strongswan_client_messages_get_a_complete_exchange() {
+    let client = capture("os-allow.c2s.bin");
+    let pdp = TestPdp::start_raw(
+        &[(
+            tnc_proto::attestation::Role::Terminal,
+            &profile("good-terminal").unwrap(),
+        )],
+        (Vec::new(), Vec::new()),
+        PdpOptions {
+            sasl: tnc_server::config::Sasl::Plain,
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The capture's test credentials.
+    let rng = pki::rand::SystemRandom::new();
+    let hash = tnc_server::auth::hash_password("tnc-secret", &rng).unwrap();
+    pdp.ctx.store.add_user("tnc-user", &hash, 0).await.unwrap();
+
+    let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();
+    let mut io = tokio_rustls::TlsConnector::from(
+        tnc_client::agent::tls_client_config(&pdp.tls.ca).unwrap(),
+    )
+    .connect("localhost".try_into().unwrap(), tcp)
+    .await
+    .unwrap();
+    let mut from_pdp = Framer::new(1 << 20);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut received: Vec<Vec<u8>> = Vec::new();
+    // Reads until the PDP has sent a message of type `t`.
+    macro_rules! until {
+        ($t:expr) => {
+            loop {
+                if let Some(m) = received.iter().find(|m| message_type(m) == $t) {
+                    break m.clone();
+                }
+                let n = tokio::time::timeout(std::time::Duration::from_secs(10), io.read(&mut buf))
+                    .await
+                    .expect("the PDP answers")
+                    .unwrap();
+                assert!(n > 0, "the PDP closed early; got {received:?}");
+                from_pdp.push(&buf[..n]);
+                while let Some(m) = from_pdp.next_frame().unwrap() {
+                    received.push(m);
+                }
+            }
+        };
+    }
+
+    // Version Request, SASL Mechanism Selection (PLAIN with credentials).
+    let batches: Vec<&Vec<u8>> = client
+        .iter()
+        .filter(|m| message_type(m) == PB_TNC_BATCH)
+        .collect();
+    for m in client
+        .iter()
+        .take_while(|m| message_type(m) != PB_TNC_BATCH)
+    {
+        io.write_all(m).await.unwrap();
+    }
+    let sasl = until!(SASL_RESULT);
+    // strongSwan reads a 1-byte result code: ours is 1 byte, 0 = success.
+    assert_eq!(&sasl[16..], &[0], "SASL Result {sasl:02x?}");
+
+    // Its first CDATA: PB-Language-Preference and the OS attributes.
+    io.write_all(batches[0]).await.unwrap();
+    let result = until!(PB_TNC_BATCH);
+    let batch = Batch::decode(&result[16..]).unwrap();
+    assert_eq!(batch.batch_type, BatchType::Result, "{batch:?}");
+    assert!(batch
+        .messages
+        .iter()
+        .any(|m| matches!(m, PbMessage::AssessmentResult(_))));
+    assert!(batch.messages.contains(&PbMessage::AccessRecommendation(
+        AccessRecommendation::Quarantined
+    )));
+    let reason = batch
+        .messages
+        .iter()
+        .find_map(|m| match m {
+            PbMessage::ReasonString { text, .. } => Some(text.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(reason.contains("no TPM evidence"), "{reason}");
+
+    // Its CLOSE ends the session cleanly.
+    io.write_all(batches.last().unwrap()).await.unwrap();
+    let close = Batch::decode(&batches.last().unwrap()[16..]).unwrap();
+    assert_eq!(close.batch_type, BatchType::Close);
+    let mut rest = Vec::new();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), io.read_to_end(&mut rest)).await;
+    pdp.stop().await.unwrap();
+}
