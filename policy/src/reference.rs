@@ -190,7 +190,116 @@ pub fn parse_event_type(s: &str) -> Option<u32> {
         .find(|t| event_type_name(*t) == Some(s))
 }
 
+/// What [`ReferenceValues::learn`] saw, for the operator to check before
+/// accepting the result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Learned {
+    pub boot_events: usize,
+    pub kernel_images: usize,
+    pub cmdlines: usize,
+    pub files: usize,
+    /// IMA entries left out: violations (contents unknown) and files under
+    /// the excluded prefixes.
+    pub skipped: usize,
+}
+
 impl ReferenceValues {
+    /// Reference values that allow exactly what one endpoint's evidence shows:
+    /// every boot event of PCRs 0-7, the files measured into PCR 9, the
+    /// command lines in PCR 8, and every file IMA measured (outside
+    /// `/tmp/` and `/var/log/`). The learn mode of the PDP: the operator runs
+    /// it on a known-good endpoint's last evidence and reviews the result;
+    /// no key applications are named (that is the operator's choice).
+    ///
+    /// Only evidence that was appraised genuine (quote verified, logs
+    /// replayed to it) should be learned from; this function trusts its input.
+    pub fn learn(
+        name: &str,
+        bank: HashAlg,
+        event_log: &[u8],
+        ima: &[u8],
+    ) -> Result<(Self, Learned), String> {
+        use crate::digest::hex;
+        use crate::eventlog::{EventLog, EV_IPL, EV_NO_ACTION};
+        let log = EventLog::parse(event_log).map_err(|e| format!("event log: {e}"))?;
+        let mut stats = Learned::default();
+        let mut events = Vec::new();
+        let mut images = Vec::new();
+        let mut cmdlines = Vec::new();
+        for e in &log.events {
+            if e.event_type == EV_NO_ACTION {
+                continue;
+            }
+            let Some(d) = e.digest(bank) else { continue };
+            match e.pcr {
+                0..=7 => events.push(BootEvent {
+                    pcr: e.pcr,
+                    event_type: e
+                        .type_name()
+                        .map_or_else(|| e.event_type.to_string(), str::to_string),
+                    digest: hex(d),
+                    note: e.describe().unwrap_or_default(),
+                }),
+                KERNEL_PCR if !images.contains(&hex(d)) => images.push(hex(d)),
+                CMDLINE_PCR if e.event_type == EV_IPL => {
+                    let text = String::from_utf8_lossy(&e.data);
+                    if let Some(c) = text.trim_end_matches('\0').strip_prefix(CMDLINE_PREFIX) {
+                        if bank.digest(&e.data) == d && !cmdlines.contains(&c.to_string()) {
+                            cmdlines.push(c.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        stats.boot_events = events.len();
+        stats.kernel_images = images.len();
+        stats.cmdlines = cmdlines.len();
+        let excluded_prefixes = vec!["/tmp/".to_string(), "/var/log/".to_string()];
+        let mut allow: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut entries = crate::ima::ImaEntries::new(ima);
+        while let Some(r) = entries.next_record() {
+            let r = r.map_err(|e| format!("IMA list: {e}"))?;
+            let path = r.path.as_deref().unwrap_or("");
+            if path == "boot_aggregate" {
+                continue;
+            }
+            let Some((_, digest)) = r.digest else {
+                stats.skipped += 1;
+                continue;
+            };
+            if r.is_violation()
+                || excluded_prefixes
+                    .iter()
+                    .any(|p| path.starts_with(p.as_str()))
+            {
+                stats.skipped += 1;
+                continue;
+            }
+            let list = allow.entry(path.to_string()).or_default();
+            if !list.contains(&hex(digest)) {
+                list.push(hex(digest));
+            }
+        }
+        stats.files = allow.len();
+        Ok((
+            Self {
+                name: name.to_string(),
+                bank,
+                boot: Some(BootReference {
+                    pcrs: (0..8).collect(),
+                    events,
+                }),
+                kernel: Some(KernelReference { images, cmdlines }),
+                ima: Some(ImaReference {
+                    excluded_prefixes,
+                    key_applications: Vec::new(),
+                    allow,
+                }),
+            },
+            stats,
+        ))
+    }
     pub fn from_toml(text: &str) -> Result<Self, ReferenceError> {
         toml::from_str(text).map_err(|e| ReferenceError::Toml(e.to_string()))
     }

@@ -293,3 +293,56 @@ fn an_altered_ima_entry_is_no_access_and_named() {
         show(&a)
     );
 }
+
+/// Learn mode: reference values learned from a good terminal's evidence allow
+/// that terminal, and refuse a tampered kernel and a tampered key application
+/// naming what changed.
+#[test]
+fn learned_reference_values_allow_the_source_and_refuse_changes() {
+    let good = profile("good-terminal").measure().unwrap();
+    let (learned, stats) = ReferenceValues::learn(
+        "learned from terminal-1",
+        policy::HashAlg::Sha256,
+        &good.event_log,
+        &good.ima,
+    )
+    .unwrap();
+    assert!(
+        stats.boot_events > 10 && stats.kernel_images >= 1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.cmdlines, 1, "{stats:?}");
+    // Every file but boot_aggregate; /tmp/scratch.sh is under an excluded prefix.
+    assert_eq!(
+        (stats.files, stats.skipped),
+        (good.ima_entries() - 2, 1),
+        "{stats:?}"
+    );
+    // It round-trips through the TOML an operator reviews.
+    let reference = ReferenceValues::from_toml(&learned.to_toml())
+        .unwrap()
+        .compile()
+        .unwrap();
+    let n = good.ima_entries();
+    let mut d = Device::boot("good-terminal");
+    let a = d.attest(b"learn-1", 0, n, &reference, None);
+    assert_eq!(a.verdict, Verdict::Allow, "{:?}", a.findings);
+    let mut d = Device::boot("tampered-kernel");
+    let a = d.attest(b"learn-2", 0, d.m.ima_entries(), &reference, None);
+    assert_eq!(a.verdict, Verdict::Isolate);
+    assert!(
+        a.findings.iter().any(|f| f.area == Area::Kernel),
+        "{:?}",
+        a.findings
+    );
+    let mut d = Device::boot("tampered-keyapp");
+    let a = d.attest(b"learn-3", 0, d.m.ima_entries(), &reference, None);
+    assert_eq!(a.verdict, Verdict::Isolate);
+    assert!(
+        a.findings
+            .iter()
+            .any(|f| f.area == Area::Application && f.path.is_some()),
+        "{:?}",
+        a.findings
+    );
+}

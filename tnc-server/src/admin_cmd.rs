@@ -89,6 +89,25 @@ pub enum PolicyCommand {
         role: Role,
         file: PathBuf,
     },
+    /// Learn mode: turn a device's last genuine evidence (boot events, kernel,
+    /// command line, every file IMA measured) into reference values for its
+    /// role. Shows what it learned and asks before recording it as the new
+    /// policy version; never automatic.
+    Learn {
+        #[arg(long)]
+        config: PathBuf,
+        /// The device (its ID or a unique prefix, from `device list`).
+        device: String,
+        /// Record for this role instead of the device's own.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
+        /// Also write the reference values to this file (TOML).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Do not ask: record them.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -304,7 +323,16 @@ pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub fn policy(cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
-    let PolicyCommand::Load { config, role, file } = cmd;
+    let (config, role, file) = match cmd {
+        PolicyCommand::Load { config, role, file } => (config, role, file),
+        PolicyCommand::Learn {
+            config,
+            device,
+            role,
+            output,
+            yes,
+        } => return learn(config, device, *role, output.as_deref(), *yes),
+    };
     let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
     policy::reference::ReferenceValues::from_toml(&text)
         .and_then(|r| r.compile())
@@ -324,6 +352,71 @@ pub fn policy(cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
             "reference values for {} recorded as version {id}",
             role.name()
         );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn learn(
+    config: &Path,
+    device: &str,
+    role: Option<Role>,
+    output: Option<&Path>,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(config).await?;
+        let d = find_device(&store, device).await?;
+        let id = hex(&d.device_id);
+        let evidence = store.evidence(&d.device_id).await?.ok_or_else(|| {
+            anyhow!("device {id} has no kept evidence: it must attest once (genuinely) first")
+        })?;
+        let role = role.unwrap_or(d.role);
+        let (values, stats) = policy::reference::ReferenceValues::learn(
+            &format!("learned from device {} at {}", &id[..16], evidence.at),
+            policy::HashAlg::Sha256,
+            &evidence.event_log,
+            &evidence.ima,
+        )
+        .map_err(|e| anyhow!("device {id}: {e}"))?;
+        let toml = values.to_toml();
+        println!("device {id} ({}), evidence of {}:", d.role.name(), evidence.at);
+        println!("  {} boot events (PCRs 0-7)", stats.boot_events);
+        println!("  {} kernel/initrd digests (PCR 9), {} command lines (PCR 8)", stats.kernel_images, stats.cmdlines);
+        println!(
+            "  {} files from IMA entries {}..{} ({} left out: violations, /tmp/, /var/log/)",
+            stats.files, evidence.ima_from, evidence.ima_entries, stats.skipped
+        );
+        if evidence.ima_from != 0 {
+            println!(
+                "  WARNING: IMA entries before {} were not kept: files measured only then are missing",
+                evidence.ima_from
+            );
+        }
+        println!("  no key applications: name them in the file before relying on it");
+        if let Some(out) = output {
+            std::fs::write(out, &toml).with_context(|| out.display().to_string())?;
+            println!("written to {}", out.display());
+        }
+        if !yes {
+            print!("record these as the reference values for the role {}? [yes/no] ", role.name());
+            std::io::Write::flush(&mut std::io::stdout())?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if answer.trim() != "yes" {
+                println!("not recorded");
+                return Ok(ExitCode::from(1));
+            }
+        }
+        let version = store.record_policy(role, &toml, system_clock()).await?;
+        store
+            .audit(
+                system_clock(),
+                "policy-learn",
+                role.name(),
+                &format!("version {version} learned from device {id}"),
+            )
+            .await?;
+        println!("recorded as version {version} for {}: sessions from now on use it", role.name());
         Ok(ExitCode::SUCCESS)
     })
 }

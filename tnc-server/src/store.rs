@@ -36,8 +36,9 @@ enum Backend {
 }
 
 /// Schema changes, in order. Each entry is (SQLite DDL, PostgreSQL DDL).
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "CREATE TABLE users (
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "CREATE TABLE users (
         name TEXT PRIMARY KEY,
         password_hash TEXT NOT NULL,
         created_at BIGINT NOT NULL
@@ -78,7 +79,7 @@ const MIGRATIONS: &[(&str, &str)] = &[(
         detail TEXT NOT NULL,
         hash TEXT NOT NULL
     );",
-    "CREATE TABLE users (
+        "CREATE TABLE users (
         name TEXT PRIMARY KEY,
         password_hash TEXT NOT NULL,
         created_at BIGINT NOT NULL
@@ -119,7 +120,28 @@ const MIGRATIONS: &[(&str, &str)] = &[(
         detail TEXT NOT NULL,
         hash TEXT NOT NULL
     );",
-)];
+    ),
+    (
+        "CREATE TABLE evidence (
+        device_id BLOB PRIMARY KEY,
+        at BIGINT NOT NULL,
+        event_log BLOB NOT NULL,
+        event_log_sha256 TEXT NOT NULL,
+        ima BLOB NOT NULL,
+        ima_from BIGINT NOT NULL,
+        ima_entries BIGINT NOT NULL
+    )",
+        "CREATE TABLE evidence (
+        device_id BYTEA PRIMARY KEY,
+        at BIGINT NOT NULL,
+        event_log BYTEA NOT NULL,
+        event_log_sha256 TEXT NOT NULL,
+        ima BYTEA NOT NULL,
+        ima_from BIGINT NOT NULL,
+        ima_entries BIGINT NOT NULL
+    )",
+    ),
+];
 
 /// The hash the first audit entry chains from.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -154,6 +176,33 @@ pub struct AttestationRecord {
     pub findings: Vec<String>,
 }
 
+/// A device's last genuine evidence, kept for learn mode: the UEFI event log
+/// and the IMA entries `ima_from..ima_entries` (appended as incremental
+/// attestations bring them).
+#[derive(Clone, Debug)]
+pub struct StoredEvidence {
+    pub at: i64,
+    pub event_log: Vec<u8>,
+    pub ima: Vec<u8>,
+    pub ima_from: i64,
+    pub ima_entries: i64,
+}
+
+/// Genuine evidence to keep with a decision.
+#[derive(Debug)]
+pub struct EvidenceWrite<'a> {
+    pub device_id: [u8; 32],
+    pub event_log: &'a [u8],
+    /// IMA entries `ima_offset..ima_end`.
+    pub ima: &'a [u8],
+    pub ima_offset: u64,
+    pub ima_end: u64,
+}
+
+/// The IMA bytes kept per device at most; beyond, appends stop (learn mode
+/// then says the list is incomplete).
+const MAX_KEPT_IMA: usize = 64 << 20;
+
 /// An attestation row.
 #[derive(Debug)]
 pub struct AttestationWrite<'a> {
@@ -173,6 +222,7 @@ pub struct DecisionWrite<'a> {
     pub attestation: Option<AttestationWrite<'a>>,
     /// (kind, subject, detail), appended to the audit chain in order.
     pub audit: &'a [(&'a str, String, String)],
+    pub evidence: Option<EvidenceWrite<'a>>,
 }
 
 pub struct Store {
@@ -370,6 +420,13 @@ impl Store {
                 .iter()
                 .map(|(k, s, d)| (k.to_string(), s.clone(), d.clone()))
                 .collect(),
+            evidence: w.evidence.as_ref().map(|e| OwnedEvidence {
+                device_id: e.device_id,
+                event_log: e.event_log.to_vec(),
+                ima: e.ima.to_vec(),
+                ima_offset: e.ima_offset as i64,
+                ima_end: e.ima_end as i64,
+            }),
             done,
         };
         self.writer
@@ -388,7 +445,16 @@ struct Pending {
     device: Option<DeviceRecord>,
     attestation: Option<OwnedAttestation>,
     audit: Vec<(String, String, String)>,
+    evidence: Option<OwnedEvidence>,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+struct OwnedEvidence {
+    device_id: [u8; 32],
+    event_log: Vec<u8>,
+    ima: Vec<u8>,
+    ima_offset: i64,
+    ima_end: i64,
 }
 
 struct OwnedAttestation {
@@ -447,6 +513,9 @@ async fn commit_batch(
                         counters: a.counters,
                     };
                     insert_attestation_on(&mut tx, &w, p.at).await?;
+                }
+                if let Some(e) = &p.evidence {
+                    keep_evidence_on(&mut tx, e, p.at).await?;
                 }
                 for (kind, subject, detail) in &p.audit {
                     append_audit_on(&mut tx, p.at, kind, subject, detail).await?;
@@ -525,6 +594,82 @@ async fn insert_attestation_on(
     Ok(())
 }
 
+/// Keeps a device's evidence: a new event log replaces the old one only when
+/// it changed; IMA entries continuing the kept ones are appended, anything
+/// else starts over from what came.
+async fn keep_evidence_on(
+    conn: &mut sqlx::AnyConnection,
+    e: &OwnedEvidence,
+    at: u64,
+) -> Result<(), StoreError> {
+    let sha = hex(&HashAlg::Sha256.digest(&e.event_log));
+    let row = sqlx::query(
+        "SELECT event_log_sha256, ima_entries, LENGTH(ima) FROM evidence WHERE device_id = $1",
+    )
+    .bind(e.device_id.to_vec())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let continues = match &row {
+        Some(r) => r.try_get::<i64, _>(1)? == e.ima_offset && e.ima_offset > 0,
+        None => false,
+    };
+    if !continues {
+        sqlx::query(
+            "INSERT INTO evidence (device_id, at, event_log, event_log_sha256, ima, ima_from, ima_entries)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (device_id) DO UPDATE SET at = excluded.at, event_log = excluded.event_log,
+                event_log_sha256 = excluded.event_log_sha256, ima = excluded.ima,
+                ima_from = excluded.ima_from, ima_entries = excluded.ima_entries",
+        )
+        .bind(e.device_id.to_vec())
+        .bind(at as i64)
+        .bind(e.event_log.clone())
+        .bind(&sha)
+        .bind(e.ima.clone())
+        .bind(e.ima_offset)
+        .bind(e.ima_end)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    let row = row.expect("continues implies a row");
+    let same_log = row.try_get::<String, _>(0)? == sha;
+    let kept_len = row.try_get::<i64, _>(2)? as usize;
+    if !same_log {
+        sqlx::query(
+            "UPDATE evidence SET event_log = $1, event_log_sha256 = $2 WHERE device_id = $3",
+        )
+        .bind(e.event_log.clone())
+        .bind(&sha)
+        .bind(e.device_id.to_vec())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !e.ima.is_empty() && kept_len + e.ima.len() <= MAX_KEPT_IMA {
+        let kept: Vec<u8> = sqlx::query("SELECT ima FROM evidence WHERE device_id = $1")
+            .bind(e.device_id.to_vec())
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let mut ima = kept;
+        ima.extend_from_slice(&e.ima);
+        sqlx::query("UPDATE evidence SET ima = $1, ima_entries = $2, at = $3 WHERE device_id = $4")
+            .bind(ima)
+            .bind(e.ima_end)
+            .bind(at as i64)
+            .bind(e.device_id.to_vec())
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        sqlx::query("UPDATE evidence SET at = $1 WHERE device_id = $2")
+            .bind(at as i64)
+            .bind(e.device_id.to_vec())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Appends one audit entry chained to the last one, on `conn`.
 async fn append_audit_on(
     conn: &mut sqlx::AnyConnection,
@@ -556,6 +701,26 @@ async fn append_audit_on(
 }
 
 impl Store {
+    /// The device's last genuine evidence, for learn mode.
+    pub async fn evidence(&self, id: &[u8; 32]) -> Result<Option<StoredEvidence>, StoreError> {
+        let row = sqlx::query(
+            "SELECT at, event_log, ima, ima_from, ima_entries FROM evidence WHERE device_id = $1",
+        )
+        .bind(id.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredEvidence {
+                at: r.try_get(0)?,
+                event_log: r.try_get(1)?,
+                ima: r.try_get(2)?,
+                ima_from: r.try_get(3)?,
+                ima_entries: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
     pub async fn forget_device(&self, id: &[u8; 32]) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM devices WHERE device_id = $1")
             .bind(id.to_vec())

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use testnet::e2e::{make_tls_files, profile, Endpoint};
+use testnet::e2e::{make_tls_files, Endpoint};
 use testnet::swtpm::{scratch_dir, LocalCa};
 use tnc_client::agent::{login, tls_client_config};
 use tnc_proto::attestation::Role;
@@ -31,11 +31,13 @@ fn admin(args: &[&str], config: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// An operator's first day: `init`, the EK roots and reference values put in
-/// place, `user add`, `run`; a swtpm terminal logs in as that user; `device
-/// list` shows it, `audit verify` checks the chain; SIGTERM stops the daemon.
+/// An operator's first day: `init`, the EK roots put in place, `user add`,
+/// `run`; a swtpm terminal logs in as that user and is isolated (the example
+/// reference values name nothing); `policy learn` turns its evidence into
+/// reference values and its next login is allowed; `device list` shows it,
+/// `audit verify` checks the chain; SIGTERM stops the daemon.
 #[test]
-fn init_user_run_device_audit() {
+fn init_user_run_learn_device_audit() {
     let ca = LocalCa::create().unwrap();
     let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
     let dir = scratch_dir("run-cli").unwrap();
@@ -67,17 +69,12 @@ fn init_user_run_device_audit() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
 
-    // The operator's part: EK roots, reference values, a listen address.
+    // The operator's part: the EK roots and a listen address.
     let roots = [ca.root_cert(), ca.issuer_cert()]
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect::<String>();
     std::fs::write(dir.join("ek-roots.pem"), roots).unwrap();
-    let reference = profile("good-terminal")
-        .unwrap()
-        .reference_values()
-        .unwrap();
-    std::fs::write(dir.join("reference-terminal.toml"), reference.to_toml()).unwrap();
     let config = dir.join("server.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -105,21 +102,38 @@ fn init_user_run_device_audit() {
         .parse()
         .unwrap();
 
-    let mut agent = terminal.agent().unwrap();
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(login(
-            addr,
-            "localhost",
-            tls_client_config(&dir.join("ca.pem")).unwrap(),
-            &mut agent,
-            Some(PlainCredentials::new("alice", "s3cret pass")),
-        ))
-        .unwrap();
-    assert!(outcome.allowed(), "{outcome:?}");
+    let log_in = || {
+        let mut agent = terminal.agent().unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(login(
+                addr,
+                "localhost",
+                tls_client_config(&dir.join("ca.pem")).unwrap(),
+                &mut agent,
+                Some(PlainCredentials::new("alice", "s3cret pass")),
+            ))
+            .unwrap()
+    };
+    let first = log_in();
+    assert!(
+        !first.allowed(),
+        "nothing is allowed before reference values exist: {first:?}"
+    );
+    assert!(first.reason.unwrap().contains("no reference values"));
 
+    let devices = admin(&["device", "list", "--json"], &config);
+    let id = devices.split("\"device\": \"").nth(1).unwrap()[..12].to_string();
+    let learned = admin(&["policy", "learn", &id, "--yes"], &config);
+    assert!(
+        learned.contains("boot events") && learned.contains("recorded as version"),
+        "{learned}"
+    );
+
+    let second = log_in();
+    assert!(second.allowed(), "{second:?}");
     let pid = daemon.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -139,9 +153,9 @@ fn init_user_run_device_audit() {
         devices.contains("terminal") && devices.contains("allow"),
         "{devices}"
     );
-    // init, user-add, policy-load, enroll, verdict.
+    // init, user-add, policy-load, enroll, verdict, policy-learn, verdict.
     let audit = admin(&["audit", "verify"], &config);
-    assert!(audit.contains("5 entries"), "{audit}");
+    assert!(audit.contains("7 entries"), "{audit}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

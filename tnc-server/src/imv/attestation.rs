@@ -65,6 +65,17 @@ pub struct AttestationValidator {
     to_store: Option<DeviceRecord>,
     /// The audit detail of an enrollment this session proved.
     enrollment: Option<String>,
+    /// Genuine evidence to keep for learn mode: event log, IMA entries and
+    /// their range.
+    evidence: Option<KeptEvidence>,
+}
+
+/// Evidence that reproduced its quote, kept for `policy learn`.
+pub struct KeptEvidence {
+    pub event_log: Vec<u8>,
+    pub ima: Vec<u8>,
+    pub ima_offset: u64,
+    pub ima_end: u64,
 }
 
 impl Default for AttestationValidator {
@@ -82,6 +93,7 @@ impl AttestationValidator {
             counters: None,
             to_store: None,
             enrollment: None,
+            evidence: None,
         }
     }
 
@@ -92,8 +104,12 @@ impl AttestationValidator {
 
     /// What to commit with the verdict: the device record and, if this
     /// session enrolled it, the enrollment's audit detail.
-    pub fn writes(&self) -> (Option<&DeviceRecord>, Option<&str>) {
-        (self.to_store.as_ref(), self.enrollment.as_deref())
+    pub fn writes(&self) -> (Option<&DeviceRecord>, Option<&str>, Option<&KeptEvidence>) {
+        (
+            self.to_store.as_ref(),
+            self.enrollment.as_deref(),
+            self.evidence.as_ref(),
+        )
     }
 
     /// The verdict, once there is one.
@@ -354,6 +370,14 @@ impl AttestationValidator {
                 ));
             }
             self.to_store = Some(record);
+        }
+        if let Some(next) = &appraisal.next_state {
+            self.evidence = Some(KeptEvidence {
+                event_log: ev.event_log.clone(),
+                ima: ev.ima.clone(),
+                ima_offset: ev.ima_offset,
+                ima_end: next.ima_entries as u64,
+            });
         }
         self.device_id = Some(e.device_id);
         self.counters = appraisal.quote.as_ref().map(|q| {

@@ -12,7 +12,7 @@ use crate::devices::DeviceRecord;
 use crate::imv::attestation::AttestationValidator;
 use crate::imv::os::OsValidator;
 use crate::imv::{Assessment, Reason};
-use crate::store::{AttestationWrite, DecisionWrite};
+use crate::store::{AttestationWrite, DecisionWrite, EvidenceWrite};
 use policy::Verdict;
 use tnc_proto::attestation::{self, Attribute as AttAttribute};
 use tnc_proto::common::{AssessmentResult, Remediation};
@@ -234,7 +234,7 @@ impl<'c> PdpSession<'c> {
     async fn record(&self, d: &Decision) -> Result<(), crate::store::StoreError> {
         let now = self.ctx.now();
         let reasons: Vec<String> = d.reasons.iter().map(|r| r.text.clone()).collect();
-        let (device, enrollment) = self.attestation.writes();
+        let (device, enrollment, evidence) = self.attestation.writes();
         let device = device.map(|r| DeviceRecord {
             last_verdict: Some(d.verdict),
             ..r.clone()
@@ -265,6 +265,13 @@ impl<'c> PdpSession<'c> {
                     counters,
                 }),
                 audit: &audit,
+                evidence: evidence.zip(appraised).map(|(e, (id, _))| EvidenceWrite {
+                    device_id: id,
+                    event_log: &e.event_log,
+                    ima: &e.ima,
+                    ima_offset: e.ima_offset,
+                    ima_end: e.ima_end,
+                }),
             })
             .await
     }
