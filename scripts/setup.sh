@@ -6,8 +6,9 @@ set -euo pipefail
 # Debian packages: pkg-config and libtss2-dev build tss-esapi (the TPM layer);
 # swtpm, swtpm-tools and tpm2-tools give tests real software TPMs and an
 # independent quote checker; openssl checks the SM2 and RSA-PSS quotes that
-# tpm2_checkquote cannot.
-packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl)
+# tpm2_checkquote cannot; postgresql gives the store's test a real PostgreSQL
+# server (started by the test itself on a free loopback port).
+packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl postgresql)
 
 missing=()
 for p in "${packages[@]}"; do

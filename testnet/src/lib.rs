@@ -7,6 +7,7 @@
 
 pub mod e2e;
 pub mod openssl;
+pub mod postgres;
 pub mod simulator;
 pub mod soft_ak;
 pub mod swtpm;

@@ -1,0 +1,129 @@
+//! The store's one code path on both backends: a SQLite file and a real
+//! PostgreSQL server (started for the test on a free loopback port).
+
+use policy::appraisal::DeviceState;
+use policy::{HashAlg, Verdict};
+use testnet::postgres::Postgres;
+use tnc_proto::attestation::Role;
+use tnc_server::devices::DeviceRecord;
+use tnc_server::store::{AttestationWrite, DecisionWrite, EvidenceWrite, Store};
+
+async fn exercise(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    // Users.
+    assert!(store.add_user("alice", "$argon2id$h", 1).await.unwrap());
+    assert!(!store.add_user("alice", "$argon2id$other", 2).await.unwrap());
+    assert_eq!(
+        store.password_hash("alice").await.unwrap().as_deref(),
+        Some("$argon2id$h")
+    );
+    // A decision with a device, an attestation, evidence and audit entries.
+    let mut state = DeviceState {
+        reset_count: 3,
+        ima_entries: 6,
+        ..DeviceState::default()
+    };
+    state.pcr10.insert(HashAlg::Sha256, vec![0x5A; 32]);
+    let device = DeviceRecord {
+        device_id: [9; 32],
+        role: Role::Terminal,
+        ek_certificate: vec![0x30, 0x82, 0, 1],
+        ak_name: vec![0, 11, 1, 2],
+        ak_public: vec![7; 88],
+        state: Some(state.clone()),
+        last_verdict: Some(Verdict::Allow),
+        last_seen: 100,
+        enrolled_at: 100,
+    };
+    let findings = vec!["TPM quote and logs match".to_string()];
+    let audit = vec![
+        (
+            "enroll",
+            "09".repeat(32),
+            "terminal AK enrolled".to_string(),
+        ),
+        ("verdict", "09".repeat(32), "allow: ok".to_string()),
+    ];
+    store
+        .commit_decision(&DecisionWrite {
+            at: 100,
+            device: Some(&device),
+            attestation: Some(AttestationWrite {
+                device_id: [9; 32],
+                verdict: Verdict::Allow,
+                findings: &findings,
+                counters: Some((3, 0, 12345)),
+            }),
+            audit: &audit,
+            evidence: Some(EvidenceWrite {
+                device_id: [9; 32],
+                event_log: b"event log",
+                ima: b"first six",
+                ima_offset: 0,
+                ima_end: 6,
+            }),
+        })
+        .await
+        .unwrap();
+    // An incremental attestation appends to the kept IMA entries.
+    store
+        .commit_decision(&DecisionWrite {
+            at: 200,
+            device: Some(&device),
+            attestation: None,
+            audit: &[("verdict", "09".repeat(32), "allow: again".to_string())],
+            evidence: Some(EvidenceWrite {
+                device_id: [9; 32],
+                event_log: b"event log",
+                ima: b" and two more",
+                ima_offset: 6,
+                ima_end: 8,
+            }),
+        })
+        .await
+        .unwrap();
+    let got = store.device(&[9; 32]).await.unwrap().unwrap();
+    assert_eq!(got.state, Some(state));
+    let kept = store.evidence(&[9; 32]).await.unwrap().unwrap();
+    assert_eq!(kept.ima, b"first six and two more");
+    assert_eq!((kept.ima_from, kept.ima_entries), (0, 8));
+    assert_eq!(store.attestations(&[9; 32], 5).await.unwrap().len(), 1);
+    // Policy versions.
+    assert!(store
+        .seed_policy(Role::Vm, "name = \"vm\"", 5)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .seed_policy(Role::Vm, "name = \"vm\"", 6)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.policy_versions().await.unwrap().len(), 1);
+    // The audit chain: 3 decision entries + 1 policy load, then tampered.
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(4));
+    store
+        .execute_raw("UPDATE audit SET detail = 'isolate: edited' WHERE seq = 2")
+        .await
+        .unwrap();
+    assert_eq!(store.verify_audit().await.unwrap().unwrap_err().seq, 2);
+    store.close().await;
+    // Reopening runs no migration twice and keeps the data.
+    let again = Store::open(url).await.unwrap();
+    assert_eq!(again.devices().await.unwrap().len(), 1);
+    again.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = testnet::swtpm::scratch_dir("store-sqlite").unwrap();
+    exercise(&format!("sqlite://{}", dir.join("tnc.db").display())).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let pg = Postgres::start().unwrap();
+    exercise(&pg.url()).await;
+    drop(pg);
+}
