@@ -130,3 +130,149 @@ async fn strongswan_client_messages_get_a_complete_exchange() {
         tokio::time::timeout(std::time::Duration::from_secs(5), io.read_to_end(&mut rest)).await;
     pdp.stop().await.unwrap();
 }
+
+/// Our login agent against strongSwan's PT-TLS server: the messages
+/// strongSwan's PDP sent in a real session, replayed over TLS in answer to
+/// ours. The agent authenticates (1-byte SASL Result), skips the TCG
+/// segmentation attributes it does not know, answers the Attribute Request
+/// with the installed packages, and reports strongSwan's verdict: allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_agent_gets_strongswans_verdict() {
+    use tnc_client::agent::{login, tls_client_config, Agent};
+    use tnc_client::attest::{AttestationCollector, AttestationConfig};
+    use tnc_client::os::{OsFacts, OsPaths};
+    let server_msgs = capture("os-allow.s2c.bin");
+    let dir = testnet::swtpm::scratch_dir("strongswan-server").unwrap();
+    let tls = testnet::e2e::make_tls_files(&dir).unwrap();
+    let config = tnc_server::net::tls_server_config(&tls.cert, &tls.key, None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    // The replaying server: after the client's Version Request, everything
+    // up to the SASL Result; after its SASL selection, everything up to the
+    // first batch; after each client batch, the next server batch.
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut io = tokio_rustls::TlsAcceptor::from(config)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut framer = Framer::new(1 << 24);
+        let mut buf = vec![0u8; 1 << 16];
+        let mut next = server_msgs.iter().peekable();
+        let mut from_client = Vec::new();
+        loop {
+            let n = io.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            framer.push(&buf[..n]);
+            while let Some(m) = framer.next_frame().unwrap() {
+                let stop_before = match message_type(&m) {
+                    1 => Some(SASL_RESULT),
+                    4 => Some(PB_TNC_BATCH),
+                    _ => None,
+                };
+                let mut reply = Vec::new();
+                match stop_before {
+                    Some(t) => {
+                        while let Some(s) = next.next_if(|s| message_type(s) != t) {
+                            reply.extend_from_slice(s);
+                        }
+                        if t == SASL_RESULT {
+                            // The SASL Result and the empty mechanism list after it.
+                            while let Some(s) = next.next_if(|s| message_type(s) != PB_TNC_BATCH) {
+                                reply.extend_from_slice(s);
+                            }
+                        }
+                    }
+                    None if message_type(&m) == PB_TNC_BATCH => {
+                        if let Some(s) = next.next() {
+                            reply.extend_from_slice(s);
+                        }
+                    }
+                    None => {}
+                }
+                io.write_all(&reply).await.unwrap();
+                from_client.push(m);
+            }
+        }
+        from_client
+    });
+
+    let os_dir = testnet::swtpm::scratch_dir("strongswan-os").unwrap();
+    std::fs::write(
+        os_dir.join("os-release"),
+        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    std::fs::write(os_dir.join("ip_forward"), "0\n").unwrap();
+    std::fs::write(
+        os_dir.join("dpkg-status"),
+        "Package: openssl\nStatus: install ok installed\nVersion: 3.0.15-1\n\n",
+    )
+    .unwrap();
+    let os = OsFacts::collect(
+        &OsPaths {
+            os_release: os_dir.join("os-release"),
+            ip_forward: os_dir.join("ip_forward"),
+            dpkg_status: os_dir.join("dpkg-status"),
+            proc_stat: os_dir.join("none"),
+        },
+        false,
+    )
+    .unwrap();
+    // An endpoint without a TPM: it says so, and its TPM is never opened.
+    let mut agent = Agent::new(
+        os,
+        AttestationCollector::new(AttestationConfig {
+            role: tnc_proto::attestation::Role::Terminal,
+            tpm: None,
+            evidence: Default::default(),
+            ak_path: os_dir.join("ak.bin"),
+            ak_kind: tnc_client::tpm::AkKind::EcdsaP256Sha256,
+        }),
+    );
+    let outcome = login(
+        addr,
+        "localhost",
+        tls_client_config(&tls.ca).unwrap(),
+        &mut agent,
+        Some(tnc_proto::pt_tls::sasl::PlainCredentials::new(
+            "tnc-user",
+            "tnc-secret",
+        )),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome.recommendation,
+        Some(AccessRecommendation::Allowed),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        outcome.assessment,
+        Some(tnc_proto::common::AssessmentResult::Compliant)
+    );
+    let from_client = server.await.unwrap();
+    // Our second CDATA answered the Attribute Request with Installed Packages.
+    let batches: Vec<Batch> = from_client
+        .iter()
+        .filter(|m| message_type(m) == PB_TNC_BATCH)
+        .map(|m| Batch::decode(&m[16..]).unwrap())
+        .collect();
+    let answered = batches[1].pa_messages().any(|pa| {
+        tnc_proto::pa_tnc::PaMessage::decode(pa.body).is_ok_and(|m| {
+            m.attributes.iter().any(|a| {
+                matches!(
+                    a.parse(),
+                    Ok(tnc_proto::pa_tnc::Attribute::InstalledPackages(p)) if !p.packages.is_empty()
+                )
+            })
+        })
+    });
+    assert!(answered, "{batches:?}");
+    assert_eq!(batches.last().unwrap().batch_type, BatchType::Close);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&os_dir).unwrap();
+}
