@@ -266,7 +266,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
             sasl: Sasl::Plain,
             store_dir: Some(pdp.dir.clone()),
             report: false,
-            client_ca: None,
+            ..PdpOptions::default()
         },
     )
     .await?;

@@ -126,6 +126,7 @@ pub struct PdpOptions {
     pub report: bool,
     /// CAs whose client certificates authenticate sessions.
     pub client_ca: Option<PathBuf>,
+    pub os_policy: OsPolicy,
 }
 
 impl Default for PdpOptions {
@@ -136,6 +137,7 @@ impl Default for PdpOptions {
             store_dir: None,
             report: true,
             client_ca: None,
+            os_policy: OsPolicy::default(),
         }
     }
 }
@@ -205,6 +207,7 @@ impl TestPdp {
             store_dir,
             report,
             client_ca,
+            os_policy,
         } = options;
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
@@ -223,7 +226,7 @@ impl TestPdp {
             ek_roots,
             ek_intermediates,
             no_evidence: policy::Verdict::Isolate,
-            os_policy: OsPolicy::default(),
+            os_policy,
             store,
             sasl,
             rng: pki::rand::SystemRandom::new(),

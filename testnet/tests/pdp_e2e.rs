@@ -772,3 +772,40 @@ async fn client_certificate_replaces_the_password() {
     pdp.stop().await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The OS validator asks for the package inventory when its policy forbids
+/// packages, and isolates an endpoint that has one installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_package_is_isolated() {
+    use testnet::e2e::PdpOptions;
+    use tnc_server::config::OsPolicy;
+    let ca = LocalCa::create().unwrap();
+    let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let der =
+        |p: std::path::PathBuf| pki::ek::certificates_from_pem(&std::fs::read(p).unwrap()).unwrap();
+    for (forbidden, allowed) in [("telnetd", true), ("tnc-client", false)] {
+        let pdp = TestPdp::start_raw(
+            &[(Role::Terminal, &profile("good-terminal").unwrap())],
+            (der(ca.root_cert()), der(ca.issuer_cert())),
+            PdpOptions {
+                os_policy: OsPolicy {
+                    forbidden_packages: vec![forbidden.into()],
+                    ..OsPolicy::default()
+                },
+                ..PdpOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let outcome = log_in(&pdp, &terminal).await;
+        assert_eq!(outcome.allowed(), allowed, "{forbidden}: {outcome:?}");
+        if !allowed {
+            let reason = outcome.reason.unwrap();
+            assert!(
+                reason.contains("forbidden package tnc-client 0.1.0 is installed"),
+                "{reason}"
+            );
+        }
+        pdp.stop().await.unwrap();
+    }
+}

@@ -78,6 +78,7 @@ impl OsFacts {
             .unwrap_or_else(|| OperationalStatus::LAST_USE_UNKNOWN.to_string());
         let packages = read_optional(&paths.dpkg_status)
             .map(|s| parse_dpkg_status(&s))
+            .or_else(rpm_packages)
             .unwrap_or_default();
         Ok(Self {
             vendor: vendor_pen(&release.id),
@@ -194,6 +195,33 @@ fn numeric_version(version_id: &str) -> (u32, u32) {
 
 /// Installed packages from a dpkg status file: stanzas whose Status ends in
 /// "installed".
+/// The RPM database's packages, on a system without dpkg: `rpm -qa` is the
+/// stable interface to it (its on-disk format changed between releases).
+fn rpm_packages() -> Option<Vec<(String, String)>> {
+    const RPM: &str = "/usr/bin/rpm";
+    if !std::path::Path::new(RPM).exists() {
+        return None;
+    }
+    let out = std::process::Command::new(RPM)
+        .args(["-qa", "--queryformat", "%{NAME}\\t%{VERSION}-%{RELEASE}\\n"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(parse_rpm_query(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `NAME<TAB>VERSION-RELEASE` lines, sorted by name.
+fn parse_rpm_query(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
 fn parse_dpkg_status(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for stanza in text.split("\n\n") {
@@ -248,6 +276,18 @@ fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rpm_query_lines_become_packages() {
+        let text = "openssl\t3.0.7-27.el9\nbash\t5.1.8-9.el9\n\nbroken line\n\tno-name\n";
+        assert_eq!(
+            parse_rpm_query(text),
+            vec![
+                ("bash".to_string(), "5.1.8-9.el9".to_string()),
+                ("openssl".to_string(), "3.0.7-27.el9".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn os_release_fields() {

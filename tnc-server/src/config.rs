@@ -168,6 +168,10 @@ pub struct OsPolicy {
     /// The verdict when the endpoint reports no OS attributes at all.
     #[serde(default = "isolate", deserialize_with = "verdict")]
     pub no_report: Verdict,
+    /// Packages that must not be installed (names as the package manager
+    /// reports them); when set, the validator asks for the inventory.
+    #[serde(default)]
+    pub forbidden_packages: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -181,6 +185,7 @@ impl Default for OsPolicy {
             forbid_forwarding: true,
             forbid_default_password: true,
             no_report: Verdict::Isolate,
+            forbidden_packages: Vec::new(),
         }
     }
 }

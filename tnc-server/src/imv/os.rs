@@ -14,8 +14,11 @@ pub struct OsValidator {
     version: Option<String>,
     forwarding: Option<ForwardingEnabled>,
     default_password: Option<FactoryDefaultPassword>,
-    packages: Option<usize>,
+    /// (name, version) of every installed package, once reported.
+    packages: Option<Vec<(String, String)>>,
     heard: bool,
+    /// The package inventory was asked for.
+    asked_packages: bool,
 }
 
 impl OsValidator {
@@ -39,9 +42,27 @@ impl OsValidator {
             Attribute::StringVersion(v) => self.version = Some(v.version.to_string()),
             Attribute::ForwardingEnabled(f) => self.forwarding = Some(*f),
             Attribute::FactoryDefaultPasswordEnabled(d) => self.default_password = Some(*d),
-            Attribute::InstalledPackages(p) => self.packages = Some(p.packages.len()),
+            Attribute::InstalledPackages(p) => {
+                self.packages = Some(
+                    p.packages
+                        .iter()
+                        .map(|p| (p.name.to_string(), p.version.to_string()))
+                        .collect(),
+                )
+            }
             _ => {}
         }
+    }
+
+    /// Whether to ask for the package inventory now: once, after the
+    /// collector reported, when the policy forbids packages.
+    pub fn request(&mut self, policy: &OsPolicy) -> bool {
+        let ask = self.heard
+            && !self.asked_packages
+            && self.packages.is_none()
+            && !policy.forbidden_packages.is_empty();
+        self.asked_packages |= ask;
+        ask
     }
 
     /// The verdict under `policy`.
@@ -80,6 +101,22 @@ impl OsValidator {
             && self.default_password == Some(FactoryDefaultPassword::Enabled)
         {
             reasons.push(isolate("a factory default password is enabled".into()));
+        }
+        if !policy.forbidden_packages.is_empty() {
+            match &self.packages {
+                None => reasons.push(isolate(
+                    "the package inventory was asked for and not sent".into(),
+                )),
+                Some(installed) => {
+                    for (name, version) in installed {
+                        if policy.forbidden_packages.iter().any(|f| f == name) {
+                            reasons.push(isolate(format!(
+                                "forbidden package {name} {version} is installed"
+                            )));
+                        }
+                    }
+                }
+            }
         }
         let product = match (&self.product, &self.version) {
             (Some(p), Some(v)) => format!("{p} {v}"),

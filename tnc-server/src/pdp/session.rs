@@ -16,7 +16,7 @@ use crate::store::{AttestationWrite, DecisionWrite, EvidenceWrite};
 use policy::Verdict;
 use tnc_proto::attestation::{self, Attribute as AttAttribute};
 use tnc_proto::common::{AssessmentResult, Remediation};
-use tnc_proto::pa_tnc::{Attribute, PaMessage, PaMessageWriter, PaSubtype};
+use tnc_proto::pa_tnc::{ietf_attr, Attribute, AttributeId, PaMessage, PaMessageWriter, PaSubtype};
 use tnc_proto::pb_tnc::{
     AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Role, Violation,
 };
@@ -189,8 +189,26 @@ impl<'c> PdpSession<'c> {
             let body = self.att_message(&att_out);
             messages.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, body));
         }
+        // The OS validator asks for the package inventory once, if its policy
+        // needs it.
+        let os_request = self.os.request(&self.ctx.os_policy).then(|| {
+            let id = self.next_pa_id;
+            self.next_pa_id += 1;
+            PaMessageWriter::new(id)
+                .attribute(
+                    false,
+                    &Attribute::AttributeRequest(vec![AttributeId::ietf(
+                        ietf_attr::INSTALLED_PACKAGES,
+                    )]),
+                )
+                .finish()
+        });
+        let os_asks = os_request.is_some();
+        if let Some(body) = os_request {
+            messages.push((PaSubtype::OPERATING_SYSTEM, OS_IMV_ID, body));
+        }
 
-        let wants_more = !att_out.is_empty() && self.rounds < MAX_ROUNDS;
+        let wants_more = (!att_out.is_empty() || os_asks) && self.rounds < MAX_ROUNDS;
         if wants_more {
             self.rounds += 1;
             return self.send(BatchType::SData, &messages, None);
