@@ -159,6 +159,10 @@ pub struct OsPolicy {
     /// empty: any.
     #[serde(default)]
     pub products: Vec<String>,
+    /// Allowed versions as the endpoint reports them in String Version
+    /// ("12 x86_64"); empty: any.
+    #[serde(default)]
+    pub versions: Vec<String>,
     /// IP forwarding must be reported disabled.
     #[serde(default = "yes")]
     pub forbid_forwarding: bool,
@@ -182,6 +186,7 @@ impl Default for OsPolicy {
     fn default() -> Self {
         Self {
             products: Vec::new(),
+            versions: Vec::new(),
             forbid_forwarding: true,
             forbid_default_password: true,
             no_report: Verdict::Isolate,

@@ -204,6 +204,12 @@ impl Listener {
     pub async fn run(mut self) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         loop {
+            if self.sessions.available_permits() == 0 {
+                tracing::warn!(
+                    max_sessions = self.limits.max_sessions,
+                    "session limit reached: new connections wait in the backlog until a session ends"
+                );
+            }
             let permit = tokio::select! {
                 p = self.sessions.clone().acquire_owned() => p.context("session semaphore closed")?,
                 _ = self.shutdown.changed() => break,

@@ -88,6 +88,16 @@ impl OsValidator {
             }
             Some(_) => {}
         }
+        if !policy.versions.is_empty() {
+            match &self.version {
+                Some(v) if policy.versions.iter().any(|a| a == v) => {}
+                Some(v) => reasons.push(isolate(format!(
+                    "operating system version {v:?} is not one the policy allows ({})",
+                    policy.versions.join(", ")
+                ))),
+                None => reasons.push(isolate("no String Version attribute".into())),
+            }
+        }
         if policy.forbid_forwarding {
             match self.forwarding {
                 Some(ForwardingEnabled::Disabled) => {}
@@ -124,5 +134,44 @@ impl OsValidator {
             _ => "operating system".into(),
         };
         Assessment::from_reasons(reasons, &format!("{product} complies with the OS policy"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tnc_proto::pa_tnc::{ProductInformation, StringVersion};
+    use tnc_proto::U24;
+
+    fn reported(version: &str, forwarding: ForwardingEnabled) -> OsValidator {
+        let mut v = OsValidator::new();
+        v.receive(&Attribute::ProductInformation(ProductInformation {
+            vendor: U24::IETF,
+            product_id: 0,
+            name: "Debian",
+        }));
+        v.receive(&Attribute::StringVersion(
+            StringVersion::new(version, "", "").unwrap(),
+        ));
+        v.receive(&Attribute::ForwardingEnabled(forwarding));
+        v
+    }
+
+    #[test]
+    fn policy_checks_product_version_and_forwarding() {
+        let policy = OsPolicy {
+            products: vec!["Debian".into()],
+            versions: vec!["12 x86_64".into()],
+            ..OsPolicy::default()
+        };
+        let ok = reported("12 x86_64", ForwardingEnabled::Disabled).assess(&policy);
+        assert_eq!(ok.verdict, Verdict::Allow, "{ok:?}");
+        let old = reported("11 x86_64", ForwardingEnabled::Disabled).assess(&policy);
+        assert_eq!(old.verdict, Verdict::Isolate);
+        assert!(old.reasons[0].text.contains("\"11 x86_64\""), "{old:?}");
+        let router = reported("12 x86_64", ForwardingEnabled::Enabled).assess(&policy);
+        assert!(router.reasons[0].text.contains("forwarding"), "{router:?}");
+        let silent = OsValidator::new().assess(&policy);
+        assert_eq!(silent.verdict, policy.no_report);
     }
 }
