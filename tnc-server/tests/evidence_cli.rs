@@ -14,12 +14,44 @@ fn eventlogs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/eventlogs")
 }
 
-fn temp(name: &str, bytes: &[u8]) -> PathBuf {
+/// A file in this process's scratch directory, removed (with the directory,
+/// once empty) when dropped.
+struct Temp(PathBuf);
+
+impl std::ops::Deref for Temp {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Temp {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl AsRef<Path> for Temp {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn temp(name: &str, bytes: &[u8]) -> Temp {
     let dir = std::env::temp_dir().join(format!("tnc-evidence-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
-    p
+    Temp(p)
 }
 
 #[test]
@@ -241,7 +273,7 @@ fn appraise_prints_findings_and_verdict() {
             temp(&format!("{profile}.log"), &m.event_log),
             temp(&format!("{profile}.ima"), &m.ima),
         ];
-        let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+        let s = |p: &Temp| p.to_str().unwrap().to_string();
         let nonce_hex = policy::digest::hex(nonce_given.as_bytes());
         let args = [
             "evidence",
