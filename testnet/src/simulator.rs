@@ -17,10 +17,7 @@ use policy::eventlog::{
     EV_EFI_ACTION, EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_PLATFORM_FIRMWARE_BLOB,
     EV_EFI_VARIABLE_DRIVER_CONFIG, EV_IPL, EV_NO_ACTION, EV_SEPARATOR, EV_S_CRTM_VERSION,
 };
-use policy::reference::{
-    BootEvent, BootReference, ImaReference, KernelReference, ReferenceValues, CMDLINE_PCR,
-    CMDLINE_PREFIX, IMA_PCR, KERNEL_PCR,
-};
+use policy::reference::{ReferenceValues, CMDLINE_PCR, CMDLINE_PREFIX, IMA_PCR, KERNEL_PCR};
 use policy::tpm::PcrValues;
 use policy::HashAlg;
 use serde::Deserialize;
@@ -214,50 +211,14 @@ impl Profile {
     /// operator's "learn" step would write for it.
     pub fn reference_values(&self) -> Result<ReferenceValues, String> {
         let m = self.measure()?;
-        let bank = HashAlg::Sha256;
-        let log = policy::eventlog::EventLog::parse(&m.event_log).map_err(|e| e.to_string())?;
-        let mut events = Vec::new();
-        let mut images = Vec::new();
-        for e in &log.events {
-            if e.event_type == EV_NO_ACTION {
-                continue;
-            }
-            let Some(d) = e.digest(bank) else { continue };
-            match e.pcr {
-                0..=7 => events.push(BootEvent {
-                    pcr: e.pcr,
-                    event_type: e.type_name().unwrap_or("EV_UNKNOWN").to_string(),
-                    digest: hex(d),
-                    note: e.describe().unwrap_or_default(),
-                }),
-                KERNEL_PCR => images.push(hex(d)),
-                _ => {}
-            }
+        // What learn mode makes of this boot, plus what only the profile
+        // knows: the key applications that must run.
+        let (mut values, _) =
+            ReferenceValues::learn(&self.name, HashAlg::Sha256, &m.event_log, &m.ima)?;
+        if let Some(ima) = values.ima.as_mut() {
+            ima.key_applications = self.key_applications.clone();
         }
-        let mut allow = BTreeMap::new();
-        for f in &self.ima {
-            allow
-                .entry(f.path.clone())
-                .or_insert_with(Vec::new)
-                .push(hex(&HashAlg::Sha256.digest(f.content.as_bytes())));
-        }
-        Ok(ReferenceValues {
-            name: self.name.clone(),
-            bank,
-            boot: Some(BootReference {
-                pcrs: (0..8).collect(),
-                events,
-            }),
-            kernel: Some(KernelReference {
-                images,
-                cmdlines: vec![self.cmdline.clone()],
-            }),
-            ima: Some(ImaReference {
-                excluded_prefixes: vec!["/tmp/".into(), "/var/log/".into()],
-                key_applications: self.key_applications.clone(),
-                allow,
-            }),
-        })
+        Ok(values)
     }
 }
 

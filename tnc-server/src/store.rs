@@ -35,10 +35,10 @@ enum Backend {
     Postgres,
 }
 
-/// Schema changes, in order. Each entry is (SQLite DDL, PostgreSQL DDL).
-const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "CREATE TABLE users (
+/// Schema changes, in order, in SQLite's dialect; [`for_backend`] turns them
+/// into PostgreSQL's (the column types are all that differ).
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE users (
         name TEXT PRIMARY KEY,
         password_hash TEXT NOT NULL,
         created_at BIGINT NOT NULL
@@ -79,50 +79,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         detail TEXT NOT NULL,
         hash TEXT NOT NULL
     );",
-        "CREATE TABLE users (
-        name TEXT PRIMARY KEY,
-        password_hash TEXT NOT NULL,
-        created_at BIGINT NOT NULL
-    );
-    CREATE TABLE devices (
-        device_id BYTEA PRIMARY KEY,
-        role TEXT NOT NULL,
-        ek_certificate BYTEA NOT NULL,
-        ak_name BYTEA NOT NULL,
-        ak_public BYTEA NOT NULL,
-        state TEXT,
-        last_verdict TEXT,
-        last_seen BIGINT NOT NULL,
-        enrolled_at BIGINT NOT NULL
-    );
-    CREATE TABLE attestations (
-        id BIGSERIAL PRIMARY KEY,
-        device_id BYTEA NOT NULL,
-        at BIGINT NOT NULL,
-        verdict TEXT NOT NULL,
-        findings TEXT NOT NULL,
-        reset_count BIGINT,
-        restart_count BIGINT,
-        clock BIGINT
-    );
-    CREATE TABLE policy_versions (
-        id BIGSERIAL PRIMARY KEY,
-        role TEXT NOT NULL,
-        loaded_at BIGINT NOT NULL,
-        sha256 TEXT NOT NULL,
-        body TEXT NOT NULL
-    );
-    CREATE TABLE audit (
-        seq BIGINT PRIMARY KEY,
-        at BIGINT NOT NULL,
-        kind TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        hash TEXT NOT NULL
-    );",
-    ),
-    (
-        "CREATE TABLE evidence (
+    "CREATE TABLE evidence (
         device_id BLOB PRIMARY KEY,
         at BIGINT NOT NULL,
         event_log BLOB NOT NULL,
@@ -131,17 +88,17 @@ const MIGRATIONS: &[(&str, &str)] = &[
         ima_from BIGINT NOT NULL,
         ima_entries BIGINT NOT NULL
     )",
-        "CREATE TABLE evidence (
-        device_id BYTEA PRIMARY KEY,
-        at BIGINT NOT NULL,
-        event_log BYTEA NOT NULL,
-        event_log_sha256 TEXT NOT NULL,
-        ima BYTEA NOT NULL,
-        ima_from BIGINT NOT NULL,
-        ima_entries BIGINT NOT NULL
-    )",
-    ),
 ];
+
+/// A migration in the backend's dialect.
+fn for_backend(backend: Backend, sqlite_ddl: &str) -> String {
+    match backend {
+        Backend::Sqlite => sqlite_ddl.to_string(),
+        Backend::Postgres => sqlite_ddl
+            .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+            .replace("BLOB", "BYTEA"),
+    }
+}
 
 /// The hash the first audit entry chains from.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -301,15 +258,12 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        for (i, (sqlite, postgres)) in MIGRATIONS.iter().enumerate() {
+        for (i, sqlite_ddl) in MIGRATIONS.iter().enumerate() {
             let version = i as i64 + 1;
             if version <= current {
                 continue;
             }
-            let ddl = match self.backend {
-                Backend::Sqlite => sqlite,
-                Backend::Postgres => postgres,
-            };
+            let ddl = for_backend(self.backend, sqlite_ddl);
             let mut tx = self.pool.begin().await?;
             for statement in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(statement).execute(&mut *tx).await?;

@@ -2,6 +2,8 @@
 //! captures from a session between our own endpoints, on strongSwan's captures,
 //! on malformed input, as text and as JSON.
 
+mod common;
+use common::Temp;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,44 +25,8 @@ fn tnc_server(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// A file in this process's scratch directory, removed (with the directory,
-/// once empty) when dropped.
-struct Temp(PathBuf);
-
-impl std::ops::Deref for Temp {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<std::ffi::OsStr> for Temp {
-    fn as_ref(&self) -> &std::ffi::OsStr {
-        self.0.as_os_str()
-    }
-}
-
-impl AsRef<Path> for Temp {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
 fn temp_file(name: &str, bytes: &[u8]) -> Temp {
-    let dir = std::env::temp_dir().join(format!("tnc-dissect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    Temp(path)
+    common::temp_file("dissect", name, bytes)
 }
 
 /// The client-to-server plaintext of a short session: negotiation with SASL

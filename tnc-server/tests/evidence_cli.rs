@@ -1,5 +1,7 @@
 //! `tnc-server evidence` on real event logs and on IMA lists built here.
 
+mod common;
+use common::Temp;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -14,44 +16,8 @@ fn eventlogs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/eventlogs")
 }
 
-/// A file in this process's scratch directory, removed (with the directory,
-/// once empty) when dropped.
-struct Temp(PathBuf);
-
-impl std::ops::Deref for Temp {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<std::ffi::OsStr> for Temp {
-    fn as_ref(&self) -> &std::ffi::OsStr {
-        self.0.as_os_str()
-    }
-}
-
-impl AsRef<Path> for Temp {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
 fn temp(name: &str, bytes: &[u8]) -> Temp {
-    let dir = std::env::temp_dir().join(format!("tnc-evidence-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    Temp(p)
+    common::temp_file("evidence", name, bytes)
 }
 
 #[test]
