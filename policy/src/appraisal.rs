@@ -173,8 +173,32 @@ pub struct DeviceState {
     pub pcr10: BTreeMap<HashAlg, Vec<u8>>,
     /// Key applications measured since boot.
     pub key_applications_seen: BTreeSet<String>,
+    /// IMA entries of this boot that the policy did not allow (unknown or
+    /// modified files, violations). The list only grows and each round sees
+    /// only new entries, so these are appraised again every round against
+    /// the current reference values, until they are allowed or the device
+    /// reboots. At most [`MAX_FLAGGED_ENTRIES`] are kept (then the device
+    /// stays isolated until reboot; see `overflowed`).
+    pub ima_flagged: Vec<FlaggedEntry>,
+    /// More entries were flagged than kept: the device is not allowed again
+    /// before it reboots.
+    pub ima_flagged_overflow: bool,
     /// When (caller's clock, seconds) this state was appraised.
     pub appraised_at: u64,
+}
+
+/// Flagged IMA entries a device state carries at most.
+pub const MAX_FLAGGED_ENTRIES: usize = 256;
+
+/// An IMA entry the policy did not allow when it was appraised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlaggedEntry {
+    pub index: usize,
+    pub path: String,
+    /// The file digest as logged (empty for a violation).
+    pub digest: Vec<u8>,
+    /// Measured while open for writing: its contents are unknown for good.
+    pub violation: bool,
 }
 
 /// The outcome.
@@ -441,7 +465,61 @@ pub fn appraise(
     };
     appraise_boot(&log, reference, bank, &quoted, &mut findings);
     appraise_kernel(&log, reference, bank, &quoted, &mut findings);
-    let seen_apps = ima_check.finish(&quoted, &mut findings);
+    // Entries flagged in earlier rounds of this boot, appraised again
+    // against the current reference values.
+    let mut flagged = Vec::new();
+    let mut overflow = false;
+    if let Some(p) = continuing {
+        overflow = p.ima_flagged_overflow;
+        for f in &p.ima_flagged {
+            let allowed_now = !f.violation
+                && reference.ima.as_ref().is_some_and(|ima| {
+                    ima.excluded_prefixes
+                        .iter()
+                        .any(|x| f.path.starts_with(x.as_str()))
+                        || ima
+                            .allow
+                            .get(f.path.as_str())
+                            .is_some_and(|a| a.iter().any(|d| *d == f.digest))
+                });
+            if allowed_now {
+                continue;
+            }
+            findings.push(
+                Finding::new(
+                    Verdict::Isolate,
+                    Area::Application,
+                    if f.violation {
+                        "earlier in this boot: IMA violation (contents unknown)"
+                    } else {
+                        "earlier in this boot: file digest not in the reference values"
+                    },
+                )
+                .pcr(IMA_PCR)
+                .event(f.index)
+                .path(&f.path)
+                .seen(hex(&f.digest)),
+            );
+            flagged.push(f.clone());
+        }
+        if overflow {
+            findings.push(Finding::new(
+                Verdict::Isolate,
+                Area::Application,
+                format!(
+                    "more than {MAX_FLAGGED_ENTRIES} IMA entries were not allowed earlier in this boot: not allowed again before a reboot"
+                ),
+            ));
+        }
+    }
+    let (seen_apps, new_flagged) = ima_check.finish(&quoted, &mut findings);
+    for f in new_flagged {
+        if flagged.len() < MAX_FLAGGED_ENTRIES {
+            flagged.push(f);
+        } else {
+            overflow = true;
+        }
+    }
 
     let next = DeviceState {
         reset_count: clock.reset_count,
@@ -450,6 +528,8 @@ pub fn appraise(
         ima_entries: evidence.ima_offset + new_entries,
         pcr10,
         key_applications_seen: seen_apps,
+        ima_flagged: flagged,
+        ima_flagged_overflow: overflow,
         appraised_at: now,
     };
     Appraisal::from(findings, Some(next), Some(quote))
@@ -707,6 +787,8 @@ struct ImaAppraisal<'a> {
     /// Key applications not in `seen_apps`: once 0, no path needs looking up.
     apps_unseen: usize,
     findings: Vec<Finding>,
+    /// The entries behind `findings`, for the next rounds.
+    flagged: Vec<FlaggedEntry>,
 }
 
 impl<'a> ImaAppraisal<'a> {
@@ -730,6 +812,7 @@ impl<'a> ImaAppraisal<'a> {
             seen_apps,
             apps_unseen,
             findings: Vec::new(),
+            flagged: Vec::new(),
         }
     }
 
@@ -739,6 +822,12 @@ impl<'a> ImaAppraisal<'a> {
         };
         let path = e.path.as_deref().unwrap_or("");
         if e.is_violation() {
+            self.flagged.push(FlaggedEntry {
+                index: e.index,
+                path: path.to_string(),
+                digest: Vec::new(),
+                violation: true,
+            });
             self.findings.push(
                 Finding::new(
                     Verdict::Isolate,
@@ -783,46 +872,66 @@ impl<'a> ImaAppraisal<'a> {
                     self.apps_unseen -= 1;
                 }
             }
-            Some(allowed) => self.findings.push(
-                Finding::new(
-                    Verdict::Isolate,
-                    Area::Application,
-                    "file digest not in the reference values: modified file",
-                )
-                .pcr(e.pcr)
-                .event(e.index)
-                .path(path)
-                .expected(
-                    allowed
-                        .iter()
-                        .map(|d| hex(d))
-                        .collect::<Vec<_>>()
-                        .join(" or "),
-                )
-                .seen(hex(seen)),
-            ),
-            None => self.findings.push(
-                Finding::new(
-                    Verdict::Isolate,
-                    Area::Application,
-                    "unknown application: the path is not in the reference values",
-                )
-                .pcr(e.pcr)
-                .event(e.index)
-                .path(path)
-                .seen(hex(seen)),
-            ),
+            Some(allowed) => {
+                self.flag(e.index, path, seen);
+                self.findings.push(
+                    Finding::new(
+                        Verdict::Isolate,
+                        Area::Application,
+                        "file digest not in the reference values: modified file",
+                    )
+                    .pcr(e.pcr)
+                    .event(e.index)
+                    .path(path)
+                    .expected(
+                        allowed
+                            .iter()
+                            .map(|d| hex(d))
+                            .collect::<Vec<_>>()
+                            .join(" or "),
+                    )
+                    .seen(hex(seen)),
+                );
+            }
+            None => {
+                self.flag(e.index, path, seen);
+                self.findings.push(
+                    Finding::new(
+                        Verdict::Isolate,
+                        Area::Application,
+                        "unknown application: the path is not in the reference values",
+                    )
+                    .pcr(e.pcr)
+                    .event(e.index)
+                    .path(path)
+                    .seen(hex(seen)),
+                );
+            }
         }
     }
 
-    /// Adds the findings to `findings` and returns the key applications seen.
-    fn finish(self, quoted: &dyn Fn(u32) -> bool, findings: &mut Vec<Finding>) -> BTreeSet<String> {
+    fn flag(&mut self, index: usize, path: &str, digest: &[u8]) {
+        self.flagged.push(FlaggedEntry {
+            index,
+            path: path.to_string(),
+            digest: digest.to_vec(),
+            violation: false,
+        });
+    }
+
+    /// Adds the findings to `findings`; returns the key applications seen
+    /// and this round's flagged entries.
+    fn finish(
+        self,
+        quoted: &dyn Fn(u32) -> bool,
+        findings: &mut Vec<Finding>,
+    ) -> (BTreeSet<String>, Vec<FlaggedEntry>) {
         let Some(ima) = self.ima else {
             findings.push(missing_reference(
                 Area::Application,
                 "runtime measurements (IMA)",
             ));
-            return self.seen_apps;
+            return (self.seen_apps, Vec::new());
         };
         if !quoted(IMA_PCR) {
             findings.push(not_quoted(IMA_PCR, self.bank));
@@ -840,6 +949,6 @@ impl<'a> ImaAppraisal<'a> {
                 );
             }
         }
-        self.seen_apps
+        (self.seen_apps, self.flagged)
     }
 }

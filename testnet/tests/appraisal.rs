@@ -346,3 +346,40 @@ fn learned_reference_values_allow_the_source_and_refuse_changes() {
         a.findings
     );
 }
+
+/// An entry the policy refused stays refused in later rounds of the same boot
+/// (each round only sees new entries), until the reference values allow it.
+#[test]
+fn refused_ima_entries_stay_refused_until_allowed() {
+    let mut d = Device::boot("unknown-app");
+    let n = d.m.ima_entries();
+    let good = good_reference();
+    let first = d.attest(b"sticky-1", 0, n, &good, None);
+    assert_eq!(first.verdict, Verdict::Isolate, "{:?}", first.findings);
+    let state = first.next_state.unwrap();
+    assert!(!state.ima_flagged.is_empty());
+    // Nothing new since: still isolated, and the finding says why.
+    let second = d.attest(b"sticky-2", n, n, &good, Some(&state));
+    assert_eq!(second.verdict, Verdict::Isolate, "{:?}", second.findings);
+    assert!(
+        second
+            .findings
+            .iter()
+            .any(|f| f.message.starts_with("earlier in this boot") && f.path.is_some()),
+        "{:?}",
+        second.findings
+    );
+    // Once the reference values allow the file, the device is allowed.
+    let (learned, _) = ReferenceValues::learn(
+        "allows the app",
+        policy::HashAlg::Sha256,
+        &d.m.event_log,
+        &d.m.ima,
+    )
+    .unwrap();
+    let learned = learned.compile().unwrap();
+    let state = second.next_state.unwrap();
+    let third = d.attest(b"sticky-3", n, n, &learned, Some(&state));
+    assert_eq!(third.verdict, Verdict::Allow, "{:?}", third.findings);
+    assert!(third.next_state.unwrap().ima_flagged.is_empty());
+}

@@ -8,7 +8,7 @@
 //! recorded in `schema_version`; only the column types differ per backend.
 
 use crate::devices::DeviceRecord;
-use policy::appraisal::DeviceState;
+use policy::appraisal::{DeviceState, FlaggedEntry};
 use policy::{HashAlg, Verdict};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -945,6 +945,11 @@ struct StoredState {
     /// bank name -> hex PCR 10.
     pcr10: BTreeMap<String, String>,
     key_applications_seen: BTreeSet<String>,
+    /// (index, path, hex digest, violation).
+    #[serde(default)]
+    ima_flagged: Vec<(usize, String, String, bool)>,
+    #[serde(default)]
+    ima_flagged_overflow: bool,
     appraised_at: u64,
 }
 
@@ -961,6 +966,12 @@ impl From<&DeviceState> for StoredState {
                 .map(|(b, v)| (b.name().to_string(), hex(v)))
                 .collect(),
             key_applications_seen: s.key_applications_seen.clone(),
+            ima_flagged: s
+                .ima_flagged
+                .iter()
+                .map(|f| (f.index, f.path.clone(), hex(&f.digest), f.violation))
+                .collect(),
+            ima_flagged_overflow: s.ima_flagged_overflow,
             appraised_at: s.appraised_at,
         }
     }
@@ -983,6 +994,21 @@ impl StoredState {
             ima_entries: self.ima_entries,
             pcr10,
             key_applications_seen: self.key_applications_seen,
+            ima_flagged: self
+                .ima_flagged
+                .into_iter()
+                .map(|(index, path, digest, violation)| {
+                    Ok(FlaggedEntry {
+                        index,
+                        path,
+                        digest: policy::digest::from_hex(&digest).ok_or_else(|| {
+                            StoreError::Corrupt("device state: flagged digest not hex".into())
+                        })?,
+                        violation,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+            ima_flagged_overflow: self.ima_flagged_overflow,
             appraised_at: self.appraised_at,
         })
     }
