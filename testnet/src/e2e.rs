@@ -412,6 +412,35 @@ impl Endpoint {
         ))
     }
 
+    /// Reboots the endpoint: a power cycle of its swtpm (`swtpm_ioctl -i`,
+    /// then TPM2_Startup(CLEAR)), the same boot measured again, and the same
+    /// IMA list as after the first boot.
+    pub fn reboot(&mut self) -> anyhow::Result<()> {
+        let ctrl = format!("127.0.0.1:{}", self.swtpm.port() + 1);
+        let out = std::process::Command::new("swtpm_ioctl")
+            .args(["--tcp", &ctrl, "-i"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "swtpm_ioctl -i: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.swtpm.tpm2(&self.dir, "tpm2_startup", &["-c"])?;
+        anyhow::ensure!(
+            out.status.success(),
+            "tpm2_startup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.measurements
+            .apply(&self.swtpm, &self.dir)
+            .map_err(|e| anyhow!(e))?;
+        std::fs::write(
+            self.dir.join("binary_runtime_measurements"),
+            &self.measurements.ima,
+        )?;
+        Ok(())
+    }
+
     /// Appends IMA entries to the list (files measured after boot) and
     /// extends PCR 10 on the TPM accordingly.
     pub fn measure_more(&mut self, files: &[(&str, &[u8])]) -> anyhow::Result<()> {

@@ -809,3 +809,32 @@ async fn forbidden_package_is_isolated() {
         pdp.stop().await.unwrap();
     }
 }
+
+/// A reboot between two logins: the PDP asked for IMA entries after the ones
+/// it had, the TPM's reset count shows a new boot, so it asks again for the
+/// whole list over a new nonce and allows the device (no lockout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_between_logins_is_handled() {
+    let (pdp, mut terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
+    let first = log_in(&pdp, &terminal).await;
+    assert!(first.allowed(), "{first:?}");
+    let before = pdp.ctx.store.devices().await.unwrap()[0]
+        .state
+        .clone()
+        .unwrap();
+    terminal.reboot().unwrap();
+    let second = log_in(&pdp, &terminal).await;
+    assert!(second.allowed(), "{second:?}");
+    let after = pdp.ctx.store.devices().await.unwrap()[0]
+        .state
+        .clone()
+        .unwrap();
+    assert!(
+        after.reset_count > before.reset_count,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(after.ima_entries, before.ima_entries);
+    let reasons = second.attestation.unwrap().findings;
+    assert!(!reasons[0].contains("newly"), "{reasons:?}");
+    pdp.stop().await.unwrap();
+}

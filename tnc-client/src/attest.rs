@@ -166,11 +166,14 @@ impl AttestationCollector {
         // the next attestation resolves; read after, they would be in the list
         // but not the quote, with the same effect. Before keeps the list short.
         let event_log = read_event_log(&paths).map_err(|e| format!("UEFI event log: {e}"))?;
-        let (ima, _) = match read_ima_from(&paths, offset) {
-            Ok(x) => x,
-            Err(e) if offset > 0 => {
-                return Err(format!("IMA list from entry {offset}: {e}"));
-            }
+        // A list shorter than the PDP's offset belongs to a new boot: send
+        // it whole, from entry 0, and the PDP appraises it from the start.
+        let (ima, sent_from) = match read_ima_from(&paths, offset) {
+            Ok((ima, _)) => (ima, q.ima_offset),
+            Err(_) if offset > 0 => match read_ima_from(&paths, 0) {
+                Ok((ima, _)) => (ima, 0),
+                Err(e) => return Err(format!("IMA list: {e}")),
+            },
             Err(e) => return Err(format!("IMA list: {e}")),
         };
         let s = self.open()?;
@@ -183,7 +186,7 @@ impl AttestationCollector {
             signature: quote.signature,
             event_log,
             ima,
-            ima_offset: q.ima_offset,
+            ima_offset: sent_from,
         })
     }
 }

@@ -43,11 +43,16 @@ struct Expecting {
     device_id: [u8; 32],
     identity: Identity,
     ak: Public,
-    /// Present while the AK is not enrolled: the proof must come with the quote.
+    /// Present while the AK is not enrolled: the proof must come before or
+    /// with the quote.
     pending: Option<PendingEnrollment>,
     nonce: Vec<u8>,
     /// The state the appraisal continues from (an enrolled device's last one).
     prior: Option<DeviceState>,
+    /// A credential proof that came before the evidence (in another message).
+    proof: Option<Vec<u8>>,
+    /// The quote was asked for again after a reboot.
+    reasked: bool,
     /// When an enrolled device was enrolled (None: enrolling now).
     enrolled_at: Option<u64>,
     /// For the audit log.
@@ -149,7 +154,6 @@ impl AttestationValidator {
     /// with out (none when the validator is done or waiting).
     pub async fn receive(&mut self, ctx: &PdpContext, attrs: Vec<Attribute>) -> Vec<Attribute> {
         let mut out = Vec::new();
-        let mut proof = None;
         for attr in attrs {
             if self.outcome.is_some() {
                 break;
@@ -175,12 +179,31 @@ impl AttestationValidator {
                         Err(a) => self.finish(a),
                     }
                 }
-                (phase @ Phase::AwaitEvidence(_), Attribute::CredentialProof(p)) => {
-                    self.phase = phase;
-                    proof = Some(p.secret);
+                (Phase::AwaitEvidence(mut expecting), Attribute::CredentialProof(p)) => {
+                    // Kept with the expectation: the evidence may come in a
+                    // later PA-TNC message.
+                    expecting.proof = Some(p.secret);
+                    self.phase = Phase::AwaitEvidence(expecting);
                 }
-                (Phase::AwaitEvidence(expecting), Attribute::QuoteEvidence(ev)) => {
-                    let a = self.appraise(ctx, *expecting, proof.take(), &ev).await;
+                (Phase::AwaitEvidence(mut expecting), Attribute::QuoteEvidence(ev)) => {
+                    // The device rebooted since its last attestation and sent
+                    // entries from the old offset: ask once more, for the
+                    // whole list of this boot, over a new nonce.
+                    if !expecting.reasked && rebooted(expecting.prior.as_ref(), &ev) {
+                        expecting.reasked = true;
+                        let mut nonce = vec![0u8; 32];
+                        ctx.fill_random(&mut nonce);
+                        expecting.nonce = nonce.clone();
+                        out.push(Attribute::QuoteRequest(QuoteRequest {
+                            nonce,
+                            selection: selection_of(ctx),
+                            ima_offset: 0,
+                        }));
+                        self.phase = Phase::AwaitEvidence(expecting);
+                        continue;
+                    }
+                    let proof = expecting.proof.take();
+                    let a = self.appraise(ctx, *expecting, proof, &ev).await;
                     self.finish(a);
                 }
                 // A collector that fails while its AK's credential is pending
@@ -265,14 +288,7 @@ impl AttestationValidator {
         }
         msgs.push(Attribute::QuoteRequest(QuoteRequest {
             nonce: nonce.clone(),
-            selection: ctx
-                .selection
-                .iter()
-                .map(|s| BankSelection {
-                    alg: s.hash,
-                    pcrs: s.pcrs.iter().map(|&p| p as u8).collect(),
-                })
-                .collect(),
+            selection: selection_of(ctx),
             ima_offset: prior.as_ref().map_or(0, |s| s.ima_entries as u64),
         }));
         Ok((
@@ -288,6 +304,8 @@ impl AttestationValidator {
                 pending,
                 nonce,
                 prior,
+                proof: None,
+                reasked: false,
                 enrolled_at,
             }),
             msgs,
@@ -320,6 +338,12 @@ impl AttestationValidator {
             Err(why) => return Assessment::single(Verdict::Isolate, why),
         };
         let now = ctx.now();
+        // A whole list from an endpoint seen before: appraised from the
+        // start (after a reboot the appraisal itself notices the new boot).
+        let prior = match &e.prior {
+            Some(p) if ev.ima_offset == 0 && p.ima_entries > 0 => Some(from_the_start(p)),
+            other => other.clone(),
+        };
         let appraisal = appraise(
             &e.ak,
             &Evidence {
@@ -334,7 +358,7 @@ impl AttestationValidator {
                 selection: &ctx.selection,
             },
             &reference,
-            e.prior.as_ref(),
+            prior.as_ref(),
             now,
         );
         // Genuine evidence (the quote verified and the logs reproduced it)
@@ -412,6 +436,44 @@ impl AttestationValidator {
                 reasons
             },
         }
+    }
+}
+
+/// The policy's PCR selection as the attribute carries it.
+fn selection_of(ctx: &PdpContext) -> Vec<BankSelection> {
+    ctx.selection
+        .iter()
+        .map(|s| BankSelection {
+            alg: s.hash,
+            pcrs: s.pcrs.iter().map(|&p| p as u8).collect(),
+        })
+        .collect()
+}
+
+/// Whether `ev` comes from a boot after the one `prior` describes while it
+/// continues that boot's IMA list (so it cannot be appraised as it is).
+fn rebooted(prior: Option<&DeviceState>, ev: &QuoteEvidence) -> bool {
+    let Some(p) = prior else { return false };
+    if ev.ima_offset == 0 {
+        return false;
+    }
+    policy::tpm::Attest::parse(&ev.attest).is_ok_and(|a| a.clock_info.reset_count > p.reset_count)
+}
+
+/// The state an appraisal of a whole IMA list (offset 0) continues from
+/// when the device was seen before in this boot: the counters stay (a
+/// rewind is still refused), the list starts over.
+fn from_the_start(p: &DeviceState) -> DeviceState {
+    DeviceState {
+        ima_entries: 0,
+        pcr10: HashAlg::ALL
+            .iter()
+            .map(|b| (*b, vec![0u8; b.size()]))
+            .collect(),
+        key_applications_seen: Default::default(),
+        ima_flagged: Vec::new(),
+        ima_flagged_overflow: false,
+        ..p.clone()
     }
 }
 
