@@ -480,7 +480,7 @@ pub fn appraise(
                         || ima
                             .allow
                             .get(f.path.as_str())
-                            .is_some_and(|a| a.iter().any(|d| *d == f.digest))
+                            .is_some_and(|a| a.contains(&f.digest))
                 });
             if allowed_now {
                 continue;

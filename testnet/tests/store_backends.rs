@@ -100,8 +100,13 @@ async fn exercise(url: &str) {
         .unwrap()
         .is_none());
     assert_eq!(store.policy_versions().await.unwrap().len(), 1);
-    // The audit chain: 3 decision entries + 1 policy load, then tampered.
-    assert_eq!(store.verify_audit().await.unwrap(), Ok(4));
+    // Peer text with a NUL (PostgreSQL text refuses NUL) is stored readable.
+    store
+        .audit(300, "verdict", "peer", "path /usr/bin/a\0b")
+        .await
+        .unwrap();
+    // The audit chain: 3 decision entries, 1 policy load, 1 more; then tampered.
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(5));
     store
         .execute_raw("UPDATE audit SET detail = 'isolate: edited' WHERE seq = 2")
         .await

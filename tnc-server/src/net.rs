@@ -93,6 +93,13 @@ pub fn tls_server_config(
     Ok(Arc::new(config))
 }
 
+/// Password checks running at once, process-wide: one per core.
+fn password_checks() -> &'static Semaphore {
+    static CHECKS: std::sync::OnceLock<Semaphore> = std::sync::OnceLock::new();
+    CHECKS
+        .get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+}
+
 /// How a client certificate is named in logs and the audit log.
 fn client_identity(cert: &CertificateDer<'_>) -> String {
     pki::certificate_subject(cert.as_ref()).unwrap_or_else(|| "(unparsable subject)".into())
@@ -234,6 +241,13 @@ impl Listener {
                 },
                 Transport::Quic(endpoint) => tokio::select! {
                     r = endpoint.accept() => match r {
+                        // Validate the source address first (a Retry round
+                        // trip), so a spoofed address cannot spend a real
+                        // peer's rate.
+                        Some(incoming) if !incoming.remote_address_validated() => {
+                            let _ = incoming.retry();
+                            continue;
+                        }
                         Some(incoming) if !self.rate.admit(incoming.remote_address().ip()) => {
                             tracing::warn!(peer = %incoming.remote_address(), "rate limit: too many new sessions from this address, connection refused");
                             incoming.refuse();
@@ -412,6 +426,9 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         .context("reading the user store")?;
                     let password = creds.password.expose().to_string();
                     // argon2id takes tens of milliseconds: not on the async threads.
+                    // At most one check per core at a time: each takes
+                    // ~20 MiB and tens of milliseconds.
+                    let _slot = password_checks().acquire().await;
                     let ok = tokio::task::spawn_blocking(move || {
                         crate::auth::verify_password(hash.as_deref(), &password)
                     })

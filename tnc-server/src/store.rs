@@ -639,6 +639,10 @@ async fn append_audit_on(
         Some(r) => (r.try_get::<i64, _>(0)? + 1, r.try_get::<String, _>(1)?),
         None => (1, GENESIS.to_string()),
     };
+    // PostgreSQL text refuses NUL; peer-supplied text (paths, messages) may
+    // carry one. Replaced before hashing, so the chain covers what is stored.
+    let (subject, detail) = (without_nul(subject), without_nul(detail));
+    let (subject, detail) = (subject.as_ref(), detail.as_ref());
     let hash = chain_hash(&prev, seq, at as i64, kind, subject, detail);
     sqlx::query(
         "INSERT INTO audit (seq, at, kind, subject, detail, hash) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -865,19 +869,27 @@ pub fn verify_chain(entries: &[AuditEntry]) -> Result<usize, AuditBreak> {
     Ok(entries.len())
 }
 
-/// SM3(prev || seq || at || kind || 0 || subject || 0 || detail), hex.
+/// SM3(prev || seq || at || len(kind) || kind || len(subject) || subject ||
+/// len(detail) || detail), integers big-endian, lengths u64; hex. The
+/// lengths keep text from moving between fields without changing the hash.
 fn chain_hash(prev: &str, seq: i64, at: i64, kind: &str, subject: &str, detail: &str) -> String {
-    let mut input =
-        Vec::with_capacity(prev.len() + 16 + kind.len() + subject.len() + detail.len() + 2);
+    let mut input = Vec::with_capacity(prev.len() + 40 + kind.len() + subject.len() + detail.len());
     input.extend_from_slice(prev.as_bytes());
     input.extend_from_slice(&seq.to_be_bytes());
     input.extend_from_slice(&at.to_be_bytes());
-    input.extend_from_slice(kind.as_bytes());
-    input.push(0);
-    input.extend_from_slice(subject.as_bytes());
-    input.push(0);
-    input.extend_from_slice(detail.as_bytes());
+    for field in [kind, subject, detail] {
+        input.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        input.extend_from_slice(field.as_bytes());
+    }
     hex(&HashAlg::Sm3.digest(&input))
+}
+
+fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// Equal-length byte comparison without an early exit.

@@ -213,14 +213,28 @@ impl AttestationValidator {
                         Verdict::NoAccess,
                         format!(
                             "AK enrollment: the endpoint did not activate the credential: {}",
-                            f.message
+                            printable(&f.message)
+                        ),
+                    ));
+                }
+                // An identified device that then fails to send its quote is
+                // not an endpoint without a TPM: no access.
+                (Phase::AwaitEvidence(_), Attribute::Failure(f)) => {
+                    self.finish(Assessment::single(
+                        Verdict::NoAccess,
+                        format!(
+                            "the device identified its TPM, then sent no quote: {}",
+                            printable(&f.message)
                         ),
                     ));
                 }
                 (_, Attribute::Failure(f)) => {
                     self.finish(Assessment::single(
                         ctx.no_evidence,
-                        format!("the attestation collector could not attest: {}", f.message),
+                        format!(
+                            "the attestation collector could not attest: {}",
+                            printable(&f.message)
+                        ),
                     ));
                 }
                 (_, other) => {
@@ -260,6 +274,17 @@ impl AttestationValidator {
             .await
             .map_err(|e| no_access(format!("the PDP cannot read its device store: {e}")))?;
         let enrolled = known.as_ref().filter(|d| d.ak_name == ak_name);
+        // The role is bound at enrollment: a device does not get to pick the
+        // reference values it is appraised by.
+        if let Some(d) = enrolled {
+            if d.role != hello.role {
+                return Err(no_access(format!(
+                    "the device was enrolled as a {} and now claims to be a {}",
+                    d.role.name(),
+                    hello.role.name()
+                )));
+            }
+        }
         let enrolled_at = enrolled.map(|d| d.enrolled_at);
         let (pending, prior) = match enrolled {
             Some(d) => (None, d.state.clone()),
@@ -403,7 +428,10 @@ impl AttestationValidator {
                 ima_end: next.ima_entries as u64,
             });
         }
-        self.device_id = Some(e.device_id);
+        // History is recorded under the device only for a quote its AK made.
+        if appraisal.quote.is_some() {
+            self.device_id = Some(e.device_id);
+        }
         self.counters = appraisal.quote.as_ref().map(|q| {
             let c = &q.attest.clock_info;
             (c.reset_count, c.restart_count, c.clock)
@@ -437,6 +465,16 @@ impl AttestationValidator {
             },
         }
     }
+}
+
+/// A peer's text for logs and the audit trail: control characters (NUL
+/// among them, which PostgreSQL text refuses) shown as U+FFFD, at most 512
+/// characters.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(512)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 /// The policy's PCR selection as the attribute carries it.

@@ -26,8 +26,12 @@ pub const OS_IMV_ID: u16 = 1;
 pub const ATTESTATION_IMV_ID: u16 = 2;
 
 /// SDATA rounds after which a client that keeps talking is cut off: the
-/// attestation exchange takes three, the OS one at most two.
+/// attestation exchange takes three (four after a reboot), the OS one two.
 const MAX_ROUNDS: u32 = 8;
+
+/// Re-assessments (CRETRY) one session may ask for: each costs an appraisal
+/// and a durable commit.
+const MAX_RETRIES: u32 = 2;
 
 /// The combined decision sent in RESULT.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +73,7 @@ pub struct PdpSession<'c> {
     os: OsValidator,
     attestation: AttestationValidator,
     rounds: u32,
+    retries: u32,
     next_pa_id: u32,
     decision: Option<Decision>,
     /// Why the session failed, if it did (for the log line).
@@ -84,6 +89,7 @@ impl<'c> PdpSession<'c> {
             os: OsValidator::new(),
             attestation: AttestationValidator::new(),
             rounds: 0,
+            retries: 0,
             next_pa_id: 1,
             decision: None,
             failure: None,
@@ -129,7 +135,21 @@ impl<'c> PdpSession<'c> {
                 }
             }
             // CRETRY: assess again from the start (§3.2): new validators.
+            BatchType::CRetry if self.retries >= MAX_RETRIES => {
+                self.failure = Some(format!(
+                    "client asked for more than {MAX_RETRIES} re-assessments in one session"
+                ));
+                return Reply {
+                    batches: self
+                        .pb
+                        .abort("too many re-assessments in one session")
+                        .into_iter()
+                        .collect(),
+                    close: true,
+                };
+            }
             BatchType::CRetry => {
+                self.retries += 1;
                 self.os = OsValidator::new();
                 self.attestation = AttestationValidator::new();
                 self.decision = None;
@@ -229,7 +249,13 @@ impl<'c> PdpSession<'c> {
                 product: decision.product,
             };
         }
-        if let Some(AttAttribute::Result(r)) = self.attestation.result_attribute() {
+        if let Some(AttAttribute::Result(mut r)) = self.attestation.result_attribute() {
+            // A decision that could not be recorded is no access, whatever
+            // the appraisal said.
+            if decision.verdict == Verdict::NoAccess && r.verdict != Verdict::NoAccess.name() {
+                r.verdict = Verdict::NoAccess.name().to_string();
+                r.findings = decision.reasons.iter().map(|x| x.text.clone()).collect();
+            }
             let body = self.att_message(&[AttAttribute::Result(r)]);
             messages.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, body));
         }
