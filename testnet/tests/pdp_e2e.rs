@@ -838,3 +838,23 @@ async fn reboot_between_logins_is_handled() {
     assert!(!reasons[0].contains("newly"), "{reasons:?}");
     pdp.stop().await.unwrap();
 }
+
+/// The role is bound at enrollment: the same TPM claiming to be a VM (whose
+/// reference values may be looser) gets no access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolled_device_cannot_change_its_role() {
+    let (pdp, mut terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
+    assert!(log_in(&pdp, &terminal).await.allowed());
+    terminal.role = Role::Vm;
+    let outcome = log_in(&pdp, &terminal).await;
+    assert_eq!(
+        outcome.recommendation,
+        Some(AccessRecommendation::Denied),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome.reason.unwrap().contains("enrolled as a terminal"),
+        "the reason names the enrolled role"
+    );
+    pdp.stop().await.unwrap();
+}
