@@ -117,12 +117,23 @@ fn run_login(
             .with_context(|| format!("resolving server {:?}", config.server))?
             .next()
             .ok_or_else(|| anyhow!("server {:?} resolves to no address", config.server))?;
-        if quic {
-            login_quic(addr, &name, tls, &mut agent, credentials).await
-        } else {
-            login(addr, &name, tls, &mut agent, credentials).await
-        }
-        .map_err(anyhow::Error::from)
+        let handshake = async {
+            if quic {
+                login_quic(addr, &name, tls, &mut agent, credentials).await
+            } else {
+                login(addr, &name, tls, &mut agent, credentials).await
+            }
+        };
+        // A PDP that stops answering must not hang the login.
+        tokio::time::timeout(LOGIN_DEADLINE, handshake)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "the PDP did not finish the handshake within {} s",
+                    LOGIN_DEADLINE.as_secs()
+                )
+            })?
+            .map_err(anyhow::Error::from)
     });
     let outcome = match outcome {
         Ok(o) => o,
@@ -161,6 +172,9 @@ fn credentials(user: String, file: Option<&std::path::Path>) -> anyhow::Result<P
     }
     Ok(PlainCredentials::new(&user, password))
 }
+
+/// The whole login, TPM operations included.
+const LOGIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn verdict_name(o: &Outcome) -> &'static str {
     use tnc_proto::pb_tnc::AccessRecommendation::*;

@@ -1670,3 +1670,47 @@ fn exhausted_attempts_copy_only_the_header_never_the_password() {
     );
     assert!(!out.windows(9).any(|w| w == b"guess-123"));
 }
+
+fn limits_len() -> u32 {
+    1 << 20
+}
+
+/// Before the data transport phase a peer cannot make the other side buffer a
+/// large message: a header claiming more than 8 KiB is refused at once (a
+/// PT-TLS Error Invalid Parameter and close); after negotiation, messages up to
+/// the configured limit are accepted.
+#[test]
+fn large_messages_only_after_negotiation() {
+    use tnc_proto::pt_tls::NEGOTIATION_MAX_MESSAGE_LEN;
+    let limits = Limits {
+        max_message_len: limits_len(),
+    };
+    // A 64 KiB SASL Authentication Data header while authenticating.
+    let mut s = ServerConnection::new(limits.clone(), SaslPolicy::Plain { max_attempts: 3 });
+    s.receive(VERSION_REQUEST);
+    let _ = s.take_output();
+    let mut big = vec![0, 0, 0, 0, 0, 0, 0, 5];
+    big.extend_from_slice(&(64u32 << 10).to_be_bytes());
+    big.extend_from_slice(&[0, 0, 0, 1]);
+    s.receive(&big);
+    let (code, _) = sole_error(&s.take_output());
+    assert_eq!(code, ErrorCode::InvalidParameter.to_u32());
+    assert!(s.is_closed());
+    // The refused size is over the negotiation bound, under the session's.
+    let refused: u32 = 64 << 10;
+    assert!(refused > NEGOTIATION_MAX_MESSAGE_LEN && refused < limits_len());
+
+    // After negotiation (no SASL), a 64 KiB batch goes through.
+    let mut c = ClientConnection::new(limits.clone(), None);
+    let mut s = ServerConnection::new(limits, SaslPolicy::None);
+    pump(&mut c, &mut s);
+    assert!(c.is_ready() && s.is_ready());
+    let mut batch = vec![2, 0, 0, 1];
+    batch.extend_from_slice(&(64u32 << 10).to_be_bytes());
+    batch.resize(64 << 10, 0);
+    c.send_batch(&batch).unwrap();
+    s.receive(&c.take_output());
+    assert!(server_events(&mut s)
+        .iter()
+        .any(|e| matches!(e, Event::Batch(b) if b.len() == 64 << 10)));
+}

@@ -81,9 +81,17 @@ impl Default for Limits {
 pub struct NotReady;
 
 /// The parts both sides share: framing, message numbering, output and events.
+/// The largest message accepted before the data transport phase: version
+/// and SASL messages are small, and an unauthenticated peer must not make
+/// the other side buffer a whole batch's worth (an Error's copy of at most
+/// 1024 bytes fits).
+pub const NEGOTIATION_MAX_MESSAGE_LEN: u32 = 8 * 1024;
+
 #[derive(Debug)]
 struct Endpoint {
     framer: Framer,
+    /// The bound once negotiation is over ([`Limits::max_message_len`]).
+    data_max_len: u32,
     /// Identifier of the next message we send: a counter from 0, as strongSwan
     /// numbers them (§3.5 asks only for uniqueness within the session).
     next_id: u32,
@@ -95,7 +103,8 @@ struct Endpoint {
 impl Endpoint {
     fn new(limits: &Limits) -> Self {
         Self {
-            framer: Framer::new(limits.max_message_len),
+            framer: Framer::new(limits.max_message_len.min(NEGOTIATION_MAX_MESSAGE_LEN)),
+            data_max_len: limits.max_message_len,
             next_id: 0,
             out: Vec::new(),
             events: VecDeque::new(),
@@ -330,6 +339,7 @@ impl ClientConnection {
             (ClientState::AwaitMechanisms, MessageBody::SaslMechanisms(list)) => {
                 if list.is_empty() {
                     self.state = ClientState::Data;
+                    self.ep.framer.set_max_len(self.ep.data_max_len);
                     self.ep.events.push_back(Event::Ready);
                     return;
                 }
@@ -498,6 +508,7 @@ impl ServerConnection {
     fn finish_negotiation(&mut self) {
         self.ep.send(MessageBody::SaslMechanisms(Vec::new()));
         self.state = ServerState::Data;
+        self.ep.framer.set_max_len(self.ep.data_max_len);
         self.ep.events.push_back(Event::Ready);
     }
 

@@ -43,6 +43,12 @@ impl Framer {
         self.max_len
     }
 
+    /// Changes the bound for the messages not yet read (a connection raises
+    /// it once negotiation is over).
+    pub fn set_max_len(&mut self, max_len: u32) {
+        self.max_len = max_len;
+    }
+
     /// Appends bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.failed.is_some() {
