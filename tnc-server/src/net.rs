@@ -150,6 +150,9 @@ enum Accepted {
     Quic(Box<quinn::Incoming>),
 }
 
+/// Addresses the rate table holds at most.
+const MAX_BUCKETS: usize = 65_536;
+
 /// New sessions per peer address: a token bucket per address, `per_minute`
 /// tokens deep, refilled evenly. Buckets that are full again are dropped, so
 /// the table holds only recently active peers.
@@ -168,18 +171,36 @@ impl PeerRate {
     }
 
     /// Whether `peer` may open a session now (and takes a token if so).
+    /// IPv6 peers are counted per /64: one host holds a whole /64.
     pub fn admit(&self, peer: std::net::IpAddr) -> bool {
         if self.per_minute == 0 {
             return true;
         }
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => std::net::IpAddr::V4(v4),
+                None => {
+                    let s = v6.segments();
+                    std::net::IpAddr::V6(std::net::Ipv6Addr::new(
+                        s[0], s[1], s[2], s[3], 0, 0, 0, 0,
+                    ))
+                }
+            },
+            v4 => v4,
+        };
         let now = Instant::now();
         let cap = f64::from(self.per_minute);
         let refill = cap / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > 10_000 {
+        if buckets.len() >= MAX_BUCKETS {
             buckets.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * refill < cap
             });
+            // Still full: that many distinct addresses are busy right now.
+            // New ones are refused rather than let the table grow.
+            if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&peer) {
+                return false;
+            }
         }
         let (tokens, at) = buckets.entry(peer).or_insert((cap, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * refill).min(cap);
@@ -488,6 +509,13 @@ mod tests {
         assert!((0..3).all(|_| rate.admit(a)));
         assert!(!rate.admit(a), "the fourth within the minute");
         assert!(rate.admit(b), "another address has its own bucket");
+        // IPv6 per /64: another address of the same /64 shares the bucket.
+        let v6a = "2001:db8:1:2::10".parse().unwrap();
+        let v6b = "2001:db8:1:2:ffff::1".parse().unwrap();
+        let v6c = "2001:db8:1:3::10".parse().unwrap();
+        assert!((0..3).all(|_| rate.admit(v6a)));
+        assert!(!rate.admit(v6b), "same /64");
+        assert!(rate.admit(v6c), "another /64");
         let unlimited = PeerRate::new(0);
         assert!((0..10_000).all(|_| unlimited.admit(a)));
     }
