@@ -116,6 +116,12 @@ impl Agent {
 
     /// The first CDATA: language, OS posture, attestation hello.
     fn first_batch(&mut self) -> Result<Vec<u8>, AgentError> {
+        self.initial_batch(true)
+    }
+
+    /// The collectors' opening messages in a CDATA batch; the language
+    /// preference only in the session's first batch (RFC 5793 §4.10).
+    fn initial_batch(&mut self, first: bool) -> Result<Vec<u8>, AgentError> {
         let posture = {
             let id = self.pa_id();
             self.os
@@ -125,15 +131,14 @@ impl Agent {
                 .finish()
         };
         let hello = self.att_message(&[self.attestation.hello()]);
+        let mut messages = Vec::new();
+        if first {
+            messages.push(PbMessage::LanguagePreference("Accept-Language: en"));
+        }
+        messages.push(pa(PaSubtype::OPERATING_SYSTEM, OS_IMC_ID, &posture));
+        messages.push(pa(attestation::SUBTYPE, ATTESTATION_IMC_ID, &hello));
         self.pb
-            .send(
-                BatchType::CData,
-                vec![
-                    PbMessage::LanguagePreference("Accept-Language: en"),
-                    pa(PaSubtype::OPERATING_SYSTEM, OS_IMC_ID, &posture),
-                    pa(attestation::SUBTYPE, ATTESTATION_IMC_ID, &hello),
-                ],
-            )
+            .send(BatchType::CData, messages)
             .map_err(|e| AgentError::PbTnc(e.to_string()))
     }
 
@@ -233,6 +238,12 @@ impl Agent {
                     .send(BatchType::CData, msgs)
                     .map_err(|e| AgentError::PbTnc(e.to_string()))?;
                 Ok((Some(bytes), false))
+            }
+            // The PDP asks for a new assessment (§3.2): the collectors start
+            // over, as in the first batch.
+            BatchType::SRetry => {
+                self.outcome = Outcome::default();
+                Ok((Some(self.initial_batch(false)?), false))
             }
             _ => Ok((None, false)),
         }
