@@ -39,6 +39,16 @@ impl Verdict {
             Self::NoAccess => "no access",
         }
     }
+
+    /// The verdict [`Verdict::name`] names ("no-access" also accepted).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "allow" => Some(Self::Allow),
+            "isolate" => Some(Self::Isolate),
+            "no access" | "no-access" => Some(Self::NoAccess),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Verdict {

@@ -18,14 +18,14 @@ use anyhow::{anyhow, Context};
 use policy::tpm::{PcrSelection, PcrValues};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use testnet::e2e::{make_client_certs, PdpOptions, TestPdp};
+use testnet::e2e::{make_client_certs, write_host_files, PdpOptions, TestPdp};
 use testnet::simulator::{Measurements, Profile};
 use testnet::soft_ak::SoftAk;
 use tnc_client::agent::{
     login, login_quic_on, quic_client_config, tls_client_config, tls_client_config_with, Agent,
     Collector,
 };
-use tnc_client::os::{OsFacts, OsPaths};
+use tnc_client::os::OsFacts;
 use tnc_proto::attestation::{
     AttestationResult, Attribute, Hello, Identity, QuoteEvidence, QuoteRequest, Role,
 };
@@ -173,20 +173,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
     // their AKs live in no TPM).
     let mut clients = Vec::new();
     let os_dir = testnet::swtpm::scratch_dir("bench-os")?;
-    std::fs::write(
-        os_dir.join("os-release"),
-        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\n",
-    )?;
-    std::fs::write(os_dir.join("ip_forward"), "0\n")?;
-    let os = OsFacts::collect(
-        &OsPaths {
-            os_release: os_dir.join("os-release"),
-            ip_forward: os_dir.join("ip_forward"),
-            dpkg_status: os_dir.join("none"),
-            proc_stat: os_dir.join("none"),
-        },
-        false,
-    )?;
+    let os = OsFacts::collect(&write_host_files(&os_dir)?, false)?;
     for (i, (cert, key)) in client_certs.iter().enumerate() {
         let ak = SoftAk::generate();
         let ek_certificate = format!("software device {i} (bench)").into_bytes();

@@ -69,7 +69,7 @@ async fn demo() -> anyhow::Result<()> {
         let start = Instant::now();
         let outcome = pdp.log_in(endpoint).await?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        print_outcome(&outcome);
+        print!("{outcome}");
         rows.push(Row {
             endpoint: name,
             profile: prof,
@@ -95,7 +95,7 @@ async fn demo() -> anyhow::Result<()> {
             "{:<11} | {:<16} | {:<9} | {:>7.1} | {}",
             r.endpoint,
             r.profile,
-            verdict(&r.outcome),
+            r.outcome.verdict_name(),
             r.ms,
             shorten(&first, 80)
         );
@@ -106,7 +106,7 @@ async fn demo() -> anyhow::Result<()> {
         devices.len()
     );
     let expected = ["allow", "isolate", "allow"];
-    let got: Vec<&str> = rows.iter().map(|r| verdict(&r.outcome)).collect();
+    let got: Vec<&str> = rows.iter().map(|r| r.outcome.verdict_name()).collect();
     pdp.stop().await?;
     drop(booted);
     anyhow::ensure!(
@@ -114,31 +114,6 @@ async fn demo() -> anyhow::Result<()> {
         "expected verdicts {expected:?}, got {got:?}"
     );
     Ok(())
-}
-
-fn verdict(o: &Outcome) -> &'static str {
-    use tnc_proto::pb_tnc::AccessRecommendation::*;
-    match o.recommendation {
-        Some(Allowed) => "allow",
-        Some(Quarantined) => "isolate",
-        Some(Denied) => "no access",
-        None => "none",
-    }
-}
-
-fn print_outcome(o: &Outcome) {
-    println!("verdict: {}", verdict(o));
-    if let Some(r) = &o.reason {
-        println!("PB-Reason-String: {r}");
-    }
-    if let Some(a) = &o.attestation {
-        for f in &a.findings {
-            println!("  attestation: {f}");
-        }
-    }
-    if let Some(r) = &o.remediation {
-        println!("PB-Remediation-Parameters: {}", shorten(r, 120));
-    }
 }
 
 fn shorten(s: &str, n: usize) -> String {

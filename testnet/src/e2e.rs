@@ -5,6 +5,7 @@
 use crate::simulator::{Measurements, Profile};
 use crate::swtpm::{scratch_dir, LocalCa, Swtpm, SwtpmOptions};
 use anyhow::{anyhow, Context};
+use policy::digest::hex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tnc_client::os::{OsFacts, OsPaths};
 use tnc_client::tpm::{AkKind, TpmConfig};
 use tnc_proto::attestation::Role;
 use tnc_proto::pt_tls::sasl::PlainCredentials;
+use tnc_server::certs;
 use tnc_server::config::{Limits, OsPolicy, Sasl};
 use tnc_server::net::{quic_server_config, Listener, SessionReport, Transport};
 use tnc_server::pdp::PdpContext;
@@ -36,30 +38,17 @@ pub struct TlsFiles {
 }
 
 pub fn make_tls_files(dir: &Path) -> anyhow::Result<TlsFiles> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "testnet PDP CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params.self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let mut params =
-        CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "testnet PDP");
-    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    let ca = certs::new_ca("testnet PDP CA")?;
+    let names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let (cert, key) = certs::issue("testnet PDP", names, &ca)?;
     let files = TlsFiles {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
     };
-    std::fs::write(&files.ca, ca.pem())?;
+    std::fs::write(&files.ca, ca.0.pem())?;
     std::fs::write(&files.cert, cert.pem())?;
-    write_private(&files.key, key.serialize_pem().as_bytes())?;
+    certs::write_private(&files.key, key.serialize_pem().as_bytes(), true)?;
     Ok(files)
 }
 
@@ -70,47 +59,25 @@ pub fn make_client_certs(
     dir: &Path,
     n: usize,
 ) -> anyhow::Result<(PathBuf, Vec<(PathBuf, PathBuf)>)> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "testnet device CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    let ca = ca_params.self_signed(&ca_key)?;
+    let ca = certs::new_ca("testnet device CA")?;
     let ca_path = dir.join("client-ca.pem");
-    std::fs::write(&ca_path, ca.pem())?;
+    std::fs::write(&ca_path, ca.0.pem())?;
     let mut out = Vec::new();
     for i in 0..n {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![format!("device-{i}.testnet")])?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("device-{i}"));
-        let cert = params.signed_by(&key, &ca, &ca_key)?;
+        let (cert, key) = certs::issue(
+            &format!("device-{i}"),
+            vec![format!("device-{i}.testnet")],
+            &ca,
+        )?;
         let (c, k) = (
             dir.join(format!("client-{i}.pem")),
             dir.join(format!("client-{i}.key")),
         );
         std::fs::write(&c, cert.pem())?;
-        write_private(&k, key.serialize_pem().as_bytes())?;
+        certs::write_private(&k, key.serialize_pem().as_bytes(), true)?;
         out.push((c, k));
     }
     Ok((ca_path, out))
-}
-
-/// Writes a file only its owner may read.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
 }
 
 /// How a [`TestPdp`] is set up.
@@ -165,34 +132,11 @@ impl TestPdp {
         ek_ca: &LocalCa,
         limits: Limits,
     ) -> anyhow::Result<Self> {
-        Self::start_with(references, ek_ca, limits, Sasl::None, None).await
-    }
-
-    /// As [`TestPdp::start`], with SASL PLAIN or not, and the SQLite store in
-    /// `store_dir` (kept across restarts) or in the PDP's own directory.
-    pub async fn start_with(
-        references: &[(Role, &Profile)],
-        ek_ca: &LocalCa,
-        limits: Limits,
-        sasl: Sasl,
-        store_dir: Option<&Path>,
-    ) -> anyhow::Result<Self> {
-        let der = |p: PathBuf| -> anyhow::Result<Vec<Vec<u8>>> {
-            pki::ek::certificates_from_pem(&std::fs::read(&p)?)
-                .map_err(|e| anyhow!("{}: {e}", p.display()))
+        let options = PdpOptions {
+            limits,
+            ..PdpOptions::default()
         };
-        let roots = (der(ek_ca.root_cert())?, der(ek_ca.issuer_cert())?);
-        Self::start_raw(
-            references,
-            roots,
-            PdpOptions {
-                limits,
-                sasl,
-                store_dir: store_dir.map(Path::to_path_buf),
-                ..PdpOptions::default()
-            },
-        )
-        .await
+        Self::start_raw(references, ek_ca.roots()?, options).await
     }
 
     /// The general form: EK roots and intermediates as DER, and the options.
@@ -339,6 +283,50 @@ impl TestPdp {
     }
 }
 
+/// Where [`write_host_files`] puts the OS facts in `dir`.
+pub fn host_paths(dir: &Path) -> OsPaths {
+    OsPaths {
+        os_release: dir.join("os-release"),
+        ip_forward: dir.join("ip_forward"),
+        dpkg_status: dir.join("dpkg-status"),
+        proc_stat: dir.join("stat"),
+    }
+}
+
+/// The OS facts of a well-kept host, as files in `dir` (not this machine's):
+/// Debian 12, IP forwarding off, one package (`tnc-client 0.1.0`), a fixed
+/// boot time.
+pub fn write_host_files(dir: &Path) -> std::io::Result<OsPaths> {
+    let paths = host_paths(dir);
+    std::fs::write(
+        &paths.os_release,
+        "NAME=\"Debian GNU/Linux\"\nID=debian\nVERSION_ID=\"12\"\n",
+    )?;
+    std::fs::write(&paths.ip_forward, "0\n")?;
+    std::fs::write(
+        &paths.dpkg_status,
+        "Package: tnc-client\nStatus: install ok installed\nVersion: 0.1.0\n\n",
+    )?;
+    std::fs::write(&paths.proc_stat, "btime 1800000000\n")?;
+    Ok(paths)
+}
+
+/// The agent of an endpoint without a TPM (it says so; no TPM is opened),
+/// with the OS facts of [`write_host_files`] in `dir`.
+pub fn agent_without_tpm(dir: &Path) -> anyhow::Result<Agent> {
+    let os = OsFacts::collect(&write_host_files(dir)?, false)?;
+    Ok(Agent::new(
+        os,
+        AttestationCollector::new(AttestationConfig {
+            role: Role::Terminal,
+            tpm: None,
+            evidence: EvidencePaths::default(),
+            ak_path: dir.join("ak.bin"),
+            ak_kind: AkKind::EcdsaP256Sha256,
+        }),
+    ))
+}
+
 /// An endpoint: a swtpm booted with a profile, its logs on disk, and the OS
 /// facts of a well-kept machine (files in its directory, not this host's).
 pub struct Endpoint {
@@ -362,16 +350,7 @@ impl Endpoint {
         m.apply(&swtpm, &dir).map_err(|e| anyhow!(e))?;
         std::fs::write(dir.join("binary_bios_measurements"), &m.event_log)?;
         std::fs::write(dir.join("binary_runtime_measurements"), &m.ima)?;
-        std::fs::write(
-            dir.join("os-release"),
-            "NAME=\"Debian GNU/Linux\"\nID=debian\nVERSION_ID=\"12\"\n",
-        )?;
-        std::fs::write(dir.join("ip_forward"), "0\n")?;
-        std::fs::write(
-            dir.join("dpkg-status"),
-            "Package: tnc-client\nStatus: install ok installed\nVersion: 0.1.0\n\n",
-        )?;
-        std::fs::write(dir.join("stat"), "btime 1800000000\n")?;
+        write_host_files(&dir)?;
         Ok(Self {
             profile,
             measurements: m,
@@ -382,12 +361,7 @@ impl Endpoint {
     }
 
     pub fn os_paths(&self) -> OsPaths {
-        OsPaths {
-            os_release: self.dir.join("os-release"),
-            ip_forward: self.dir.join("ip_forward"),
-            dpkg_status: self.dir.join("dpkg-status"),
-            proc_stat: self.dir.join("stat"),
-        }
+        host_paths(&self.dir)
     }
 
     pub fn attestation_config(&self) -> AttestationConfig {
@@ -467,10 +441,6 @@ impl Endpoint {
         std::fs::write(self.dir.join("binary_runtime_measurements"), list)?;
         Ok(())
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Drop for Endpoint {

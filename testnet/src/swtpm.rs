@@ -25,6 +25,9 @@ pub fn scratch_dir(what: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// DER certificates.
+pub type DerCerts = Vec<Vec<u8>>;
+
 /// A certificate authority for EK certificates, in a directory the caller owns.
 /// `swtpm_localca` creates its keys there on first use.
 #[derive(Debug)]
@@ -68,6 +71,16 @@ impl LocalCa {
     /// The self-signed root above the issuer (PEM).
     pub fn root_cert(&self) -> PathBuf {
         self.dir.join("swtpm-localca-rootca-cert.pem")
+    }
+
+    /// (roots, intermediates) as DER, as a verifier is configured with them.
+    pub fn roots(&self) -> io::Result<(DerCerts, DerCerts)> {
+        let der = |p: PathBuf| -> io::Result<Vec<Vec<u8>>> {
+            pki::ek::certificates_from_pem(&std::fs::read(&p)?).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))
+            })
+        };
+        Ok((der(self.root_cert())?, der(self.issuer_cert())?))
     }
 }
 

@@ -218,12 +218,13 @@ async fn sasl_plain_checks_the_users_password() {
     use tnc_proto::pt_tls::sasl::PlainCredentials;
     let ca = LocalCa::create().unwrap();
     let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
-    let pdp = TestPdp::start_with(
+    let pdp = TestPdp::start_raw(
         &[(Role::Terminal, &profile("good-terminal").unwrap())],
-        &ca,
-        Limits::default(),
-        tnc_server::config::Sasl::Plain,
-        None,
+        ca.roots().unwrap(),
+        testnet::e2e::PdpOptions {
+            sasl: tnc_server::config::Sasl::Plain,
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
@@ -266,12 +267,13 @@ async fn restart_keeps_devices_and_the_audit_chain() {
     let good = profile("good-terminal").unwrap();
     let refs = [(Role::Terminal, &good)];
     let start = || {
-        TestPdp::start_with(
+        TestPdp::start_raw(
             &refs,
-            &ca,
-            Limits::default(),
-            tnc_server::config::Sasl::None,
-            Some(&store_dir),
+            ca.roots().unwrap(),
+            testnet::e2e::PdpOptions {
+                store_dir: Some(store_dir.clone()),
+                ..Default::default()
+            },
         )
     };
     let pdp = start().await.unwrap();
@@ -720,11 +722,9 @@ async fn client_certificate_replaces_the_password() {
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
     let (_, foreign) = make_client_certs(&other, 1).unwrap();
-    let der =
-        |p: std::path::PathBuf| pki::ek::certificates_from_pem(&std::fs::read(p).unwrap()).unwrap();
     let mut pdp = TestPdp::start_raw(
         &[(Role::Terminal, &profile("good-terminal").unwrap())],
-        (der(ca.root_cert()), der(ca.issuer_cert())),
+        ca.roots().unwrap(),
         PdpOptions {
             sasl: tnc_server::config::Sasl::Plain,
             client_ca: Some(client_ca),
@@ -781,12 +781,10 @@ async fn forbidden_package_is_isolated() {
     use tnc_server::config::OsPolicy;
     let ca = LocalCa::create().unwrap();
     let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
-    let der =
-        |p: std::path::PathBuf| pki::ek::certificates_from_pem(&std::fs::read(p).unwrap()).unwrap();
     for (forbidden, allowed) in [("telnetd", true), ("tnc-client", false)] {
         let pdp = TestPdp::start_raw(
             &[(Role::Terminal, &profile("good-terminal").unwrap())],
-            (der(ca.root_cert()), der(ca.issuer_cert())),
+            ca.roots().unwrap(),
             PdpOptions {
                 os_policy: OsPolicy {
                     forbidden_packages: vec![forbidden.into()],

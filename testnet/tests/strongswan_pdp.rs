@@ -138,9 +138,7 @@ async fn strongswan_client_messages_get_a_complete_exchange() {
 /// with the installed packages, and reports strongSwan's verdict: allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_agent_gets_strongswans_verdict() {
-    use tnc_client::agent::{login, tls_client_config, Agent};
-    use tnc_client::attest::{AttestationCollector, AttestationConfig};
-    use tnc_client::os::{OsFacts, OsPaths};
+    use tnc_client::agent::{login, tls_client_config};
     let server_msgs = capture("os-allow.s2c.bin");
     let dir = testnet::swtpm::scratch_dir("strongswan-server").unwrap();
     let tls = testnet::e2e::make_tls_files(&dir).unwrap();
@@ -201,38 +199,8 @@ async fn our_agent_gets_strongswans_verdict() {
     });
 
     let os_dir = testnet::swtpm::scratch_dir("strongswan-os").unwrap();
-    std::fs::write(
-        os_dir.join("os-release"),
-        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
-    std::fs::write(os_dir.join("ip_forward"), "0\n").unwrap();
-    std::fs::write(
-        os_dir.join("dpkg-status"),
-        "Package: openssl\nStatus: install ok installed\nVersion: 3.0.15-1\n\n",
-    )
-    .unwrap();
-    let os = OsFacts::collect(
-        &OsPaths {
-            os_release: os_dir.join("os-release"),
-            ip_forward: os_dir.join("ip_forward"),
-            dpkg_status: os_dir.join("dpkg-status"),
-            proc_stat: os_dir.join("none"),
-        },
-        false,
-    )
-    .unwrap();
     // An endpoint without a TPM: it says so, and its TPM is never opened.
-    let mut agent = Agent::new(
-        os,
-        AttestationCollector::new(AttestationConfig {
-            role: tnc_proto::attestation::Role::Terminal,
-            tpm: None,
-            evidence: Default::default(),
-            ak_path: os_dir.join("ak.bin"),
-            ak_kind: tnc_client::tpm::AkKind::EcdsaP256Sha256,
-        }),
-    );
+    let mut agent = testnet::e2e::agent_without_tpm(&os_dir).unwrap();
     let outcome = login(
         addr,
         "localhost",

@@ -40,6 +40,38 @@ impl Outcome {
     pub fn allowed(&self) -> bool {
         self.recommendation == Some(AccessRecommendation::Allowed)
     }
+
+    /// The PDP's recommendation in the project's words: "allow", "isolate",
+    /// "no access", or "none" without a decision.
+    pub fn verdict_name(&self) -> &'static str {
+        match self.recommendation {
+            Some(AccessRecommendation::Allowed) => "allow",
+            Some(AccessRecommendation::Quarantined) => "isolate",
+            Some(AccessRecommendation::Denied) => "no access",
+            None => "none",
+        }
+    }
+}
+
+/// What the login prints: verdict, reason, the attestation validator's
+/// findings, remediation.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "verdict: {}", self.verdict_name())?;
+        if let Some(r) = &self.reason {
+            writeln!(f, "reason: {r}")?;
+        }
+        if let Some(a) = &self.attestation {
+            writeln!(f, "attestation: {}", a.verdict)?;
+            for finding in &a.findings {
+                writeln!(f, "  - {finding}")?;
+            }
+        }
+        if let Some(r) = &self.remediation {
+            writeln!(f, "remediation: {r}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -412,16 +444,11 @@ pub async fn login_quic(
     agent: &mut Agent,
     credentials: Option<PlainCredentials>,
 ) -> Result<Outcome, AgentError> {
-    let io_err = |e: String| AgentError::Io(std::io::Error::other(e));
     let config = quic_client_config(&tls)?;
-    let bind: std::net::SocketAddr = if addr.is_ipv6() {
-        "[::]:0"
-            .parse()
-            .map_err(|_| io_err("bind address".into()))?
+    let bind = if addr.is_ipv6() {
+        std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
     } else {
-        "0.0.0.0:0"
-            .parse()
-            .map_err(|_| io_err("bind address".into()))?
+        std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
     let mut endpoint = quinn::Endpoint::client(bind)?;
     endpoint.set_default_client_config(config);
@@ -440,16 +467,15 @@ pub async fn login_quic_on(
     agent: &mut Agent,
     credentials: Option<PlainCredentials>,
 ) -> Result<Outcome, AgentError> {
-    let io_err = |e: String| AgentError::Io(std::io::Error::other(e));
     let conn = endpoint
         .connect(addr, server_name)
-        .map_err(|e| io_err(format!("QUIC connect: {e}")))?
+        .map_err(|e| io_error(format!("QUIC connect: {e}")))?
         .await
-        .map_err(|e| io_err(format!("QUIC handshake: {e}")))?;
+        .map_err(|e| io_error(format!("QUIC handshake: {e}")))?;
     let (send, recv) = conn
         .open_bi()
         .await
-        .map_err(|e| io_err(format!("opening the PT-TLS stream: {e}")))?;
+        .map_err(|e| io_error(format!("opening the PT-TLS stream: {e}")))?;
     let outcome = run_session(
         tokio::io::join(recv, send),
         agent,
@@ -464,13 +490,14 @@ pub async fn login_quic_on(
 /// The QUIC client configuration for PT-TLS: `tls` with ALPN `pt-tls`.
 pub fn quic_client_config(tls: &rustls::ClientConfig) -> Result<quinn::ClientConfig, AgentError> {
     let mut tls = tls.clone();
-    tls.alpn_protocols = vec![b"pt-tls".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| {
-        AgentError::Io(std::io::Error::other(format!(
-            "TLS configuration for QUIC: {e}"
-        )))
-    })?;
+    tls.alpn_protocols = vec![tnc_proto::pt_tls::QUIC_ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| io_error(format!("TLS configuration for QUIC: {e}")))?;
     Ok(quinn::ClientConfig::new(std::sync::Arc::new(crypto)))
+}
+
+fn io_error(message: String) -> AgentError {
+    AgentError::Io(std::io::Error::other(message))
 }
 
 /// The largest PT-TLS message the agent accepts from the PDP.

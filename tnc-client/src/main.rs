@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         } => user
             .map(|u| credentials(u, password_file.as_deref()))
             .transpose()
-            .and_then(|creds| run_login(&config, server, ca, creds, quic || config_quic(&config))),
+            .and_then(|creds| run_login(&config, server, ca, creds, quic)),
         Command::Status { config } => status(&config),
     };
     match result {
@@ -90,6 +90,7 @@ fn run_login(
     quic: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut config = ClientConfig::load(path)?;
+    let quic = quic || config.transport.as_deref() == Some("quic");
     if let Some(s) = server {
         config.server = s;
     }
@@ -142,15 +143,9 @@ fn run_login(
             return Ok(ExitCode::from(1));
         }
     };
-    print_outcome(&outcome);
+    print!("{outcome}");
     save_verdict(&config, &outcome);
     Ok(ExitCode::from(exit_code(&outcome)))
-}
-
-/// `transport = "quic"` in the config (a config that does not parse is
-/// reported by `run_login`).
-fn config_quic(path: &std::path::Path) -> bool {
-    ClientConfig::load(path).is_ok_and(|c| c.transport.as_deref() == Some("quic"))
 }
 
 fn credentials(user: String, file: Option<&std::path::Path>) -> anyhow::Result<PlainCredentials> {
@@ -176,18 +171,8 @@ fn credentials(user: String, file: Option<&std::path::Path>) -> anyhow::Result<P
 /// The whole login, TPM operations included.
 const LOGIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
-fn verdict_name(o: &Outcome) -> &'static str {
-    use tnc_proto::pb_tnc::AccessRecommendation::*;
-    match o.recommendation {
-        Some(Allowed) => "allow",
-        Some(Quarantined) => "isolate",
-        Some(Denied) => "no access",
-        None => "none",
-    }
-}
-
 fn exit_code(o: &Outcome) -> u8 {
-    match verdict_name(o) {
+    match o.verdict_name() {
         "allow" => 0,
         "isolate" => 3,
         "no access" => 4,
@@ -195,26 +180,10 @@ fn exit_code(o: &Outcome) -> u8 {
     }
 }
 
-fn print_outcome(o: &Outcome) {
-    println!("verdict: {}", verdict_name(o));
-    if let Some(r) = &o.reason {
-        println!("reason: {r}");
-    }
-    if let Some(a) = &o.attestation {
-        println!("attestation: {}", a.verdict);
-        for f in &a.findings {
-            println!("  - {f}");
-        }
-    }
-    if let Some(r) = &o.remediation {
-        println!("remediation: {r}");
-    }
-}
-
 fn save_verdict(config: &ClientConfig, o: &Outcome) {
     let path = config.last_verdict_path();
     let record = serde_json::json!({
-        "verdict": verdict_name(o),
+        "verdict": o.verdict_name(),
         "reason": o.reason,
         "attestation": o.attestation.as_ref().map(|a| serde_json::json!({
             "verdict": a.verdict, "findings": a.findings })),

@@ -2,9 +2,7 @@
 //! assessment: the agent sends its collectors' opening messages again (no
 //! second language preference) and takes the RESULT that follows.
 
-use tnc_client::agent::{run_session, Agent};
-use tnc_client::attest::{AttestationCollector, AttestationConfig};
-use tnc_client::os::{OsFacts, OsPaths};
+use tnc_client::agent::run_session;
 use tnc_proto::common::AssessmentResult;
 use tnc_proto::pa_tnc::PaSubtype;
 use tnc_proto::pb_tnc::{AccessRecommendation, Batch, BatchType, PbMessage, PbSession, Role};
@@ -15,31 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn sretry_starts_a_new_assessment() {
     let dir = std::env::temp_dir().join(format!("tnc-sretry-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("os-release"),
-        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
-    let os = OsFacts::collect(
-        &OsPaths {
-            os_release: dir.join("os-release"),
-            ip_forward: dir.join("none"),
-            dpkg_status: dir.join("none"),
-            proc_stat: dir.join("none"),
-        },
-        false,
-    )
-    .unwrap();
-    let mut agent = Agent::new(
-        os,
-        AttestationCollector::new(AttestationConfig {
-            role: tnc_proto::attestation::Role::Terminal,
-            tpm: None,
-            evidence: Default::default(),
-            ak_path: dir.join("ak.bin"),
-            ak_kind: tnc_client::tpm::AkKind::EcdsaP256Sha256,
-        }),
-    );
+    let mut agent = testnet::e2e::agent_without_tpm(&dir).unwrap();
     let (client_io, mut server_io) = tokio::io::duplex(1 << 16);
 
     let server = tokio::spawn(async move {

@@ -50,6 +50,11 @@ pub mod attr {
     pub const QUOTE_EVIDENCE: u32 = 7;
     pub const RESULT: u32 = 8;
     pub const FAILURE: u32 = 9;
+
+    /// Whether `t` is one of the types above.
+    pub fn is_known(t: u32) -> bool {
+        (HELLO..=FAILURE).contains(&t)
+    }
 }
 
 /// The largest CBOR value read: a whole IMA list of a long-running host fits
@@ -71,6 +76,13 @@ impl Role {
             Self::Terminal => "terminal",
             Self::Vm => "vm",
         }
+    }
+
+    /// The role [`Role::name`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Terminal, Self::Vm]
+            .into_iter()
+            .find(|r| r.name() == name)
     }
 }
 

@@ -111,11 +111,7 @@ pub enum PolicyCommand {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    match s {
-        "terminal" => Ok(Role::Terminal),
-        "vm" => Ok(Role::Vm),
-        other => Err(format!("{other:?}: use terminal or vm")),
-    }
+    Role::from_name(s).ok_or_else(|| format!("{s:?}: use terminal or vm"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

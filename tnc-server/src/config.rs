@@ -141,14 +141,11 @@ fn isolate() -> Verdict {
 
 fn verdict<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {
     let s = String::deserialize(d)?;
-    match s.as_str() {
-        "allow" => Ok(Verdict::Allow),
-        "isolate" => Ok(Verdict::Isolate),
-        "no access" | "no-access" => Ok(Verdict::NoAccess),
-        other => Err(serde::de::Error::custom(format!(
-            "{other:?} is not a verdict: use \"allow\", \"isolate\" or \"no access\""
-        ))),
-    }
+    Verdict::from_name(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a verdict: use \"allow\", \"isolate\" or \"no access\""
+        ))
+    })
 }
 
 /// The OS validator's policy.

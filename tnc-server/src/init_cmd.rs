@@ -2,11 +2,11 @@
 //! directory, and what to do next.
 
 use anyhow::{bail, Context};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tnc_server::certs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -81,42 +81,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| dir.display().to_string())?;
 
     // The CA that signs the PDP's certificate; endpoints trust it.
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("TNC PDP CA ({})", host_name()));
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params.self_signed(&ca_key)?;
-
+    let ca = certs::new_ca(&format!("TNC PDP CA ({})", host_name()))?;
     let mut names = vec![host_name(), "localhost".into()];
     names.extend(args.sans.iter().cloned());
-    names.dedup();
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    for n in &names {
-        params
-            .subject_alt_names
-            .push(match n.parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(
-                    n.clone()
-                        .try_into()
-                        .with_context(|| format!("--san {n:?}"))?,
-                ),
-            });
-    }
-    for ip in ["127.0.0.1", "::1"] {
-        let ip: std::net::IpAddr = ip.parse()?;
-        if !names.iter().any(|n| n.parse() == Ok(ip)) {
-            params.subject_alt_names.push(SanType::IpAddress(ip));
-        }
-    }
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("TNC PDP {}", host_name()));
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    names.extend(["127.0.0.1".to_string(), "::1".to_string()]);
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    let (cert, key) = certs::issue(&format!("TNC PDP {}", host_name()), names.clone(), &ca)
+        .context("the certificate's names (the host name and --san)")?;
+    let (ca, ca_key) = ca;
 
     write_new(&dir.join("ca.pem"), ca.pem().as_bytes(), 0o644)?;
     write_new(
@@ -212,7 +185,7 @@ ak_kind = "ecdsa-p256"
     println!("created in {d}:");
     println!("  ca.pem, ca.key (0600)         the CA endpoints trust for the PDP's certificate");
     println!(
-        "  server.pem, server.key (0600) the PDP's certificate for {}, 127.0.0.1, ::1",
+        "  server.pem, server.key (0600) the PDP's certificate for {}",
         names.join(", ")
     );
     println!("  tnc.db (0600)                 the store: users, devices, attestations, audit log");

@@ -124,14 +124,11 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
 /// ALPN protocol `pt-tls` (the PT-TLS messages run on one bidirectional stream).
 pub fn quic_server_config(tls: &rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
     let mut tls = tls.clone();
-    tls.alpn_protocols = vec![PT_TLS_ALPN.to_vec()];
+    tls.alpn_protocols = vec![pt_tls::QUIC_ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .context("the TLS configuration cannot serve QUIC")?;
     Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
 }
-
-/// ALPN protocol ID of PT-TLS over QUIC.
-pub const PT_TLS_ALPN: &[u8] = b"pt-tls";
 
 /// Where sessions come from.
 pub enum Transport {

@@ -897,25 +897,10 @@ fn policy_ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub use policy::digest::hex;
 
 fn parse_role(s: &str) -> Result<Role, StoreError> {
-    match s {
-        "terminal" => Ok(Role::Terminal),
-        "vm" => Ok(Role::Vm),
-        other => Err(StoreError::Corrupt(format!("unknown role {other:?}"))),
-    }
-}
-
-fn parse_verdict(s: &str) -> Option<Verdict> {
-    match s {
-        "allow" => Some(Verdict::Allow),
-        "isolate" => Some(Verdict::Isolate),
-        "no access" => Some(Verdict::NoAccess),
-        _ => None,
-    }
+    Role::from_name(s).ok_or_else(|| StoreError::Corrupt(format!("unknown role {s:?}")))
 }
 
 fn device_from_row(r: &AnyRow) -> Result<DeviceRecord, StoreError> {
@@ -941,7 +926,7 @@ fn device_from_row(r: &AnyRow) -> Result<DeviceRecord, StoreError> {
         ak_name: r.try_get(3)?,
         ak_public: r.try_get(4)?,
         state,
-        last_verdict: verdict.as_deref().and_then(parse_verdict),
+        last_verdict: verdict.as_deref().and_then(Verdict::from_name),
         last_seen: r.try_get::<i64, _>(7)? as u64,
         enrolled_at: r.try_get::<i64, _>(8)? as u64,
     })
@@ -1028,17 +1013,11 @@ impl StoredState {
 
 /// Creates `path` with mode 0600 if it does not exist (it holds password hashes).
 fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
+    match crate::certs::write_private(path, &[], false) {
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }

@@ -31,6 +31,11 @@ pub const MAX_ERROR_COPY: usize = 1024;
 /// Default bound on one message, header included: 2 MiB, the size strongSwan
 /// accepts. Large enough for an IMA list of tens of thousands of entries.
 pub const DEFAULT_MAX_MESSAGE_LEN: u32 = 2 * 1024 * 1024;
+
+/// ALPN protocol ID of PT-TLS messages carried on one bidirectional QUIC
+/// stream (the project's transport besides RFC 6876's TCP + TLS).
+pub const QUIC_ALPN: &[u8] = b"pt-tls";
+
 /// Longest SASL mechanism name the 5-bit length field can carry (§3.8.7).
 pub const MAX_MECHANISM_LEN: usize = 0x1F;
 

@@ -417,8 +417,10 @@ fn pa_error(error: &tnc_proto::pa_tnc::PaTncError<'_>) -> Vec<u8> {
 /// answer it with and a description.
 fn decode_attestation(body: &[u8]) -> Result<Vec<AttAttribute>, (Vec<u8>, String)> {
     let msg = PaMessage::decode(body).map_err(|e| (pa_error(&e.to_error(body)), e.to_string()))?;
-    msg.check_supported(|vendor, t| vendor == attestation::VENDOR && (1..=9).contains(&t))
-        .map_err(|e| (pa_error(&e.to_error(body)), e.to_string()))?;
+    msg.check_supported(|vendor, t| {
+        vendor == attestation::VENDOR && attestation::attr::is_known(t)
+    })
+    .map_err(|e| (pa_error(&e.to_error(body)), e.to_string()))?;
     let mut out = Vec::new();
     for raw in &msg.attributes {
         if raw.vendor != attestation::VENDOR {
