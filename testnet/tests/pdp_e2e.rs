@@ -462,16 +462,7 @@ async fn evidence_replayed_from_an_earlier_session_gets_no_access() {
         assert!(n > 0, "the PDP closed without a RESULT");
         client.receive(&buf[..n]);
     }
-    let batch = tnc_proto::pb_tnc::Batch::decode(&result).unwrap();
-    let mut recommendation = None;
-    let mut reason = String::new();
-    for m in &batch.messages {
-        match m {
-            tnc_proto::pb_tnc::PbMessage::AccessRecommendation(r) => recommendation = Some(*r),
-            tnc_proto::pb_tnc::PbMessage::ReasonString { text, .. } => reason = text.to_string(),
-            _ => {}
-        }
-    }
+    let (recommendation, reason) = result_of(&result);
     assert_eq!(
         recommendation,
         Some(AccessRecommendation::Denied),
@@ -512,6 +503,17 @@ impl RawClient {
 
     /// Sends a CDATA with one attestation PA message; the PDP's next batch.
     async fn send(&mut self, attrs: &[tnc_proto::attestation::Attribute]) -> Vec<u8> {
+        self.send_as(tnc_proto::pb_tnc::BatchType::CData, attrs)
+            .await
+    }
+
+    /// As [`RawClient::send`], in a batch of type `batch_type` (no PA
+    /// message when `attrs` is empty).
+    async fn send_as(
+        &mut self,
+        batch_type: tnc_proto::pb_tnc::BatchType,
+        attrs: &[tnc_proto::attestation::Attribute],
+    ) -> Vec<u8> {
         use tnc_proto::attestation::{SUBTYPE, VENDOR};
         let body = attrs
             .iter()
@@ -519,19 +521,18 @@ impl RawClient {
                 w.raw(true, VENDOR, a.attr_type(), &a.encode_value())
             })
             .finish();
-        let batch = self
-            .pb
-            .send(
-                tnc_proto::pb_tnc::BatchType::CData,
-                vec![tnc_proto::pb_tnc::PbMessage::Pa(tnc_proto::pb_tnc::PbPa {
-                    exclusive: false,
-                    subtype: SUBTYPE,
-                    collector_id: 2,
-                    validator_id: tnc_proto::pb_tnc::ID_ANY,
-                    body: &body,
-                })],
-            )
-            .unwrap();
+        let messages = if attrs.is_empty() {
+            Vec::new()
+        } else {
+            vec![tnc_proto::pb_tnc::PbMessage::Pa(tnc_proto::pb_tnc::PbPa {
+                exclusive: false,
+                subtype: SUBTYPE,
+                collector_id: 2,
+                validator_id: tnc_proto::pb_tnc::ID_ANY,
+                body: &body,
+            })]
+        };
+        let batch = self.pb.send(batch_type, messages).unwrap();
         self.conn.send_batch(&batch).unwrap();
         self.io.write_all(&self.conn.take_output()).await.unwrap();
         let mut buf = vec![0u8; 1 << 16];
@@ -628,22 +629,10 @@ async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
             }),
         ])
         .await;
-    let batch = tnc_proto::pb_tnc::Batch::decode(&result).unwrap();
-    assert_eq!(batch.batch_type, tnc_proto::pb_tnc::BatchType::Result);
-    let reason = batch
-        .messages
-        .iter()
-        .find_map(|m| match m {
-            tnc_proto::pb_tnc::PbMessage::ReasonString { text, .. } => Some(text.to_string()),
-            _ => None,
-        })
-        .unwrap();
-    assert!(
-        batch
-            .messages
-            .contains(&tnc_proto::pb_tnc::PbMessage::AccessRecommendation(
-                AccessRecommendation::Denied
-            )),
+    let (recommendation, reason) = result_of(&result);
+    assert_eq!(
+        recommendation,
+        Some(AccessRecommendation::Denied),
         "{reason}"
     );
     assert!(reason.contains("AK enrollment"), "{reason}");
@@ -664,14 +653,11 @@ async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
             message: "credential activation: TPM_RC_INTEGRITY".into(),
         })])
         .await;
-    let batch = tnc_proto::pb_tnc::Batch::decode(&result).unwrap();
-    assert!(
-        batch
-            .messages
-            .contains(&tnc_proto::pb_tnc::PbMessage::AccessRecommendation(
-                AccessRecommendation::Denied
-            )),
-        "{batch:?}"
+    let (recommendation, reason) = result_of(&result);
+    assert_eq!(
+        recommendation,
+        Some(AccessRecommendation::Denied),
+        "{reason}"
     );
     drop(tpm_b);
     pdp.stop().await.unwrap();
@@ -854,5 +840,111 @@ async fn enrolled_device_cannot_change_its_role() {
         outcome.reason.unwrap().contains("enrolled as a terminal"),
         "the reason names the enrolled role"
     );
+    pdp.stop().await.unwrap();
+}
+
+/// The verdict and reason of a RESULT batch.
+fn result_of(batch: &[u8]) -> (Option<AccessRecommendation>, String) {
+    let batch = tnc_proto::pb_tnc::Batch::decode(batch).unwrap();
+    assert_eq!(
+        batch.batch_type,
+        tnc_proto::pb_tnc::BatchType::Result,
+        "{batch:?}"
+    );
+    let mut out = (None, String::new());
+    for m in &batch.messages {
+        match m {
+            tnc_proto::pb_tnc::PbMessage::AccessRecommendation(r) => out.0 = Some(*r),
+            tnc_proto::pb_tnc::PbMessage::ReasonString { text, .. } => out.1 = text.to_string(),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// An enrolled device that identifies its TPM and then sends a Failure
+/// instead of its quote gets no access; one whose quote does not verify gets
+/// no access and no attestation recorded under the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolled_device_without_a_valid_quote_gets_no_access() {
+    use tnc_proto::attestation::{Attribute, Failure, Hello, QuoteEvidence};
+    let (pdp, terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
+    assert!(log_in(&pdp, &terminal).await.allowed());
+    let device = pdp.ctx.store.devices().await.unwrap()[0].device_id;
+    // The enrolled identity, as the terminal's collector presents it.
+    let identity = {
+        let mut collector =
+            tnc_client::attest::AttestationCollector::new(terminal.attestation_config());
+        collector
+            .receive(vec![Attribute::IdentityRequest])
+            .remove(0)
+    };
+    let hello = Attribute::Hello(Hello {
+        role: Role::Terminal,
+        tpm: true,
+        software: "test".into(),
+    });
+
+    let mut raw = RawClient::connect(&pdp).await;
+    raw.send(std::slice::from_ref(&hello)).await;
+    raw.send(std::slice::from_ref(&identity)).await;
+    let result = raw
+        .send(&[Attribute::Failure(Failure {
+            message: "no quote today".into(),
+        })])
+        .await;
+    let (verdict, reason) = result_of(&result);
+    assert_eq!(verdict, Some(AccessRecommendation::Denied), "{reason}");
+    assert!(reason.contains("sent no quote"), "{reason}");
+
+    let mut raw = RawClient::connect(&pdp).await;
+    raw.send(&[hello]).await;
+    raw.send(&[identity]).await;
+    let result = raw
+        .send(&[Attribute::QuoteEvidence(QuoteEvidence {
+            attest: vec![0xFF, 0x54, 0x43, 0x47, 0, 0],
+            signature: vec![0, 0x18, 0, 0x0b],
+            event_log: terminal.measurements.event_log.clone(),
+            ima: Vec::new(),
+            ima_offset: 6,
+        })])
+        .await;
+    assert_eq!(result_of(&result).0, Some(AccessRecommendation::Denied));
+    let history = pdp.ctx.store.attestations(&device, 10).await.unwrap();
+    assert_eq!(
+        history.len(),
+        1,
+        "only the genuine login is recorded: {history:?}"
+    );
+    pdp.stop().await.unwrap();
+}
+
+/// A client may ask for a new assessment (CRETRY) twice in one session; the
+/// third time the PDP ends the session with a PB-TNC error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cretry_is_limited_per_session() {
+    use tnc_proto::attestation::{Attribute, Hello};
+    use tnc_proto::pb_tnc::{Batch, BatchType};
+    let (pdp, _terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
+    let mut raw = RawClient::connect(&pdp).await;
+    let first = raw
+        .send(&[Attribute::Hello(Hello {
+            role: Role::Terminal,
+            tpm: false,
+            software: "test".into(),
+        })])
+        .await;
+    assert!(result_of(&first).0.is_some());
+    for _ in 0..2 {
+        let again = raw.send_as(BatchType::CRetry, &[]).await;
+        assert!(
+            result_of(&again).0.is_some(),
+            "a re-assessment gets a RESULT"
+        );
+    }
+    let refused = raw.send_as(BatchType::CRetry, &[]).await;
+    let batch = Batch::decode(&refused).unwrap();
+    assert_eq!(batch.batch_type, BatchType::Close, "{batch:?}");
+    assert!(batch.fatal_error().is_some(), "{batch:?}");
     pdp.stop().await.unwrap();
 }
