@@ -100,6 +100,11 @@ impl ClientConfig {
         };
         let mut c: Self = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         c.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if c.certificate.is_some() != c.private_key.is_some() {
+            return Err(invalid(
+                "certificate and private_key go together: give both or neither".into(),
+            ));
+        }
         if let Some(t) = c
             .transport
             .as_deref()
@@ -182,5 +187,53 @@ pub fn parse_ak_kind(s: &str) -> Result<AkKind, String> {
         other => Err(format!(
             "{other:?} is not an AK kind: use \"ecdsa-p256\", \"rsa-2048\" or \"sm2\""
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<ClientConfig, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "tnc-client-config-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("client.toml");
+        std::fs::write(&path, text).unwrap();
+        let c = ClientConfig::load(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        c
+    }
+
+    const BASE: &str =
+        "role = \"vm\"\nserver = \"[::1]:271\"\nca = \"ca.pem\"\nstate_dir = \"s\"\n";
+
+    #[test]
+    fn a_valid_config_loads_and_names_the_server() {
+        let c = load(BASE).unwrap();
+        assert_eq!(c.role, Role::Vm);
+        assert_eq!(c.server_name(), "::1");
+        assert!(c.tpm.is_none() && c.certificate.is_none());
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let cases = [
+            ("certificate = \"c.pem\"\n", "certificate and private_key"),
+            ("transport = \"udp\"\n", "transport"),
+            ("[tpm]\ntcti = \"carrier-pigeon\"\n", "tpm.tcti"),
+            (
+                "[tpm]\ntcti = \"device:/dev/tpmrm0\"\nak_kind = \"dsa\"\n",
+                "tpm.ak_kind",
+            ),
+            ("colour = \"blue\"\n", "colour"),
+        ];
+        for (extra, key) in cases {
+            let err = load(&format!("{BASE}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra:?}: {err}");
+        }
     }
 }
