@@ -255,6 +255,16 @@ pub fn ek_matches_certificate(ek: &EkPublic, cert: &EkCertificate) -> bool {
 /// The DER certificates in PEM text (`-----BEGIN CERTIFICATE-----` blocks; other
 /// blocks are skipped), e.g. a file of vendor roots.
 pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, EkCertError> {
+    let out = certificates_in_pem(pem)?;
+    if out.is_empty() {
+        return Err(EkCertError::Pem("no CERTIFICATE block".into()));
+    }
+    Ok(out)
+}
+
+/// As [`certificates_from_pem`], but text without any certificate (a file
+/// that holds only comments, waiting for the operator's first CA) is no error.
+pub fn certificates_in_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, EkCertError> {
     let mut out = Vec::new();
     for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
         let block = block.map_err(|e| EkCertError::Pem(e.to_string()))?;
@@ -262,13 +272,10 @@ pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, EkCertError> {
             out.push(block.contents);
         }
     }
-    if out.is_empty() {
-        return Err(EkCertError::Pem("no CERTIFICATE block".into()));
-    }
     Ok(out)
 }
 
-fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, EkCertError> {
+pub(crate) fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, EkCertError> {
     let malformed = |reason: String| EkCertError::Malformed {
         what: what.to_string(),
         reason,
@@ -427,7 +434,10 @@ fn check_critical_extensions(cert: &X509Certificate) -> Result<(), EkCertError> 
 /// An issuer must say it is a CA, may sign certificates, and allows
 /// `intermediates_below` CAs under it. A version 1 root (no extensions at all) is
 /// accepted as a CA: it predates basicConstraints, and it is configured as an anchor.
-fn check_issuer(cert: &X509Certificate, intermediates_below: u32) -> Result<(), EkCertError> {
+pub(crate) fn check_issuer(
+    cert: &X509Certificate,
+    intermediates_below: u32,
+) -> Result<(), EkCertError> {
     let subject = || cert.subject().to_string();
     let not_ca = || EkCertError::NotCa { subject: subject() };
     let v1 = cert.extensions().is_empty();

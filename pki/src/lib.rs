@@ -8,6 +8,8 @@
 //! * [`credential`]: TPM2_MakeCredential in software for RSA and ECC (P-256, P-384)
 //!   EKs ([`credential::make_credential`]), so a client proves with
 //!   TPM2_ActivateCredential that its AK lives in the TPM that holds the EK.
+//! * [`ek_roots`]: the TPM manufacturers' and cloud vTPMs' EK CA certificates
+//!   shipped in `pki/ek-roots/`, and which of them are trust anchors.
 //! * [`alg`]: the TPM hash and curve identifiers these use.
 //!
 //! Later issues add the SM2 session certificates, access tickets and the RFC 8998
@@ -18,6 +20,7 @@
 pub mod alg;
 pub mod credential;
 pub mod ek;
+pub mod ek_roots;
 mod kdf;
 
 /// The random source [`credential::make_credential`] takes, re-exported so callers
