@@ -169,6 +169,8 @@ pub struct Evidence<'a> {
 pub struct Challenge<'a> {
     pub nonce: &'a [u8],
     pub selection: &'a [PcrSelection],
+    /// Accept quotes signed over SHA-1 (`QuoteExpectation::allow_sha1`).
+    pub allow_sha1: bool,
 }
 
 /// What one appraisal remembers for the next one of the same device.
@@ -277,6 +279,7 @@ pub fn appraise(
         nonce: challenge.nonce,
         selection: Some(challenge.selection),
         pcr_values: None,
+        allow_sha1: challenge.allow_sha1,
     };
     let quote = match verify_quote(ak, evidence.attest, &signature, &expectation) {
         Ok(q) => q,

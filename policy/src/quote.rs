@@ -20,6 +20,11 @@ pub struct QuoteExpectation<'a> {
     pub selection: Option<&'a [PcrSelection]>,
     /// PCR values (read or replayed) the quote's pcrDigest must match; `None` skips it.
     pub pcr_values: Option<&'a PcrValues>,
+    /// Verify RSASSA signatures over SHA-1 (legacy cloud vTPMs sign quotes so).
+    /// SHA-1 collisions with a chosen prefix are practical, so this is an
+    /// operator's explicit choice; [`VerifiedQuote::sig_hash`] tells the
+    /// caller when it was used.
+    pub allow_sha1: bool,
 }
 
 /// A quote that passed every check.
@@ -81,7 +86,7 @@ pub fn verify_quote(
         return Err(QuoteError::NotAnAttestationKey(attrs.0));
     }
     check_scheme(ak, sig)?;
-    let sig_hash = verify_signature(ak, attest_bytes, sig)?;
+    let sig_hash = verify_signature(ak, attest_bytes, sig, expected.allow_sha1)?;
 
     let attest = Attest::parse(attest_bytes).map_err(QuoteError::Malformed)?;
     if attest.magic != TPM_GENERATED_VALUE {
@@ -176,16 +181,24 @@ fn check_scheme(ak: &Public, sig: &Signature) -> Result<(), QuoteError> {
 }
 
 /// Verifies the signature over `msg`; returns the scheme's hash.
-fn verify_signature(ak: &Public, msg: &[u8], sig: &Signature) -> Result<HashAlg, QuoteError> {
+fn verify_signature(
+    ak: &Public,
+    msg: &[u8],
+    sig: &Signature,
+    allow_sha1: bool,
+) -> Result<HashAlg, QuoteError> {
     let raw_hash = sig
         .hash()
         .ok_or_else(|| QuoteError::Unsupported("a NULL signature".into()))?;
     let hash = HashAlg::from_tpm_alg(raw_hash).ok_or_else(|| {
         QuoteError::Unsupported(format!("unknown signature hash {raw_hash:#06x}"))
     })?;
-    if hash == HashAlg::Sha1 {
+    if hash == HashAlg::Sha1 && !allow_sha1 {
         return Err(QuoteError::Unsupported(
-            "SHA-1 signatures are not accepted".into(),
+            "SHA-1 signatures are not accepted (a legacy vTPM's quote: verify it with \
+             `evidence quote --allow-sha1`, or let the PDP accept such quotes with \
+             attestation.allow_sha1_quotes = true)"
+                .into(),
         ));
     }
     match (&ak.key, sig) {
@@ -365,6 +378,8 @@ fn verify_rsa(
     sig: &[u8],
 ) -> Result<(), QuoteError> {
     let params: &'static rsig::RsaParameters = match (pss, hash) {
+        // Reached only when the caller allows SHA-1 (see `allow_sha1`).
+        (false, HashAlg::Sha1) => &rsig::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
         (false, HashAlg::Sha256) => &rsig::RSA_PKCS1_2048_8192_SHA256,
         (false, HashAlg::Sha384) => &rsig::RSA_PKCS1_2048_8192_SHA384,
         (false, HashAlg::Sha512) => &rsig::RSA_PKCS1_2048_8192_SHA512,
@@ -763,6 +778,7 @@ mod tests {
             nonce: NONCE,
             selection: sel,
             pcr_values: values,
+            allow_sha1: false,
         }
     }
 

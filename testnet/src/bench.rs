@@ -198,6 +198,7 @@ impl Case {
         let challenge = Challenge {
             nonce: &self.nonce,
             selection,
+            allow_sha1: false,
         };
         appraise(
             &self.ak,
@@ -524,6 +525,7 @@ fn print_phases(
         nonce: &case.nonce,
         selection: Some(selection),
         pcr_values: None,
+        allow_sha1: false,
     };
     let parsed = records(&case.ima, case.ima_offset)?;
     let start = case.prior.as_ref().map(|p| &p.pcr10);

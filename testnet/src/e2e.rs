@@ -170,6 +170,7 @@ impl TestPdp {
             ek_roots,
             ek_intermediates,
             no_evidence: policy::Verdict::Isolate,
+            allow_sha1_quotes: false,
             os_policy,
             store,
             sasl,

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_handshake;
+mod boot;
 mod demo;
 mod demo_pdp;
 
@@ -25,6 +26,9 @@ enum Command {
     /// The PDP and three swtpm-backed endpoints (good terminal, tampered
     /// kernel, VM) logging in over PT-TLS on loopback, with a summary table.
     Demo,
+    /// Measure a boot into a software TPM (PCRs, UEFI event log, IMA list)
+    /// from a profile, for a lab endpoint run by hand (README: Quickstart).
+    Boot(boot::Args),
     /// A whole PT-TLS + PB-TNC + PA-TNC exchange in memory, printed message by
     /// message as the dissector reads it.
     DemoWire(demo::Args),
@@ -39,6 +43,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo => demo_pdp::run(),
         Command::DemoWire(args) => demo::run(&args),
+        Command::Boot(args) => boot::run(&args),
         Command::Bench { command } => bench::run(&command),
     }
 }

@@ -252,6 +252,11 @@ impl Measurements {
     /// Extends a real TPM's PCRs with every measurement (tpm2_pcrextend, one call
     /// per event with all banks, as firmware and the kernel do).
     pub fn apply(&self, tpm: &Swtpm, workdir: &Path) -> Result<(), String> {
+        self.apply_to(&tpm.tcti(), workdir)
+    }
+
+    /// [`Measurements::apply`] to the TPM behind `tcti`.
+    pub fn apply_to(&self, tcti: &str, workdir: &Path) -> Result<(), String> {
         for e in &self.extends {
             let spec: Vec<String> = e
                 .digests
@@ -259,8 +264,7 @@ impl Measurements {
                 .map(|(b, d)| format!("{}={}", b.name(), hex(d)))
                 .collect();
             let arg = format!("{}:{}", e.pcr, spec.join(","));
-            let out = tpm
-                .tpm2(workdir, "tpm2_pcrextend", &[&arg])
+            let out = crate::swtpm::tpm2_at(tcti, workdir, "tpm2_pcrextend", &[&arg])
                 .map_err(|err| err.to_string())?;
             if !out.status.success() {
                 return Err(format!(

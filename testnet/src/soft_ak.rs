@@ -211,6 +211,7 @@ mod tests {
             nonce: b"nonce",
             selection: Some(&selection),
             pcr_values: Some(&values),
+            allow_sha1: false,
         };
         for (ak, other) in [
             (&mut ecdsa, SoftAk::generate_sm2()),

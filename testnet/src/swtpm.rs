@@ -232,34 +232,42 @@ impl Swtpm {
 
     /// A tpm2-tools command aimed at this TPM (`TPM2TOOLS_TCTI` set), run in `dir`.
     pub fn tpm2_command(&self, program: &str, dir: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.current_dir(dir)
-            .env("TPM2TOOLS_TCTI", self.tcti())
-            .stdin(Stdio::null());
-        cmd
+        tpm2_command_at(&self.tcti(), program, dir)
     }
 
     /// Runs a tpm2-tools command, then flushes transient objects and sessions: a
     /// bare swtpm has only 3 object slots and no resource manager.
     pub fn tpm2(&self, dir: &Path, program: &str, args: &[&str]) -> io::Result<Output> {
-        let out = self
-            .tpm2_command(program, dir)
-            .args(args)
-            .output()
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("running {program} (install tpm2-tools): {e}"),
-                )
-            })?;
-        for flush in ["-t", "-s"] {
-            let _ = self
-                .tpm2_command("tpm2_flushcontext", dir)
-                .arg(flush)
-                .output();
-        }
-        Ok(out)
+        tpm2_at(&self.tcti(), dir, program, args)
     }
+}
+
+/// A tpm2-tools command aimed at the TPM behind `tcti`, run in `dir`.
+pub fn tpm2_command_at(tcti: &str, program: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir)
+        .env("TPM2TOOLS_TCTI", tcti)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// [`Swtpm::tpm2`] for any TPM, named by its TCTI.
+pub fn tpm2_at(tcti: &str, dir: &Path, program: &str, args: &[&str]) -> io::Result<Output> {
+    let out = tpm2_command_at(tcti, program, dir)
+        .args(args)
+        .output()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("running {program} (install tpm2-tools): {e}"),
+            )
+        })?;
+    for flush in ["-t", "-s"] {
+        let _ = tpm2_command_at(tcti, "tpm2_flushcontext", dir)
+            .arg(flush)
+            .output();
+    }
+    Ok(out)
 }
 
 impl Drop for Swtpm {

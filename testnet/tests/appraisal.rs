@@ -64,6 +64,7 @@ impl Device {
         let challenge = Challenge {
             nonce,
             selection: &self.selection,
+            allow_sha1: false,
         };
         appraise(
             &self.ak.public(),
@@ -174,6 +175,7 @@ fn wrong_nonce_foreign_ak_and_altered_log_get_no_access() {
     let challenge = Challenge {
         nonce: b"fresh-nonce",
         selection: &d.selection,
+        allow_sha1: false,
     };
     let ev = Evidence {
         attest: &attest,
@@ -192,6 +194,7 @@ fn wrong_nonce_foreign_ak_and_altered_log_get_no_access() {
     let challenge = Challenge {
         nonce: b"old-nonce",
         selection: &d.selection,
+        allow_sha1: false,
     };
     let a = appraise(&other.public(), &ev, &challenge, &r, None, 0);
     assert_eq!(a.verdict, Verdict::NoAccess);
@@ -284,6 +287,7 @@ fn an_altered_ima_entry_is_no_access_and_named() {
     let challenge = Challenge {
         nonce: b"n",
         selection: &d.selection,
+        allow_sha1: false,
     };
     let a = appraise(&ak.public(), &ev, &challenge, &r, None, 0);
     assert_eq!(a.verdict, Verdict::NoAccess, "{}", show(&a));

@@ -176,6 +176,7 @@ fn policy_verifies(ak: &Public, qn: &[u8], quote: &Quote, nonce: &[u8]) -> Verif
         nonce,
         selection: Some(&selection),
         pcr_values: Some(&values),
+        allow_sha1: false,
     };
     let verified = verify_quote(ak, &quote.attest, &sig, &expected).expect("quote verifies");
     assert_eq!(verified.attest.extra_data, nonce);
@@ -611,6 +612,7 @@ fn transient_objects_are_flushed() {
                 nonce: &nonce,
                 selection: None,
                 pcr_values: None,
+                allow_sha1: false,
             };
             verify_quote(&public, &quote.attest, &sig, &expected).unwrap();
         }

@@ -60,6 +60,7 @@ fn attest_on_swtpm(name: &str) -> policy::Appraisal {
     let challenge = Challenge {
         nonce,
         selection: &selection,
+        allow_sha1: false,
     };
     let ak_public = Public::parse(ak.public_area()).unwrap();
     appraise(

@@ -173,6 +173,7 @@ fn check_quote(ak: &Public, ak_qn: &[u8], q: &TpmQuote, sig_hash: HashAlg) {
         nonce: &q.nonce,
         selection: Some(&selection),
         pcr_values: Some(&q.values),
+        allow_sha1: false,
     };
     let verified = verify_quote(ak, &q.msg, &q.sig, &expected).expect("tpm2-tools quote verifies");
     assert_eq!(verified.sig_hash, sig_hash);
@@ -223,6 +224,7 @@ fn check_quote(ak: &Public, ak_qn: &[u8], q: &TpmQuote, sig_hash: HashAlg) {
     changed.insert(HashAlg::Sha256, 0, vec![1; 32]);
     let other_values = QuoteExpectation {
         pcr_values: Some(&changed),
+        allow_sha1: false,
         ..expected
     };
     assert!(matches!(

@@ -78,6 +78,8 @@ impl std::fmt::Display for Outcome {
 pub enum AgentError {
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the PDP's certificate {0}")]
+    Certificate(String),
     #[error("PT-TLS: {0}")]
     PtTls(String),
     #[error("PB-TNC: {0}")]
@@ -97,6 +99,11 @@ pub trait Collector: Send {
     fn receive(&mut self, attrs: Vec<AttAttribute>) -> Vec<AttAttribute>;
     /// The last verdict the PDP's validator sent.
     fn result(&self) -> Option<AttestationResult>;
+    /// The device ID the PDP knows this endpoint by (SHA-256 of its EK
+    /// certificate, hex), once the collector sent its identity.
+    fn device_id(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Collector for AttestationCollector {
@@ -108,6 +115,9 @@ impl Collector for AttestationCollector {
     }
     fn result(&self) -> Option<AttestationResult> {
         self.result.clone()
+    }
+    fn device_id(&self) -> Option<String> {
+        self.device_id.clone()
     }
 }
 
@@ -431,8 +441,53 @@ pub async fn login(
     let _ = tcp.set_nodelay(true);
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
-        .await?;
+        .await
+        .map_err(certificate_error)?;
     run_session(stream, agent, credentials, MAX_MESSAGE_LEN).await
+}
+
+/// A refused server certificate, said so that the operator knows what to
+/// change; other errors as they are.
+fn certificate_error(e: std::io::Error) -> AgentError {
+    use rustls::CertificateError as C;
+    let Some(rustls::Error::InvalidCertificate(cert)) =
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+    else {
+        return AgentError::Io(e);
+    };
+    AgentError::Certificate(match cert {
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            // rustls prints the names as `DnsName("x")` / `IpAddress(x)`.
+            let names: Vec<String> = presented
+                .iter()
+                .map(|n| {
+                    n.trim_start_matches("DnsName(\"")
+                        .trim_start_matches("IpAddress(")
+                        .trim_end_matches("\")")
+                        .trim_end_matches(')')
+                        .to_string()
+                })
+                .collect();
+            format!(
+                "is not valid for the name {:?} (the name comes from --server-name, else the \
+                 config's server_name, else the host of --server or server); it names {}: \
+                 give one of those with --server-name",
+                expected.to_str(),
+                if names.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        }
+        C::UnknownIssuer => "is signed by a CA other than the one in `ca` (or --ca): give the \
+             CA certificate of the PDP (tnc-server init wrote it as ca.pem)"
+            .to_string(),
+        other => format!("was refused: {other}"),
+    })
 }
 
 /// As [`login`], over QUIC: the PT-TLS messages on one bidirectional stream

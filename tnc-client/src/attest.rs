@@ -37,6 +37,8 @@ pub struct AttestationCollector {
     session: Option<Session>,
     /// The last verdict the PDP's attestation validator sent.
     pub result: Option<tnc_proto::attestation::AttestationResult>,
+    /// SHA-256 of the EK certificate sent (hex): the PDP's device ID.
+    pub device_id: Option<String>,
 }
 
 impl AttestationCollector {
@@ -45,6 +47,7 @@ impl AttestationCollector {
             config,
             session: None,
             result: None,
+            device_id: None,
         }
     }
 
@@ -133,11 +136,15 @@ impl AttestationCollector {
             .ek_certificate(s.ek)
             .map_err(tpm_err)?
             .ok_or("the EK certificate disappeared")?;
-        Ok(Identity {
+        let identity = Identity {
             ek_public: ek.public_area,
-            ek_certificate: cert,
             ak_public: s.ak.public_area().to_vec(),
-        })
+            ek_certificate: cert,
+        };
+        self.device_id = Some(policy::digest::hex(
+            &policy::HashAlg::Sha256.digest(&identity.ek_certificate),
+        ));
+        Ok(identity)
     }
 
     fn activate(&mut self, id_object: &[u8], secret: &[u8]) -> Result<Vec<u8>, String> {

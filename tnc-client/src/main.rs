@@ -33,9 +33,14 @@ enum Command {
         /// The client configuration (TOML; `tnc-server init` writes one).
         #[arg(long)]
         config: PathBuf,
-        /// The PDP, `host:port`, instead of `server` in the config.
+        /// The PDP, `host:port`, instead of `server` in the config. Its host
+        /// is also the name the PDP's certificate is checked against, unless
+        /// --server-name or the config's `server_name` says otherwise.
         #[arg(long)]
         server: Option<String>,
+        /// The name the PDP's certificate must carry (DNS name or IP address).
+        #[arg(long)]
+        server_name: Option<String>,
         /// The CA that signs the PDP's certificate, instead of `ca`.
         #[arg(long)]
         ca: Option<PathBuf>,
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Command::Login {
             config,
             server,
+            server_name,
             ca,
             user,
             password_file,
@@ -70,7 +76,7 @@ fn main() -> ExitCode {
         } => user
             .map(|u| credentials(u, password_file.as_deref()))
             .transpose()
-            .and_then(|creds| run_login(&config, server, ca, creds, quic)),
+            .and_then(|creds| run_login(&config, server, server_name, ca, creds, quic)),
         Command::Status { config } => status(&config),
     };
     match result {
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
 fn run_login(
     path: &std::path::Path,
     server: Option<String>,
+    server_name: Option<String>,
     ca: Option<PathBuf>,
     credentials: Option<PlainCredentials>,
     quic: bool,
@@ -93,6 +100,9 @@ fn run_login(
     let quic = quic || config.transport.as_deref() == Some("quic");
     if let Some(s) = server {
         config.server = s;
+    }
+    if let Some(n) = server_name {
+        config.server_name = Some(n);
     }
     let ca = ca.unwrap_or_else(|| config.path(&config.ca));
     let identity = config
@@ -144,7 +154,11 @@ fn run_login(
         }
     };
     print!("{outcome}");
-    save_verdict(&config, &outcome);
+    let device = agent.attestation.device_id();
+    if let Some(d) = &device {
+        println!("device: {d}");
+    }
+    save_verdict(&config, &outcome, device.as_deref());
     Ok(ExitCode::from(exit_code(&outcome)))
 }
 
@@ -180,7 +194,7 @@ fn exit_code(o: &Outcome) -> u8 {
     }
 }
 
-fn save_verdict(config: &ClientConfig, o: &Outcome) {
+fn save_verdict(config: &ClientConfig, o: &Outcome, device: Option<&str>) {
     let path = config.last_verdict_path();
     let record = serde_json::json!({
         "verdict": o.verdict_name(),
@@ -188,6 +202,7 @@ fn save_verdict(config: &ClientConfig, o: &Outcome) {
         "attestation": o.attestation.as_ref().map(|a| serde_json::json!({
             "verdict": a.verdict, "findings": a.findings })),
         "remediation": o.remediation,
+        "device": device,
         "at": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -222,6 +237,9 @@ fn status(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     println!("verdict: {}", v["verdict"].as_str().unwrap_or("unknown"));
     if let Some(at) = v["at"].as_u64() {
         println!("at: {at} (unix seconds)");
+    }
+    if let Some(d) = v["device"].as_str() {
+        println!("device: {d}");
     }
     if let Some(r) = v["reason"].as_str() {
         println!("reason: {r}");

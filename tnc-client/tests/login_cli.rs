@@ -110,6 +110,75 @@ async fn login_prints_the_verdict_and_status_remembers_it() {
     );
     assert!(stdout.contains("verdict: allow"), "{stdout}");
 
+    // The device ID the PDP knows it by is printed and remembered.
+    let devices = pdp.ctx.store.devices().await.unwrap();
+    assert_eq!(devices.len(), 1);
+    let device = policy::digest::hex(&devices[0].device_id);
+    assert!(stdout.contains(&format!("device: {device}")), "{stdout}");
+    let status = tnc_client(&["status"], &config);
+    assert!(String::from_utf8_lossy(&status.stdout).contains(&device));
+
+    // The name checked on the PDP's certificate follows --server (the
+    // config's server names a host the certificate does not carry) unless
+    // --server-name says otherwise; a wrong one is named with the right ones.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("server_name = \"localhost\"\n", "")
+        .replace(
+            &format!("server = \"{}\"", pdp.addr),
+            "server = \"pdp.example:271\"",
+        );
+    let moved = good.dir.join("moved.toml");
+    std::fs::write(&moved, text).unwrap();
+    let port = pdp.addr.port();
+    let run = move |args: Vec<String>, cfg: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_tnc-client"))
+                .args(&args)
+                .arg("--config")
+                .arg(&cfg)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(
+        vec![
+            "login".into(),
+            "--server".into(),
+            format!("localhost:{port}"),
+        ],
+        moved.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        vec![
+            "login".into(),
+            "--server".into(),
+            format!("127.0.0.1:{port}"),
+            "--server-name".into(),
+            "pdp.example".into(),
+        ],
+        moved,
+    )
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("\"pdp.example\"")
+            && stderr.contains("localhost, 127.0.0.1")
+            && stderr.contains("--server-name")
+            && stderr.ends_with('\n'),
+        "{stderr}"
+    );
+
     let config = write_config(&bad, pdp.addr, &pdp.tls.ca);
     let out = login(&config).await;
     let stdout = String::from_utf8_lossy(&out.stdout);

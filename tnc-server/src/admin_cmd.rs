@@ -96,8 +96,13 @@ pub enum PolicyCommand {
     Learn {
         #[arg(long)]
         config: PathBuf,
-        /// The device (its ID or a unique prefix, from `device list`).
-        device: String,
+        /// The device (its ID or a unique prefix, from `device list`, or as
+        /// `tnc-client login` prints it).
+        #[arg(required_unless_present = "last")]
+        device: Option<String>,
+        /// The device that attested most recently, in place of DEVICE.
+        #[arg(long, conflicts_with = "device")]
+        last: bool,
         /// Record for this role instead of the device's own.
         #[arg(long, value_parser = parse_role)]
         role: Option<Role>,
@@ -114,13 +119,13 @@ fn parse_role(s: &str) -> Result<Role, String> {
     Role::from_name(s).ok_or_else(|| format!("{s:?}: use terminal or vm"))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
 
-async fn open(config: &Path) -> anyhow::Result<Store> {
+pub(crate) async fn open(config: &Path) -> anyhow::Result<Store> {
     let config = ServerConfig::load(config)?;
     Store::open(&config.store_url())
         .await
@@ -324,10 +329,12 @@ pub fn policy(cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Learn {
             config,
             device,
+            // Without DEVICE, clap made sure --last was given.
+            last: _,
             role,
             output,
             yes,
-        } => return learn(config, device, *role, output.as_deref(), *yes),
+        } => return learn(config, device.as_deref(), *role, output.as_deref(), *yes),
     };
     let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
     policy::reference::ReferenceValues::from_toml(&text)
@@ -354,14 +361,22 @@ pub fn policy(cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
 
 fn learn(
     config: &Path,
-    device: &str,
+    device: Option<&str>,
     role: Option<Role>,
     output: Option<&Path>,
     yes: bool,
 ) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(config).await?;
-        let d = find_device(&store, device).await?;
+        let d = match device {
+            Some(prefix) => find_device(&store, prefix).await?,
+            None => store
+                .devices()
+                .await?
+                .into_iter()
+                .max_by_key(|d| d.last_seen)
+                .ok_or_else(|| anyhow!("no device has attested yet"))?,
+        };
         let id = hex(&d.device_id);
         let evidence = store.evidence(&d.device_id).await?.ok_or_else(|| {
             anyhow!("device {id} has no kept evidence: it must attest once (genuinely) first")

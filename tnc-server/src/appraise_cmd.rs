@@ -77,6 +77,7 @@ pub fn run(a: &AppraiseArgs) -> anyhow::Result<ExitCode> {
     let challenge = Challenge {
         nonce: &nonce,
         selection: &selection,
+        allow_sha1: false,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

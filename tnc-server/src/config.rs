@@ -114,8 +114,20 @@ pub struct Tls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attestation {
-    /// PEM files with the EK CA roots (TPM vendors' roots; swtpm's local CA in tests).
+    /// Trust the TPM manufacturers' and cloud vTPMs' EK CAs shipped with
+    /// tnc-server (`tnc-server ek-roots list`; `pki/ek-roots/README.md` says
+    /// where each came from). Default true.
+    #[serde(default = "yes")]
+    pub vendor_ek_roots: bool,
+    /// The operator's own EK CA certificates (PEM files): a private CA, a
+    /// vendor not shipped, the swtpm local CA of a lab. A file that holds no
+    /// certificate yet is allowed; a missing file is an error.
+    #[serde(default)]
     pub ek_roots: Vec<PathBuf>,
+    /// SHA-256 fingerprints (hex) of CA certificates not to trust, shipped or
+    /// not; distrusting a shipped root distrusts the shipped CAs below it.
+    #[serde(default)]
+    pub distrusted_ek_roots: Vec<String>,
     /// PEM files with intermediate EK CA certificates.
     #[serde(default)]
     pub ek_intermediates: Vec<PathBuf>,
@@ -129,6 +141,11 @@ pub struct Attestation {
     /// The verdict for an endpoint without TPM evidence.
     #[serde(default = "isolate", deserialize_with = "verdict")]
     pub no_evidence: Verdict,
+    /// Accept quotes signed with SHA-1 (RSASSA-SHA1, as cloud vTPMs of a few
+    /// years ago make them). SHA-1 signatures can be forged with a chosen
+    /// prefix; default false. Each accepted one is logged.
+    #[serde(default)]
+    pub allow_sha1_quotes: bool,
 }
 
 fn default_pcrs() -> String {
@@ -308,20 +325,31 @@ impl ServerConfig {
         &self,
         store: std::sync::Arc<crate::store::Store>,
     ) -> anyhow::Result<crate::pdp::PdpContext> {
+        let trust = crate::ek_trust::EkTrust::load(self, crate::pdp::system_clock() as i64)?;
+        let ek_roots = trust.anchors();
+        if trust.usable() == 0 {
+            tracing::warn!(
+                "attestation: no EK CA is trusted (vendor_ek_roots = {}, ek_roots {:?}): \
+                 no TPM can enroll, so new TPM endpoints get the no_evidence verdict ({}); \
+                 add your TPM vendor's EK CA with `tnc-server ek-roots add`",
+                self.attestation.vendor_ek_roots,
+                self.attestation.ek_roots,
+                self.attestation.no_evidence.name()
+            );
+        } else {
+            tracing::info!(
+                anchors = ek_roots.len(),
+                usable = trust.usable(),
+                "EK trust anchors loaded (tnc-server ek-roots list shows them)"
+            );
+        }
         let pem = |key: &str, p: &Path| -> anyhow::Result<Vec<Vec<u8>>> {
             let path = self.path(p);
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("{key}: reading {}", path.display()))?;
-            pki::ek::certificates_from_pem(&bytes)
+            pki::ek::certificates_in_pem(&bytes)
                 .map_err(|e| anyhow::anyhow!("{key}: {}: {e}", path.display()))
         };
-        let mut ek_roots = Vec::new();
-        for p in &self.attestation.ek_roots {
-            ek_roots.extend(pem("attestation.ek_roots", p)?);
-        }
-        if ek_roots.is_empty() {
-            bail!("attestation.ek_roots: no CA certificate: no EK could ever be trusted");
-        }
         let mut ek_intermediates = Vec::new();
         for p in &self.attestation.ek_intermediates {
             ek_intermediates.extend(pem("attestation.ek_intermediates", p)?);
@@ -338,6 +366,7 @@ impl ServerConfig {
             ek_roots,
             ek_intermediates,
             no_evidence: self.attestation.no_evidence,
+            allow_sha1_quotes: self.attestation.allow_sha1_quotes,
             os_policy: self.os.clone(),
             store,
             sasl: self.auth.sasl,

@@ -18,7 +18,22 @@ pub struct Args {
     /// localhost, 127.0.0.1 and ::1.
     #[arg(long = "san")]
     sans: Vec<String>,
+    /// Also trust swtpm's local CA for EK certificates (for a lab of software
+    /// TPMs; the CA `swtpm_setup --create-ek-cert` signs with, by default in
+    /// /var/lib/swtpm-localca, or as swtpm-localca.conf says). Never on a
+    /// production PDP.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
+    lab_swtpm_ca: Option<Option<PathBuf>>,
 }
+
+/// The operator's own EK CA file as `init` leaves it: no certificate yet
+/// (the shipped vendor CAs need none here).
+const EK_ROOTS_HEADER: &str = "\
+# Your own EK CA certificates (PEM), trusted besides the TPM vendors' CAs that
+# ship with tnc-server (tnc-server ek-roots list). Add with
+#   tnc-server ek-roots add --config server.toml FILE
+# A file without any certificate is fine.
+";
 
 /// Reference values an operator starts from: no boot events or allowlist yet,
 /// so nothing is allowed until they are filled in (from a known-good
@@ -79,6 +94,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let dir = dir
         .canonicalize()
         .with_context(|| dir.display().to_string())?;
+    // Read before anything is written: a missing lab CA leaves no half-made PDP.
+    let mut ek_roots = EK_ROOTS_HEADER.to_string();
+    if let Some(ca_dir) = crate::ek_roots_cmd::lab_ca_dir(&args.lab_swtpm_ca) {
+        for c in crate::ek_roots_cmd::swtpm_local_ca(&ca_dir)? {
+            ek_roots.push_str(&format!(
+                "# lab only: swtpm local CA {}\n# sha256 {}\n",
+                c.subject,
+                c.fingerprint()
+            ));
+            ek_roots.push_str(&c.pem());
+        }
+    }
 
     // The CA that signs the PDP's certificate; endpoints trust it.
     let ca = certs::new_ca(&format!("TNC PDP CA ({})", host_name()))?;
@@ -108,6 +135,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         EXAMPLE_REFERENCE.as_bytes(),
         0o644,
     )?;
+    write_new(&dir.join("ek-roots.pem"), ek_roots.as_bytes(), 0o644)?;
     write_new(
         &dir.join("server.toml"),
         br#"# tnc-server configuration (README: "Running the PDP and the agent").
@@ -125,8 +153,11 @@ url = "sqlite://tnc.db"
 sasl = "plain"                  # users: tnc-server user add
 
 [attestation]
-ek_roots = ["ek-roots.pem"]     # your TPM vendors' EK CA certificates (PEM)
+vendor_ek_roots = true          # the TPM vendors' EK CAs shipped with tnc-server (ek-roots list)
+ek_roots = ["ek-roots.pem"]     # your own EK CAs (PEM): tnc-server ek-roots add
+distrusted_ek_roots = []        # SHA-256 fingerprints not to trust: tnc-server ek-roots remove
 ek_intermediates = []
+allow_sha1_quotes = false       # true only for fleets of old vTPMs that sign quotes over SHA-1
 reference_values = { terminal = "reference-terminal.toml" }
 pcrs = "sha256:0,1,2,3,4,5,6,7,8,9,10"
 no_evidence = "isolate"
@@ -149,7 +180,7 @@ handshake_timeout_secs = 30
             r#"# tnc-client configuration: copy it with ca.pem to the endpoint.
 role = "terminal"
 server = "{host}:271"
-server_name = "{host}"
+# server_name = "{host}"         # the name on the PDP's certificate; default: the host of server (or --server)
 ca = "ca.pem"
 state_dir = "/var/lib/tnc-client"
 
@@ -190,13 +221,22 @@ ak_kind = "ecdsa-p256"
     );
     println!("  tnc.db (0600)                 the store: users, devices, attestations, audit log");
     println!("  reference-terminal.toml       reference values to fill in (nothing is allowed until then)");
+    println!(
+        "  ek-roots.pem                  your own EK CAs ({})",
+        if args.lab_swtpm_ca.is_some() {
+            "the swtpm local CA, for a lab"
+        } else {
+            "none yet"
+        }
+    );
     println!("  server.toml, client.toml");
+    println!("EK certificates: the TPM vendors' CAs shipped with tnc-server are trusted (tnc-server ek-roots list --config {d}/server.toml)");
     println!("next:");
-    println!("  1. put your TPM vendors' EK CA certificates in {d}/ek-roots.pem");
-    println!("  2. tnc-server user add --config {d}/server.toml NAME");
-    println!("  3. fill in {d}/reference-terminal.toml from a known-good terminal");
-    println!("     (tnc-server evidence eventlog / ima show its events and files)");
-    println!("  4. tnc-server run --config {d}/server.toml");
-    println!("  5. on a terminal: tnc-client login --config client.toml --user NAME");
+    println!("  1. tnc-server user add --config {d}/server.toml NAME");
+    println!("  2. tnc-server run --config {d}/server.toml");
+    println!("  3. on a terminal: tnc-client login --config client.toml --user NAME");
+    println!("     (copy client.toml and ca.pem there; without a TPM it is isolated: no evidence)");
+    println!("  4. once a known-good terminal has logged in: tnc-server policy learn --config {d}/server.toml DEVICE");
+    println!("     turns its evidence into reference values (or fill in {d}/reference-terminal.toml by hand)");
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod certs;
 pub mod config;
 pub mod devices;
+pub mod ek_trust;
 pub mod imv;
 pub mod net;
 pub mod pdp;

@@ -8,6 +8,7 @@
 mod admin_cmd;
 mod appraise_cmd;
 mod dissect;
+mod ek_roots_cmd;
 mod evidence;
 mod init_cmd;
 mod input;
@@ -48,6 +49,10 @@ enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(admin_cmd::AuditCommand),
+    /// The CAs trusted for TPM endorsement key certificates: the TPM
+    /// manufacturers' and cloud vTPMs' shipped with tnc-server, and your own.
+    #[command(subcommand, name = "ek-roots")]
+    EkRoots(ek_roots_cmd::Command),
     /// Print every field of raw PT-TLS, PB-TNC or PA-TNC bytes by its RFC name.
     ///
     /// Reads a PT-TLS byte stream (the TLS plaintext of one direction of a
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         Command::Device(cmd) => admin_cmd::device(&cmd),
         Command::Policy(cmd) => admin_cmd::policy(&cmd),
         Command::Audit(cmd) => admin_cmd::audit(&cmd),
+        Command::EkRoots(cmd) => ek_roots_cmd::run(&cmd),
         Command::Dissect(args) => dissect::run(&args),
         Command::Evidence(cmd) => evidence::run(&cmd),
     };

@@ -40,6 +40,10 @@ pub struct QuoteArgs {
     /// The PCR selection that was requested, e.g. `sha256:0,1,2,3,7+sha1:10`.
     #[arg(long)]
     selection: Option<String>,
+    /// Verify an RSASSA signature over SHA-1 (legacy cloud vTPMs quote so).
+    /// Refused by default: SHA-1 collisions can be made.
+    #[arg(long)]
+    allow_sha1: bool,
 }
 
 /// An AK public area as tpm2-tools writes it (TPM2B_PUBLIC) or bare (TPMT_PUBLIC).
@@ -86,6 +90,7 @@ pub fn run(a: &QuoteArgs) -> anyhow::Result<ExitCode> {
         nonce: &nonce,
         selection: selection.as_deref(),
         pcr_values: values.as_ref(),
+        allow_sha1: a.allow_sha1,
     };
     println!("AK name: {}", hex(&ak.name()));
     let result = verify_quote(&ak, &attest, &sig, &expectation);
@@ -93,6 +98,9 @@ pub fn run(a: &QuoteArgs) -> anyhow::Result<ExitCode> {
         Ok(v) => {
             let c = &v.attest.clock_info;
             println!("signature: valid ({} over the attest bytes)", v.sig_hash);
+            if v.sig_hash == policy::HashAlg::Sha1 {
+                println!("warning: a SHA-1 signature, accepted because of --allow-sha1");
+            }
             match a.nonce {
                 Some(_) => println!("nonce: {} (as expected)", hex(&v.attest.extra_data)),
                 None => println!(

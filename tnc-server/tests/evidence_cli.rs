@@ -213,6 +213,170 @@ fn quote_from_tpm2_tools_verifies_and_tampering_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The quote shape of cloud vTPMs of a few years ago: an RSA AK whose scheme
+/// is RSASSA over SHA-1, quoting with SHA-1 (made here by tpm2-tools on
+/// swtpm). Refused by default; `--allow-sha1` verifies it, with a warning,
+/// and still refuses it tampered or for another nonce; tpm2_checkquote, the
+/// independent checker, agrees it is a good quote.
+#[test]
+fn sha1_quote_is_refused_unless_allowed() {
+    let tpm = testnet::swtpm::Swtpm::start(&Default::default()).unwrap();
+    let dir = testnet::swtpm::scratch_dir("quote-sha1").unwrap();
+    let run = |tool: &str, args: &[&str]| {
+        let out = tpm.tpm2(&dir, tool, args).unwrap();
+        assert!(
+            out.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(
+        "tpm2_createek",
+        &["-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"],
+    );
+    run(
+        "tpm2_createak",
+        &[
+            "-C", "ek.ctx", "-c", "ak.ctx", "-G", "rsa", "-g", "sha1", "-s", "rsassa", "-u",
+            "ak.pub", "-n", "ak.name",
+        ],
+    );
+    let nonce = "0badc0de0badc0de0badc0de0badc0de";
+    run(
+        "tpm2_quote",
+        &[
+            "-c",
+            "ak.ctx",
+            "-l",
+            "sha256:0,1,2,3,7",
+            "-q",
+            nonce,
+            "-m",
+            "quote.msg",
+            "-s",
+            "quote.sig",
+            "-g",
+            "sha1",
+            "-o",
+            "quote.pcrs",
+            "-F",
+            "serialized",
+        ],
+    );
+    std::fs::write(
+        dir.join("pcrs.txt"),
+        run("tpm2_pcrread", &["sha256:0,1,2,3,7"]),
+    )
+    .unwrap();
+    // tpm2-tools' own checker: a genuine SHA-1 quote.
+    run(
+        "tpm2_checkquote",
+        &[
+            "-u",
+            "ak.pub",
+            "-m",
+            "quote.msg",
+            "-s",
+            "quote.sig",
+            "-g",
+            "sha1",
+            "-q",
+            nonce,
+            "-f",
+            "quote.pcrs",
+        ],
+    );
+
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let cli = |nonce: &str, attest: &str, allow: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tnc-server"));
+        cmd.args(["evidence", "quote", "--ak-public"])
+            .arg(p("ak.pub"))
+            .arg("--attest")
+            .arg(p(attest))
+            .arg("--signature")
+            .arg(p("quote.sig"))
+            .args(["--nonce", nonce, "--pcrs"])
+            .arg(p("pcrs.txt"))
+            .args(["--selection", "sha256:0,1,2,3,7"]);
+        if allow {
+            cmd.arg("--allow-sha1");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+
+    let (code, text) = cli(nonce, "quote.msg", false);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("SHA-1 signatures are not accepted") && text.contains("--allow-sha1"),
+        "{text}"
+    );
+
+    let (code, text) = cli(nonce, "quote.msg", true);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("signature: valid (sha1"), "{text}");
+    assert!(text.contains("warning: a SHA-1 signature"), "{text}");
+    assert!(text.contains("QUOTE VERIFIED"), "{text}");
+
+    let (code, text) = cli("ffffffffffffffffffffffffffffffff", "quote.msg", true);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("nonce mismatch"), "{text}");
+    let mut msg = std::fs::read(dir.join("quote.msg")).unwrap();
+    msg[12] ^= 1;
+    std::fs::write(dir.join("tampered.msg"), msg).unwrap();
+    let (code, text) = cli(nonce, "tampered.msg", true);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("does not verify"), "{text}");
+
+    // The PDP's appraisal, as `attestation.allow_sha1_quotes` sets it.
+    use policy::appraisal::{appraise, Challenge, Evidence};
+    let ak = policy::tpm::Public::from_tpm2b(&std::fs::read(dir.join("ak.pub")).unwrap()).unwrap();
+    let attest = std::fs::read(dir.join("quote.msg")).unwrap();
+    let signature = std::fs::read(dir.join("quote.sig")).unwrap();
+    let selection = policy::tpm::parse_selection("sha256:0,1,2,3,7").unwrap();
+    let reference =
+        policy::reference::ReferenceValues::from_toml("name = \"t\"\nbank = \"sha256\"\n")
+            .and_then(|r| r.compile())
+            .unwrap();
+    let nonce = policy::digest::from_hex(nonce).unwrap();
+    for allow_sha1 in [false, true] {
+        let a = appraise(
+            &ak,
+            &Evidence {
+                attest: &attest,
+                signature: &signature,
+                event_log: &[],
+                ima: &[],
+                ima_offset: 0,
+            },
+            &Challenge {
+                nonce: &nonce,
+                selection: &selection,
+                allow_sha1,
+            },
+            &reference,
+            None,
+            0,
+        );
+        let refused = a.findings.iter().any(|f| f.message.contains("SHA-1"));
+        assert_eq!(refused, !allow_sha1, "{:?}", a.findings);
+        // Allowed, the quote passes and the appraisal goes on to the
+        // (here empty) event log.
+        let quote_findings = a
+            .findings
+            .iter()
+            .filter(|f| f.area == policy::appraisal::Area::Quote)
+            .count();
+        assert_eq!(quote_findings, usize::from(!allow_sha1), "{:?}", a.findings);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `evidence appraise` on simulated boots signed by a SOFTWARE AK (testnet's,
 /// clearly labelled): exit 0 allow, 3 isolate with the finding, 4 no access.
 #[test]

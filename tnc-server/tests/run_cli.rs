@@ -174,10 +174,25 @@ fn config_errors_name_the_key() {
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     let base = "[tls]\ncertificate = \"server.pem\"\nprivate_key = \"server.key\"\n";
+    // A file the config names must be there (an empty one is fine).
     let err = write(&format!(
-        "{base}[attestation]\nek_roots = []\nreference_values = {{}}\n"
+        "{base}[attestation]\nek_roots = [\"missing.pem\"]\nreference_values = {{}}\n"
     ));
-    assert!(err.contains("attestation.ek_roots"), "{err}");
+    assert!(
+        err.contains("attestation.ek_roots") && err.contains("missing.pem"),
+        "{err}"
+    );
+    assert!(err.ends_with('\n'), "{err:?}");
+    // An EK certificate is no trust anchor.
+    std::fs::write(dir.join("leaf.pem"), std::fs::read(&tls.cert).unwrap()).unwrap();
+    let err = write(&format!(
+        "{base}[attestation]\nek_roots = [\"leaf.pem\"]\nreference_values = {{}}\n"
+    ));
+    assert!(err.contains("not a CA certificate"), "{err}");
+    let err = write(&format!(
+        "{base}[attestation]\ndistrusted_ek_roots = [\"abc\"]\nreference_values = {{}}\n"
+    ));
+    assert!(err.contains("attestation.distrusted_ek_roots"), "{err}");
     let err = write(&format!(
         "{base}[attestation]\nek_roots = [\"{}\"]\nreference_values = {{}}\npcrs = \"sha256:0,x\"\n",
         tls.ca.display()
@@ -199,5 +214,172 @@ fn config_errors_name_the_key() {
         tls.ca.display()
     ));
     assert!(err.contains("chmod 600"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts `tnc-server run` on the config (its listen address replaced by a
+/// free loopback port) and returns it with the address it listens on.
+fn start_daemon(config: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+    let mut daemon = tnc_server()
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env("TNC_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(daemon.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .parse()
+        .unwrap();
+    (daemon, addr)
+}
+
+/// SIGTERM, then the daemon's log.
+fn stop_daemon(daemon: std::process::Child) -> String {
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    let out = daemon.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A PDP that trusts no EK CA at all still starts, says so, and gives a TPM
+/// endpoint the no_evidence verdict with the reason; `ek-roots add` of the
+/// endpoint's CA lets it enroll from the next start; `ek-roots remove` takes
+/// an operator's CA out of its file and distrusts a shipped one; both are in
+/// the audit log.
+#[test]
+fn no_ek_root_then_ek_roots_add_and_remove() {
+    let ca = LocalCa::create().unwrap();
+    let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let dir = scratch_dir("run-cli-ek").unwrap();
+    let out = tnc_server()
+        .args(["init", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let config = dir.join("server.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("vendor_ek_roots = true", "vendor_ek_roots = false")
+        .replace("sasl = \"plain\"", "sasl = \"none\"");
+    std::fs::write(&config, text).unwrap();
+    let list = admin(&["ek-roots", "list"], &config);
+    assert!(list.contains("no EK CA is trusted"), "{list}");
+
+    let log_in = |addr| {
+        let mut agent = terminal.agent().unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(login(
+                addr,
+                "localhost",
+                tls_client_config(&dir.join("ca.pem")).unwrap(),
+                &mut agent,
+                None,
+            ))
+            .unwrap()
+    };
+    let (daemon, addr) = start_daemon(&config);
+    let first = log_in(addr);
+    let log = stop_daemon(daemon);
+    assert_eq!(first.verdict_name(), "isolate", "{first:?}");
+    assert!(
+        first.reason.as_deref().unwrap().contains("trusts no EK CA"),
+        "{first:?}"
+    );
+    assert!(log.contains("no EK CA is trusted"), "{log}");
+
+    let ca_dir = format!("--lab-swtpm-ca={}", ca.dir().display());
+    let added = admin(&["ek-roots", "add", &ca_dir], &config);
+    assert!(
+        added.contains("trusted") && added.contains("swtpm-localca"),
+        "{added}"
+    );
+    let again = admin(&["ek-roots", "add", &ca_dir], &config);
+    assert!(again.contains("already trusted"), "{again}");
+
+    let (daemon, addr) = start_daemon(&config);
+    let second = log_in(addr);
+    stop_daemon(daemon);
+    let reason = second.reason.unwrap_or_default();
+    assert!(
+        reason.contains("no reference values"),
+        "enrolled now: {reason}"
+    );
+
+    let rows: serde_json::Value =
+        serde_json::from_str(&admin(&["ek-roots", "list", "--json"], &config)).unwrap();
+    let rows = rows.as_array().unwrap();
+    let own: Vec<_> = rows.iter().filter(|r| r["vendor"] == "(config)").collect();
+    assert_eq!(own.len(), 2, "{own:?}");
+    assert!(own.iter().all(|r| r["status"] == "trusted"));
+    assert!(rows
+        .iter()
+        .filter(|r| r["vendor"] != "(config)")
+        .all(|r| r["status"] == "off (vendor_ek_roots = false)"));
+
+    // An operator's CA leaves its file.
+    let root = own.iter().find(|r| r["kind"] == "root").unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let removed = admin(&["ek-roots", "remove", &root[..12]], &config);
+    assert!(removed.contains("removed"), "{removed}");
+    let pem = std::fs::read_to_string(dir.join("ek-roots.pem")).unwrap();
+    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 1, "{pem}");
+    assert!(!pem.contains(&root));
+
+    // A shipped one is distrusted in the config, which keeps its comments.
+    let shipped = rows.iter().find(|r| r["vendor"] == "Infineon").unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    admin(&["ek-roots", "remove", &shipped], &config);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&shipped) && text.contains("# tnc-server configuration"));
+    let list = admin(&["ek-roots", "list"], &config);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("distrusted") && l.contains(&shipped[..16])),
+        "{list}"
+    );
+
+    // Refusals name what to fix.
+    for (args, want) in [
+        (vec!["ek-roots", "remove", "abc"], "at least its first 8"),
+        (vec!["ek-roots", "remove", "00000000"], "no EK CA"),
+        (vec!["ek-roots", "add"], "nothing to add"),
+    ] {
+        let out = tnc_server()
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            err.contains(want) && err.ends_with('\n'),
+            "{args:?}: {err:?}"
+        );
+    }
+    let audit = admin(&["audit", "list"], &config);
+    assert!(
+        audit.contains("ek-root-add") && audit.matches("ek-root-remove").count() == 2,
+        "{audit}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

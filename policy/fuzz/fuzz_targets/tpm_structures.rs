@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
                 nonce: b"fuzz",
                 selection: None,
                 pcr_values: None,
+                allow_sha1: false,
             };
             // A random quote never verifies: that would be a forged signature.
             assert!(verify_quote(&ak, rest, &sig, &expected).is_err());

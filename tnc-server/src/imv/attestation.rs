@@ -288,6 +288,15 @@ impl AttestationValidator {
         let enrolled_at = enrolled.map(|d| d.enrolled_at);
         let (pending, prior) = match enrolled {
             Some(d) => (None, d.state.clone()),
+            // Without a trust anchor no EK can be checked: the endpoint is
+            // treated as one without TPM evidence, and told why.
+            None if ctx.ek_roots.is_empty() => {
+                return Err(Assessment::single(
+                    ctx.no_evidence,
+                    "the PDP trusts no EK CA yet, so this TPM cannot enroll: the operator adds \
+                     the TPM vendor's EK CA (tnc-server ek-roots add)",
+                ));
+            }
             None => {
                 let pending = begin(
                     &ek,
@@ -381,11 +390,22 @@ impl AttestationValidator {
             &Challenge {
                 nonce: &e.nonce,
                 selection: &ctx.selection,
+                allow_sha1: ctx.allow_sha1_quotes,
             },
             &reference,
             prior.as_ref(),
             now,
         );
+        if appraisal
+            .quote
+            .as_ref()
+            .is_some_and(|q| q.sig_hash == HashAlg::Sha1)
+        {
+            tracing::warn!(
+                device = %crate::store::hex(&e.device_id[..6]),
+                "a quote signed over SHA-1 was accepted (attestation.allow_sha1_quotes = true)"
+            );
+        }
         // Genuine evidence (the quote verified and the logs reproduced it)
         // moves the device's state on, whatever the verdict: the next
         // appraisal continues from it. An enrollment stands once proven. The

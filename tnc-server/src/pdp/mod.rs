@@ -20,12 +20,15 @@ pub struct PdpContext {
     pub policies: PolicyCache,
     /// The PCRs every quote must cover.
     pub selection: Vec<PcrSelection>,
-    /// DER certificates of the EK CAs (roots) and their intermediates.
+    /// DER certificates of the EK CAs (trust anchors; empty: no TPM can
+    /// enroll, see `EkTrust`) and their intermediates.
     pub ek_roots: Vec<Vec<u8>>,
     pub ek_intermediates: Vec<Vec<u8>>,
     /// The verdict for an endpoint that sends no TPM evidence (operator's
     /// choice; default isolate, never silently allow).
     pub no_evidence: Verdict,
+    /// Verify quotes signed with SHA-1 (legacy vTPMs); logged when used.
+    pub allow_sha1_quotes: bool,
     pub os_policy: OsPolicy,
     pub store: Arc<Store>,
     /// User authentication inside PT-TLS.
