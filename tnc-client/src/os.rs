@@ -74,7 +74,7 @@ impl OsFacts {
         };
         let last_use = read_optional(&paths.proc_stat)
             .and_then(|s| boot_time(&s))
-            .map(rfc3339)
+            .map(OperationalStatus::last_use_at)
             .unwrap_or_else(|| OperationalStatus::LAST_USE_UNKNOWN.to_string());
         let packages = read_optional(&paths.dpkg_status)
             .map(|s| parse_dpkg_status(&s))
@@ -251,28 +251,6 @@ fn boot_time(proc_stat: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (days-to-civil after
-/// Howard Hinnant's algorithm; written here to avoid a date crate for one format).
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,10 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339_matches_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_868_846), "2026-11-28T12:27:26Z");
+    fn boot_time_reads_btime() {
         assert_eq!(
             boot_time("cpu 1 2\nbtime 1700000000\n"),
             Some(1_700_000_000)

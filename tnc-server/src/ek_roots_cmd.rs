@@ -461,20 +461,11 @@ fn audit(config: &Path, action: &str, detail: &str) -> anyhow::Result<()> {
     })
 }
 
-/// `YYYY-MM-DD` (UTC) of unix seconds (the civil-from-days algorithm of
-/// Howard Hinnant's date library, proleptic Gregorian).
-pub fn utc_date(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+/// `YYYY-MM-DD` (UTC) of unix seconds.
+fn utc_date(unix: i64) -> String {
+    let mut t = tnc_proto::pa_tnc::OperationalStatus::last_use_at(unix.max(0) as u64);
+    t.truncate(10);
+    t
 }
 
 #[cfg(test)]
@@ -487,5 +478,7 @@ mod tests {
         assert_eq!(utc_date(951_782_400), "2000-02-29");
         assert_eq!(utc_date(1_796_342_400), "2026-12-04");
         assert_eq!(utc_date(4_102_444_799), "2099-12-31");
+        // 9999-12-31T23:59:59Z: "no well-defined expiration" (RFC 5280).
+        assert_eq!(utc_date(253_402_300_799), "9999-12-31");
     }
 }

@@ -111,19 +111,22 @@ fn ima_lists_entries_and_replays_or_refuses_tampering() {
 
 /// A quote made by tpm2-tools on a real swtpm, verified by the CLI as an operator
 /// would: exit 0 only when signature, nonce, selection and PCR digest all hold.
+/// Runs a tpm2-tools program on `tpm` in `dir`; its standard output.
+fn tpm2_tool(tpm: &testnet::swtpm::Swtpm, dir: &Path, tool: &str, args: &[&str]) -> String {
+    let out = tpm.tpm2(dir, tool, args).unwrap();
+    assert!(
+        out.status.success(),
+        "{tool}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn quote_from_tpm2_tools_verifies_and_tampering_is_refused() {
     let tpm = testnet::swtpm::Swtpm::start(&Default::default()).unwrap();
     let dir = testnet::swtpm::scratch_dir("quote-cli").unwrap();
-    let run = |tool: &str, args: &[&str]| {
-        let out = tpm.tpm2(&dir, tool, args).unwrap();
-        assert!(
-            out.status.success(),
-            "{tool}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |tool: &str, args: &[&str]| tpm2_tool(&tpm, &dir, tool, args);
     run(
         "tpm2_createek",
         &["-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"],
@@ -222,15 +225,7 @@ fn quote_from_tpm2_tools_verifies_and_tampering_is_refused() {
 fn sha1_quote_is_refused_unless_allowed() {
     let tpm = testnet::swtpm::Swtpm::start(&Default::default()).unwrap();
     let dir = testnet::swtpm::scratch_dir("quote-sha1").unwrap();
-    let run = |tool: &str, args: &[&str]| {
-        let out = tpm.tpm2(&dir, tool, args).unwrap();
-        assert!(
-            out.status.success(),
-            "{tool}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |tool: &str, args: &[&str]| tpm2_tool(&tpm, &dir, tool, args);
     run(
         "tpm2_createek",
         &["-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"],

@@ -83,24 +83,7 @@ fn init_user_run_learn_device_audit() {
     assert!(admin(&["user", "add", "alice"], &config).contains("added"));
     assert!(admin(&["user", "list"], &config).contains("alice"));
 
-    let mut daemon = tnc_server()
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("TNC_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(daemon.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .parse()
-        .unwrap();
+    let (daemon, addr) = start_daemon(&config);
 
     let log_in = || {
         let mut agent = terminal.agent().unwrap();
@@ -134,15 +117,7 @@ fn init_user_run_learn_device_audit() {
 
     let second = log_in();
     assert!(second.allowed(), "{second:?}");
-    let pid = daemon.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = daemon.wait_with_output().unwrap();
-    assert!(out.status.success(), "{:?}", out.status);
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = stop_daemon(daemon);
     assert!(log.contains("session decided"), "{log}");
     assert!(log.contains("verdict=allow"), "{log}");
     assert!(log.contains("shutting down"), "{log}");

@@ -600,6 +600,29 @@ impl<'a> OperationalStatus<'a> {
     /// The all-zero Last Use, accepted for "never used or unknown" (not a date).
     pub const LAST_USE_UNKNOWN: &'static str = "0000-00-00T00:00:00Z";
 
+    /// The Last Use text of `secs` since the epoch: `YYYY-MM-DDTHH:MM:SSZ`
+    /// (days-to-civil after Howard Hinnant's algorithm; written here to avoid
+    /// a date crate for one format).
+    pub fn last_use_at(secs: u64) -> String {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+
     /// `None` unless `last_use` has the form `YYYY-MM-DDTHH:MM:SSZ`.
     pub fn new(
         status: OperationalState,
@@ -972,6 +995,19 @@ impl<'a> Attribute<'a> {
 mod tests {
     use super::super::{PaMessage, PaMessageWriter};
     use super::*;
+
+    #[test]
+    fn last_use_at_known_instants() {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_795_868_846, "2026-11-28T12:27:26Z"),
+        ] {
+            let t = OperationalStatus::last_use_at(secs);
+            assert_eq!(t, text);
+            assert!(last_use_error(t.as_bytes()).is_none());
+        }
+    }
 
     /// The attribute sits first in its message: header at 8, value at 20.
     const AT: usize = 8;
