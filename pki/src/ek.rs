@@ -357,7 +357,7 @@ fn build_chain<'c, 'a>(
 
 /// Subject names equal (byte for byte) and, where both certificates name the key,
 /// the same key: a different CA that happens to share a name is not an issuer.
-fn may_have_issued(issuer: &X509Certificate, child: &X509Certificate) -> bool {
+pub(crate) fn may_have_issued(issuer: &X509Certificate, child: &X509Certificate) -> bool {
     if issuer.subject().as_raw() != child.issuer().as_raw() {
         return false;
     }

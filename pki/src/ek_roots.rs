@@ -8,9 +8,15 @@
 //! would otherwise fail the chain although the vendor still issues under it.
 //! Trusting a vendor's intermediate directly is no wider than trusting its
 //! root, and an operator who distrusts a root distrusts what it issued
-//! ([`effective_anchors`]).
+//! ([`trust_status`]).
+//!
+//! A CA is its name and key, not one encoding of it: vendors re-issue the
+//! same CA (same subject, same key) with new validity periods, and the chain
+//! check accepts any certificate of that name and key. So distrusting one
+//! certificate distrusts its twins, and "issued by" is decided as the chain
+//! check decides it (name, key identifiers, else the signature).
 
-use crate::ek::{check_issuer, parse, EkCertError};
+use crate::ek::{check_issuer, may_have_issued, parse, EkCertError};
 use ring::digest::{digest, SHA256};
 
 #[path = "ek_roots_shipped.rs"]
@@ -28,19 +34,30 @@ pub struct CaCertificate {
     pub sha256: [u8; 32],
     /// basicConstraints CA (and keyCertSign where keyUsage is present).
     pub is_ca: bool,
+    /// The DER of the subject name and of the SubjectPublicKeyInfo: with
+    /// them, the identity of the CA ([`CaCertificate::same_ca`]).
+    subject_raw: Vec<u8>,
+    issuer_raw: Vec<u8>,
+    spki: Vec<u8>,
 }
 
 impl CaCertificate {
     /// Parses one DER certificate; `what` names it in errors.
     pub fn parse(der: Vec<u8>, what: &str) -> Result<Self, EkCertError> {
-        let (subject, issuer, not_before, not_after, is_ca) = {
+        let (subject, issuer, not_before, not_after, is_ca, subject_raw, issuer_raw, spki) = {
             let cert = parse(&der, what)?;
+            // A version 1 certificate has no basicConstraints to say it is a
+            // CA; only a self-signed one (an old root) is taken as one.
+            let v1_leaf = cert.extensions().is_empty() && cert.subject() != cert.issuer();
             (
                 cert.subject().to_string(),
                 cert.issuer().to_string(),
                 cert.validity().not_before.timestamp(),
                 cert.validity().not_after.timestamp(),
-                check_issuer(&cert, 0).is_ok(),
+                check_issuer(&cert, 0).is_ok() && !v1_leaf,
+                cert.subject().as_raw().to_vec(),
+                cert.issuer().as_raw().to_vec(),
+                cert.public_key().raw.to_vec(),
             )
         };
         let mut sha256 = [0u8; 32];
@@ -53,7 +70,37 @@ impl CaCertificate {
             not_after,
             sha256,
             is_ca,
+            subject_raw,
+            issuer_raw,
+            spki,
         })
+    }
+
+    /// The same CA: the same name and the same key (another certificate of
+    /// it, e.g. re-issued with a later notAfter).
+    pub fn same_ca(&self, other: &CaCertificate) -> bool {
+        self.subject_raw == other.subject_raw && self.spki == other.spki
+    }
+
+    /// Whether this CA issued `child`, as the EK chain check would accept
+    /// it: the names match, the key identifiers (where both are present)
+    /// match, and the signature verifies. A signature that cannot be checked
+    /// (an algorithm the verifier refuses, such as SHA-1) counts as issued:
+    /// for distrust, erring towards "issued" is the safe side.
+    pub fn issued(&self, child: &CaCertificate) -> bool {
+        if self.same_ca(child) || self.subject_raw != child.issuer_raw {
+            return false;
+        }
+        let (Ok(parent), Ok(kid)) = (parse(&self.der, "issuer"), parse(&child.der, "child")) else {
+            return false;
+        };
+        if !may_have_issued(&parent, &kid) {
+            return false;
+        }
+        !matches!(
+            kid.verify_signature(Some(parent.public_key())),
+            Err(x509_parser::error::X509Error::SignatureVerificationError)
+        )
     }
 
     /// Every certificate in PEM text (or one DER certificate), parsed.
@@ -118,7 +165,7 @@ pub fn shipped() -> Result<Vec<ShippedCa>, EkCertError> {
     Ok(out)
 }
 
-/// Why a shipped certificate is not an anchor, if it is not.
+/// Why a certificate is not an anchor, if it is not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotTrusted {
     /// The operator distrusted it.
@@ -129,35 +176,47 @@ pub enum NotTrusted {
     NotCa,
 }
 
-/// Which shipped certificates are anchors, given the fingerprints (full
-/// lower-case hex) the operator distrusts: `None` for an anchor, else why not.
-/// A distrusted certificate takes with it every shipped certificate below it.
-pub fn effective_anchors(shipped: &[ShippedCa], distrusted: &[String]) -> Vec<Option<NotTrusted>> {
-    let mut status: Vec<Option<NotTrusted>> = shipped
+/// Which of `certs` may anchor an EK chain, given the fingerprints (full
+/// lower-case hex) the operator distrusts: `None` for those that may, else
+/// why not. A distrusted fingerprint distrusts every certificate of the same
+/// CA ([`CaCertificate::same_ca`]); where `cascade[i]` is set (the shipped
+/// certificates), certificate `i` is also distrusted when a distrusted CA
+/// issued it, down the hierarchy.
+pub fn trust_status(
+    certs: &[&CaCertificate],
+    cascade: &[bool],
+    distrusted: &[String],
+) -> Vec<Option<NotTrusted>> {
+    let named: Vec<&CaCertificate> = certs
         .iter()
-        .map(|s| {
-            if distrusted.contains(&s.certificate.fingerprint()) {
+        .copied()
+        .filter(|c| distrusted.contains(&c.fingerprint()))
+        .collect();
+    let mut status: Vec<Option<NotTrusted>> = certs
+        .iter()
+        .map(|c| {
+            if named.iter().any(|d| d.same_ca(c)) {
                 Some(NotTrusted::Distrusted)
-            } else if !s.certificate.is_ca {
+            } else if !c.is_ca {
                 Some(NotTrusted::NotCa)
             } else {
                 None
             }
         })
         .collect();
-    // Propagate down the shipped hierarchy (a few levels at most; bounded by
-    // the number of certificates).
-    for _ in 0..shipped.len() {
+    // Down the hierarchy until nothing changes (each round settles at least
+    // one more level; bounded by the number of certificates).
+    for _ in 0..certs.len() {
         let mut changed = false;
-        for (i, s) in shipped.iter().enumerate() {
-            if status[i].is_some() || s.certificate.self_signed() {
+        for (i, c) in certs.iter().enumerate() {
+            if status[i].is_some() || !cascade.get(i).copied().unwrap_or(false) {
                 continue;
             }
-            let issuer_gone = shipped.iter().zip(&status).any(|(p, st)| {
+            let issuer_gone = certs.iter().zip(&status).any(|(p, st)| {
                 matches!(
                     st,
                     Some(NotTrusted::Distrusted | NotTrusted::IssuerDistrusted)
-                ) && p.certificate.subject == s.certificate.issuer
+                ) && p.issued(c)
             });
             if issuer_gone {
                 status[i] = Some(NotTrusted::IssuerDistrusted);
@@ -239,29 +298,83 @@ mod tests {
         );
     }
 
+    fn refs(shipped: &[ShippedCa]) -> (Vec<&CaCertificate>, Vec<bool>) {
+        (
+            shipped.iter().map(|s| &s.certificate).collect(),
+            vec![true; shipped.len()],
+        )
+    }
+
     #[test]
     fn distrusting_a_root_takes_what_it_issued() {
         let shipped = shipped().unwrap();
-        let Some((i, root)) = shipped.iter().enumerate().find(|(_, r)| {
-            r.certificate.self_signed()
-                && shipped.iter().any(|c| {
-                    !c.certificate.self_signed() && c.certificate.issuer == r.certificate.subject
-                })
-        }) else {
-            panic!("no shipped root with a shipped intermediate");
-        };
-        let before = effective_anchors(&shipped, &[]);
-        assert!(before.iter().all(Option::is_none));
-        let after = effective_anchors(&shipped, &[root.certificate.fingerprint()]);
-        assert_eq!(after[i], Some(NotTrusted::Distrusted));
-        let child = shipped
+        let (certs, cascade) = refs(&shipped);
+        let (i, child) = certs
             .iter()
-            .position(|c| {
-                !c.certificate.self_signed() && c.certificate.issuer == root.certificate.subject
+            .enumerate()
+            .find_map(|(i, r)| {
+                let child = certs.iter().position(|c| r.self_signed() && r.issued(c))?;
+                Some((i, child))
             })
-            .unwrap();
+            .expect("a shipped root with a shipped certificate it issued");
+        let before = trust_status(&certs, &cascade, &[]);
+        assert!(before.iter().all(Option::is_none));
+        let after = trust_status(&certs, &cascade, &[certs[i].fingerprint()]);
+        assert_eq!(after[i], Some(NotTrusted::Distrusted));
         assert_eq!(after[child], Some(NotTrusted::IssuerDistrusted));
-        assert!(after.iter().filter(|s| s.is_none()).count() + 2 <= shipped.len());
+        // Without the cascade (the operator's own files) only the CA itself.
+        let own = trust_status(&certs, &vec![false; certs.len()], &[certs[i].fingerprint()]);
+        assert_eq!(own[child], None);
+        // Everything that fell is the root, its twins, or below them.
+        for (j, st) in after.iter().enumerate() {
+            if *st == Some(NotTrusted::Distrusted) {
+                assert!(certs[j].same_ca(certs[i]), "{}", shipped[j].file);
+            }
+        }
+    }
+
+    /// Vendors re-issue a CA with the same name and key; distrusting one
+    /// certificate of it distrusts them all (the chain check would accept
+    /// any of them).
+    #[test]
+    fn distrust_takes_the_twins() {
+        let shipped = shipped().unwrap();
+        let (certs, cascade) = refs(&shipped);
+        let (a, b) = (0..certs.len())
+            .find_map(|a| {
+                let b = (0..certs.len()).find(|&b| b != a && certs[a].same_ca(certs[b]))?;
+                Some((a, b))
+            })
+            .expect("twins among the shipped certificates");
+        assert_ne!(certs[a].sha256, certs[b].sha256);
+        let st = trust_status(&certs, &cascade, &[certs[a].fingerprint()]);
+        assert_eq!(st[a], Some(NotTrusted::Distrusted));
+        assert_eq!(st[b], Some(NotTrusted::Distrusted), "{}", shipped[b].file);
+    }
+
+    /// Two CAs of one name but different keys: distrusting one does not
+    /// distrust what the other issued.
+    #[test]
+    fn a_namesake_is_not_an_issuer() {
+        let shipped = shipped().unwrap();
+        let (certs, cascade) = refs(&shipped);
+        let found = (0..certs.len()).find_map(|a| {
+            (0..certs.len()).find_map(|b| {
+                let namesakes = a != b
+                    && certs[a].subject_raw == certs[b].subject_raw
+                    && !certs[a].same_ca(certs[b]);
+                if !namesakes {
+                    return None;
+                }
+                let child = certs.iter().position(|c| {
+                    certs[b].issued(c) && !certs[a].issued(c) && !certs[a].same_ca(c)
+                })?;
+                Some((a, child))
+            })
+        });
+        let (a, child) = found.expect("two shipped CAs sharing a name");
+        let st = trust_status(&certs, &cascade, &[certs[a].fingerprint()]);
+        assert_eq!(st[child], None, "{}", shipped[child].file);
     }
 
     #[test]

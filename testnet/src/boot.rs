@@ -11,8 +11,8 @@ use testnet::e2e::{profile, write_host_files};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The TPM, e.g. `swtpm:host=127.0.0.1,port=2321` (never a real TPM's
-    /// device: the PCRs it extends cannot be undone until reboot).
+    /// The software TPM, `swtpm:host=127.0.0.1,port=2321` or `mssim:…` (no
+    /// other TCTI: on a real TPM the extends would stay until reboot).
     #[arg(long)]
     tcti: String,
     /// A profile of `testnet/profiles/` (good-terminal, good-vm,
@@ -25,9 +25,15 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    if args.tcti.starts_with("device:") {
+    // Only a software TPM: on a real one the made-up extends would stay in
+    // its PCRs until the machine reboots.
+    if !["swtpm:", "mssim:"]
+        .iter()
+        .any(|p| args.tcti.starts_with(p))
+    {
         anyhow::bail!(
-            "--tcti {}: testnet boot extends PCRs with made-up measurements; give a software TPM",
+            "--tcti {}: testnet boot extends PCRs with made-up measurements; give a software \
+             TPM (swtpm:host=…,port=… or mssim:…)",
             args.tcti
         );
     }

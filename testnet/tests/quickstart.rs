@@ -117,6 +117,11 @@ fn readme_quickstart_runs_as_written() {
         .filter_map(|l| l.strip_prefix("verdict: "))
         .collect();
     assert_eq!(verdicts, ["isolate", "isolate", "allow"], "{context}");
+    let statuses: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("exit status "))
+        .collect();
+    assert_eq!(statuses, ["3", "3", "0"], "{context}");
     let no_tpm = out.find("has no TPM").expect("step 4 says why");
     let no_reference = out.find("no reference values").expect("step 5 says why");
     assert!(no_tpm < no_reference, "{context}");
@@ -130,9 +135,12 @@ fn readme_quickstart_runs_as_written() {
         out.contains("device: "),
         "the login names the device: {context}"
     );
-    // The PDP started with the shipped EK CAs and the lab CA, and decided
-    // three sessions.
+    // The PDP started with its EK anchors (the lab CA among them: step 5's
+    // terminal enrolled, or its verdict would not be about reference
+    // values), and decided three sessions.
     assert!(log.contains("EK trust anchors loaded"), "{context}");
+    let lab_ca = std::fs::read_to_string(work.join("pdp/ek-roots.pem")).unwrap_or_default();
+    assert!(lab_ca.contains("swtpm-localca"), "{lab_ca}");
     assert_eq!(log.matches("session decided").count(), 3, "{context}");
     assert!(!log.contains("secret"), "a password in the log: {log}");
     // No error output but the PDP's and swtpm's own.

@@ -35,6 +35,10 @@ pub struct AppraiseArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Accept a quote signed over SHA-1, as a PDP with
+    /// `attestation.allow_sha1_quotes = true` does.
+    #[arg(long)]
+    allow_sha1: bool,
 }
 
 pub fn run(a: &AppraiseArgs) -> anyhow::Result<ExitCode> {
@@ -77,7 +81,7 @@ pub fn run(a: &AppraiseArgs) -> anyhow::Result<ExitCode> {
     let challenge = Challenge {
         nonce: &nonce,
         selection: &selection,
-        allow_sha1: false,
+        allow_sha1: a.allow_sha1,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

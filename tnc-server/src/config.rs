@@ -327,7 +327,8 @@ impl ServerConfig {
     ) -> anyhow::Result<crate::pdp::PdpContext> {
         let trust = crate::ek_trust::EkTrust::load(self, crate::pdp::system_clock() as i64)?;
         let ek_roots = trust.anchors();
-        if trust.usable() == 0 {
+        let ek_intermediates = trust.intermediates();
+        if ek_roots.is_empty() {
             tracing::warn!(
                 "attestation: no EK CA is trusted (vendor_ek_roots = {}, ek_roots {:?}): \
                  no TPM can enroll, so new TPM endpoints get the no_evidence verdict ({}); \
@@ -336,23 +337,20 @@ impl ServerConfig {
                 self.attestation.ek_roots,
                 self.attestation.no_evidence.name()
             );
+        } else if trust.usable() == 0 {
+            tracing::warn!(
+                anchors = ek_roots.len(),
+                "attestation: every trusted EK CA has expired: new TPM endpoints get no \
+                 access (their EK certificates cannot chain); `tnc-server ek-roots list` \
+                 shows them"
+            );
         } else {
             tracing::info!(
                 anchors = ek_roots.len(),
                 usable = trust.usable(),
+                intermediates = ek_intermediates.len(),
                 "EK trust anchors loaded (tnc-server ek-roots list shows them)"
             );
-        }
-        let pem = |key: &str, p: &Path| -> anyhow::Result<Vec<Vec<u8>>> {
-            let path = self.path(p);
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("{key}: reading {}", path.display()))?;
-            pki::ek::certificates_in_pem(&bytes)
-                .map_err(|e| anyhow::anyhow!("{key}: {}: {e}", path.display()))
-        };
-        let mut ek_intermediates = Vec::new();
-        for p in &self.attestation.ek_intermediates {
-            ek_intermediates.extend(pem("attestation.ek_intermediates", p)?);
         }
         let selection = policy::tpm::parse_selection(&self.attestation.pcrs).ok_or_else(|| {
             anyhow::anyhow!(

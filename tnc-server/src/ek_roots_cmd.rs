@@ -11,48 +11,8 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tnc_server::config::ServerConfig;
-use tnc_server::ek_trust::{EkTrust, Origin, Status};
+use tnc_server::ek_trust::{read_cas, EkTrust, Origin, Status};
 use tnc_server::pdp::system_clock;
-
-/// Where `swtpm_setup --create-ek-cert` keeps its local CA: the `statedir`
-/// of the `swtpm-localca.conf` swtpm reads (the user's own under
-/// `$XDG_CONFIG_HOME` or `~/.config` when not root, else `/etc`'s), or
-/// `/var/lib/swtpm-localca`.
-pub fn swtpm_localca_dir() -> PathBuf {
-    let mut confs = Vec::new();
-    // swtpm_setup uses the user's files for everyone but root.
-    if !is_root() {
-        if let Some(x) = std::env::var_os("XDG_CONFIG_HOME") {
-            confs.push(PathBuf::from(x).join("swtpm-localca.conf"));
-        }
-        if let Some(h) = std::env::var_os("HOME") {
-            confs.push(PathBuf::from(h).join(".config/swtpm-localca.conf"));
-        }
-    }
-    confs.push(PathBuf::from("/etc/swtpm-localca.conf"));
-    confs
-        .iter()
-        .filter_map(|c| std::fs::read_to_string(c).ok())
-        .find_map(|text| {
-            text.lines().find_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                (k.trim() == "statedir").then(|| PathBuf::from(v.trim()))
-            })
-        })
-        .unwrap_or_else(|| PathBuf::from("/var/lib/swtpm-localca"))
-}
-
-fn is_root() -> bool {
-    // The owner of /proc/self is this process's user; no libc call needed.
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// `--lab-swtpm-ca[=DIR]`: the directory given, or swtpm's own.
-pub fn lab_ca_dir(arg: &Option<Option<PathBuf>>) -> Option<PathBuf> {
-    arg.as_ref()
-        .map(|d| d.clone().unwrap_or_else(swtpm_localca_dir))
-}
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -110,8 +70,8 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                         .map_err(|e| anyhow!("{}: {e}", f.display()))?,
                 );
             }
-            if let Some(dir) = lab_ca_dir(lab_swtpm_ca) {
-                certs.extend(swtpm_local_ca(&dir)?);
+            if let Some(files) = lab_ca_files(lab_swtpm_ca) {
+                certs.extend(swtpm_local_ca(&files)?);
             }
             if certs.is_empty() {
                 bail!("nothing to add: name PEM or DER files, or --lab-swtpm-ca");
@@ -126,12 +86,64 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The swtpm local CA's root and issuer certificates in `dir`.
-pub fn swtpm_local_ca(dir: &Path) -> anyhow::Result<Vec<CaCertificate>> {
+/// The swtpm local CA's certificates (root, then issuer) for
+/// `--lab-swtpm-ca[=DIR]`: in DIR when given; else where the
+/// `swtpm-localca.conf` swtpm reads puts them (`statedir`, `issuercert`),
+/// by default `/var/lib/swtpm-localca`.
+pub fn lab_ca_files(arg: &Option<Option<PathBuf>>) -> Option<[PathBuf; 2]> {
+    let root_name = "swtpm-localca-rootca-cert.pem";
+    Some(match arg.as_ref()? {
+        Some(dir) => [dir.join(root_name), dir.join("issuercert.pem")],
+        None => {
+            let conf = swtpm_localca_conf().unwrap_or_default();
+            let value = |key: &str| {
+                conf.lines().find_map(|l| {
+                    let (k, v) = l.split_once('=')?;
+                    (k.trim() == key).then(|| PathBuf::from(v.trim()))
+                })
+            };
+            let dir = value("statedir").unwrap_or_else(|| PathBuf::from("/var/lib/swtpm-localca"));
+            let issuer = value("issuercert").unwrap_or_else(|| dir.join("issuercert.pem"));
+            [dir.join(root_name), issuer]
+        }
+    })
+}
+
+/// The text of the `swtpm-localca.conf` that swtpm_setup uses: the user's
+/// own (`$XDG_CONFIG_HOME`, else `~/.config`) for everyone but root, else
+/// `/etc`'s.
+fn swtpm_localca_conf() -> Option<String> {
+    let mut confs = Vec::new();
+    if !is_root() {
+        match std::env::var_os("XDG_CONFIG_HOME") {
+            Some(x) => confs.push(PathBuf::from(x).join("swtpm-localca.conf")),
+            None => {
+                if let Some(h) = std::env::var_os("HOME") {
+                    confs.push(PathBuf::from(h).join(".config/swtpm-localca.conf"));
+                }
+            }
+        }
+    }
+    confs.push(PathBuf::from("/etc/swtpm-localca.conf"));
+    confs.iter().find_map(|c| std::fs::read_to_string(c).ok())
+}
+
+/// Whether this process runs as root (real uid 0, from /proc/self/status:
+/// no libc call needed).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            == Some("0")
+    })
+}
+
+/// The certificates in `files` ([`lab_ca_files`]).
+pub fn swtpm_local_ca(files: &[PathBuf; 2]) -> anyhow::Result<Vec<CaCertificate>> {
     let mut out = Vec::new();
-    for name in ["swtpm-localca-rootca-cert.pem", "issuercert.pem"] {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| {
+    for path in files {
+        let bytes = std::fs::read(path).map_err(|e| {
             anyhow!(
                 "--lab-swtpm-ca: reading {}: {e} (swtpm_setup --create-ek-cert creates the local \
                  CA the first time it runs; or name the CA's directory: --lab-swtpm-ca=DIR)",
@@ -187,18 +199,14 @@ fn list(trust: &EkTrust, as_json: bool) {
             e.certificate.subject
         );
     }
-    let trusted = trust.usable();
-    let expired = trust
-        .entries
-        .iter()
-        .filter(|e| e.status == Status::Expired)
-        .count();
+    let count = |s: Status| trust.entries.iter().filter(|e| e.status == s).count();
+    let (trusted, expired) = (count(Status::Trusted), count(Status::Expired));
     println!(
         "{} certificates: {trusted} trusted, {expired} expired, {} not used",
         trust.entries.len(),
         trust.entries.len() - trusted - expired
     );
-    if trusted == 0 {
+    if trust.usable() == 0 {
         println!(
             "no EK CA is trusted: no TPM can enroll (tnc-server ek-roots add --config F FILE)"
         );
@@ -217,6 +225,7 @@ fn origin(o: &Origin) -> (String, String) {
     match o {
         Origin::Shipped { vendor, file } => (vendor.to_string(), format!("pki/ek-roots/{file}")),
         Origin::File(p) => ("(config)".into(), p.display().to_string()),
+        Origin::Intermediate(p) => ("(config, chain)".into(), p.display().to_string()),
     }
 }
 
@@ -228,16 +237,130 @@ fn kind(c: &CaCertificate) -> &'static str {
     }
 }
 
+/// The file and config edits a command makes, written only once all of
+/// them are known, each through a temporary file and a rename (a crash
+/// leaves the old file or the new one, never half of one).
+struct Edits {
+    config_path: PathBuf,
+    doc: toml_edit::DocumentMut,
+    config_changed: bool,
+    files: Vec<(PathBuf, String)>,
+}
+
+impl Edits {
+    fn new(config_path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(config_path)
+            .with_context(|| format!("reading the server config {}", config_path.display()))?;
+        let doc = text
+            .parse::<toml_edit::DocumentMut>()
+            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+        Ok(Self {
+            config_path: config_path.to_path_buf(),
+            doc,
+            config_changed: false,
+            files: Vec::new(),
+        })
+    }
+
+    /// `[attestation] KEY`, an array of strings, created if missing.
+    fn array(&mut self, key: &str) -> anyhow::Result<&mut toml_edit::Array> {
+        let attestation = self
+            .doc
+            .get_mut("attestation")
+            .and_then(|a| a.as_table_like_mut())
+            .ok_or_else(|| anyhow!("the config has no [attestation] table"))?;
+        if attestation.get(key).is_none() {
+            attestation.insert(key, toml_edit::value(toml_edit::Array::new()));
+        }
+        attestation
+            .get_mut(key)
+            .and_then(|v| v.as_array_mut())
+            .ok_or_else(|| anyhow!("attestation.{key} is not an array"))
+    }
+
+    fn set_distrusted(&mut self, fingerprints: &[String]) -> anyhow::Result<()> {
+        let array = self.array("distrusted_ek_roots")?;
+        let now: Vec<String> = array
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
+            .collect();
+        if now != fingerprints {
+            array.clear();
+            for f in fingerprints {
+                array.push(f.as_str());
+            }
+            self.config_changed = true;
+        }
+        Ok(())
+    }
+
+    fn write(self) -> anyhow::Result<()> {
+        for (path, text) in &self.files {
+            replace_file(path, text.as_bytes())?;
+        }
+        if self.config_changed {
+            replace_file(&self.config_path, self.doc.to_string().as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `path` through `path.tmp` and a rename, keeping its mode.
+fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// The fingerprints in `distrusted` that name the CA of `c` (this
+/// certificate or another of the same name and key).
+fn distrust_of<'t>(trust: &'t EkTrust, c: &CaCertificate) -> Vec<&'t String> {
+    trust
+        .distrusted()
+        .iter()
+        .filter(|fp| {
+            **fp == c.fingerprint()
+                || trust
+                    .entries
+                    .iter()
+                    .any(|e| e.certificate.fingerprint() == **fp && e.certificate.same_ca(c))
+        })
+        .collect()
+}
+
 fn add(config_path: &Path, certs: Vec<CaCertificate>, now: i64) -> anyhow::Result<()> {
     let config = ServerConfig::load(config_path)?;
     let trust = EkTrust::load(&config, now)?;
-    let mut doc = edit_config(config_path)?;
-    // The operator's file: the first ek_roots entry, or a new ek-roots.pem.
-    let file = match config.attestation.ek_roots.first() {
-        Some(p) => config.path(p),
+    // The audit entry must be possible before anything changes.
+    let store = Audit::open(config_path)?;
+    let mut edits = Edits::new(config_path)?;
+    // The operator's file: the first ek_roots entry, or a new ek-roots.pem
+    // (whose certificates, if it exists, the config did not load).
+    let (file, in_file) = match config.attestation.ek_roots.first() {
+        Some(p) => {
+            let path = config.path(p);
+            let certs: Vec<CaCertificate> = trust
+                .entries
+                .iter()
+                .filter(|e| e.origin == Origin::File(path.clone()))
+                .map(|e| e.certificate.clone())
+                .collect();
+            (path, certs)
+        }
         None => {
-            array(&mut doc, "ek_roots")?.push("ek-roots.pem");
-            config.path(Path::new("ek-roots.pem"))
+            edits.array("ek_roots")?.push("ek-roots.pem");
+            edits.config_changed = true;
+            let path = config.path(Path::new("ek-roots.pem"));
+            let certs = match path.exists() {
+                true => read_cas("ek-roots.pem", &path)?,
+                false => Vec::new(),
+            };
+            (path, certs)
         }
     };
     let mut pem = match std::fs::read_to_string(&file) {
@@ -245,8 +368,7 @@ fn add(config_path: &Path, certs: Vec<CaCertificate>, now: i64) -> anyhow::Resul
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => bail!("attestation.ek_roots: reading {}: {e}", file.display()),
     };
-    let mut added = Vec::new();
-    for c in certs {
+    for c in &certs {
         if !c.is_ca {
             bail!(
                 "{:?} is not a CA certificate (basicConstraints): give the CA that issues EK \
@@ -254,49 +376,76 @@ fn add(config_path: &Path, certs: Vec<CaCertificate>, now: i64) -> anyhow::Resul
                 c.subject
             );
         }
-        let fp = c.fingerprint();
-        let distrusted = array(&mut doc, "distrusted_ek_roots")?;
-        let before = distrusted.len();
-        distrusted.retain(|v| v.as_str().is_none_or(|s| !s.eq_ignore_ascii_case(&fp)));
-        let was_distrusted = distrusted.len() != before;
-        let known = trust.entries.iter().find(|e| {
+    }
+    // First: the operator trusts these CAs, so none of them stays distrusted.
+    let undone: Vec<String> = certs
+        .iter()
+        .flat_map(|c| distrust_of(&trust, c))
+        .cloned()
+        .collect();
+    let distrusted: Vec<String> = trust
+        .distrusted()
+        .iter()
+        .filter(|f| !undone.contains(f))
+        .cloned()
+        .collect();
+    edits.set_distrusted(&distrusted)?;
+    let after = trust.with_distrusted(distrusted);
+    // Then: what is not an anchor by then goes into the operator's file
+    // (where no distrust of an issuer reaches it).
+    let mut added: Vec<&CaCertificate> = Vec::new();
+    let mut pem_changed = false;
+    for c in &certs {
+        let anchor = after.entries.iter().find(|e| {
             e.certificate.sha256 == c.sha256
-                && (matches!(e.origin, Origin::File(_)) || config.attestation.vendor_ek_roots)
+                && matches!(e.origin, Origin::Shipped { .. } | Origin::File(_))
+                && matches!(e.status, Status::Trusted | Status::Expired)
         });
-        match known {
-            // Shipped (and the vendor set on), or in the operator's file
-            // already: leaving the distrusted list is all it takes.
+        let was_distrusted = !distrust_of(&trust, c).is_empty();
+        match anchor {
             Some(e) if was_distrusted => {
-                println!("{fp}: no longer distrusted ({})", origin(&e.origin).0);
+                println!(
+                    "{}: no longer distrusted ({})",
+                    c.fingerprint(),
+                    origin(&e.origin).0
+                );
                 added.push(c);
             }
             Some(e) => println!(
-                "{fp}: already trusted ({}: {})",
+                "{}: already trusted ({}: {})",
+                c.fingerprint(),
                 origin(&e.origin).0,
                 c.subject
             ),
-            None if added.iter().any(|a: &CaCertificate| a.sha256 == c.sha256) => {}
+            None if in_file.iter().any(|f| f.sha256 == c.sha256)
+                || added.iter().any(|a| a.sha256 == c.sha256) =>
+            {
+                println!("{}: already in {}", c.fingerprint(), file.display());
+            }
             None => {
                 if !pem.is_empty() && !pem.ends_with('\n') {
                     pem.push('\n');
                 }
-                pem.push_str(&format!("# {}\n# sha256 {fp}\n", c.subject));
+                pem.push_str(&format!("# {}\n# sha256 {}\n", c.subject, c.fingerprint()));
                 pem.push_str(&c.pem());
+                pem_changed = true;
                 added.push(c);
             }
         }
     }
-    if added.is_empty() {
+    if added.is_empty() && !edits.config_changed {
         println!("nothing changed");
         return Ok(());
     }
-    std::fs::write(&file, &pem).with_context(|| format!("writing {}", file.display()))?;
-    write_config(config_path, &doc)?;
+    if pem_changed {
+        edits.files.push((file.clone(), pem));
+    }
+    edits.write()?;
     let detail: Vec<String> = added
         .iter()
         .map(|c| format!("{} {}", c.fingerprint(), c.subject))
         .collect();
-    audit(config_path, "ek-root-add", &detail.join("; "))?;
+    store.record("ek-root-add", &detail.join("; "))?;
     for c in &added {
         let expired = if c.expired(now) {
             " (EXPIRED: no EK certificate chains through it)"
@@ -305,15 +454,7 @@ fn add(config_path: &Path, certs: Vec<CaCertificate>, now: i64) -> anyhow::Resul
         };
         println!("trusted {} {}{expired}", c.fingerprint(), c.subject);
     }
-    println!(
-        "{} in {}; the PDP uses it from its next start",
-        if added.len() == 1 {
-            "1 CA certificate"
-        } else {
-            "the CA certificates"
-        },
-        file.display()
-    );
+    println!("the PDP uses the change from its next start");
     Ok(())
 }
 
@@ -328,6 +469,7 @@ fn remove(config_path: &Path, prefix: &str, now: i64) -> anyhow::Result<()> {
     let trust = EkTrust::load(&config, now)?;
     let found = trust.matching(prefix);
     let mut fingerprints: Vec<String> = found.iter().map(|e| e.certificate.fingerprint()).collect();
+    fingerprints.sort();
     fingerprints.dedup();
     let entry = match (found.first(), fingerprints.len()) {
         (None, _) => {
@@ -339,50 +481,72 @@ fn remove(config_path: &Path, prefix: &str, now: i64) -> anyhow::Result<()> {
             fingerprints.join(", ")
         ),
     };
-    let fp = entry.certificate.fingerprint();
-    let mut changed = false;
-    // From the operator's files.
-    for e in found.iter().filter(|e| e.certificate.fingerprint() == fp) {
-        if let Origin::File(path) = &e.origin {
-            remove_from_pem_file(path, &e.certificate)?;
-            println!("removed {fp} from {}", path.display());
-            changed = true;
-        }
-    }
-    // A shipped one: distrusted in the config.
-    if found
+    let store = Audit::open(config_path)?;
+    let mut edits = Edits::new(config_path)?;
+    let cert = &entry.certificate;
+    let fp = cert.fingerprint();
+    // Out of the operator's files, each once.
+    let mut files: Vec<&PathBuf> = found
         .iter()
-        .any(|e| matches!(e.origin, Origin::Shipped { .. }) && e.status != Status::Distrusted)
-    {
-        let mut doc = edit_config(config_path)?;
-        array(&mut doc, "distrusted_ek_roots")?.push(fp.as_str());
-        write_config(config_path, &doc)?;
+        .filter_map(|e| match &e.origin {
+            Origin::File(p) | Origin::Intermediate(p) => Some(p),
+            Origin::Shipped { .. } => None,
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    for path in files {
+        edits
+            .files
+            .push((path.clone(), pem_file_without(path, cert)?));
+        println!("removing {fp} from {}", path.display());
+    }
+    // A shipped one: distrusted in the config (with its twins and what it
+    // issued, see `ek-roots list` afterwards).
+    let shipped = found
+        .iter()
+        .any(|e| matches!(e.origin, Origin::Shipped { .. }));
+    if shipped && !trust.distrusted().contains(&fp) {
+        let mut distrusted = trust.distrusted().to_vec();
+        distrusted.push(fp.clone());
+        edits.set_distrusted(&distrusted)?;
         println!(
-            "distrusted {fp} (shipped): added to attestation.distrusted_ek_roots in {}",
+            "distrusting {fp} (shipped): attestation.distrusted_ek_roots in {}",
             config_path.display()
         );
-        changed = true;
     }
-    if !changed {
+    if edits.files.is_empty() && !edits.config_changed {
         println!("{fp} is distrusted already");
         return Ok(());
     }
-    audit(
-        config_path,
-        "ek-root-remove",
-        &format!("{fp} {}", entry.certificate.subject),
-    )?;
+    edits.write()?;
+    store.record("ek-root-remove", &format!("{fp} {}", cert.subject))?;
+    // Another certificate of the same CA may still anchor it.
+    let after = EkTrust::load(&ServerConfig::load(config_path)?, now)?;
+    for e in after.entries.iter().filter(|e| {
+        e.certificate.same_ca(cert)
+            && matches!(e.status, Status::Trusted | Status::Expired)
+            && !matches!(e.origin, Origin::Intermediate(_))
+    }) {
+        println!(
+            "note: the same CA is still trusted through {} ({}): remove {} too to stop trusting it",
+            origin(&e.origin).1,
+            origin(&e.origin).0,
+            e.certificate.fingerprint()
+        );
+    }
     println!(
         "{}: no longer an EK trust anchor from the PDP's next start (devices enrolled under it \
          stay enrolled: tnc-server device forget DEVICE makes one enroll again)",
-        entry.certificate.subject
+        cert.subject
     );
     Ok(())
 }
 
-/// Rewrites a PEM file without the blocks that encode `cert`, keeping the
-/// rest (other certificates, comments) as it was.
-fn remove_from_pem_file(path: &Path, cert: &CaCertificate) -> anyhow::Result<()> {
+/// The text of a PEM file without the blocks that encode `cert` (and the
+/// two comment lines `add` writes above one), the rest kept as it was.
+/// Fails if the certificate would still be in it.
+fn pem_file_without(path: &Path, cert: &CaCertificate) -> anyhow::Result<String> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = String::new();
@@ -392,73 +556,67 @@ fn remove_from_pem_file(path: &Path, cert: &CaCertificate) -> anyhow::Result<()>
         if line.trim_end() == "-----BEGIN CERTIFICATE-----" {
             in_block = true;
         }
-        if in_block {
-            block.push_str(line);
-            if line.trim_end() == "-----END CERTIFICATE-----" {
-                in_block = false;
-                let same = pki::ek::certificates_in_pem(block.as_bytes())
-                    .is_ok_and(|d| d.first() == Some(&cert.der));
-                if !same {
-                    out.push_str(&block);
-                } else {
-                    // Drop the comment lines `add` wrote just above it.
-                    let fp_line = format!("# sha256 {}\n", cert.fingerprint());
-                    if out.ends_with(&fp_line) {
-                        out.truncate(out.len() - fp_line.len());
-                        let subject_line = format!("# {}\n", cert.subject);
-                        if out.ends_with(&subject_line) {
-                            out.truncate(out.len() - subject_line.len());
-                        }
-                    }
-                }
-                block.clear();
-            }
-        } else {
+        if !in_block {
             out.push_str(line);
+            continue;
         }
+        block.push_str(line);
+        if line.trim_end() != "-----END CERTIFICATE-----" {
+            continue;
+        }
+        in_block = false;
+        let same = pki::ek::certificates_in_pem(block.as_bytes())
+            .is_ok_and(|d| d.first() == Some(&cert.der));
+        if !same {
+            out.push_str(&block);
+        } else {
+            for comment in [
+                format!("# sha256 {}\n", cert.fingerprint()),
+                format!("# {}\n", cert.subject),
+            ] {
+                if out.ends_with(&comment) {
+                    out.truncate(out.len() - comment.len());
+                }
+            }
+        }
+        block.clear();
     }
     out.push_str(&block);
-    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
-}
-
-fn edit_config(path: &Path) -> anyhow::Result<toml_edit::DocumentMut> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the server config {}", path.display()))?;
-    text.parse::<toml_edit::DocumentMut>()
-        .map_err(|e| anyhow!("{}: {e}", path.display()))
-}
-
-fn write_config(path: &Path, doc: &toml_edit::DocumentMut) -> anyhow::Result<()> {
-    std::fs::write(path, doc.to_string()).with_context(|| format!("writing {}", path.display()))
-}
-
-/// `[attestation] KEY`, an array of strings, created if missing.
-fn array<'d>(
-    doc: &'d mut toml_edit::DocumentMut,
-    key: &str,
-) -> anyhow::Result<&'d mut toml_edit::Array> {
-    let attestation = doc
-        .get_mut("attestation")
-        .and_then(|a| a.as_table_like_mut())
-        .ok_or_else(|| anyhow!("the config has no [attestation] table"))?;
-    if attestation.get(key).is_none() {
-        attestation.insert(key, toml_edit::value(toml_edit::Array::new()));
+    let left = CaCertificate::all_from_pem_or_der(out.as_bytes(), &path.display().to_string())
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if left.iter().any(|c| c.sha256 == cert.sha256) {
+        bail!(
+            "{}: the certificate {} is in a form this command does not edit: remove it by hand",
+            path.display(),
+            cert.fingerprint()
+        );
     }
-    attestation
-        .get_mut(key)
-        .and_then(|v| v.as_array_mut())
-        .ok_or_else(|| anyhow!("attestation.{key} is not an array"))
+    Ok(out)
 }
 
-fn audit(config: &Path, action: &str, detail: &str) -> anyhow::Result<()> {
-    crate::admin_cmd::runtime()?.block_on(async {
-        let store = crate::admin_cmd::open(config).await?;
-        store
-            .audit(system_clock(), action, "operator", detail)
-            .await?;
-        store.close().await;
-        Ok(())
-    })
+/// The store's audit log, opened before a change so that a change is never
+/// made without its entry.
+struct Audit {
+    runtime: tokio::runtime::Runtime,
+    store: tnc_server::store::Store,
+}
+
+impl Audit {
+    fn open(config: &Path) -> anyhow::Result<Self> {
+        let runtime = crate::admin_cmd::runtime()?;
+        let store = runtime.block_on(crate::admin_cmd::open(config))?;
+        Ok(Self { runtime, store })
+    }
+
+    fn record(self, action: &str, detail: &str) -> anyhow::Result<()> {
+        self.runtime.block_on(async {
+            self.store
+                .audit(system_clock(), action, "operator", detail)
+                .await?;
+            self.store.close().await;
+            Ok(())
+        })
+    }
 }
 
 /// `YYYY-MM-DD` (UTC) of unix seconds.

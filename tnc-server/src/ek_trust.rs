@@ -1,15 +1,15 @@
 //! The CAs the PDP trusts for EK certificates: the TPM manufacturers' and
 //! cloud vTPMs' CAs shipped in `pki/ek-roots/` (unless `vendor_ek_roots =
 //! false`), less those the operator distrusts, plus the operator's own PEM
-//! files (`ek_roots`). `tnc-server ek-roots list` prints this table; the PDP
-//! takes its anchors from it.
+//! files (`ek_roots`, and `ek_intermediates` to chain through). `tnc-server
+//! ek-roots list` prints this table; the PDP takes its anchors from it.
 
 use crate::config::ServerConfig;
 use anyhow::{anyhow, bail};
-use pki::ek_roots::{effective_anchors, CaCertificate, NotTrusted};
-use std::path::PathBuf;
+use pki::ek_roots::{trust_status, CaCertificate, NotTrusted};
+use std::path::{Path, PathBuf};
 
-/// Where a trusted CA certificate comes from.
+/// Where a CA certificate comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// Shipped with tnc-server (`pki/ek-roots/FILE`).
@@ -17,19 +17,23 @@ pub enum Origin {
         vendor: &'static str,
         file: &'static str,
     },
-    /// A PEM file the config's `ek_roots` names.
+    /// A PEM file the config's `ek_roots` names: a trust anchor.
     File(PathBuf),
+    /// A PEM file the config's `ek_intermediates` names: chained through,
+    /// never an anchor.
+    Intermediate(PathBuf),
 }
 
-/// Whether the PDP uses a certificate as an EK trust anchor.
+/// Whether the PDP uses a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Trusted,
-    /// Trusted, but past its notAfter: no EK certificate chains through it.
+    /// Past its notAfter: no EK certificate chains through it.
     Expired,
-    /// In `distrusted_ek_roots`.
+    /// Its CA (this certificate or another of the same name and key) is in
+    /// `distrusted_ek_roots`.
     Distrusted,
-    /// Shipped, issued by a shipped certificate the operator distrusts.
+    /// Shipped, issued by a CA the operator distrusts.
     IssuerDistrusted,
     /// Shipped, and `vendor_ek_roots = false`.
     VendorSetOff,
@@ -45,12 +49,6 @@ impl Status {
             Status::VendorSetOff => "off (vendor_ek_roots = false)",
         }
     }
-
-    /// Given to the chain check (an expired anchor still is: the check then
-    /// says "expired", which tells the operator more than "unknown CA").
-    pub fn is_anchor(self) -> bool {
-        matches!(self, Status::Trusted | Status::Expired)
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -64,17 +62,27 @@ pub struct TrustEntry {
 #[derive(Clone, Debug, Default)]
 pub struct EkTrust {
     pub entries: Vec<TrustEntry>,
+    vendor: bool,
+    distrusted: Vec<String>,
+    now: i64,
 }
 
 impl EkTrust {
     /// The shipped set alone, as a new PDP's config sees it.
     pub fn shipped_only(now: i64) -> anyhow::Result<Self> {
-        Self::build(true, &[], Vec::new(), now)
+        let mut t = Self {
+            entries: shipped_entries()?,
+            vendor: true,
+            distrusted: Vec::new(),
+            now,
+        };
+        t.settle();
+        Ok(t)
     }
 
     /// Reads the files the config names. A missing or unreadable file, a
-    /// certificate that does not parse, one that is not a CA and a malformed
-    /// fingerprint are errors naming the key and the file.
+    /// certificate that does not parse, an anchor that is not a CA and a
+    /// malformed fingerprint are errors naming the key and the file.
     pub fn load(config: &ServerConfig, now: i64) -> anyhow::Result<Self> {
         let a = &config.attestation;
         for fp in &a.distrusted_ek_roots {
@@ -85,99 +93,123 @@ impl EkTrust {
                 );
             }
         }
-        let mut own = Vec::new();
+        let mut entries = shipped_entries()?;
         for p in &a.ek_roots {
             let path = config.path(p);
-            let bytes = std::fs::read(&path)
-                .map_err(|e| anyhow!("attestation.ek_roots: reading {}: {e}", path.display()))?;
-            let certs = CaCertificate::all_from_pem_or_der(&bytes, &path.display().to_string())
-                .map_err(|e| anyhow!("attestation.ek_roots: {}: {e}", path.display()))?;
-            for c in certs {
+            for c in read_cas("attestation.ek_roots", &path)? {
                 if !c.is_ca {
                     bail!(
-                        "attestation.ek_roots: {}: {:?} is not a CA certificate (basicConstraints): \
-                         an EK certificate itself is no trust anchor",
+                        "attestation.ek_roots: {}: {:?} is not a CA certificate \
+                         (basicConstraints): an EK certificate itself is no trust anchor",
                         path.display(),
                         c.subject
                     );
                 }
-                own.push((c, path.clone()));
+                entries.push(entry(c, Origin::File(path.clone())));
             }
         }
-        let distrusted: Vec<String> = a
-            .distrusted_ek_roots
-            .iter()
-            .map(|f| f.to_ascii_lowercase())
-            .collect();
-        Self::build(a.vendor_ek_roots, &distrusted, own, now)
+        for p in &a.ek_intermediates {
+            let path = config.path(p);
+            for c in read_cas("attestation.ek_intermediates", &path)? {
+                entries.push(entry(c, Origin::Intermediate(path.clone())));
+            }
+        }
+        let mut t = Self {
+            entries,
+            vendor: a.vendor_ek_roots,
+            distrusted: a
+                .distrusted_ek_roots
+                .iter()
+                .map(|f| f.to_ascii_lowercase())
+                .collect(),
+            now,
+        };
+        t.settle();
+        Ok(t)
     }
 
-    fn build(
-        vendor: bool,
-        distrusted: &[String],
-        own: Vec<(CaCertificate, PathBuf)>,
-        now: i64,
-    ) -> anyhow::Result<Self> {
-        let shipped = pki::ek_roots::shipped()
-            .map_err(|e| anyhow!("the EK CAs shipped with tnc-server: {e}"))?;
-        let shipped_status = effective_anchors(&shipped, distrusted);
-        let expiry = |c: &CaCertificate| {
-            if c.expired(now) {
-                Status::Expired
-            } else {
-                Status::Trusted
-            }
+    /// The same certificates with another distrusted list (what an edit of
+    /// the config would make of them).
+    pub fn with_distrusted(&self, distrusted: Vec<String>) -> Self {
+        let mut t = Self {
+            distrusted,
+            ..self.clone()
         };
-        let mut entries = Vec::new();
-        for (s, st) in shipped.into_iter().zip(shipped_status) {
-            let status = match st {
+        t.settle();
+        t
+    }
+
+    /// Sets every entry's status from the inputs.
+    fn settle(&mut self) {
+        let certs: Vec<&CaCertificate> = self.entries.iter().map(|e| &e.certificate).collect();
+        let cascade: Vec<bool> = self
+            .entries
+            .iter()
+            .map(|e| matches!(e.origin, Origin::Shipped { .. }))
+            .collect();
+        let status = trust_status(&certs, &cascade, &self.distrusted);
+        let now = self.now;
+        for (e, st) in self.entries.iter_mut().zip(status) {
+            e.status = match st {
                 Some(NotTrusted::Distrusted) => Status::Distrusted,
                 Some(NotTrusted::IssuerDistrusted) => Status::IssuerDistrusted,
-                // A shipped certificate that is not a CA fails the shipped
-                // set's own test; never an anchor.
-                Some(NotTrusted::NotCa) => continue,
-                None if !vendor => Status::VendorSetOff,
-                None => expiry(&s.certificate),
+                // Refused when loaded (anchors) or never an anchor anyway
+                // (intermediates: the chain check judges them).
+                Some(NotTrusted::NotCa) | None => {
+                    if matches!(e.origin, Origin::Shipped { .. }) && !self.vendor {
+                        Status::VendorSetOff
+                    } else if e.certificate.expired(now) {
+                        Status::Expired
+                    } else {
+                        Status::Trusted
+                    }
+                }
             };
-            entries.push(TrustEntry {
-                origin: Origin::Shipped {
-                    vendor: s.vendor,
-                    file: s.file,
-                },
-                status,
-                certificate: s.certificate,
-            });
         }
-        for (c, path) in own {
-            let status = if distrusted.contains(&c.fingerprint()) {
-                Status::Distrusted
-            } else {
-                expiry(&c)
-            };
-            entries.push(TrustEntry {
-                certificate: c,
-                origin: Origin::File(path),
-                status,
-            });
-        }
-        Ok(Self { entries })
     }
 
-    /// The DER certificates the EK chain check anchors on, each once.
+    /// The DER certificates the EK chain check anchors on, each once: the
+    /// trusted ones, and an expired one only when no valid certificate of
+    /// the same CA is there (then the check says "expired", which tells the
+    /// operator more than "unknown CA"; with a valid twin it would only
+    /// stand in the way).
     pub fn anchors(&self) -> Vec<Vec<u8>> {
-        let mut seen = std::collections::HashSet::new();
-        self.entries
+        let anchors: Vec<&TrustEntry> = self
+            .entries
             .iter()
-            .filter(|e| e.status.is_anchor() && seen.insert(e.certificate.sha256))
+            .filter(|e| !matches!(e.origin, Origin::Intermediate(_)))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        anchors
+            .iter()
+            .filter(|e| match e.status {
+                Status::Trusted => true,
+                Status::Expired => !anchors
+                    .iter()
+                    .any(|o| o.status == Status::Trusted && o.certificate.same_ca(&e.certificate)),
+                _ => false,
+            })
+            .filter(|e| seen.insert(e.certificate.sha256))
             .map(|e| e.certificate.der.clone())
             .collect()
     }
 
-    /// Anchors that are within their validity period.
+    /// The operator's intermediates the chain check may go through (not
+    /// those of a distrusted CA).
+    pub fn intermediates(&self) -> Vec<Vec<u8>> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.origin, Origin::Intermediate(_)))
+            .filter(|e| matches!(e.status, Status::Trusted | Status::Expired))
+            .map(|e| e.certificate.der.clone())
+            .collect()
+    }
+
+    /// Anchors within their validity period.
     pub fn usable(&self) -> usize {
         self.entries
             .iter()
-            .filter(|e| e.status == Status::Trusted)
+            .filter(|e| e.status == Status::Trusted && !matches!(e.origin, Origin::Intermediate(_)))
             .count()
     }
 
@@ -188,5 +220,96 @@ impl EkTrust {
             .iter()
             .filter(|e| e.certificate.fingerprint().starts_with(&prefix))
             .collect()
+    }
+
+    pub fn distrusted(&self) -> &[String] {
+        &self.distrusted
+    }
+}
+
+fn entry(certificate: CaCertificate, origin: Origin) -> TrustEntry {
+    TrustEntry {
+        certificate,
+        origin,
+        // Set by `settle`.
+        status: Status::Trusted,
+    }
+}
+
+fn shipped_entries() -> anyhow::Result<Vec<TrustEntry>> {
+    Ok(pki::ek_roots::shipped()
+        .map_err(|e| anyhow!("the EK CAs shipped with tnc-server: {e}"))?
+        .into_iter()
+        .map(|s| {
+            entry(
+                s.certificate,
+                Origin::Shipped {
+                    vendor: s.vendor,
+                    file: s.file,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The certificates of a PEM (or DER) file the config names under `key`.
+pub fn read_cas(key: &str, path: &Path) -> anyhow::Result<Vec<CaCertificate>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow!("{key}: reading {}: {e}", path.display()))?;
+    CaCertificate::all_from_pem_or_der(&bytes, &path.display().to_string())
+        .map_err(|e| anyhow!("{key}: {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-12-04.
+    const NOW: i64 = 1_796_342_400;
+
+    #[test]
+    fn expired_certificates_are_flagged_and_a_valid_twin_wins() {
+        let t = EkTrust::shipped_only(NOW).unwrap();
+        let expired: Vec<&TrustEntry> = t
+            .entries
+            .iter()
+            .filter(|e| e.certificate.expired(NOW))
+            .collect();
+        assert!(!expired.is_empty(), "the shipped set holds expired CAs");
+        assert!(expired.iter().all(|e| e.status == Status::Expired));
+        let anchors = t.anchors();
+        assert!(t.usable() > 400 && anchors.len() <= t.entries.len());
+        for e in &expired {
+            let twin_valid = t
+                .entries
+                .iter()
+                .any(|o| o.status == Status::Trusted && o.certificate.same_ca(&e.certificate));
+            assert_eq!(
+                anchors.contains(&e.certificate.der),
+                !twin_valid,
+                "{:?}",
+                e.origin
+            );
+        }
+        // In ten thousand years, nothing is usable.
+        let later = EkTrust::shipped_only(NOW + 10_000 * 365 * 86_400).unwrap();
+        assert_eq!(later.usable(), 0);
+    }
+
+    #[test]
+    fn distrust_and_the_vendor_switch() {
+        let t = EkTrust::shipped_only(NOW).unwrap();
+        let first = t.entries[0].certificate.fingerprint();
+        let d = t.with_distrusted(vec![first.clone()]);
+        assert_eq!(d.entries[0].status, Status::Distrusted);
+        assert!(!d.anchors().contains(&d.entries[0].certificate.der));
+        assert_eq!(d.distrusted(), [first]);
+        let off = EkTrust {
+            vendor: false,
+            ..t.clone()
+        }
+        .with_distrusted(Vec::new());
+        assert!(off.anchors().is_empty() && off.usable() == 0);
+        assert!(off.entries.iter().all(|e| e.status == Status::VendorSetOff));
     }
 }

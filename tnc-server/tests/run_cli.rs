@@ -312,7 +312,7 @@ fn no_ek_root_then_ek_roots_add_and_remove() {
         .unwrap()
         .to_string();
     let removed = admin(&["ek-roots", "remove", &root[..12]], &config);
-    assert!(removed.contains("removed"), "{removed}");
+    assert!(removed.contains("removing"), "{removed}");
     let pem = std::fs::read_to_string(dir.join("ek-roots.pem")).unwrap();
     assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 1, "{pem}");
     assert!(!pem.contains(&root));
@@ -356,5 +356,65 @@ fn no_ek_root_then_ek_roots_add_and_remove() {
         audit.contains("ek-root-add") && audit.matches("ek-root-remove").count() == 2,
         "{audit}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With the shipped set on: `ek-roots remove` of one certificate of an
+/// Infineon CA distrusts its re-issued twin too (the chain check would take
+/// either); `ek-roots add` of the twin undoes the distrust of both.
+#[test]
+fn distrust_follows_the_ca_not_the_file() {
+    let dir = scratch_dir("run-cli-twins").unwrap();
+    let out = tnc_server()
+        .args(["init", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let config = dir.join("server.toml");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pki/ek-roots/infineon");
+    let fingerprint = |file: &str| {
+        let pem = std::fs::read(shipped.join(file)).unwrap();
+        pki::ek_roots::CaCertificate::all_from_pem_or_der(&pem, file).unwrap()[0].fingerprint()
+    };
+    let (old, new) = (
+        fingerprint("ifx_rsa_034.pem"),
+        fingerprint("optigarsamfrca034.pem"),
+    );
+    let status = |fp: &str| -> String {
+        let rows: serde_json::Value =
+            serde_json::from_str(&admin(&["ek-roots", "list", "--json"], &config)).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["sha256"] == fp)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status(&old), "trusted");
+    assert_eq!(status(&new), "trusted");
+
+    admin(&["ek-roots", "remove", &old], &config);
+    assert_eq!(status(&old), "distrusted");
+    assert_eq!(status(&new), "distrusted", "the twin of a distrusted CA");
+
+    let out = admin(
+        &[
+            "ek-roots",
+            "add",
+            shipped.join("optigarsamfrca034.pem").to_str().unwrap(),
+        ],
+        &config,
+    );
+    assert!(out.contains("no longer distrusted"), "{out}");
+    assert_eq!(status(&old), "trusted");
+    assert_eq!(status(&new), "trusted");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(!text.contains(&old), "{text}");
+    // Nothing was appended: the shipped certificates anchor it again.
+    let pem = std::fs::read_to_string(dir.join("ek-roots.pem")).unwrap();
+    assert!(!pem.contains("BEGIN CERTIFICATE"), "{pem}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
