@@ -86,19 +86,12 @@ fn init_user_run_learn_device_audit() {
     let (daemon, addr) = start_daemon(&config);
 
     let log_in = || {
-        let mut agent = terminal.agent().unwrap();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(login(
-                addr,
-                "localhost",
-                tls_client_config(&dir.join("ca.pem")).unwrap(),
-                &mut agent,
-                Some(PlainCredentials::new("alice", "s3cret pass")),
-            ))
-            .unwrap()
+        log_in_as(
+            &terminal,
+            addr,
+            &dir,
+            Some(PlainCredentials::new("alice", "s3cret pass")),
+        )
     };
     let first = log_in();
     assert!(
@@ -216,6 +209,44 @@ fn start_daemon(config: &std::path::Path) -> (std::process::Child, std::net::Soc
     (daemon, addr)
 }
 
+/// One login of `terminal` to the PDP `init` made in `dir`.
+fn log_in_as(
+    terminal: &Endpoint,
+    addr: std::net::SocketAddr,
+    dir: &std::path::Path,
+    credentials: Option<PlainCredentials>,
+) -> tnc_client::agent::Outcome {
+    let mut agent = terminal.agent().unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(login(
+            addr,
+            "localhost",
+            tls_client_config(&dir.join("ca.pem")).unwrap(),
+            &mut agent,
+            credentials,
+        ))
+        .unwrap()
+}
+
+/// A new PDP directory: `tnc-server init --dir` in a scratch directory.
+fn init(name: &str) -> std::path::PathBuf {
+    let dir = scratch_dir(name).unwrap();
+    let out = tnc_server()
+        .args(["init", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 /// SIGTERM, then the daemon's log.
 fn stop_daemon(daemon: std::process::Child) -> String {
     Command::new("kill")
@@ -236,13 +267,7 @@ fn stop_daemon(daemon: std::process::Child) -> String {
 fn no_ek_root_then_ek_roots_add_and_remove() {
     let ca = LocalCa::create().unwrap();
     let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
-    let dir = scratch_dir("run-cli-ek").unwrap();
-    let out = tnc_server()
-        .args(["init", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let dir = init("run-cli-ek");
     let config = dir.join("server.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -252,21 +277,7 @@ fn no_ek_root_then_ek_roots_add_and_remove() {
     let list = admin(&["ek-roots", "list"], &config);
     assert!(list.contains("no EK CA is trusted"), "{list}");
 
-    let log_in = |addr| {
-        let mut agent = terminal.agent().unwrap();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(login(
-                addr,
-                "localhost",
-                tls_client_config(&dir.join("ca.pem")).unwrap(),
-                &mut agent,
-                None,
-            ))
-            .unwrap()
-    };
+    let log_in = |addr| log_in_as(&terminal, addr, &dir, None);
     let (daemon, addr) = start_daemon(&config);
     let first = log_in(addr);
     let log = stop_daemon(daemon);
@@ -364,13 +375,7 @@ fn no_ek_root_then_ek_roots_add_and_remove() {
 /// either); `ek-roots add` of the twin undoes the distrust of both.
 #[test]
 fn distrust_follows_the_ca_not_the_file() {
-    let dir = scratch_dir("run-cli-twins").unwrap();
-    let out = tnc_server()
-        .args(["init", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let dir = init("run-cli-twins");
     let config = dir.join("server.toml");
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pki/ek-roots/infineon");
     let fingerprint = |file: &str| {
