@@ -284,6 +284,21 @@ impl TestPdp {
     }
 }
 
+/// The PT-TLS messages of one direction of a captured strongSwan 6.0.6
+/// session (`../shared/testdata/nea/strongswan-6.0.6/NAME`, or under
+/// `$TNC_TESTDATA`), one message each.
+pub fn strongswan_messages(name: &str) -> Vec<Vec<u8>> {
+    let dir = std::env::var_os("TNC_TESTDATA").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"),
+        Into::into,
+    );
+    let path = dir.join("nea/strongswan-6.0.6").join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut framer = tnc_proto::pt_tls::Framer::new(1 << 20);
+    framer.push(&bytes);
+    std::iter::from_fn(|| framer.next_frame().ok().flatten()).collect()
+}
+
 /// Where [`write_host_files`] puts the OS facts in `dir`.
 pub fn host_paths(dir: &Path) -> OsPaths {
     OsPaths {

@@ -9,25 +9,13 @@
 //! (strongSwan's TNC packages are not in Debian 12, so its binary cannot run
 //! here; its captured bytes are the peer.)
 
-use std::path::Path;
-use testnet::e2e::{profile, PdpOptions, TestPdp};
+use testnet::e2e::{profile, strongswan_messages as capture, PdpOptions, TestPdp};
 use tnc_proto::pb_tnc::{AccessRecommendation, Batch, BatchType, PbMessage};
 use tnc_proto::pt_tls::Framer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PB_TNC_BATCH: u32 = 7;
 const SASL_RESULT: u32 = 6;
-
-fn capture(name: &str) -> Vec<Vec<u8>> {
-    let dir = std::env::var_os("TNC_TESTDATA").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"),
-        Into::into,
-    );
-    let bytes = std::fs::read(dir.join("nea/strongswan-6.0.6").join(name)).unwrap();
-    let mut framer = Framer::new(1 << 20);
-    framer.push(&bytes);
-    std::iter::from_fn(|| framer.next_frame().unwrap()).collect()
-}
 
 fn message_type(m: &[u8]) -> u32 {
     u32::from_be_bytes([m[4], m[5], m[6], m[7]])

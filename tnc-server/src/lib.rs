@@ -10,6 +10,7 @@ pub mod config;
 pub mod devices;
 pub mod ek_trust;
 pub mod imv;
+pub mod log;
 pub mod net;
 pub mod pdp;
 pub mod store;

@@ -421,71 +421,84 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     // One TLS record's worth (16 KiB): larger reads gain nothing and each idle
     // session would hold the buffer.
     let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        while let Some(event) = conn.poll_event() {
-            match event {
-                Event::Batch(bytes) => {
-                    let reply = session.receive(&bytes).await;
-                    for b in &reply.batches {
-                        if conn.send_batch(b).is_err() {
-                            break;
+    let exchange: anyhow::Result<()> = async {
+        loop {
+            while let Some(event) = conn.poll_event() {
+                match event {
+                    Event::Batch(bytes) => {
+                        let reply = session.receive(&bytes).await;
+                        for b in &reply.batches {
+                            if conn.send_batch(b).is_err() {
+                                break;
+                            }
+                        }
+                        if reply.close {
+                            conn.close();
                         }
                     }
-                    if reply.close {
-                        conn.close();
-                    }
-                }
-                Event::Authenticate(creds) => {
-                    let user = creds.authcid.clone();
-                    let hash = ctx
-                        .store
-                        .password_hash(&user)
+                    Event::Authenticate(creds) => {
+                        let user = creds.authcid.clone();
+                        let hash = ctx
+                            .store
+                            .password_hash(&user)
+                            .await
+                            .context("reading the user store")?;
+                        let password = creds.password.expose().to_string();
+                        // argon2id takes tens of milliseconds: not on the async threads.
+                        // At most one check per core at a time: each takes
+                        // ~20 MiB and tens of milliseconds.
+                        let _slot = password_checks().acquire().await;
+                        let ok = tokio::task::spawn_blocking(move || {
+                            crate::auth::verify_password(hash.as_deref(), &password)
+                        })
                         .await
-                        .context("reading the user store")?;
-                    let password = creds.password.expose().to_string();
-                    // argon2id takes tens of milliseconds: not on the async threads.
-                    // At most one check per core at a time: each takes
-                    // ~20 MiB and tens of milliseconds.
-                    let _slot = password_checks().acquire().await;
-                    let ok = tokio::task::spawn_blocking(move || {
-                        crate::auth::verify_password(hash.as_deref(), &password)
-                    })
-                    .await
-                    .unwrap_or(false);
-                    if !ok {
-                        tracing::warn!(%peer, user = %user, "SASL PLAIN: wrong user name or password");
-                        error = Some(format!("SASL PLAIN failed for user {user:?}"));
-                    } else {
-                        error = None;
+                        .unwrap_or(false);
+                        if !ok {
+                            tracing::warn!(%peer, user = %user, "SASL PLAIN: wrong user name or password");
+                            error = Some(format!("SASL PLAIN failed for user {user:?}"));
+                        } else {
+                            error = None;
+                        }
+                        conn.authentication_result(ok);
                     }
-                    conn.authentication_result(ok);
+                    Event::Closed(reason) if !matches!(reason, pt_tls::CloseReason::Local) => {
+                        error = Some(format!("PT-TLS session closed: {reason:?}"));
+                    }
+                    Event::PeerError { code, .. } => {
+                        error = Some(format!("client sent PT-TLS error {code:?}"));
+                    }
+                    _ => {}
                 }
-                Event::Closed(reason) if !matches!(reason, pt_tls::CloseReason::Local) => {
-                    error = Some(format!("PT-TLS session closed: {reason:?}"));
-                }
-                Event::PeerError { code, .. } => {
-                    error = Some(format!("client sent PT-TLS error {code:?}"));
-                }
-                _ => {}
             }
-        }
-        let out = conn.take_output();
-        if !out.is_empty() {
-            io.write_all(&out).await.context("writing to the client")?;
-            io.flush().await.context("writing to the client")?;
-        }
-        if conn.is_closed() {
-            break;
-        }
-        let n = io.read(&mut buf).await.context("reading from the client")?;
-        if n == 0 {
-            if session.decision().is_none() {
-                error
-                    .get_or_insert_with(|| "client closed the connection before a decision".into());
+            let out = conn.take_output();
+            if !out.is_empty() {
+                io.write_all(&out).await.context("writing to the client")?;
+                io.flush().await.context("writing to the client")?;
             }
-            break;
+            if conn.is_closed() {
+                break;
+            }
+            let n = io.read(&mut buf).await.context("reading from the client")?;
+            if n == 0 {
+                if session.decision().is_none() {
+                    error
+                        .get_or_insert_with(|| "client closed the connection before a decision".into());
+                }
+                break;
+            }
+            conn.receive(&buf[..n]);
         }
-        conn.receive(&buf[..n]);
+        Ok(())
+    }
+    .await;
+    // A peer may leave without CLOSE or TLS close_notify once it has its
+    // verdict: the session is decided all the same (the verdict was
+    // recorded before it was sent), and the log says so.
+    if let Err(e) = exchange {
+        if session.decision().is_none() {
+            return Err(e);
+        }
+        error.get_or_insert_with(|| format!("after the decision: {e:#}"));
     }
     let _ = io.shutdown().await;
     if let Some(f) = session.failure() {

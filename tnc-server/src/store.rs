@@ -239,7 +239,12 @@ impl Store {
         }
         let audit_lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let (writer, queue) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
-        tokio::spawn(group_writer(pool.clone(), audit_lock.clone(), queue));
+        tokio::spawn(group_writer(
+            pool.clone(),
+            backend,
+            audit_lock.clone(),
+            queue,
+        ));
         let store = Self {
             pool,
             backend,
@@ -264,7 +269,7 @@ impl Store {
                 continue;
             }
             let ddl = for_backend(self.backend, sqlite_ddl);
-            let mut tx = self.pool.begin().await?;
+            let mut tx = begin_write(&self.pool, self.backend).await?;
             for statement in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
@@ -418,6 +423,22 @@ struct OwnedAttestation {
     counters: Option<(u32, u32, u64)>,
 }
 
+/// A transaction that will write. On SQLite it takes the write lock at
+/// BEGIN (IMMEDIATE), where the busy timeout (sqlx's default, 5 s) makes it
+/// wait for another process's write (an operator's `user add` or `policy
+/// load`) to finish: a deferred transaction that read first and then tried
+/// to write fails at once with SQLITE_BUSY_SNAPSHOT (517) when another
+/// connection wrote in between, and a verdict would be lost to it.
+async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    Ok(match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => pool.begin().await?,
+    })
+}
+
 /// Most decisions one transaction carries.
 const GROUP_COMMIT_MAX: usize = 256;
 
@@ -425,6 +446,7 @@ const GROUP_COMMIT_MAX: usize = 256;
 /// answers every waiter with the outcome (all or none were written).
 async fn group_writer(
     pool: AnyPool,
+    backend: Backend,
     lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     mut rx: tokio::sync::mpsc::Receiver<Pending>,
 ) {
@@ -436,7 +458,7 @@ async fn group_writer(
                 Err(_) => break,
             }
         }
-        let result = commit_batch(&pool, &lock, &batch)
+        let result = commit_batch(&pool, backend, &lock, &batch)
             .await
             .map_err(|e| e.to_string());
         for p in batch {
@@ -447,13 +469,14 @@ async fn group_writer(
 
 async fn commit_batch(
     pool: &AnyPool,
+    backend: Backend,
     lock: &tokio::sync::Mutex<()>,
     batch: &[Pending],
 ) -> Result<(), StoreError> {
     let _guard = lock.lock().await;
     let mut attempts = 0;
     loop {
-        let mut tx = pool.begin().await?;
+        let mut tx = begin_write(pool, backend).await?;
         let applied: Result<(), StoreError> = async {
             for p in batch {
                 if let Some(d) = &p.device {

@@ -423,3 +423,38 @@ fn distrust_follows_the_ca_not_the_file() {
     assert!(!pem.contains("BEGIN CERTIFICATE"), "{pem}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A SASL user name carrying a newline, a forged log record, CR and ESC
+/// stays inside its own record of the daemon's log, escaped.
+#[test]
+fn a_hostile_user_name_cannot_forge_a_log_line() {
+    let ca = LocalCa::create().unwrap();
+    let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let dir = init("run-cli-log");
+    let config = dir.join("server.toml");
+    let (daemon, addr) = start_daemon(&config);
+    let forged = "mallory\n2026-12-04T00:00:00.000000Z  INFO tnc_server::net: session decided \
+                  peer=10.0.0.9:1 verdict=allow\r\x1b[2J";
+    let mut agent = terminal.agent().unwrap();
+    let refused = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(login(
+            addr,
+            "localhost",
+            tls_client_config(&dir.join("ca.pem")).unwrap(),
+            &mut agent,
+            Some(PlainCredentials::new(forged, "guess")),
+        ));
+    assert!(refused.is_err(), "{refused:?}");
+    let log = stop_daemon(daemon);
+    assert!(log.contains("mallory\\n2026-12-04"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("verdict=allow") && !l.contains("mallory")),
+        "a forged record: {log}"
+    );
+    assert!(!log.contains('\r') && !log.contains('\x1b'), "{log:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -238,13 +238,20 @@ impl<'c> PdpSession<'c> {
         self.attestation.conclude(self.ctx);
         let mut decision = self.decide();
         if let Err(e) = self.record(&decision).await {
+            // The detail (database errors name files, locks, servers) is
+            // the operator's, not the peer's.
+            tracing::error!(
+                endpoint = %self.peer,
+                error = %e,
+                "the decision could not be recorded: the endpoint gets no access"
+            );
             decision = Decision {
                 verdict: Verdict::NoAccess,
                 assessment: AssessmentResult::Error,
                 recommendation: AccessRecommendation::Denied,
                 reasons: vec![Reason {
                     severity: Verdict::NoAccess,
-                    text: format!("the PDP cannot record its decision: {e}"),
+                    text: "the PDP could not record its decision; try again".into(),
                 }],
                 product: decision.product,
             };
