@@ -94,6 +94,8 @@ pub struct PdpOptions {
     /// CAs whose client certificates authenticate sessions.
     pub client_ca: Option<PathBuf>,
     pub os_policy: OsPolicy,
+    /// Wrong passwords allowed per user name and address.
+    pub guesses: tnc_server::guard::GuessLimits,
 }
 
 impl Default for PdpOptions {
@@ -105,6 +107,7 @@ impl Default for PdpOptions {
             report: true,
             client_ca: None,
             os_policy: OsPolicy::default(),
+            guesses: Default::default(),
         }
     }
 }
@@ -152,6 +155,7 @@ impl TestPdp {
             report,
             client_ca,
             os_policy,
+            guesses,
         } = options;
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
@@ -174,6 +178,7 @@ impl TestPdp {
             os_policy,
             store,
             sasl,
+            guesses: tnc_server::guard::GuessGuard::new(guesses),
             rng: pki::rand::SystemRandom::new(),
             clock: tnc_server::pdp::system_clock,
         });
@@ -183,9 +188,7 @@ impl TestPdp {
         let (shutdown, rx) = watch::channel(false);
         let (tx, reports) = mpsc::unbounded_channel();
         let tx = report.then_some(tx);
-        let rate = Arc::new(tnc_server::net::PeerRate::new(
-            limits.sessions_per_peer_per_minute,
-        ));
+        let rate = Arc::new(tnc_server::net::PeerRate::from_limits(&limits));
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let quic = quinn::Endpoint::server(quic_server_config(&config)?, "127.0.0.1:0".parse()?)?;
         let quic_addr = quic.local_addr()?;

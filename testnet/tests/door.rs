@@ -175,3 +175,137 @@ async fn a_peer_leaving_after_result_leaves_a_decided_session() {
     assert_eq!(decision.verdict.name(), "isolate");
     pdp.stop().await.unwrap();
 }
+
+/// The per-address limit counts failures, not genuine terminals: with a
+/// limit of 2 sessions a minute, six users log in from one address one
+/// after the other (each authenticated session gives its token back); two
+/// wrong passwords then use the budget up, and the next connection from
+/// that address is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_limit_counts_failures_not_genuine_terminals() {
+    use tnc_proto::pt_tls::sasl::PlainCredentials;
+    let pdp = TestPdp::start_raw(
+        &[],
+        (Vec::new(), Vec::new()),
+        PdpOptions {
+            sasl: tnc_server::config::Sasl::Plain,
+            limits: tnc_server::config::Limits {
+                sessions_per_peer_per_minute: 2,
+                ..Default::default()
+            },
+            report: false,
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let rng = pki::rand::SystemRandom::new();
+    let hash = tnc_server::auth::hash_password("right", &rng).unwrap();
+    pdp.ctx.store.add_user("alice", &hash, 0).await.unwrap();
+    let tls = tls_client_config(&pdp.tls.ca).unwrap();
+    let hosts = scratch_dir("door-rate").unwrap();
+    let attempt = |i: usize, password: &'static str| {
+        let dir = hosts.join(i.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut agent = agent_without_tpm(&dir).unwrap();
+        let (tls, addr) = (tls.clone(), pdp.addr);
+        async move {
+            login(
+                addr,
+                "localhost",
+                tls,
+                &mut agent,
+                Some(PlainCredentials::new("alice", password)),
+            )
+            .await
+        }
+    };
+    for i in 0..6 {
+        let o = attempt(i, "right")
+            .await
+            .unwrap_or_else(|e| panic!("login {i}: {e}"));
+        assert_eq!(o.verdict_name(), "isolate");
+    }
+    for i in 6..8 {
+        assert!(attempt(i, "wrong").await.is_err());
+    }
+    let refused = attempt(8, "right").await;
+    assert!(
+        refused.is_err(),
+        "the budget is spent by the failures: {refused:?}"
+    );
+    pdp.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&hosts);
+}
+
+/// Password guessing is slowed, then locked, and recorded once per address
+/// per minute: with 3 guesses allowed, the fourth attempt fails even with the
+/// right password (unchecked), and the audit log holds one entry for the
+/// burst, not one per guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_is_locked_out_and_audited_once() {
+    use tnc_proto::pt_tls::sasl::PlainCredentials;
+    let pdp = TestPdp::start_raw(
+        &[],
+        (Vec::new(), Vec::new()),
+        PdpOptions {
+            sasl: tnc_server::config::Sasl::Plain,
+            guesses: tnc_server::guard::GuessLimits {
+                per_minute: 1,
+                burst: 3,
+            },
+            report: false,
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let rng = pki::rand::SystemRandom::new();
+    let hash = tnc_server::auth::hash_password("right", &rng).unwrap();
+    pdp.ctx.store.add_user("alice", &hash, 0).await.unwrap();
+    let tls = tls_client_config(&pdp.tls.ca).unwrap();
+    let hosts = scratch_dir("door-guess").unwrap();
+    let attempt = |i: usize, user: &'static str, password: &'static str| {
+        let dir = hosts.join(i.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut agent = agent_without_tpm(&dir).unwrap();
+        let (tls, addr) = (tls.clone(), pdp.addr);
+        async move {
+            login(
+                addr,
+                "localhost",
+                tls,
+                &mut agent,
+                Some(PlainCredentials::new(user, password)),
+            )
+            .await
+        }
+    };
+    for i in 0..3 {
+        assert!(attempt(i, "alice", "guess").await.is_err());
+    }
+    let locked = attempt(3, "alice", "right").await;
+    assert!(
+        locked.is_err(),
+        "the right password while locked: {locked:?}"
+    );
+    // A user name that does not exist is locked the same way (no enumeration).
+    for i in 4..8 {
+        assert!(attempt(i, "nobody", "guess").await.is_err());
+    }
+    let audit = pdp.ctx.store.audit_entries().await.unwrap();
+    let failed: Vec<_> = audit.iter().filter(|e| e.kind == "sasl-failed").collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].detail.starts_with("1 failed SASL login"),
+        "{failed:?}"
+    );
+    let drained = pdp.ctx.guesses.drain_audit();
+    assert_eq!(drained.len(), 1);
+    assert!(
+        drained[0].1.starts_with("7 failed SASL logins"),
+        "{drained:?}"
+    );
+    pdp.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&hosts);
+}

@@ -90,7 +90,7 @@ pub enum Sasl {
     None,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     #[serde(default)]
@@ -100,6 +100,41 @@ pub struct Auth {
     /// verify).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Wrong SASL passwords a user name, and an address, may try per minute
+    /// once `guess_burst` is spent; then its attempts fail unchecked until a
+    /// guess drips back. 0 turns the guard off.
+    #[serde(default = "default_guesses")]
+    pub guesses_per_minute: u32,
+    #[serde(default = "default_burst")]
+    pub guess_burst: u32,
+}
+
+fn default_guesses() -> u32 {
+    crate::guard::GuessLimits::default().per_minute
+}
+
+fn default_burst() -> u32 {
+    crate::guard::GuessLimits::default().burst
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            sasl: Sasl::default(),
+            client_ca: None,
+            guesses_per_minute: default_guesses(),
+            guess_burst: default_burst(),
+        }
+    }
+}
+
+impl Auth {
+    pub fn guess_limits(&self) -> crate::guard::GuessLimits {
+        crate::guard::GuessLimits {
+            per_minute: self.guesses_per_minute,
+            burst: self.guess_burst,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +262,12 @@ pub struct Limits {
     /// an address, so the default is generous.
     #[serde(default = "default_per_peer")]
     pub sessions_per_peer_per_minute: u32,
+    /// Networks the per-address limit does not apply to (`["10.1.0.0/16"]`):
+    /// a NAT of many terminals where one noisy host must not lock out the
+    /// others. Sessions that authenticate (SASL or a client certificate)
+    /// give their token back anywhere.
+    #[serde(default)]
+    pub rate_exempt: Vec<ipnet::IpNet>,
 }
 
 fn default_per_peer() -> u32 {
@@ -250,6 +291,7 @@ impl Default for Limits {
             max_message_len: default_max_message(),
             handshake_timeout_secs: default_deadline(),
             sessions_per_peer_per_minute: default_per_peer(),
+            rate_exempt: Vec::new(),
         }
     }
 }
@@ -368,6 +410,7 @@ impl ServerConfig {
             os_policy: self.os.clone(),
             store,
             sasl: self.auth.sasl,
+            guesses: crate::guard::GuessGuard::new(self.auth.guess_limits()),
             rng: pki::rand::SystemRandom::new(),
             clock: crate::pdp::system_clock,
         })

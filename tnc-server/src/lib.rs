@@ -9,6 +9,7 @@ pub mod certs;
 pub mod config;
 pub mod devices;
 pub mod ek_trust;
+pub mod guard;
 pub mod imv;
 pub mod log;
 pub mod net;

@@ -153,9 +153,15 @@ const MAX_BUCKETS: usize = 65_536;
 /// New sessions per peer address: a token bucket per address, `per_minute`
 /// tokens deep, refilled evenly. Buckets that are full again are dropped, so
 /// the table holds only recently active peers.
+///
+/// A session that authenticates gives its token back ([`PeerRate::refund`]),
+/// so genuine terminals behind one address do not use up its budget; only
+/// failed and unauthenticated sessions count. Networks in `exempt` are not
+/// limited at all.
 #[derive(Debug)]
 pub struct PeerRate {
     per_minute: u32,
+    exempt: Vec<ipnet::IpNet>,
     buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, Instant)>>,
 }
 
@@ -163,17 +169,24 @@ impl PeerRate {
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute,
+            exempt: Vec::new(),
             buckets: Default::default(),
         }
     }
 
-    /// Whether `peer` may open a session now (and takes a token if so).
-    /// IPv6 peers are counted per /64: one host holds a whole /64.
-    pub fn admit(&self, peer: std::net::IpAddr) -> bool {
-        if self.per_minute == 0 {
-            return true;
+    /// The limit from the config: `sessions_per_peer_per_minute`, and the
+    /// `rate_exempt` networks.
+    pub fn from_limits(limits: &crate::config::Limits) -> Self {
+        Self {
+            exempt: limits.rate_exempt.clone(),
+            ..Self::new(limits.sessions_per_peer_per_minute)
         }
-        let peer = match peer {
+    }
+
+    /// The address a peer is counted under: IPv6 per /64 (one host holds a
+    /// whole /64), IPv4-mapped IPv6 as IPv4.
+    pub(crate) fn key(peer: std::net::IpAddr) -> std::net::IpAddr {
+        match peer {
             std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => std::net::IpAddr::V4(v4),
                 None => {
@@ -184,7 +197,32 @@ impl PeerRate {
                 }
             },
             v4 => v4,
+        }
+    }
+
+    /// Gives back the token a session took: it authenticated.
+    pub fn refund(&self, peer: std::net::IpAddr) {
+        let key = Self::key(peer);
+        let cap = f64::from(self.per_minute);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((tokens, _)) = buckets.get_mut(&key) {
+            *tokens = (*tokens + 1.0).min(cap);
+        }
+    }
+
+    /// Whether `peer` may open a session now (and takes a token if so).
+    pub fn admit(&self, peer: std::net::IpAddr) -> bool {
+        if self.per_minute == 0 {
+            return true;
+        }
+        let mapped = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+            v4 => v4,
         };
+        if self.exempt.iter().any(|n| n.contains(&mapped)) {
+            return true;
+        }
+        let peer = Self::key(peer);
         let now = Instant::now();
         let cap = f64::from(self.per_minute);
         let refill = cap / 60.0;
@@ -281,12 +319,13 @@ impl Listener {
                 },
             };
             let ctx = self.ctx.clone();
+            let rate = self.rate.clone();
             let limits = self.limits.clone();
             let reports = self.reports.clone();
             let mut shutdown = self.shutdown.clone();
             tasks.spawn(async move {
                 let report = tokio::select! {
-                    r = serve(accepted, peer, &ctx, &limits) => r,
+                    r = serve(accepted, peer, &ctx, &limits, &rate) => r,
                     _ = shutdown.changed() => SessionReport {
                         peer,
                         decision: None,
@@ -338,6 +377,7 @@ async fn serve(
     peer: SocketAddr,
     ctx: &PdpContext,
     limits: &crate::config::Limits,
+    rate: &PeerRate,
 ) -> SessionReport {
     let start = Instant::now();
     let outcome = tokio::time::timeout(limits.handshake_timeout(), async {
@@ -351,7 +391,7 @@ async fn serve(
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(|c| client_identity(c));
-                run_session(tls, peer, client, ctx, limits).await
+                run_session(tls, peer, client, ctx, limits, Some(rate)).await
             }
             Accepted::Quic(incoming) => {
                 let conn = (*incoming).await.context("QUIC handshake")?;
@@ -363,8 +403,15 @@ async fn serve(
                     .peer_identity()
                     .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
                     .and_then(|c| c.first().map(|c| client_identity(c)));
-                let result =
-                    run_session(tokio::io::join(recv, send), peer, client, ctx, limits).await;
+                let result = run_session(
+                    tokio::io::join(recv, send),
+                    peer,
+                    client,
+                    ctx,
+                    limits,
+                    Some(rate),
+                )
+                .await;
                 // The client closes the connection once it read our last bytes.
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
                 result
@@ -393,14 +440,24 @@ async fn serve(
 
 /// Runs PT-TLS and PB-TNC over an established TLS stream until either side
 /// closes. Returns the decision sent, if any, and why the session failed, if
-/// it did.
+/// it did. A session that authenticates (a client certificate, or SASL)
+/// gives its token back to `rate`.
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     peer: SocketAddr,
     client_certificate: Option<String>,
     ctx: &PdpContext,
     limits: &crate::config::Limits,
+    rate: Option<&PeerRate>,
 ) -> anyhow::Result<(Option<Decision>, Option<String>)> {
+    let refund = || {
+        if let Some(r) = rate {
+            r.refund(peer.ip());
+        }
+    };
+    if client_certificate.is_some() {
+        refund();
+    }
     // A verified client certificate authenticates the session: no SASL.
     let policy = match (ctx.sasl, &client_certificate) {
         (crate::config::Sasl::Plain, None) => SaslPolicy::Plain { max_attempts: 3 },
@@ -438,26 +495,54 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Event::Authenticate(creds) => {
                         let user = creds.authcid.clone();
-                        let hash = ctx
-                            .store
-                            .password_hash(&user)
+                        let started = Instant::now();
+                        // A user name or address that spent its guesses
+                        // fails unchecked until one drips back.
+                        let admitted = ctx.guesses.check(&user, peer.ip(), started)
+                            == crate::guard::Admission::Check;
+                        let ok = admitted && {
+                            let hash = ctx
+                                .store
+                                .password_hash(&user)
+                                .await
+                                .context("reading the user store")?;
+                            let password = creds.password.expose().to_string();
+                            // argon2id takes tens of milliseconds: not on the
+                            // async threads. At most one check per core at a
+                            // time: each takes ~20 MiB.
+                            let _slot = password_checks().acquire().await;
+                            tokio::task::spawn_blocking(move || {
+                                crate::auth::verify_password(hash.as_deref(), &password)
+                            })
                             .await
-                            .context("reading the user store")?;
-                        let password = creds.password.expose().to_string();
-                        // argon2id takes tens of milliseconds: not on the async threads.
-                        // At most one check per core at a time: each takes
-                        // ~20 MiB and tens of milliseconds.
-                        let _slot = password_checks().acquire().await;
-                        let ok = tokio::task::spawn_blocking(move || {
-                            crate::auth::verify_password(hash.as_deref(), &password)
-                        })
-                        .await
-                        .unwrap_or(false);
-                        if !ok {
-                            tracing::warn!(%peer, user = %user, "SASL PLAIN: wrong user name or password");
-                            error = Some(format!("SASL PLAIN failed for user {user:?}"));
-                        } else {
+                            .unwrap_or(false)
+                        };
+                        if ok {
                             error = None;
+                            ctx.guesses.succeeded(&user);
+                            refund();
+                        } else {
+                            let (backoff, audit) =
+                                ctx.guesses.failed(&user, peer.ip(), started, admitted);
+                            tracing::warn!(
+                                %peer,
+                                user = %user,
+                                locked = !admitted,
+                                backoff_ms = backoff.as_millis() as u64,
+                                "SASL PLAIN: wrong user name or password"
+                            );
+                            if let Some((subject, detail)) = audit {
+                                if let Err(e) = ctx
+                                    .store
+                                    .audit(ctx.now(), "sasl-failed", &subject, &detail)
+                                    .await
+                                {
+                                    tracing::warn!(error = %e, "failed logins not in the audit log");
+                                }
+                            }
+                            error = Some(format!("SASL PLAIN failed for user {user:?}"));
+                            // Guessing gets slower the more it fails.
+                            tokio::time::sleep(backoff).await;
                         }
                         conn.authentication_result(ok);
                     }
@@ -528,5 +613,42 @@ mod tests {
         assert!(rate.admit(v6c), "another /64");
         let unlimited = PeerRate::new(0);
         assert!((0..10_000).all(|_| unlimited.admit(a)));
+    }
+
+    #[test]
+    fn authenticated_sessions_give_their_token_back_and_exempt_networks_pass() {
+        let rate = PeerRate::new(2);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        // Genuine sessions, each refunded: never refused.
+        for _ in 0..100 {
+            assert!(rate.admit(a));
+            rate.refund(a);
+        }
+        // Refunds never raise the bucket above its size.
+        rate.refund(a);
+        rate.refund(a);
+        assert!(rate.admit(a) && rate.admit(a) && !rate.admit(a));
+        // A refund for a /64 neighbour is the /64's.
+        let v6 = "2001:db8::1".parse().unwrap();
+        assert!(rate.admit(v6) && rate.admit(v6) && !rate.admit(v6));
+        rate.refund("2001:db8::2".parse().unwrap());
+        assert!(rate.admit(v6));
+
+        let limits = crate::config::Limits {
+            sessions_per_peer_per_minute: 1,
+            rate_exempt: vec![
+                "10.1.0.0/16".parse().unwrap(),
+                "2001:db8:5::/48".parse().unwrap(),
+            ],
+            ..Default::default()
+        };
+        let rate = PeerRate::from_limits(&limits);
+        let nat: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+        assert!((0..1000).all(|_| rate.admit(nat)));
+        let mapped: std::net::IpAddr = "::ffff:10.1.9.9".parse().unwrap();
+        assert!((0..10).all(|_| rate.admit(mapped)));
+        assert!((0..10).all(|_| rate.admit("2001:db8:5:1::7".parse().unwrap())));
+        let other: std::net::IpAddr = "10.2.0.1".parse().unwrap();
+        assert!(rate.admit(other) && !rate.admit(other));
     }
 }

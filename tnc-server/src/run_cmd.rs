@@ -45,6 +45,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("store.url {:?}", config.store.url))?,
         );
         let ctx = Arc::new(config.pdp_context(store.clone())?);
+        let guesses = ctx.clone();
         // The config's reference values become the current policy version
         // when they changed since the store last recorded them.
         for (role, text) in config.reference_files()? {
@@ -85,9 +86,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         // For scripts that start the daemon on port 0.
         println!("listening on {local}");
         // One bound on sessions over both transports.
-        let rate = Arc::new(tnc_server::net::PeerRate::new(
-            config.limits.sessions_per_peer_per_minute,
-        ));
+        let rate = Arc::new(tnc_server::net::PeerRate::from_limits(&config.limits));
         let sessions = Arc::new(Semaphore::new(config.limits.max_sessions));
         let quic = match args.quic_listen.or(config.listen.quic) {
             Some(addr) => {
@@ -129,6 +128,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .await?;
         if let Some(q) = quic {
             q.await.context("QUIC listener")??;
+        }
+        // Failed logins counted since their address's last audit entry.
+        for (subject, detail) in guesses.guesses.drain_audit() {
+            store
+                .audit(guesses.now(), "sasl-failed", &subject, &detail)
+                .await?;
         }
         store.close().await;
         Ok::<_, anyhow::Error>(())

@@ -33,6 +33,8 @@ pub struct PdpContext {
     pub store: Arc<Store>,
     /// User authentication inside PT-TLS.
     pub sasl: crate::config::Sasl,
+    /// Wrong passwords counted per user name and per address.
+    pub guesses: crate::guard::GuessGuard,
     pub rng: SystemRandom,
     /// Unix seconds; replaceable in tests.
     pub clock: fn() -> u64,
