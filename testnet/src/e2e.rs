@@ -189,6 +189,7 @@ impl TestPdp {
         let (tx, reports) = mpsc::unbounded_channel();
         let tx = report.then_some(tx);
         let rate = Arc::new(tnc_server::net::PeerRate::from_limits(&limits));
+        let pending = tnc_server::pending::PendingPool::from_limits(&limits);
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let quic = quinn::Endpoint::server(quic_server_config(&config)?, "127.0.0.1:0".parse()?)?;
         let quic_addr = quic.local_addr()?;
@@ -200,6 +201,7 @@ impl TestPdp {
                 limits: limits.clone(),
                 shutdown: rx.clone(),
                 rate: rate.clone(),
+                pending: pending.clone(),
                 reports: tx.clone(),
             }
             .run(),
@@ -215,6 +217,7 @@ impl TestPdp {
                 limits,
                 shutdown: rx,
                 rate: rate.clone(),
+                pending: pending.clone(),
                 reports: tx,
             }
             .run(),

@@ -309,3 +309,78 @@ async fn guessing_is_locked_out_and_audited_once() {
     pdp.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&hosts);
 }
+
+/// An idle flood: 2,200 TCP connections that send nothing, from 127.0.0.2-5,
+/// kept coming while a genuine terminal logs in from 127.0.0.1. They hold no
+/// session slot (only places in the bounded pool of unauthenticated
+/// connections, 64 per address): the genuine login finishes within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_flood_does_not_hold_the_door_shut() {
+    let pdp = TestPdp::start_raw(
+        &[],
+        (Vec::new(), Vec::new()),
+        PdpOptions {
+            report: false,
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = pdp.addr;
+    let open = move |source: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket
+            .bind((std::net::Ipv4Addr::from(source), 0).into())
+            .ok()?;
+        socket.connect(addr).await.ok()
+    };
+    let mut idle = Vec::new();
+    for i in 0..2_200usize {
+        let source = [127, 0, 0, 2 + (i % 4) as u8];
+        if let Some(s) = open(source).await {
+            idle.push(s);
+        }
+    }
+    assert!(
+        idle.len() >= 2_000,
+        "{} idle connections opened",
+        idle.len()
+    );
+    // More keep coming while the genuine terminal logs in.
+    let flood = tokio::spawn(async move {
+        let mut more = Vec::new();
+        for i in 0..10_000usize {
+            if let Some(s) = open([127, 0, 0, 2 + (i % 4) as u8]).await {
+                more.push(s);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        more.len()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let dir = scratch_dir("door-flood").unwrap();
+    let mut agent = agent_without_tpm(&dir).unwrap();
+    let tls = tls_client_config(&pdp.tls.ca).unwrap();
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        login(addr, "localhost", tls, &mut agent, None),
+    )
+    .await
+    .expect("the genuine login got through at all")
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(outcome.verdict_name(), "isolate");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "the genuine login took {took:?} under the flood"
+    );
+    assert!(
+        pdp.ctx.store.audit_entries().await.is_ok(),
+        "the PDP is alive"
+    );
+    flood.abort();
+    drop(idle);
+    pdp.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

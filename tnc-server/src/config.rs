@@ -268,6 +268,34 @@ pub struct Limits {
     /// give their token back anywhere.
     #[serde(default)]
     pub rate_exempt: Vec<ipnet::IpNet>,
+    /// Connections that have not finished TLS and authentication are held
+    /// apart from the sessions: at most this many at once (the oldest is
+    /// cut to make room)...
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// ...and this many from one address (IPv6 /64); more are closed.
+    #[serde(default = "default_pending_per_address")]
+    pub pending_per_address: usize,
+    /// Seconds a new connection has to finish TLS (or the QUIC handshake).
+    #[serde(default = "default_tls_timeout")]
+    pub tls_timeout_secs: u64,
+    /// Seconds after TLS to finish PT-TLS negotiation and authentication;
+    /// only then does a connection take a session slot.
+    #[serde(default = "default_auth_timeout")]
+    pub auth_timeout_secs: u64,
+}
+
+fn default_max_pending() -> usize {
+    4096
+}
+fn default_pending_per_address() -> usize {
+    64
+}
+fn default_tls_timeout() -> u64 {
+    5
+}
+fn default_auth_timeout() -> u64 {
+    10
 }
 
 fn default_per_peer() -> u32 {
@@ -292,6 +320,10 @@ impl Default for Limits {
             handshake_timeout_secs: default_deadline(),
             sessions_per_peer_per_minute: default_per_peer(),
             rate_exempt: Vec::new(),
+            max_pending: default_max_pending(),
+            pending_per_address: default_pending_per_address(),
+            tls_timeout_secs: default_tls_timeout(),
+            auth_timeout_secs: default_auth_timeout(),
         }
     }
 }
@@ -314,6 +346,19 @@ impl ServerConfig {
             .unwrap_or_else(|| PathBuf::from("."));
         if config.limits.max_sessions == 0 {
             bail!("{}: limits.max_sessions must be at least 1", path.display());
+        }
+        for (key, v) in [
+            ("limits.tls_timeout_secs", config.limits.tls_timeout_secs),
+            ("limits.auth_timeout_secs", config.limits.auth_timeout_secs),
+            ("limits.max_pending", config.limits.max_pending as u64),
+            (
+                "limits.pending_per_address",
+                config.limits.pending_per_address as u64,
+            ),
+        ] {
+            if v == 0 {
+                bail!("{}: {key} must be at least 1", path.display());
+            }
         }
         if config.limits.handshake_timeout_secs == 0 {
             bail!(

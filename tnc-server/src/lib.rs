@@ -14,4 +14,5 @@ pub mod imv;
 pub mod log;
 pub mod net;
 pub mod pdp;
+pub mod pending;
 pub mod store;

@@ -254,8 +254,11 @@ pub struct Listener {
     pub transport: Transport,
     pub ctx: Arc<PdpContext>,
     pub limits: crate::config::Limits,
-    /// Bounds concurrent sessions: a permit per session.
+    /// Bounds concurrent sessions: a permit per authenticated session.
     pub sessions: Arc<Semaphore>,
+    /// Connections not yet authenticated (shared by the listeners of one
+    /// PDP): they take no session slot.
+    pub pending: Arc<crate::pending::PendingPool>,
     pub shutdown: watch::Receiver<bool>,
     /// Shared by the listeners of one PDP.
     pub rate: Arc<PeerRate>,
@@ -267,16 +270,6 @@ impl Listener {
     pub async fn run(mut self) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         loop {
-            if self.sessions.available_permits() == 0 {
-                tracing::warn!(
-                    max_sessions = self.limits.max_sessions,
-                    "session limit reached: new connections wait in the backlog until a session ends"
-                );
-            }
-            let permit = tokio::select! {
-                p = self.sessions.clone().acquire_owned() => p.context("session semaphore closed")?,
-                _ = self.shutdown.changed() => break,
-            };
             let (accepted, peer) = match &self.transport {
                 Transport::Tcp { listener, acceptor } => tokio::select! {
                     r = listener.accept() => match r {
@@ -318,6 +311,20 @@ impl Listener {
                     _ = self.shutdown.changed() => break,
                 },
             };
+            // An address that holds its share of unauthenticated
+            // connections gets no more (an idle flood); a full pool cuts its
+            // oldest.
+            let Ok(ticket) = self.pending.enter(peer.ip()) else {
+                tracing::debug!(%peer, "too many unauthenticated connections from this address: closed");
+                continue;
+            };
+            let gate = Gate {
+                ticket: Some(ticket),
+                sessions: self.sessions.clone(),
+                max_sessions: self.limits.max_sessions,
+                tls_timeout: Duration::from_secs(self.limits.tls_timeout_secs),
+                auth_timeout: Duration::from_secs(self.limits.auth_timeout_secs),
+            };
             let ctx = self.ctx.clone();
             let rate = self.rate.clone();
             let limits = self.limits.clone();
@@ -325,7 +332,7 @@ impl Listener {
             let mut shutdown = self.shutdown.clone();
             tasks.spawn(async move {
                 let report = tokio::select! {
-                    r = serve(accepted, peer, &ctx, &limits, &rate) => r,
+                    r = serve(accepted, peer, &ctx, &limits, &rate, gate) => r,
                     _ = shutdown.changed() => SessionReport {
                         peer,
                         decision: None,
@@ -337,7 +344,6 @@ impl Listener {
                 if let Some(tx) = reports {
                     let _ = tx.send(report);
                 }
-                drop(permit);
             });
             // Reap finished tasks so the set does not grow.
             while tasks.try_join_next().is_some() {}
@@ -372,33 +378,99 @@ fn log_report(r: &SessionReport) {
     }
 }
 
+/// How an unauthenticated connection becomes a session: its place in the
+/// pending pool, the deadlines it must meet, and the session slot it takes
+/// once authenticated.
+pub struct Gate {
+    pub ticket: Option<crate::pending::Ticket>,
+    pub sessions: Arc<Semaphore>,
+    /// For the log line when the slots are all taken.
+    pub max_sessions: usize,
+    /// To finish TLS (or the QUIC handshake), from the accept.
+    pub tls_timeout: Duration,
+    /// To finish PT-TLS negotiation and authentication, after TLS.
+    pub auth_timeout: Duration,
+}
+
+impl Gate {
+    /// Resolves when the pool cuts this connection; never once it left it.
+    async fn evicted(&self) {
+        match &self.ticket {
+            Some(t) => t.evicted().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// `phase` (TLS, or the QUIC handshake) within the TLS deadline, unless
+    /// the pool cuts the connection first.
+    async fn pending<T>(
+        &self,
+        what: &str,
+        phase: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        tokio::select! {
+            r = tokio::time::timeout(self.tls_timeout, phase) => r.map_err(|_| {
+                anyhow::anyhow!("{what} not finished within {} s: peer cut off", self.tls_timeout.as_secs())
+            })?,
+            _ = self.evicted() => anyhow::bail!("cut off during {what}: the oldest unauthenticated connection while the pool was full"),
+        }
+    }
+
+    /// Authenticated: leave the pool, take a session slot (waiting for one
+    /// if all are taken).
+    async fn enter(&mut self) -> anyhow::Result<tokio::sync::OwnedSemaphorePermit> {
+        self.ticket = None;
+        if self.sessions.available_permits() == 0 {
+            tracing::warn!(
+                max_sessions = self.max_sessions,
+                "session limit reached: authenticated sessions wait until one ends"
+            );
+        }
+        self.sessions
+            .clone()
+            .acquire_owned()
+            .await
+            .context("session semaphore closed")
+    }
+}
+
 async fn serve(
     accepted: Accepted,
     peer: SocketAddr,
     ctx: &PdpContext,
     limits: &crate::config::Limits,
     rate: &PeerRate,
+    gate: Gate,
 ) -> SessionReport {
     let start = Instant::now();
     let outcome = tokio::time::timeout(limits.handshake_timeout(), async {
         match accepted {
             Accepted::Tcp(stream, acceptor) => {
                 let _ = stream.set_nodelay(true);
-                let tls = acceptor.accept(stream).await.context("TLS handshake")?;
+                let tls = gate
+                    .pending("TLS handshake", async {
+                        acceptor.accept(stream).await.context("TLS handshake")
+                    })
+                    .await?;
                 let client = tls
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(|c| client_identity(c));
-                run_session(tls, peer, client, ctx, limits, Some(rate)).await
+                run_session(tls, peer, client, ctx, limits, Some(rate), gate).await
             }
             Accepted::Quic(incoming) => {
-                let conn = (*incoming).await.context("QUIC handshake")?;
-                let (send, recv) = conn
-                    .accept_bi()
-                    .await
-                    .context("waiting for the PT-TLS stream")?;
+                let (conn, send, recv) = gate
+                    .pending("QUIC handshake", async {
+                        let conn = (*incoming).await.context("QUIC handshake")?;
+                        let (send, recv) = conn
+                            .accept_bi()
+                            .await
+                            .context("waiting for the PT-TLS stream")?;
+                        Ok((conn, send, recv))
+                    })
+                    .await?;
                 let client = conn
                     .peer_identity()
                     .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -410,6 +482,7 @@ async fn serve(
                     ctx,
                     limits,
                     Some(rate),
+                    gate,
                 )
                 .await;
                 // The client closes the connection once it read our last bytes.
@@ -449,7 +522,12 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &PdpContext,
     limits: &crate::config::Limits,
     rate: Option<&PeerRate>,
+    mut gate: Gate,
 ) -> anyhow::Result<(Option<Decision>, Option<String>)> {
+    // Authentication (PT-TLS negotiation, SASL) must be over by then.
+    let auth_deadline = tokio::time::Instant::now() + gate.auth_timeout;
+    // The session slot, once authenticated.
+    let mut slot = None;
     let refund = || {
         if let Some(r) = rate {
             r.refund(peer.ip());
@@ -482,6 +560,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         loop {
             while let Some(event) = conn.poll_event() {
                 match event {
+                    Event::Ready => slot = Some(gate.enter().await?),
                     Event::Batch(bytes) => {
                         let reply = session.receive(&bytes).await;
                         for b in &reply.batches {
@@ -563,7 +642,20 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             if conn.is_closed() {
                 break;
             }
-            let n = io.read(&mut buf).await.context("reading from the client")?;
+            let n = if slot.is_some() {
+                io.read(&mut buf).await.context("reading from the client")?
+            } else {
+                tokio::select! {
+                    r = io.read(&mut buf) => r.context("reading from the client")?,
+                    _ = tokio::time::sleep_until(auth_deadline) => anyhow::bail!(
+                        "not authenticated within {} s of TLS: peer cut off",
+                        gate.auth_timeout.as_secs()
+                    ),
+                    _ = gate.evicted() => anyhow::bail!(
+                        "cut off before authenticating: the oldest unauthenticated connection while the pool was full"
+                    ),
+                }
+            };
             if n == 0 {
                 if session.decision().is_none() {
                     error

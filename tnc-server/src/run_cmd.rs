@@ -87,6 +87,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         println!("listening on {local}");
         // One bound on sessions over both transports.
         let rate = Arc::new(tnc_server::net::PeerRate::from_limits(&config.limits));
+        let pending = tnc_server::pending::PendingPool::from_limits(&config.limits);
         let sessions = Arc::new(Semaphore::new(config.limits.max_sessions));
         let quic = match args.quic_listen.or(config.listen.quic) {
             Some(addr) => {
@@ -105,6 +106,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                         limits: config.limits.clone(),
                         shutdown: rx.clone(),
                         rate: rate.clone(),
+                        pending: pending.clone(),
                         reports: None,
                     }
                     .run(),
@@ -122,6 +124,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             limits: config.limits.clone(),
             shutdown: rx,
             rate: rate.clone(),
+            pending: pending.clone(),
             reports: None,
         }
         .run()
