@@ -25,12 +25,13 @@ test: setup
 lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks that print tables: criterion for the codecs, testnet for appraisal
-# and whole handshakes.
+# Benchmarks that print tables: criterion for the codecs, testnet for appraisal,
+# whole handshakes and the door under attack.
 bench: setup
 	$(CARGO) bench -p tnc-proto --bench codec
 	$(CARGO) run --release -p testnet -- bench appraise
 	$(CARGO) run --release -p testnet -- bench handshake
+	$(CARGO) run --release -p testnet -- bench door
 
 # Fuzz targets build on the stable toolchain with RUSTC_BOOTSTRAP (see README).
 fuzz-build:

@@ -48,6 +48,9 @@ pub enum Command {
     /// Whole integrity handshakes against the PDP on loopback: 1, 10 and 100
     /// concurrent clients over TCP and QUIC, p50/p99, memory per idle session.
     Handshake(crate::bench_handshake::Args),
+    /// Genuine login latency under an idle flood and a guessing flood, next
+    /// to the quiet figure (attackers on 127.0.0.2-5).
+    Door(crate::bench_door::Args),
     /// (Internal) the idle sessions of `bench handshake`'s memory figure.
     #[command(hide = true)]
     IdleClients(crate::bench_handshake::IdleArgs),
@@ -93,6 +96,7 @@ pub fn run(command: &Command) -> anyhow::Result<()> {
     match command {
         Command::Appraise(args) => appraise_bench(args),
         Command::Handshake(args) => crate::bench_handshake::run(args),
+        Command::Door(args) => crate::bench_door::run(args),
         Command::IdleClients(args) => crate::bench_handshake::idle_clients(args),
     }
 }

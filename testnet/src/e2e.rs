@@ -179,6 +179,7 @@ impl TestPdp {
             store,
             sasl,
             guesses: tnc_server::guard::GuessGuard::new(guesses),
+            message_budget: tnc_server::budget::MessageBudget::new(limits.message_budget_mib),
             rng: pki::rand::SystemRandom::new(),
             clock: tnc_server::pdp::system_clock,
         });

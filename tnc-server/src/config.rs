@@ -283,6 +283,15 @@ pub struct Limits {
     /// only then does a connection take a session slot.
     #[serde(default = "default_auth_timeout")]
     pub auth_timeout_secs: u64,
+    /// MiB all sessions together may buffer of unfinished large messages
+    /// (beyond 64 KiB each); when spent, sessions wait before reading more.
+    /// At least max_message_len.
+    #[serde(default = "default_message_budget")]
+    pub message_budget_mib: usize,
+}
+
+fn default_message_budget() -> usize {
+    256
 }
 
 fn default_max_pending() -> usize {
@@ -324,6 +333,7 @@ impl Default for Limits {
             pending_per_address: default_pending_per_address(),
             tls_timeout_secs: default_tls_timeout(),
             auth_timeout_secs: default_auth_timeout(),
+            message_budget_mib: default_message_budget(),
         }
     }
 }
@@ -359,6 +369,17 @@ impl ServerConfig {
             if v == 0 {
                 bail!("{}: {key} must be at least 1", path.display());
             }
+        }
+        if (config.limits.message_budget_mib as u64) << 20
+            < u64::from(config.limits.max_message_len)
+        {
+            bail!(
+                "{}: limits.message_budget_mib ({} MiB) must hold one message of \
+                 limits.max_message_len ({} bytes)",
+                path.display(),
+                config.limits.message_budget_mib,
+                config.limits.max_message_len
+            );
         }
         if config.limits.handshake_timeout_secs == 0 {
             bail!(
@@ -456,6 +477,7 @@ impl ServerConfig {
             store,
             sasl: self.auth.sasl,
             guesses: crate::guard::GuessGuard::new(self.auth.guess_limits()),
+            message_budget: crate::budget::MessageBudget::new(self.limits.message_budget_mib),
             rng: pki::rand::SystemRandom::new(),
             clock: crate::pdp::system_clock,
         })

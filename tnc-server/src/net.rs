@@ -528,6 +528,8 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let auth_deadline = tokio::time::Instant::now() + gate.auth_timeout;
     // The session slot, once authenticated.
     let mut slot = None;
+    // This session's share of the PDP's budget for unfinished messages.
+    let mut reserved = ctx.message_budget.reservation();
     let refund = || {
         if let Some(r) = rate {
             r.refund(peer.ip());
@@ -642,6 +644,10 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             if conn.is_closed() {
                 break;
             }
+            // What is held now, and what one more read may add, must fit
+            // the budget: if it is spent, wait before reading more.
+            reserved.shrink_to(conn.buffered());
+            reserved.cover(conn.buffered() + buf.len()).await;
             let n = if slot.is_some() {
                 io.read(&mut buf).await.context("reading from the client")?
             } else {

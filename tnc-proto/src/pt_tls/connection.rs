@@ -259,6 +259,12 @@ macro_rules! endpoint_io {
         }
 
         /// The session ended: no more input is processed.
+        /// Bytes received that do not yet form a whole message (what a
+        /// slow peer makes the receiver hold).
+        pub fn buffered(&self) -> usize {
+            self.ep.framer.buffered()
+        }
+
         pub fn is_closed(&self) -> bool {
             self.ep.closed
         }

@@ -35,6 +35,8 @@ pub struct PdpContext {
     pub sasl: crate::config::Sasl,
     /// Wrong passwords counted per user name and per address.
     pub guesses: crate::guard::GuessGuard,
+    /// What all sessions together may buffer of unfinished messages.
+    pub message_budget: crate::budget::MessageBudget,
     pub rng: SystemRandom,
     /// Unix seconds; replaceable in tests.
     pub clock: fn() -> u64,
