@@ -176,25 +176,15 @@ async fn a_peer_leaving_after_result_leaves_a_decided_session() {
     pdp.stop().await.unwrap();
 }
 
-/// The per-address limit counts failures, not genuine terminals: with a
-/// limit of 2 sessions a minute, six users log in from one address one
-/// after the other (each authenticated session gives its token back); two
-/// wrong passwords then use the budget up, and the next connection from
-/// that address is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_address_limit_counts_failures_not_genuine_terminals() {
-    use tnc_proto::pt_tls::sasl::PlainCredentials;
+/// A PDP with SASL PLAIN and the user alice (password "right").
+async fn sasl_pdp(options: PdpOptions) -> TestPdp {
     let pdp = TestPdp::start_raw(
         &[],
         (Vec::new(), Vec::new()),
         PdpOptions {
             sasl: tnc_server::config::Sasl::Plain,
-            limits: tnc_server::config::Limits {
-                sessions_per_peer_per_minute: 2,
-                ..Default::default()
-            },
             report: false,
-            ..PdpOptions::default()
+            ..options
         },
     )
     .await
@@ -202,23 +192,42 @@ async fn the_address_limit_counts_failures_not_genuine_terminals() {
     let rng = pki::rand::SystemRandom::new();
     let hash = tnc_server::auth::hash_password("right", &rng).unwrap();
     pdp.ctx.store.add_user("alice", &hash, 0).await.unwrap();
+    pdp
+}
+
+/// A TPM-less login from 127.0.0.1 as `user`, its OS facts in `dir`.
+async fn sasl_login(
+    pdp: &TestPdp,
+    dir: &std::path::Path,
+    user: &str,
+    password: &str,
+) -> Result<tnc_client::agent::Outcome, tnc_client::agent::AgentError> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut agent = agent_without_tpm(dir).unwrap();
     let tls = tls_client_config(&pdp.tls.ca).unwrap();
+    let credentials = tnc_proto::pt_tls::sasl::PlainCredentials::new(user, password);
+    login(pdp.addr, "localhost", tls, &mut agent, Some(credentials)).await
+}
+
+/// The per-address limit counts failures, not genuine terminals: with a
+/// limit of 2 sessions a minute, six users log in from one address one
+/// after the other (each authenticated session gives its token back); two
+/// wrong passwords then use the budget up, and the next connection from
+/// that address is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_limit_counts_failures_not_genuine_terminals() {
+    let pdp = sasl_pdp(PdpOptions {
+        limits: tnc_server::config::Limits {
+            sessions_per_peer_per_minute: 2,
+            ..Default::default()
+        },
+        ..PdpOptions::default()
+    })
+    .await;
     let hosts = scratch_dir("door-rate").unwrap();
     let attempt = |i: usize, password: &'static str| {
-        let dir = hosts.join(i.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut agent = agent_without_tpm(&dir).unwrap();
-        let (tls, addr) = (tls.clone(), pdp.addr);
-        async move {
-            login(
-                addr,
-                "localhost",
-                tls,
-                &mut agent,
-                Some(PlainCredentials::new("alice", password)),
-            )
-            .await
-        }
+        let (pdp, dir) = (&pdp, hosts.join(i.to_string()));
+        async move { sasl_login(pdp, &dir, "alice", password).await }
     };
     for i in 0..6 {
         let o = attempt(i, "right")
@@ -244,42 +253,18 @@ async fn the_address_limit_counts_failures_not_genuine_terminals() {
 /// burst, not one per guess.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guessing_is_locked_out_and_audited_once() {
-    use tnc_proto::pt_tls::sasl::PlainCredentials;
-    let pdp = TestPdp::start_raw(
-        &[],
-        (Vec::new(), Vec::new()),
-        PdpOptions {
-            sasl: tnc_server::config::Sasl::Plain,
-            guesses: tnc_server::guard::GuessLimits {
-                per_minute: 1,
-                burst: 3,
-            },
-            report: false,
-            ..PdpOptions::default()
+    let pdp = sasl_pdp(PdpOptions {
+        guesses: tnc_server::guard::GuessLimits {
+            per_minute: 1,
+            burst: 3,
         },
-    )
-    .await
-    .unwrap();
-    let rng = pki::rand::SystemRandom::new();
-    let hash = tnc_server::auth::hash_password("right", &rng).unwrap();
-    pdp.ctx.store.add_user("alice", &hash, 0).await.unwrap();
-    let tls = tls_client_config(&pdp.tls.ca).unwrap();
+        ..PdpOptions::default()
+    })
+    .await;
     let hosts = scratch_dir("door-guess").unwrap();
     let attempt = |i: usize, user: &'static str, password: &'static str| {
-        let dir = hosts.join(i.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut agent = agent_without_tpm(&dir).unwrap();
-        let (tls, addr) = (tls.clone(), pdp.addr);
-        async move {
-            login(
-                addr,
-                "localhost",
-                tls,
-                &mut agent,
-                Some(PlainCredentials::new(user, password)),
-            )
-            .await
-        }
+        let (pdp, dir) = (&pdp, hosts.join(i.to_string()));
+        async move { sasl_login(pdp, &dir, user, password).await }
     };
     for i in 0..3 {
         assert!(attempt(i, "alice", "guess").await.is_err());

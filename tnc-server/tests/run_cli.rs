@@ -92,6 +92,7 @@ fn init_user_run_learn_device_audit() {
             &dir,
             Some(PlainCredentials::new("alice", "s3cret pass")),
         )
+        .unwrap()
     };
     let first = log_in();
     assert!(
@@ -215,7 +216,7 @@ fn log_in_as(
     addr: std::net::SocketAddr,
     dir: &std::path::Path,
     credentials: Option<PlainCredentials>,
-) -> tnc_client::agent::Outcome {
+) -> Result<tnc_client::agent::Outcome, tnc_client::agent::AgentError> {
     let mut agent = terminal.agent().unwrap();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -228,7 +229,6 @@ fn log_in_as(
             &mut agent,
             credentials,
         ))
-        .unwrap()
 }
 
 /// A new PDP directory: `tnc-server init --dir` in a scratch directory.
@@ -277,7 +277,7 @@ fn no_ek_root_then_ek_roots_add_and_remove() {
     let list = admin(&["ek-roots", "list"], &config);
     assert!(list.contains("no EK CA is trusted"), "{list}");
 
-    let log_in = |addr| log_in_as(&terminal, addr, &dir, None);
+    let log_in = |addr| log_in_as(&terminal, addr, &dir, None).unwrap();
     let (daemon, addr) = start_daemon(&config);
     let first = log_in(addr);
     let log = stop_daemon(daemon);
@@ -435,18 +435,12 @@ fn a_hostile_user_name_cannot_forge_a_log_line() {
     let (daemon, addr) = start_daemon(&config);
     let forged = "mallory\n2026-12-04T00:00:00.000000Z  INFO tnc_server::net: session decided \
                   peer=10.0.0.9:1 verdict=allow\r\x1b[2J";
-    let mut agent = terminal.agent().unwrap();
-    let refused = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(login(
-            addr,
-            "localhost",
-            tls_client_config(&dir.join("ca.pem")).unwrap(),
-            &mut agent,
-            Some(PlainCredentials::new(forged, "guess")),
-        ));
+    let refused = log_in_as(
+        &terminal,
+        addr,
+        &dir,
+        Some(PlainCredentials::new(forged, "guess")),
+    );
     assert!(refused.is_err(), "{refused:?}");
     let log = stop_daemon(daemon);
     assert!(log.contains("mallory\\n2026-12-04"), "{log}");
