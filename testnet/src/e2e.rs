@@ -18,10 +18,11 @@ use tnc_proto::attestation::Role;
 use tnc_proto::pt_tls::sasl::PlainCredentials;
 use tnc_server::certs;
 use tnc_server::config::{Limits, OsPolicy, Sasl};
-use tnc_server::net::{quic_server_config, Listener, SessionReport, Transport};
+use tnc_server::daemon::Pdp;
+use tnc_server::net::SessionReport;
 use tnc_server::pdp::PdpContext;
 use tnc_server::store::Store;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::mpsc;
 
 /// The simulator's profiles shipped in `testnet/profiles`.
 pub fn profile(name: &str) -> anyhow::Result<Profile> {
@@ -118,12 +119,10 @@ pub struct TestPdp {
     pub addr: SocketAddr,
     /// PT-TLS over QUIC (UDP).
     pub quic_addr: SocketAddr,
-    quic_task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub tls: TlsFiles,
     pub ctx: Arc<PdpContext>,
     pub reports: mpsc::UnboundedReceiver<SessionReport>,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pdp: Pdp,
     pub dir: PathBuf,
 }
 
@@ -184,54 +183,21 @@ impl TestPdp {
             clock: tnc_server::pdp::system_clock,
         });
         let config = tnc_server::net::tls_server_config(&tls.cert, &tls.key, client_ca.as_deref())?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (shutdown, rx) = watch::channel(false);
         let (tx, reports) = mpsc::unbounded_channel();
-        let tx = report.then_some(tx);
-        let rate = Arc::new(tnc_server::net::PeerRate::from_limits(&limits));
-        let pending = tnc_server::pending::PendingPool::from_limits(&limits);
-        let sessions = Arc::new(Semaphore::new(limits.max_sessions));
-        let quic = quinn::Endpoint::server(quic_server_config(&config)?, "127.0.0.1:0".parse()?)?;
-        let quic_addr = quic.local_addr()?;
-        let quic_task = tokio::spawn(
-            Listener {
-                transport: Transport::Quic(quic),
-                ctx: ctx.clone(),
-                sessions: sessions.clone(),
-                limits: limits.clone(),
-                shutdown: rx.clone(),
-                rate: rate.clone(),
-                pending: pending.clone(),
-                reports: tx.clone(),
-            }
-            .run(),
-        );
-        let task = tokio::spawn(
-            Listener {
-                transport: Transport::Tcp {
-                    listener,
-                    acceptor: tokio_rustls::TlsAcceptor::from(config.clone()),
-                },
-                ctx: ctx.clone(),
-                sessions,
-                limits,
-                shutdown: rx,
-                rate: rate.clone(),
-                pending: pending.clone(),
-                reports: tx,
-            }
-            .run(),
-        );
+        let mut builder = Pdp::builder(ctx.clone(), config, limits)
+            .tcp("127.0.0.1:0".parse()?)
+            .quic(Some("127.0.0.1:0".parse()?));
+        if report {
+            builder = builder.reports(tx);
+        }
+        let pdp = builder.start().await?;
         Ok(Self {
-            addr,
-            quic_addr,
-            quic_task,
+            addr: pdp.tcp_addr,
+            quic_addr: pdp.quic_addr.context("the QUIC listener")?,
+            pdp,
             tls,
             ctx,
             reports,
-            shutdown,
-            task,
             dir,
         })
     }
@@ -282,9 +248,7 @@ impl TestPdp {
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(true);
-        self.task.await??;
-        self.quic_task.await??;
+        self.pdp.stop().await?;
         self.ctx.store.close().await;
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod budget;
 pub mod certs;
 pub mod config;
+pub mod daemon;
 pub mod devices;
 pub mod ek_trust;
 pub mod guard;

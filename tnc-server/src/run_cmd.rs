@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tnc_server::config::ServerConfig;
-use tnc_server::net::{quic_server_config, tls_server_config, Listener, Transport};
+use tnc_server::net::tls_server_config;
 use tnc_server::store::Store;
-use tokio::sync::{watch, Semaphore};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -45,7 +44,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("store.url {:?}", config.store.url))?,
         );
         let ctx = Arc::new(config.pdp_context(store.clone())?);
-        let guesses = ctx.clone();
         // The config's reference values become the current policy version
         // when they changed since the store last recorded them.
         for (role, text) in config.reference_files()? {
@@ -66,78 +64,31 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .keys()
             .map(|r| r.name())
             .collect();
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr} (listen.tcp or --listen)"))?;
-        let local = listener.local_addr()?;
-        let (shutdown, rx) = watch::channel(false);
+        let pdp = tnc_server::daemon::Pdp::builder(ctx, tls, config.limits.clone())
+            .tcp(addr)
+            .quic(args.quic_listen.or(config.listen.quic))
+            .start()
+            .await?;
+        let stop = pdp.shutdown_handle();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received: shutting down");
-            let _ = shutdown.send(true);
+            stop.stop();
         });
         tracing::info!(
-            addr = %local,
+            addr = %pdp.tcp_addr,
             roles = ?roles,
             pcrs = %config.attestation.pcrs,
             max_sessions = config.limits.max_sessions,
             "PT-TLS listener ready"
         );
         // For scripts that start the daemon on port 0.
-        println!("listening on {local}");
-        // One bound on sessions over both transports.
-        let rate = Arc::new(tnc_server::net::PeerRate::from_limits(&config.limits));
-        let pending = tnc_server::pending::PendingPool::from_limits(&config.limits);
-        let sessions = Arc::new(Semaphore::new(config.limits.max_sessions));
-        let quic = match args.quic_listen.or(config.listen.quic) {
-            Some(addr) => {
-                let endpoint = quinn::Endpoint::server(quic_server_config(&tls)?, addr)
-                    .with_context(|| {
-                        format!("listening on UDP {addr} (listen.quic or --quic-listen)")
-                    })?;
-                let local = endpoint.local_addr()?;
-                tracing::info!(addr = %local, "PT-TLS over QUIC listener ready");
-                println!("listening on quic {local}");
-                Some(tokio::spawn(
-                    Listener {
-                        transport: Transport::Quic(endpoint),
-                        ctx: ctx.clone(),
-                        sessions: sessions.clone(),
-                        limits: config.limits.clone(),
-                        shutdown: rx.clone(),
-                        rate: rate.clone(),
-                        pending: pending.clone(),
-                        reports: None,
-                    }
-                    .run(),
-                ))
-            }
-            None => None,
-        };
-        Listener {
-            transport: Transport::Tcp {
-                listener,
-                acceptor: tokio_rustls::TlsAcceptor::from(tls),
-            },
-            ctx,
-            sessions,
-            limits: config.limits.clone(),
-            shutdown: rx,
-            rate: rate.clone(),
-            pending: pending.clone(),
-            reports: None,
+        println!("listening on {}", pdp.tcp_addr);
+        if let Some(quic) = pdp.quic_addr {
+            tracing::info!(addr = %quic, "PT-TLS over QUIC listener ready");
+            println!("listening on quic {quic}");
         }
-        .run()
-        .await?;
-        if let Some(q) = quic {
-            q.await.context("QUIC listener")??;
-        }
-        // Failed logins counted since their address's last audit entry.
-        for (subject, detail) in guesses.guesses.drain_audit() {
-            store
-                .audit(guesses.now(), "sasl-failed", &subject, &detail)
-                .await?;
-        }
+        pdp.join().await?;
         store.close().await;
         Ok::<_, anyhow::Error>(())
     })?;

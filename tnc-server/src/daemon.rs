@@ -1,0 +1,162 @@
+//! The PDP as a library: one place that binds the listeners (PT-TLS over
+//! TCP + TLS 1.3, and over QUIC), shares the session slots, the pool of
+//! unauthenticated connections and the per-address rate between them, and
+//! stops them all. `tnc-server run`, testnet's PDP and the demo start the
+//! PDP through [`Pdp::builder`]; nothing else constructs listeners.
+
+use crate::config::Limits;
+use crate::net::{quic_server_config, Listener, PeerRate, SessionReport, Transport};
+use crate::pdp::PdpContext;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+/// What a PDP is started with.
+pub struct PdpBuilder {
+    ctx: Arc<PdpContext>,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    tcp: SocketAddr,
+    quic: Option<SocketAddr>,
+    reports: Option<mpsc::UnboundedSender<SessionReport>>,
+}
+
+/// A running PDP.
+pub struct Pdp {
+    /// Where PT-TLS over TCP is served.
+    pub tcp_addr: SocketAddr,
+    /// Where PT-TLS over QUIC is served, if it is.
+    pub quic_addr: Option<SocketAddr>,
+    ctx: Arc<PdpContext>,
+    shutdown: Shutdown,
+    listeners: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Stops a PDP from elsewhere (a signal handler): every listener stops
+/// accepting, open sessions are ended.
+#[derive(Clone)]
+pub struct Shutdown(Arc<watch::Sender<bool>>);
+
+impl Shutdown {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Pdp {
+    /// A PDP serving `ctx` with the TLS identity `tls`, within `limits`; by
+    /// default on PT-TLS's port over TCP only.
+    pub fn builder(
+        ctx: Arc<PdpContext>,
+        tls: Arc<rustls::ServerConfig>,
+        limits: Limits,
+    ) -> PdpBuilder {
+        PdpBuilder {
+            ctx,
+            tls,
+            limits,
+            tcp: SocketAddr::from(([0u16; 8], crate::config::PT_TLS_PORT)),
+            quic: None,
+            reports: None,
+        }
+    }
+
+    pub fn context(&self) -> &Arc<PdpContext> {
+        &self.ctx
+    }
+
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the listeners have stopped (after [`Shutdown::stop`]),
+    /// then writes what must outlive the sessions: the failed logins counted
+    /// since their address's last audit entry.
+    pub async fn join(self) -> anyhow::Result<()> {
+        for l in self.listeners {
+            l.await.context("a PDP listener panicked")??;
+        }
+        for (subject, detail) in self.ctx.guesses.drain_audit() {
+            self.ctx
+                .store
+                .audit(self.ctx.now(), "sasl-failed", &subject, &detail)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the PDP and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.stop();
+        self.join().await
+    }
+}
+
+impl PdpBuilder {
+    /// PT-TLS over TCP here (port 0: any free port).
+    pub fn tcp(mut self, addr: SocketAddr) -> Self {
+        self.tcp = addr;
+        self
+    }
+
+    /// PT-TLS over QUIC here too.
+    pub fn quic(mut self, addr: Option<SocketAddr>) -> Self {
+        self.quic = addr;
+        self
+    }
+
+    /// Every finished session is reported here besides the log.
+    pub fn reports(mut self, tx: mpsc::UnboundedSender<SessionReport>) -> Self {
+        self.reports = Some(tx);
+        self
+    }
+
+    /// Binds the listeners and starts serving.
+    pub async fn start(self) -> anyhow::Result<Pdp> {
+        let tcp = tokio::net::TcpListener::bind(self.tcp)
+            .await
+            .with_context(|| format!("listening on {} (listen.tcp or --listen)", self.tcp))?;
+        let tcp_addr = tcp.local_addr()?;
+        let (sender, shutdown) = watch::channel(false);
+        // One bound on sessions, one pool and one rate over both transports.
+        let sessions = Arc::new(Semaphore::new(self.limits.max_sessions));
+        let pending = crate::pending::PendingPool::from_limits(&self.limits);
+        let rate = Arc::new(PeerRate::from_limits(&self.limits));
+        let listener = |transport| Listener {
+            transport,
+            ctx: self.ctx.clone(),
+            sessions: sessions.clone(),
+            limits: self.limits.clone(),
+            shutdown: shutdown.clone(),
+            rate: rate.clone(),
+            pending: pending.clone(),
+            reports: self.reports.clone(),
+        };
+        let mut listeners = Vec::new();
+        let mut quic_addr = None;
+        if let Some(addr) = self.quic {
+            let endpoint = quinn::Endpoint::server(quic_server_config(&self.tls)?, addr)
+                .with_context(|| {
+                    format!("listening on UDP {addr} (listen.quic or --quic-listen)")
+                })?;
+            quic_addr = Some(endpoint.local_addr()?);
+            listeners.push(tokio::spawn(listener(Transport::Quic(endpoint)).run()));
+        }
+        listeners.push(tokio::spawn(
+            listener(Transport::Tcp {
+                listener: tcp,
+                acceptor: tokio_rustls::TlsAcceptor::from(self.tls.clone()),
+            })
+            .run(),
+        ));
+        Ok(Pdp {
+            tcp_addr,
+            quic_addr,
+            ctx: self.ctx,
+            shutdown: Shutdown(Arc::new(sender)),
+            listeners,
+        })
+    }
+}
