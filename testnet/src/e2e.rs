@@ -247,6 +247,11 @@ impl TestPdp {
         .await?
     }
 
+    /// The PDP's session events from now on.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<tnc_server::events::SessionEvent> {
+        self.pdp.subscribe()
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         self.pdp.stop().await?;
         self.ctx.store.close().await;

@@ -32,6 +32,7 @@ pub struct Pdp {
     ctx: Arc<PdpContext>,
     shutdown: Shutdown,
     listeners: Vec<JoinHandle<anyhow::Result<()>>>,
+    events: Arc<crate::events::EventBus>,
 }
 
 /// Stops a PDP from elsewhere (a signal handler): every listener stops
@@ -65,6 +66,11 @@ impl Pdp {
 
     pub fn context(&self) -> &Arc<PdpContext> {
         &self.ctx
+    }
+
+    /// Session events from now on (opened, decided, failed, closed).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::SessionEvent> {
+        self.events.subscribe()
     }
 
     pub fn shutdown_handle(&self) -> Shutdown {
@@ -124,7 +130,9 @@ impl PdpBuilder {
         let sessions = Arc::new(Semaphore::new(self.limits.max_sessions));
         let pending = crate::pending::PendingPool::from_limits(&self.limits);
         let rate = Arc::new(PeerRate::from_limits(&self.limits));
+        let events = Arc::new(crate::events::EventBus::default());
         let listener = |transport| Listener {
+            events: events.clone(),
             transport,
             ctx: self.ctx.clone(),
             sessions: sessions.clone(),
@@ -157,6 +165,7 @@ impl PdpBuilder {
             ctx: self.ctx,
             shutdown: Shutdown(Arc::new(sender)),
             listeners,
+            events,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod devices;
 pub mod ek_trust;
+pub mod events;
 pub mod guard;
 pub mod imv;
 pub mod log;

@@ -29,6 +29,16 @@ pub struct SessionReport {
     pub decision: Option<Decision>,
     pub error: Option<String>,
     pub elapsed: Duration,
+    /// Who the session turned out to be, as far as it got.
+    pub identity: SessionIdentity,
+}
+
+/// The user (SASL name or client certificate), the device and its role.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionIdentity {
+    pub user: Option<String>,
+    pub device: Option<String>,
+    pub role: Option<&'static str>,
 }
 
 /// TLS 1.3 only, standard suites through ring (RFC 6876 §3.2 requires TLS; the
@@ -262,8 +272,10 @@ pub struct Listener {
     pub shutdown: watch::Receiver<bool>,
     /// Shared by the listeners of one PDP.
     pub rate: Arc<PeerRate>,
-    /// Where finished sessions are reported (tests, the monitor); None: log only.
+    /// Where finished sessions are reported (tests); None: log only.
     pub reports: Option<tokio::sync::mpsc::UnboundedSender<SessionReport>>,
+    /// Session events for subscribers (shared by the listeners of one PDP).
+    pub events: Arc<crate::events::EventBus>,
 }
 
 impl Listener {
@@ -330,6 +342,17 @@ impl Listener {
             let limits = self.limits.clone();
             let reports = self.reports.clone();
             let mut shutdown = self.shutdown.clone();
+            let events = self.events.clone();
+            let session = events.session_id();
+            events.publish(crate::events::SessionEvent::Opened {
+                session,
+                peer: peer.to_string(),
+                transport: match self.transport {
+                    Transport::Tcp { .. } => "tcp",
+                    Transport::Quic(_) => "quic",
+                },
+                at: ctx.now(),
+            });
             tasks.spawn(async move {
                 let report = tokio::select! {
                     r = serve(accepted, peer, &ctx, &limits, &rate, gate) => r,
@@ -338,9 +361,11 @@ impl Listener {
                         decision: None,
                         error: Some("server shutting down".into()),
                         elapsed: Duration::ZERO,
+                        identity: SessionIdentity::default(),
                     },
                 };
                 log_report(&report);
+                events.publish(event_of(session, &report, ctx.now()));
                 if let Some(tx) = reports {
                     let _ = tx.send(report);
                 }
@@ -358,6 +383,34 @@ impl Listener {
             endpoint.wait_idle().await;
         }
         Ok(())
+    }
+}
+
+fn event_of(session: u64, r: &SessionReport, at: u64) -> crate::events::SessionEvent {
+    use crate::events::SessionEvent;
+    let peer = r.peer.to_string();
+    let ms = r.elapsed.as_secs_f64() * 1e3;
+    match (&r.decision, &r.error) {
+        (Some(d), _) => SessionEvent::Decided {
+            session,
+            peer,
+            device: r.identity.device.clone(),
+            role: r.identity.role.map(str::to_string),
+            user: r.identity.user.clone(),
+            verdict: d.verdict.name().to_string(),
+            findings: d.reasons.iter().map(|x| x.text.clone()).collect(),
+            ms,
+            at,
+        },
+        (None, Some(e)) => SessionEvent::Failed {
+            session,
+            peer,
+            user: r.identity.user.clone(),
+            why: e.clone(),
+            ms,
+            at,
+        },
+        (None, None) => SessionEvent::Closed { session, peer, at },
     }
 }
 
@@ -492,15 +545,16 @@ async fn serve(
         }
     })
     .await;
-    let (decision, error) = match outcome {
-        Ok(Ok((d, e))) => (d, e),
-        Ok(Err(e)) => (None, Some(format!("{e:#}"))),
+    let (decision, error, identity) = match outcome {
+        Ok(Ok(end)) => end,
+        Ok(Err(e)) => (None, Some(format!("{e:#}")), SessionIdentity::default()),
         Err(_) => (
             None,
             Some(format!(
                 "handshake deadline of {} s passed: peer cut off",
                 limits.handshake_timeout_secs
             )),
+            SessionIdentity::default(),
         ),
     };
     SessionReport {
@@ -508,6 +562,7 @@ async fn serve(
         decision,
         error,
         elapsed: start.elapsed(),
+        identity,
     }
 }
 
@@ -523,7 +578,11 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     limits: &crate::config::Limits,
     rate: Option<&PeerRate>,
     mut gate: Gate,
-) -> anyhow::Result<(Option<Decision>, Option<String>)> {
+) -> anyhow::Result<(Option<Decision>, Option<String>, SessionIdentity)> {
+    let mut identity = SessionIdentity {
+        user: client_certificate.clone(),
+        ..SessionIdentity::default()
+    };
     // Authentication (PT-TLS negotiation, SASL) must be over by then.
     let auth_deadline = tokio::time::Instant::now() + gate.auth_timeout;
     // The session slot, once authenticated.
@@ -600,6 +659,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         };
                         if ok {
                             error = None;
+                            identity.user = Some(user.clone());
                             ctx.guesses.succeeded(&user);
                             refund();
                         } else {
@@ -677,17 +737,24 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     // A peer may leave without CLOSE or TLS close_notify once it has its
     // verdict: the session is decided all the same (the verdict was
     // recorded before it was sent), and the log says so.
+    // An earlier cause (a failed SASL attempt) says more than the I/O error
+    // that followed it.
     if let Err(e) = exchange {
-        if session.decision().is_none() {
-            return Err(e);
-        }
-        error.get_or_insert_with(|| format!("after the decision: {e:#}"));
+        let decided = session.decision().is_some();
+        error.get_or_insert_with(|| match decided {
+            true => format!("after the decision: {e:#}"),
+            false => format!("{e:#}"),
+        });
     }
     let _ = io.shutdown().await;
     if let Some(f) = session.failure() {
         error.get_or_insert_with(|| f.to_string());
     }
-    Ok((session.decision().cloned(), error))
+    if let Some((device, role)) = session.device() {
+        identity.device = Some(device);
+        identity.role = role;
+    }
+    Ok((session.decision().cloned(), error, identity))
 }
 
 #[cfg(test)]

@@ -100,6 +100,14 @@ impl<'c> PdpSession<'c> {
         self.decision.as_ref()
     }
 
+    /// The device appraised in this session (its ID, hex) and the role it
+    /// is enrolled as, once known.
+    pub fn device(&self) -> Option<(String, Option<&'static str>)> {
+        let (id, _) = self.attestation.appraised_device()?;
+        let role = self.attestation.writes().0.map(|d| d.role.name());
+        Some((crate::store::hex(&id), role))
+    }
+
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
     }
