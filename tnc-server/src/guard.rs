@@ -263,9 +263,8 @@ fn line(addr: IpAddr, u: &Unaudited) -> AuditLine {
     )
 }
 
-/// IPv6 per /64, IPv4-mapped as IPv4 (as the session rate limit counts).
 fn key(peer: IpAddr) -> IpAddr {
-    crate::net::PeerRate::key(peer)
+    crate::address::counted_as(peer)
 }
 
 #[cfg(test)]

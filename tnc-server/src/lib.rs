@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod auth;
 pub mod budget;
 pub mod certs;

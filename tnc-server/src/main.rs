@@ -5,15 +5,9 @@
 
 #![forbid(unsafe_code)]
 
-mod admin_cmd;
-mod appraise_cmd;
-mod dissect;
-mod ek_roots_cmd;
-mod evidence;
-mod init_cmd;
-mod input;
-mod quote_cmd;
-mod run_cmd;
+mod cmd;
+
+use cmd::{admin, dissect, ek_roots, evidence, init, run};
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -33,26 +27,26 @@ struct Cli {
 enum Command {
     /// Run the policy decision point: PT-TLS over TCP + TLS 1.3, the OS and
     /// attestation validators. Stops cleanly on SIGTERM or SIGINT.
-    Run(run_cmd::Args),
+    Run(run::Args),
     /// Create a CA, the server certificate, the store, example reference
     /// values, server.toml and client.toml in a directory.
-    Init(init_cmd::Args),
+    Init(init::Args),
     /// Users for SASL PLAIN.
     #[command(subcommand)]
-    User(admin_cmd::UserCommand),
+    User(admin::UserCommand),
     /// Enrolled devices.
     #[command(subcommand)]
-    Device(admin_cmd::DeviceCommand),
+    Device(admin::DeviceCommand),
     /// Reference values (policy versions).
     #[command(subcommand)]
-    Policy(admin_cmd::PolicyCommand),
+    Policy(admin::PolicyCommand),
     /// The hash-chained audit log.
     #[command(subcommand)]
-    Audit(admin_cmd::AuditCommand),
+    Audit(admin::AuditCommand),
     /// The CAs trusted for TPM endorsement key certificates: the TPM
     /// manufacturers' and cloud vTPMs' shipped with tnc-server, and your own.
     #[command(subcommand, name = "ek-roots")]
-    EkRoots(ek_roots_cmd::Command),
+    EkRoots(ek_roots::Command),
     /// Print every field of raw PT-TLS, PB-TNC or PA-TNC bytes by its RFC name.
     ///
     /// Reads a PT-TLS byte stream (the TLS plaintext of one direction of a
@@ -68,13 +62,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run_cmd::run(&args),
-        Command::Init(args) => init_cmd::run(&args),
-        Command::User(cmd) => admin_cmd::user(&cmd),
-        Command::Device(cmd) => admin_cmd::device(&cmd),
-        Command::Policy(cmd) => admin_cmd::policy(&cmd),
-        Command::Audit(cmd) => admin_cmd::audit(&cmd),
-        Command::EkRoots(cmd) => ek_roots_cmd::run(&cmd),
+        Command::Run(args) => run::run(&args),
+        Command::Init(args) => init::run(&args),
+        Command::User(cmd) => admin::user(&cmd),
+        Command::Device(cmd) => admin::device(&cmd),
+        Command::Policy(cmd) => admin::policy(&cmd),
+        Command::Audit(cmd) => admin::audit(&cmd),
+        Command::EkRoots(cmd) => ek_roots::run(&cmd),
         Command::Dissect(args) => dissect::run(&args),
         Command::Evidence(cmd) => evidence::run(&cmd),
     };

@@ -193,26 +193,9 @@ impl PeerRate {
         }
     }
 
-    /// The address a peer is counted under: IPv6 per /64 (one host holds a
-    /// whole /64), IPv4-mapped IPv6 as IPv4.
-    pub(crate) fn key(peer: std::net::IpAddr) -> std::net::IpAddr {
-        match peer {
-            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => std::net::IpAddr::V4(v4),
-                None => {
-                    let s = v6.segments();
-                    std::net::IpAddr::V6(std::net::Ipv6Addr::new(
-                        s[0], s[1], s[2], s[3], 0, 0, 0, 0,
-                    ))
-                }
-            },
-            v4 => v4,
-        }
-    }
-
     /// Gives back the token a session took: it authenticated.
     pub fn refund(&self, peer: std::net::IpAddr) {
-        let key = Self::key(peer);
+        let key = crate::address::counted_as(peer);
         let cap = f64::from(self.per_minute);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((tokens, _)) = buckets.get_mut(&key) {
@@ -232,7 +215,7 @@ impl PeerRate {
         if self.exempt.iter().any(|n| n.contains(&mapped)) {
             return true;
         }
-        let peer = Self::key(peer);
+        let peer = crate::address::counted_as(peer);
         let now = Instant::now();
         let cap = f64::from(self.per_minute);
         let refill = cap / 60.0;

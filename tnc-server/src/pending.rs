@@ -57,7 +57,7 @@ impl PendingPool {
     /// oldest if the pool is full; refused when `peer`'s address holds its
     /// share already.
     pub fn enter(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, AddressFull> {
-        let key = crate::net::PeerRate::key(peer);
+        let key = crate::address::counted_as(peer);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.per_address.get(&key).copied().unwrap_or(0) >= self.per_address {
             return Err(AddressFull);

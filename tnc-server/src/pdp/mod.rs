@@ -3,7 +3,7 @@
 
 pub mod session;
 
-use crate::config::OsPolicy;
+use crate::config::{OsPolicy, ServerConfig};
 use crate::store::Store;
 use pki::rand::{SecureRandom, SystemRandom};
 use policy::reference::CompiledReference;
@@ -43,6 +43,61 @@ pub struct PdpContext {
 }
 
 impl PdpContext {
+    /// Everything the sessions share, read from the files the config names.
+    pub fn from_config(
+        config: &ServerConfig,
+        store: std::sync::Arc<crate::store::Store>,
+    ) -> anyhow::Result<Self> {
+        let trust = crate::ek_trust::EkTrust::load(config, system_clock() as i64)?;
+        let ek_roots = trust.anchors();
+        let ek_intermediates = trust.intermediates();
+        if ek_roots.is_empty() {
+            tracing::warn!(
+                "attestation: no EK CA is trusted (vendor_ek_roots = {}, ek_roots {:?}): \
+                 no TPM can enroll, so new TPM endpoints get the no_evidence verdict ({}); \
+                 add your TPM vendor's EK CA with `tnc-server ek-roots add`",
+                config.attestation.vendor_ek_roots,
+                config.attestation.ek_roots,
+                config.attestation.no_evidence.name()
+            );
+        } else if trust.usable() == 0 {
+            tracing::warn!(
+                anchors = ek_roots.len(),
+                "attestation: every trusted EK CA has expired: new TPM endpoints get no \
+                 access (their EK certificates cannot chain); `tnc-server ek-roots list` \
+                 shows them"
+            );
+        } else {
+            tracing::info!(
+                anchors = ek_roots.len(),
+                usable = trust.usable(),
+                intermediates = ek_intermediates.len(),
+                "EK trust anchors loaded (tnc-server ek-roots list shows them)"
+            );
+        }
+        let selection = policy::tpm::parse_selection(&config.attestation.pcrs).ok_or_else(|| {
+            anyhow::anyhow!(
+                "attestation.pcrs: {:?} is not a PCR selection like \"sha256:0,1,2,3,4,5,6,7,8,9,10\"",
+                config.attestation.pcrs
+            )
+        })?;
+        Ok(PdpContext {
+            policies: PolicyCache::default(),
+            selection,
+            ek_roots,
+            ek_intermediates,
+            no_evidence: config.attestation.no_evidence,
+            allow_sha1_quotes: config.attestation.allow_sha1_quotes,
+            os_policy: config.os.clone(),
+            store,
+            sasl: config.auth.sasl,
+            guesses: crate::guard::GuessGuard::new(config.auth.guess_limits()),
+            message_budget: crate::budget::MessageBudget::new(config.limits.message_budget_mib),
+            rng: pki::rand::SystemRandom::new(),
+            clock: system_clock,
+        })
+    }
+
     pub fn now(&self) -> u64 {
         (self.clock)()
     }

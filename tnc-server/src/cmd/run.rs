@@ -43,7 +43,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("store.url {:?}", config.store.url))?,
         );
-        let ctx = Arc::new(config.pdp_context(store.clone())?);
+        let ctx = Arc::new(tnc_server::pdp::PdpContext::from_config(
+            &config,
+            store.clone(),
+        )?);
         // The config's reference values become the current policy version
         // when they changed since the store last recorded them.
         for (role, text) in config.reference_files()? {

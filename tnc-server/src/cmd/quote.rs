@@ -1,28 +1,13 @@
 //! `tnc-server evidence quote`: verify a TPM2_Quote from the files tpm2-tools
 //! writes (`tpm2_createak -u`, `tpm2_quote -m -s`).
 
-use crate::evidence::read_file;
+use super::input::{load_public, read_file, QuoteFiles};
 use clap::Args as ClapArgs;
 use policy::digest::{from_hex, hex};
 use policy::quote::{verify_quote, QuoteExpectation};
-use policy::tpm::{parse_selection, Attest, PcrSelection, PcrValues, Public, Signature};
-use std::path::{Path, PathBuf};
+use policy::tpm::{parse_selection, Attest, PcrSelection, PcrValues, Signature};
+use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// The three files of a quote, as tpm2-tools writes them.
-#[derive(ClapArgs, Debug)]
-pub struct QuoteFiles {
-    /// The AK's public area: TPM2B_PUBLIC as `tpm2_createak -u` writes it (a bare
-    /// TPMT_PUBLIC is accepted too).
-    #[arg(long)]
-    pub ak_public: PathBuf,
-    /// The signed TPMS_ATTEST (`tpm2_quote -m`).
-    #[arg(long)]
-    pub attest: PathBuf,
-    /// The TPMT_SIGNATURE (`tpm2_quote -s`).
-    #[arg(long)]
-    pub signature: PathBuf,
-}
 
 #[derive(ClapArgs, Debug)]
 pub struct QuoteArgs {
@@ -44,14 +29,6 @@ pub struct QuoteArgs {
     /// Refused by default: SHA-1 collisions can be made.
     #[arg(long)]
     allow_sha1: bool,
-}
-
-/// An AK public area as tpm2-tools writes it (TPM2B_PUBLIC) or bare (TPMT_PUBLIC).
-pub fn load_public(path: &Path) -> anyhow::Result<Public> {
-    let bytes = read_file(path)?;
-    Public::from_tpm2b(&bytes)
-        .or_else(|_| Public::parse(&bytes))
-        .map_err(|e| anyhow::anyhow!("{}: not a TPM2B_PUBLIC or TPMT_PUBLIC: {e}", path.display()))
 }
 
 pub fn run(a: &QuoteArgs) -> anyhow::Result<ExitCode> {

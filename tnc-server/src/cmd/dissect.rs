@@ -44,7 +44,7 @@ impl From<LayerArg> for Layer {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let bytes = crate::input::read_bounded(&args.file, MAX_INPUT)?;
+    let bytes = super::input::read_bounded(&args.file, MAX_INPUT)?;
     let layer = Layer::from(args.layer);
     let d = dissect(layer, &bytes, args.max_message_len);
     let mut out = std::io::stdout().lock();

@@ -11,7 +11,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tnc_server::config::ServerConfig;
-use tnc_server::ek_trust::{read_cas, EkTrust, Origin, Status};
+use tnc_server::ek_trust::{lab_ca_files, read_cas, swtpm_local_ca, EkTrust, Origin, Status};
 use tnc_server::pdp::system_clock;
 
 #[derive(clap::Subcommand, Debug)]
@@ -84,78 +84,6 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
         } => remove(config, fingerprint, now)?,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The swtpm local CA's certificates (root, then issuer) for
-/// `--lab-swtpm-ca[=DIR]`: in DIR when given; else where the
-/// `swtpm-localca.conf` swtpm reads puts them (`statedir`, `issuercert`),
-/// by default `/var/lib/swtpm-localca`.
-pub fn lab_ca_files(arg: &Option<Option<PathBuf>>) -> Option<[PathBuf; 2]> {
-    let root_name = "swtpm-localca-rootca-cert.pem";
-    Some(match arg.as_ref()? {
-        Some(dir) => [dir.join(root_name), dir.join("issuercert.pem")],
-        None => {
-            let conf = swtpm_localca_conf().unwrap_or_default();
-            let value = |key: &str| {
-                conf.lines().find_map(|l| {
-                    let (k, v) = l.split_once('=')?;
-                    (k.trim() == key).then(|| PathBuf::from(v.trim()))
-                })
-            };
-            let dir = value("statedir").unwrap_or_else(|| PathBuf::from("/var/lib/swtpm-localca"));
-            let issuer = value("issuercert").unwrap_or_else(|| dir.join("issuercert.pem"));
-            [dir.join(root_name), issuer]
-        }
-    })
-}
-
-/// The text of the `swtpm-localca.conf` that swtpm_setup uses: the user's
-/// own (`$XDG_CONFIG_HOME`, else `~/.config`) for everyone but root, else
-/// `/etc`'s.
-fn swtpm_localca_conf() -> Option<String> {
-    let mut confs = Vec::new();
-    if !is_root() {
-        match std::env::var_os("XDG_CONFIG_HOME") {
-            Some(x) => confs.push(PathBuf::from(x).join("swtpm-localca.conf")),
-            None => {
-                if let Some(h) = std::env::var_os("HOME") {
-                    confs.push(PathBuf::from(h).join(".config/swtpm-localca.conf"));
-                }
-            }
-        }
-    }
-    confs.push(PathBuf::from("/etc/swtpm-localca.conf"));
-    confs.iter().find_map(|c| std::fs::read_to_string(c).ok())
-}
-
-/// Whether this process runs as root (real uid 0, from /proc/self/status:
-/// no libc call needed).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|v| v.split_whitespace().next())
-            == Some("0")
-    })
-}
-
-/// The certificates in `files` ([`lab_ca_files`]).
-pub fn swtpm_local_ca(files: &[PathBuf; 2]) -> anyhow::Result<Vec<CaCertificate>> {
-    let mut out = Vec::new();
-    for path in files {
-        let bytes = std::fs::read(path).map_err(|e| {
-            anyhow!(
-                "--lab-swtpm-ca: reading {}: {e} (swtpm_setup --create-ek-cert creates the local \
-                 CA the first time it runs; or name the CA's directory: --lab-swtpm-ca=DIR)",
-                path.display()
-            )
-        })?;
-        out.extend(
-            CaCertificate::all_from_pem_or_der(&bytes, &path.display().to_string())
-                .map_err(|e| anyhow!("{}: {e}", path.display()))?,
-        );
-    }
-    Ok(out)
 }
 
 fn list(trust: &EkTrust, as_json: bool) {
@@ -603,8 +531,8 @@ struct Audit {
 
 impl Audit {
     fn open(config: &Path) -> anyhow::Result<Self> {
-        let runtime = crate::admin_cmd::runtime()?;
-        let store = runtime.block_on(crate::admin_cmd::open(config))?;
+        let runtime = super::runtime()?;
+        let store = runtime.block_on(super::open_store(config))?;
         Ok(Self { runtime, store })
     }
 

@@ -1,7 +1,7 @@
 //! `tnc-server evidence appraise`: the PDP's decision for one set of evidence
 //! files, with the findings that led to it.
 
-use crate::evidence::read_file;
+use super::input::{load_public, read_file, QuoteFiles};
 use clap::Args as ClapArgs;
 use policy::appraisal::{appraise, Challenge, Evidence};
 use policy::digest::from_hex;
@@ -15,7 +15,7 @@ use std::process::ExitCode;
 #[derive(ClapArgs, Debug)]
 pub struct AppraiseArgs {
     #[command(flatten)]
-    files: crate::quote_cmd::QuoteFiles,
+    files: QuoteFiles,
     /// The nonce sent with the challenge, in hex. Without it the quote's own is
     /// used and the verdict cannot be better than isolate (freshness unknown).
     #[arg(long)]
@@ -42,7 +42,7 @@ pub struct AppraiseArgs {
 }
 
 pub fn run(a: &AppraiseArgs) -> anyhow::Result<ExitCode> {
-    let ak = crate::quote_cmd::load_public(&a.files.ak_public)?;
+    let ak = load_public(&a.files.ak_public)?;
     let attest = read_file(&a.files.attest)?;
     let signature = read_file(&a.files.signature)?;
     let event_log = read_file(&a.eventlog)?;

@@ -1,6 +1,7 @@
 //! `tnc-server evidence`: read TPM evidence the way the PDP does, for operators
 //! who build reference values or debug a rejected terminal.
 
+use super::input::read_file;
 use clap::{Args as ClapArgs, Subcommand};
 use policy::digest::hex;
 use policy::eventlog::EventLog;
@@ -8,11 +9,10 @@ use policy::ima::{self, ImaList};
 use policy::HashAlg;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Largest evidence file read: event logs are tens of KiB, IMA lists a few MiB.
-const MAX_FILE: u64 = 64 * 1024 * 1024;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -24,11 +24,11 @@ pub enum Command {
     Ima(ImaArgs),
     /// Verify a TPM2_Quote made by tpm2-tools (or our client): signature, nonce,
     /// PCR selection and digest. Exit status 0 only if it verifies.
-    Quote(crate::quote_cmd::QuoteArgs),
+    Quote(super::quote::QuoteArgs),
     /// Appraise a quote, event log and IMA list against reference values, as
     /// the PDP does: prints the findings and the verdict. Exit status 0 allow,
     /// 3 isolate, 4 no access (1 and 2 stay for bad input and usage).
-    Appraise(crate::appraise_cmd::AppraiseArgs),
+    Appraise(super::appraise::AppraiseArgs),
 }
 
 #[derive(ClapArgs, Debug)]
@@ -58,17 +58,12 @@ fn parse_bank(s: &str) -> Result<HashAlg, String> {
         .ok_or_else(|| format!("unknown bank {s:?}: use sha1, sha256, sha384, sha512 or sm3"))
 }
 
-/// Reads an evidence file (bounded: evidence is never near this size).
-pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    crate::input::read_bounded(path, MAX_FILE)
-}
-
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Eventlog(a) => eventlog(a),
         Command::Ima(a) => ima_list(a),
-        Command::Quote(a) => crate::quote_cmd::run(a),
-        Command::Appraise(a) => crate::appraise_cmd::run(a),
+        Command::Quote(a) => super::quote::run(a),
+        Command::Appraise(a) => super::appraise::run(a),
     }
 }
 

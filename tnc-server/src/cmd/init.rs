@@ -96,8 +96,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| dir.display().to_string())?;
     // Read before anything is written: a missing lab CA leaves no half-made PDP.
     let mut ek_roots = EK_ROOTS_HEADER.to_string();
-    if let Some(files) = crate::ek_roots_cmd::lab_ca_files(&args.lab_swtpm_ca) {
-        for c in crate::ek_roots_cmd::swtpm_local_ca(&files)? {
+    if let Some(files) = tnc_server::ek_trust::lab_ca_files(&args.lab_swtpm_ca) {
+        for c in tnc_server::ek_trust::swtpm_local_ca(&files)? {
             ek_roots.push_str(&format!(
                 "# lab only: swtpm local CA {}\n# sha256 {}\n",
                 c.subject,

@@ -2,13 +2,13 @@
 //! takes `--config FILE` and works on the store the config names (the PDP may
 //! be running: SQLite serializes the writes).
 
+use super::{open_store as open, runtime};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tnc_proto::attestation::Role;
-use tnc_server::config::ServerConfig;
 use tnc_server::pdp::system_clock;
 use tnc_server::store::{hex, Store};
 
@@ -117,19 +117,6 @@ pub enum PolicyCommand {
 
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::from_name(s).ok_or_else(|| format!("{s:?}: use terminal or vm"))
-}
-
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-pub(crate) async fn open(config: &Path) -> anyhow::Result<Store> {
-    let config = ServerConfig::load(config)?;
-    Store::open(&config.store_url())
-        .await
-        .with_context(|| format!("store.url {:?}", config.store.url))
 }
 
 fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
