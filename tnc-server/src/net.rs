@@ -33,6 +33,32 @@ pub struct SessionReport {
     pub identity: SessionIdentity,
 }
 
+/// How a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// A verdict was recorded and sent; `trouble` is what went wrong after
+    /// it, if anything (the peer left without CLOSE, say).
+    Decided {
+        decision: Decision,
+        trouble: Option<String>,
+    },
+    /// No verdict, and why.
+    Failed(String),
+    /// No verdict and no error: the client left before one was due.
+    Closed,
+}
+
+impl SessionEnd {
+    /// The report's two fields (kept as they are for its readers).
+    fn into_parts(self) -> (Option<Decision>, Option<String>) {
+        match self {
+            SessionEnd::Decided { decision, trouble } => (Some(decision), trouble),
+            SessionEnd::Failed(why) => (None, Some(why)),
+            SessionEnd::Closed => (None, None),
+        }
+    }
+}
+
 /// The user (SASL name or client certificate), the device and its role.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionIdentity {
@@ -528,18 +554,21 @@ async fn serve(
         }
     })
     .await;
-    let (decision, error, identity) = match outcome {
+    let (end, identity) = match outcome {
         Ok(Ok(end)) => end,
-        Ok(Err(e)) => (None, Some(format!("{e:#}")), SessionIdentity::default()),
+        Ok(Err(e)) => (
+            SessionEnd::Failed(format!("{e:#}")),
+            SessionIdentity::default(),
+        ),
         Err(_) => (
-            None,
-            Some(format!(
+            SessionEnd::Failed(format!(
                 "handshake deadline of {} s passed: peer cut off",
                 limits.handshake_timeout_secs
             )),
             SessionIdentity::default(),
         ),
     };
+    let (decision, error) = end.into_parts();
     SessionReport {
         peer,
         decision,
@@ -550,8 +579,7 @@ async fn serve(
 }
 
 /// Runs PT-TLS and PB-TNC over an established TLS stream until either side
-/// closes. Returns the decision sent, if any, and why the session failed, if
-/// it did. A session that authenticates (a client certificate, or SASL)
+/// closes. Returns how the session ended and who it was. A session that authenticates (a client certificate, or SASL)
 /// gives its token back to `rate`.
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
@@ -561,7 +589,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     limits: &crate::config::Limits,
     rate: Option<&PeerRate>,
     mut gate: Gate,
-) -> anyhow::Result<(Option<Decision>, Option<String>, SessionIdentity)> {
+) -> anyhow::Result<(SessionEnd, SessionIdentity)> {
     let mut identity = SessionIdentity {
         user: client_certificate.clone(),
         ..SessionIdentity::default()
@@ -737,7 +765,12 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         identity.device = Some(device);
         identity.role = role;
     }
-    Ok((session.decision().cloned(), error, identity))
+    let end = match (session.decision().cloned(), error) {
+        (Some(decision), trouble) => SessionEnd::Decided { decision, trouble },
+        (None, Some(why)) => SessionEnd::Failed(why),
+        (None, None) => SessionEnd::Closed,
+    };
+    Ok((end, identity))
 }
 
 #[cfg(test)]
