@@ -22,6 +22,8 @@ pub mod credential;
 pub mod ek;
 pub mod ek_roots;
 mod kdf;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// The random source [`credential::make_credential`] takes, re-exported so callers
 /// need no direct `ring` dependency (nor a second version of it).

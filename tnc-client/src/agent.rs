@@ -399,13 +399,8 @@ pub fn tls_client_config_with(
             ca_pem.display()
         )));
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots);
-    let config = match identity {
-        None => builder.with_no_client_auth(),
+    let identity = match identity {
+        None => None,
         Some((cert, key)) => {
             use rustls::pki_types::PrivateKeyDer;
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -414,12 +409,11 @@ pub fn tls_client_config_with(
                 .map_err(|e| bad(format!("{}: {e}", cert.display())))?;
             let key = PrivateKeyDer::from_pem_file(key)
                 .map_err(|e| bad(format!("{}: {e}", key.display())))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| bad(format!("client certificate: {e}")))?
+            Some(pki::tls::Identity { chain, key })
         }
     };
-    Ok(std::sync::Arc::new(config))
+    pki::tls::client_config(pki::tls::default_provider(), roots, identity)
+        .map_err(|e| bad(format!("client certificate: {e}")))
 }
 
 /// Connects to the PDP at `addr` and runs the handshake; `server_name` is the
@@ -544,11 +538,8 @@ pub async fn login_quic_on(
 
 /// The QUIC client configuration for PT-TLS: `tls` with ALPN `pt-tls`.
 pub fn quic_client_config(tls: &rustls::ClientConfig) -> Result<quinn::ClientConfig, AgentError> {
-    let mut tls = tls.clone();
-    tls.alpn_protocols = vec![tnc_proto::pt_tls::QUIC_ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| io_error(format!("TLS configuration for QUIC: {e}")))?;
-    Ok(quinn::ClientConfig::new(std::sync::Arc::new(crypto)))
+    pki::tls::quic_client_config(tls, tnc_proto::pt_tls::QUIC_ALPN)
+        .map_err(|e| io_error(format!("TLS configuration for QUIC: {e}")))
 }
 
 fn io_error(message: String) -> AgentError {

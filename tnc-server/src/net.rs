@@ -91,12 +91,8 @@ pub fn tls_server_config(
     check_private(key)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("tls.private_key {}: no PEM private key", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 with the ring provider")?;
-    let builder = match client_ca {
-        None => builder.with_no_client_auth(),
+    let client_roots = match client_ca {
+        None => None,
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_file_iter(path)
@@ -113,20 +109,15 @@ pub fn tls_server_config(
                     path.display()
                 );
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .allow_unauthenticated()
-            .build()
-            .with_context(|| format!("auth.client_ca {}", path.display()))?;
-            builder.with_client_cert_verifier(verifier)
+            Some(roots)
         }
     };
-    let config = builder
-        .with_single_cert(certs, key)
-        .context("tls.certificate and tls.private_key do not form a usable TLS identity")?;
-    Ok(Arc::new(config))
+    pki::tls::server_config(
+        pki::tls::default_provider(),
+        pki::tls::Identity { chain: certs, key },
+        client_roots,
+    )
+    .context("tls.certificate, tls.private_key and auth.client_ca")
 }
 
 /// Password checks running at once, process-wide: one per core.
@@ -159,11 +150,7 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
 /// The PT-TLS configuration for QUIC: the same TLS 1.3 identity, with the
 /// ALPN protocol `pt-tls` (the PT-TLS messages run on one bidirectional stream).
 pub fn quic_server_config(tls: &rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
-    let mut tls = tls.clone();
-    tls.alpn_protocols = vec![pt_tls::QUIC_ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .context("the TLS configuration cannot serve QUIC")?;
-    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    Ok(pki::tls::quic_server_config(tls, pt_tls::QUIC_ALPN)?)
 }
 
 /// Where sessions come from.
