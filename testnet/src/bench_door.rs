@@ -65,10 +65,8 @@ async fn scenario(args: &Args, attack: Attack) -> anyhow::Result<Row> {
         },
     )
     .await?;
-    let rng = pki::rand::SystemRandom::new();
-    let hash = tnc_server::auth::hash_password("right", &rng).map_err(anyhow::Error::msg)?;
-    pdp.ctx.store.add_user("alice", &hash, 0).await?;
-    pdp.ctx.store.add_user("bob", &hash, 0).await?;
+    pdp.add_user("alice", "right").await?;
+    pdp.add_user("bob", "right").await?;
     let addr = pdp.addr;
     let tls = tls_client_config(&pdp.tls.ca)?;
     let stop = Arc::new(AtomicBool::new(false));

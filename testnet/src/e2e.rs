@@ -247,6 +247,16 @@ impl TestPdp {
         .await?
     }
 
+    /// A SASL PLAIN user in the PDP's store (argon2id, as `user add` does).
+    pub async fn add_user(&self, name: &str, password: &str) -> anyhow::Result<()> {
+        let hash = tnc_server::auth::hash_password(password, &pki::rand::SystemRandom::new())
+            .map_err(|e| anyhow!(e))?;
+        if !self.ctx.store.add_user(name, &hash, 0).await? {
+            anyhow::bail!("user {name:?} exists already");
+        }
+        Ok(())
+    }
+
     /// The PDP's session events from now on.
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<tnc_server::events::SessionEvent> {
         self.pdp.subscribe()

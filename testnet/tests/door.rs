@@ -130,9 +130,7 @@ async fn a_peer_leaving_after_result_leaves_a_decided_session() {
     )
     .await
     .unwrap();
-    let rng = pki::rand::SystemRandom::new();
-    let hash = tnc_server::auth::hash_password("tnc-secret", &rng).unwrap();
-    pdp.ctx.store.add_user("tnc-user", &hash, 0).await.unwrap();
+    pdp.add_user("tnc-user", "tnc-secret").await.unwrap();
     let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();
     let mut io = tokio_rustls::TlsConnector::from(tls_client_config(&pdp.tls.ca).unwrap())
         .connect("localhost".try_into().unwrap(), tcp)
@@ -189,9 +187,7 @@ async fn sasl_pdp(options: PdpOptions) -> TestPdp {
     )
     .await
     .unwrap();
-    let rng = pki::rand::SystemRandom::new();
-    let hash = tnc_server::auth::hash_password("right", &rng).unwrap();
-    pdp.ctx.store.add_user("alice", &hash, 0).await.unwrap();
+    pdp.add_user("alice", "right").await.unwrap();
     pdp
 }
 

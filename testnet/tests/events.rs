@@ -24,9 +24,7 @@ async fn sessions_are_published_as_events() {
     )
     .await
     .unwrap();
-    let rng = pki::rand::SystemRandom::new();
-    let hash = tnc_server::auth::hash_password("right", &rng).unwrap();
-    pdp.ctx.store.add_user("alice", &hash, 0).await.unwrap();
+    pdp.add_user("alice", "right").await.unwrap();
     let mut events = pdp.events();
     let next = async |events: &mut tokio::sync::broadcast::Receiver<SessionEvent>| {
         tokio::time::timeout(std::time::Duration::from_secs(20), events.recv())

@@ -38,9 +38,7 @@ async fn strongswan_client_messages_get_a_complete_exchange() {
     .await
     .unwrap();
     // The capture's test credentials.
-    let rng = pki::rand::SystemRandom::new();
-    let hash = tnc_server::auth::hash_password("tnc-secret", &rng).unwrap();
-    pdp.ctx.store.add_user("tnc-user", &hash, 0).await.unwrap();
+    pdp.add_user("tnc-user", "tnc-secret").await.unwrap();
 
     let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();
     let mut io = tokio_rustls::TlsConnector::from(

@@ -1,7 +1,7 @@
 //! `tnc-server evidence appraise`: the PDP's decision for one set of evidence
 //! files, with the findings that led to it.
 
-use super::input::{load_public, read_file, QuoteFiles};
+use super::input::{read_file, QuoteFiles};
 use clap::Args as ClapArgs;
 use policy::appraisal::{appraise, Challenge, Evidence};
 use policy::digest::from_hex;
@@ -42,9 +42,7 @@ pub struct AppraiseArgs {
 }
 
 pub fn run(a: &AppraiseArgs) -> anyhow::Result<ExitCode> {
-    let ak = load_public(&a.files.ak_public)?;
-    let attest = read_file(&a.files.attest)?;
-    let signature = read_file(&a.files.signature)?;
+    let (ak, attest, signature) = a.files.read()?;
     let event_log = read_file(&a.eventlog)?;
     let ima = match &a.ima {
         Some(p) => read_file(p)?,

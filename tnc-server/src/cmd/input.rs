@@ -53,7 +53,19 @@ pub struct QuoteFiles {
 }
 
 /// An AK public area as tpm2-tools writes it (TPM2B_PUBLIC) or bare (TPMT_PUBLIC).
-pub fn load_public(path: &Path) -> anyhow::Result<Public> {
+impl QuoteFiles {
+    /// The AK's public area, the signed TPMS_ATTEST and the TPMT_SIGNATURE
+    /// bytes.
+    pub fn read(&self) -> anyhow::Result<(Public, Vec<u8>, Vec<u8>)> {
+        Ok((
+            load_public(&self.ak_public)?,
+            read_file(&self.attest)?,
+            read_file(&self.signature)?,
+        ))
+    }
+}
+
+fn load_public(path: &Path) -> anyhow::Result<Public> {
     let bytes = read_file(path)?;
     Public::from_tpm2b(&bytes)
         .or_else(|_| Public::parse(&bytes))

@@ -1,7 +1,7 @@
 //! `tnc-server evidence quote`: verify a TPM2_Quote from the files tpm2-tools
 //! writes (`tpm2_createak -u`, `tpm2_quote -m -s`).
 
-use super::input::{load_public, read_file, QuoteFiles};
+use super::input::{read_file, QuoteFiles};
 use clap::Args as ClapArgs;
 use policy::digest::{from_hex, hex};
 use policy::quote::{verify_quote, QuoteExpectation};
@@ -32,9 +32,7 @@ pub struct QuoteArgs {
 }
 
 pub fn run(a: &QuoteArgs) -> anyhow::Result<ExitCode> {
-    let ak = load_public(&a.files.ak_public)?;
-    let attest = read_file(&a.files.attest)?;
-    let sig_bytes = read_file(&a.files.signature)?;
+    let (ak, attest, sig_bytes) = a.files.read()?;
     let sig = Signature::parse(&sig_bytes).map_err(|e| {
         anyhow::anyhow!("{}: not a TPMT_SIGNATURE: {e}", a.files.signature.display())
     })?;
