@@ -155,7 +155,7 @@ async fn scenario(args: &Args, attack: Attack) -> anyhow::Result<Row> {
         Attack::None => String::new(),
         Attack::IdleFlood => format!("{} idle connections, then {n} more", idle.len()),
         Attack::Guessing => {
-            let audit = pdp.ctx.store.audit_entries().await?;
+            let audit = pdp.store.audit_entries().await?;
             let entries = audit.iter().filter(|e| e.kind == "sasl-failed").count();
             format!(
                 "{n} guesses in {:.1} s from 4 addresses; {entries} audit entries",

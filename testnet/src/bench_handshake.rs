@@ -15,20 +15,17 @@
 //! cores, as the PDP.
 
 use anyhow::{anyhow, Context};
-use policy::tpm::{PcrSelection, PcrValues};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testnet::e2e::{make_client_certs, write_host_files, PdpOptions, TestPdp};
-use testnet::simulator::{Measurements, Profile};
-use testnet::soft_ak::SoftAk;
+use testnet::simulator::Profile;
+use testnet::soft_ak::{SoftAk, SoftCollector};
 use tnc_client::agent::{
     login, login_quic_on, quic_client_config, tls_client_config, tls_client_config_with, Agent,
     Collector,
 };
 use tnc_client::os::OsFacts;
-use tnc_proto::attestation::{
-    AttestationResult, Attribute, Hello, Identity, QuoteEvidence, QuoteRequest, Role,
-};
+use tnc_proto::attestation::{Identity, Role};
 use tnc_proto::pt_tls::sasl::PlainCredentials;
 use tnc_server::config::{Limits, Sasl};
 use tnc_server::devices::DeviceRecord;
@@ -41,65 +38,6 @@ pub struct Args {
     /// Sessions held open (negotiated, idle) for the memory figure.
     #[arg(long, default_value_t = 400)]
     idle: usize,
-}
-
-/// The stand-in collector: identity and quotes from a software AK over the
-/// measurements of a simulated boot.
-struct SoftCollector {
-    ak: SoftAk,
-    identity: Identity,
-    measurements: Arc<Measurements>,
-    values: Arc<PcrValues>,
-    result: Option<AttestationResult>,
-}
-
-impl Collector for SoftCollector {
-    fn hello(&self) -> Attribute {
-        Attribute::Hello(Hello {
-            role: Role::Terminal,
-            tpm: true,
-            software: "testnet bench (software AK)".into(),
-        })
-    }
-
-    fn receive(&mut self, attrs: Vec<Attribute>) -> Vec<Attribute> {
-        let mut out = Vec::new();
-        for a in attrs {
-            match a {
-                Attribute::IdentityRequest => out.push(Attribute::Identity(self.identity.clone())),
-                Attribute::QuoteRequest(q) => out.push(self.quote(&q)),
-                Attribute::Result(r) => self.result = Some(r),
-                _ => {}
-            }
-        }
-        out
-    }
-
-    fn result(&self) -> Option<AttestationResult> {
-        self.result.clone()
-    }
-}
-
-impl SoftCollector {
-    fn quote(&mut self, q: &QuoteRequest) -> Attribute {
-        let selection: Vec<PcrSelection> = q
-            .selection
-            .iter()
-            .map(|b| PcrSelection {
-                hash: b.alg,
-                pcrs: b.pcrs.iter().map(|&p| u32::from(p)).collect(),
-                size_of_select: 3,
-            })
-            .collect();
-        let (attest, signature) = self.ak.quote(&q.nonce, &selection, &self.values);
-        Attribute::QuoteEvidence(QuoteEvidence {
-            attest,
-            signature,
-            event_log: self.measurements.event_log.clone(),
-            ima: self.measurements.ima_from(q.ima_offset as usize),
-            ima_offset: q.ima_offset,
-        })
-    }
 }
 
 /// One client's loop state: its collector between sessions.
@@ -179,8 +117,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         let ek_certificate = format!("software device {i} (bench)").into_bytes();
         let mut device_id = [0u8; 32];
         device_id.copy_from_slice(&policy::HashAlg::Sha256.digest(&ek_certificate));
-        pdp.ctx
-            .store
+        pdp.store
             .put_device(&DeviceRecord {
                 device_id,
                 role: Role::Terminal,
@@ -200,13 +137,13 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
             ak_public: ak.public_area().to_vec(),
         };
         clients.push(Client {
-            collector: Some(Box::new(SoftCollector {
+            collector: Some(Box::new(SoftCollector::new(
+                Role::Terminal,
                 ak,
                 identity,
-                measurements: measurements.clone(),
-                values: values.clone(),
-                result: None,
-            })),
+                measurements.clone(),
+                values.clone(),
+            ))),
             os: os.clone(),
             tls: tls_client_config_with(&pdp.tls.ca, Some((cert.as_path(), key.as_path())))?,
         });
@@ -257,7 +194,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         },
     )
     .await?;
-    sasl_pdp.ctx.store.add_user("bench", &hash, 0).await?;
+    sasl_pdp.store.add_user("bench", &hash, 0).await?;
     let sasl_tls = tls_client_config(&sasl_pdp.tls.ca)?;
     let (row, back) = load(
         &sasl_pdp,

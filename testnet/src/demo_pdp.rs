@@ -100,7 +100,7 @@ async fn demo() -> anyhow::Result<()> {
             shorten(&first, 80)
         );
     }
-    let devices = pdp.ctx.store.devices().await?;
+    let devices = pdp.store.devices().await?;
     println!(
         "\nPDP: {} devices enrolled (AKs proven by credential activation).",
         devices.len()

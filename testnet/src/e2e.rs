@@ -121,6 +121,8 @@ pub struct TestPdp {
     pub quic_addr: SocketAddr,
     pub tls: TlsFiles,
     pub ctx: Arc<PdpContext>,
+    /// The PDP's store (the context sees it only as a `PdpStore`).
+    pub store: Arc<Store>,
     pub reports: mpsc::UnboundedReceiver<SessionReport>,
     pdp: Pdp,
     pub dir: PathBuf,
@@ -167,20 +169,13 @@ impl TestPdp {
         }
         let tls = make_tls_files(&dir)?;
         let ctx = Arc::new(PdpContext {
-            policies: tnc_server::pdp::PolicyCache::default(),
-            selection: policy::tpm::parse_selection("sha256:0,1,2,3,4,5,6,7,8,9,10")
-                .context("PCR selection")?,
             ek_roots,
             ek_intermediates,
-            no_evidence: policy::Verdict::Isolate,
-            allow_sha1_quotes: false,
             os_policy,
-            store,
             sasl,
             guesses: tnc_server::guard::GuessGuard::new(guesses),
             message_budget: tnc_server::budget::MessageBudget::new(limits.message_budget_mib),
-            rng: pki::rand::SystemRandom::new(),
-            clock: tnc_server::pdp::system_clock,
+            ..PdpContext::new(store.clone())
         });
         let config = tnc_server::net::tls_server_config(&tls.cert, &tls.key, client_ca.as_deref())?;
         let (tx, reports) = mpsc::unbounded_channel();
@@ -197,6 +192,7 @@ impl TestPdp {
             pdp,
             tls,
             ctx,
+            store,
             reports,
             dir,
         })
@@ -251,7 +247,7 @@ impl TestPdp {
     pub async fn add_user(&self, name: &str, password: &str) -> anyhow::Result<()> {
         let hash = tnc_server::auth::hash_password(password, &pki::rand::SystemRandom::new())
             .map_err(|e| anyhow!(e))?;
-        if !self.ctx.store.add_user(name, &hash, 0).await? {
+        if !self.store.add_user(name, &hash, 0).await? {
             anyhow::bail!("user {name:?} exists already");
         }
         Ok(())
@@ -264,7 +260,7 @@ impl TestPdp {
 
     pub async fn stop(self) -> anyhow::Result<()> {
         self.pdp.stop().await?;
-        self.ctx.store.close().await;
+        self.store.close().await;
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }

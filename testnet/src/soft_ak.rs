@@ -7,6 +7,7 @@
 //! what swtpm produces, with pre-recorded evidence and fresh nonces. Everything
 //! it signs is labelled as such by its callers; product code never uses it.
 
+use crate::simulator::Measurements;
 use policy::tpm::{
     self, Attest, Attested, ClockInfo, PcrSelection, PcrValues, Public, QuoteInfo,
     TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE,
@@ -15,6 +16,11 @@ use policy::HashAlg;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use sm2::dsa::signature::hazmat::PrehashSigner;
+use std::sync::{Arc, Mutex};
+use tnc_client::agent::Collector;
+use tnc_proto::attestation::{
+    AttestationResult, Attribute, Hello, Identity, QuoteEvidence, QuoteRequest, Role,
+};
 
 /// TPM_ALG_ECDSA and TPM_ALG_SM2 (TPM 2.0 Library Part 2, table 9).
 const ALG_ECDSA: u16 = 0x0018;
@@ -31,6 +37,8 @@ enum Key {
     /// ECDSA P-256 with SHA-256.
     Ecdsa {
         key: EcdsaKeyPair,
+        /// Kept to clone the key (ring's key pairs are not `Clone`).
+        pkcs8: Vec<u8>,
         rng: SystemRandom,
     },
     /// SM2 over SHA-256(TPMS_ATTEST), as a TPM signs with scheme SM2/SHA-256:
@@ -46,6 +54,30 @@ pub struct SoftAk {
     public: Vec<u8>,
     /// The TPM clock the next quote reports; tests move it as they please.
     pub clock: ClockInfo,
+}
+
+/// The same key (a device's next session), with the same clock.
+impl Clone for SoftAk {
+    fn clone(&self) -> Self {
+        let key = match &self.key {
+            Key::Ecdsa { pkcs8, .. } => {
+                let rng = SystemRandom::new();
+                let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+                    .expect("a key that parsed before");
+                Key::Ecdsa {
+                    key,
+                    pkcs8: pkcs8.clone(),
+                    rng,
+                }
+            }
+            Key::Sm2(k) => Key::Sm2(k.clone()),
+        };
+        Self {
+            key,
+            public: self.public.clone(),
+            clock: self.clock,
+        }
+    }
 }
 
 impl std::fmt::Debug for SoftAk {
@@ -88,7 +120,8 @@ impl SoftAk {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
             .expect("a key ring just generated");
         let public = ecc_public_area(ALG_ECDSA, CURVE_NIST_P256, key.public_key().as_ref());
-        Self::with_key(Key::Ecdsa { key, rng }, public)
+        let pkcs8 = pkcs8.as_ref().to_vec();
+        Self::with_key(Key::Ecdsa { key, pkcs8, rng }, public)
     }
 
     /// An SM2 AK on the SM2 P-256 curve, signing with scheme SM2/SHA-256.
@@ -170,7 +203,7 @@ impl SoftAk {
     /// TPMT_SIGNATURE over `attest`: sigAlg, hash SHA-256, r and s.
     fn sign(&self, attest: &[u8]) -> Vec<u8> {
         let (sig_alg, rs) = match &self.key {
-            Key::Ecdsa { key, rng } => {
+            Key::Ecdsa { key, rng, .. } => {
                 let sig = key.sign(rng, attest).expect("signing with a valid key");
                 (ALG_ECDSA, sig.as_ref().to_vec())
             }
@@ -188,6 +221,91 @@ impl SoftAk {
         tpm2b(&mut signature, r);
         tpm2b(&mut signature, s);
         signature
+    }
+}
+
+/// A software endpoint's attestation collector: identity and quotes from a
+/// [`SoftAk`] over the measurements of a simulated boot, for a device the
+/// PDP has been told is enrolled (its AK lives in no TPM, so it cannot
+/// activate a credential). For benchmarks and the PDP's unit tests.
+pub struct SoftCollector {
+    role: Role,
+    pub ak: SoftAk,
+    identity: Identity,
+    measurements: Arc<Measurements>,
+    values: Arc<PcrValues>,
+    result: Option<AttestationResult>,
+    /// The quote requests the PDP sent, in order.
+    pub asked: Arc<Mutex<Vec<QuoteRequest>>>,
+}
+
+impl SoftCollector {
+    pub fn new(
+        role: Role,
+        ak: SoftAk,
+        identity: Identity,
+        measurements: Arc<Measurements>,
+        values: Arc<PcrValues>,
+    ) -> Self {
+        Self {
+            role,
+            ak,
+            identity,
+            measurements,
+            values,
+            result: None,
+            asked: Arc::default(),
+        }
+    }
+
+    fn quote(&mut self, q: &QuoteRequest) -> Attribute {
+        let selection: Vec<PcrSelection> = q
+            .selection
+            .iter()
+            .map(|b| PcrSelection {
+                hash: b.alg,
+                pcrs: b.pcrs.iter().map(|&p| u32::from(p)).collect(),
+                size_of_select: 3,
+            })
+            .collect();
+        let (attest, signature) = self.ak.quote(&q.nonce, &selection, &self.values);
+        Attribute::QuoteEvidence(QuoteEvidence {
+            attest,
+            signature,
+            event_log: self.measurements.event_log.clone(),
+            ima: self.measurements.ima_from(q.ima_offset as usize),
+            ima_offset: q.ima_offset,
+        })
+    }
+}
+
+impl Collector for SoftCollector {
+    fn hello(&self) -> Attribute {
+        Attribute::Hello(Hello {
+            role: self.role,
+            tpm: true,
+            software: "testnet (software AK)".into(),
+        })
+    }
+
+    fn receive(&mut self, attrs: Vec<Attribute>) -> Vec<Attribute> {
+        let mut out = Vec::new();
+        for a in attrs {
+            match a {
+                Attribute::IdentityRequest => out.push(Attribute::Identity(self.identity.clone())),
+                Attribute::QuoteRequest(q) => {
+                    out.push(self.quote(&q));
+                    self.asked.lock().unwrap_or_else(|p| p.into_inner()).push(q);
+                }
+                Attribute::Result(r) => self.result = Some(r),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn result(&self) -> Option<AttestationResult> {
+        self.result.clone()
     }
 }
 

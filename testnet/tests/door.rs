@@ -91,7 +91,7 @@ async fn operator_writes_during_a_login_storm_cost_no_verdict() {
         outcomes.len(),
         lost.first()
     );
-    pdp.ctx.store.close().await;
+    pdp.store.close().await;
     let dir = hosts.join("closed");
     std::fs::create_dir_all(&dir).unwrap();
     let mut agent = agent_without_tpm(&dir).unwrap();
@@ -274,7 +274,7 @@ async fn guessing_is_locked_out_and_audited_once() {
     for i in 4..8 {
         assert!(attempt(i, "nobody", "guess").await.is_err());
     }
-    let audit = pdp.ctx.store.audit_entries().await.unwrap();
+    let audit = pdp.store.audit_entries().await.unwrap();
     let failed: Vec<_> = audit.iter().filter(|e| e.kind == "sasl-failed").collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(
@@ -356,10 +356,7 @@ async fn an_idle_flood_does_not_hold_the_door_shut() {
         took < std::time::Duration::from_secs(2),
         "the genuine login took {took:?} under the flood"
     );
-    assert!(
-        pdp.ctx.store.audit_entries().await.is_ok(),
-        "the PDP is alive"
-    );
+    assert!(pdp.store.audit_entries().await.is_ok(), "the PDP is alive");
     flood.abort();
     drop(idle);
     pdp.stop().await.unwrap();

@@ -48,7 +48,7 @@ async fn good_terminal_is_allowed_then_reattests_incrementally() {
     assert!(att.findings[0].contains("AK newly enrolled"), "{att:?}");
     let report = pdp.reports.recv().await.unwrap();
     assert_eq!(report.decision.unwrap().verdict, policy::Verdict::Allow);
-    let devices = pdp.ctx.store.devices().await.unwrap();
+    let devices = pdp.store.devices().await.unwrap();
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0].state.as_ref().unwrap().ima_entries, 6);
 
@@ -63,7 +63,7 @@ async fn good_terminal_is_allowed_then_reattests_incrementally() {
     assert!(second.allowed(), "{second:?}");
     let att = second.attestation.unwrap();
     assert!(!att.findings[0].contains("newly"), "enrolled once: {att:?}");
-    let devices = pdp.ctx.store.devices().await.unwrap();
+    let devices = pdp.store.devices().await.unwrap();
     assert_eq!(devices[0].state.as_ref().unwrap().ima_entries, 7);
     pdp.stop().await.unwrap();
 }
@@ -124,7 +124,7 @@ async fn unknown_ek_ca_gets_no_access() {
         "{outcome:?}"
     );
     assert!(outcome.reason.unwrap().contains("AK enrollment refused"));
-    assert!(pdp.ctx.store.devices().await.unwrap().is_empty());
+    assert!(pdp.store.devices().await.unwrap().is_empty());
     pdp.stop().await.unwrap();
 }
 
@@ -230,7 +230,7 @@ async fn sasl_plain_checks_the_users_password() {
     .unwrap();
     let rng = pki::rand::SystemRandom::new();
     let hash = tnc_server::auth::hash_password("s3cret pass", &rng).unwrap();
-    assert!(pdp.ctx.store.add_user("alice", &hash, 1).await.unwrap());
+    assert!(pdp.store.add_user("alice", &hash, 1).await.unwrap());
 
     let wrong = pdp
         .log_in_as(&terminal, Some(PlainCredentials::new("alice", "guess")))
@@ -280,7 +280,7 @@ async fn restart_keeps_devices_and_the_audit_chain() {
     let first = log_in(&pdp, &terminal).await;
     assert!(first.attestation.unwrap().findings[0].contains("newly"));
     assert_eq!(
-        pdp.ctx.store.verify_audit().await.unwrap(),
+        pdp.store.verify_audit().await.unwrap(),
         Ok(3),
         "policy-load + enroll + verdict"
     );
@@ -294,13 +294,12 @@ async fn restart_keeps_devices_and_the_audit_chain() {
     let second = log_in(&pdp, &terminal).await;
     assert!(second.allowed(), "{second:?}");
     assert!(!second.attestation.unwrap().findings[0].contains("newly"));
-    let devices = pdp.ctx.store.devices().await.unwrap();
+    let devices = pdp.store.devices().await.unwrap();
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0].state.as_ref().unwrap().ima_entries, 7);
     // The same reference values: no new policy version; one more verdict.
-    assert_eq!(pdp.ctx.store.verify_audit().await.unwrap(), Ok(4));
+    assert_eq!(pdp.store.verify_audit().await.unwrap(), Ok(4));
     let history = pdp
-        .ctx
         .store
         .attestations(&devices[0].device_id, 10)
         .await
@@ -636,7 +635,7 @@ async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
         "{reason}"
     );
     assert!(reason.contains("AK enrollment"), "{reason}");
-    assert!(pdp.ctx.store.devices().await.unwrap().is_empty());
+    assert!(pdp.store.devices().await.unwrap().is_empty());
 
     // As our collector does when activation fails: a Failure instead of the
     // proof. Still no access (not the milder verdict for "no evidence").
@@ -753,7 +752,7 @@ async fn client_certificate_replaces_the_password() {
         .unwrap()
         .unwrap_err();
     assert!(err.to_string().contains("connection"), "{err}");
-    let audit = pdp.ctx.store.audit_entries().await.unwrap();
+    let audit = pdp.store.audit_entries().await.unwrap();
     assert!(audit.iter().any(|e| e.kind == "verdict"), "{audit:?}");
     pdp.stop().await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -802,17 +801,11 @@ async fn reboot_between_logins_is_handled() {
     let (pdp, mut terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
     let first = log_in(&pdp, &terminal).await;
     assert!(first.allowed(), "{first:?}");
-    let before = pdp.ctx.store.devices().await.unwrap()[0]
-        .state
-        .clone()
-        .unwrap();
+    let before = pdp.store.devices().await.unwrap()[0].state.clone().unwrap();
     terminal.reboot().unwrap();
     let second = log_in(&pdp, &terminal).await;
     assert!(second.allowed(), "{second:?}");
-    let after = pdp.ctx.store.devices().await.unwrap()[0]
-        .state
-        .clone()
-        .unwrap();
+    let after = pdp.store.devices().await.unwrap()[0].state.clone().unwrap();
     assert!(
         after.reset_count > before.reset_count,
         "{before:?} -> {after:?}"
@@ -870,7 +863,7 @@ async fn enrolled_device_without_a_valid_quote_gets_no_access() {
     use tnc_proto::attestation::{Attribute, Failure, Hello, QuoteEvidence};
     let (pdp, terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
     assert!(log_in(&pdp, &terminal).await.allowed());
-    let device = pdp.ctx.store.devices().await.unwrap()[0].device_id;
+    let device = pdp.store.devices().await.unwrap()[0].device_id;
     // The enrolled identity, as the terminal's collector presents it.
     let identity = {
         let mut collector =
@@ -910,7 +903,7 @@ async fn enrolled_device_without_a_valid_quote_gets_no_access() {
         })])
         .await;
     assert_eq!(result_of(&result).0, Some(AccessRecommendation::Denied));
-    let history = pdp.ctx.store.attestations(&device, 10).await.unwrap();
+    let history = pdp.store.attestations(&device, 10).await.unwrap();
     assert_eq!(
         history.len(),
         1,

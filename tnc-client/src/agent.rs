@@ -156,8 +156,15 @@ impl Agent {
         id
     }
 
-    /// The first CDATA: language, OS posture, attestation hello.
-    fn first_batch(&mut self) -> Result<Vec<u8>, AgentError> {
+    /// What the PDP decided so far (complete once RESULT has come).
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// The first CDATA: language, OS posture, attestation hello. With
+    /// [`Agent::receive`], the PB-TNC client without I/O: `run_session`
+    /// drives it over PT-TLS, the PDP's unit tests batch to batch.
+    pub fn first_batch(&mut self) -> Result<Vec<u8>, AgentError> {
         self.initial_batch(true)
     }
 
@@ -196,7 +203,7 @@ impl Agent {
 
     /// One batch from the PDP; the batch to answer with, if any, and whether
     /// the session is over.
-    fn receive(&mut self, bytes: &[u8]) -> Result<(Option<Vec<u8>>, bool), AgentError> {
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<(Option<Vec<u8>>, bool), AgentError> {
         let batch = match self.pb.receive(bytes) {
             Ok(b) => b,
             Err(v) => return Ok((Some(v.close), true)),

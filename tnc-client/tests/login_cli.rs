@@ -111,7 +111,7 @@ async fn login_prints_the_verdict_and_status_remembers_it() {
     assert!(stdout.contains("verdict: allow"), "{stdout}");
 
     // The device ID the PDP knows it by is printed and remembered.
-    let devices = pdp.ctx.store.devices().await.unwrap();
+    let devices = pdp.store.devices().await.unwrap();
     assert_eq!(devices.len(), 1);
     let device = policy::digest::hex(&devices[0].device_id);
     assert!(stdout.contains(&format!("device: {device}")), "{stdout}");

@@ -8,6 +8,7 @@ pub mod address;
 pub mod auth;
 pub mod budget;
 pub mod certs;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod devices;

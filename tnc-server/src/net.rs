@@ -216,8 +216,8 @@ impl PeerRate {
         }
     }
 
-    /// Whether `peer` may open a session now (and takes a token if so).
-    pub fn admit(&self, peer: std::net::IpAddr) -> bool {
+    /// Whether `peer` may open a session at `now` (and takes a token if so).
+    pub fn admit(&self, peer: std::net::IpAddr, now: Instant) -> bool {
         if self.per_minute == 0 {
             return true;
         }
@@ -229,7 +229,6 @@ impl PeerRate {
             return true;
         }
         let peer = crate::address::counted_as(peer);
-        let now = Instant::now();
         let cap = f64::from(self.per_minute);
         let refill = cap / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -281,7 +280,7 @@ impl Listener {
             let (accepted, peer) = match &self.transport {
                 Transport::Tcp { listener, acceptor } => tokio::select! {
                     r = listener.accept() => match r {
-                        Ok((stream, peer)) if !self.rate.admit(peer.ip()) => {
+                        Ok((stream, peer)) if !self.rate.admit(peer.ip(), self.ctx.clock.monotonic()) => {
                             tracing::warn!(%peer, "rate limit: too many new sessions from this address, connection closed");
                             drop(stream);
                             continue;
@@ -305,7 +304,7 @@ impl Listener {
                             let _ = incoming.retry();
                             continue;
                         }
-                        Some(incoming) if !self.rate.admit(incoming.remote_address().ip()) => {
+                        Some(incoming) if !self.rate.admit(incoming.remote_address().ip(), self.ctx.clock.monotonic()) => {
                             tracing::warn!(peer = %incoming.remote_address(), "rate limit: too many new sessions from this address, connection refused");
                             incoming.refuse();
                             continue;
@@ -633,7 +632,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Event::Authenticate(creds) => {
                         let user = creds.authcid.clone();
-                        let started = Instant::now();
+                        let started = ctx.clock.monotonic();
                         // A user name or address that spent its guesses
                         // fails unchecked until one drips back.
                         let admitted = ctx.guesses.check(&user, peer.ip(), started)
@@ -766,41 +765,43 @@ mod tests {
 
     #[test]
     fn peer_rate_admits_a_burst_then_refuses_per_address() {
+        let t0 = std::time::Instant::now();
         let rate = PeerRate::new(3);
         let a = "192.0.2.1".parse().unwrap();
         let b = "192.0.2.2".parse().unwrap();
-        assert!((0..3).all(|_| rate.admit(a)));
-        assert!(!rate.admit(a), "the fourth within the minute");
-        assert!(rate.admit(b), "another address has its own bucket");
+        assert!((0..3).all(|_| rate.admit(a, t0)));
+        assert!(!rate.admit(a, t0), "the fourth within the minute");
+        assert!(rate.admit(b, t0), "another address has its own bucket");
         // IPv6 per /64: another address of the same /64 shares the bucket.
         let v6a = "2001:db8:1:2::10".parse().unwrap();
         let v6b = "2001:db8:1:2:ffff::1".parse().unwrap();
         let v6c = "2001:db8:1:3::10".parse().unwrap();
-        assert!((0..3).all(|_| rate.admit(v6a)));
-        assert!(!rate.admit(v6b), "same /64");
-        assert!(rate.admit(v6c), "another /64");
+        assert!((0..3).all(|_| rate.admit(v6a, t0)));
+        assert!(!rate.admit(v6b, t0), "same /64");
+        assert!(rate.admit(v6c, t0), "another /64");
         let unlimited = PeerRate::new(0);
-        assert!((0..10_000).all(|_| unlimited.admit(a)));
+        assert!((0..10_000).all(|_| unlimited.admit(a, t0)));
     }
 
     #[test]
     fn authenticated_sessions_give_their_token_back_and_exempt_networks_pass() {
+        let t0 = std::time::Instant::now();
         let rate = PeerRate::new(2);
         let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
         // Genuine sessions, each refunded: never refused.
         for _ in 0..100 {
-            assert!(rate.admit(a));
+            assert!(rate.admit(a, t0));
             rate.refund(a);
         }
         // Refunds never raise the bucket above its size.
         rate.refund(a);
         rate.refund(a);
-        assert!(rate.admit(a) && rate.admit(a) && !rate.admit(a));
+        assert!(rate.admit(a, t0) && rate.admit(a, t0) && !rate.admit(a, t0));
         // A refund for a /64 neighbour is the /64's.
         let v6 = "2001:db8::1".parse().unwrap();
-        assert!(rate.admit(v6) && rate.admit(v6) && !rate.admit(v6));
+        assert!(rate.admit(v6, t0) && rate.admit(v6, t0) && !rate.admit(v6, t0));
         rate.refund("2001:db8::2".parse().unwrap());
-        assert!(rate.admit(v6));
+        assert!(rate.admit(v6, t0));
 
         let limits = crate::config::Limits {
             sessions_per_peer_per_minute: 1,
@@ -812,11 +813,32 @@ mod tests {
         };
         let rate = PeerRate::from_limits(&limits);
         let nat: std::net::IpAddr = "10.1.2.3".parse().unwrap();
-        assert!((0..1000).all(|_| rate.admit(nat)));
+        assert!((0..1000).all(|_| rate.admit(nat, t0)));
         let mapped: std::net::IpAddr = "::ffff:10.1.9.9".parse().unwrap();
-        assert!((0..10).all(|_| rate.admit(mapped)));
-        assert!((0..10).all(|_| rate.admit("2001:db8:5:1::7".parse().unwrap())));
+        assert!((0..10).all(|_| rate.admit(mapped, t0)));
+        assert!((0..10).all(|_| rate.admit("2001:db8:5:1::7".parse().unwrap(), t0)));
         let other: std::net::IpAddr = "10.2.0.1".parse().unwrap();
-        assert!(rate.admit(other) && !rate.admit(other));
+        assert!(rate.admit(other, t0) && !rate.admit(other, t0));
+    }
+
+    #[test]
+    fn peer_rate_refills_as_the_clock_moves() {
+        use crate::clock::{Clock, FakeClock};
+        use std::time::Duration;
+        let clock = FakeClock::at(1_800_000_000);
+        let rate = PeerRate::new(3);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert!((0..3).all(|_| rate.admit(a, clock.monotonic())));
+        assert!(!rate.admit(a, clock.monotonic()));
+        // 3 a minute: a token drips back every 20 s, not sooner.
+        clock.advance(Duration::from_secs(19));
+        assert!(!rate.admit(a, clock.monotonic()), "19 s is not enough");
+        clock.advance(Duration::from_secs(1));
+        assert!(rate.admit(a, clock.monotonic()), "one token after 20 s");
+        assert!(!rate.admit(a, clock.monotonic()));
+        // A quiet minute fills the bucket again, to its size and no more.
+        clock.advance(Duration::from_secs(600));
+        assert!((0..3).all(|_| rate.admit(a, clock.monotonic())));
+        assert!(!rate.admit(a, clock.monotonic()));
     }
 }

@@ -3,18 +3,24 @@
 //! PCRs, and appraises the quote with the UEFI event log and the IMA list
 //! against the reference values (`policy::appraisal`).
 //!
-//! One validator lives per session; what outlives the session (the device's
-//! enrollment and the state the next incremental appraisal continues from)
-//! goes to the [`Store`](crate::store::Store), committed before the verdict
-//! is sent.
+//! One validator lives per session. It does no I/O: what it needs from the
+//! store (the device an Identity names, the reference values for its role)
+//! the session looks up first ([`AttestationValidator::needs`]) and hands
+//! over as [`Lookups`]; what outlives the session (the device's enrollment
+//! and the state the next incremental appraisal continues from) the session
+//! commits with the verdict ([`AttestationValidator::writes`]), before the
+//! verdict is sent.
 
 use super::{Assessment, Reason};
 use crate::devices::DeviceRecord;
-use crate::pdp::PdpContext;
+use crate::pdp::{PdpContext, ReferenceError};
+use crate::store::StoreError;
 use policy::appraisal::{appraise, Challenge, DeviceState, Evidence};
 use policy::enrollment::{begin, PendingEnrollment};
+use policy::reference::CompiledReference;
 use policy::tpm::Public;
 use policy::{HashAlg, Verdict};
+use std::sync::Arc;
 use tnc_proto::attestation::{
     AttestationResult, Attribute, BankSelection, CredentialChallenge, Hello, Identity,
     QuoteEvidence, QuoteRequest,
@@ -57,6 +63,29 @@ struct Expecting {
     enrolled_at: Option<u64>,
     /// For the audit log.
     ek_issuer: String,
+}
+
+/// What the next attributes need from the store: the device an Identity
+/// names, and the reference values of the device's role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub device: Option<[u8; 32]>,
+    pub reference: Option<tnc_proto::attestation::Role>,
+}
+
+/// The answers to [`Needs`], looked up by the session.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    /// The device (None: not enrolled), or why the store could not say.
+    pub device: Option<Result<Option<DeviceRecord>, StoreError>>,
+    pub reference: Option<Result<Arc<CompiledReference>, ReferenceError>>,
+}
+
+/// The device ID of an Identity: SHA-256 of its EK certificate.
+pub fn device_id(identity: &Identity) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&HashAlg::Sha256.digest(&identity.ek_certificate));
+    id
 }
 
 pub struct AttestationValidator {
@@ -122,6 +151,33 @@ impl AttestationValidator {
         self.outcome.as_ref()
     }
 
+    /// What the store must answer before `attrs` can be received.
+    pub fn needs(&self, attrs: &[Attribute]) -> Needs {
+        let mut role = match &self.phase {
+            Phase::AwaitIdentity { hello } => Some(hello.role),
+            Phase::AwaitEvidence(e) => Some(e.hello.role),
+            _ => None,
+        };
+        let mut needs = Needs::default();
+        for a in attrs {
+            match a {
+                Attribute::Hello(h) => role = role.or(Some(h.role)),
+                Attribute::Identity(i) => needs.device = needs.device.or(Some(device_id(i))),
+                Attribute::QuoteEvidence(_) => needs.reference = role,
+                _ => {}
+            }
+        }
+        needs
+    }
+
+    /// The session cut the exchange off (it took too many rounds): no
+    /// access, unless a verdict was reached.
+    pub fn abandon(&mut self, why: impl Into<String>) {
+        if self.outcome.is_none() {
+            self.finish(Assessment::single(Verdict::NoAccess, why));
+        }
+    }
+
     /// No more messages will come (the collector fell silent, or the client
     /// has no attestation collector at all): decide on what there is.
     pub fn conclude(&mut self, ctx: &PdpContext) {
@@ -150,9 +206,15 @@ impl AttestationValidator {
         })
     }
 
-    /// One PA-TNC message's attestation attributes in; the attributes to answer
-    /// with out (none when the validator is done or waiting).
-    pub async fn receive(&mut self, ctx: &PdpContext, attrs: Vec<Attribute>) -> Vec<Attribute> {
+    /// One PA-TNC message's attestation attributes in, with the store's
+    /// answers to [`Self::needs`]; the attributes to answer with out (none
+    /// when the validator is done or waiting).
+    pub fn receive(
+        &mut self,
+        ctx: &PdpContext,
+        lookups: &Lookups,
+        attrs: Vec<Attribute>,
+    ) -> Vec<Attribute> {
         let mut out = Vec::new();
         for attr in attrs {
             if self.outcome.is_some() {
@@ -171,7 +233,7 @@ impl AttestationValidator {
                     }
                 }
                 (Phase::AwaitIdentity { hello }, Attribute::Identity(identity)) => {
-                    match self.identify(ctx, hello, identity).await {
+                    match self.identify(ctx, lookups, hello, identity) {
                         Ok((expecting, msgs)) => {
                             self.phase = Phase::AwaitEvidence(expecting);
                             out.extend(msgs);
@@ -203,7 +265,7 @@ impl AttestationValidator {
                         continue;
                     }
                     let proof = expecting.proof.take();
-                    let a = self.appraise(ctx, *expecting, proof, &ev).await;
+                    let a = self.appraise(ctx, lookups, *expecting, proof, &ev);
                     self.finish(a);
                 }
                 // A collector that fails while its AK's credential is pending
@@ -254,9 +316,10 @@ impl AttestationValidator {
     /// Identity received: an enrolled AK gets a quote request; a new one gets a
     /// credential challenge with it, after the EK certificate chain checks out.
     #[allow(clippy::type_complexity)]
-    async fn identify(
+    fn identify(
         &mut self,
         ctx: &PdpContext,
+        lookups: &Lookups,
         hello: Hello,
         identity: Identity,
     ) -> Result<(Box<Expecting>, Vec<Attribute>), Assessment> {
@@ -265,14 +328,17 @@ impl AttestationValidator {
             .map_err(|e| no_access(format!("the AK public area does not parse: {e}")))?;
         let ek = Public::parse(&identity.ek_public)
             .map_err(|e| no_access(format!("the EK public area does not parse: {e}")))?;
-        let mut device_id = [0u8; 32];
-        device_id.copy_from_slice(&HashAlg::Sha256.digest(&identity.ek_certificate));
+        let device_id = device_id(&identity);
         let ak_name = ak.name();
-        let known = ctx
-            .store
-            .device(&device_id)
-            .await
-            .map_err(|e| no_access(format!("the PDP cannot read its device store: {e}")))?;
+        let known = match &lookups.device {
+            Some(Ok(known)) => known.clone(),
+            Some(Err(e)) => {
+                return Err(no_access(format!(
+                    "the PDP cannot read its device store: {e}"
+                )))
+            }
+            None => return Err(no_access("the PDP did not look the device up".into())),
+        };
         let enrolled = known.as_ref().filter(|d| d.ak_name == ak_name);
         // The role is bound at enrollment: a device does not get to pick the
         // reference values it is appraised by.
@@ -346,9 +412,10 @@ impl AttestationValidator {
         ))
     }
 
-    async fn appraise(
+    fn appraise(
         &mut self,
         ctx: &PdpContext,
+        lookups: &Lookups,
         e: Expecting,
         proof: Option<Vec<u8>>,
         ev: &QuoteEvidence,
@@ -367,9 +434,15 @@ impl AttestationValidator {
         let Ok(ima_offset) = usize::try_from(ev.ima_offset) else {
             return Assessment::single(Verdict::NoAccess, "IMA offset out of range");
         };
-        let reference = match ctx.reference(e.hello.role).await {
-            Ok(r) => r,
-            Err(why) => return Assessment::single(Verdict::Isolate, why),
+        let reference = match &lookups.reference {
+            Some(Ok(r)) => r.clone(),
+            Some(Err(why)) => return Assessment::single(why.verdict(), why.to_string()),
+            None => {
+                return Assessment::single(
+                    Verdict::NoAccess,
+                    "the PDP did not look the reference values up",
+                )
+            }
         };
         let now = ctx.now();
         // A whole list from an endpoint seen before: appraised from the

@@ -2,9 +2,12 @@
 //! the PB-TNC session that runs the validators ([`session`]).
 
 pub mod session;
+#[cfg(test)]
+mod tests;
 
+use crate::clock::Clock;
 use crate::config::{OsPolicy, ServerConfig};
-use crate::store::Store;
+use crate::store::{PdpStore, StoreError};
 use pki::rand::{SecureRandom, SystemRandom};
 use policy::reference::CompiledReference;
 use policy::tpm::PcrSelection;
@@ -30,7 +33,7 @@ pub struct PdpContext {
     /// Verify quotes signed with SHA-1 (legacy vTPMs); logged when used.
     pub allow_sha1_quotes: bool,
     pub os_policy: OsPolicy,
-    pub store: Arc<Store>,
+    pub store: Arc<dyn PdpStore>,
     /// User authentication inside PT-TLS.
     pub sasl: crate::config::Sasl,
     /// Wrong passwords counted per user name and per address.
@@ -38,16 +41,39 @@ pub struct PdpContext {
     /// What all sessions together may buffer of unfinished messages.
     pub message_budget: crate::budget::MessageBudget,
     pub rng: SystemRandom,
-    /// Unix seconds; replaceable in tests.
-    pub clock: fn() -> u64,
+    pub clock: Arc<dyn Clock>,
 }
 
+/// The PCRs quotes cover unless the configuration says otherwise.
+pub const DEFAULT_PCRS: &str = "sha256:0,1,2,3,4,5,6,7,8,9,10";
+
 impl PdpContext {
+    /// A PDP on `store` with the defaults of an empty configuration: no EK
+    /// CA trusted, the default PCRs and OS policy, no user authentication,
+    /// the system clock.
+    pub fn new(store: Arc<dyn PdpStore>) -> Self {
+        let limits = crate::config::Limits::default();
+        Self {
+            policies: PolicyCache::default(),
+            #[allow(clippy::expect_used)]
+            selection: policy::tpm::parse_selection(DEFAULT_PCRS)
+                .expect("the default PCR selection parses"),
+            ek_roots: Vec::new(),
+            ek_intermediates: Vec::new(),
+            no_evidence: Verdict::Isolate,
+            allow_sha1_quotes: false,
+            os_policy: OsPolicy::default(),
+            store,
+            sasl: crate::config::Sasl::default(),
+            guesses: crate::guard::GuessGuard::default(),
+            message_budget: crate::budget::MessageBudget::new(limits.message_budget_mib),
+            rng: SystemRandom::new(),
+            clock: Arc::new(crate::clock::SystemClock),
+        }
+    }
+
     /// Everything the sessions share, read from the files the config names.
-    pub fn from_config(
-        config: &ServerConfig,
-        store: std::sync::Arc<crate::store::Store>,
-    ) -> anyhow::Result<Self> {
+    pub fn from_config(config: &ServerConfig, store: Arc<dyn PdpStore>) -> anyhow::Result<Self> {
         let trust = crate::ek_trust::EkTrust::load(config, system_clock() as i64)?;
         let ek_roots = trust.anchors();
         let ek_intermediates = trust.intermediates();
@@ -82,24 +108,22 @@ impl PdpContext {
             )
         })?;
         Ok(PdpContext {
-            policies: PolicyCache::default(),
             selection,
             ek_roots,
             ek_intermediates,
             no_evidence: config.attestation.no_evidence,
             allow_sha1_quotes: config.attestation.allow_sha1_quotes,
             os_policy: config.os.clone(),
-            store,
             sasl: config.auth.sasl,
             guesses: crate::guard::GuessGuard::new(config.auth.guess_limits()),
             message_budget: crate::budget::MessageBudget::new(config.limits.message_budget_mib),
-            rng: pki::rand::SystemRandom::new(),
-            clock: system_clock,
+            ..PdpContext::new(store)
         })
     }
 
+    /// Unix seconds.
     pub fn now(&self) -> u64 {
-        (self.clock)()
+        self.clock.unix()
     }
 
     /// Fills `buf` from the system's CSPRNG. A failing CSPRNG is not
@@ -119,20 +143,41 @@ pub struct PolicyCache {
     current: std::sync::RwLock<BTreeMap<Role, (i64, Arc<CompiledReference>)>>,
 }
 
+/// Why a session has no reference values to appraise by.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// The store could not be read: the PDP cannot decide (no access).
+    #[error("the PDP cannot read its policy: {0}")]
+    Store(#[from] StoreError),
+    /// No policy was loaded for the role (isolate, until one is).
+    #[error("no reference values for the role {}: nothing is allowed without them", .0.name())]
+    Missing(Role),
+    /// The stored policy does not compile (isolate: the operator's to fix).
+    #[error("policy version {version} for {}: {why}", role.name())]
+    Invalid {
+        role: Role,
+        version: i64,
+        why: String,
+    },
+}
+
+impl ReferenceError {
+    /// The verdict a device gets without reference values.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            ReferenceError::Store(_) => Verdict::NoAccess,
+            ReferenceError::Missing(_) | ReferenceError::Invalid { .. } => Verdict::Isolate,
+        }
+    }
+}
+
 impl PdpContext {
     /// The reference values a device of `role` is appraised by now, or why
     /// there are none.
-    pub async fn reference(&self, role: Role) -> Result<Arc<CompiledReference>, String> {
-        let versions = self
-            .store
-            .policy_versions()
-            .await
-            .map_err(|e| format!("the PDP cannot read its policy: {e}"))?;
+    pub async fn reference(&self, role: Role) -> Result<Arc<CompiledReference>, ReferenceError> {
+        let versions = self.store.policy_versions().await?;
         let Some(&want) = versions.get(&role) else {
-            return Err(format!(
-                "no reference values for the role {}: nothing is allowed without them",
-                role.name()
-            ));
+            return Err(ReferenceError::Missing(role));
         };
         let cached = {
             let current = self
@@ -148,17 +193,17 @@ impl PdpContext {
         if let Some(r) = cached {
             return Ok(r);
         }
-        let bodies = self
-            .store
-            .current_policies()
-            .await
-            .map_err(|e| format!("the PDP cannot read its policy: {e}"))?;
+        let bodies = self.store.current_policies().await?;
         let Some((version, body)) = bodies.get(&role) else {
-            return Err(format!("no reference values for the role {}", role.name()));
+            return Err(ReferenceError::Missing(role));
         };
         let compiled = policy::reference::ReferenceValues::from_toml(body)
             .and_then(|r| r.compile())
-            .map_err(|e| format!("policy version {version} for {}: {e}", role.name()))?;
+            .map_err(|e| ReferenceError::Invalid {
+                role,
+                version: *version,
+                why: e.to_string(),
+            })?;
         let compiled = Arc::new(compiled);
         self.policies
             .current
@@ -169,8 +214,4 @@ impl PdpContext {
     }
 }
 
-pub fn system_clock() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::clock::system_unix as system_clock;

@@ -1,18 +1,27 @@
 //! One PB-TNC session on the PDP side (RFC 5793): batches in, batches out.
 //!
 //! Sans-IO like `tnc-proto`: the network task feeds each received batch to
-//! [`PdpSession::receive`] and sends what comes back. The session routes PB-PA
-//! messages to the validators by PA subtype (§4.5), answers their requests in
-//! SDATA, and once every validator has decided, sends the RESULT batch with
-//! PB-Assessment-Result, PB-Access-Recommendation, PB-Reason-String and, when
-//! access is not allowed, PB-Remediation-Parameters (§4.6-§4.10).
+//! [`PdpSession::receive`] and sends what comes back. A batch goes through
+//! three steps, and only the store is awaited between them:
+//!
+//! 1. [`route`](PdpSession::route): PB-TNC checks, then each PB-PA message to
+//!    its validator by PA subtype (§4.5);
+//! 2. the store's answers to what the attestation validator needs (the
+//!    device, the reference values), then [`advance`](PdpSession::advance):
+//!    the validators' requests go out in SDATA, or, once nobody has more to
+//!    ask, [`decide`](PdpSession::decide) combines their verdicts;
+//! 3. the decision is committed, then [`result`](PdpSession::result) writes
+//!    the RESULT batch with PB-Assessment-Result, PB-Access-Recommendation,
+//!    PB-Reason-String and, when access is not allowed,
+//!    PB-Remediation-Parameters (§4.6-§4.10). A decision that could not be
+//!    committed is sent as no access.
 
 use super::PdpContext;
 use crate::devices::DeviceRecord;
-use crate::imv::attestation::AttestationValidator;
+use crate::imv::attestation::{AttestationValidator, Lookups};
 use crate::imv::os::OsValidator;
 use crate::imv::{Assessment, Reason};
-use crate::store::{AttestationWrite, DecisionWrite, EvidenceWrite};
+use crate::store::{AttestationWrite, DecisionWrite, EvidenceWrite, StoreError};
 use policy::Verdict;
 use tnc_proto::attestation::{self, Attribute as AttAttribute};
 use tnc_proto::common::{AssessmentResult, Remediation};
@@ -25,13 +34,25 @@ use tnc_proto::pb_tnc::{
 pub const OS_IMV_ID: u16 = 1;
 pub const ATTESTATION_IMV_ID: u16 = 2;
 
-/// SDATA rounds after which a client that keeps talking is cut off: the
-/// attestation exchange takes three (four after a reboot), the OS one two.
-const MAX_ROUNDS: u32 = 8;
+/// How long one session may go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// SDATA rounds after which a client that keeps talking is cut off: the
+    /// attestation exchange takes three (four after a reboot), the OS one two.
+    pub max_rounds: u32,
+    /// Re-assessments (CRETRY) one session may ask for: each costs an
+    /// appraisal and a durable commit.
+    pub max_retries: u32,
+}
 
-/// Re-assessments (CRETRY) one session may ask for: each costs an appraisal
-/// and a durable commit.
-const MAX_RETRIES: u32 = 2;
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_rounds: 8,
+            max_retries: 2,
+        }
+    }
+}
 
 /// The combined decision sent in RESULT.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,8 +86,45 @@ pub struct Reply {
     pub close: bool,
 }
 
+impl Reply {
+    fn close_with(batches: impl IntoIterator<Item = Vec<u8>>) -> Self {
+        Self {
+            batches: batches.into_iter().collect(),
+            close: true,
+        }
+    }
+}
+
+/// A PB-PA message for a validator: (subtype, validator ID, PA-TNC message).
+type Outgoing = (PaSubtype, u16, Vec<u8>);
+
+/// An attestation message's attributes, or the PA-TNC error to answer it
+/// with and a description.
+type Decoded = Result<Vec<AttAttribute>, (Vec<u8>, String)>;
+
+/// One batch's PA messages, sorted by validator (step 1's result).
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// PA-TNC errors answering malformed OS messages.
+    os_errors: Vec<Vec<u8>>,
+    /// Per attestation message: its attributes, or the PA-TNC error to
+    /// answer it with and a description.
+    attestation: Vec<Decoded>,
+}
+
+/// What a batch leads to (step 2's result).
+#[derive(Debug)]
+pub enum Step {
+    /// The validators asked for more: send this SDATA batch.
+    Send(Reply),
+    /// Nobody has more to ask: decide, commit, and send RESULT with these
+    /// messages.
+    Decide(Vec<Outgoing>),
+}
+
 pub struct PdpSession<'c> {
     ctx: &'c PdpContext,
+    limits: SessionLimits,
     /// The peer's address, for the audit log.
     peer: String,
     pb: PbSession,
@@ -82,8 +140,17 @@ pub struct PdpSession<'c> {
 
 impl<'c> PdpSession<'c> {
     pub fn new(ctx: &'c PdpContext, peer: impl Into<String>) -> Self {
+        Self::with_limits(ctx, peer, SessionLimits::default())
+    }
+
+    pub fn with_limits(
+        ctx: &'c PdpContext,
+        peer: impl Into<String>,
+        limits: SessionLimits,
+    ) -> Self {
         Self {
             ctx,
+            limits,
             peer: peer.into(),
             pb: PbSession::new(Role::Server),
             os: OsValidator::new(),
@@ -116,45 +183,50 @@ impl<'c> PdpSession<'c> {
         self.pb.is_ended()
     }
 
-    /// One PB-TNC batch from the client.
+    /// One PB-TNC batch from the client: the three steps, with the store's
+    /// reads and the decision's commit between them.
     pub async fn receive(&mut self, bytes: &[u8]) -> Reply {
+        let routed = match self.route(bytes) {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        let lookups = self.look_up(&routed).await;
+        match self.advance(routed, &lookups) {
+            Step::Send(reply) => reply,
+            Step::Decide(messages) => {
+                let decision = self.decide();
+                let committed = self.record(&decision).await;
+                self.result(messages, decision, committed)
+            }
+        }
+    }
+
+    /// Step 1: the PB-TNC batch checked, CRETRY and CLOSE handled, the OS
+    /// attributes given to the OS validator and the attestation messages
+    /// decoded. `Err`: the reply that ends the session.
+    pub fn route(&mut self, bytes: &[u8]) -> Result<Routed, Reply> {
         let batch = match self.pb.receive(bytes) {
             Ok(b) => b,
             Err(Violation { error, close }) => {
                 self.failure = Some(format!("PB-TNC violation by the client: {error}"));
-                return Reply {
-                    batches: vec![close],
-                    close: true,
-                };
+                return Err(Reply::close_with([close]));
             }
         };
         if let Some(e) = batch.fatal_error() {
             self.failure = Some(format!("client sent a fatal PB-Error: {e:?}"));
-            return Reply {
-                batches: Vec::new(),
-                close: true,
-            };
+            return Err(Reply::close_with([]));
         }
         match batch.batch_type {
-            BatchType::Close => {
-                return Reply {
-                    batches: Vec::new(),
-                    close: true,
-                }
-            }
+            BatchType::Close => return Err(Reply::close_with([])),
             // CRETRY: assess again from the start (§3.2): new validators.
-            BatchType::CRetry if self.retries >= MAX_RETRIES => {
+            BatchType::CRetry if self.retries >= self.limits.max_retries => {
                 self.failure = Some(format!(
-                    "client asked for more than {MAX_RETRIES} re-assessments in one session"
+                    "client asked for more than {} re-assessments in one session",
+                    self.limits.max_retries
                 ));
-                return Reply {
-                    batches: self
-                        .pb
-                        .abort("too many re-assessments in one session")
-                        .into_iter()
-                        .collect(),
-                    close: true,
-                };
+                return Err(Reply::close_with(
+                    self.pb.abort("too many re-assessments in one session"),
+                ));
             }
             BatchType::CRetry => {
                 self.retries += 1;
@@ -165,11 +237,7 @@ impl<'c> PdpSession<'c> {
             }
             _ => {}
         }
-
-        // Route each PB-PA message to its validator; collect their answers.
-        let mut att_out: Vec<AttAttribute> = Vec::new();
-        let mut os_errors: Vec<Vec<u8>> = Vec::new();
-        let mut att_errors: Vec<Vec<u8>> = Vec::new();
+        let mut routed = Routed::default();
         for pa in batch.pa_messages() {
             if pa.delivers_to(Role::Server, PaSubtype::OPERATING_SYSTEM, OS_IMV_ID) {
                 match PaMessage::decode(pa.body).and_then(|m| {
@@ -185,67 +253,110 @@ impl<'c> PdpSession<'c> {
                             }
                         }
                     }
-                    Err(e) => os_errors.push(pa_error(&e.to_error(pa.body))),
+                    Err(e) => routed.os_errors.push(pa_error(&e.to_error(pa.body))),
                 }
             } else if pa.delivers_to(Role::Server, attestation::SUBTYPE, ATTESTATION_IMV_ID) {
-                match decode_attestation(pa.body) {
-                    Ok(attrs) => att_out.extend(self.attestation.receive(self.ctx, attrs).await),
-                    Err(err) => {
-                        att_errors.push(err.0);
-                        self.attestation
-                            .receive(
-                                self.ctx,
-                                vec![AttAttribute::Failure(attestation::Failure {
-                                    message: format!("malformed attestation message: {}", err.1),
-                                })],
-                            )
-                            .await;
-                    }
-                }
+                routed.attestation.push(decode_attestation(pa.body));
             }
             // Messages for subtypes without a validator are dropped (§4.5).
         }
+        Ok(routed)
+    }
 
-        let mut messages: Vec<(PaSubtype, u16, Vec<u8>)> = Vec::new();
-        for e in os_errors {
+    /// Between steps 1 and 2: what the attestation validator needs from the
+    /// store for this batch.
+    async fn look_up(&self, routed: &Routed) -> Lookups {
+        let attrs: Vec<AttAttribute> = routed
+            .attestation
+            .iter()
+            .filter_map(|m| m.as_ref().ok())
+            .flatten()
+            .cloned()
+            .collect();
+        let needs = self.attestation.needs(&attrs);
+        let mut lookups = Lookups::default();
+        if let Some(id) = needs.device {
+            lookups.device = Some(self.ctx.store.device(&id).await);
+        }
+        if let Some(role) = needs.reference {
+            lookups.reference = Some(self.ctx.reference(role).await);
+        }
+        lookups
+    }
+
+    /// Step 2: the attestation messages to their validator, with the
+    /// store's answers; the SDATA batch if a validator asked for more.
+    pub fn advance(&mut self, routed: Routed, lookups: &Lookups) -> Step {
+        let mut att_out: Vec<AttAttribute> = Vec::new();
+        let mut att_errors: Vec<Vec<u8>> = Vec::new();
+        for message in routed.attestation {
+            match message {
+                Ok(attrs) => att_out.extend(self.attestation.receive(self.ctx, lookups, attrs)),
+                Err((error, why)) => {
+                    att_errors.push(error);
+                    self.attestation.receive(
+                        self.ctx,
+                        lookups,
+                        vec![AttAttribute::Failure(attestation::Failure {
+                            message: format!("malformed attestation message: {why}"),
+                        })],
+                    );
+                }
+            }
+        }
+        // PA-TNC errors first, then the validators' questions.
+        let mut messages: Vec<Outgoing> = Vec::new();
+        for e in routed.os_errors {
             messages.push((PaSubtype::OPERATING_SYSTEM, OS_IMV_ID, e));
         }
         for e in att_errors {
             messages.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, e));
         }
+        let mut questions: Vec<Outgoing> = Vec::new();
         if !att_out.is_empty() {
             let body = self.att_message(&att_out);
-            messages.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, body));
+            questions.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, body));
         }
         // The OS validator asks for the package inventory once, if its policy
         // needs it.
-        let os_request = self.os.request(&self.ctx.os_policy).then(|| {
+        if self.os.request(&self.ctx.os_policy) {
             let id = self.next_pa_id;
             self.next_pa_id += 1;
-            PaMessageWriter::new(id)
+            let body = PaMessageWriter::new(id)
                 .attribute(
                     false,
                     &Attribute::AttributeRequest(vec![AttributeId::ietf(
                         ietf_attr::INSTALLED_PACKAGES,
                     )]),
                 )
-                .finish()
-        });
-        let os_asks = os_request.is_some();
-        if let Some(body) = os_request {
-            messages.push((PaSubtype::OPERATING_SYSTEM, OS_IMV_ID, body));
+                .finish();
+            questions.push((PaSubtype::OPERATING_SYSTEM, OS_IMV_ID, body));
         }
-
-        let wants_more = (!att_out.is_empty() || os_asks) && self.rounds < MAX_ROUNDS;
-        if wants_more {
-            self.rounds += 1;
-            return self.send(BatchType::SData, &messages, None);
+        if !questions.is_empty() {
+            if self.rounds < self.limits.max_rounds {
+                self.rounds += 1;
+                messages.extend(questions);
+                return Step::Send(self.send(BatchType::SData, &messages, None));
+            }
+            // Cut off: the questions go unasked, the exchange ends here.
+            self.attestation.abandon(format!(
+                "the exchange did not finish in {} rounds",
+                self.limits.max_rounds
+            ));
         }
-        // Nobody has more to ask: decide, and record the decision before
-        // sending it (fail closed if it cannot be recorded).
         self.attestation.conclude(self.ctx);
-        let mut decision = self.decide();
-        if let Err(e) = self.record(&decision).await {
+        Step::Decide(messages)
+    }
+
+    /// Step 3: the RESULT batch for `decision`, sent as no access if it
+    /// could not be committed.
+    pub fn result(
+        &mut self,
+        mut messages: Vec<Outgoing>,
+        mut decision: Decision,
+        committed: Result<(), StoreError>,
+    ) -> Reply {
+        if let Err(e) = committed {
             // The detail (database errors name files, locks, servers) is
             // the operator's, not the peer's.
             tracing::error!(
@@ -290,7 +401,7 @@ impl<'c> PdpSession<'c> {
 
     /// The attestation (for a device whose evidence was appraised) and the
     /// verdict's audit entry.
-    async fn record(&self, d: &Decision) -> Result<(), crate::store::StoreError> {
+    async fn record(&self, d: &Decision) -> Result<(), StoreError> {
         let now = self.ctx.now();
         let reasons: Vec<String> = d.reasons.iter().map(|r| r.text.clone()).collect();
         let (device, enrollment, evidence) = self.attestation.writes();
@@ -335,7 +446,8 @@ impl<'c> PdpSession<'c> {
             .await
     }
 
-    fn decide(&self) -> Decision {
+    /// The validators' verdicts combined: the worst wins.
+    pub fn decide(&self) -> Decision {
         let os = self.os.assess(&self.ctx.os_policy);
         let att = self
             .attestation
@@ -368,7 +480,7 @@ impl<'c> PdpSession<'c> {
     fn send(
         &mut self,
         batch_type: BatchType,
-        messages: &[(PaSubtype, u16, Vec<u8>)],
+        messages: &[Outgoing],
         decision: Option<&Decision>,
     ) -> Reply {
         let reason = decision.map(Decision::reason_string).unwrap_or_default();
@@ -430,7 +542,7 @@ fn pa_error(error: &tnc_proto::pa_tnc::PaTncError<'_>) -> Vec<u8> {
 
 /// The attestation attributes of one PA-TNC message, or the PA-TNC Error to
 /// answer it with and a description.
-fn decode_attestation(body: &[u8]) -> Result<Vec<AttAttribute>, (Vec<u8>, String)> {
+fn decode_attestation(body: &[u8]) -> Decoded {
     let msg = PaMessage::decode(body).map_err(|e| (pa_error(&e.to_error(body)), e.to_string()))?;
     msg.check_supported(|vendor, t| {
         vendor == attestation::VENDOR && attestation::attr::is_known(t)

@@ -17,6 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use tnc_proto::attestation::Role;
 
+mod memory;
+pub use memory::MemoryStore;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
@@ -27,6 +30,62 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store: the decision was not committed: {0}")]
     Commit(String),
+}
+
+/// A boxed store future: the trait below is used as `dyn PdpStore`.
+pub type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// What the PDP's sessions need from a store, and nothing else: look up a
+/// device, read the current reference values, commit a decision, check a
+/// password, append to the audit log. [`Store`] (SQLite, PostgreSQL) is the
+/// one the daemon runs on; [`MemoryStore`] holds everything in memory, for
+/// the session's unit tests and for tools that need no history.
+pub trait PdpStore: Send + Sync + std::fmt::Debug {
+    fn device<'a>(&'a self, id: &'a [u8; 32]) -> StoreFuture<'a, Option<DeviceRecord>>;
+    /// The newest policy version of each role (checked per session).
+    fn policy_versions(&self) -> StoreFuture<'_, BTreeMap<Role, i64>>;
+    /// The newest reference values of each role: (version, TOML).
+    fn current_policies(&self) -> StoreFuture<'_, BTreeMap<Role, (i64, String)>>;
+    /// The device record, attestation, evidence and audit entries of one
+    /// decision, durably and all at once, before the verdict is sent.
+    fn commit_decision<'a>(&'a self, w: &'a DecisionWrite<'a>) -> StoreFuture<'a, ()>;
+    fn password_hash<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Option<String>>;
+    /// Appends an audit entry; its sequence number.
+    fn audit<'a>(
+        &'a self,
+        at: u64,
+        kind: &'a str,
+        subject: &'a str,
+        detail: &'a str,
+    ) -> StoreFuture<'a, i64>;
+}
+
+impl PdpStore for Store {
+    fn device<'a>(&'a self, id: &'a [u8; 32]) -> StoreFuture<'a, Option<DeviceRecord>> {
+        Box::pin(Store::device(self, id))
+    }
+    fn policy_versions(&self) -> StoreFuture<'_, BTreeMap<Role, i64>> {
+        Box::pin(Store::policy_versions(self))
+    }
+    fn current_policies(&self) -> StoreFuture<'_, BTreeMap<Role, (i64, String)>> {
+        Box::pin(Store::current_policies(self))
+    }
+    fn commit_decision<'a>(&'a self, w: &'a DecisionWrite<'a>) -> StoreFuture<'a, ()> {
+        Box::pin(Store::commit_decision(self, w))
+    }
+    fn password_hash<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(Store::password_hash(self, user))
+    }
+    fn audit<'a>(
+        &'a self,
+        at: u64,
+        kind: &'a str,
+        subject: &'a str,
+        detail: &'a str,
+    ) -> StoreFuture<'a, i64> {
+        Box::pin(Store::audit(self, at, kind, subject, detail))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,605 @@
+//! The PDP session's rules, batch by batch, without sockets, TLS or a TPM:
+//! the login agent's own PB-TNC client (`tnc_client::agent::Agent`) talks
+//! to a [`PdpSession`] on a [`MemoryStore`] under a [`FakeClock`].
+//!
+//! The endpoints are SOFTWARE: a [`SoftAk`] registered as an enrolled
+//! device's AK quotes the simulated boot of `testnet/profiles/*.toml`. What
+//! a real TPM adds (credential activation, the EK chain, tpm2-tools' quote
+//! format) is covered end to end in `testnet/tests/pdp_e2e.rs` and
+//! `client_tpm.rs`; these are the fast siblings of those tests.
+
+use super::session::{PdpSession, SessionLimits};
+use super::PdpContext;
+use crate::clock::FakeClock;
+use crate::devices::DeviceRecord;
+use crate::store::{MemoryStore, PdpStore};
+use policy::Verdict;
+use std::sync::Arc;
+use testnet::simulator::{Measurements, Profile};
+use testnet::soft_ak::{SoftAk, SoftCollector};
+use tnc_client::agent::{Agent, Collector, Outcome};
+use tnc_client::attest::{AttestationCollector, AttestationConfig};
+use tnc_client::collect::EvidencePaths;
+use tnc_client::os::OsFacts;
+use tnc_client::tpm::AkKind;
+use tnc_proto::attestation::{Identity, QuoteRequest, Role};
+use tnc_proto::common::AssessmentResult;
+use tnc_proto::pa_tnc::ForwardingEnabled;
+use tnc_proto::pb_tnc::{AccessRecommendation, BatchType, PbSession};
+
+/// 2027-01-15 08:00 UTC: the fake clock's start.
+const T0: u64 = 1_800_000_000;
+const PEER: &str = "192.0.2.7:40000";
+
+fn profile(name: &str) -> Profile {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testnet/profiles")
+        .join(format!("{name}.toml"));
+    Profile::load(&path).unwrap()
+}
+
+/// A PDP with the reference values of `good-terminal` for terminals.
+struct Bed {
+    store: Arc<MemoryStore>,
+    clock: Arc<FakeClock>,
+    ctx: PdpContext,
+}
+
+impl Bed {
+    fn new() -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let body = profile("good-terminal")
+            .reference_values()
+            .unwrap()
+            .to_toml();
+        store.load_policy(Role::Terminal, &body);
+        let clock = Arc::new(FakeClock::at(T0));
+        let ctx = PdpContext {
+            clock: clock.clone(),
+            ..PdpContext::new(store.clone())
+        };
+        Self { store, clock, ctx }
+    }
+}
+
+/// A software device: its AK, its EK certificate (any bytes: an enrolled
+/// device's EK certificate is its name, not checked again) and the boot it
+/// quotes.
+struct Device {
+    id: [u8; 32],
+    ak: SoftAk,
+    ek_certificate: Vec<u8>,
+    measurements: Arc<Measurements>,
+}
+
+impl Device {
+    fn new(boot: &str) -> Self {
+        let ek_certificate = format!("software EK of a {boot} device").into_bytes();
+        let identity = Identity {
+            ek_public: Vec::new(),
+            ek_certificate,
+            ak_public: Vec::new(),
+        };
+        Self {
+            id: crate::imv::attestation::device_id(&identity),
+            ak: SoftAk::generate(),
+            ek_certificate: identity.ek_certificate,
+            measurements: Arc::new(profile(boot).measure().unwrap()),
+        }
+    }
+
+    /// As the PDP records a device whose credential activation succeeded.
+    fn enroll(&self, bed: &Bed, role: Role) {
+        bed.store.put_device(DeviceRecord {
+            device_id: self.id,
+            role,
+            ek_certificate: self.ek_certificate.clone(),
+            ak_name: self.ak.public().name(),
+            ak_public: self.ak.public_area().to_vec(),
+            state: None,
+            last_verdict: None,
+            last_seen: 0,
+            enrolled_at: T0 - 86_400,
+        });
+    }
+
+    /// The collector for one session, quoting with `ak` (the device's own
+    /// unless a test swaps it), claiming `role`.
+    fn collector(&self, role: Role, ak: SoftAk) -> SoftCollector {
+        let identity = Identity {
+            // Parsed, never trusted, for an enrolled device; its AK is.
+            ek_public: ak.public_area().to_vec(),
+            ek_certificate: self.ek_certificate.clone(),
+            ak_public: ak.public_area().to_vec(),
+        };
+        let values = self
+            .measurements
+            .pcr_values_after(self.measurements.ima_entries());
+        SoftCollector::new(
+            role,
+            ak,
+            identity,
+            self.measurements.clone(),
+            Arc::new(values),
+        )
+    }
+}
+
+fn os_facts() -> OsFacts {
+    OsFacts {
+        product: "Debian".into(),
+        vendor: 0,
+        version_id: "12".into(),
+        arch: "x86_64".into(),
+        version_string: "12 x86_64".into(),
+        last_use: "2027-01-15T07:00:00Z".into(),
+        forwarding: ForwardingEnabled::Disabled,
+        default_password: false,
+        packages: vec![("tnc-client".into(), "0.1.0".into())],
+    }
+}
+
+/// The agent of an endpoint that says it has no TPM.
+fn agent_without_tpm() -> Agent {
+    Agent::new(
+        os_facts(),
+        AttestationCollector::new(AttestationConfig {
+            role: Role::Terminal,
+            tpm: None,
+            evidence: EvidencePaths::default(),
+            ak_path: "/nonexistent/ak.bin".into(),
+            ak_kind: AkKind::EcdsaP256Sha256,
+        }),
+    )
+}
+
+/// What one handshake came to, on both sides.
+#[derive(Debug)]
+struct Exchange {
+    /// What the agent understood.
+    outcome: Outcome,
+    verdict: Option<Verdict>,
+    reasons: Vec<String>,
+    failure: Option<String>,
+    /// Batches the PDP sent.
+    batches: usize,
+}
+
+impl Exchange {
+    fn says(&self, text: &str) -> bool {
+        self.reasons.iter().any(|r| r.contains(text))
+    }
+}
+
+/// Runs one whole PB-TNC handshake between `agent` and a new session.
+async fn handshake(ctx: &PdpContext, agent: &mut Agent, limits: SessionLimits) -> Exchange {
+    let mut session = PdpSession::with_limits(ctx, PEER, limits);
+    let mut next = Some(agent.first_batch().unwrap());
+    let mut batches = 0;
+    while let Some(batch) = next.take() {
+        let reply = session.receive(&batch).await;
+        for b in &reply.batches {
+            batches += 1;
+            assert!(batches < 32, "the exchange does not end");
+            let (answer, over) = agent.receive(b).unwrap();
+            if !reply.close && !over {
+                next = answer;
+            } else if let Some(close) = answer {
+                // The agent's CLOSE after RESULT.
+                session.receive(&close).await;
+            }
+        }
+    }
+    let decision = session.decision().cloned();
+    Exchange {
+        outcome: agent.outcome().clone(),
+        verdict: decision.as_ref().map(|d| d.verdict),
+        reasons: decision
+            .map(|d| d.reasons.into_iter().map(|r| r.text).collect())
+            .unwrap_or_default(),
+        failure: session.failure().map(str::to_string),
+        batches,
+    }
+}
+
+async fn login(bed: &Bed, collector: impl Collector + 'static) -> Exchange {
+    let mut agent = Agent::new(os_facts(), collector);
+    handshake(&bed.ctx, &mut agent, SessionLimits::default()).await
+}
+
+type Asked = Arc<std::sync::Mutex<Vec<QuoteRequest>>>;
+
+fn asked(c: &SoftCollector) -> Asked {
+    c.asked.clone()
+}
+
+#[tokio::test]
+async fn an_enrolled_device_with_its_reference_boot_is_allowed_and_recorded() {
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    let x = login(&bed, dev.collector(Role::Terminal, dev.ak_clone())).await;
+    assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+    assert_eq!(
+        x.outcome.recommendation,
+        Some(AccessRecommendation::Allowed)
+    );
+    assert_eq!(x.outcome.assessment, Some(AssessmentResult::Compliant));
+    assert_eq!(x.failure, None);
+    assert_eq!(x.outcome.attestation.as_ref().unwrap().verdict, "allow");
+    // Committed before RESULT: the attestation, the device's new state, the
+    // audit entry, all at the fake clock's time.
+    let history = bed.store.attestations(&dev.id);
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].at, history[0].verdict.as_str()),
+        (T0 as i64, "allow")
+    );
+    let record = bed.store.device_record(&dev.id).unwrap();
+    assert_eq!(record.last_seen, T0);
+    assert_eq!(record.last_verdict, Some(Verdict::Allow));
+    assert_eq!(
+        record.state.unwrap().ima_entries,
+        dev.measurements.ima_entries()
+    );
+    let audit = bed.store.audit_entries();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].kind, "verdict");
+    assert!(audit[0].detail.starts_with("allow"), "{:?}", audit[0]);
+    // Learn mode's evidence kept: the whole IMA list.
+    let kept = bed.store.evidence(&dev.id).unwrap();
+    assert_eq!(kept.ima_entries as usize, dev.measurements.ima_entries());
+}
+
+#[tokio::test]
+async fn the_next_attestation_asks_only_for_new_ima_entries() {
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    let first = dev.collector(Role::Terminal, dev.ak_clone());
+    let first_asked = asked(&first);
+    assert_eq!(login(&bed, first).await.verdict, Some(Verdict::Allow));
+    bed.clock.advance(std::time::Duration::from_secs(300));
+    let second = dev.collector(Role::Terminal, dev.ak_clone());
+    let second_asked = asked(&second);
+    let x = login(&bed, second).await;
+    assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+    let n = dev.measurements.ima_entries() as u64;
+    assert_eq!(first_asked.lock().unwrap()[0].ima_offset, 0);
+    let again = second_asked.lock().unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].ima_offset, n, "continues where the last one ended");
+    let history = bed.store.attestations(&dev.id);
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].at, (T0 + 300) as i64);
+}
+
+#[tokio::test]
+async fn an_unknown_program_isolates_with_the_finding_that_names_it() {
+    let bed = Bed::new();
+    let dev = Device::new("unknown-app");
+    dev.enroll(&bed, Role::Terminal);
+    let x = login(&bed, dev.collector(Role::Terminal, dev.ak_clone())).await;
+    assert_eq!(x.verdict, Some(Verdict::Isolate), "{x:?}");
+    assert_eq!(
+        x.outcome.recommendation,
+        Some(AccessRecommendation::Quarantined)
+    );
+    assert!(x.says("/home/user/.local/bin/cryptominer"), "{x:?}");
+    let findings = &x.outcome.attestation.as_ref().unwrap().findings;
+    assert!(findings.iter().any(|f| f.contains("cryptominer")));
+    // The remediation tells the user the same.
+    assert!(x.outcome.remediation.unwrap().contains("cryptominer"));
+    // Genuine evidence: the device's state moves on all the same.
+    let record = bed.store.device_record(&dev.id).unwrap();
+    assert_eq!(record.last_verdict, Some(Verdict::Isolate));
+    assert!(record.state.is_some());
+}
+
+#[tokio::test]
+async fn an_endpoint_without_a_tpm_gets_the_no_evidence_verdict() {
+    let mut bed = Bed::new();
+    let mut agent = agent_without_tpm();
+    let x = handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+    assert_eq!(x.verdict, Some(Verdict::Isolate), "the default: {x:?}");
+    assert!(x.says("has no TPM"), "{x:?}");
+    // Recorded under the peer, not a device.
+    let audit = bed.store.audit_entries();
+    assert_eq!(audit.len(), 1);
+    assert!(audit[0].subject.contains(PEER), "{:?}", audit[0]);
+    // The operator's choice is honoured, whatever it is.
+    bed.ctx.no_evidence = Verdict::NoAccess;
+    let x = handshake(&bed.ctx, &mut agent_without_tpm(), SessionLimits::default()).await;
+    assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
+    assert_eq!(x.outcome.recommendation, Some(AccessRecommendation::Denied));
+}
+
+#[tokio::test]
+async fn a_foreign_ak_with_an_unknown_ek_is_refused() {
+    let mut bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    // Another key than the one enrolled for this EK: it must enroll, and
+    // its EK certificate (not one at all here) chains to no trusted CA.
+    let (ca, _) = crate::certs::new_ca("Some TPM vendor's EK CA").unwrap();
+    bed.ctx.ek_roots = vec![ca.der().to_vec()];
+    let x = login(&bed, dev.collector(Role::Terminal, SoftAk::generate())).await;
+    assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
+    assert!(x.says("AK enrollment refused"), "{x:?}");
+    // Nothing about the device changed, and no attestation is in its name.
+    let record = bed.store.device_record(&dev.id).unwrap();
+    assert_eq!(record.ak_name, dev.ak.public().name());
+    assert!(bed.store.attestations(&dev.id).is_empty());
+}
+
+#[tokio::test]
+async fn a_new_tpm_without_any_trusted_ek_ca_is_told_what_the_operator_must_do() {
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    // Not enrolled, and the PDP trusts no EK CA.
+    let x = login(&bed, dev.collector(Role::Terminal, dev.ak_clone())).await;
+    assert_eq!(x.verdict, Some(Verdict::Isolate), "{x:?}");
+    assert!(x.says("tnc-server ek-roots add"), "{x:?}");
+}
+
+#[tokio::test]
+async fn a_device_claiming_another_role_than_enrolled_gets_no_access() {
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    let x = login(&bed, dev.collector(Role::Vm, dev.ak_clone())).await;
+    assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
+    assert!(
+        x.says("enrolled as a terminal and now claims to be a vm"),
+        "{x:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_a_reboot_the_whole_ima_list_is_asked_for() {
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    assert_eq!(
+        login(&bed, dev.collector(Role::Terminal, dev.ak_clone()))
+            .await
+            .verdict,
+        Some(Verdict::Allow)
+    );
+    // The TPM was reset: the next quote reports a higher reset count, and
+    // the collector (as ours does) first sends what follows the old offset.
+    let mut ak = dev.ak_clone();
+    ak.clock.reset_count += 1;
+    ak.clock.clock = 500;
+    let c = dev.collector(Role::Terminal, ak);
+    let log = asked(&c);
+    let x = login(&bed, c).await;
+    assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+    let offsets: Vec<u64> = log.lock().unwrap().iter().map(|q| q.ima_offset).collect();
+    let n = dev.measurements.ima_entries() as u64;
+    assert_eq!(offsets, vec![n, 0], "asked again, from the start");
+    let nonces: Vec<Vec<u8>> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|q| q.nonce.clone())
+        .collect();
+    assert_ne!(nonces[0], nonces[1], "over a new nonce");
+    let state = bed.store.device_record(&dev.id).unwrap().state.unwrap();
+    assert_eq!(state.reset_count, dev.ak.clock.reset_count + 1);
+}
+
+#[tokio::test]
+async fn the_cretry_limit_ends_the_session() {
+    let bed = Bed::new();
+    let mut session = PdpSession::new(&bed.ctx, PEER);
+    let mut client = PbSession::new(tnc_proto::pb_tnc::Role::Client);
+    // An empty CDATA: the PDP decides at once (no evidence).
+    let batch = client.send(BatchType::CData, Vec::new()).unwrap();
+    let mut reply = session.receive(&batch).await;
+    for retry in 1..=3 {
+        assert!(!reply.close, "retry {retry}");
+        let result = client.receive(&reply.batches[0]).unwrap();
+        assert_eq!(result.batch_type, BatchType::Result);
+        let again = client.send(BatchType::CRetry, Vec::new()).unwrap();
+        reply = session.receive(&again).await;
+    }
+    // Two re-assessments by default: the third CRETRY ends the session
+    // with a fatal PB-Error.
+    assert!(reply.close);
+    let close = client.receive(&reply.batches[0]).unwrap();
+    assert_eq!(close.batch_type, BatchType::Close);
+    assert!(close.fatal_error().is_some());
+    assert!(
+        session
+            .failure()
+            .unwrap()
+            .contains("more than 2 re-assessments"),
+        "{:?}",
+        session.failure()
+    );
+    // Each decision was recorded: the first and two re-assessments.
+    assert_eq!(bed.store.audit_entries().len(), 3);
+}
+
+#[tokio::test]
+async fn an_exchange_over_the_round_limit_is_cut_off_with_no_access() {
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    // The attestation exchange needs two SDATA rounds; allow one.
+    let mut agent = Agent::new(os_facts(), dev.collector(Role::Terminal, dev.ak_clone()));
+    let limits = SessionLimits {
+        max_rounds: 1,
+        ..SessionLimits::default()
+    };
+    let x = handshake(&bed.ctx, &mut agent, limits).await;
+    assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
+    assert!(x.says("did not finish in 1 rounds"), "{x:?}");
+    // The question that was not asked is not in the RESULT batch either.
+    assert_eq!(x.batches, 2, "SDATA, then RESULT");
+}
+
+#[tokio::test]
+async fn a_decision_that_cannot_be_committed_is_no_access() {
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    bed.store.fail_commits(true);
+    let x = login(&bed, dev.collector(Role::Terminal, dev.ak_clone())).await;
+    assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
+    assert_eq!(x.outcome.recommendation, Some(AccessRecommendation::Denied));
+    assert_eq!(x.outcome.assessment, Some(AssessmentResult::Error));
+    assert!(x.says("could not record its decision"), "{x:?}");
+    // The attestation result says so too, not "allow".
+    assert_eq!(x.outcome.attestation.unwrap().verdict, "no access");
+    assert!(bed.store.attestations(&dev.id).is_empty());
+    assert!(bed.store.audit_entries().is_empty());
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_read_gives_no_access() {
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    bed.store.fail_reads(true);
+    let x = login(&bed, dev.collector(Role::Terminal, dev.ak_clone())).await;
+    assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
+    assert!(x.says("cannot read its device store"), "{x:?}");
+}
+
+#[tokio::test]
+async fn a_policy_that_cannot_be_read_gives_no_access_and_a_missing_one_isolates() {
+    // The device lookup succeeds, then the store fails: the reference
+    // values cannot be read.
+    #[derive(Debug)]
+    struct PolicyFails(Arc<MemoryStore>);
+    impl PdpStore for PolicyFails {
+        fn device<'a>(
+            &'a self,
+            id: &'a [u8; 32],
+        ) -> crate::store::StoreFuture<'a, Option<DeviceRecord>> {
+            self.0.device(id)
+        }
+        fn policy_versions(
+            &self,
+        ) -> crate::store::StoreFuture<'_, std::collections::BTreeMap<Role, i64>> {
+            Box::pin(std::future::ready(Err(crate::store::StoreError::Corrupt(
+                "disk gone".into(),
+            ))))
+        }
+        fn current_policies(
+            &self,
+        ) -> crate::store::StoreFuture<'_, std::collections::BTreeMap<Role, (i64, String)>>
+        {
+            self.0.current_policies()
+        }
+        fn commit_decision<'a>(
+            &'a self,
+            w: &'a crate::store::DecisionWrite<'a>,
+        ) -> crate::store::StoreFuture<'a, ()> {
+            self.0.commit_decision(w)
+        }
+        fn password_hash<'a>(
+            &'a self,
+            user: &'a str,
+        ) -> crate::store::StoreFuture<'a, Option<String>> {
+            self.0.password_hash(user)
+        }
+        fn audit<'a>(
+            &'a self,
+            at: u64,
+            kind: &'a str,
+            subject: &'a str,
+            detail: &'a str,
+        ) -> crate::store::StoreFuture<'a, i64> {
+            self.0.audit(at, kind, subject, detail)
+        }
+    }
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    let ctx = PdpContext {
+        clock: bed.clock.clone(),
+        ..PdpContext::new(Arc::new(PolicyFails(bed.store.clone())))
+    };
+    let mut agent = Agent::new(os_facts(), dev.collector(Role::Terminal, dev.ak_clone()));
+    let x = handshake(&ctx, &mut agent, SessionLimits::default()).await;
+    assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
+    assert!(x.says("cannot read its policy"), "{x:?}");
+
+    // No reference values for VMs at all: isolate until the operator loads some.
+    let vm = Device::new("good-vm");
+    vm.enroll(&bed, Role::Vm);
+    let x = login(&bed, vm.collector(Role::Vm, vm.ak_clone())).await;
+    assert_eq!(x.verdict, Some(Verdict::Isolate), "{x:?}");
+    assert!(x.says("no reference values for the role vm"), "{x:?}");
+}
+
+#[tokio::test]
+async fn a_pb_tnc_violation_closes_with_a_pb_error() {
+    let bed = Bed::new();
+    let mut session = PdpSession::new(&bed.ctx, PEER);
+    // A batch header with the wrong version.
+    let reply = session.receive(&[1, 0x80, 0, 1, 0, 0, 0, 8]).await;
+    assert!(reply.close);
+    assert_eq!(reply.batches.len(), 1, "CLOSE with the PB-Error");
+    let mut client = PbSession::new(tnc_proto::pb_tnc::Role::Client);
+    let _ = client.send(BatchType::CData, Vec::new()).unwrap();
+    let close = client.receive(&reply.batches[0]).unwrap();
+    assert_eq!(close.batch_type, BatchType::Close);
+    assert!(close.fatal_error().is_some());
+    assert!(session.failure().unwrap().contains("PB-TNC violation"));
+    assert!(bed.store.audit_entries().is_empty(), "no decision");
+}
+
+#[tokio::test]
+async fn a_malformed_attestation_message_is_answered_with_a_pa_tnc_error() {
+    let bed = Bed::new();
+    let mut session = PdpSession::new(&bed.ctx, PEER);
+    let mut client = PbSession::new(tnc_proto::pb_tnc::Role::Client);
+    // A PA-TNC message of the attestation subtype whose attribute value is
+    // not CBOR.
+    let body = tnc_proto::pa_tnc::PaMessageWriter::new(1)
+        .raw(
+            true,
+            tnc_proto::attestation::VENDOR,
+            tnc_proto::attestation::attr::HELLO,
+            &[0xff, 0xff],
+        )
+        .finish();
+    let batch = client
+        .send(
+            BatchType::CData,
+            vec![tnc_proto::pb_tnc::PbMessage::Pa(tnc_proto::pb_tnc::PbPa {
+                exclusive: false,
+                subtype: tnc_proto::attestation::SUBTYPE,
+                collector_id: 2,
+                validator_id: tnc_proto::pb_tnc::ID_ANY,
+                body: &body,
+            })],
+        )
+        .unwrap();
+    let reply = session.receive(&batch).await;
+    let result = client.receive(&reply.batches[0]).unwrap();
+    assert_eq!(result.batch_type, BatchType::Result);
+    let error = result
+        .pa_messages()
+        .filter_map(|pa| tnc_proto::pa_tnc::PaMessage::decode(pa.body).ok())
+        .flat_map(|m| m.attributes)
+        .find_map(|a| match a.parse() {
+            Ok(tnc_proto::pa_tnc::Attribute::PaTncError(e)) => Some(e.code),
+            _ => None,
+        });
+    assert!(error.is_some(), "a PA-TNC Error attribute in RESULT");
+    let d = session.decision().unwrap();
+    assert_eq!(d.verdict, Verdict::Isolate, "{d:?}");
+    assert!(d.reason_string().contains("malformed attestation message"));
+}
+
+impl Device {
+    /// The device's own AK again, for the next session (the same key).
+    fn ak_clone(&self) -> SoftAk {
+        self.ak.clone()
+    }
+}

@@ -1,0 +1,246 @@
+//! The store in memory: what [`PdpStore`] asks for, kept in maps behind one
+//! lock, with the same audit hash chain as the durable store. Nothing
+//! survives the process. Its failure switches make "the store failed" a
+//! case the session's unit tests can reach.
+
+use super::{
+    chain_hash, AttestationRecord, AuditEntry, DecisionWrite, PdpStore, StoreError, StoreFuture,
+    StoredEvidence, GENESIS,
+};
+use crate::devices::DeviceRecord;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use tnc_proto::attestation::Role;
+
+#[derive(Debug, Default)]
+struct State {
+    devices: HashMap<[u8; 32], DeviceRecord>,
+    /// Per role, every version loaded: (version, TOML).
+    policies: BTreeMap<Role, Vec<(i64, String)>>,
+    next_policy: i64,
+    users: BTreeMap<String, String>,
+    attestations: HashMap<[u8; 32], Vec<AttestationRecord>>,
+    evidence: HashMap<[u8; 32], StoredEvidence>,
+    audit: Vec<AuditEntry>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    fail_reads: AtomicBool,
+    fail_commits: AtomicBool,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on every read fails (as a database that went away).
+    pub fn fail_reads(&self, fail: bool) {
+        self.fail_reads.store(fail, Ordering::SeqCst);
+    }
+
+    /// From now on every decision's commit fails (as a full disk).
+    pub fn fail_commits(&self, fail: bool) {
+        self.fail_commits.store(fail, Ordering::SeqCst);
+    }
+
+    fn read_check(&self) -> Result<(), StoreError> {
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(StoreError::Corrupt(
+                "the in-memory store is set to fail reads".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records `body` as the role's newest reference values; its version.
+    pub fn load_policy(&self, role: Role, body: &str) -> i64 {
+        let mut s = self.state();
+        s.next_policy += 1;
+        let version = s.next_policy;
+        s.policies
+            .entry(role)
+            .or_default()
+            .push((version, body.to_string()));
+        version
+    }
+
+    /// Inserts or replaces a device.
+    pub fn put_device(&self, d: DeviceRecord) {
+        self.state().devices.insert(d.device_id, d);
+    }
+
+    pub fn device_record(&self, id: &[u8; 32]) -> Option<DeviceRecord> {
+        self.state().devices.get(id).cloned()
+    }
+
+    pub fn add_user(&self, name: &str, password_hash: &str) {
+        self.state()
+            .users
+            .insert(name.to_string(), password_hash.to_string());
+    }
+
+    pub fn audit_entries(&self) -> Vec<AuditEntry> {
+        self.state().audit.clone()
+    }
+
+    /// A device's attestations, oldest first.
+    pub fn attestations(&self, id: &[u8; 32]) -> Vec<AttestationRecord> {
+        self.state()
+            .attestations
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn evidence(&self, id: &[u8; 32]) -> Option<StoredEvidence> {
+        self.state().evidence.get(id).cloned()
+    }
+}
+
+impl State {
+    fn append_audit(&mut self, at: u64, kind: &str, subject: &str, detail: &str) -> i64 {
+        let (seq, prev) = match self.audit.last() {
+            Some(e) => (e.seq + 1, e.hash.clone()),
+            None => (1, GENESIS.to_string()),
+        };
+        let hash = chain_hash(&prev, seq, at as i64, kind, subject, detail);
+        self.audit.push(AuditEntry {
+            seq,
+            at: at as i64,
+            kind: kind.to_string(),
+            subject: subject.to_string(),
+            detail: detail.to_string(),
+            hash,
+        });
+        seq
+    }
+}
+
+impl PdpStore for MemoryStore {
+    fn device<'a>(&'a self, id: &'a [u8; 32]) -> StoreFuture<'a, Option<DeviceRecord>> {
+        let r = self
+            .read_check()
+            .map(|()| self.state().devices.get(id).cloned());
+        Box::pin(std::future::ready(r))
+    }
+
+    fn policy_versions(&self) -> StoreFuture<'_, BTreeMap<Role, i64>> {
+        let r = self.read_check().map(|()| {
+            self.state()
+                .policies
+                .iter()
+                .filter_map(|(role, v)| Some((*role, v.last()?.0)))
+                .collect()
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn current_policies(&self) -> StoreFuture<'_, BTreeMap<Role, (i64, String)>> {
+        let r = self.read_check().map(|()| {
+            self.state()
+                .policies
+                .iter()
+                .filter_map(|(role, v)| Some((*role, v.last()?.clone())))
+                .collect()
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn commit_decision<'a>(&'a self, w: &'a DecisionWrite<'a>) -> StoreFuture<'a, ()> {
+        if self.fail_commits.load(Ordering::SeqCst) {
+            return Box::pin(std::future::ready(Err(StoreError::Commit(
+                "the in-memory store is set to fail commits".into(),
+            ))));
+        }
+        let mut s = self.state();
+        if let Some(d) = w.device {
+            s.devices.insert(d.device_id, d.clone());
+        }
+        if let Some(a) = &w.attestation {
+            s.attestations
+                .entry(a.device_id)
+                .or_default()
+                .push(AttestationRecord {
+                    at: w.at as i64,
+                    verdict: a.verdict.name().to_string(),
+                    findings: a.findings.to_vec(),
+                });
+        }
+        if let Some(e) = &w.evidence {
+            let kept = s.evidence.entry(e.device_id).or_insert(StoredEvidence {
+                at: 0,
+                event_log: Vec::new(),
+                ima: Vec::new(),
+                ima_from: e.ima_offset as i64,
+                ima_entries: e.ima_offset as i64,
+            });
+            // The entries continue the kept ones, or start a new list.
+            if e.ima_offset as i64 != kept.ima_entries {
+                kept.ima.clear();
+                kept.ima_from = e.ima_offset as i64;
+            }
+            kept.at = w.at as i64;
+            kept.event_log = e.event_log.to_vec();
+            kept.ima.extend_from_slice(e.ima);
+            kept.ima_entries = e.ima_end as i64;
+        }
+        for (kind, subject, detail) in w.audit {
+            s.append_audit(w.at, kind, subject, detail);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn password_hash<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Option<String>> {
+        let r = self
+            .read_check()
+            .map(|()| self.state().users.get(user).cloned());
+        Box::pin(std::future::ready(r))
+    }
+
+    fn audit<'a>(
+        &'a self,
+        at: u64,
+        kind: &'a str,
+        subject: &'a str,
+        detail: &'a str,
+    ) -> StoreFuture<'a, i64> {
+        let seq = self.state().append_audit(at, kind, subject, detail);
+        Box::pin(std::future::ready(Ok(seq)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_audit_chain_verifies_like_the_durable_one() {
+        let m = MemoryStore::new();
+        m.audit(1, "user-add", "alice", "").await.unwrap();
+        m.audit(2, "verdict", "dev", "allow: ok").await.unwrap();
+        assert_eq!(super::super::verify_chain(&m.audit_entries()), Ok(2));
+        let mut edited = m.audit_entries();
+        edited[0].detail = "x".into();
+        assert!(super::super::verify_chain(&edited).is_err());
+    }
+
+    #[tokio::test]
+    async fn memory_policy_versions_follow_loads() {
+        let m = MemoryStore::new();
+        assert!(m.policy_versions().await.unwrap().is_empty());
+        m.load_policy(Role::Terminal, "a");
+        let v2 = m.load_policy(Role::Terminal, "b");
+        assert_eq!(m.policy_versions().await.unwrap()[&Role::Terminal], v2);
+        assert_eq!(m.current_policies().await.unwrap()[&Role::Terminal].1, "b");
+        m.fail_reads(true);
+        assert!(m.policy_versions().await.is_err());
+    }
+}
