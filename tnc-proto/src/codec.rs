@@ -13,6 +13,91 @@
 
 use core::fmt;
 
+/// A wire enum written once, as rustls' `enum_builder!` does: the variants
+/// with their codes and RFC names give the enum, `ALL`, the decoder, the
+/// encoder and `name`.
+///
+/// `enum T: u16 as from_u16 / to_u16 { .. }` is closed: an unassigned code
+/// decodes to `None` (the caller answers it with the protocol's error).
+/// `enum T: u16 as from_u16 / to_u16, Unknown { .. }` is open: an unassigned
+/// code is data, `Unknown(code)`, kept for unassigned codes only.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident: $ty:ty as $from:ident / $to:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $code:literal => $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every assigned value, in code order.
+            pub const ALL: [Self; [$($text),+].len()] = [$(Self::$variant),+];
+
+            /// The value of `code`, or `None` if it is unassigned.
+            pub fn $from(code: $ty) -> Option<Self> {
+                match code {
+                    $( $code => Some(Self::$variant), )+
+                    _ => None,
+                }
+            }
+
+            pub fn $to(self) -> $ty {
+                match self {
+                    $( Self::$variant => $code, )+
+                }
+            }
+
+            /// The name the RFC gives the value.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $text, )+
+                }
+            }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident: $ty:ty as $from:ident / $to:ident, Unknown {
+            $( $(#[$vmeta:meta])* $variant:ident = $code:literal => $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
+            /// A code no RFC assigns (kept as data).
+            Unknown($ty),
+        }
+
+        impl $name {
+            pub fn $from(code: $ty) -> Self {
+                match code {
+                    $( $code => Self::$variant, )+
+                    other => Self::Unknown(other),
+                }
+            }
+
+            pub fn $to(self) -> $ty {
+                match self {
+                    $( Self::$variant => $code, )+
+                    Self::Unknown(code) => code,
+                }
+            }
+
+            /// The name the RFC gives the value ("unassigned" for `Unknown`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $text, )+
+                    Self::Unknown(_) => "unassigned",
+                }
+            }
+        }
+    };
+}
+
 /// A 24-bit unsigned integer, as used for vendor IDs (SMI Private Enterprise
 /// Numbers) in all three NEA protocols.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -245,13 +330,6 @@ pub trait Put {
     fn put_u16(&mut self, v: u16);
     fn put_u24(&mut self, v: U24);
     fn put_u32(&mut self, v: u32);
-    /// Writes a u32 placeholder and returns its position for [`Put::patch_u32`].
-    fn u32_placeholder(&mut self) -> usize;
-    /// Overwrites the u32 at `at` (from [`Put::u32_placeholder`]).
-    fn patch_u32(&mut self, at: usize, v: u32);
-    /// Patches the placeholder at `at` with the number of bytes written since
-    /// `start`: the "length includes the header" fields of PT-TLS, PB-TNC and PA-TNC.
-    fn patch_len_since(&mut self, at: usize, start: usize);
 }
 
 impl Put for Vec<u8> {
@@ -267,21 +345,56 @@ impl Put for Vec<u8> {
     fn put_u32(&mut self, v: u32) {
         self.extend_from_slice(&v.to_be_bytes());
     }
-    fn u32_placeholder(&mut self) -> usize {
-        let at = self.len();
-        self.put_u32(0);
-        at
+}
+
+/// A u32 length field that counts every byte from the start of its header,
+/// as the PT-TLS message, PB-TNC batch and message, and PA-TNC attribute
+/// headers all do. The field is written as a placeholder when this is made
+/// and patched when it is dropped (rustls' `LengthPrefixedBuffer`), so no
+/// encoder can forget it; in between it is the output buffer.
+#[derive(Debug)]
+pub struct LengthFromHeader<'a> {
+    buf: &'a mut Vec<u8>,
+    header_start: usize,
+    field_at: usize,
+}
+
+impl<'a> LengthFromHeader<'a> {
+    /// Writes the placeholder at the end of `buf`; the header began at
+    /// `header_start`.
+    pub fn new(buf: &'a mut Vec<u8>, header_start: usize) -> Self {
+        let field_at = buf.len();
+        buf.put_u32(0);
+        Self {
+            buf,
+            header_start,
+            field_at,
+        }
     }
-    fn patch_u32(&mut self, at: usize, v: u32) {
-        self[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+impl core::ops::Deref for LengthFromHeader<'_> {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        self.buf
     }
-    fn patch_len_since(&mut self, at: usize, start: usize) {
-        // Lengths above u32::MAX cannot be produced by this crate's encoders: every
-        // container is bounded by a u32 length field checked on the way in, and
-        // outgoing bodies are at most what a caller fits in memory. Saturate rather
-        // than wrap so an oversized message is refused by the peer, never misframed.
-        let len = u32::try_from(self.len() - start).unwrap_or(u32::MAX);
-        self.patch_u32(at, len);
+}
+
+impl core::ops::DerefMut for LengthFromHeader<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        self.buf
+    }
+}
+
+impl Drop for LengthFromHeader<'_> {
+    fn drop(&mut self) {
+        // Lengths above u32::MAX cannot be produced by this crate's encoders:
+        // every container is bounded by a u32 length field checked on the way
+        // in, and outgoing bodies are at most what a caller fits in memory.
+        // Saturate rather than wrap so an oversized message is refused by the
+        // peer, never misframed.
+        let len = u32::try_from(self.buf.len() - self.header_start).unwrap_or(u32::MAX);
+        self.buf[self.field_at..self.field_at + 4].copy_from_slice(&len.to_be_bytes());
     }
 }
 
@@ -302,6 +415,21 @@ pub trait Codec<'a>: Sized {
         self.encode(&mut out);
         out
     }
+}
+
+/// Reads `T`s to the end of `r`: the messages of a PB-TNC batch, the
+/// attributes of a PA-TNC message. Each takes at least `min_len` bytes (its
+/// header), which bounds the capacity: what a peer declares never makes this
+/// allocate more than `r` holds.
+pub fn read_to_end<'a, T: Codec<'a>>(
+    r: &mut Reader<'a>,
+    min_len: usize,
+) -> Result<Vec<T>, T::Error> {
+    let mut out = Vec::with_capacity(r.left() / min_len.max(1));
+    while r.any_left() {
+        out.push(T::read(r)?);
+    }
+    Ok(out)
 }
 
 /// Writes `u8 length || bytes`, the short strings of PT-TLS SASL names and PA-TNC
@@ -353,9 +481,63 @@ mod tests {
     fn length_patch_counts_from_start() {
         let mut v = vec![0xAA];
         let start = v.len();
-        let at = v.u32_placeholder();
-        v.extend_from_slice(b"xyz");
-        v.patch_len_since(at, start);
+        {
+            let mut body = LengthFromHeader::new(&mut v, start);
+            body.extend_from_slice(b"xyz");
+        }
         assert_eq!(v, [0xAA, 0, 0, 0, 7, b'x', b'y', b'z']);
+    }
+
+    #[test]
+    fn length_counts_the_header_fields_before_it() {
+        let mut v = vec![0xEE];
+        let start = v.len();
+        v.put_u8(1);
+        v.put_u24(U24::truncate(2));
+        {
+            let mut body = LengthFromHeader::new(&mut v, start);
+            body.put_u32(9);
+            let mut nested = LengthFromHeader::new(&mut body, 5 + 4);
+            nested.put_u8(7);
+        }
+        // Outer: 17 bytes from its header at 1; nested: 9 from its at 9.
+        assert_eq!(
+            v,
+            [0xEE, 1, 0, 0, 2, 0, 0, 0, 17, 0, 0, 0, 9, 0, 0, 0, 9, 7]
+        );
+    }
+
+    wire_enum! {
+        /// A closed test enum.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum Closed: u16 as from_u16 / to_u16 {
+            One = 1 => "one",
+            Three = 3 => "three",
+        }
+    }
+
+    wire_enum! {
+        /// An open test enum.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum Open: u8 as from_u8 / to_u8, Unknown {
+            Zero = 0 => "zero",
+        }
+    }
+
+    #[test]
+    fn wire_enums_round_trip_and_keep_unassigned_codes_apart() {
+        assert_eq!(Closed::ALL, [Closed::One, Closed::Three]);
+        for v in Closed::ALL {
+            assert_eq!(Closed::from_u16(v.to_u16()), Some(v));
+        }
+        assert_eq!(Closed::from_u16(2), None);
+        assert_eq!(Closed::from_u16(0xFFFF), None);
+        assert_eq!(Closed::Three.name(), "three");
+        assert_eq!(Open::from_u8(0), Open::Zero);
+        for code in 1..=u8::MAX {
+            assert_eq!(Open::from_u8(code), Open::Unknown(code));
+            assert_eq!(Open::from_u8(code).to_u8(), code);
+        }
+        assert_eq!(Open::Unknown(9).name(), "unassigned");
     }
 }

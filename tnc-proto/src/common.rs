@@ -6,49 +6,19 @@
 
 use crate::codec::{check_text, put_u32_prefixed, put_u8_prefixed, Malformed, Put, Reader, U24};
 
-/// An assessment result (same values as IF-IMV `TNC_IMV_EVALUATION_RESULT_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AssessmentResult {
-    Compliant,
-    NonCompliantMinor,
-    NonCompliantMajor,
-    Error,
-    DontKnow,
+wire_enum! {
+    /// An assessment result (same values as IF-IMV `TNC_IMV_EVALUATION_RESULT_*`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum AssessmentResult: u32 as from_u32 / to_u32 {
+        Compliant = 0 => "Compliant",
+        NonCompliantMinor = 1 => "Non-compliant, minor",
+        NonCompliantMajor = 2 => "Non-compliant, major",
+        Error = 3 => "Error",
+        DontKnow = 4 => "Don't know",
+    }
 }
 
 impl AssessmentResult {
-    pub const ALL: [AssessmentResult; 5] = [
-        Self::Compliant,
-        Self::NonCompliantMinor,
-        Self::NonCompliantMajor,
-        Self::Error,
-        Self::DontKnow,
-    ];
-
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Self::ALL.get(usize::try_from(v).ok()?).copied()
-    }
-
-    pub fn to_u32(self) -> u32 {
-        match self {
-            Self::Compliant => 0,
-            Self::NonCompliantMinor => 1,
-            Self::NonCompliantMajor => 2,
-            Self::Error => 3,
-            Self::DontKnow => 4,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Compliant => "Compliant",
-            Self::NonCompliantMinor => "Non-compliant, minor",
-            Self::NonCompliantMajor => "Non-compliant, major",
-            Self::Error => "Error",
-            Self::DontKnow => "Don't know",
-        }
-    }
-
     /// Reads the 4-byte value; an undefined number is malformed at its offset.
     pub fn read(r: &mut Reader<'_>) -> Result<Self, Malformed> {
         let at = r.malformed("undefined assessment result");

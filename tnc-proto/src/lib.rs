@@ -16,8 +16,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
-pub mod attestation;
+// First: its `wire_enum!` is used by the modules below.
+#[macro_use]
 pub mod codec;
+pub mod attestation;
 pub mod common;
 pub mod dissect;
 pub mod pa_tnc;

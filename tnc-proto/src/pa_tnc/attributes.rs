@@ -127,65 +127,19 @@ fn read_entries<'a, T>(
     Ok(entries)
 }
 
-/// An IETF PA-TNC error code (RFC 5792 §4.2.8, RFC 8412 §9).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PaErrorCode {
-    Reserved,
-    InvalidParameter,
-    VersionNotSupported,
-    AttributeTypeNotSupported,
-    SwimaError,
-    SwimaSubscriptionDenied,
-    SwimaResponseTooLarge,
-    SwimaSubscriptionFulfillment,
-    SwimaSubscriptionIdReuse,
-    Unknown(u32),
-}
-
-impl PaErrorCode {
-    pub fn from_u32(v: u32) -> Self {
-        match v {
-            0 => Self::Reserved,
-            1 => Self::InvalidParameter,
-            2 => Self::VersionNotSupported,
-            3 => Self::AttributeTypeNotSupported,
-            4 => Self::SwimaError,
-            5 => Self::SwimaSubscriptionDenied,
-            6 => Self::SwimaResponseTooLarge,
-            7 => Self::SwimaSubscriptionFulfillment,
-            8 => Self::SwimaSubscriptionIdReuse,
-            other => Self::Unknown(other),
-        }
-    }
-
-    pub fn to_u32(self) -> u32 {
-        match self {
-            Self::Reserved => 0,
-            Self::InvalidParameter => 1,
-            Self::VersionNotSupported => 2,
-            Self::AttributeTypeNotSupported => 3,
-            Self::SwimaError => 4,
-            Self::SwimaSubscriptionDenied => 5,
-            Self::SwimaResponseTooLarge => 6,
-            Self::SwimaSubscriptionFulfillment => 7,
-            Self::SwimaSubscriptionIdReuse => 8,
-            Self::Unknown(v) => v,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Reserved => "Reserved",
-            Self::InvalidParameter => "Invalid Parameter",
-            Self::VersionNotSupported => "Version Not Supported",
-            Self::AttributeTypeNotSupported => "Attribute Type Not Supported",
-            Self::SwimaError => "SWIMA Error",
-            Self::SwimaSubscriptionDenied => "SWIMA Subscription Denied Error",
-            Self::SwimaResponseTooLarge => "SWIMA Response Too Large Error",
-            Self::SwimaSubscriptionFulfillment => "SWIMA Subscription Fulfillment Error",
-            Self::SwimaSubscriptionIdReuse => "SWIMA Subscription ID Reuse Error",
-            Self::Unknown(_) => "unassigned",
-        }
+wire_enum! {
+    /// An IETF PA-TNC error code (RFC 5792 §4.2.8, RFC 8412 §9).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum PaErrorCode: u32 as from_u32 / to_u32, Unknown {
+        Reserved = 0 => "Reserved",
+        InvalidParameter = 1 => "Invalid Parameter",
+        VersionNotSupported = 2 => "Version Not Supported",
+        AttributeTypeNotSupported = 3 => "Attribute Type Not Supported",
+        SwimaError = 4 => "SWIMA Error",
+        SwimaSubscriptionDenied = 5 => "SWIMA Subscription Denied Error",
+        SwimaResponseTooLarge = 6 => "SWIMA Response Too Large Error",
+        SwimaSubscriptionFulfillment = 7 => "SWIMA Subscription Fulfillment Error",
+        SwimaSubscriptionIdReuse = 8 => "SWIMA Subscription ID Reuse Error",
     }
 }
 
@@ -494,81 +448,25 @@ impl<'a> StringVersion<'a> {
     }
 }
 
-/// Operational Status: Status (RFC 5792 §4.2.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OperationalState {
-    Unknown,
-    NotInstalled,
-    InstalledNotOperational,
-    Operational,
-}
-
-impl OperationalState {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0 => Self::Unknown,
-            1 => Self::NotInstalled,
-            2 => Self::InstalledNotOperational,
-            3 => Self::Operational,
-            _ => return None,
-        })
-    }
-
-    pub fn to_u8(self) -> u8 {
-        match self {
-            Self::Unknown => 0,
-            Self::NotInstalled => 1,
-            Self::InstalledNotOperational => 2,
-            Self::Operational => 3,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unknown => "Unknown or other",
-            Self::NotInstalled => "Not installed",
-            Self::InstalledNotOperational => "Installed but not operational",
-            Self::Operational => "Operational",
-        }
+wire_enum! {
+    /// Operational Status: Status (RFC 5792 §4.2.5).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum OperationalState: u8 as from_u8 / to_u8 {
+        Unknown = 0 => "Unknown or other",
+        NotInstalled = 1 => "Not installed",
+        InstalledNotOperational = 2 => "Installed but not operational",
+        Operational = 3 => "Operational",
     }
 }
 
-/// Operational Status: Result of the last use (RFC 5792 §4.2.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OperationalResult {
-    Unknown,
-    Successful,
-    SuccessfulWithErrors,
-    Unsuccessful,
-}
-
-impl OperationalResult {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0 => Self::Unknown,
-            1 => Self::Successful,
-            2 => Self::SuccessfulWithErrors,
-            3 => Self::Unsuccessful,
-            _ => return None,
-        })
-    }
-
-    pub fn to_u8(self) -> u8 {
-        match self {
-            Self::Unknown => 0,
-            Self::Successful => 1,
-            Self::SuccessfulWithErrors => 2,
-            Self::Unsuccessful => 3,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unknown => "Unknown or other",
-            Self::Successful => "Successful use with no errors detected",
-            Self::SuccessfulWithErrors => "Successful use with one or more errors detected",
-            Self::Unsuccessful => "Unsuccessful use",
-        }
+wire_enum! {
+    /// Operational Status: Result of the last use (RFC 5792 §4.2.5).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum OperationalResult: u8 as from_u8 / to_u8 {
+        Unknown = 0 => "Unknown or other",
+        Successful = 1 => "Successful use with no errors detected",
+        SuccessfulWithErrors = 2 => "Successful use with one or more errors detected",
+        Unsuccessful = 3 => "Unsuccessful use",
     }
 }
 
@@ -783,32 +681,17 @@ fn read_u32_value<T>(
     from_u32(r.u32_or(short)?).ok_or(at)
 }
 
-/// Forwarding Enabled (RFC 5792 §4.2.11), 4 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ForwardingEnabled {
-    Disabled,
-    Enabled,
-    Unknown,
+wire_enum! {
+    /// Forwarding Enabled (RFC 5792 §4.2.11), 4 bytes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum ForwardingEnabled: u32 as from_u32 / to_u32 {
+        Disabled = 0 => "Disabled",
+        Enabled = 1 => "Enabled",
+        Unknown = 2 => "Unknown",
+    }
 }
 
 impl ForwardingEnabled {
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            0 => Self::Disabled,
-            1 => Self::Enabled,
-            2 => Self::Unknown,
-            _ => return None,
-        })
-    }
-
-    pub fn to_u32(self) -> u32 {
-        match self {
-            Self::Disabled => 0,
-            Self::Enabled => 1,
-            Self::Unknown => 2,
-        }
-    }
-
     pub fn read(r: &mut Reader<'_>) -> Result<Self, Malformed> {
         read_u32_value(
             r,
@@ -820,29 +703,16 @@ impl ForwardingEnabled {
     }
 }
 
-/// Factory Default Password Enabled (RFC 5792 §4.2.12), 4 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FactoryDefaultPassword {
-    Disabled,
-    Enabled,
+wire_enum! {
+    /// Factory Default Password Enabled (RFC 5792 §4.2.12), 4 bytes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum FactoryDefaultPassword: u32 as from_u32 / to_u32 {
+        Disabled = 0 => "Disabled",
+        Enabled = 1 => "Enabled",
+    }
 }
 
 impl FactoryDefaultPassword {
-    pub fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            0 => Some(Self::Disabled),
-            1 => Some(Self::Enabled),
-            _ => None,
-        }
-    }
-
-    pub fn to_u32(self) -> u32 {
-        match self {
-            Self::Disabled => 0,
-            Self::Enabled => 1,
-        }
-    }
-
     pub fn read(r: &mut Reader<'_>) -> Result<Self, Malformed> {
         read_u32_value(
             r,

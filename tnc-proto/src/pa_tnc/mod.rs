@@ -10,7 +10,7 @@ mod attributes;
 
 pub use attributes::*;
 
-use crate::codec::{Codec, Malformed, Put, Reader, U24};
+use crate::codec::{read_to_end, Codec, LengthFromHeader, Malformed, Put, Reader, U24};
 use thiserror::Error;
 
 /// PA-TNC version 1, the only one defined (RFC 5792 §3.6).
@@ -24,70 +24,21 @@ pub const FLAG_NOSKIP: u8 = 0x80;
 /// The reserved attribute type (RFC 5792 §4.1, §6).
 pub const RESERVED_TYPE: u32 = 0xFFFF_FFFF;
 
-/// A PA subtype in the IETF namespace (IANA "PA Subtypes"; RFC 5792 §7.2, RFC 8412 §9).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IetfSubtype {
-    Testing,
-    OperatingSystem,
-    AntiVirus,
-    AntiSpyware,
-    AntiMalware,
-    Firewall,
-    Idps,
-    Vpn,
-    NeaClient,
-    /// Software Inventory Message and Attributes (RFC 8412).
-    Swima,
-    Unknown(u32),
-}
-
-impl IetfSubtype {
-    pub fn from_u32(v: u32) -> Self {
-        match v {
-            0 => Self::Testing,
-            1 => Self::OperatingSystem,
-            2 => Self::AntiVirus,
-            3 => Self::AntiSpyware,
-            4 => Self::AntiMalware,
-            5 => Self::Firewall,
-            6 => Self::Idps,
-            7 => Self::Vpn,
-            8 => Self::NeaClient,
-            9 => Self::Swima,
-            other => Self::Unknown(other),
-        }
-    }
-
-    pub fn to_u32(self) -> u32 {
-        match self {
-            Self::Testing => 0,
-            Self::OperatingSystem => 1,
-            Self::AntiVirus => 2,
-            Self::AntiSpyware => 3,
-            Self::AntiMalware => 4,
-            Self::Firewall => 5,
-            Self::Idps => 6,
-            Self::Vpn => 7,
-            Self::NeaClient => 8,
-            Self::Swima => 9,
-            Self::Unknown(v) => v,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Testing => "Testing",
-            Self::OperatingSystem => "Operating System",
-            Self::AntiVirus => "Anti-Virus",
-            Self::AntiSpyware => "Anti-Spyware",
-            Self::AntiMalware => "Anti-Malware",
-            Self::Firewall => "Firewall",
-            Self::Idps => "IDPS",
-            Self::Vpn => "VPN",
-            Self::NeaClient => "NEA Client",
-            Self::Swima => "SWIMA",
-            Self::Unknown(_) => "unassigned",
-        }
+wire_enum! {
+    /// A PA subtype in the IETF namespace (IANA "PA Subtypes"; RFC 5792 §7.2, RFC 8412 §9).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum IetfSubtype: u32 as from_u32 / to_u32, Unknown {
+        Testing = 0 => "Testing",
+        OperatingSystem = 1 => "Operating System",
+        AntiVirus = 2 => "Anti-Virus",
+        AntiSpyware = 3 => "Anti-Spyware",
+        AntiMalware = 4 => "Anti-Malware",
+        Firewall = 5 => "Firewall",
+        Idps = 6 => "IDPS",
+        Vpn = 7 => "VPN",
+        NeaClient = 8 => "NEA Client",
+        /// Software Inventory Message and Attributes (RFC 8412).
+        Swima = 9 => "SWIMA",
     }
 }
 
@@ -297,9 +248,7 @@ pub fn write_attribute(
     out.put_u8(if noskip { FLAG_NOSKIP } else { 0 });
     out.put_u24(vendor);
     out.put_u32(attr_type);
-    let at = out.u32_placeholder();
-    body(out);
-    out.patch_len_since(at, start);
+    body(&mut LengthFromHeader::new(out, start));
 }
 
 /// A decoded PA-TNC message: header fields and attributes borrowing their values.
@@ -325,11 +274,7 @@ impl<'a> PaMessage<'a> {
         }
         let reserved = r.u24_or("PA-TNC message header cut short")?;
         let identifier = r.u32_or("PA-TNC message header cut short")?;
-        // Each attribute takes at least 12 bytes, so this bound never over-allocates.
-        let mut attributes = Vec::with_capacity(r.left() / ATTRIBUTE_HEADER_LEN);
-        while r.any_left() {
-            attributes.push(RawAttribute::read(&mut r)?);
-        }
+        let attributes = read_to_end::<RawAttribute<'_>>(&mut r, ATTRIBUTE_HEADER_LEN)?;
         Ok(Self {
             reserved,
             identifier,
@@ -365,7 +310,7 @@ impl<'a> PaMessage<'a> {
         out.put_u24(self.reserved);
         out.put_u32(self.identifier);
         for a in &self.attributes {
-            RawAttribute::write(out, a.noskip, a.vendor, a.attr_type, a.value);
+            Codec::encode(a, out);
         }
     }
 }
@@ -399,6 +344,18 @@ impl PaMessageWriter {
 
     pub fn finish(self) -> Vec<u8> {
         self.buf
+    }
+}
+
+impl<'a> Codec<'a> for RawAttribute<'a> {
+    type Error = PaDecodeError;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        RawAttribute::write(out, self.noskip, self.vendor, self.attr_type, self.value)
+    }
+
+    fn read(r: &mut Reader<'a>) -> Result<Self, PaDecodeError> {
+        RawAttribute::read(r)
     }
 }
 

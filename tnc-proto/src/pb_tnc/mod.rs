@@ -10,7 +10,7 @@ mod state;
 
 pub use state::*;
 
-use crate::codec::{Codec, Malformed, Put, Reader, U24};
+use crate::codec::{read_to_end, Codec, LengthFromHeader, Malformed, Put, Reader, U24};
 use crate::common::{read_string_and_lang, write_string_and_lang, AssessmentResult, Remediation};
 use crate::pa_tnc::PaSubtype;
 use thiserror::Error;
@@ -56,53 +56,20 @@ impl Role {
     }
 }
 
-/// Batch types (RFC 5793 §4.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BatchType {
-    CData,
-    SData,
-    Result,
-    CRetry,
-    SRetry,
-    Close,
+wire_enum! {
+    /// Batch types (RFC 5793 §4.1).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum BatchType: u8 as from_u8 / to_u8 {
+        CData = 1 => "CDATA",
+        SData = 2 => "SDATA",
+        Result = 3 => "RESULT",
+        CRetry = 4 => "CRETRY",
+        SRetry = 5 => "SRETRY",
+        Close = 6 => "CLOSE",
+    }
 }
 
 impl BatchType {
-    pub const ALL: [BatchType; 6] = [
-        Self::CData,
-        Self::SData,
-        Self::Result,
-        Self::CRetry,
-        Self::SRetry,
-        Self::Close,
-    ];
-
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(v).checked_sub(1)?).copied()
-    }
-
-    pub fn to_u8(self) -> u8 {
-        match self {
-            Self::CData => 1,
-            Self::SData => 2,
-            Self::Result => 3,
-            Self::CRetry => 4,
-            Self::SRetry => 5,
-            Self::Close => 6,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::CData => "CDATA",
-            Self::SData => "SDATA",
-            Self::Result => "RESULT",
-            Self::CRetry => "CRETRY",
-            Self::SRetry => "SRETRY",
-            Self::Close => "CLOSE",
-        }
-    }
-
     /// Whether `role` may send this type (§4.1 table).
     pub fn sendable_by(self, role: Role) -> bool {
         match self {
@@ -142,84 +109,25 @@ pub mod msg_type {
     }
 }
 
-/// PB-Access-Recommendation codes (§4.7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AccessRecommendation {
-    Allowed,
-    Denied,
-    Quarantined,
-}
-
-impl AccessRecommendation {
-    pub fn from_u16(v: u16) -> Option<Self> {
-        Some(match v {
-            1 => Self::Allowed,
-            2 => Self::Denied,
-            3 => Self::Quarantined,
-            _ => return None,
-        })
-    }
-
-    pub fn to_u16(self) -> u16 {
-        match self {
-            Self::Allowed => 1,
-            Self::Denied => 2,
-            Self::Quarantined => 3,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Allowed => "Access Allowed",
-            Self::Denied => "Access Denied",
-            Self::Quarantined => "Quarantined",
-        }
+wire_enum! {
+    /// PB-Access-Recommendation codes (§4.7).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum AccessRecommendation: u16 as from_u16 / to_u16 {
+        Allowed = 1 => "Access Allowed",
+        Denied = 2 => "Access Denied",
+        Quarantined = 3 => "Quarantined",
     }
 }
 
-/// IETF PB-Error codes (§4.9.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PbErrorCode {
-    UnexpectedBatchType,
-    InvalidParameter,
-    LocalError,
-    UnsupportedMandatoryMessage,
-    VersionNotSupported,
-    Unknown(u16),
-}
-
-impl PbErrorCode {
-    pub fn from_u16(v: u16) -> Self {
-        match v {
-            0 => Self::UnexpectedBatchType,
-            1 => Self::InvalidParameter,
-            2 => Self::LocalError,
-            3 => Self::UnsupportedMandatoryMessage,
-            4 => Self::VersionNotSupported,
-            other => Self::Unknown(other),
-        }
-    }
-
-    pub fn to_u16(self) -> u16 {
-        match self {
-            Self::UnexpectedBatchType => 0,
-            Self::InvalidParameter => 1,
-            Self::LocalError => 2,
-            Self::UnsupportedMandatoryMessage => 3,
-            Self::VersionNotSupported => 4,
-            Self::Unknown(v) => v,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::UnexpectedBatchType => "Unexpected Batch Type",
-            Self::InvalidParameter => "Invalid Parameter",
-            Self::LocalError => "Local Error",
-            Self::UnsupportedMandatoryMessage => "Unsupported Mandatory Message",
-            Self::VersionNotSupported => "Version Not Supported",
-            Self::Unknown(_) => "unassigned",
-        }
+wire_enum! {
+    /// IETF PB-Error codes (§4.9.1).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum PbErrorCode: u16 as from_u16 / to_u16, Unknown {
+        UnexpectedBatchType = 0 => "Unexpected Batch Type",
+        InvalidParameter = 1 => "Invalid Parameter",
+        LocalError = 2 => "Local Error",
+        UnsupportedMandatoryMessage = 3 => "Unsupported Mandatory Message",
+        VersionNotSupported = 4 => "Version Not Supported",
     }
 }
 
@@ -359,9 +267,7 @@ impl<'a> PbMessage<'a> {
         out.put_u8(if self.noskip() { FLAG_NOSKIP } else { 0 });
         out.put_u24(vendor);
         out.put_u32(t);
-        let at = out.u32_placeholder();
-        self.encode_value(out);
-        out.patch_len_since(at, start);
+        self.encode_value(&mut LengthFromHeader::new(out, start));
     }
 
     fn encode_value(&self, out: &mut Vec<u8>) {
@@ -731,11 +637,7 @@ impl<'a> Batch<'a> {
         } else {
             Role::Client
         };
-        // Each message has a 12-byte header: a capacity that never over-allocates.
-        let mut messages = Vec::with_capacity(r.left() / MESSAGE_HEADER_LEN);
-        while r.any_left() {
-            messages.push(PbMessage::read(&mut r)?);
-        }
+        let messages = read_to_end::<PbMessage<'_>>(&mut r, MESSAGE_HEADER_LEN)?;
         Ok(Self {
             batch_type,
             sender,
@@ -752,11 +654,10 @@ impl<'a> Batch<'a> {
         });
         out.put_u8(0);
         out.put_u8(self.batch_type.to_u8());
-        let at = out.u32_placeholder();
+        let mut out = LengthFromHeader::new(out, start);
         for m in &self.messages {
-            m.encode(out);
+            m.encode(&mut out);
         }
-        out.patch_len_since(at, start);
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -779,6 +680,18 @@ impl<'a> Batch<'a> {
             PbMessage::Error(e) if e.fatal => Some(e),
             _ => None,
         })
+    }
+}
+
+impl<'a> Codec<'a> for PbMessage<'a> {
+    type Error = BatchError;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        PbMessage::encode(self, out)
+    }
+
+    fn read(r: &mut Reader<'a>) -> Result<Self, BatchError> {
+        PbMessage::read(r)
     }
 }
 

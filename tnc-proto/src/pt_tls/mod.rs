@@ -16,7 +16,7 @@ pub use connection::*;
 pub use framer::*;
 pub use loopback::*;
 
-use crate::codec::{Codec, Malformed, Put, Reader, U24};
+use crate::codec::{Codec, LengthFromHeader, Malformed, Put, Reader, U24};
 use core::fmt;
 use thiserror::Error;
 
@@ -39,119 +39,37 @@ pub const QUIC_ALPN: &[u8] = b"pt-tls";
 /// Longest SASL mechanism name the 5-bit length field can carry (§3.8.7).
 pub const MAX_MECHANISM_LEN: usize = 0x1F;
 
-/// IETF PT-TLS message types (vendor 0, RFC 6876 §3.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MessageType {
-    Experimental,
-    VersionRequest,
-    VersionResponse,
-    SaslMechanisms,
-    SaslMechanismSelection,
-    SaslAuthenticationData,
-    SaslResult,
-    PbTncBatch,
-    Error,
-}
-
-impl MessageType {
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            0 => Self::Experimental,
-            1 => Self::VersionRequest,
-            2 => Self::VersionResponse,
-            3 => Self::SaslMechanisms,
-            4 => Self::SaslMechanismSelection,
-            5 => Self::SaslAuthenticationData,
-            6 => Self::SaslResult,
-            7 => Self::PbTncBatch,
-            8 => Self::Error,
-            _ => return None,
-        })
-    }
-
-    pub fn to_u32(self) -> u32 {
-        match self {
-            Self::Experimental => 0,
-            Self::VersionRequest => 1,
-            Self::VersionResponse => 2,
-            Self::SaslMechanisms => 3,
-            Self::SaslMechanismSelection => 4,
-            Self::SaslAuthenticationData => 5,
-            Self::SaslResult => 6,
-            Self::PbTncBatch => 7,
-            Self::Error => 8,
-        }
-    }
-
-    /// The name RFC 6876 gives the type.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Experimental => "Experimental",
-            Self::VersionRequest => "Version Request",
-            Self::VersionResponse => "Version Response",
-            Self::SaslMechanisms => "SASL Mechanisms",
-            Self::SaslMechanismSelection => "SASL Mechanism Selection",
-            Self::SaslAuthenticationData => "SASL Authentication Data",
-            Self::SaslResult => "SASL Result",
-            Self::PbTncBatch => "PB-TNC Batch",
-            Self::Error => "PT-TLS Error",
-        }
+wire_enum! {
+    /// IETF PT-TLS message types (vendor 0, RFC 6876 §3.6).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum MessageType: u32 as from_u32 / to_u32 {
+        Experimental = 0 => "Experimental",
+        VersionRequest = 1 => "Version Request",
+        VersionResponse = 2 => "Version Response",
+        SaslMechanisms = 3 => "SASL Mechanisms",
+        SaslMechanismSelection = 4 => "SASL Mechanism Selection",
+        SaslAuthenticationData = 5 => "SASL Authentication Data",
+        SaslResult = 6 => "SASL Result",
+        PbTncBatch = 7 => "PB-TNC Batch",
+        Error = 8 => "PT-TLS Error",
     }
 }
 
-/// IETF PT-TLS error codes (RFC 6876 §3.9).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    Reserved,
-    MalformedMessage,
-    VersionNotSupported,
-    TypeNotSupported,
-    InvalidMessage,
-    SaslMechanismError,
-    InvalidParameter,
-    Unknown(u32),
+wire_enum! {
+    /// IETF PT-TLS error codes (RFC 6876 §3.9).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum ErrorCode: u32 as from_u32 / to_u32, Unknown {
+        Reserved = 0 => "Reserved",
+        MalformedMessage = 1 => "Malformed Message",
+        VersionNotSupported = 2 => "Version Not Supported",
+        TypeNotSupported = 3 => "Type Not Supported",
+        InvalidMessage = 4 => "Invalid Message",
+        SaslMechanismError = 5 => "SASL Mechanism Error",
+        InvalidParameter = 6 => "Invalid Parameter",
+    }
 }
 
 impl ErrorCode {
-    pub fn from_u32(v: u32) -> Self {
-        match v {
-            0 => Self::Reserved,
-            1 => Self::MalformedMessage,
-            2 => Self::VersionNotSupported,
-            3 => Self::TypeNotSupported,
-            4 => Self::InvalidMessage,
-            5 => Self::SaslMechanismError,
-            6 => Self::InvalidParameter,
-            other => Self::Unknown(other),
-        }
-    }
-
-    pub fn to_u32(self) -> u32 {
-        match self {
-            Self::Reserved => 0,
-            Self::MalformedMessage => 1,
-            Self::VersionNotSupported => 2,
-            Self::TypeNotSupported => 3,
-            Self::InvalidMessage => 4,
-            Self::SaslMechanismError => 5,
-            Self::InvalidParameter => 6,
-            Self::Unknown(v) => v,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Reserved => "Reserved",
-            Self::MalformedMessage => "Malformed Message",
-            Self::VersionNotSupported => "Version Not Supported",
-            Self::TypeNotSupported => "Type Not Supported",
-            Self::InvalidMessage => "Invalid Message",
-            Self::SaslMechanismError => "SASL Mechanism Error",
-            Self::InvalidParameter => "Invalid Parameter",
-            Self::Unknown(_) => "unassigned",
-        }
-    }
-
     /// Whether the session ends after this error (RFC 6876 §3.9). Type Not Supported
     /// only makes the recipient ignore the message; Reserved is for debugging.
     pub fn is_fatal(self) -> bool {
@@ -159,42 +77,14 @@ impl ErrorCode {
     }
 }
 
-/// SASL Result codes (RFC 6876 §3.8.10).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SaslResultCode {
-    Success,
-    Failure,
-    Abort,
-    MechanismFailure,
-}
-
-impl SaslResultCode {
-    pub fn from_u16(v: u16) -> Option<Self> {
-        Some(match v {
-            0 => Self::Success,
-            1 => Self::Failure,
-            2 => Self::Abort,
-            3 => Self::MechanismFailure,
-            _ => return None,
-        })
-    }
-
-    pub fn to_u16(self) -> u16 {
-        match self {
-            Self::Success => 0,
-            Self::Failure => 1,
-            Self::Abort => 2,
-            Self::MechanismFailure => 3,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Success => "Success",
-            Self::Failure => "Failure",
-            Self::Abort => "Abort",
-            Self::MechanismFailure => "Mechanism Failure",
-        }
+wire_enum! {
+    /// SASL Result codes (RFC 6876 §3.8.10).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum SaslResultCode: u16 as from_u16 / to_u16 {
+        Success = 0 => "Success",
+        Failure = 1 => "Failure",
+        Abort = 2 => "Abort",
+        MechanismFailure = 3 => "Mechanism Failure",
     }
 }
 
@@ -501,10 +391,9 @@ impl<'a> Message<'a> {
         out.put_u8(0);
         out.put_u24(vendor);
         out.put_u32(message_type);
-        let at = out.u32_placeholder();
+        let mut out = LengthFromHeader::new(out, start);
         out.put_u32(self.identifier);
-        self.body.encode_value(out);
-        out.patch_len_since(at, start);
+        self.body.encode_value(&mut out);
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
