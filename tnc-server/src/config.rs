@@ -2,7 +2,7 @@
 //! for EK certificates, the reference values and the limits. Relative paths
 //! are relative to the file's own directory. Every error names the key.
 
-use anyhow::{bail, Context};
+use crate::error::ConfigError;
 use policy::Verdict;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -345,17 +345,19 @@ impl Limits {
 }
 
 impl ServerConfig {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the server config {}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(format!("reading the server config {}", path.display()), e)
+        })?;
         let mut config: Self =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| ConfigError::new(path.display().to_string(), e))?;
+        let invalid = |problem: String| Err(ConfigError::new(path.display().to_string(), problem));
         config.base = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         if config.limits.max_sessions == 0 {
-            bail!("{}: limits.max_sessions must be at least 1", path.display());
+            return invalid("limits.max_sessions must be at least 1".into());
         }
         for (key, v) in [
             ("limits.tls_timeout_secs", config.limits.tls_timeout_secs),
@@ -367,25 +369,20 @@ impl ServerConfig {
             ),
         ] {
             if v == 0 {
-                bail!("{}: {key} must be at least 1", path.display());
+                return invalid(format!("{key} must be at least 1"));
             }
         }
         if (config.limits.message_budget_mib as u64) << 20
             < u64::from(config.limits.max_message_len)
         {
-            bail!(
-                "{}: limits.message_budget_mib ({} MiB) must hold one message of \
+            return invalid(format!(
+                "limits.message_budget_mib ({} MiB) must hold one message of \
                  limits.max_message_len ({} bytes)",
-                path.display(),
-                config.limits.message_budget_mib,
-                config.limits.max_message_len
-            );
+                config.limits.message_budget_mib, config.limits.max_message_len
+            ));
         }
         if config.limits.handshake_timeout_secs == 0 {
-            bail!(
-                "{}: limits.handshake_timeout_secs must be at least 1",
-                path.display()
-            );
+            return invalid("limits.handshake_timeout_secs must be at least 1".into());
         }
         Ok(config)
     }
@@ -413,16 +410,16 @@ impl ServerConfig {
 
     /// The reference values files, checked, as (role, TOML text): what the
     /// daemon records in the store at start when they changed.
-    pub fn reference_files(&self) -> anyhow::Result<Vec<(Role, String)>> {
+    pub fn reference_files(&self) -> Result<Vec<(Role, String)>, ConfigError> {
         let mut out = Vec::new();
         for (role, p) in &self.attestation.reference_values {
             let key = format!("attestation.reference_values.{}", role.name());
             let path = self.path(p);
             let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("{key}: reading {}", path.display()))?;
+                .map_err(|e| ConfigError::new(format!("{key}: reading {}", path.display()), e))?;
             policy::reference::ReferenceValues::from_toml(&text)
                 .and_then(|r| r.compile())
-                .map_err(|e| anyhow::anyhow!("{key}: {}: {e}", path.display()))?;
+                .map_err(|e| ConfigError::new(format!("{key}: {}", path.display()), e))?;
             out.push((*role, text));
         }
         Ok(out)

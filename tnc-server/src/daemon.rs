@@ -5,9 +5,9 @@
 //! PDP through [`Pdp::builder`]; nothing else constructs listeners.
 
 use crate::config::Limits;
+use crate::error::DaemonError;
 use crate::net::{quic_server_config, Listener, PeerRate, SessionReport, Transport};
 use crate::pdp::PdpContext;
-use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -31,7 +31,7 @@ pub struct Pdp {
     pub quic_addr: Option<SocketAddr>,
     ctx: Arc<PdpContext>,
     shutdown: Shutdown,
-    listeners: Vec<JoinHandle<anyhow::Result<()>>>,
+    listeners: Vec<JoinHandle<()>>,
     events: Arc<crate::events::EventBus>,
 }
 
@@ -80,9 +80,9 @@ impl Pdp {
     /// Waits until the listeners have stopped (after [`Shutdown::stop`]),
     /// then writes what must outlive the sessions: the failed logins counted
     /// since their address's last audit entry.
-    pub async fn join(self) -> anyhow::Result<()> {
+    pub async fn join(self) -> Result<(), DaemonError> {
         for l in self.listeners {
-            l.await.context("a PDP listener panicked")??;
+            l.await.map_err(|e| DaemonError::Panicked(e.to_string()))?;
         }
         for (subject, detail) in self.ctx.guesses.drain_audit() {
             self.ctx
@@ -94,7 +94,7 @@ impl Pdp {
     }
 
     /// Stops the PDP and waits for it.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), DaemonError> {
         self.shutdown.stop();
         self.join().await
     }
@@ -120,11 +120,18 @@ impl PdpBuilder {
     }
 
     /// Binds the listeners and starts serving.
-    pub async fn start(self) -> anyhow::Result<Pdp> {
+    pub async fn start(self) -> Result<Pdp, DaemonError> {
+        let tcp_what = || format!("{} (listen.tcp or --listen)", self.tcp);
         let tcp = tokio::net::TcpListener::bind(self.tcp)
             .await
-            .with_context(|| format!("listening on {} (listen.tcp or --listen)", self.tcp))?;
-        let tcp_addr = tcp.local_addr()?;
+            .map_err(|error| DaemonError::Listen {
+                what: tcp_what(),
+                error,
+            })?;
+        let tcp_addr = tcp.local_addr().map_err(|error| DaemonError::Listen {
+            what: tcp_what(),
+            error,
+        })?;
         let (sender, shutdown) = watch::channel(false);
         // One bound on sessions, one pool and one rate over both transports.
         let sessions = Arc::new(Semaphore::new(self.limits.max_sessions));
@@ -145,11 +152,18 @@ impl PdpBuilder {
         let mut listeners = Vec::new();
         let mut quic_addr = None;
         if let Some(addr) = self.quic {
-            let endpoint = quinn::Endpoint::server(quic_server_config(&self.tls)?, addr)
-                .with_context(|| {
-                    format!("listening on UDP {addr} (listen.quic or --quic-listen)")
+            let quic_what = || format!("UDP {addr} (listen.quic or --quic-listen)");
+            let endpoint =
+                quinn::Endpoint::server(quic_server_config(&self.tls)?, addr).map_err(|error| {
+                    DaemonError::Listen {
+                        what: quic_what(),
+                        error,
+                    }
                 })?;
-            quic_addr = Some(endpoint.local_addr()?);
+            quic_addr = Some(endpoint.local_addr().map_err(|error| DaemonError::Listen {
+                what: quic_what(),
+                error,
+            })?);
             listeners.push(tokio::spawn(listener(Transport::Quic(endpoint)).run()));
         }
         listeners.push(tokio::spawn(

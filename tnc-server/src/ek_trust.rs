@@ -5,7 +5,7 @@
 //! ek-roots list` prints this table; the PDP takes its anchors from it.
 
 use crate::config::ServerConfig;
-use anyhow::{anyhow, bail};
+use crate::error::ConfigError;
 use pki::ek_roots::{trust_status, CaCertificate, NotTrusted};
 use std::path::{Path, PathBuf};
 
@@ -69,7 +69,7 @@ pub struct EkTrust {
 
 impl EkTrust {
     /// The shipped set alone, as a new PDP's config sees it.
-    pub fn shipped_only(now: i64) -> anyhow::Result<Self> {
+    pub fn shipped_only(now: i64) -> Result<Self, ConfigError> {
         let mut t = Self {
             entries: shipped_entries()?,
             vendor: true,
@@ -83,14 +83,17 @@ impl EkTrust {
     /// Reads the files the config names. A missing or unreadable file, a
     /// certificate that does not parse, an anchor that is not a CA and a
     /// malformed fingerprint are errors naming the key and the file.
-    pub fn load(config: &ServerConfig, now: i64) -> anyhow::Result<Self> {
+    pub fn load(config: &ServerConfig, now: i64) -> Result<Self, ConfigError> {
         let a = &config.attestation;
         for fp in &a.distrusted_ek_roots {
             if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bail!(
-                    "attestation.distrusted_ek_roots: {fp:?} is not a SHA-256 fingerprint \
-                     (64 hex digits, as `tnc-server ek-roots list` prints them)"
-                );
+                return Err(ConfigError::new(
+                    "attestation.distrusted_ek_roots",
+                    format!(
+                        "{fp:?} is not a SHA-256 fingerprint (64 hex digits, as \
+                         `tnc-server ek-roots list` prints them)"
+                    ),
+                ));
             }
         }
         let mut entries = shipped_entries()?;
@@ -98,12 +101,14 @@ impl EkTrust {
             let path = config.path(p);
             for c in read_cas("attestation.ek_roots", &path)? {
                 if !c.is_ca {
-                    bail!(
-                        "attestation.ek_roots: {}: {:?} is not a CA certificate \
-                         (basicConstraints): an EK certificate itself is no trust anchor",
-                        path.display(),
-                        c.subject
-                    );
+                    return Err(ConfigError::new(
+                        format!("attestation.ek_roots: {}", path.display()),
+                        format!(
+                            "{:?} is not a CA certificate (basicConstraints): an EK \
+                             certificate itself is no trust anchor",
+                            c.subject
+                        ),
+                    ));
                 }
                 entries.push(entry(c, Origin::File(path.clone())));
             }
@@ -236,9 +241,9 @@ fn entry(certificate: CaCertificate, origin: Origin) -> TrustEntry {
     }
 }
 
-fn shipped_entries() -> anyhow::Result<Vec<TrustEntry>> {
+fn shipped_entries() -> Result<Vec<TrustEntry>, ConfigError> {
     Ok(pki::ek_roots::shipped()
-        .map_err(|e| anyhow!("the EK CAs shipped with tnc-server: {e}"))?
+        .map_err(|e| ConfigError::new("the EK CAs shipped with tnc-server", e))?
         .into_iter()
         .map(|s| {
             entry(
@@ -253,11 +258,11 @@ fn shipped_entries() -> anyhow::Result<Vec<TrustEntry>> {
 }
 
 /// The certificates of a PEM (or DER) file the config names under `key`.
-pub fn read_cas(key: &str, path: &Path) -> anyhow::Result<Vec<CaCertificate>> {
-    let bytes =
-        std::fs::read(path).map_err(|e| anyhow!("{key}: reading {}: {e}", path.display()))?;
+pub fn read_cas(key: &str, path: &Path) -> Result<Vec<CaCertificate>, ConfigError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError::new(format!("{key}: reading {}", path.display()), e))?;
     CaCertificate::all_from_pem_or_der(&bytes, &path.display().to_string())
-        .map_err(|e| anyhow!("{key}: {}: {e}", path.display()))
+        .map_err(|e| ConfigError::new(format!("{key}: {}", path.display()), e))
 }
 
 /// The swtpm local CA's certificates (root, then issuer) for
@@ -314,19 +319,21 @@ fn is_root() -> bool {
 }
 
 /// The certificates in `files` ([`lab_ca_files`]).
-pub fn swtpm_local_ca(files: &[PathBuf; 2]) -> anyhow::Result<Vec<CaCertificate>> {
+pub fn swtpm_local_ca(files: &[PathBuf; 2]) -> Result<Vec<CaCertificate>, ConfigError> {
     let mut out = Vec::new();
     for path in files {
         let bytes = std::fs::read(path).map_err(|e| {
-            anyhow!(
-                "--lab-swtpm-ca: reading {}: {e} (swtpm_setup --create-ek-cert creates the local \
-                 CA the first time it runs; or name the CA's directory: --lab-swtpm-ca=DIR)",
-                path.display()
+            ConfigError::new(
+                format!("--lab-swtpm-ca: reading {}", path.display()),
+                format!(
+                    "{e} (swtpm_setup --create-ek-cert creates the local CA the first time it \
+                     runs; or name the CA's directory: --lab-swtpm-ca=DIR)"
+                ),
             )
         })?;
         out.extend(
             CaCertificate::all_from_pem_or_der(&bytes, &path.display().to_string())
-                .map_err(|e| anyhow!("{}: {e}", path.display()))?,
+                .map_err(|e| ConfigError::new(path.display().to_string(), e))?,
         );
     }
     Ok(out)

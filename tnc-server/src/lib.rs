@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod devices;
 pub mod ek_trust;
+pub mod error;
 pub mod events;
 pub mod guard;
 pub mod imv;

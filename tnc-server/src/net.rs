@@ -7,9 +7,9 @@
 //! one task per connection; a watch channel tells every task to wind down on
 //! shutdown.
 
+use crate::error::ConfigError;
 use crate::pdp::session::{Decision, PdpSession};
 use crate::pdp::PdpContext;
-use anyhow::{bail, Context};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
@@ -77,37 +77,42 @@ pub fn tls_server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("reading tls.certificate {}", cert.display()))?
+        .map_err(|e| ConfigError::new(format!("reading tls.certificate {}", cert.display()), e))?
         .collect::<Result<_, _>>()
-        .with_context(|| format!("tls.certificate {}: not PEM certificates", cert.display()))?;
+        .map_err(|e| {
+            ConfigError::new(
+                format!("tls.certificate {}: not PEM certificates", cert.display()),
+                e,
+            )
+        })?;
     if certs.is_empty() {
-        bail!(
-            "tls.certificate {}: no certificate in the file",
-            cert.display()
-        );
+        return Err(ConfigError::new(
+            format!("tls.certificate {}", cert.display()),
+            "no certificate in the file",
+        ));
     }
     check_private(key)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("tls.private_key {}: no PEM private key", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        ConfigError::new(
+            format!("tls.private_key {}: no PEM private key", key.display()),
+            e,
+        )
+    })?;
     let client_roots = match client_ca {
         None => None,
         Some(path) => {
+            let setting = || format!("auth.client_ca {}", path.display());
             let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("auth.client_ca {}", path.display()))?
+            for c in
+                CertificateDer::pem_file_iter(path).map_err(|e| ConfigError::new(setting(), e))?
             {
-                let c = c.with_context(|| format!("auth.client_ca {}: not PEM", path.display()))?;
-                roots
-                    .add(c)
-                    .with_context(|| format!("auth.client_ca {}", path.display()))?;
+                let c = c.map_err(|e| ConfigError::new(format!("{}: not PEM", setting()), e))?;
+                roots.add(c).map_err(|e| ConfigError::new(setting(), e))?;
             }
             if roots.is_empty() {
-                bail!(
-                    "auth.client_ca {}: no CA certificate in the file",
-                    path.display()
-                );
+                return Err(ConfigError::new(setting(), "no CA certificate in the file"));
             }
             Some(roots)
         }
@@ -117,7 +122,7 @@ pub fn tls_server_config(
         pki::tls::Identity { chain: certs, key },
         client_roots,
     )
-    .context("tls.certificate, tls.private_key and auth.client_ca")
+    .map_err(|e| ConfigError::new("tls.certificate, tls.private_key and auth.client_ca", e))
 }
 
 /// Password checks running at once, process-wide: one per core.
@@ -133,24 +138,59 @@ fn client_identity(cert: &CertificateDer<'_>) -> String {
 }
 
 /// A private key readable by group or others is refused: fix with chmod 600.
-fn check_private(path: &Path) -> anyhow::Result<()> {
+fn check_private(path: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("tls.private_key {}", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(format!("tls.private_key {}", path.display()), e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        bail!(
-            "tls.private_key {} has mode {mode:03o}: it must not be readable by group or others (chmod 600 it)",
-            path.display()
-        );
+        return Err(ConfigError::new(
+            format!("tls.private_key {} has mode {mode:03o}", path.display()),
+            "it must not be readable by group or others (chmod 600 it)",
+        ));
     }
     Ok(())
 }
 
 /// The PT-TLS configuration for QUIC: the same TLS 1.3 identity, with the
 /// ALPN protocol `pt-tls` (the PT-TLS messages run on one bidirectional stream).
-pub fn quic_server_config(tls: &rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
-    Ok(pki::tls::quic_server_config(tls, pt_tls::QUIC_ALPN)?)
+pub fn quic_server_config(
+    tls: &rustls::ServerConfig,
+) -> Result<quinn::ServerConfig, pki::tls::TlsError> {
+    pki::tls::quic_server_config(tls, pt_tls::QUIC_ALPN)
+}
+
+/// Why a session ended before it could: the step and what went wrong there.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Reading, writing, or the TLS handshake.
+    #[error("{doing}: {error}")]
+    Io {
+        doing: &'static str,
+        error: std::io::Error,
+    },
+    #[error("{doing}: {error}")]
+    Quic {
+        doing: &'static str,
+        error: quinn::ConnectionError,
+    },
+    /// A deadline passed or the pool made room: the peer was cut off.
+    #[error("{0}")]
+    CutOff(String),
+    #[error("reading the user store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("session semaphore closed")]
+    SlotsClosed,
+}
+
+impl SessionError {
+    fn io(doing: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |error| Self::Io { doing, error }
+    }
+
+    fn quic(doing: &'static str) -> impl FnOnce(quinn::ConnectionError) -> Self {
+        move |error| Self::Quic { doing, error }
+    }
 }
 
 /// Where sessions come from.
@@ -274,7 +314,7 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub async fn run(mut self) -> anyhow::Result<()> {
+    pub async fn run(mut self) {
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             let (accepted, peer) = match &self.transport {
@@ -377,7 +417,6 @@ impl Listener {
             endpoint.close(0u32.into(), b"shutting down");
             endpoint.wait_idle().await;
         }
-        Ok(())
     }
 }
 
@@ -454,19 +493,19 @@ impl Gate {
     async fn pending<T>(
         &self,
         what: &str,
-        phase: impl std::future::Future<Output = anyhow::Result<T>>,
-    ) -> anyhow::Result<T> {
+        phase: impl std::future::Future<Output = Result<T, SessionError>>,
+    ) -> Result<T, SessionError> {
         tokio::select! {
             r = tokio::time::timeout(self.tls_timeout, phase) => r.map_err(|_| {
-                anyhow::anyhow!("{what} not finished within {} s: peer cut off", self.tls_timeout.as_secs())
+                SessionError::CutOff(format!("{what} not finished within {} s: peer cut off", self.tls_timeout.as_secs()))
             })?,
-            _ = self.evicted() => anyhow::bail!("cut off during {what}: the oldest unauthenticated connection while the pool was full"),
+            _ = self.evicted() => Err(SessionError::CutOff(format!("cut off during {what}: the oldest unauthenticated connection while the pool was full"))),
         }
     }
 
     /// Authenticated: leave the pool, take a session slot (waiting for one
     /// if all are taken).
-    async fn enter(&mut self) -> anyhow::Result<tokio::sync::OwnedSemaphorePermit> {
+    async fn enter(&mut self) -> Result<tokio::sync::OwnedSemaphorePermit, SessionError> {
         self.ticket = None;
         if self.sessions.available_permits() == 0 {
             tracing::warn!(
@@ -478,7 +517,7 @@ impl Gate {
             .clone()
             .acquire_owned()
             .await
-            .context("session semaphore closed")
+            .map_err(|_| SessionError::SlotsClosed)
     }
 }
 
@@ -497,7 +536,10 @@ async fn serve(
                 let _ = stream.set_nodelay(true);
                 let tls = gate
                     .pending("TLS handshake", async {
-                        acceptor.accept(stream).await.context("TLS handshake")
+                        acceptor
+                            .accept(stream)
+                            .await
+                            .map_err(SessionError::io("TLS handshake"))
                     })
                     .await?;
                 let client = tls
@@ -511,11 +553,13 @@ async fn serve(
             Accepted::Quic(incoming) => {
                 let (conn, send, recv) = gate
                     .pending("QUIC handshake", async {
-                        let conn = (*incoming).await.context("QUIC handshake")?;
+                        let conn = (*incoming)
+                            .await
+                            .map_err(SessionError::quic("QUIC handshake"))?;
                         let (send, recv) = conn
                             .accept_bi()
                             .await
-                            .context("waiting for the PT-TLS stream")?;
+                            .map_err(SessionError::quic("waiting for the PT-TLS stream"))?;
                         Ok((conn, send, recv))
                     })
                     .await?;
@@ -575,7 +619,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     limits: &crate::config::Limits,
     rate: Option<&PeerRate>,
     mut gate: Gate,
-) -> anyhow::Result<(SessionEnd, SessionIdentity)> {
+) -> Result<(SessionEnd, SessionIdentity), SessionError> {
     let mut identity = SessionIdentity {
         user: client_certificate.clone(),
         ..SessionIdentity::default()
@@ -614,7 +658,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     // One TLS record's worth (16 KiB): larger reads gain nothing and each idle
     // session would hold the buffer.
     let mut buf = vec![0u8; 16 * 1024];
-    let exchange: anyhow::Result<()> = async {
+    let exchange: Result<(), SessionError> = async {
         loop {
             while let Some(event) = conn.poll_event() {
                 match event {
@@ -641,8 +685,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                             let hash = ctx
                                 .store
                                 .password_hash(&user)
-                                .await
-                                .context("reading the user store")?;
+                                .await?;
                             let password = creds.password.expose().to_string();
                             // argon2id takes tens of milliseconds: not on the
                             // async threads. At most one check per core at a
@@ -695,8 +738,12 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             }
             let out = conn.take_output();
             if !out.is_empty() {
-                io.write_all(&out).await.context("writing to the client")?;
-                io.flush().await.context("writing to the client")?;
+                io.write_all(&out)
+                    .await
+                    .map_err(SessionError::io("writing to the client"))?;
+                io.flush()
+                    .await
+                    .map_err(SessionError::io("writing to the client"))?;
             }
             if conn.is_closed() {
                 break;
@@ -706,17 +753,19 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             reserved.shrink_to(conn.buffered());
             reserved.cover(conn.buffered() + buf.len()).await;
             let n = if slot.is_some() {
-                io.read(&mut buf).await.context("reading from the client")?
+                io.read(&mut buf)
+                    .await
+                    .map_err(SessionError::io("reading from the client"))?
             } else {
                 tokio::select! {
-                    r = io.read(&mut buf) => r.context("reading from the client")?,
-                    _ = tokio::time::sleep_until(auth_deadline) => anyhow::bail!(
+                    r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
+                    _ = tokio::time::sleep_until(auth_deadline) => return Err(SessionError::CutOff(format!(
                         "not authenticated within {} s of TLS: peer cut off",
                         gate.auth_timeout.as_secs()
-                    ),
-                    _ = gate.evicted() => anyhow::bail!(
-                        "cut off before authenticating: the oldest unauthenticated connection while the pool was full"
-                    ),
+                    ))),
+                    _ = gate.evicted() => return Err(SessionError::CutOff(
+                        "cut off before authenticating: the oldest unauthenticated connection while the pool was full".into()
+                    )),
                 }
             };
             if n == 0 {

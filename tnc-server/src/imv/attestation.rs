@@ -11,14 +11,14 @@
 //! commits with the verdict ([`AttestationValidator::writes`]), before the
 //! verdict is sent.
 
+use super::ReferenceError;
 use super::{Assessment, Reason};
 use crate::devices::DeviceRecord;
-use crate::pdp::{PdpContext, ReferenceError};
 use crate::store::StoreError;
 use policy::appraisal::{appraise, Challenge, DeviceState, Evidence};
 use policy::enrollment::{begin, PendingEnrollment};
 use policy::reference::CompiledReference;
-use policy::tpm::Public;
+use policy::tpm::{PcrSelection, Public};
 use policy::{HashAlg, Verdict};
 use std::sync::Arc;
 use tnc_proto::attestation::{
@@ -63,6 +63,36 @@ struct Expecting {
     enrolled_at: Option<u64>,
     /// For the audit log.
     ek_issuer: String,
+}
+
+/// What the validator works with, lent by the PDP for one call: the trust
+/// anchors and the policy's settings, the time, and the randomness for
+/// nonces.
+pub struct Env<'a> {
+    /// DER certificates of the EK CAs (empty: no TPM can enroll).
+    pub ek_roots: &'a [Vec<u8>],
+    pub ek_intermediates: &'a [Vec<u8>],
+    /// The PCRs every quote must cover.
+    pub selection: &'a [PcrSelection],
+    /// The verdict for an endpoint without TPM evidence.
+    pub no_evidence: Verdict,
+    pub allow_sha1_quotes: bool,
+    /// Unix seconds.
+    pub now: u64,
+    pub rng: &'a dyn pki::rand::SecureRandom,
+}
+
+impl Env<'_> {
+    /// A fresh 32-byte nonce. A failing CSPRNG is not recoverable for a
+    /// verifier: nonces would repeat.
+    fn nonce(&self) -> Vec<u8> {
+        let mut nonce = vec![0u8; 32];
+        #[allow(clippy::expect_used)]
+        self.rng
+            .fill(&mut nonce)
+            .expect("the system random number generator failed");
+        nonce
+    }
 }
 
 /// What the next attributes need from the store: the device an Identity
@@ -180,7 +210,7 @@ impl AttestationValidator {
 
     /// No more messages will come (the collector fell silent, or the client
     /// has no attestation collector at all): decide on what there is.
-    pub fn conclude(&mut self, ctx: &PdpContext) {
+    pub fn conclude(&mut self, env: &Env<'_>) {
         if self.outcome.is_some() {
             return;
         }
@@ -188,7 +218,7 @@ impl AttestationValidator {
             Phase::AwaitHello => "the endpoint sent no TPM evidence (no attestation collector)",
             _ => "the attestation collector stopped before sending its evidence",
         };
-        self.finish(Assessment::single(ctx.no_evidence, why));
+        self.finish(Assessment::single(env.no_evidence, why));
     }
 
     fn finish(&mut self, a: Assessment) {
@@ -211,7 +241,7 @@ impl AttestationValidator {
     /// when the validator is done or waiting).
     pub fn receive(
         &mut self,
-        ctx: &PdpContext,
+        env: &Env<'_>,
         lookups: &Lookups,
         attrs: Vec<Attribute>,
     ) -> Vec<Attribute> {
@@ -227,13 +257,13 @@ impl AttestationValidator {
                         out.push(Attribute::IdentityRequest);
                     } else {
                         self.finish(Assessment::single(
-                            ctx.no_evidence,
+                            env.no_evidence,
                             format!("the {} has no TPM: no evidence", hello.role.name()),
                         ));
                     }
                 }
                 (Phase::AwaitIdentity { hello }, Attribute::Identity(identity)) => {
-                    match self.identify(ctx, lookups, hello, identity) {
+                    match self.identify(env, lookups, hello, identity) {
                         Ok((expecting, msgs)) => {
                             self.phase = Phase::AwaitEvidence(expecting);
                             out.extend(msgs);
@@ -253,19 +283,18 @@ impl AttestationValidator {
                     // whole list of this boot, over a new nonce.
                     if !expecting.reasked && rebooted(expecting.prior.as_ref(), &ev) {
                         expecting.reasked = true;
-                        let mut nonce = vec![0u8; 32];
-                        ctx.fill_random(&mut nonce);
+                        let nonce = env.nonce();
                         expecting.nonce = nonce.clone();
                         out.push(Attribute::QuoteRequest(QuoteRequest {
                             nonce,
-                            selection: selection_of(ctx),
+                            selection: selection_of(env),
                             ima_offset: 0,
                         }));
                         self.phase = Phase::AwaitEvidence(expecting);
                         continue;
                     }
                     let proof = expecting.proof.take();
-                    let a = self.appraise(ctx, lookups, *expecting, proof, &ev);
+                    let a = self.appraise(env, lookups, *expecting, proof, &ev);
                     self.finish(a);
                 }
                 // A collector that fails while its AK's credential is pending
@@ -292,7 +321,7 @@ impl AttestationValidator {
                 }
                 (_, Attribute::Failure(f)) => {
                     self.finish(Assessment::single(
-                        ctx.no_evidence,
+                        env.no_evidence,
                         format!(
                             "the attestation collector could not attest: {}",
                             printable(&f.message)
@@ -318,7 +347,7 @@ impl AttestationValidator {
     #[allow(clippy::type_complexity)]
     fn identify(
         &mut self,
-        ctx: &PdpContext,
+        env: &Env<'_>,
         lookups: &Lookups,
         hello: Hello,
         identity: Identity,
@@ -356,9 +385,9 @@ impl AttestationValidator {
             Some(d) => (None, d.state.clone()),
             // Without a trust anchor no EK can be checked: the endpoint is
             // treated as one without TPM evidence, and told why.
-            None if ctx.ek_roots.is_empty() => {
+            None if env.ek_roots.is_empty() => {
                 return Err(Assessment::single(
-                    ctx.no_evidence,
+                    env.no_evidence,
                     "the PDP trusts no EK CA yet, so this TPM cannot enroll: the operator adds \
                      the TPM vendor's EK CA (tnc-server ek-roots add)",
                 ));
@@ -367,18 +396,17 @@ impl AttestationValidator {
                 let pending = begin(
                     &ek,
                     &identity.ek_certificate,
-                    &ctx.ek_roots,
-                    &ctx.ek_intermediates,
+                    env.ek_roots,
+                    env.ek_intermediates,
                     &ak,
-                    ctx.now() as i64,
-                    &ctx.rng,
+                    env.now as i64,
+                    env.rng,
                 )
                 .map_err(|e| no_access(format!("AK enrollment refused: {e}")))?;
                 (Some(pending), None)
             }
         };
-        let mut nonce = vec![0u8; 32];
-        ctx.fill_random(&mut nonce);
+        let nonce = env.nonce();
         let mut msgs = Vec::new();
         if let Some(p) = &pending {
             msgs.push(Attribute::CredentialChallenge(CredentialChallenge {
@@ -388,7 +416,7 @@ impl AttestationValidator {
         }
         msgs.push(Attribute::QuoteRequest(QuoteRequest {
             nonce: nonce.clone(),
-            selection: selection_of(ctx),
+            selection: selection_of(env),
             ima_offset: prior.as_ref().map_or(0, |s| s.ima_entries as u64),
         }));
         Ok((
@@ -414,7 +442,7 @@ impl AttestationValidator {
 
     fn appraise(
         &mut self,
-        ctx: &PdpContext,
+        env: &Env<'_>,
         lookups: &Lookups,
         e: Expecting,
         proof: Option<Vec<u8>>,
@@ -444,7 +472,7 @@ impl AttestationValidator {
                 )
             }
         };
-        let now = ctx.now();
+        let now = env.now;
         // A whole list from an endpoint seen before: appraised from the
         // start (after a reboot the appraisal itself notices the new boot).
         let prior = match &e.prior {
@@ -462,8 +490,8 @@ impl AttestationValidator {
             },
             &Challenge {
                 nonce: &e.nonce,
-                selection: &ctx.selection,
-                allow_sha1: ctx.allow_sha1_quotes,
+                selection: env.selection,
+                allow_sha1: env.allow_sha1_quotes,
             },
             &reference,
             prior.as_ref(),
@@ -571,8 +599,8 @@ fn printable(s: &str) -> String {
 }
 
 /// The policy's PCR selection as the attribute carries it.
-fn selection_of(ctx: &PdpContext) -> Vec<BankSelection> {
-    ctx.selection
+fn selection_of(env: &Env<'_>) -> Vec<BankSelection> {
+    env.selection
         .iter()
         .map(|s| BankSelection {
             alg: s.hash,

@@ -7,6 +7,7 @@ pub mod attestation;
 pub mod os;
 
 use policy::Verdict;
+use tnc_proto::attestation::Role;
 
 /// One reason for a verdict, for PB-Reason-String and the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,5 +48,33 @@ impl Assessment {
         let mut reasons = reasons;
         reasons.sort_by_key(|r| std::cmp::Reverse(r.severity));
         Self { verdict, reasons }
+    }
+}
+
+/// Why a session has no reference values to appraise by.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// The store could not be read: the PDP cannot decide (no access).
+    #[error("the PDP cannot read its policy: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// No policy was loaded for the role (isolate, until one is).
+    #[error("no reference values for the role {}: nothing is allowed without them", .0.name())]
+    Missing(Role),
+    /// The stored policy does not compile (isolate: the operator's to fix).
+    #[error("policy version {version} for {}: {why}", role.name())]
+    Invalid {
+        role: Role,
+        version: i64,
+        why: String,
+    },
+}
+
+impl ReferenceError {
+    /// The verdict a device gets without reference values.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            ReferenceError::Store(_) => Verdict::NoAccess,
+            ReferenceError::Missing(_) | ReferenceError::Invalid { .. } => Verdict::Isolate,
+        }
     }
 }

@@ -7,8 +7,9 @@ mod tests;
 
 use crate::clock::Clock;
 use crate::config::{OsPolicy, ServerConfig};
-use crate::store::{PdpStore, StoreError};
-use pki::rand::{SecureRandom, SystemRandom};
+pub use crate::imv::ReferenceError;
+use crate::store::PdpStore;
+use pki::rand::SystemRandom;
 use policy::reference::CompiledReference;
 use policy::tpm::PcrSelection;
 use policy::Verdict;
@@ -73,7 +74,10 @@ impl PdpContext {
     }
 
     /// Everything the sessions share, read from the files the config names.
-    pub fn from_config(config: &ServerConfig, store: Arc<dyn PdpStore>) -> anyhow::Result<Self> {
+    pub fn from_config(
+        config: &ServerConfig,
+        store: Arc<dyn PdpStore>,
+    ) -> Result<Self, crate::error::ConfigError> {
         let trust = crate::ek_trust::EkTrust::load(config, system_clock() as i64)?;
         let ek_roots = trust.anchors();
         let ek_intermediates = trust.intermediates();
@@ -101,12 +105,16 @@ impl PdpContext {
                 "EK trust anchors loaded (tnc-server ek-roots list shows them)"
             );
         }
-        let selection = policy::tpm::parse_selection(&config.attestation.pcrs).ok_or_else(|| {
-            anyhow::anyhow!(
-                "attestation.pcrs: {:?} is not a PCR selection like \"sha256:0,1,2,3,4,5,6,7,8,9,10\"",
-                config.attestation.pcrs
-            )
-        })?;
+        let selection =
+            policy::tpm::parse_selection(&config.attestation.pcrs).ok_or_else(|| {
+                crate::error::ConfigError::new(
+                    "attestation.pcrs",
+                    format!(
+                        "{:?} is not a PCR selection like \"{DEFAULT_PCRS}\"",
+                        config.attestation.pcrs
+                    ),
+                )
+            })?;
         Ok(PdpContext {
             selection,
             ek_roots,
@@ -126,13 +134,17 @@ impl PdpContext {
         self.clock.unix()
     }
 
-    /// Fills `buf` from the system's CSPRNG. A failing CSPRNG is not
-    /// recoverable for a verifier: nonces would repeat.
-    pub fn fill_random(&self, buf: &mut [u8]) {
-        #[allow(clippy::expect_used)]
-        self.rng
-            .fill(buf)
-            .expect("the system random number generator failed");
+    /// What the attestation validator works with, as of now.
+    pub fn attestation_env(&self) -> crate::imv::attestation::Env<'_> {
+        crate::imv::attestation::Env {
+            ek_roots: &self.ek_roots,
+            ek_intermediates: &self.ek_intermediates,
+            selection: &self.selection,
+            no_evidence: self.no_evidence,
+            allow_sha1_quotes: self.allow_sha1_quotes,
+            now: self.now(),
+            rng: &self.rng,
+        }
     }
 }
 
@@ -141,34 +153,6 @@ impl PdpContext {
 #[derive(Default)]
 pub struct PolicyCache {
     current: std::sync::RwLock<BTreeMap<Role, (i64, Arc<CompiledReference>)>>,
-}
-
-/// Why a session has no reference values to appraise by.
-#[derive(Debug, thiserror::Error)]
-pub enum ReferenceError {
-    /// The store could not be read: the PDP cannot decide (no access).
-    #[error("the PDP cannot read its policy: {0}")]
-    Store(#[from] StoreError),
-    /// No policy was loaded for the role (isolate, until one is).
-    #[error("no reference values for the role {}: nothing is allowed without them", .0.name())]
-    Missing(Role),
-    /// The stored policy does not compile (isolate: the operator's to fix).
-    #[error("policy version {version} for {}: {why}", role.name())]
-    Invalid {
-        role: Role,
-        version: i64,
-        why: String,
-    },
-}
-
-impl ReferenceError {
-    /// The verdict a device gets without reference values.
-    pub fn verdict(&self) -> Verdict {
-        match self {
-            ReferenceError::Store(_) => Verdict::NoAccess,
-            ReferenceError::Missing(_) | ReferenceError::Invalid { .. } => Verdict::Isolate,
-        }
-    }
 }
 
 impl PdpContext {

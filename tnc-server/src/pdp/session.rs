@@ -289,13 +289,14 @@ impl<'c> PdpSession<'c> {
     pub fn advance(&mut self, routed: Routed, lookups: &Lookups) -> Step {
         let mut att_out: Vec<AttAttribute> = Vec::new();
         let mut att_errors: Vec<Vec<u8>> = Vec::new();
+        let env = self.ctx.attestation_env();
         for message in routed.attestation {
             match message {
-                Ok(attrs) => att_out.extend(self.attestation.receive(self.ctx, lookups, attrs)),
+                Ok(attrs) => att_out.extend(self.attestation.receive(&env, lookups, attrs)),
                 Err((error, why)) => {
                     att_errors.push(error);
                     self.attestation.receive(
-                        self.ctx,
+                        &env,
                         lookups,
                         vec![AttAttribute::Failure(attestation::Failure {
                             message: format!("malformed attestation message: {why}"),
@@ -344,7 +345,7 @@ impl<'c> PdpSession<'c> {
                 self.limits.max_rounds
             ));
         }
-        self.attestation.conclude(self.ctx);
+        self.attestation.conclude(&self.ctx.attestation_env());
         Step::Decide(messages)
     }
 
