@@ -15,7 +15,7 @@
 //! * TPM2B_ID_OBJECT = `u16 size || u16 |H| || integrity || encIdentity`;
 //!   TPM2B_ENCRYPTED_SECRET = `u16 size || secret`.
 
-use crate::alg::{name_digest_size, EccCurve, HashAlg};
+use crate::alg::{EccCurve, HashAlg, Sha2};
 use crate::ek::{EkKey, EkPublic, EkSymmetric};
 use crate::kdf::{kdf_a, kdf_e};
 use cfb_mode::cipher::{AsyncStreamCipher, KeyIvInit};
@@ -64,6 +64,8 @@ pub enum CredentialError {
     },
     #[error("EK curve {0:?} is not supported for MakeCredential (NIST P-256, P-384)")]
     UnsupportedCurve(EccCurve),
+    #[error("EK nameAlg {0} is not supported for MakeCredential (SHA-256, SHA-384, SHA-512)")]
+    UnsupportedNameAlg(HashAlg),
     #[error("EK public key is unusable: {0}")]
     InvalidEkKey(&'static str),
     #[error("credential of {len} bytes: must be 1 to {max} bytes (the EK nameAlg's digest size)")]
@@ -101,15 +103,15 @@ impl CredentialSeed {
     /// A fresh seed for `ek`, encrypted to it (RSA-OAEP or ephemeral ECDH).
     pub fn generate(ek: &EkPublic, rng: &dyn SecureRandom) -> Result<Self, CredentialError> {
         check_symmetric(&ek.symmetric)?;
+        let h = name_alg(ek)?;
         match &ek.key {
             EkKey::Rsa { .. } => {
-                let mut seed = vec![0u8; ek.name_alg.size()];
+                let mut seed = vec![0u8; h.size()];
                 rng.fill(&mut seed).map_err(|_| CredentialError::Rng)?;
                 Self::rsa(ek, seed, rng)
             }
             EkKey::Ecc { curve, x, y } => {
-                let alg = ecdh_alg(*curve)?;
-                let field = curve.field_size();
+                let (alg, field) = ecdh_alg(*curve)?;
                 let ek_point = uncompressed_point(field, x, y)?;
                 let private = agreement::EphemeralPrivateKey::generate(alg, rng)
                     .map_err(|_| CredentialError::Rng)?;
@@ -153,10 +155,10 @@ impl CredentialSeed {
             rsa::BigUint::from(exponent),
         )
         .map_err(|_| CredentialError::InvalidEkKey("RSA key rejected (size or exponent)"))?;
-        let padding = match ek.name_alg {
-            HashAlg::Sha256 => rsa::Oaep::new_with_label::<sha2::Sha256, _>("IDENTITY\0"),
-            HashAlg::Sha384 => rsa::Oaep::new_with_label::<sha2::Sha384, _>("IDENTITY\0"),
-            HashAlg::Sha512 => rsa::Oaep::new_with_label::<sha2::Sha512, _>("IDENTITY\0"),
+        let padding = match name_alg(ek)? {
+            Sha2::Sha256 => rsa::Oaep::new_with_label::<sha2::Sha256, _>("IDENTITY\0"),
+            Sha2::Sha384 => rsa::Oaep::new_with_label::<sha2::Sha384, _>("IDENTITY\0"),
+            Sha2::Sha512 => rsa::Oaep::new_with_label::<sha2::Sha512, _>("IDENTITY\0"),
         };
         let mut oaep_rng = RingRng { rng, failed: false };
         let encrypted = key
@@ -184,12 +186,12 @@ impl CredentialSeed {
         let EkKey::Ecc { curve, x, .. } = &ek.key else {
             return Err(CredentialError::SeedKeyMismatch);
         };
-        let field = curve.field_size();
+        let (_, field) = ecdh_alg(*curve)?;
         let ek_x = left_pad(x, field)?;
         let qe_x = left_pad(ephemeral_x, field)?;
         let qe_y = left_pad(ephemeral_y, field)?;
         let z = left_pad(z, field)?;
-        let h = ek.name_alg;
+        let h = name_alg(ek)?;
         let seed = kdf_e(h, &z, "IDENTITY", &qe_x, &ek_x, h.size() as u32 * 8);
         // TPMS_ECC_POINT: TPM2B_ECC_PARAMETER x, TPM2B_ECC_PARAMETER y.
         let mut point = tpm2b(&qe_x)?;
@@ -232,7 +234,7 @@ pub fn make_credential_with_seed(
     if seed.for_rsa != matches!(ek.key, EkKey::Rsa { .. }) {
         return Err(CredentialError::SeedKeyMismatch);
     }
-    let h = ek.name_alg;
+    let h = name_alg(ek)?;
     let key_bits = ek.symmetric.key_bits;
 
     let sym_key = kdf_a(h, &seed.seed, "STORAGE", ak_name, &[], u32::from(key_bits));
@@ -259,7 +261,7 @@ pub fn make_credential_with_seed(
 
 fn check_inputs(ek: &EkPublic, ak_name: &[u8], credential: &[u8]) -> Result<(), CredentialError> {
     check_symmetric(&ek.symmetric)?;
-    let max = ek.name_alg.size();
+    let max = name_alg(ek)?.size();
     if credential.is_empty() || credential.len() > max {
         return Err(CredentialError::CredentialSize {
             len: credential.len(),
@@ -267,8 +269,8 @@ fn check_inputs(ek: &EkPublic, ak_name: &[u8], credential: &[u8]) -> Result<(), 
         });
     }
     let name_ok = ak_name.len() >= 2
-        && name_digest_size(u16::from_be_bytes([ak_name[0], ak_name[1]]))
-            .is_some_and(|size| ak_name.len() == 2 + size);
+        && HashAlg::from_tpm_alg(u16::from_be_bytes([ak_name[0], ak_name[1]]))
+            .is_some_and(|h| ak_name.len() == 2 + h.size());
     if !name_ok {
         return Err(CredentialError::InvalidAkName { len: ak_name.len() });
     }
@@ -288,6 +290,11 @@ fn check_symmetric(sym: &EkSymmetric) -> Result<(), CredentialError> {
             mode: sym.mode,
         })
     }
+}
+
+/// The EK's nameAlg, if MakeCredential can work with it here.
+fn name_alg(ek: &EkPublic) -> Result<Sha2, CredentialError> {
+    Sha2::of(ek.name_alg).ok_or(CredentialError::UnsupportedNameAlg(ek.name_alg))
 }
 
 fn check_seed_size(h: HashAlg, seed: &[u8]) -> Result<(), CredentialError> {
@@ -319,10 +326,11 @@ fn aes_cfb_encrypt(key: &[u8], buf: &mut [u8]) -> Result<(), CredentialError> {
     Ok(())
 }
 
-fn ecdh_alg(curve: EccCurve) -> Result<&'static agreement::Algorithm, CredentialError> {
+/// ring's ECDH for the EK's curve, and the curve's field size.
+fn ecdh_alg(curve: EccCurve) -> Result<(&'static agreement::Algorithm, usize), CredentialError> {
     match curve {
-        EccCurve::NistP256 => Ok(&agreement::ECDH_P256),
-        EccCurve::NistP384 => Ok(&agreement::ECDH_P384),
+        EccCurve::NistP256 => Ok((&agreement::ECDH_P256, 32)),
+        EccCurve::NistP384 => Ok((&agreement::ECDH_P384, 48)),
         other => Err(CredentialError::UnsupportedCurve(other)),
     }
 }

@@ -491,7 +491,9 @@ fn certificate_key(cert: &X509Certificate) -> Result<EkKey, EkCertError> {
                 .ok_or_else(|| unsupported("EC key without a named curve".into()))?;
             let curve =
                 EccCurve::from_oid(&oid).ok_or_else(|| unsupported(format!("EC curve {oid}")))?;
-            let field = curve.field_size();
+            let field = curve
+                .field_size()
+                .ok_or_else(|| unsupported(format!("EC curve {oid}")))?;
             let data = point.data();
             if data.len() != 1 + 2 * field || data[0] != 0x04 {
                 return Err(unsupported("EC point is not uncompressed".into()));

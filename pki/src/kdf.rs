@@ -3,14 +3,14 @@
 //! Labels are given without their terminating NUL; both functions add it, as the
 //! TPM does for the constant labels ("STORAGE", "INTEGRITY", "IDENTITY").
 
-use crate::alg::HashAlg;
+use crate::alg::Sha2;
 use ring::{digest, hmac};
 
 /// KDFa (§11.4.9.2), SP 800-108 counter mode with HMAC:
 /// `K_i = HMAC(key, u32be(i) || label || 0 || context_u || context_v || u32be(bits))`,
 /// concatenated and cut to `bits` (the surplus high bits of the first byte cleared).
 pub(crate) fn kdf_a(
-    hash: HashAlg,
+    hash: Sha2,
     key: &[u8],
     label: &str,
     context_u: &[u8],
@@ -34,7 +34,7 @@ pub(crate) fn kdf_a(
 /// `K_i = H(u32be(i) || z || label || 0 || party_u || party_v)`, concatenated and cut
 /// to `bits`.
 pub(crate) fn kdf_e(
-    hash: HashAlg,
+    hash: Sha2,
     z: &[u8],
     label: &str,
     party_u: &[u8],
@@ -88,23 +88,23 @@ mod tests {
     fn kdf_a_storage_key_sha256() {
         let seed = hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
         let name = hex("000b1111111111111111111111111111111111111111111111111111111111111111");
-        let out = kdf_a(HashAlg::Sha256, &seed, "STORAGE", &name, &[], 128);
+        let out = kdf_a(Sha2::Sha256, &seed, "STORAGE", &name, &[], 128);
         assert_eq!(out, hex(KDFA_STORAGE_SHA256));
     }
 
     #[test]
     fn kdf_a_two_blocks_sha384() {
         let key = b"a key";
-        let out = kdf_a(HashAlg::Sha384, key, "INTEGRITY", b"u", b"v", 8 * 80);
+        let out = kdf_a(Sha2::Sha384, key, "INTEGRITY", b"u", b"v", 8 * 80);
         assert_eq!(out, hex(KDFA_TWO_BLOCKS_SHA384));
         // A shorter request is a prefix only when `bits` is the same: it is hashed in.
-        let shorter = kdf_a(HashAlg::Sha384, key, "INTEGRITY", b"u", b"v", 8 * 48);
+        let shorter = kdf_a(Sha2::Sha384, key, "INTEGRITY", b"u", b"v", 8 * 48);
         assert_ne!(shorter[..], out[..48]);
     }
 
     #[test]
     fn kdf_a_masks_odd_bit_counts() {
-        let out = kdf_a(HashAlg::Sha256, b"k", "L", &[], &[], 12);
+        let out = kdf_a(Sha2::Sha256, b"k", "L", &[], &[], 12);
         assert_eq!(out, hex(KDFA_12_BITS_SHA256));
         assert_eq!(out[0] & 0xF0, 0);
     }
@@ -114,13 +114,13 @@ mod tests {
         let z = hex("5f3a0c0e2b6d1a5e8c7f4e3d2c1b0a99887766554433221100ffeeddccbbaa98");
         let qe_x = hex("1111111111111111111111111111111111111111111111111111111111111111");
         let qek_x = hex("2222222222222222222222222222222222222222222222222222222222222222");
-        let out = kdf_e(HashAlg::Sha256, &z, "IDENTITY", &qe_x, &qek_x, 256);
+        let out = kdf_e(Sha2::Sha256, &z, "IDENTITY", &qe_x, &qek_x, 256);
         assert_eq!(out, hex(KDFE_IDENTITY_SHA256));
     }
 
     #[test]
     fn kdf_e_two_blocks_sha256() {
-        let out = kdf_e(HashAlg::Sha256, b"zz", "IDENTITY", b"U", b"V", 8 * 40);
+        let out = kdf_e(Sha2::Sha256, b"zz", "IDENTITY", b"U", b"V", 8 * 40);
         assert_eq!(out, hex(KDFE_TWO_BLOCKS_SHA256));
     }
 

@@ -10,7 +10,11 @@
 //!   TPM2_ActivateCredential that its AK lives in the TPM that holds the EK.
 //! * [`ek_roots`]: the TPM manufacturers' and cloud vTPMs' EK CA certificates
 //!   shipped in `pki/ek-roots/`, and which of them are trust anchors.
-//! * [`alg`]: the TPM hash and curve identifiers these use.
+//! * [`alg`]: the project's one hash-algorithm type and one curve type, with the
+//!   TPM identifiers, names and OIDs they convert from and to.
+//! * [`sig`]: signature verification (ECDSA, SM2 over a TPM's prehash,
+//!   RSASSA-PKCS1-v1_5, RSASSA-PSS with any salt), which `policy` verifies
+//!   quotes with.
 //!
 //! Later issues add the SM2 session certificates, access tickets and the RFC 8998
 //! ShangMi provider for rustls and quinn.
@@ -22,6 +26,7 @@ pub mod credential;
 pub mod ek;
 pub mod ek_roots;
 mod kdf;
+pub mod sig;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -18,7 +18,6 @@ use pki::ek::{
     ek_matches_certificate, verify_ek_certificate, EkCertError, EkCertificate, EkKey, EkPublic,
     EkSymmetric,
 };
-use pki::{EccCurve, HashAlg as PkiHash};
 use thiserror::Error;
 
 /// Bytes of the credential secret: the EK nameAlg's digest size bounds it; 32
@@ -77,9 +76,12 @@ pub fn check_ak_attributes(ak: &Public) -> Result<(), EnrollError> {
 
 /// The EK as `pki` needs it for MakeCredential.
 pub fn ek_for_credential(ek: &Public) -> Result<EkPublic, EnrollError> {
-    let name_alg = PkiHash::from_tpm_alg(ek.name_alg.tpm_alg()).ok_or_else(|| {
-        EnrollError::BadEk(format!("nameAlg {} is not SHA-256/384/512", ek.name_alg))
-    })?;
+    if !ek.name_alg.is_sha2() {
+        return Err(EnrollError::BadEk(format!(
+            "nameAlg {} is not SHA-256/384/512",
+            ek.name_alg
+        )));
+    }
     let sym = ek
         .symmetric
         .as_ref()
@@ -89,15 +91,20 @@ pub fn ek_for_credential(ek: &Public) -> Result<EkPublic, EnrollError> {
             modulus: k.modulus.clone(),
             exponent: k.exponent,
         },
+        PublicKey::Ecc(k) if k.curve.field_size().is_none() => {
+            return Err(EnrollError::BadEk(format!(
+                "curve {:#06x}",
+                k.curve.tpm_curve()
+            )))
+        }
         PublicKey::Ecc(k) => EkKey::Ecc {
-            curve: EccCurve::from_tpm_curve(k.curve.id())
-                .ok_or_else(|| EnrollError::BadEk(format!("curve {:#06x}", k.curve.id())))?,
+            curve: k.curve,
             x: k.x.clone(),
             y: k.y.clone(),
         },
     };
     Ok(EkPublic {
-        name_alg,
+        name_alg: ek.name_alg,
         symmetric: EkSymmetric {
             algorithm: sym.algorithm,
             key_bits: sym.key_bits,

@@ -7,9 +7,9 @@
 use crate::digest::{hex, HashAlg};
 use crate::tpm::{
     self, alg, Attest, EccCurve, EccPublic, EccSignature, PcrSelection, PcrValues, Public,
-    PublicKey, QuoteInfo, RsaPublic, Signature, TpmError, TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE,
+    PublicKey, QuoteInfo, Signature, TpmError, TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE,
 };
-use ring::signature::{self as rsig, RsaPublicKeyComponents, UnparsedPublicKey};
+use pki::sig::{self, SigError};
 
 /// What the verifier asked the TPM to quote.
 #[derive(Clone, Copy, Debug)]
@@ -202,10 +202,16 @@ fn verify_signature(
         ));
     }
     match (&ak.key, sig) {
-        (PublicKey::Rsa(k), Signature::RsaSsa(s)) => verify_rsa(k, false, hash, msg, &s.sig)?,
-        (PublicKey::Rsa(k), Signature::RsaPss(s)) => verify_rsa(k, true, hash, msg, &s.sig)?,
-        (PublicKey::Ecc(k), Signature::Ecdsa(s)) => verify_ecdsa(k, hash, msg, s)?,
-        (PublicKey::Ecc(k), Signature::Sm2(s)) => verify_sm2(k, hash, msg, s)?,
+        (PublicKey::Rsa(k), Signature::RsaSsa(s) | Signature::RsaPss(s)) => {
+            let pss = matches!(sig, Signature::RsaPss(_));
+            sig::verify_rsa((&k.modulus, k.exponent), pss, hash, msg, &s.sig).map_err(from_sig)?
+        }
+        (PublicKey::Ecc(k), Signature::Ecdsa(s)) => {
+            sig::verify_ecdsa(k.curve, point(k), hash, msg, rs(s)).map_err(from_sig)?
+        }
+        (PublicKey::Ecc(k), Signature::Sm2(s)) => {
+            sig::verify_sm2_tpm(point(k), hash, msg, rs(s)).map_err(from_sig)?
+        }
         _ => {
             return Err(QuoteError::Unsupported(format!(
                 "{} signatures (ECDAA and EC-Schnorr need TPM-side state; HMAC is not a quote signature)",
@@ -216,418 +222,25 @@ fn verify_signature(
     Ok(hash)
 }
 
-fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-    &bytes[start..]
-}
-
-/// Left-pads an unsigned big-endian integer to `width`; `None` if it does not fit.
-fn left_pad(bytes: &[u8], width: usize) -> Option<Vec<u8>> {
-    let bytes = strip_leading_zeros(bytes);
-    let pad = width.checked_sub(bytes.len())?;
-    let mut out = vec![0u8; pad];
-    out.extend_from_slice(bytes);
-    Some(out)
-}
-
-/// SEC1 uncompressed point `04 || x || y` of the AK.
-fn sec1_point(key: &EccPublic, width: usize) -> Result<Vec<u8>, QuoteError> {
-    let (Some(x), Some(y)) = (left_pad(&key.x, width), left_pad(&key.y, width)) else {
-        return Err(QuoteError::BadKey(format!(
-            "point coordinates longer than the {} field",
-            key.curve
-        )));
-    };
-    let mut point = vec![0x04];
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
-    Ok(point)
-}
-
-/// DER `SEQUENCE { INTEGER r, INTEGER s }` for ring's ASN.1 ECDSA verifiers, which
-/// cover every NIST-curve/hash pair ring knows (the FIXED ones only the matching pairs).
-fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
-    fn integer(out: &mut Vec<u8>, v: &[u8]) {
-        let v = strip_leading_zeros(v);
-        let pad = v.first().is_none_or(|&b| b & 0x80 != 0);
-        out.push(0x02);
-        // r, s < 2^528: lengths stay under 128, so one length byte suffices.
-        out.push((v.len() + usize::from(pad)) as u8);
-        if pad {
-            out.push(0);
-        }
-        out.extend_from_slice(v);
-    }
-    let mut body = Vec::new();
-    integer(&mut body, r);
-    integer(&mut body, s);
-    let mut out = vec![0x30];
-    if body.len() >= 0x80 {
-        out.push(0x81);
-    }
-    out.push(body.len() as u8);
-    out.extend_from_slice(&body);
-    out
-}
-
-fn verify_ecdsa(
-    key: &EccPublic,
-    hash: HashAlg,
-    msg: &[u8],
-    sig: &EccSignature,
-) -> Result<(), QuoteError> {
-    let algorithm: &'static rsig::EcdsaVerificationAlgorithm = match (key.curve, hash) {
-        (EccCurve::NistP256, HashAlg::Sha256) => &rsig::ECDSA_P256_SHA256_ASN1,
-        (EccCurve::NistP256, HashAlg::Sha384) => &rsig::ECDSA_P256_SHA384_ASN1,
-        (EccCurve::NistP384, HashAlg::Sha256) => &rsig::ECDSA_P384_SHA256_ASN1,
-        (EccCurve::NistP384, HashAlg::Sha384) => &rsig::ECDSA_P384_SHA384_ASN1,
-        (curve, hash) => {
-            return Err(QuoteError::Unsupported(format!(
-                "ECDSA on {curve} with {hash}"
-            )))
-        }
-    };
-    let width = key.curve.field_size().unwrap_or(0);
-    let point = sec1_point(key, width)?;
-    if sig.r.len() > width + 1 || sig.s.len() > width + 1 {
-        return Err(QuoteError::BadSignature);
-    }
-    UnparsedPublicKey::new(algorithm, &point)
-        .verify(msg, &ecdsa_der(&sig.r, &sig.s))
-        .map_err(|_| QuoteError::BadSignature)
-}
-
-/// SM2 as a TPM signs a quote: e = H_scheme(TPMS_ATTEST), with no Z_A prefix
-/// (measured against swtpm; see IMPLEMENTATION-NOTES "Verifying quotes in pure Rust").
-fn verify_sm2(
-    key: &EccPublic,
-    hash: HashAlg,
-    msg: &[u8],
-    sig: &EccSignature,
-) -> Result<(), QuoteError> {
-    if hash.size() != 32 {
-        return Err(QuoteError::Unsupported(format!(
-            "SM2 with {hash}: the prehash must be 256 bits"
-        )));
-    }
-    let point = sec1_point(key, 32)?;
-    let public = sm2::PublicKey::from_sec1_bytes(&point)
-        .map_err(|_| QuoteError::BadKey("not a point on the SM2 curve".into()))?;
-    let (Some(r), Some(s)) = (left_pad(&sig.r, 32), left_pad(&sig.s, 32)) else {
-        return Err(QuoteError::BadSignature);
-    };
-    let rs = [r, s].concat();
-    let signature = sm2::dsa::Signature::from_slice(&rs).map_err(|_| QuoteError::BadSignature)?;
-    let mut prehash = [0u8; 32];
-    prehash.copy_from_slice(&hash.digest(msg));
-    if sm2_verify_prehash_vartime(&public, &prehash, &signature) {
-        Ok(())
-    } else {
-        Err(QuoteError::BadSignature)
+/// A signature check's failure in the quote's terms.
+fn from_sig(e: SigError) -> QuoteError {
+    match e {
+        SigError::Unsupported(what) => QuoteError::Unsupported(what),
+        SigError::BadKey(what) => QuoteError::BadKey(what),
+        SigError::BadSignature => QuoteError::BadSignature,
     }
 }
 
-/// GB/T 32918.2 verification (steps B1-B7) of a signature over a prehash `e`,
-/// in variable time. The `sm2` crate's `verify_prehash` is the same equation
-/// but runs the point multiplication in constant time, which a verifier of
-/// public data does not need and which costs ~3x (testnet bench appraise);
-/// here the crate's variable-time `sG + tP` (its basepoint table for G, wNAF
-/// for P) does the work. Only the equation is written here, not curve
-/// arithmetic; a differential test keeps it equal to the crate's verifier.
-pub fn sm2_verify_prehash_vartime(
-    public: &sm2::PublicKey,
-    prehash: &[u8; 32],
-    signature: &sm2::dsa::Signature,
-) -> bool {
-    use sm2::elliptic_curve::group::Group;
-    use sm2::elliptic_curve::ops::{MulByGeneratorVartime, Reduce};
-    use sm2::elliptic_curve::point::AffineCoordinates;
-    use sm2::{FieldBytes, ProjectivePoint, Scalar};
-    // B1, B2: r and s in [1, n-1] (Signature::from_slice refuses the rest).
-    let (r, s) = (*signature.r(), *signature.s());
-    // B4: e' as a scalar.
-    let e = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(*prehash));
-    // B5: t = r' + s' mod n, not 0.
-    let t = r + s;
-    if bool::from(t.is_zero()) {
-        return false;
-    }
-    // B6: (x1', y1') = [s']G + [t]P_A, not the point at infinity.
-    let point = ProjectivePoint::mul_by_generator_and_mul_add_vartime(
-        &s,
-        &t,
-        &ProjectivePoint::from(public.as_affine()),
-    );
-    if bool::from(point.is_identity()) {
-        return false;
-    }
-    // B7: R = e' + x1' mod n must be r'.
-    let x = <Scalar as Reduce<FieldBytes>>::reduce(&point.to_affine().x());
-    e + x == r
+/// SEC1-free views of the TPM structures for `pki::sig`.
+fn point(k: &EccPublic) -> (&[u8], &[u8]) {
+    (&k.x, &k.y)
 }
 
-/// RSASSA-PKCS1-v1_5 or RSASSA-PSS. ring's PSS verifier insists on a salt as long as
-/// the hash (what swtpm/libtpms and FIPS 186-4 TPMs use); TPMs built to older library
-/// revisions use the longest salt that fits, so PSS falls back to a verifier that reads
-/// the salt length from the encoding.
-fn verify_rsa(
-    key: &RsaPublic,
-    pss: bool,
-    hash: HashAlg,
-    msg: &[u8],
-    sig: &[u8],
-) -> Result<(), QuoteError> {
-    let params: &'static rsig::RsaParameters = match (pss, hash) {
-        // Reached only when the caller allows SHA-1 (see `allow_sha1`).
-        (false, HashAlg::Sha1) => &rsig::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-        (false, HashAlg::Sha256) => &rsig::RSA_PKCS1_2048_8192_SHA256,
-        (false, HashAlg::Sha384) => &rsig::RSA_PKCS1_2048_8192_SHA384,
-        (false, HashAlg::Sha512) => &rsig::RSA_PKCS1_2048_8192_SHA512,
-        (true, HashAlg::Sha256) => &rsig::RSA_PSS_2048_8192_SHA256,
-        (true, HashAlg::Sha384) => &rsig::RSA_PSS_2048_8192_SHA384,
-        (true, HashAlg::Sha512) => &rsig::RSA_PSS_2048_8192_SHA512,
-        (_, hash) => {
-            return Err(QuoteError::Unsupported(format!(
-                "RSA {} with {hash}",
-                if pss { "PSS" } else { "PKCS#1 v1.5" }
-            )))
-        }
-    };
-    let n = strip_leading_zeros(&key.modulus);
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
-    if !(2048..=8192).contains(&bits) {
-        return Err(QuoteError::BadKey(format!(
-            "RSA modulus of {bits} bits (2048 to 8192 accepted)"
-        )));
-    }
-    let e_bytes = key.effective_exponent().to_be_bytes();
-    let e = strip_leading_zeros(&e_bytes);
-    if (RsaPublicKeyComponents { n, e })
-        .verify(params, msg, sig)
-        .is_ok()
-    {
-        return Ok(());
-    }
-    if pss && rsa_raw::pss_verify_any_salt(n, key.effective_exponent(), hash, msg, sig) {
-        return Ok(());
-    }
-    Err(QuoteError::BadSignature)
+fn rs(s: &EccSignature) -> (&[u8], &[u8]) {
+    (&s.r, &s.s)
 }
 
-/// Just enough RSA for EMSA-PSS with any salt length: the public operation
-/// (Montgomery multiplication on u32 limbs) and RFC 8017 §9.1.2 verification.
-/// Nothing here is secret, so nothing here is constant-time.
-mod rsa_raw {
-    use crate::digest::HashAlg;
-    use core::cmp::Ordering;
-
-    /// Little-endian u32 limbs of a big-endian integer, `k` limbs; `None` if it needs more.
-    fn to_limbs(be: &[u8], k: usize) -> Option<Vec<u32>> {
-        let be = super::strip_leading_zeros(be);
-        if be.len() > 4 * k {
-            return None;
-        }
-        let mut out = vec![0u32; k];
-        for (i, &b) in be.iter().rev().enumerate() {
-            out[i / 4] |= u32::from(b) << (8 * (i % 4));
-        }
-        Some(out)
-    }
-
-    fn to_be(limbs: &[u32], len: usize) -> Vec<u8> {
-        let mut out = vec![0u8; len];
-        for (i, byte) in out.iter_mut().rev().enumerate() {
-            let limb = limbs.get(i / 4).copied().unwrap_or(0);
-            *byte = (limb >> (8 * (i % 4))) as u8;
-        }
-        out
-    }
-
-    fn cmp(a: &[u32], b: &[u32]) -> Ordering {
-        a.iter().rev().cmp(b.iter().rev())
-    }
-
-    /// a -= b (same length), wrapping; returns the borrow.
-    fn sub_assign(a: &mut [u32], b: &[u32]) -> bool {
-        let mut borrow = 0u64;
-        for (x, &y) in a.iter_mut().zip(b) {
-            let d = u64::from(*x)
-                .wrapping_sub(u64::from(y))
-                .wrapping_sub(borrow);
-            *x = d as u32;
-            borrow = (d >> 63) & 1;
-        }
-        borrow != 0
-    }
-
-    struct Modulus {
-        n: Vec<u32>,
-        /// -n^-1 mod 2^32.
-        n0inv: u32,
-        /// R^2 mod n, R = 2^(32k).
-        r2: Vec<u32>,
-    }
-
-    impl Modulus {
-        fn new(n: Vec<u32>) -> Option<Self> {
-            if n.first().is_none_or(|&l| l & 1 == 0) {
-                return None;
-            }
-            // Newton's iteration doubles the correct low bits each round: 1→2→…→32.
-            let mut inv: u32 = 1;
-            for _ in 0..5 {
-                inv = inv.wrapping_mul(2u32.wrapping_sub(n[0].wrapping_mul(inv)));
-            }
-            let k = n.len();
-            let mut r2 = vec![0u32; k];
-            r2[0] = 1;
-            // 1 doubled 64k times is R^2; reduce after each doubling.
-            for _ in 0..64 * k {
-                let mut carry = 0u32;
-                for limb in r2.iter_mut() {
-                    let next = *limb >> 31;
-                    *limb = (*limb << 1) | carry;
-                    carry = next;
-                }
-                if carry != 0 || cmp(&r2, &n) != Ordering::Less {
-                    sub_assign(&mut r2, &n);
-                }
-            }
-            Some(Self {
-                n0inv: inv.wrapping_neg(),
-                n,
-                r2,
-            })
-        }
-
-        /// a·b·R^-1 mod n (CIOS), for a, b < n.
-        fn mul(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
-            let k = self.n.len();
-            let mut t = vec![0u32; k + 2];
-            for &bi in b {
-                let mut carry = 0u64;
-                for j in 0..k {
-                    let x = u64::from(t[j]) + u64::from(a[j]) * u64::from(bi) + carry;
-                    t[j] = x as u32;
-                    carry = x >> 32;
-                }
-                let x = u64::from(t[k]) + carry;
-                t[k] = x as u32;
-                t[k + 1] = (x >> 32) as u32;
-
-                let m = t[0].wrapping_mul(self.n0inv);
-                let x = u64::from(t[0]) + u64::from(m) * u64::from(self.n[0]);
-                let mut carry = x >> 32;
-                for j in 1..k {
-                    let x = u64::from(t[j]) + u64::from(m) * u64::from(self.n[j]) + carry;
-                    t[j - 1] = x as u32;
-                    carry = x >> 32;
-                }
-                let x = u64::from(t[k]) + carry;
-                t[k - 1] = x as u32;
-                t[k] = t[k + 1] + (x >> 32) as u32;
-                t[k + 1] = 0;
-            }
-            let mut out = t[..k].to_vec();
-            if t[k] != 0 || cmp(&out, &self.n) != Ordering::Less {
-                sub_assign(&mut out, &self.n);
-            }
-            out
-        }
-    }
-
-    /// s^e mod n as big-endian bytes of n's length; `None` unless n is odd and s < n.
-    pub(super) fn public_op(n: &[u8], e: u32, s: &[u8]) -> Option<Vec<u8>> {
-        let n_be = super::strip_leading_zeros(n);
-        let k = n_be.len().div_ceil(4);
-        let modulus = Modulus::new(to_limbs(n_be, k)?)?;
-        let s = to_limbs(s, k)?;
-        if e == 0 || cmp(&s, &modulus.n) != Ordering::Less {
-            return None;
-        }
-        let base = modulus.mul(&s, &modulus.r2);
-        let mut acc = base.clone();
-        for bit in (0..31 - e.leading_zeros()).rev() {
-            acc = modulus.mul(&acc, &acc);
-            if e >> bit & 1 == 1 {
-                acc = modulus.mul(&acc, &base);
-            }
-        }
-        let mut one = vec![0u32; k];
-        one[0] = 1;
-        Some(to_be(&modulus.mul(&acc, &one), n_be.len()))
-    }
-
-    fn mgf1(hash: HashAlg, seed: &[u8], len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + hash.size());
-        let mut counter = 0u32;
-        while out.len() < len {
-            out.extend_from_slice(&hash.digest_parts(&[seed, &counter.to_be_bytes()]));
-            counter += 1;
-        }
-        out.truncate(len);
-        out
-    }
-
-    /// RSASSA-PSS verification (RFC 8017 §8.1.2, §9.1.2) with MGF1 over `hash`, the
-    /// salt length read from the encoding rather than fixed.
-    pub(super) fn pss_verify_any_salt(
-        n: &[u8],
-        e: u32,
-        hash: HashAlg,
-        msg: &[u8],
-        sig: &[u8],
-    ) -> bool {
-        let n = super::strip_leading_zeros(n);
-        let Some(&top) = n.first() else { return false };
-        if sig.len() != n.len() {
-            return false;
-        }
-        let mod_bits = n.len() * 8 - top.leading_zeros() as usize;
-        let em_bits = mod_bits - 1;
-        let em_len = em_bits.div_ceil(8);
-        let Some(m) = public_op(n, e, sig) else {
-            return false;
-        };
-        let (lead, em) = m.split_at(m.len() - em_len);
-        let h_len = hash.size();
-        if lead.iter().any(|&b| b != 0) || em_len < h_len + 2 || em[em_len - 1] != 0xbc {
-            return false;
-        }
-        let (masked_db, rest) = em.split_at(em_len - h_len - 1);
-        let h = &rest[..h_len];
-        let top_mask = 0xffu8 >> (8 * em_len - em_bits);
-        if masked_db[0] & !top_mask != 0 {
-            return false;
-        }
-        let mut db = mgf1(hash, h, masked_db.len());
-        db.iter_mut().zip(masked_db).for_each(|(d, m)| *d ^= m);
-        db[0] &= top_mask;
-        let Some(one) = db.iter().position(|&b| b != 0) else {
-            return false;
-        };
-        if db[one] != 0x01 {
-            return false;
-        }
-        let m_hash = hash.digest(msg);
-        hash.digest_parts(&[&[0u8; 8], &m_hash, &db[one + 1..]]) == h
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn small_modexp() {
-            // 4^13 mod 497 = 445; 5^3 mod 2^61-1 (a prime with a full top limb).
-            assert_eq!(public_op(&[0x01, 0xf1], 13, &[4]), Some(vec![0x01, 0xbd]));
-            let p = (1u64 << 61) - 1;
-            assert_eq!(public_op(&p.to_be_bytes(), 3, &[5]), Some(to_be(&[125], 8)));
-            assert_eq!(public_op(&[0x01, 0xf1], 1, &[0x01, 0xf1]), None, "s = n");
-            assert_eq!(public_op(&[0x01, 0xf0], 3, &[4]), None, "even n");
-        }
-    }
-}
+pub use pki::sig::sm2_verify_prehash_vartime;
 
 #[cfg(test)]
 mod tests {
@@ -636,6 +249,7 @@ mod tests {
     use crate::tpm::{Attested, ClockInfo, RsaSignature};
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use ring::signature::{self as rsig, RsaPublicKeyComponents};
     use sm2::dsa::signature::hazmat::PrehashSigner;
 
     const NONCE: &[u8] = &[0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
@@ -739,7 +353,7 @@ mod tests {
             // Like a TPM, drop a leading zero byte of r: the verifier must re-pad.
             Signature::Ecdsa(EccSignature {
                 hash: 0x000b,
-                r: strip_leading_zeros(r).to_vec(),
+                r: r[r.iter().take_while(|&&b| b == 0).count()..].to_vec(),
                 s: s.to_vec(),
             })
         }
@@ -1020,7 +634,7 @@ mod tests {
 
     #[test]
     fn rsa_public_op_recovers_pkcs1_encoding() {
-        let em = rsa_raw::public_op(&unhex(RSA_N), 65537, &unhex(RSA_PKCS1)).unwrap();
+        let em = pki::sig::rsa_public_op(&unhex(RSA_N), 65537, &unhex(RSA_PKCS1)).unwrap();
         let digest = HashAlg::Sha256.digest(&unhex(SWTPM_QUOTE_MSG));
         let digest_info = unhex("3031300d060960864801650304020105000420");
         let mut want = vec![0x00, 0x01];
@@ -1085,18 +699,6 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
-    }
-
-    #[test]
-    fn ecdsa_der_encoding() {
-        assert_eq!(
-            ecdsa_der(&[0x01], &[0x80]),
-            vec![0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x02, 0x00, 0x80]
-        );
-        assert_eq!(
-            ecdsa_der(&[0x00, 0x00, 0x7f], &[]),
-            vec![0x30, 0x06, 0x02, 0x01, 0x7f, 0x02, 0x01, 0x00]
-        );
     }
 
     proptest::proptest! {

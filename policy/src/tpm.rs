@@ -748,63 +748,7 @@ impl Scheme {
     };
 }
 
-/// TPM_ECC_CURVE.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EccCurve {
-    NistP256,
-    NistP384,
-    NistP521,
-    BnP256,
-    Sm2P256,
-    Unknown(u16),
-}
-
-impl EccCurve {
-    pub fn from_id(id: u16) -> Self {
-        match id {
-            0x0003 => Self::NistP256,
-            0x0004 => Self::NistP384,
-            0x0005 => Self::NistP521,
-            0x0010 => Self::BnP256,
-            0x0020 => Self::Sm2P256,
-            other => Self::Unknown(other),
-        }
-    }
-
-    pub fn id(self) -> u16 {
-        match self {
-            Self::NistP256 => 0x0003,
-            Self::NistP384 => 0x0004,
-            Self::NistP521 => 0x0005,
-            Self::BnP256 => 0x0010,
-            Self::Sm2P256 => 0x0020,
-            Self::Unknown(id) => id,
-        }
-    }
-
-    /// Bytes of a field element (and of the order, for these curves).
-    pub fn field_size(self) -> Option<usize> {
-        match self {
-            Self::NistP256 | Self::BnP256 | Self::Sm2P256 => Some(32),
-            Self::NistP384 => Some(48),
-            Self::NistP521 => Some(66),
-            Self::Unknown(_) => None,
-        }
-    }
-}
-
-impl fmt::Display for EccCurve {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NistP256 => f.write_str("NIST P-256"),
-            Self::NistP384 => f.write_str("NIST P-384"),
-            Self::NistP521 => f.write_str("NIST P-521"),
-            Self::BnP256 => f.write_str("BN P-256"),
-            Self::Sm2P256 => f.write_str("SM2 P-256"),
-            Self::Unknown(id) => write!(f, "curve {id:#06x}"),
-        }
-    }
-}
+pub use pki::alg::EccCurve;
 
 /// TPMS_RSA_PARMS and the modulus.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -892,7 +836,7 @@ impl Public {
             })
         } else {
             let scheme = read_scheme(&mut r, "TPMT_ECC_SCHEME")?;
-            let curve = EccCurve::from_id(r.u16("TPMS_ECC_PARMS.curveID")?);
+            let curve = EccCurve::from_tpm_curve(r.u16("TPMS_ECC_PARMS.curveID")?);
             let kdf = read_scheme(&mut r, "TPMT_KDF_SCHEME")?;
             let x = r.tpm2b("TPMS_ECC_POINT.x")?.to_vec();
             let y = r.tpm2b("TPMS_ECC_POINT.y")?.to_vec();
