@@ -346,7 +346,10 @@ mod tests {
         }
         assert_eq!(EccCurve::from_tpm_curve(0x0099), EccCurve::Unknown(0x0099));
         assert_eq!(EccCurve::Unknown(7).field_size(), None);
-        assert_eq!(EccCurve::from_oid("1.2.156.10197.1.301"), Some(EccCurve::Sm2P256));
+        assert_eq!(
+            EccCurve::from_oid("1.2.156.10197.1.301"),
+            Some(EccCurve::Sm2P256)
+        );
         let sha2: Vec<HashAlg> = HashAlg::ALL.into_iter().filter(|h| h.is_sha2()).collect();
         assert_eq!(sha2, [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512]);
         for h in sha2 {

@@ -443,7 +443,6 @@ mod rsa_raw {
     }
 }
 
-
 /// s^e mod n, big-endian, of n's length: the RSA public operation (variable
 /// time: public data only); `None` unless n is odd and s < n.
 pub fn rsa_public_op(n: &[u8], e: u32, s: &[u8]) -> Option<Vec<u8>> {

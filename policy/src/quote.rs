@@ -248,8 +248,8 @@ mod tests {
     use crate::digest::from_hex;
     use crate::tpm::{Attested, ClockInfo, RsaSignature};
     use ring::rand::SystemRandom;
-    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     use ring::signature::{self as rsig, RsaPublicKeyComponents};
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     use sm2::dsa::signature::hazmat::PrehashSigner;
 
     const NONCE: &[u8] = &[0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];

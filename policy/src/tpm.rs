@@ -872,6 +872,19 @@ impl Public {
         Self::parse(r.take(declared, "TPM2B_PUBLIC.publicArea")?)
     }
 
+    /// TPM2B_PUBLIC: the public area with its u16 size, as tpm2-tools files
+    /// hold it ([`Public::from_tpm2b`] reads it back).
+    pub fn tpm2b(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + self.marshalled.len());
+        // A TPMT_PUBLIC that parsed came from a TPM2B or fits one (it is
+        // bounded by the TPM's own buffers, far below 64 KiB).
+        out.extend_from_slice(
+            &(self.marshalled.len().min(usize::from(u16::MAX)) as u16).to_be_bytes(),
+        );
+        out.extend_from_slice(&self.marshalled);
+        out
+    }
+
     /// The TPMT_PUBLIC bytes this was parsed from.
     pub fn marshalled(&self) -> &[u8] {
         &self.marshalled

@@ -397,13 +397,13 @@ async fn load(
 
 /// TPM2_Quote of PCRs 0-10 on a fresh swtpm, mean of 10.
 fn tpm_quote_ms() -> anyhow::Result<f64> {
-    use tnc_client::tpm::{AkKind, EkKind, PcrBank, Tpm, TpmConfig};
+    use tnc_client::tpm::{AkKind, EkKind, Tpm, TpmConfig};
     let swtpm = testnet::swtpm::Swtpm::start(&Default::default())?;
     let mut tpm = Tpm::open(&TpmConfig::parse(&swtpm.tcti())?)?;
     tpm.endorsement_key(EkKind::EccP256)?;
     let ak = tpm.create_ak(EkKind::EccP256, AkKind::EcdsaP256Sha256)?;
     let pcrs: Vec<u32> = (0..=10).collect();
-    let selection = [(PcrBank::Sha256, pcrs)];
+    let selection = [(policy::HashAlg::Sha256, pcrs)];
     tpm.quote(&ak, b"warm-up", &selection)?;
     let start = Instant::now();
     for i in 0..10u8 {

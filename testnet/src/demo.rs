@@ -16,7 +16,7 @@ use tnc_proto::pa_tnc::{
     ietf_attr, Attribute, AttributeId, ForwardingEnabled, PaMessage, PaMessageWriter, PaSubtype,
 };
 use tnc_proto::pb_tnc::{
-    AccessRecommendation, Batch, BatchType, PbMessage, PbPa, PbSession, Role, ID_ANY,
+    AccessRecommendation, Batch, BatchType, PbMessage, PbPa, PbSession, Side, ID_ANY,
 };
 use tnc_proto::pt_tls::sasl::PlainCredentials;
 use tnc_proto::pt_tls::{
@@ -121,12 +121,12 @@ fn one_batch(events: Vec<Event>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn os_pa(from: Role, body: &[u8]) -> PbMessage<'_> {
+fn os_pa(from: Side, body: &[u8]) -> PbMessage<'_> {
     PbMessage::Pa(PbPa {
-        exclusive: from == Role::Server,
+        exclusive: from == Side::Server,
         subtype: PaSubtype::OPERATING_SYSTEM,
         collector_id: OS_IMC,
-        validator_id: if from == Role::Client { ID_ANY } else { OS_IMV },
+        validator_id: if from == Side::Client { ID_ANY } else { OS_IMV },
         body,
     })
 }
@@ -236,8 +236,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("negotiation did not finish: {events:?}");
     }
 
-    let mut client = PbSession::new(Role::Client);
-    let mut server = PbSession::new(Role::Server);
+    let mut client = PbSession::new(Side::Client);
+    let mut server = PbSession::new(Side::Server);
     let mut report = OsReport::default();
 
     section("PB-TNC CDATA: the OS collector volunteers its posture");
@@ -250,7 +250,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         BatchType::CData,
         vec![
             PbMessage::LanguagePreference("Accept-Language: en"),
-            os_pa(Role::Client, &posture),
+            os_pa(Side::Client, &posture),
         ],
     )?;
     wire.client.send_batch(&batch)?;
@@ -264,7 +264,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             &Attribute::AttributeRequest(vec![AttributeId::ietf(ietf_attr::INSTALLED_PACKAGES)]),
         )
         .finish();
-    let batch = server.send(BatchType::SData, vec![os_pa(Role::Server, &request)])?;
+    let batch = server.send(BatchType::SData, vec![os_pa(Side::Server, &request)])?;
     wire.server.send_batch(&batch)?;
     let got = one_batch(wire.deliver_to_client())?;
     let asked = client.receive(&got)?;
@@ -285,7 +285,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         PaMessageWriter::new(2).finish()
     };
-    let batch = client.send(BatchType::CData, vec![os_pa(Role::Client, &answer)])?;
+    let batch = client.send(BatchType::CData, vec![os_pa(Side::Client, &answer)])?;
     wire.client.send_batch(&batch)?;
     let got = one_batch(wire.deliver_to_server())?;
     report.absorb(&server.receive(&got)?)?;
@@ -301,7 +301,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .attribute(false, &Attribute::AssessmentResult(result))
         .finish();
     let mut messages = vec![
-        os_pa(Role::Server, &verdict),
+        os_pa(Side::Server, &verdict),
         PbMessage::AssessmentResult(result),
         PbMessage::AccessRecommendation(recommendation),
         PbMessage::ReasonString {

@@ -19,7 +19,7 @@ use sm2::dsa::signature::hazmat::PrehashSigner;
 use std::sync::{Arc, Mutex};
 use tnc_client::agent::Collector;
 use tnc_proto::attestation::{
-    AttestationResult, Attribute, Hello, Identity, QuoteEvidence, QuoteRequest, Role,
+    AttestationAttribute, AttestationResult, Hello, Identity, QuoteEvidence, QuoteRequest, Role,
 };
 
 /// TPM_ALG_ECDSA and TPM_ALG_SM2 (TPM 2.0 Library Part 2, table 9).
@@ -258,7 +258,7 @@ impl SoftCollector {
         }
     }
 
-    fn quote(&mut self, q: &QuoteRequest) -> Attribute {
+    fn quote(&mut self, q: &QuoteRequest) -> AttestationAttribute {
         let selection: Vec<PcrSelection> = q
             .selection
             .iter()
@@ -269,7 +269,7 @@ impl SoftCollector {
             })
             .collect();
         let (attest, signature) = self.ak.quote(&q.nonce, &selection, &self.values);
-        Attribute::QuoteEvidence(QuoteEvidence {
+        AttestationAttribute::QuoteEvidence(QuoteEvidence {
             attest,
             signature,
             event_log: self.measurements.event_log.clone(),
@@ -280,24 +280,26 @@ impl SoftCollector {
 }
 
 impl Collector for SoftCollector {
-    fn hello(&self) -> Attribute {
-        Attribute::Hello(Hello {
+    fn hello(&self) -> AttestationAttribute {
+        AttestationAttribute::Hello(Hello {
             role: self.role,
             tpm: true,
             software: "testnet (software AK)".into(),
         })
     }
 
-    fn receive(&mut self, attrs: Vec<Attribute>) -> Vec<Attribute> {
+    fn receive(&mut self, attrs: Vec<AttestationAttribute>) -> Vec<AttestationAttribute> {
         let mut out = Vec::new();
         for a in attrs {
             match a {
-                Attribute::IdentityRequest => out.push(Attribute::Identity(self.identity.clone())),
-                Attribute::QuoteRequest(q) => {
+                AttestationAttribute::IdentityRequest => {
+                    out.push(AttestationAttribute::Identity(self.identity.clone()))
+                }
+                AttestationAttribute::QuoteRequest(q) => {
                     out.push(self.quote(&q));
                     self.asked.lock().unwrap_or_else(|p| p.into_inner()).push(q);
                 }
-                Attribute::Result(r) => self.result = Some(r),
+                AttestationAttribute::Result(r) => self.result = Some(r),
                 _ => {}
             }
         }

@@ -51,7 +51,7 @@ fn certified_ek_and_resident_ak_enroll_for_rsa_and_p384() {
             .expect("swtpm certified this EK");
         let ek = d.tpm.endorsement_key(kind).unwrap();
         let ak = d.tpm.create_ak(kind, AkKind::EcdsaP256Sha256).unwrap();
-        let ek_pub = Public::parse(&ek.public_area).unwrap();
+        let ek_pub = ek;
         let ak_pub = Public::parse(ak.public_area()).unwrap();
         let pending = begin(&ek_pub, &cert, &roots, &intermediates, &ak_pub, now(), &rng).unwrap();
         let secret = d
@@ -76,7 +76,7 @@ fn foreign_ak_unknown_ca_and_wrong_attributes_are_refused() {
     let rng = pki::rand::SystemRandom::new();
     let kind = EkKind::Rsa2048;
     let cert = d.tpm.ek_certificate(kind).unwrap().unwrap();
-    let ek = Public::parse(&d.tpm.endorsement_key(kind).unwrap().public_area).unwrap();
+    let ek = d.tpm.endorsement_key(kind).unwrap();
     let ak = d.tpm.create_ak(kind, AkKind::EcdsaP256Sha256).unwrap();
 
     // An AK that is not in this TPM (a software key with AK attributes): the
@@ -104,8 +104,7 @@ fn foreign_ak_unknown_ca_and_wrong_attributes_are_refused() {
     assert!(matches!(e, EnrollError::EkCertificate(_)), "{e}");
 
     // An EK public area other than the certified one.
-    let other_ek =
-        Public::parse(&d.tpm.endorsement_key(EkKind::EccP256).unwrap().public_area).unwrap();
+    let other_ek = d.tpm.endorsement_key(EkKind::EccP256).unwrap();
     let e = begin(
         &other_ek,
         &cert,

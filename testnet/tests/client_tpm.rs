@@ -17,12 +17,12 @@ use policy::HashAlg;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use testnet::swtpm::{scratch_dir, LocalCa, Swtpm, SwtpmOptions};
-use tnc_client::tpm::{AkHandle, AkKind, EkKind, PcrBank, Quote, Tpm, TpmConfig, TpmError};
+use tnc_client::tpm::{AkHandle, AkKind, EkKind, Quote, Tpm, TpmConfig, TpmError};
 
 const PCRS: &str = "sha256:0,1,2,3,10";
 
-fn selection() -> Vec<(PcrBank, Vec<u32>)> {
-    vec![(PcrBank::Sha256, vec![0, 1, 2, 3, 10])]
+fn selection() -> Vec<(HashAlg, Vec<u32>)> {
+    vec![(HashAlg::Sha256, vec![0, 1, 2, 3, 10])]
 }
 
 /// A swtpm and a work directory for files, both removed on drop.
@@ -103,7 +103,7 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 fn pcr_values(quote: &Quote) -> PcrValues {
     let mut values = PcrValues::new();
     for v in &quote.pcr_values {
-        let bank = HashAlg::from_tpm_alg(v.bank.alg_id()).expect("known bank");
+        let bank = HashAlg::from_tpm_alg(v.bank.tpm_alg()).expect("known bank");
         values.insert(bank, v.index, v.digest.clone());
     }
     values
@@ -117,9 +117,9 @@ fn ak_qualified_name(ek: &Public, ak: &Public) -> Vec<u8> {
 
 /// Creates the EK and an AK, checks the AK against policy's reading of it.
 fn ek_and_ak(tpm: &mut Tpm, ek_kind: EkKind, ak_kind: AkKind) -> (Public, AkHandle, Public) {
-    let ek = tpm.endorsement_key(ek_kind).expect("EK");
-    let ek_public = Public::parse(&ek.public_area).expect("EK TPMT_PUBLIC parses");
-    assert_eq!(hex(&ek_public.name()), hex(&ek.name), "EK Name");
+    let ek_public = tpm.endorsement_key(ek_kind).expect("EK TPMT_PUBLIC parses");
+    let ek_name = tpm.ek_name(ek_kind).expect("EK Name");
+    assert_eq!(hex(&ek_public.name()), hex(&ek_name), "EK Name");
     let ak = tpm.create_ak(ek_kind, ak_kind).expect("AK");
     let ak_public = Public::parse(ak.public_area()).expect("AK TPMT_PUBLIC parses");
     assert_eq!(
@@ -143,8 +143,8 @@ fn ek_and_ak(tpm: &mut Tpm, ek_kind: EkKind, ak_kind: AkKind) -> (Public, AkHand
 fn extend_and_quote(tpm: &mut Tpm, ak: &AkHandle, test: &str) -> (Quote, Vec<u8>) {
     let ev3 = sha256(format!("{test} pcr3").as_bytes());
     let ev10 = sha256(format!("{test} pcr10").as_bytes());
-    tpm.pcr_extend(3, PcrBank::Sha256, &ev3).expect("extend 3");
-    tpm.pcr_extend(10, PcrBank::Sha256, &ev10)
+    tpm.pcr_extend(3, HashAlg::Sha256, &ev3).expect("extend 3");
+    tpm.pcr_extend(10, HashAlg::Sha256, &ev10)
         .expect("extend 10");
     let nonce = sha256(format!("{test} nonce").as_bytes());
     let quote = tpm.quote(ak, &nonce, &selection()).expect("quote");
@@ -291,9 +291,9 @@ fn ek_certificates_are_read_and_match_the_eks() {
         let cert = tpm.ek_certificate(kind).unwrap().expect("certificate");
         assert!(cert.len() > 512, "{kind:?}: {} bytes", cert.len());
         assert_der_certificate(&cert);
-        let ek = tpm.endorsement_key(kind).unwrap();
-        let public = Public::parse(&ek.public_area).unwrap();
-        assert_eq!(hex(&public.name()), hex(&ek.name));
+        let public = tpm.endorsement_key(kind).unwrap();
+        let ek_name = tpm.ek_name(kind).unwrap();
+        assert_eq!(hex(&public.name()), hex(&ek_name));
         assert_eq!(public.auth_policy.len(), public.name_alg.size());
         match (&public.key, kind) {
             (PublicKey::Rsa(rsa), EkKind::Rsa2048) => {
@@ -537,7 +537,7 @@ fn activate_credential_for(ek_kind: EkKind) {
     assert_ne!(ak.name(), other.name());
 
     let secret = sha256(test.as_bytes());
-    let cred = make_credential(&bed, &ek.tpm2b_public(), ak.name(), &secret, "ak.cred");
+    let cred = make_credential(&bed, &ek.tpm2b(), ak.name(), &secret, "ak.cred");
     let (blob, encrypted) = parse_tpm2_tools_credential(&cred);
     let got = tpm
         .activate_credential(&ak, ek_kind, &blob, &encrypted)
@@ -545,13 +545,7 @@ fn activate_credential_for(ek_kind: EkKind) {
     assert_eq!(hex(&got), hex(&secret));
 
     // A credential for the other AK's Name: the TPM's HMAC over the AK's Name fails.
-    let cred = make_credential(
-        &bed,
-        &ek.tpm2b_public(),
-        other.name(),
-        &secret,
-        "other.cred",
-    );
+    let cred = make_credential(&bed, &ek.tpm2b(), other.name(), &secret, "other.cred");
     let (blob, encrypted) = parse_tpm2_tools_credential(&cred);
     let err = tpm
         .activate_credential(&ak, ek_kind, &blob, &encrypted)
@@ -618,10 +612,10 @@ fn transient_objects_are_flushed() {
         }
     }
     // Bad input does not leak either.
-    assert!(tpm.pcr_extend(10, PcrBank::Sha256, &[0; 20]).is_err());
-    assert!(tpm.pcr_extend(32, PcrBank::Sha256, &[0; 32]).is_err());
+    assert!(tpm.pcr_extend(10, HashAlg::Sha256, &[0; 20]).is_err());
+    assert!(tpm.pcr_extend(32, HashAlg::Sha256, &[0; 32]).is_err());
     assert!(tpm
-        .quote(&aks[0], b"n", &[(PcrBank::Sha256, vec![40])])
+        .quote(&aks[0], b"n", &[(HashAlg::Sha256, vec![40])])
         .is_err());
     tpm.release().unwrap();
     let ak = tpm

@@ -488,7 +488,7 @@ impl RawClient {
         let mut c = Self {
             io,
             conn: tnc_proto::pt_tls::ClientConnection::new(Default::default(), None),
-            pb: tnc_proto::pb_tnc::PbSession::new(tnc_proto::pb_tnc::Role::Client),
+            pb: tnc_proto::pb_tnc::PbSession::new(tnc_proto::pb_tnc::Side::Client),
         };
         let mut buf = vec![0u8; 4096];
         while !c.conn.is_ready() {
@@ -501,7 +501,7 @@ impl RawClient {
     }
 
     /// Sends a CDATA with one attestation PA message; the PDP's next batch.
-    async fn send(&mut self, attrs: &[tnc_proto::attestation::Attribute]) -> Vec<u8> {
+    async fn send(&mut self, attrs: &[tnc_proto::attestation::AttestationAttribute]) -> Vec<u8> {
         self.send_as(tnc_proto::pb_tnc::BatchType::CData, attrs)
             .await
     }
@@ -511,7 +511,7 @@ impl RawClient {
     async fn send_as(
         &mut self,
         batch_type: tnc_proto::pb_tnc::BatchType,
-        attrs: &[tnc_proto::attestation::Attribute],
+        attrs: &[tnc_proto::attestation::AttestationAttribute],
     ) -> Vec<u8> {
         use tnc_proto::attestation::{SUBTYPE, VENDOR};
         let body = attrs
@@ -550,14 +550,17 @@ impl RawClient {
 }
 
 /// The attestation attributes of a PDP batch.
-fn attestation_attrs(batch: &[u8]) -> Vec<tnc_proto::attestation::Attribute> {
+fn attestation_attrs(batch: &[u8]) -> Vec<tnc_proto::attestation::AttestationAttribute> {
     let batch = tnc_proto::pb_tnc::Batch::decode(batch).unwrap();
     let mut out = Vec::new();
     for pa in batch.pa_messages() {
         let msg = tnc_proto::pa_tnc::PaMessage::decode(pa.body).unwrap();
         for a in &msg.attributes {
             if a.vendor == tnc_proto::attestation::VENDOR {
-                out.push(tnc_proto::attestation::Attribute::decode(a.attr_type, a.value).unwrap());
+                out.push(
+                    tnc_proto::attestation::AttestationAttribute::decode(a.attr_type, a.value)
+                        .unwrap(),
+                );
             }
         }
     }
@@ -570,15 +573,18 @@ fn attestation_attrs(batch: &[u8]) -> Vec<tnc_proto::attestation::Attribute> {
 /// the device is not enrolled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
-    use tnc_client::tpm::{AkKind, PcrBank, Tpm, TpmConfig};
-    use tnc_proto::attestation::{Attribute, CredentialProof, Hello, Identity, QuoteEvidence};
+    use policy::HashAlg;
+    use tnc_client::tpm::{AkKind, Tpm, TpmConfig};
+    use tnc_proto::attestation::{
+        AttestationAttribute, CredentialProof, Hello, Identity, QuoteEvidence,
+    };
     let (pdp, a, ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
     let b = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
     let (kind, ek_cert, ek_public) = {
         let mut tpm = Tpm::open(&TpmConfig::parse(&a.swtpm.tcti()).unwrap()).unwrap();
         let (kind, cert) = tpm.certified_ek().unwrap().unwrap();
         let ek = tpm.endorsement_key(kind).unwrap();
-        (kind, cert, ek.public_area)
+        (kind, cert, ek.marshalled().to_vec())
     };
     let mut tpm_b = Tpm::open(&TpmConfig::parse(&b.swtpm.tcti()).unwrap()).unwrap();
     tpm_b.endorsement_key(kind).unwrap();
@@ -586,21 +592,27 @@ async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
 
     let mut raw = RawClient::connect(&pdp).await;
     let asked = raw
-        .send(&[Attribute::Hello(Hello {
+        .send(&[AttestationAttribute::Hello(Hello {
             role: Role::Terminal,
             tpm: true,
             software: "test".into(),
         })])
         .await;
-    assert_eq!(attestation_attrs(&asked), vec![Attribute::IdentityRequest]);
+    assert_eq!(
+        attestation_attrs(&asked),
+        vec![AttestationAttribute::IdentityRequest]
+    );
     let identity = Identity {
         ek_public,
         ek_certificate: ek_cert,
         ak_public: ak_b.public_area().to_vec(),
     };
-    let challenge = raw.send(&[Attribute::Identity(identity.clone())]).await;
+    let challenge = raw
+        .send(&[AttestationAttribute::Identity(identity.clone())])
+        .await;
     let attrs = attestation_attrs(&challenge);
-    let (Attribute::CredentialChallenge(c), Attribute::QuoteRequest(q)) = (&attrs[0], &attrs[1])
+    let (AttestationAttribute::CredentialChallenge(c), AttestationAttribute::QuoteRequest(q)) =
+        (&attrs[0], &attrs[1])
     else {
         panic!("{attrs:?}");
     };
@@ -612,14 +624,14 @@ async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
     );
     let pcrs: Vec<u32> = q.selection[0].pcrs.iter().map(|&p| u32::from(p)).collect();
     let quote = tpm_b
-        .quote(&ak_b, &q.nonce, &[(PcrBank::Sha256, pcrs)])
+        .quote(&ak_b, &q.nonce, &[(HashAlg::Sha256, pcrs)])
         .unwrap();
     let result = raw
         .send(&[
-            Attribute::CredentialProof(CredentialProof {
+            AttestationAttribute::CredentialProof(CredentialProof {
                 secret: vec![0x42; 32],
             }),
-            Attribute::QuoteEvidence(QuoteEvidence {
+            AttestationAttribute::QuoteEvidence(QuoteEvidence {
                 attest: quote.attest,
                 signature: quote.signature,
                 event_log: b.measurements.event_log.clone(),
@@ -640,17 +652,20 @@ async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
     // As our collector does when activation fails: a Failure instead of the
     // proof. Still no access (not the milder verdict for "no evidence").
     let mut raw = RawClient::connect(&pdp).await;
-    raw.send(&[Attribute::Hello(Hello {
+    raw.send(&[AttestationAttribute::Hello(Hello {
         role: Role::Terminal,
         tpm: true,
         software: "test".into(),
     })])
     .await;
-    raw.send(&[Attribute::Identity(identity.clone())]).await;
+    raw.send(&[AttestationAttribute::Identity(identity.clone())])
+        .await;
     let result = raw
-        .send(&[Attribute::Failure(tnc_proto::attestation::Failure {
-            message: "credential activation: TPM_RC_INTEGRITY".into(),
-        })])
+        .send(&[AttestationAttribute::Failure(
+            tnc_proto::attestation::Failure {
+                message: "credential activation: TPM_RC_INTEGRITY".into(),
+            },
+        )])
         .await;
     let (recommendation, reason) = result_of(&result);
     assert_eq!(
@@ -860,7 +875,7 @@ fn result_of(batch: &[u8]) -> (Option<AccessRecommendation>, String) {
 /// no access and no attestation recorded under the device.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolled_device_without_a_valid_quote_gets_no_access() {
-    use tnc_proto::attestation::{Attribute, Failure, Hello, QuoteEvidence};
+    use tnc_proto::attestation::{AttestationAttribute, Failure, Hello, QuoteEvidence};
     let (pdp, terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
     assert!(log_in(&pdp, &terminal).await.allowed());
     let device = pdp.store.devices().await.unwrap()[0].device_id;
@@ -869,10 +884,10 @@ async fn enrolled_device_without_a_valid_quote_gets_no_access() {
         let mut collector =
             tnc_client::attest::AttestationCollector::new(terminal.attestation_config());
         collector
-            .receive(vec![Attribute::IdentityRequest])
+            .receive(vec![AttestationAttribute::IdentityRequest])
             .remove(0)
     };
-    let hello = Attribute::Hello(Hello {
+    let hello = AttestationAttribute::Hello(Hello {
         role: Role::Terminal,
         tpm: true,
         software: "test".into(),
@@ -882,7 +897,7 @@ async fn enrolled_device_without_a_valid_quote_gets_no_access() {
     raw.send(std::slice::from_ref(&hello)).await;
     raw.send(std::slice::from_ref(&identity)).await;
     let result = raw
-        .send(&[Attribute::Failure(Failure {
+        .send(&[AttestationAttribute::Failure(Failure {
             message: "no quote today".into(),
         })])
         .await;
@@ -894,7 +909,7 @@ async fn enrolled_device_without_a_valid_quote_gets_no_access() {
     raw.send(&[hello]).await;
     raw.send(&[identity]).await;
     let result = raw
-        .send(&[Attribute::QuoteEvidence(QuoteEvidence {
+        .send(&[AttestationAttribute::QuoteEvidence(QuoteEvidence {
             attest: vec![0xFF, 0x54, 0x43, 0x47, 0, 0],
             signature: vec![0, 0x18, 0, 0x0b],
             event_log: terminal.measurements.event_log.clone(),
@@ -916,12 +931,12 @@ async fn enrolled_device_without_a_valid_quote_gets_no_access() {
 /// third time the PDP ends the session with a PB-TNC error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cretry_is_limited_per_session() {
-    use tnc_proto::attestation::{Attribute, Hello};
+    use tnc_proto::attestation::{AttestationAttribute, Hello};
     use tnc_proto::pb_tnc::{Batch, BatchType};
     let (pdp, _terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
     let mut raw = RawClient::connect(&pdp).await;
     let first = raw
-        .send(&[Attribute::Hello(Hello {
+        .send(&[AttestationAttribute::Hello(Hello {
             role: Role::Terminal,
             tpm: false,
             software: "test".into(),

@@ -5,12 +5,13 @@
 
 use policy::appraisal::{appraise, Area, Challenge, Evidence};
 use policy::tpm::{parse_selection, Public};
+use policy::HashAlg;
 use policy::Verdict;
 use std::path::Path;
 use std::process::Command;
 use testnet::simulator::{Measurements, Profile};
 use testnet::swtpm::{scratch_dir, Swtpm, SwtpmOptions};
-use tnc_client::tpm::{AkKind, EkKind, PcrBank, Tpm, TpmConfig};
+use tnc_client::tpm::{AkKind, EkKind, Tpm, TpmConfig};
 
 fn profile(name: &str) -> Profile {
     Profile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("profiles/{name}.toml")))
@@ -20,7 +21,7 @@ fn profile(name: &str) -> Profile {
 fn boot(tpm: &mut Tpm, m: &Measurements) {
     for e in &m.extends {
         for (bank, digest) in &e.digests {
-            let bank = PcrBank::from_alg_id(bank.tpm_alg()).unwrap();
+            let bank = HashAlg::from_tpm_alg(bank.tpm_alg()).unwrap();
             tpm.pcr_extend(e.pcr, bank, digest).unwrap();
         }
     }
@@ -43,7 +44,7 @@ fn attest_on_swtpm(name: &str) -> policy::Appraisal {
         .unwrap();
     let nonce = b"swtpm-appraisal-nonce";
     let pcrs: Vec<u32> = (0..=10).collect();
-    let quote = tpm.quote(&ak, nonce, &[(PcrBank::Sha256, pcrs)]).unwrap();
+    let quote = tpm.quote(&ak, nonce, &[(HashAlg::Sha256, pcrs)]).unwrap();
     let selection = parse_selection("sha256:0,1,2,3,4,5,6,7,8,9,10").unwrap();
     let reference = profile("good-terminal")
         .reference_values()

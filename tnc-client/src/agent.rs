@@ -9,11 +9,11 @@
 
 use crate::attest::AttestationCollector;
 use crate::os::OsFacts;
-use tnc_proto::attestation::{self, AttestationResult, Attribute as AttAttribute};
+use tnc_proto::attestation::{self, AttestationAttribute, AttestationResult};
 use tnc_proto::common::{AssessmentResult, Remediation};
 use tnc_proto::pa_tnc::{ietf_attr, Attribute, AttributeId, PaMessage, PaMessageWriter, PaSubtype};
 use tnc_proto::pb_tnc::{
-    AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Role, ID_ANY,
+    AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Side, ID_ANY,
 };
 use tnc_proto::pt_tls::sasl::PlainCredentials;
 use tnc_proto::pt_tls::{self, ClientConnection, Event};
@@ -94,9 +94,9 @@ pub enum AgentError {
 /// with the TPM; benchmarks plug in a software stand-in.
 pub trait Collector: Send {
     /// The first attribute: what the endpoint is.
-    fn hello(&self) -> AttAttribute;
+    fn hello(&self) -> AttestationAttribute;
     /// The PDP's attributes in, the answers out.
-    fn receive(&mut self, attrs: Vec<AttAttribute>) -> Vec<AttAttribute>;
+    fn receive(&mut self, attrs: Vec<AttestationAttribute>) -> Vec<AttestationAttribute>;
     /// The last verdict the PDP's validator sent.
     fn result(&self) -> Option<AttestationResult>;
     /// The device ID the PDP knows this endpoint by (SHA-256 of its EK
@@ -107,10 +107,10 @@ pub trait Collector: Send {
 }
 
 impl Collector for AttestationCollector {
-    fn hello(&self) -> AttAttribute {
+    fn hello(&self) -> AttestationAttribute {
         AttestationCollector::hello(self)
     }
-    fn receive(&mut self, attrs: Vec<AttAttribute>) -> Vec<AttAttribute> {
+    fn receive(&mut self, attrs: Vec<AttestationAttribute>) -> Vec<AttestationAttribute> {
         AttestationCollector::receive(self, attrs)
     }
     fn result(&self) -> Option<AttestationResult> {
@@ -139,7 +139,7 @@ impl Agent {
         Self {
             os,
             attestation,
-            pb: PbSession::new(Role::Client),
+            pb: PbSession::new(Side::Client),
             next_pa_id: 1,
             outcome: Outcome::default(),
         }
@@ -191,7 +191,7 @@ impl Agent {
             .map_err(|e| AgentError::PbTnc(e.to_string()))
     }
 
-    fn att_message(&mut self, attrs: &[AttAttribute]) -> Vec<u8> {
+    fn att_message(&mut self, attrs: &[AttestationAttribute]) -> Vec<u8> {
         let id = self.pa_id();
         attrs
             .iter()
@@ -214,12 +214,12 @@ impl Agent {
             )));
         }
         let mut os_answers: Vec<Vec<u8>> = Vec::new();
-        let mut att_answers: Vec<AttAttribute> = Vec::new();
+        let mut att_answers: Vec<AttestationAttribute> = Vec::new();
         let mut wants_packages = false;
         for m in &batch.messages {
             match m {
                 PbMessage::Pa(p)
-                    if p.delivers_to(Role::Client, PaSubtype::OPERATING_SYSTEM, OS_IMC_ID) =>
+                    if p.delivers_to(Side::Client, PaSubtype::OPERATING_SYSTEM, OS_IMC_ID) =>
                 {
                     if let Ok(msg) = PaMessage::decode(p.body) {
                         wants_packages |= msg.attributes.iter().any(|a| {
@@ -229,16 +229,16 @@ impl Agent {
                     }
                 }
                 PbMessage::Pa(p)
-                    if p.delivers_to(Role::Client, attestation::SUBTYPE, ATTESTATION_IMC_ID) =>
+                    if p.delivers_to(Side::Client, attestation::SUBTYPE, ATTESTATION_IMC_ID) =>
                 {
                     let Ok(msg) = PaMessage::decode(p.body) else {
                         continue;
                     };
-                    let attrs: Vec<AttAttribute> = msg
+                    let attrs: Vec<AttestationAttribute> = msg
                         .attributes
                         .iter()
                         .filter(|a| a.vendor == attestation::VENDOR)
-                        .filter_map(|a| AttAttribute::decode(a.attr_type, a.value).ok())
+                        .filter_map(|a| AttestationAttribute::decode(a.attr_type, a.value).ok())
                         .collect();
                     att_answers.extend(self.attestation.receive(attrs));
                 }

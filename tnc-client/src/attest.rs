@@ -7,10 +7,12 @@
 //! touches its TPM.
 
 use crate::collect::{read_event_log, read_ima_from, EvidencePaths};
-use crate::tpm::{AkHandle, AkKind, EkKind, PcrBank, Tpm, TpmConfig, TpmError};
+use crate::tpm::{AkHandle, AkKind, EkKind, Tpm, TpmConfig, TpmError};
+use policy::HashAlg;
 use std::path::PathBuf;
 use tnc_proto::attestation::{
-    Attribute, CredentialProof, Failure, Hello, Identity, QuoteEvidence, QuoteRequest, Role,
+    AttestationAttribute, CredentialProof, Failure, Hello, Identity, QuoteEvidence, QuoteRequest,
+    Role,
 };
 
 /// What the collector needs from the client configuration.
@@ -52,8 +54,8 @@ impl AttestationCollector {
     }
 
     /// The first message: what the endpoint is.
-    pub fn hello(&self) -> Attribute {
-        Attribute::Hello(Hello {
+    pub fn hello(&self) -> AttestationAttribute {
+        AttestationAttribute::Hello(Hello {
             role: self.config.role,
             tpm: self.config.tpm.is_some(),
             software: concat!("tnc-client ", env!("CARGO_PKG_VERSION")).to_string(),
@@ -63,16 +65,22 @@ impl AttestationCollector {
     /// The PDP's attributes in, the answers out. A failure becomes a
     /// [`Failure`] attribute for the PDP: the session goes on and the PDP
     /// decides what an endpoint without evidence gets.
-    pub fn receive(&mut self, attrs: Vec<Attribute>) -> Vec<Attribute> {
+    pub fn receive(&mut self, attrs: Vec<AttestationAttribute>) -> Vec<AttestationAttribute> {
         let mut out = Vec::new();
         for attr in attrs {
             let answer = match attr {
-                Attribute::IdentityRequest => self.identity().map(Attribute::Identity),
-                Attribute::CredentialChallenge(c) => self
+                AttestationAttribute::IdentityRequest => {
+                    self.identity().map(AttestationAttribute::Identity)
+                }
+                AttestationAttribute::CredentialChallenge(c) => self
                     .activate(&c.id_object, &c.encrypted_secret)
-                    .map(|secret| Attribute::CredentialProof(CredentialProof { secret })),
-                Attribute::QuoteRequest(q) => self.quote(&q).map(Attribute::QuoteEvidence),
-                Attribute::Result(r) => {
+                    .map(|secret| {
+                        AttestationAttribute::CredentialProof(CredentialProof { secret })
+                    }),
+                AttestationAttribute::QuoteRequest(q) => {
+                    self.quote(&q).map(AttestationAttribute::QuoteEvidence)
+                }
+                AttestationAttribute::Result(r) => {
                     self.result = Some(r);
                     continue;
                 }
@@ -82,7 +90,7 @@ impl AttestationCollector {
             match answer {
                 Ok(a) => out.push(a),
                 Err(message) => {
-                    out.push(Attribute::Failure(Failure { message }));
+                    out.push(AttestationAttribute::Failure(Failure { message }));
                     break;
                 }
             }
@@ -137,7 +145,7 @@ impl AttestationCollector {
             .map_err(tpm_err)?
             .ok_or("the EK certificate disappeared")?;
         let identity = Identity {
-            ek_public: ek.public_area,
+            ek_public: ek.marshalled().to_vec(),
             ak_public: s.ak.public_area().to_vec(),
             ek_certificate: cert,
         };
@@ -157,7 +165,7 @@ impl AttestationCollector {
     fn quote(&mut self, q: &QuoteRequest) -> Result<QuoteEvidence, String> {
         let mut selection = Vec::new();
         for b in &q.selection {
-            let bank = PcrBank::from_alg_id(b.alg).ok_or_else(|| {
+            let bank = HashAlg::from_tpm_alg(b.alg).ok_or_else(|| {
                 format!(
                     "the PDP asked for PCR bank 0x{:04x}, which this client does not know",
                     b.alg

@@ -31,6 +31,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use policy::HashAlg;
+
 use tss_esapi::abstraction::{ak, ek, AsymmetricAlgorithmSelection, DefaultKey};
 use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType};
@@ -260,93 +262,23 @@ impl fmt::Display for TpmConfig {
     }
 }
 
-/// A PCR bank, by its hash algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PcrBank {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
-    Sm3_256,
-}
-
-impl PcrBank {
-    pub const ALL: [PcrBank; 5] = [
-        PcrBank::Sha1,
-        PcrBank::Sha256,
-        PcrBank::Sha384,
-        PcrBank::Sha512,
-        PcrBank::Sm3_256,
-    ];
-
-    /// TPM_ALG_ID of the bank's hash.
-    pub fn alg_id(self) -> u16 {
-        match self {
-            PcrBank::Sha1 => 0x0004,
-            PcrBank::Sha256 => 0x000B,
-            PcrBank::Sha384 => 0x000C,
-            PcrBank::Sha512 => 0x000D,
-            PcrBank::Sm3_256 => 0x0012,
-        }
-    }
-
-    pub fn from_alg_id(id: u16) -> Option<Self> {
-        Self::ALL.into_iter().find(|b| b.alg_id() == id)
-    }
-
-    /// The name tpm2-tools uses (`sha256`, `sm3_256`).
-    pub fn name(self) -> &'static str {
-        match self {
-            PcrBank::Sha1 => "sha1",
-            PcrBank::Sha256 => "sha256",
-            PcrBank::Sha384 => "sha384",
-            PcrBank::Sha512 => "sha512",
-            PcrBank::Sm3_256 => "sm3_256",
-        }
-    }
-
-    pub fn digest_size(self) -> usize {
-        match self {
-            PcrBank::Sha1 => 20,
-            PcrBank::Sha256 | PcrBank::Sm3_256 => 32,
-            PcrBank::Sha384 => 48,
-            PcrBank::Sha512 => 64,
-        }
-    }
-
-    fn hashing_algorithm(self) -> HashingAlgorithm {
-        match self {
-            PcrBank::Sha1 => HashingAlgorithm::Sha1,
-            PcrBank::Sha256 => HashingAlgorithm::Sha256,
-            PcrBank::Sha384 => HashingAlgorithm::Sha384,
-            PcrBank::Sha512 => HashingAlgorithm::Sha512,
-            PcrBank::Sm3_256 => HashingAlgorithm::Sm3_256,
-        }
-    }
-
-    fn from_hashing_algorithm(alg: HashingAlgorithm) -> Option<Self> {
-        Self::ALL.into_iter().find(|b| b.hashing_algorithm() == alg)
+/// A PCR bank is named by its hash: [`HashAlg`], the project's one hash
+/// type. tss-esapi's name for it, at the edge:
+fn hashing_algorithm(bank: HashAlg) -> HashingAlgorithm {
+    match bank {
+        HashAlg::Sha1 => HashingAlgorithm::Sha1,
+        HashAlg::Sha256 => HashingAlgorithm::Sha256,
+        HashAlg::Sha384 => HashingAlgorithm::Sha384,
+        HashAlg::Sha512 => HashingAlgorithm::Sha512,
+        HashAlg::Sm3 => HashingAlgorithm::Sm3_256,
     }
 }
 
-impl FromStr for PcrBank {
-    type Err = TpmError;
-    fn from_str(s: &str) -> Result<Self, TpmError> {
-        let lower = s.to_ascii_lowercase();
-        Self::ALL
-            .into_iter()
-            .find(|b| b.name() == lower || (lower == "sm3" && *b == PcrBank::Sm3_256))
-            .ok_or_else(|| TpmError::Invalid {
-                what: "PCR bank",
-                reason: format!("{s:?} is not sha1, sha256, sha384, sha512 or sm3_256"),
-            })
-    }
-}
-
-impl fmt::Display for PcrBank {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// The bank a tss-esapi hash names, if it is one of ours.
+fn bank_of(alg: HashingAlgorithm) -> Option<HashAlg> {
+    HashAlg::ALL
+        .into_iter()
+        .find(|b| hashing_algorithm(*b) == alg)
 }
 
 /// Which endorsement key, by TCG EK Credential Profile template.
@@ -395,23 +327,6 @@ impl EkKind {
         [EkKind::Rsa2048, EkKind::EccP256, EkKind::EccP384]
             .into_iter()
             .find(|k| k.code() == code)
-    }
-}
-
-/// An endorsement key's public part.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EkPublic {
-    pub kind: EkKind,
-    /// TPMT_PUBLIC as the TPM marshals it (no size prefix).
-    pub public_area: Vec<u8>,
-    /// nameAlg || H(public_area), as the TPM computes it.
-    pub name: Vec<u8>,
-}
-
-impl EkPublic {
-    /// TPM2B_PUBLIC: the public area with its u16 size, as tpm2-tools files hold it.
-    pub fn tpm2b_public(&self) -> Vec<u8> {
-        tpm2b(&self.public_area)
     }
 }
 
@@ -625,7 +540,7 @@ fn tpm2b(body: &[u8]) -> Vec<u8> {
 /// One PCR value read from the TPM.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PcrValue {
-    pub bank: PcrBank,
+    pub bank: HashAlg,
     pub index: u32,
     pub digest: Vec<u8>,
 }
@@ -704,18 +619,30 @@ impl Tpm {
     }
 
     /// Creates the EK of `kind` from its default template (a primary key: the same
-    /// key every time) and returns its public part.
-    pub fn endorsement_key(&mut self, kind: EkKind) -> Result<EkPublic, TpmError> {
+    /// key every time) and returns its public area, parsed as the verifier parses
+    /// it (its marshalled bytes kept: the Name is their hash).
+    pub fn endorsement_key(&mut self, kind: EkKind) -> Result<policy::tpm::Public, TpmError> {
         let handle = self.ensure_ek(kind)?;
-        let (public, name, _) = self
+        let (public, _, _) = self
             .context
             .execute_without_session(|ctx| ctx.read_public(handle))
             .op("TPM2_ReadPublic (EK)")?;
-        Ok(EkPublic {
-            kind,
-            public_area: public.marshall().op("marshalling the EK's TPMT_PUBLIC")?,
-            name: name.value().to_vec(),
+        let area = public.marshall().op("marshalling the EK's TPMT_PUBLIC")?;
+        policy::tpm::Public::parse(&area).map_err(|e| TpmError::Invalid {
+            what: "the EK's public area",
+            reason: e.to_string(),
         })
+    }
+
+    /// The Name the TPM gives the EK of `kind` (nameAlg || H(public area)):
+    /// what [`policy::tpm::Public::name`] of [`Tpm::endorsement_key`] must equal.
+    pub fn ek_name(&mut self, kind: EkKind) -> Result<Vec<u8>, TpmError> {
+        let handle = self.ensure_ek(kind)?;
+        let (_, name, _) = self
+            .context
+            .execute_without_session(|ctx| ctx.read_public(handle))
+            .op("TPM2_ReadPublic (EK)")?;
+        Ok(name.value().to_vec())
     }
 
     /// The EK certificate (DER) stored in NV for `kind`, or `None` if the index is
@@ -818,7 +745,7 @@ impl Tpm {
         &mut self,
         ak: &AkHandle,
         nonce: &[u8],
-        selection: &[(PcrBank, Vec<u32>)],
+        selection: &[(HashAlg, Vec<u32>)],
     ) -> Result<Quote, TpmError> {
         let qualifying = Data::try_from(nonce.to_vec()).map_err(|_| TpmError::Invalid {
             what: "quote nonce",
@@ -850,7 +777,7 @@ impl Tpm {
     /// (retried if a PCR changed between two reads).
     pub fn read_pcrs(
         &mut self,
-        selection: &[(PcrBank, Vec<u32>)],
+        selection: &[(HashAlg, Vec<u32>)],
     ) -> Result<Vec<PcrValue>, TpmError> {
         let wanted = flatten_selection(selection)?;
         'attempt: for _ in 0..4 {
@@ -858,7 +785,7 @@ impl Tpm {
             let mut counter = None;
             let mut pending = wanted.clone();
             while !pending.is_empty() {
-                let chunk: Vec<(PcrBank, u32)> =
+                let chunk: Vec<(HashAlg, u32)> =
                     pending.iter().take(PCR_READ_MAX).copied().collect();
                 let list = pcr_selection_list(&group(&chunk))?;
                 let (update_counter, read, digests) = self
@@ -962,21 +889,21 @@ impl Tpm {
     }
 
     /// TPM2_PCR_Extend of one bank of PCR `index` with `digest`.
-    pub fn pcr_extend(&mut self, index: u32, bank: PcrBank, digest: &[u8]) -> Result<(), TpmError> {
-        if digest.len() != bank.digest_size() {
+    pub fn pcr_extend(&mut self, index: u32, bank: HashAlg, digest: &[u8]) -> Result<(), TpmError> {
+        if digest.len() != bank.size() {
             return Err(TpmError::Invalid {
                 what: "PCR extend digest",
                 reason: format!(
                     "{} bytes for bank {bank}, which takes {}",
                     digest.len(),
-                    bank.digest_size()
+                    bank.size()
                 ),
             });
         }
         let pcr = pcr_handle(index)?;
         let mut values = DigestValues::new();
         values.set(
-            bank.hashing_algorithm(),
+            hashing_algorithm(bank),
             Digest::try_from(digest.to_vec()).map_err(|e| TpmError::Invalid {
                 what: "PCR extend digest",
                 reason: e.to_string(),
@@ -1229,8 +1156,8 @@ impl Drop for Tpm {
 
 /// Checks and flattens a selection into (bank, index) pairs, bank by bank, indices
 /// ascending, duplicates dropped.
-fn flatten_selection(selection: &[(PcrBank, Vec<u32>)]) -> Result<Vec<(PcrBank, u32)>, TpmError> {
-    let mut out: Vec<(PcrBank, u32)> = Vec::new();
+fn flatten_selection(selection: &[(HashAlg, Vec<u32>)]) -> Result<Vec<(HashAlg, u32)>, TpmError> {
+    let mut out: Vec<(HashAlg, u32)> = Vec::new();
     for (bank, indices) in selection {
         let mut indices = indices.clone();
         indices.sort_unstable();
@@ -1256,8 +1183,8 @@ fn flatten_selection(selection: &[(PcrBank, Vec<u32>)]) -> Result<Vec<(PcrBank, 
 }
 
 /// Groups (bank, index) pairs back into per-bank lists, keeping bank order.
-fn group(pairs: &[(PcrBank, u32)]) -> Vec<(PcrBank, Vec<u32>)> {
-    let mut out: Vec<(PcrBank, Vec<u32>)> = Vec::new();
+fn group(pairs: &[(HashAlg, u32)]) -> Vec<(HashAlg, Vec<u32>)> {
+    let mut out: Vec<(HashAlg, Vec<u32>)> = Vec::new();
     for &(bank, index) in pairs {
         match out.iter_mut().find(|(b, _)| *b == bank) {
             Some((_, list)) => list.push(index),
@@ -1267,7 +1194,7 @@ fn group(pairs: &[(PcrBank, u32)]) -> Vec<(PcrBank, Vec<u32>)> {
     out
 }
 
-fn pcr_selection_list(selection: &[(PcrBank, Vec<u32>)]) -> Result<PcrSelectionList, TpmError> {
+fn pcr_selection_list(selection: &[(HashAlg, Vec<u32>)]) -> Result<PcrSelectionList, TpmError> {
     let pairs = flatten_selection(selection)?;
     // The usual 3-byte bitmap (PCR 0-23); 4 bytes only when a PCR above 23 is asked.
     let size = if pairs.iter().any(|&(_, i)| i > 23) {
@@ -1282,22 +1209,20 @@ fn pcr_selection_list(selection: &[(PcrBank, Vec<u32>)]) -> Result<PcrSelectionL
             .map(|&i| PcrSlot::try_from(1u32 << i))
             .collect::<Result<Vec<_>, _>>()
             .op("PCR slot")?;
-        builder = builder.with_selection(bank.hashing_algorithm(), &slots);
+        builder = builder.with_selection(hashing_algorithm(bank), &slots);
     }
     builder.build().op("building the PCR selection")
 }
 
 /// The (bank, index) pairs of a selection the TPM returned, in the order its
 /// digests come: selection by selection, PCR indices ascending.
-fn read_selection_order(list: &PcrSelectionList) -> Result<Vec<(PcrBank, u32)>, TpmError> {
+fn read_selection_order(list: &PcrSelectionList) -> Result<Vec<(HashAlg, u32)>, TpmError> {
     let mut out = Vec::new();
     for selection in list.get_selections() {
-        let bank = PcrBank::from_hashing_algorithm(selection.hashing_algorithm()).ok_or(
-            TpmError::Unexpected {
-                operation: "TPM2_PCR_Read",
-                reason: format!("bank {:?}", selection.hashing_algorithm()),
-            },
-        )?;
+        let bank = bank_of(selection.hashing_algorithm()).ok_or(TpmError::Unexpected {
+            operation: "TPM2_PCR_Read",
+            reason: format!("bank {:?}", selection.hashing_algorithm()),
+        })?;
         let mut indices: Vec<u32> = selection
             .selected()
             .into_iter()
@@ -1354,34 +1279,33 @@ mod tests {
 
     #[test]
     fn banks_round_trip() {
-        for bank in PcrBank::ALL {
-            assert_eq!(PcrBank::from_alg_id(bank.alg_id()), Some(bank));
-            assert_eq!(bank.name().parse::<PcrBank>().unwrap(), bank);
+        for bank in HashAlg::ALL {
+            assert_eq!(bank_of(hashing_algorithm(bank)), Some(bank));
         }
-        assert!("md5".parse::<PcrBank>().is_err());
+        assert_eq!(bank_of(HashingAlgorithm::Sha3_256), None);
     }
 
     #[test]
     fn selections_flatten_and_group() {
         let sel = vec![
-            (PcrBank::Sha256, vec![10, 0, 1, 1]),
-            (PcrBank::Sha1, vec![7]),
+            (HashAlg::Sha256, vec![10, 0, 1, 1]),
+            (HashAlg::Sha1, vec![7]),
         ];
         let flat = flatten_selection(&sel).unwrap();
         assert_eq!(
             flat,
             vec![
-                (PcrBank::Sha256, 0),
-                (PcrBank::Sha256, 1),
-                (PcrBank::Sha256, 10),
-                (PcrBank::Sha1, 7)
+                (HashAlg::Sha256, 0),
+                (HashAlg::Sha256, 1),
+                (HashAlg::Sha256, 10),
+                (HashAlg::Sha1, 7)
             ]
         );
         assert_eq!(
             group(&flat),
-            vec![(PcrBank::Sha256, vec![0, 1, 10]), (PcrBank::Sha1, vec![7])]
+            vec![(HashAlg::Sha256, vec![0, 1, 10]), (HashAlg::Sha1, vec![7])]
         );
-        assert!(flatten_selection(&[(PcrBank::Sha256, vec![32])]).is_err());
+        assert!(flatten_selection(&[(HashAlg::Sha256, vec![32])]).is_err());
         assert!(flatten_selection(&[]).is_err());
         let list = pcr_selection_list(&sel).unwrap();
         assert_eq!(read_selection_order(&list).unwrap().len(), 4, "{list:?}");

@@ -5,7 +5,7 @@
 use tnc_client::agent::run_session;
 use tnc_proto::common::AssessmentResult;
 use tnc_proto::pa_tnc::PaSubtype;
-use tnc_proto::pb_tnc::{AccessRecommendation, Batch, BatchType, PbMessage, PbSession, Role};
+use tnc_proto::pb_tnc::{AccessRecommendation, Batch, BatchType, PbMessage, PbSession, Side};
 use tnc_proto::pt_tls::{Event, Limits, SaslPolicy, ServerConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -18,7 +18,7 @@ async fn sretry_starts_a_new_assessment() {
 
     let server = tokio::spawn(async move {
         let mut conn = ServerConnection::new(Limits::default(), SaslPolicy::None);
-        let mut pb = PbSession::new(Role::Server);
+        let mut pb = PbSession::new(Side::Server);
         let mut cdata = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {

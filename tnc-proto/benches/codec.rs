@@ -20,7 +20,7 @@ use tnc_proto::pa_tnc::{
     Attribute, FactoryDefaultPassword, ForwardingEnabled, NumericVersion, PaMessage,
     PaMessageWriter, PaSubtype, RawAttribute,
 };
-use tnc_proto::pb_tnc::{Batch, BatchType, PbMessage, PbPa, Role, BATCH_HEADER_LEN};
+use tnc_proto::pb_tnc::{Batch, BatchType, PbMessage, PbPa, Side, BATCH_HEADER_LEN};
 use tnc_proto::U24;
 
 const BATCH_LEN: usize = 64 * 1024;
@@ -68,7 +68,7 @@ fn sdata(bodies: &[Vec<u8>]) -> Vec<u8> {
             })
         })
         .collect();
-    Batch::new(Role::Server, BatchType::SData, messages).to_bytes()
+    Batch::new(Side::Server, BatchType::SData, messages).to_bytes()
 }
 
 /// PA-TNC messages of up to 4 KiB of small attributes, filling 64 KiB of batch.

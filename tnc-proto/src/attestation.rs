@@ -21,7 +21,7 @@
 //!
 //! The client opens its TPM only on IdentityRequest, so a PDP that asks for no
 //! evidence never makes it touch the TPM. A client that cannot attest answers
-//! with [`Attribute::Failure`] instead of failing the whole session.
+//! with [`AttestationAttribute::Failure`] instead of failing the whole session.
 
 use crate::codec::U24;
 use crate::pa_tnc::PaSubtype;
@@ -180,7 +180,7 @@ pub struct Failure {
 
 /// One attestation attribute, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Attribute {
+pub enum AttestationAttribute {
     Hello(Hello),
     IdentityRequest,
     Identity(Identity),
@@ -210,7 +210,7 @@ pub enum AttestationDecodeError {
 #[derive(Serialize, Deserialize)]
 struct Empty {}
 
-impl Attribute {
+impl AttestationAttribute {
     /// The attribute type under [`VENDOR`].
     pub fn attr_type(&self) -> u32 {
         match self {
@@ -319,27 +319,27 @@ impl fmt::Debug for QuoteEvidence {
 mod tests {
     use super::*;
 
-    fn samples() -> Vec<Attribute> {
+    fn samples() -> Vec<AttestationAttribute> {
         vec![
-            Attribute::Hello(Hello {
+            AttestationAttribute::Hello(Hello {
                 role: Role::Vm,
                 tpm: true,
                 software: "tnc-client 0.1.0".into(),
             }),
-            Attribute::IdentityRequest,
-            Attribute::Identity(Identity {
+            AttestationAttribute::IdentityRequest,
+            AttestationAttribute::Identity(Identity {
                 ek_public: vec![1; 90],
                 ek_certificate: vec![2; 700],
                 ak_public: vec![3; 88],
             }),
-            Attribute::CredentialChallenge(CredentialChallenge {
+            AttestationAttribute::CredentialChallenge(CredentialChallenge {
                 id_object: vec![4; 70],
                 encrypted_secret: vec![5; 258],
             }),
-            Attribute::CredentialProof(CredentialProof {
+            AttestationAttribute::CredentialProof(CredentialProof {
                 secret: vec![6; 32],
             }),
-            Attribute::QuoteRequest(QuoteRequest {
+            AttestationAttribute::QuoteRequest(QuoteRequest {
                 nonce: vec![7; 32],
                 selection: vec![BankSelection {
                     alg: 0x000B,
@@ -347,18 +347,18 @@ mod tests {
                 }],
                 ima_offset: 42,
             }),
-            Attribute::QuoteEvidence(QuoteEvidence {
+            AttestationAttribute::QuoteEvidence(QuoteEvidence {
                 attest: vec![8; 129],
                 signature: vec![9; 72],
                 event_log: vec![10; 4000],
                 ima: vec![],
                 ima_offset: 42,
             }),
-            Attribute::Result(AttestationResult {
+            AttestationAttribute::Result(AttestationResult {
                 verdict: "isolate".into(),
                 findings: vec!["PCR 9 event 12: kernel image not in the reference values".into()],
             }),
-            Attribute::Failure(Failure {
+            AttestationAttribute::Failure(Failure {
                 message: "no TPM at /dev/tpmrm0".into(),
             }),
         ]
@@ -368,13 +368,16 @@ mod tests {
     fn every_attribute_round_trips() {
         for a in samples() {
             let value = a.encode_value();
-            assert_eq!(Attribute::decode(a.attr_type(), &value).unwrap(), a);
+            assert_eq!(
+                AttestationAttribute::decode(a.attr_type(), &value).unwrap(),
+                a
+            );
         }
     }
 
     #[test]
     fn byte_fields_are_cbor_byte_strings() {
-        let value = Attribute::CredentialProof(CredentialProof {
+        let value = AttestationAttribute::CredentialProof(CredentialProof {
             secret: vec![0xAA; 3],
         })
         .encode_value();
@@ -387,28 +390,28 @@ mod tests {
         let good = samples()[0].encode_value();
         for cut in 0..good.len() {
             assert!(
-                Attribute::decode(attr::HELLO, &good[..cut]).is_err(),
+                AttestationAttribute::decode(attr::HELLO, &good[..cut]).is_err(),
                 "{cut}"
             );
         }
         let mut long = good.clone();
         long.push(0);
         assert_eq!(
-            Attribute::decode(attr::HELLO, &long),
+            AttestationAttribute::decode(attr::HELLO, &long),
             Err(AttestationDecodeError::Trailing(1))
         );
         // A Hello where a QuoteRequest is expected: missing fields.
         assert!(matches!(
-            Attribute::decode(attr::QUOTE_REQUEST, &good),
+            AttestationAttribute::decode(attr::QUOTE_REQUEST, &good),
             Err(AttestationDecodeError::Cbor(_))
         ));
         assert_eq!(
-            Attribute::decode(77, &good),
+            AttestationAttribute::decode(77, &good),
             Err(AttestationDecodeError::UnknownType(77))
         );
         // A byte string claiming 4 GiB in a 9-byte value: refused, not allocated.
         let huge = b"\xa1\x66secret\x5a\xff\xff\xff\xff";
-        assert!(Attribute::decode(attr::CREDENTIAL_PROOF, huge).is_err());
+        assert!(AttestationAttribute::decode(attr::CREDENTIAL_PROOF, huge).is_err());
     }
 
     #[test]

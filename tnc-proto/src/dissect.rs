@@ -795,7 +795,7 @@ fn pa_attribute(d: &mut Dissection, raw: &RawAttribute<'_>, msg_at: usize) -> No
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pb_tnc::{BatchType, Role};
+    use crate::pb_tnc::{BatchType, Side};
 
     fn find<'n>(nodes: &'n [Node], label: &str) -> Option<&'n Node> {
         nodes.iter().find_map(|n| {
@@ -816,7 +816,7 @@ mod tests {
             )
             .finish();
         let b = Batch::new(
-            Role::Client,
+            Side::Client,
             BatchType::CData,
             vec![PbMessage::Pa(pb_tnc::PbPa {
                 exclusive: false,

@@ -8,7 +8,7 @@ use tnc_proto::common::{AssessmentResult, Remediation};
 use tnc_proto::pa_tnc::PaSubtype;
 use tnc_proto::pb_tnc::{
     AccessRecommendation, Batch, BatchError, BatchType, PbError, PbErrorCode, PbErrorParams,
-    PbMessage, PbPa, PbSession, PbState, Role, SendError,
+    PbMessage, PbPa, PbSession, PbState, SendError, Side,
 };
 use tnc_proto::U24;
 
@@ -49,36 +49,36 @@ fn invalid_at(err: &BatchError) -> usize {
 
 #[test]
 fn batch_header_of_each_type() {
-    let table: [(&[u8], BatchType, Role); 6] = [
+    let table: [(&[u8], BatchType, Side); 6] = [
         (
             &[0x02, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x08],
             BatchType::CData,
-            Role::Client,
+            Side::Client,
         ),
         (
             &[0x02, 0x80, 0x00, 0x02, 0x00, 0x00, 0x00, 0x08],
             BatchType::SData,
-            Role::Server,
+            Side::Server,
         ),
         (
             &[0x02, 0x80, 0x00, 0x03, 0x00, 0x00, 0x00, 0x08],
             BatchType::Result,
-            Role::Server,
+            Side::Server,
         ),
         (
             &[0x02, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x08],
             BatchType::CRetry,
-            Role::Client,
+            Side::Client,
         ),
         (
             &[0x02, 0x80, 0x00, 0x05, 0x00, 0x00, 0x00, 0x08],
             BatchType::SRetry,
-            Role::Server,
+            Side::Server,
         ),
         (
             &[0x02, 0x80, 0x00, 0x06, 0x00, 0x00, 0x00, 0x08],
             BatchType::Close,
-            Role::Server,
+            Side::Server,
         ),
     ];
     for (bytes, t, sender) in table {
@@ -90,7 +90,7 @@ fn batch_header_of_each_type() {
     }
     // CLOSE from a client: D bit clear.
     let close = [0x02, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x08];
-    let b = Batch::new(Role::Client, BatchType::Close, vec![]);
+    let b = Batch::new(Side::Client, BatchType::Close, vec![]);
     assert_eq!(Batch::decode(&close).unwrap(), b);
     assert_eq!(b.to_bytes(), close);
 }
@@ -102,7 +102,7 @@ fn batch_header_reserved_bits_are_ignored() {
     let bytes = [0x02, 0x7F, 0xFF, 0xF1, 0x00, 0x00, 0x00, 0x08];
     assert_eq!(
         Batch::decode(&bytes).unwrap(),
-        Batch::new(Role::Client, BatchType::CData, vec![])
+        Batch::new(Side::Client, BatchType::CData, vec![])
     );
 }
 
@@ -119,8 +119,8 @@ fn batch_types_and_senders_follow_rfc5793() {
         (SRetry, false, true),
         (Close, true, true),
     ] {
-        assert_eq!(t.sendable_by(Role::Client), client, "{t:?}");
-        assert_eq!(t.sendable_by(Role::Server), server, "{t:?}");
+        assert_eq!(t.sendable_by(Side::Client), client, "{t:?}");
+        assert_eq!(t.sendable_by(Side::Server), server, "{t:?}");
     }
 }
 
@@ -130,7 +130,7 @@ fn batch_types_and_senders_follow_rfc5793() {
 
 /// (name, whole batch bytes, expected batch)
 fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
-    let server = |m| Batch::new(Role::Server, BatchType::Result, vec![m]);
+    let server = |m| Batch::new(Side::Server, BatchType::Result, vec![m]);
     vec![
         (
             "PB-Experimental",
@@ -142,7 +142,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 b"abc",
             ]),
             Batch::new(
-                Role::Client,
+                Side::Client,
                 BatchType::CData,
                 vec![PbMessage::Experimental {
                     noskip: false,
@@ -163,7 +163,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0x01, 0x02, 0x03, 0x04],                         // PA-TNC message (opaque)
             ]),
             Batch::new(
-                Role::Server,
+                Side::Server,
                 BatchType::SData,
                 vec![PbMessage::Pa(PbPa {
                     exclusive: true,
@@ -186,7 +186,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0x00, 0x01, 0xFF, 0xFF], // collector 1 | validator ANY
             ]),
             Batch::new(
-                Role::Client,
+                Side::Client,
                 BatchType::CData,
                 vec![PbMessage::Pa(PbPa {
                     exclusive: false,
@@ -271,7 +271,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0x00, 0x00, 0x00, 0x00], // code 0 | reserved
             ]),
             Batch::new(
-                Role::Client,
+                Side::Client,
                 BatchType::Close,
                 vec![PbMessage::Error(PbError {
                     fatal: true,
@@ -293,7 +293,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0x00, 0x00, 0x00, 0x14], // offset 20
             ]),
             Batch::new(
-                Role::Server,
+                Side::Server,
                 BatchType::Close,
                 vec![PbMessage::Error(PbError {
                     fatal: true,
@@ -314,7 +314,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0x00, 0x02, 0x00, 0x00],
             ]),
             Batch::new(
-                Role::Client,
+                Side::Client,
                 BatchType::CData,
                 vec![PbMessage::Error(PbError {
                     fatal: false,
@@ -336,7 +336,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0x00, 0x00, 0x00, 0x08], // offset 8
             ]),
             Batch::new(
-                Role::Client,
+                Side::Client,
                 BatchType::Close,
                 vec![PbMessage::Error(PbError {
                     fatal: true,
@@ -358,7 +358,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0x01, 0x02, 0x02, 0x00], // bad 1 | max 2 | min 2 | reserved
             ]),
             Batch::new(
-                Role::Server,
+                Side::Server,
                 BatchType::Close,
                 vec![PbMessage::Error(PbError {
                     fatal: true,
@@ -382,7 +382,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 b"Accept-Language: en",
             ]),
             Batch::new(
-                Role::Client,
+                Side::Client,
                 BatchType::CData,
                 vec![PbMessage::LanguagePreference("Accept-Language: en")],
             ),
@@ -414,7 +414,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0xCA, 0xFE],
             ]),
             Batch::new(
-                Role::Client,
+                Side::Client,
                 BatchType::CData,
                 vec![PbMessage::Unknown {
                     noskip: false,
@@ -433,7 +433,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0x00, 0x00, 0x00, 0x0C], // length 12
             ]),
             Batch::new(
-                Role::Client,
+                Side::Client,
                 BatchType::CData,
                 vec![PbMessage::Unknown {
                     noskip: false,
@@ -453,7 +453,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Batch<'static>)> {
                 &[0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x01], // Allowed
             ]),
             Batch::new(
-                Role::Server,
+                Side::Server,
                 BatchType::Result,
                 vec![
                     PbMessage::AssessmentResult(AssessmentResult::Compliant),
@@ -481,7 +481,7 @@ fn every_vector_decodes_and_encodes_byte_for_byte() {
 #[test]
 fn ietf_messages_carry_the_noskip_the_rfc_fixes() {
     fn nos(m: PbMessage<'_>) -> u8 {
-        Batch::new(Role::Server, BatchType::Result, vec![m]).to_bytes()[8]
+        Batch::new(Side::Server, BatchType::Result, vec![m]).to_bytes()[8]
     }
     assert_eq!(
         nos(PbMessage::AssessmentResult(AssessmentResult::Compliant)),
@@ -591,7 +591,7 @@ fn version_1_is_version_not_supported() {
         }
     );
     // Encoded exactly as §4.9.1 lays it out.
-    let close = Batch::new(Role::Server, BatchType::Close, vec![PbMessage::Error(pb)]).to_bytes();
+    let close = Batch::new(Side::Server, BatchType::Close, vec![PbMessage::Error(pb)]).to_bytes();
     assert_eq!(
         &close[8..],
         &[
@@ -927,7 +927,7 @@ fn to_pb_error_of_each_violation() {
     }
     // Codes 0 and 2 go out with empty parameters (RFC 5793 §4.9.1): 20 bytes.
     let close = Batch::new(
-        Role::Client,
+        Side::Client,
         BatchType::Close,
         vec![PbMessage::Error(BatchError::LocalError("x").to_pb_error())],
     )
@@ -1157,7 +1157,7 @@ proptest! {
         t in batch_type(),
         msgs in proptest::collection::vec(message_strategy(), 0..8),
     ) {
-        let sender = if server { Role::Server } else { Role::Client };
+        let sender = if server { Side::Server } else { Side::Client };
         let batch = Batch::new(sender, t, msgs.iter().map(Msg::pb).collect());
         let bytes = batch.to_bytes();
         prop_assert_eq!(u32::from_be_bytes(bytes[4..8].try_into().unwrap()) as usize, bytes.len());
@@ -1172,7 +1172,7 @@ proptest! {
         let bytes = cat(&[&[2, d, 0, t], &len.to_be_bytes(), &tail]);
         let _ = Batch::decode(&bytes);
         let _ = Batch::decode(&tail);
-        for role in [Role::Client, Role::Server] {
+        for role in [Side::Client, Side::Server] {
             let _ = PbSession::new(role).receive(&bytes);
         }
     }
@@ -1225,12 +1225,12 @@ fn msgs_for(t: BatchType) -> Vec<PbMessage<'static>> {
 }
 
 /// A batch of type `t` as the peer of `receiver` would send it.
-fn from_peer(receiver: Role, t: BatchType) -> Vec<u8> {
+fn from_peer(receiver: Side, t: BatchType) -> Vec<u8> {
     Batch::new(receiver.peer(), t, msgs_for(t)).to_bytes()
 }
 
 /// A session of `role` driven into `state` through the public API.
-fn session_in(role: Role, state: PbState) -> PbSession {
+fn session_in(role: Side, state: PbState) -> PbSession {
     use BatchType::*;
     let mut s = PbSession::new(role);
     // Each step: (batch type, sent by the client?)
@@ -1242,7 +1242,7 @@ fn session_in(role: Role, state: PbState) -> PbSession {
         PbState::End => &[(CData, true), (Close, true)],
     };
     for &(t, by_client) in path {
-        if by_client == (role == Role::Client) {
+        if by_client == (role == Side::Client) {
             s.send(t, msgs_for(t)).unwrap();
         } else {
             s.receive(&from_peer(role, t)).unwrap();
@@ -1252,7 +1252,7 @@ fn session_in(role: Role, state: PbState) -> PbSession {
     s
 }
 
-fn assert_close_with(close: &[u8], sender: Role, code: PbErrorCode) -> PbError<'_> {
+fn assert_close_with(close: &[u8], sender: Side, code: PbErrorCode) -> PbError<'_> {
     let b = Batch::decode(close).expect("close bytes decode");
     assert_eq!(b.batch_type, BatchType::Close);
     assert_eq!(b.sender, sender);
@@ -1276,7 +1276,7 @@ fn after_matches_the_rfc_table() {
 
 #[test]
 fn full_transition_table_on_receive() {
-    for role in [Role::Client, Role::Server] {
+    for role in [Side::Client, Side::Server] {
         for state in STATES {
             for t in BatchType::ALL {
                 let allowed = t
@@ -1311,7 +1311,7 @@ fn full_transition_table_on_receive() {
 
 #[test]
 fn full_transition_table_on_send() {
-    for role in [Role::Client, Role::Server] {
+    for role in [Side::Client, Side::Server] {
         for state in STATES {
             for t in BatchType::ALL {
                 let allowed = t
@@ -1344,12 +1344,12 @@ fn full_transition_table_on_send() {
 
 #[test]
 fn client_may_not_send_server_batches() {
-    let mut c = PbSession::new(Role::Client);
+    let mut c = PbSession::new(Side::Client);
     for t in [BatchType::SData, BatchType::Result, BatchType::SRetry] {
         assert_eq!(
             c.send(t, msgs_for(t)),
             Err(SendError::NotAllowed {
-                role: Role::Client,
+                side: Side::Client,
                 batch_type: t,
                 state: PbState::Init
             })
@@ -1361,7 +1361,7 @@ fn client_may_not_send_server_batches() {
 #[test]
 fn server_receiving_sdata_from_a_client_is_unexpected_batch_type() {
     // D bit clear (client), type SDATA: a type the client may not send.
-    let mut s = PbSession::new(Role::Server);
+    let mut s = PbSession::new(Side::Server);
     let v = s.receive(&batch(0x00, 2, &[])).unwrap_err();
     assert!(
         matches!(
@@ -1372,9 +1372,9 @@ fn server_receiving_sdata_from_a_client_is_unexpected_batch_type() {
         v.error
     );
     assert!(s.is_ended());
-    assert_close_with(&v.close, Role::Server, PbErrorCode::UnexpectedBatchType);
+    assert_close_with(&v.close, Side::Server, PbErrorCode::UnexpectedBatchType);
     // Client receiving CDATA with the D bit set.
-    let mut c = PbSession::new(Role::Client);
+    let mut c = PbSession::new(Side::Client);
     let v = c.receive(&batch(0x80, 1, &[])).unwrap_err();
     assert!(matches!(
         v.error,
@@ -1386,8 +1386,8 @@ fn server_receiving_sdata_from_a_client_is_unexpected_batch_type() {
 fn direction_bit_naming_the_receiver_is_offset_1() {
     // A server gets a "client" CDATA with D set; a client gets SDATA with D clear.
     for (role, bytes) in [
-        (Role::Server, batch(0x80, 1, &[])),
-        (Role::Client, batch(0x00, 2, &[])),
+        (Side::Server, batch(0x80, 1, &[])),
+        (Side::Client, batch(0x00, 2, &[])),
     ] {
         let mut s = PbSession::new(role);
         let v = s.receive(&bytes).unwrap_err();
@@ -1401,7 +1401,7 @@ fn direction_bit_naming_the_receiver_is_offset_1() {
 #[test]
 fn result_without_assessment_result_is_refused() {
     // On send: refused, and the state does not move.
-    let mut s = session_in(Role::Server, PbState::ServerWorking);
+    let mut s = session_in(Side::Server, PbState::ServerWorking);
     let err = s.send(BatchType::Result, vec![]).unwrap_err();
     assert!(matches!(err, SendError::Content(_)), "{err:?}");
     let err = s
@@ -1417,20 +1417,20 @@ fn result_without_assessment_result_is_refused() {
     assert!(s.send(BatchType::Result, result_msgs()).is_ok());
 
     // On receive: fatal Invalid Parameter.
-    let mut c = session_in(Role::Client, PbState::ServerWorking);
+    let mut c = session_in(Side::Client, PbState::ServerWorking);
     let v = c.receive(&batch(0x80, 3, &[])).unwrap_err();
     assert_eq!(invalid_at(&v.error), 3);
     assert!(c.is_ended());
-    assert_close_with(&v.close, Role::Client, PbErrorCode::InvalidParameter);
+    assert_close_with(&v.close, Side::Client, PbErrorCode::InvalidParameter);
 }
 
 #[test]
 fn two_assessment_results_in_a_result_are_refused() {
     let ar = message(0x80, 0, 2, &[0, 0, 0, 0]);
-    let mut c = session_in(Role::Client, PbState::ServerWorking);
+    let mut c = session_in(Side::Client, PbState::ServerWorking);
     let v = c.receive(&batch(0x80, 3, &[&ar, &ar])).unwrap_err();
     assert_eq!(invalid_at(&v.error), 24);
-    let mut s = session_in(Role::Server, PbState::ServerWorking);
+    let mut s = session_in(Side::Server, PbState::ServerWorking);
     assert!(matches!(
         s.send(BatchType::Result, [result_msgs(), result_msgs()].concat()),
         Err(SendError::Content(_))
@@ -1452,15 +1452,15 @@ fn server_receiving_server_only_messages_is_invalid_parameter_at_the_message() {
             message(0, 0, 4, &[0, 0, 0, 0, 0, 0, 0, 1, b'x', b':']),
         ),
     ] {
-        let mut s = PbSession::new(Role::Server);
+        let mut s = PbSession::new(Side::Server);
         let v = s.receive(&batch(0x00, 1, &[&pa, &m])).unwrap_err();
         assert_eq!(invalid_at(&v.error), 32, "{name}");
         assert!(s.is_ended());
-        let e = assert_close_with(&v.close, Role::Server, PbErrorCode::InvalidParameter);
+        let e = assert_close_with(&v.close, Side::Server, PbErrorCode::InvalidParameter);
         assert_eq!(e.params, PbErrorParams::Offset(32), "{name}");
     }
     // And a client may not send them.
-    let mut c = PbSession::new(Role::Client);
+    let mut c = PbSession::new(Side::Client);
     assert!(matches!(
         c.send(
             BatchType::CData,
@@ -1476,7 +1476,7 @@ fn server_receiving_server_only_messages_is_invalid_parameter_at_the_message() {
 
 #[test]
 fn client_drops_result_messages_outside_result() {
-    let mut c = session_in(Role::Client, PbState::ServerWorking);
+    let mut c = session_in(Side::Client, PbState::ServerWorking);
     let bytes = batch(
         0x80,
         2,
@@ -1512,7 +1512,7 @@ fn client_drops_result_messages_outside_result() {
 fn fatal_pb_error_received_silences_the_session() {
     // In a CLOSE batch.
     let fatal = message(0x80, 0, 5, &[0x80, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 3]);
-    let mut s = session_in(Role::Server, PbState::ServerWorking);
+    let mut s = session_in(Side::Server, PbState::ServerWorking);
     let close = batch(0x00, 6, &[&fatal]);
     let b = s.receive(&close).unwrap();
     assert_eq!(
@@ -1526,7 +1526,7 @@ fn fatal_pb_error_received_silences_the_session() {
     assert_eq!(s.abort("x"), None);
 
     // In an SDATA batch, next to other messages.
-    let mut c = session_in(Role::Client, PbState::ServerWorking);
+    let mut c = session_in(Side::Client, PbState::ServerWorking);
     let sdata = batch(0x80, 2, &[&lang_pref(), &fatal]);
     let b = c.receive(&sdata).unwrap();
     assert_eq!(b.messages.len(), 2);
@@ -1538,7 +1538,7 @@ fn fatal_pb_error_received_silences_the_session() {
 #[test]
 fn non_fatal_pb_error_does_not_end_the_session() {
     let warn = message(0x80, 0, 5, &[0x00, 0, 0, 0, 0, 2, 0, 0]);
-    let mut s = PbSession::new(Role::Server);
+    let mut s = PbSession::new(Side::Server);
     let cdata = batch(0x00, 1, &[&warn]);
     let b = s.receive(&cdata).unwrap();
     assert_eq!(b.fatal_error(), None);
@@ -1548,9 +1548,9 @@ fn non_fatal_pb_error_does_not_end_the_session() {
 
 #[test]
 fn violation_close_carries_one_fatal_error_with_the_right_code() {
-    let cases: Vec<(Role, Vec<u8>, PbErrorCode, PbErrorParams<'static>)> = vec![
+    let cases: Vec<(Side, Vec<u8>, PbErrorCode, PbErrorParams<'static>)> = vec![
         (
-            Role::Server,
+            Side::Server,
             cat(&[&[0x01, 0x00, 0x00, 0x01], &8u32.to_be_bytes()]),
             PbErrorCode::VersionNotSupported,
             PbErrorParams::Version {
@@ -1560,19 +1560,19 @@ fn violation_close_carries_one_fatal_error_with_the_right_code() {
             },
         ),
         (
-            Role::Client,
+            Side::Client,
             batch(0x80, 9, &[]),
             PbErrorCode::InvalidParameter,
             PbErrorParams::Offset(3),
         ),
         (
-            Role::Server,
+            Side::Server,
             cdata_with(&[&lang_pref(), &message(0x80, 0x12, 1, b"")]),
             PbErrorCode::UnsupportedMandatoryMessage,
             PbErrorParams::Offset(39),
         ),
         (
-            Role::Client,
+            Side::Client,
             batch(0x80, 0, &[]),
             PbErrorCode::UnexpectedBatchType,
             PbErrorParams::None,
@@ -1594,7 +1594,7 @@ fn violation_close_carries_one_fatal_error_with_the_right_code() {
 
 #[test]
 fn close_in_end_is_accepted() {
-    for role in [Role::Client, Role::Server] {
+    for role in [Side::Client, Side::Server] {
         let mut s = session_in(role, PbState::End);
         let close = from_peer(role, BatchType::Close);
         let b = s.receive(&close).unwrap();
@@ -1607,13 +1607,13 @@ fn close_in_end_is_accepted() {
 
 #[test]
 fn local_close_and_abort() {
-    let mut c = PbSession::new(Role::Client);
+    let mut c = PbSession::new(Side::Client);
     let bytes = c.close(None).unwrap();
     assert_eq!(bytes, [0x02, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x08]);
     assert!(c.is_ended());
-    let mut s = session_in(Role::Server, PbState::ServerWorking);
+    let mut s = session_in(Side::Server, PbState::ServerWorking);
     let bytes = s.abort("IMV crashed").unwrap();
-    let e = assert_close_with(&bytes, Role::Server, PbErrorCode::LocalError);
+    let e = assert_close_with(&bytes, Side::Server, PbErrorCode::LocalError);
     assert_eq!(e.params, PbErrorParams::None);
     assert!(s.is_ended());
 }
@@ -1629,7 +1629,7 @@ fn step(
     let bytes = from.send(t, msgs).unwrap_or_else(|e| panic!("{t:?}: {e}"));
     let b = to.receive(&bytes).unwrap_or_else(|v| panic!("{t:?}: {v}"));
     assert_eq!(b.batch_type, t);
-    assert_eq!(b.sender, from.role());
+    assert_eq!(b.sender, from.side());
     assert_eq!(from.state(), want, "sender after {t:?}");
     assert_eq!(to.state(), want, "receiver after {t:?}");
 }
@@ -1638,8 +1638,8 @@ fn step(
 fn a_whole_session_between_client_and_server() {
     use BatchType::*;
     use PbState::*;
-    let mut c = PbSession::new(Role::Client);
-    let mut s = PbSession::new(Role::Server);
+    let mut c = PbSession::new(Side::Client);
+    let mut s = PbSession::new(Side::Server);
     let pa = |body: &'static [u8]| {
         PbMessage::Pa(PbPa {
             exclusive: false,
@@ -1697,8 +1697,8 @@ fn a_whole_session_between_client_and_server() {
 
 #[test]
 fn the_result_batch_reaches_the_client_whole() {
-    let mut c = session_in(Role::Client, PbState::ServerWorking);
-    let mut s = session_in(Role::Server, PbState::ServerWorking);
+    let mut c = session_in(Side::Client, PbState::ServerWorking);
+    let mut s = session_in(Side::Server, PbState::ServerWorking);
     let msgs = vec![
         PbMessage::AssessmentResult(AssessmentResult::NonCompliantMajor),
         PbMessage::AccessRecommendation(AccessRecommendation::Denied),
@@ -1719,7 +1719,7 @@ fn server_may_not_send_result_messages_outside_result() {
         PbMessage::AssessmentResult(AssessmentResult::Compliant),
         PbMessage::AccessRecommendation(AccessRecommendation::Allowed),
     ] {
-        let mut s = session_in(Role::Server, PbState::ServerWorking);
+        let mut s = session_in(Side::Server, PbState::ServerWorking);
         let res = s.send(BatchType::SData, vec![m.clone()]);
         assert!(matches!(res, Err(SendError::Content(_))), "{m:?}: {res:?}");
         assert_eq!(s.state(), PbState::ServerWorking);
@@ -1742,7 +1742,7 @@ proptest! {
     /// table says: a refused send changes nothing, a refused receive ends it.
     #[test]
     fn session_follows_the_table_model(server in any::<bool>(), ops in proptest::collection::vec(op(), 0..24)) {
-        let role = if server { Role::Server } else { Role::Client };
+        let role = if server { Side::Server } else { Side::Client };
         let mut s = PbSession::new(role);
         let mut model = PbState::Init;
         for op in ops {

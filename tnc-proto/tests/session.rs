@@ -10,7 +10,7 @@ use tnc_proto::pa_tnc::{
     PaMessage, PaMessageWriter, PaSubtype, Package, ProductInformation,
 };
 use tnc_proto::pb_tnc::{
-    AccessRecommendation, Batch, BatchType, PbMessage, PbPa, PbSession, PbState, Role, ID_ANY,
+    AccessRecommendation, Batch, BatchType, PbMessage, PbPa, PbSession, PbState, Side, ID_ANY,
 };
 use tnc_proto::pt_tls::sasl::PlainCredentials;
 use tnc_proto::pt_tls::{ClientConnection, Event, Limits, Loopback, SaslPolicy, ServerConnection};
@@ -50,27 +50,27 @@ impl Session {
         assert!(ev.server.contains(&Event::Ready));
         Self {
             link,
-            client: PbSession::new(Role::Client),
-            server: PbSession::new(Role::Server),
+            client: PbSession::new(Side::Client),
+            server: PbSession::new(Side::Server),
         }
     }
 
     /// Sends a batch from `from` over PT-TLS and returns the received bytes as the
     /// other side's PB-TNC session accepted them.
-    fn send(&mut self, from: Role, t: BatchType, messages: Vec<PbMessage<'_>>) -> Vec<u8> {
+    fn send(&mut self, from: Side, t: BatchType, messages: Vec<PbMessage<'_>>) -> Vec<u8> {
         let (tx, rx) = match from {
-            Role::Client => (&mut self.client, &mut self.server),
-            Role::Server => (&mut self.server, &mut self.client),
+            Side::Client => (&mut self.client, &mut self.server),
+            Side::Server => (&mut self.server, &mut self.client),
         };
         let bytes = tx.send(t, messages).expect("allowed by RFC 5793");
         match from {
-            Role::Client => self.link.client.send_batch(&bytes).unwrap(),
-            Role::Server => self.link.server.send_batch(&bytes).unwrap(),
+            Side::Client => self.link.client.send_batch(&bytes).unwrap(),
+            Side::Server => self.link.server.send_batch(&bytes).unwrap(),
         }
         let ev = self.link.pump();
         let got = match from {
-            Role::Client => ev.server,
-            Role::Server => ev.client,
+            Side::Client => ev.server,
+            Side::Server => ev.client,
         };
         let [Event::Batch(received)] = got.as_slice() else {
             panic!("expected one batch, got {got:?}");
@@ -85,12 +85,12 @@ impl Session {
     }
 }
 
-fn pa<'a>(from: Role, body: &'a [u8]) -> PbMessage<'a> {
+fn pa<'a>(from: Side, body: &'a [u8]) -> PbMessage<'a> {
     PbMessage::Pa(PbPa {
-        exclusive: from == Role::Server,
+        exclusive: from == Side::Server,
         subtype: PaSubtype::OPERATING_SYSTEM,
         collector_id: IMC,
-        validator_id: if from == Role::Client { ID_ANY } else { IMV },
+        validator_id: if from == Side::Client { ID_ANY } else { IMV },
         body,
     })
 }
@@ -134,11 +134,11 @@ fn full_session_with_reassessments() {
         )
         .finish();
     let got = s.send(
-        Role::Client,
+        Side::Client,
         BatchType::CData,
         vec![
             PbMessage::LanguagePreference("Accept-Language: en"),
-            pa(Role::Client, &os),
+            pa(Side::Client, &os),
         ],
     );
     assert_eq!(attributes(&got).len(), 2);
@@ -152,9 +152,9 @@ fn full_session_with_reassessments() {
         )
         .finish();
     let got = s.send(
-        Role::Server,
+        Side::Server,
         BatchType::SData,
-        vec![pa(Role::Server, &request)],
+        vec![pa(Side::Server, &request)],
     );
     assert_eq!(attributes(&got)[0].0, ietf_attr::ATTRIBUTE_REQUEST);
     assert_eq!(s.states(), (PbState::ClientWorking, PbState::ClientWorking));
@@ -167,7 +167,7 @@ fn full_session_with_reassessments() {
     let inv = PaMessageWriter::new(2)
         .attribute(false, &Attribute::InstalledPackages(packages))
         .finish();
-    let got = s.send(Role::Client, BatchType::CData, vec![pa(Role::Client, &inv)]);
+    let got = s.send(Side::Client, BatchType::CData, vec![pa(Side::Client, &inv)]);
     assert!(attributes(&got)[0].1.contains("nginx"));
 
     // Round 3: one more question, one more answer.
@@ -178,9 +178,9 @@ fn full_session_with_reassessments() {
         )
         .finish();
     s.send(
-        Role::Server,
+        Side::Server,
         BatchType::SData,
-        vec![pa(Role::Server, &request)],
+        vec![pa(Side::Server, &request)],
     );
     let fwd = PaMessageWriter::new(3)
         .attribute(
@@ -188,7 +188,7 @@ fn full_session_with_reassessments() {
             &Attribute::ForwardingEnabled(ForwardingEnabled::Disabled),
         )
         .finish();
-    s.send(Role::Client, BatchType::CData, vec![pa(Role::Client, &fwd)]);
+    s.send(Side::Client, BatchType::CData, vec![pa(Side::Client, &fwd)]);
 
     // The decision.
     let verdict = PaMessageWriter::new(102)
@@ -198,10 +198,10 @@ fn full_session_with_reassessments() {
         )
         .finish();
     let got = s.send(
-        Role::Server,
+        Side::Server,
         BatchType::Result,
         vec![
-            pa(Role::Server, &verdict),
+            pa(Side::Server, &verdict),
             PbMessage::AssessmentResult(AssessmentResult::Compliant),
             PbMessage::AccessRecommendation(AccessRecommendation::Allowed),
             PbMessage::ReasonString {
@@ -224,13 +224,13 @@ fn full_session_with_reassessments() {
         )
         .finish();
     s.send(
-        Role::Client,
+        Side::Client,
         BatchType::CRetry,
-        vec![pa(Role::Client, &fwd_on)],
+        vec![pa(Side::Client, &fwd_on)],
     );
     assert_eq!(s.states(), (PbState::ServerWorking, PbState::ServerWorking));
     let got = s.send(
-        Role::Server,
+        Side::Server,
         BatchType::Result,
         vec![
             PbMessage::AssessmentResult(AssessmentResult::NonCompliantMinor),
@@ -250,16 +250,16 @@ fn full_session_with_reassessments() {
 
     // The server wants a fresh look (policy changed): SRETRY from Decided keeps the
     // turn with the server, which asks again.
-    s.send(Role::Server, BatchType::SRetry, vec![]);
+    s.send(Side::Server, BatchType::SRetry, vec![]);
     assert_eq!(s.states(), (PbState::ServerWorking, PbState::ServerWorking));
     s.send(
-        Role::Server,
+        Side::Server,
         BatchType::SData,
-        vec![pa(Role::Server, &request)],
+        vec![pa(Side::Server, &request)],
     );
-    s.send(Role::Client, BatchType::CData, vec![pa(Role::Client, &fwd)]);
+    s.send(Side::Client, BatchType::CData, vec![pa(Side::Client, &fwd)]);
     s.send(
-        Role::Server,
+        Side::Server,
         BatchType::Result,
         vec![
             PbMessage::AssessmentResult(AssessmentResult::Compliant),
@@ -268,7 +268,7 @@ fn full_session_with_reassessments() {
     );
 
     // Goodbye.
-    s.send(Role::Client, BatchType::Close, vec![]);
+    s.send(Side::Client, BatchType::Close, vec![]);
     assert_eq!(s.states(), (PbState::End, PbState::End));
     // Nothing but CLOSE may follow.
     assert!(s.client.send(BatchType::CData, vec![]).is_err());
@@ -292,7 +292,7 @@ fn a_bad_batch_gets_a_pb_error_in_close_and_ends_both_sessions() {
     let mut s = Session::start();
     // The client (wrongly) sends SDATA; its own state machine would refuse, so
     // write the batch by hand.
-    let bad = Batch::new(Role::Client, BatchType::SData, vec![]).to_bytes();
+    let bad = Batch::new(Side::Client, BatchType::SData, vec![]).to_bytes();
     s.link.client.send_batch(&bad).unwrap();
     let ev = s.link.pump();
     let [Event::Batch(got)] = ev.server.as_slice() else {

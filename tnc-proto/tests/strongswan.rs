@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use tnc_proto::pa_tnc::{Attribute, PaMessage};
-use tnc_proto::pb_tnc::{Batch, BatchType, PbMessage, PbSession, PbState, Role};
+use tnc_proto::pb_tnc::{Batch, BatchType, PbMessage, PbSession, PbState, Side};
 use tnc_proto::pt_tls::{
     ClientConnection, Event, Framer, Limits, Message, MessageBody, SaslPolicy, ServerConnection,
 };
@@ -129,21 +129,21 @@ fn state_machines_accept_both_streams_in_order() {
     for session in SESSIONS {
         let c2s = batches(&capture(&format!("{session}.c2s.bin")));
         let s2c = batches(&capture(&format!("{session}.s2c.bin")));
-        let mut client = PbSession::new(Role::Client);
-        let mut server = PbSession::new(Role::Server);
+        let mut client = PbSession::new(Side::Client);
+        let mut server = PbSession::new(Side::Server);
         let mut order = Vec::new();
         for i in 0..c2s.len().max(s2c.len()) {
             if let Some(b) = c2s.get(i) {
-                order.push((Role::Client, b));
+                order.push((Side::Client, b));
             }
             if let Some(b) = s2c.get(i) {
-                order.push((Role::Server, b));
+                order.push((Side::Server, b));
             }
         }
         for (sender, bytes) in order {
             let (tx, rx) = match sender {
-                Role::Client => (&mut client, &mut server),
-                Role::Server => (&mut server, &mut client),
+                Side::Client => (&mut client, &mut server),
+                Side::Server => (&mut server, &mut client),
             };
             let decoded = Batch::decode(bytes).unwrap();
             let sent = tx
@@ -159,7 +159,7 @@ fn state_machines_accept_both_streams_in_order() {
             rx.receive(bytes).unwrap_or_else(|v| {
                 panic!(
                     "{session}: {:?} refused {:?}: {}",
-                    rx.role(),
+                    rx.side(),
                     decoded.batch_type,
                     v.error
                 )

@@ -7,7 +7,7 @@ use common::Temp;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use tnc_proto::pb_tnc::{BatchType, PbMessage, PbSession, Role};
+use tnc_proto::pb_tnc::{BatchType, PbMessage, PbSession, Side};
 use tnc_proto::pt_tls::sasl::PlainCredentials;
 use tnc_proto::pt_tls::{ClientConnection, Event, Limits, Loopback, SaslPolicy, ServerConnection};
 
@@ -46,7 +46,7 @@ fn captured_session() -> Vec<u8> {
         .any(|e| matches!(e, Event::Authenticate(_))));
     link.server.authentication_result(true);
     link.pump();
-    let (mut c, mut s) = (PbSession::new(Role::Client), PbSession::new(Role::Server));
+    let (mut c, mut s) = (PbSession::new(Side::Client), PbSession::new(Side::Server));
     let b = c
         .send(
             BatchType::CData,

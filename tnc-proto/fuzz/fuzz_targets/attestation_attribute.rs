@@ -12,17 +12,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tnc_proto::attestation::Attribute;
+use tnc_proto::attestation::AttestationAttribute;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&t, value)) = data.split_first() else {
         return;
     };
     let attr_type = u32::from(t % 12);
-    if let Ok(a) = Attribute::decode(attr_type, value) {
+    if let Ok(a) = AttestationAttribute::decode(attr_type, value) {
         assert_eq!(a.attr_type(), attr_type);
         let again = a.encode_value();
-        match Attribute::decode(attr_type, &again) {
+        match AttestationAttribute::decode(attr_type, &again) {
             Ok(b) => assert_eq!(a, b),
             Err(e) => panic!("re-encoding of {a:?} does not decode: {e}"),
         }

@@ -33,25 +33,26 @@ pub const ID_ANY: u16 = 0xFFFF;
 /// Prefix of a PB-Language-Preference value (§4.10: the header name is included).
 pub const ACCEPT_LANGUAGE: &str = "Accept-Language: ";
 
-/// Which Posture Broker sent or receives something.
+/// Which Posture Broker sent or receives something: the PB-TNC side (not the
+/// device class, which is `attestation::Role`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
+pub enum Side {
     Client,
     Server,
 }
 
-impl Role {
-    pub fn peer(self) -> Role {
+impl Side {
+    pub fn peer(self) -> Side {
         match self {
-            Role::Client => Role::Server,
-            Role::Server => Role::Client,
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Role::Client => "Posture Broker Client",
-            Role::Server => "Posture Broker Server",
+            Side::Client => "Posture Broker Client",
+            Side::Server => "Posture Broker Server",
         }
     }
 }
@@ -71,10 +72,10 @@ wire_enum! {
 
 impl BatchType {
     /// Whether `role` may send this type (§4.1 table).
-    pub fn sendable_by(self, role: Role) -> bool {
+    pub fn sendable_by(self, role: Side) -> bool {
         match self {
-            Self::CData | Self::CRetry => role == Role::Client,
-            Self::SData | Self::Result | Self::SRetry => role == Role::Server,
+            Self::CData | Self::CRetry => role == Side::Client,
+            Self::SData | Self::Result | Self::SRetry => role == Side::Server,
             Self::Close => true,
         }
     }
@@ -179,7 +180,7 @@ impl PbPa<'_> {
     /// the component the message names (a collector on the client side, a
     /// validator on the server side); otherwise to every component registered for
     /// the message's subtype.
-    pub fn delivers_to(&self, receiver: Role, subtype: PaSubtype, id: u16) -> bool {
+    pub fn delivers_to(&self, receiver: Side, subtype: PaSubtype, id: u16) -> bool {
         if subtype != self.subtype {
             return false;
         }
@@ -187,8 +188,8 @@ impl PbPa<'_> {
             return true;
         }
         match receiver {
-            Role::Client => self.collector_id == id,
-            Role::Server => self.validator_id == id,
+            Side::Client => self.collector_id == id,
+            Side::Server => self.validator_id == id,
         }
     }
 }
@@ -581,12 +582,12 @@ impl BatchError {
 pub struct Batch<'a> {
     pub batch_type: BatchType,
     /// Who sent it: the header's D bit.
-    pub sender: Role,
+    pub sender: Side,
     pub messages: Vec<PbMessage<'a>>,
 }
 
 impl<'a> Batch<'a> {
-    pub fn new(sender: Role, batch_type: BatchType, messages: Vec<PbMessage<'a>>) -> Self {
+    pub fn new(sender: Side, batch_type: BatchType, messages: Vec<PbMessage<'a>>) -> Self {
         Self {
             batch_type,
             sender,
@@ -633,9 +634,9 @@ impl<'a> Batch<'a> {
             ));
         }
         let sender = if d & DIRECTION_SERVER != 0 {
-            Role::Server
+            Side::Server
         } else {
-            Role::Client
+            Side::Client
         };
         let messages = read_to_end::<PbMessage<'_>>(&mut r, MESSAGE_HEADER_LEN)?;
         Ok(Self {
@@ -649,8 +650,8 @@ impl<'a> Batch<'a> {
         let start = out.len();
         out.put_u8(VERSION);
         out.put_u8(match self.sender {
-            Role::Server => DIRECTION_SERVER,
-            Role::Client => 0,
+            Side::Server => DIRECTION_SERVER,
+            Side::Client => 0,
         });
         out.put_u8(0);
         out.put_u8(self.batch_type.to_u8());
@@ -723,18 +724,18 @@ mod tests {
             body: &[],
         };
         // Not exclusive: every component of the subtype, none of another.
-        assert!(pa.delivers_to(Role::Client, os, 1));
-        assert!(pa.delivers_to(Role::Server, os, 9));
-        assert!(!pa.delivers_to(Role::Client, PaSubtype::SWIMA, 3));
+        assert!(pa.delivers_to(Side::Client, os, 1));
+        assert!(pa.delivers_to(Side::Server, os, 9));
+        assert!(!pa.delivers_to(Side::Client, PaSubtype::SWIMA, 3));
         pa.exclusive = true;
-        assert!(pa.delivers_to(Role::Client, os, 3));
+        assert!(pa.delivers_to(Side::Client, os, 3));
         assert!(
-            !pa.delivers_to(Role::Client, os, 7),
+            !pa.delivers_to(Side::Client, os, 7),
             "a client routes by collector id"
         );
-        assert!(pa.delivers_to(Role::Server, os, 7));
+        assert!(pa.delivers_to(Side::Server, os, 7));
         assert!(
-            !pa.delivers_to(Role::Server, os, 3),
+            !pa.delivers_to(Side::Server, os, 3),
             "a server routes by validator id"
         );
     }

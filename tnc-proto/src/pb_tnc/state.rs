@@ -8,7 +8,7 @@
 //! keeps both of our sides in step with each other and with strongSwan.
 
 use super::{
-    Batch, BatchError, BatchType, PbErrorCode, PbMessage, Role, BATCH_HEADER_LEN,
+    Batch, BatchError, BatchType, PbErrorCode, PbMessage, Side, BATCH_HEADER_LEN,
     MESSAGE_HEADER_LEN,
 };
 use thiserror::Error;
@@ -66,9 +66,9 @@ pub struct Violation {
 /// Why a batch may not be sent.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum SendError {
-    #[error("a {role} may not send {batch} in state {state}", role = .role.name(), batch = .batch_type.name(), state = .state.name())]
+    #[error("a {role} may not send {batch} in state {state}", role = .side.name(), batch = .batch_type.name(), state = .state.name())]
     NotAllowed {
-        role: Role,
+        side: Side,
         batch_type: BatchType,
         state: PbState,
     },
@@ -81,23 +81,23 @@ pub enum SendError {
 /// One side of a PB-TNC session.
 #[derive(Clone, Debug)]
 pub struct PbSession {
-    role: Role,
+    side: Side,
     state: PbState,
     /// The peer ended the session with a fatal PB-Error: §4.9 forbids answering.
     silenced: bool,
 }
 
 impl PbSession {
-    pub fn new(role: Role) -> Self {
+    pub fn new(side: Side) -> Self {
         Self {
-            role,
+            side,
             state: PbState::Init,
             silenced: false,
         }
     }
 
-    pub fn role(&self) -> Role {
-        self.role
+    pub fn side(&self) -> Side {
+        self.side
     }
 
     pub fn state(&self) -> PbState {
@@ -110,7 +110,7 @@ impl PbSession {
 
     /// Whether this side may send a batch of type `t` now.
     pub fn can_send(&self, t: BatchType) -> bool {
-        !self.silenced && t.sendable_by(self.role) && self.state.after(t).is_some()
+        !self.silenced && t.sendable_by(self.side) && self.state.after(t).is_some()
     }
 
     /// Encodes a batch to send and moves the state machine.
@@ -124,7 +124,7 @@ impl PbSession {
         }
         if !self.can_send(batch_type) {
             return Err(SendError::NotAllowed {
-                role: self.role,
+                side: self.side,
                 batch_type,
                 state: self.state,
             });
@@ -143,10 +143,10 @@ impl PbSession {
                 "PB-Assessment-Result and PB-Access-Recommendation go in RESULT only",
             ));
         }
-        let batch = Batch::new(self.role, batch_type, messages);
+        let batch = Batch::new(self.side, batch_type, messages);
         let bytes = batch.to_bytes();
         // The peer's checks, run before sending: we never send what it must refuse.
-        check_content(&batch_with_offsets(&batch, &bytes), self.role.peer()).map_err(
+        check_content(&batch_with_offsets(&batch, &bytes), self.side.peer()).map_err(
             |e| match e {
                 BatchError::InvalidParameter { what, .. } => SendError::Content(what),
                 _ => SendError::Content("batch content breaks RFC 5793"),
@@ -169,7 +169,7 @@ impl PbSession {
         let messages = error
             .map(|e| vec![PbMessage::Error(e.to_pb_error())])
             .unwrap_or_default();
-        Some(Batch::new(self.role, BatchType::Close, messages).to_bytes())
+        Some(Batch::new(self.side, BatchType::Close, messages).to_bytes())
     }
 
     /// Ends the session because of a local failure (PB-Error Local Error).
@@ -203,7 +203,7 @@ impl PbSession {
 
     fn check<'a>(&self, bytes: &'a [u8]) -> Result<Batch<'a>, BatchError> {
         let mut batch = Batch::decode(bytes)?;
-        if batch.sender == self.role {
+        if batch.sender == self.side {
             return Err(BatchError::InvalidParameter {
                 offset: 1,
                 what: "the direction bit names the receiver as sender",
@@ -222,8 +222,8 @@ impl PbSession {
                 why: "is not allowed in this state",
             });
         }
-        check_content(&batch_with_offsets(&batch, bytes), self.role)?;
-        if self.role == Role::Client && t != BatchType::Result {
+        check_content(&batch_with_offsets(&batch, bytes), self.side)?;
+        if self.side == Side::Client && t != BatchType::Result {
             // §4.6, §4.7: a client ignores these outside a RESULT batch.
             batch.messages.retain(|m| {
                 !matches!(
@@ -256,7 +256,7 @@ fn batch_with_offsets<'b, 'a>(batch: &'b Batch<'a>, bytes: &[u8]) -> Located<'b,
 }
 
 /// Rules on which messages a batch may carry (§4.6–§4.11), as seen by `receiver`.
-fn check_content(located: &Located<'_, '_>, receiver: Role) -> Result<(), BatchError> {
+fn check_content(located: &Located<'_, '_>, receiver: Side) -> Result<(), BatchError> {
     let batch = located.batch;
     let at = |i: usize| located.offsets.get(i).copied().unwrap_or(0);
     let mut results = 0;
@@ -269,7 +269,7 @@ fn check_content(located: &Located<'_, '_>, receiver: Role) -> Result<(), BatchE
                 | PbMessage::RemediationParameters(_)
                 | PbMessage::ReasonString { .. }
         );
-        if server_only && receiver == Role::Server {
+        if server_only && receiver == Side::Server {
             return Err(BatchError::InvalidParameter {
                 offset: at(i),
                 what: "a client may not send this message type",

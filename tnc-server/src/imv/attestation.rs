@@ -22,7 +22,7 @@ use policy::tpm::{PcrSelection, Public};
 use policy::{HashAlg, Verdict};
 use std::sync::Arc;
 use tnc_proto::attestation::{
-    AttestationResult, Attribute, BankSelection, CredentialChallenge, Hello, Identity,
+    AttestationAttribute, AttestationResult, BankSelection, CredentialChallenge, Hello, Identity,
     QuoteEvidence, QuoteRequest,
 };
 
@@ -182,7 +182,7 @@ impl AttestationValidator {
     }
 
     /// What the store must answer before `attrs` can be received.
-    pub fn needs(&self, attrs: &[Attribute]) -> Needs {
+    pub fn needs(&self, attrs: &[AttestationAttribute]) -> Needs {
         let mut role = match &self.phase {
             Phase::AwaitIdentity { hello } => Some(hello.role),
             Phase::AwaitEvidence(e) => Some(e.hello.role),
@@ -191,9 +191,11 @@ impl AttestationValidator {
         let mut needs = Needs::default();
         for a in attrs {
             match a {
-                Attribute::Hello(h) => role = role.or(Some(h.role)),
-                Attribute::Identity(i) => needs.device = needs.device.or(Some(device_id(i))),
-                Attribute::QuoteEvidence(_) => needs.reference = role,
+                AttestationAttribute::Hello(h) => role = role.or(Some(h.role)),
+                AttestationAttribute::Identity(i) => {
+                    needs.device = needs.device.or(Some(device_id(i)))
+                }
+                AttestationAttribute::QuoteEvidence(_) => needs.reference = role,
                 _ => {}
             }
         }
@@ -227,9 +229,9 @@ impl AttestationValidator {
     }
 
     /// The result attribute sent with the PB-TNC RESULT batch.
-    pub fn result_attribute(&self) -> Option<Attribute> {
+    pub fn result_attribute(&self) -> Option<AttestationAttribute> {
         self.outcome.as_ref().map(|a| {
-            Attribute::Result(AttestationResult {
+            AttestationAttribute::Result(AttestationResult {
                 verdict: a.verdict.name().to_string(),
                 findings: a.reasons.iter().map(|r| r.text.clone()).collect(),
             })
@@ -243,18 +245,18 @@ impl AttestationValidator {
         &mut self,
         env: &Env<'_>,
         lookups: &Lookups,
-        attrs: Vec<Attribute>,
-    ) -> Vec<Attribute> {
+        attrs: Vec<AttestationAttribute>,
+    ) -> Vec<AttestationAttribute> {
         let mut out = Vec::new();
         for attr in attrs {
             if self.outcome.is_some() {
                 break;
             }
             match (std::mem::replace(&mut self.phase, Phase::Done), attr) {
-                (Phase::AwaitHello, Attribute::Hello(hello)) => {
+                (Phase::AwaitHello, AttestationAttribute::Hello(hello)) => {
                     if hello.tpm {
                         self.phase = Phase::AwaitIdentity { hello };
-                        out.push(Attribute::IdentityRequest);
+                        out.push(AttestationAttribute::IdentityRequest);
                     } else {
                         self.finish(Assessment::single(
                             env.no_evidence,
@@ -262,7 +264,7 @@ impl AttestationValidator {
                         ));
                     }
                 }
-                (Phase::AwaitIdentity { hello }, Attribute::Identity(identity)) => {
+                (Phase::AwaitIdentity { hello }, AttestationAttribute::Identity(identity)) => {
                     match self.identify(env, lookups, hello, identity) {
                         Ok((expecting, msgs)) => {
                             self.phase = Phase::AwaitEvidence(expecting);
@@ -271,13 +273,13 @@ impl AttestationValidator {
                         Err(a) => self.finish(a),
                     }
                 }
-                (Phase::AwaitEvidence(mut expecting), Attribute::CredentialProof(p)) => {
+                (Phase::AwaitEvidence(mut expecting), AttestationAttribute::CredentialProof(p)) => {
                     // Kept with the expectation: the evidence may come in a
                     // later PA-TNC message.
                     expecting.proof = Some(p.secret);
                     self.phase = Phase::AwaitEvidence(expecting);
                 }
-                (Phase::AwaitEvidence(mut expecting), Attribute::QuoteEvidence(ev)) => {
+                (Phase::AwaitEvidence(mut expecting), AttestationAttribute::QuoteEvidence(ev)) => {
                     // The device rebooted since its last attestation and sent
                     // entries from the old offset: ask once more, for the
                     // whole list of this boot, over a new nonce.
@@ -285,7 +287,7 @@ impl AttestationValidator {
                         expecting.reasked = true;
                         let nonce = env.nonce();
                         expecting.nonce = nonce.clone();
-                        out.push(Attribute::QuoteRequest(QuoteRequest {
+                        out.push(AttestationAttribute::QuoteRequest(QuoteRequest {
                             nonce,
                             selection: selection_of(env),
                             ima_offset: 0,
@@ -299,7 +301,9 @@ impl AttestationValidator {
                 }
                 // A collector that fails while its AK's credential is pending
                 // has not proven the AK lives in the EK's TPM: no access.
-                (Phase::AwaitEvidence(e), Attribute::Failure(f)) if e.pending.is_some() => {
+                (Phase::AwaitEvidence(e), AttestationAttribute::Failure(f))
+                    if e.pending.is_some() =>
+                {
                     self.finish(Assessment::single(
                         Verdict::NoAccess,
                         format!(
@@ -310,7 +314,7 @@ impl AttestationValidator {
                 }
                 // An identified device that then fails to send its quote is
                 // not an endpoint without a TPM: no access.
-                (Phase::AwaitEvidence(_), Attribute::Failure(f)) => {
+                (Phase::AwaitEvidence(_), AttestationAttribute::Failure(f)) => {
                     self.finish(Assessment::single(
                         Verdict::NoAccess,
                         format!(
@@ -319,7 +323,7 @@ impl AttestationValidator {
                         ),
                     ));
                 }
-                (_, Attribute::Failure(f)) => {
+                (_, AttestationAttribute::Failure(f)) => {
                     self.finish(Assessment::single(
                         env.no_evidence,
                         format!(
@@ -351,7 +355,7 @@ impl AttestationValidator {
         lookups: &Lookups,
         hello: Hello,
         identity: Identity,
-    ) -> Result<(Box<Expecting>, Vec<Attribute>), Assessment> {
+    ) -> Result<(Box<Expecting>, Vec<AttestationAttribute>), Assessment> {
         let no_access = |what: String| Assessment::single(Verdict::NoAccess, what);
         let ak = Public::parse(&identity.ak_public)
             .map_err(|e| no_access(format!("the AK public area does not parse: {e}")))?;
@@ -409,12 +413,14 @@ impl AttestationValidator {
         let nonce = env.nonce();
         let mut msgs = Vec::new();
         if let Some(p) = &pending {
-            msgs.push(Attribute::CredentialChallenge(CredentialChallenge {
-                id_object: p.id_object.clone(),
-                encrypted_secret: p.encrypted_secret.clone(),
-            }));
+            msgs.push(AttestationAttribute::CredentialChallenge(
+                CredentialChallenge {
+                    id_object: p.id_object.clone(),
+                    encrypted_secret: p.encrypted_secret.clone(),
+                },
+            ));
         }
-        msgs.push(Attribute::QuoteRequest(QuoteRequest {
+        msgs.push(AttestationAttribute::QuoteRequest(QuoteRequest {
             nonce: nonce.clone(),
             selection: selection_of(env),
             ima_offset: prior.as_ref().map_or(0, |s| s.ima_entries as u64),
@@ -636,16 +642,16 @@ fn from_the_start(p: &DeviceState) -> DeviceState {
     }
 }
 
-fn attribute_name(a: &Attribute) -> &'static str {
+fn attribute_name(a: &AttestationAttribute) -> &'static str {
     match a {
-        Attribute::Hello(_) => "Hello",
-        Attribute::IdentityRequest => "IdentityRequest",
-        Attribute::Identity(_) => "Identity",
-        Attribute::CredentialChallenge(_) => "CredentialChallenge",
-        Attribute::CredentialProof(_) => "CredentialProof",
-        Attribute::QuoteRequest(_) => "QuoteRequest",
-        Attribute::QuoteEvidence(_) => "QuoteEvidence",
-        Attribute::Result(_) => "Result",
-        Attribute::Failure(_) => "Failure",
+        AttestationAttribute::Hello(_) => "Hello",
+        AttestationAttribute::IdentityRequest => "IdentityRequest",
+        AttestationAttribute::Identity(_) => "Identity",
+        AttestationAttribute::CredentialChallenge(_) => "CredentialChallenge",
+        AttestationAttribute::CredentialProof(_) => "CredentialProof",
+        AttestationAttribute::QuoteRequest(_) => "QuoteRequest",
+        AttestationAttribute::QuoteEvidence(_) => "QuoteEvidence",
+        AttestationAttribute::Result(_) => "Result",
+        AttestationAttribute::Failure(_) => "Failure",
     }
 }

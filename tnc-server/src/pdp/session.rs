@@ -23,11 +23,11 @@ use crate::imv::os::OsValidator;
 use crate::imv::{Assessment, Reason};
 use crate::store::{AttestationWrite, DecisionWrite, EvidenceWrite, StoreError};
 use policy::Verdict;
-use tnc_proto::attestation::{self, Attribute as AttAttribute};
+use tnc_proto::attestation::{self, AttestationAttribute};
 use tnc_proto::common::{AssessmentResult, Remediation};
 use tnc_proto::pa_tnc::{ietf_attr, Attribute, AttributeId, PaMessage, PaMessageWriter, PaSubtype};
 use tnc_proto::pb_tnc::{
-    AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Role, Violation,
+    AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Side, Violation,
 };
 
 /// Our validator IDs (RFC 5793 §4.5: assigned by the broker, per subtype).
@@ -100,7 +100,7 @@ type Outgoing = (PaSubtype, u16, Vec<u8>);
 
 /// An attestation message's attributes, or the PA-TNC error to answer it
 /// with and a description.
-type Decoded = Result<Vec<AttAttribute>, (Vec<u8>, String)>;
+type Decoded = Result<Vec<AttestationAttribute>, (Vec<u8>, String)>;
 
 /// One batch's PA messages, sorted by validator (step 1's result).
 #[derive(Debug, Default)]
@@ -152,7 +152,7 @@ impl<'c> PdpSession<'c> {
             ctx,
             limits,
             peer: peer.into(),
-            pb: PbSession::new(Role::Server),
+            pb: PbSession::new(Side::Server),
             os: OsValidator::new(),
             attestation: AttestationValidator::new(),
             rounds: 0,
@@ -239,7 +239,7 @@ impl<'c> PdpSession<'c> {
         }
         let mut routed = Routed::default();
         for pa in batch.pa_messages() {
-            if pa.delivers_to(Role::Server, PaSubtype::OPERATING_SYSTEM, OS_IMV_ID) {
+            if pa.delivers_to(Side::Server, PaSubtype::OPERATING_SYSTEM, OS_IMV_ID) {
                 match PaMessage::decode(pa.body).and_then(|m| {
                     // Only IETF standard attributes are this validator's (§4.1).
                     m.check_supported(|vendor, _| vendor == tnc_proto::U24::IETF)?;
@@ -255,7 +255,7 @@ impl<'c> PdpSession<'c> {
                     }
                     Err(e) => routed.os_errors.push(pa_error(&e.to_error(pa.body))),
                 }
-            } else if pa.delivers_to(Role::Server, attestation::SUBTYPE, ATTESTATION_IMV_ID) {
+            } else if pa.delivers_to(Side::Server, attestation::SUBTYPE, ATTESTATION_IMV_ID) {
                 routed.attestation.push(decode_attestation(pa.body));
             }
             // Messages for subtypes without a validator are dropped (§4.5).
@@ -266,7 +266,7 @@ impl<'c> PdpSession<'c> {
     /// Between steps 1 and 2: what the attestation validator needs from the
     /// store for this batch.
     async fn look_up(&self, routed: &Routed) -> Lookups {
-        let attrs: Vec<AttAttribute> = routed
+        let attrs: Vec<AttestationAttribute> = routed
             .attestation
             .iter()
             .filter_map(|m| m.as_ref().ok())
@@ -287,7 +287,7 @@ impl<'c> PdpSession<'c> {
     /// Step 2: the attestation messages to their validator, with the
     /// store's answers; the SDATA batch if a validator asked for more.
     pub fn advance(&mut self, routed: Routed, lookups: &Lookups) -> Step {
-        let mut att_out: Vec<AttAttribute> = Vec::new();
+        let mut att_out: Vec<AttestationAttribute> = Vec::new();
         let mut att_errors: Vec<Vec<u8>> = Vec::new();
         let env = self.ctx.attestation_env();
         for message in routed.attestation {
@@ -298,7 +298,7 @@ impl<'c> PdpSession<'c> {
                     self.attestation.receive(
                         &env,
                         lookups,
-                        vec![AttAttribute::Failure(attestation::Failure {
+                        vec![AttestationAttribute::Failure(attestation::Failure {
                             message: format!("malformed attestation message: {why}"),
                         })],
                     );
@@ -376,14 +376,14 @@ impl<'c> PdpSession<'c> {
                 product: decision.product,
             };
         }
-        if let Some(AttAttribute::Result(mut r)) = self.attestation.result_attribute() {
+        if let Some(AttestationAttribute::Result(mut r)) = self.attestation.result_attribute() {
             // A decision that could not be recorded is no access, whatever
             // the appraisal said.
             if decision.verdict == Verdict::NoAccess && r.verdict != Verdict::NoAccess.name() {
                 r.verdict = Verdict::NoAccess.name().to_string();
                 r.findings = decision.reasons.iter().map(|x| x.text.clone()).collect();
             }
-            let body = self.att_message(&[AttAttribute::Result(r)]);
+            let body = self.att_message(&[AttestationAttribute::Result(r)]);
             messages.push((attestation::SUBTYPE, ATTESTATION_IMV_ID, body));
         }
         let reply = self.send(BatchType::Result, &messages, Some(&decision));
@@ -391,7 +391,7 @@ impl<'c> PdpSession<'c> {
         reply
     }
 
-    fn att_message(&mut self, attrs: &[AttAttribute]) -> Vec<u8> {
+    fn att_message(&mut self, attrs: &[AttestationAttribute]) -> Vec<u8> {
         let mut w = PaMessageWriter::new(self.next_pa_id);
         self.next_pa_id += 1;
         for a in attrs {
@@ -554,7 +554,7 @@ fn decode_attestation(body: &[u8]) -> Decoded {
         if raw.vendor != attestation::VENDOR {
             continue;
         }
-        match AttAttribute::decode(raw.attr_type, raw.value) {
+        match AttestationAttribute::decode(raw.attr_type, raw.value) {
             Ok(a) => out.push(a),
             Err(e) => {
                 let err =

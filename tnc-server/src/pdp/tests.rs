@@ -393,7 +393,7 @@ async fn after_a_reboot_the_whole_ima_list_is_asked_for() {
 async fn the_cretry_limit_ends_the_session() {
     let bed = Bed::new();
     let mut session = PdpSession::new(&bed.ctx, PEER);
-    let mut client = PbSession::new(tnc_proto::pb_tnc::Role::Client);
+    let mut client = PbSession::new(tnc_proto::pb_tnc::Side::Client);
     // An empty CDATA: the PDP decides at once (no evidence).
     let batch = client.send(BatchType::CData, Vec::new()).unwrap();
     let mut reply = session.receive(&batch).await;
@@ -544,7 +544,7 @@ async fn a_pb_tnc_violation_closes_with_a_pb_error() {
     let reply = session.receive(&[1, 0x80, 0, 1, 0, 0, 0, 8]).await;
     assert!(reply.close);
     assert_eq!(reply.batches.len(), 1, "CLOSE with the PB-Error");
-    let mut client = PbSession::new(tnc_proto::pb_tnc::Role::Client);
+    let mut client = PbSession::new(tnc_proto::pb_tnc::Side::Client);
     let _ = client.send(BatchType::CData, Vec::new()).unwrap();
     let close = client.receive(&reply.batches[0]).unwrap();
     assert_eq!(close.batch_type, BatchType::Close);
@@ -557,7 +557,7 @@ async fn a_pb_tnc_violation_closes_with_a_pb_error() {
 async fn a_malformed_attestation_message_is_answered_with_a_pa_tnc_error() {
     let bed = Bed::new();
     let mut session = PdpSession::new(&bed.ctx, PEER);
-    let mut client = PbSession::new(tnc_proto::pb_tnc::Role::Client);
+    let mut client = PbSession::new(tnc_proto::pb_tnc::Side::Client);
     // A PA-TNC message of the attestation subtype whose attribute value is
     // not CBOR.
     let body = tnc_proto::pa_tnc::PaMessageWriter::new(1)
