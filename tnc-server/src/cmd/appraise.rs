@@ -4,9 +4,8 @@
 use super::input::{read_file, QuoteFiles};
 use clap::Args as ClapArgs;
 use policy::appraisal::{appraise, Challenge, Evidence};
-use policy::digest::from_hex;
 use policy::reference::ReferenceValues;
-use policy::tpm::{parse_selection, Attest};
+use policy::tpm::parse_selection;
 use policy::Verdict;
 use serde_json::json;
 use std::path::PathBuf;
@@ -63,12 +62,7 @@ pub fn run(a: &AppraiseArgs) -> anyhow::Result<ExitCode> {
             a.selection
         )
     })?;
-    let nonce = match &a.nonce {
-        Some(n) => from_hex(n).ok_or_else(|| anyhow::anyhow!("--nonce {n:?} is not hex"))?,
-        None => Attest::parse(&attest)
-            .map(|q| q.extra_data)
-            .unwrap_or_default(),
-    };
+    let nonce = super::input::nonce_or_the_quotes_own(a.nonce.as_deref(), &attest)?;
     let evidence = Evidence {
         attest: &attest,
         signature: &signature,

@@ -71,3 +71,16 @@ fn load_public(path: &Path) -> anyhow::Result<Public> {
         .or_else(|_| Public::parse(&bytes))
         .map_err(|e| anyhow::anyhow!("{}: not a TPM2B_PUBLIC or TPMT_PUBLIC: {e}", path.display()))
 }
+
+/// The nonce a quote is checked against: `--nonce` (hex), or else the
+/// quote's own, so the check passes and the output says none was given.
+pub fn nonce_or_the_quotes_own(nonce: Option<&str>, attest: &[u8]) -> anyhow::Result<Vec<u8>> {
+    match nonce {
+        Some(n) => {
+            policy::digest::from_hex(n).ok_or_else(|| anyhow::anyhow!("--nonce {n:?} is not hex"))
+        }
+        None => Ok(policy::tpm::Attest::parse(attest)
+            .map(|q| q.extra_data)
+            .unwrap_or_default()),
+    }
+}

@@ -3,9 +3,9 @@
 
 use super::input::{read_file, QuoteFiles};
 use clap::Args as ClapArgs;
-use policy::digest::{from_hex, hex};
+use policy::digest::hex;
 use policy::quote::{verify_quote, QuoteExpectation};
-use policy::tpm::{parse_selection, Attest, PcrSelection, PcrValues, Signature};
+use policy::tpm::{parse_selection, PcrSelection, PcrValues, Signature};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,14 +36,9 @@ pub fn run(a: &QuoteArgs) -> anyhow::Result<ExitCode> {
     let sig = Signature::parse(&sig_bytes).map_err(|e| {
         anyhow::anyhow!("{}: not a TPMT_SIGNATURE: {e}", a.files.signature.display())
     })?;
-    let nonce = match &a.nonce {
-        Some(n) => from_hex(n).ok_or_else(|| anyhow::anyhow!("--nonce {n:?} is not hex"))?,
-        // Compare the quote's nonce with itself: the check passes, and the output
-        // says it was not made.
-        None => Attest::parse(&attest)
-            .map(|q| q.extra_data)
-            .unwrap_or_default(),
-    };
+    // Without --nonce the quote's nonce is compared with itself: the check
+    // passes, and the output says it was not made.
+    let nonce = super::input::nonce_or_the_quotes_own(a.nonce.as_deref(), &attest)?;
     let selection: Option<Vec<PcrSelection>> = match &a.selection {
         Some(s) => Some(parse_selection(s).ok_or_else(|| {
             anyhow::anyhow!("--selection {s:?}: write banks and PCRs like sha256:0,1,7+sha1:10")
