@@ -6,6 +6,8 @@
 //! Reading the PEM files stays with the callers, which know which config key
 //! named them.
 
+pub mod shangmi;
+
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
