@@ -399,3 +399,110 @@ fn a_mixed_pair_prefers_the_shangmi_suite_and_still_speaks_the_standard_ones() {
         CipherSuite::TLS13_AES_256_GCM_SHA384
     );
 }
+
+/// A server key that signs CertificateVerify under the certificate SM2 ID
+/// instead of the TLS one (RFC 8998 §3.2.1): what the one published rustls
+/// provider does, and what a correct client must refuse.
+#[derive(Debug)]
+struct WrongIdKey(sm2::SecretKey);
+
+#[derive(Debug)]
+struct WrongIdSigner(sm2::SecretKey);
+
+impl rustls::sign::SigningKey for WrongIdKey {
+    fn choose_scheme(
+        &self,
+        offered: &[rustls::SignatureScheme],
+    ) -> Option<Box<dyn rustls::sign::Signer>> {
+        offered
+            .contains(&SM2SIG_SM3)
+            .then(|| Box::new(WrongIdSigner(self.0.clone())) as Box<dyn rustls::sign::Signer>)
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        rustls::SignatureAlgorithm::Unknown(0xE0)
+    }
+}
+
+impl rustls::sign::Signer for WrongIdSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        use sm2::dsa::signature::Signer as _;
+        let key = sm2::dsa::SigningKey::new(pki::tls::shangmi::CERT_SM2_ID, &self.0).unwrap();
+        let sig: sm2::dsa::Signature = key.sign(message);
+        Ok(sig.to_der().to_vec())
+    }
+
+    fn scheme(&self) -> rustls::SignatureScheme {
+        SM2SIG_SM3
+    }
+}
+
+#[derive(Debug)]
+struct Fixed(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Fixed {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+#[test]
+fn a_certificate_verify_under_the_wrong_sm2_id_is_refused() {
+    let dir = pki("wrong-id");
+    let id = identity(&dir, "server");
+    let secret = pki::tls::shangmi::sm2_secret_key(&id.key).unwrap();
+    let key = Arc::new(rustls::sign::CertifiedKey::new(
+        id.chain,
+        Arc::new(WrongIdKey(secret)),
+    ));
+    let server = ServerConfig::builder_with_provider(Arc::new(strict_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Fixed(key)));
+    let client = client_config(Arc::new(strict_provider()), roots(&dir, "ca"), None).unwrap();
+    let err = handshake(client, Arc::new(server)).unwrap_err();
+    assert!(format!("{err:?}").contains("BadSignature"), "{err:?}");
+}
+
+#[test]
+fn truncated_and_oversized_records_are_refused_with_an_alert() {
+    let dir = pki("records");
+    let server =
+        server_config(Arc::new(strict_provider()), identity(&dir, "server"), None).unwrap();
+    let client = client_config(Arc::new(strict_provider()), roots(&dir, "ca"), None).unwrap();
+    let (mut c, mut s) = handshake(client.clone(), server.clone()).unwrap();
+    c.writer().write_all(b"0123456789").unwrap();
+    let mut wire = Vec::new();
+    c.write_tls(&mut wire).unwrap();
+    // The record cut short by one byte of its tag, with its header saying so:
+    // the AEAD check fails.
+    let mut cut = wire[..wire.len() - 1].to_vec();
+    let len = u16::from_be_bytes([cut[3], cut[4]]) - 1;
+    cut[3..5].copy_from_slice(&len.to_be_bytes());
+    let mut r = &cut[..];
+    s.read_tls(&mut r).unwrap();
+    assert_eq!(
+        s.process_new_packets().unwrap_err(),
+        rustls::Error::DecryptError
+    );
+
+    // A record longer than TLS 1.3 allows (2^14 + 256 bytes of ciphertext;
+    // rustls refuses at the header what exceeds its own, larger, bound and
+    // the rest at the AEAD): refused either way, whatever its content.
+    for len in [(1u16 << 14) + 257, u16::MAX] {
+        let (_c, mut s) = handshake(client.clone(), server.clone()).unwrap();
+        let mut huge = vec![0x17, 0x03, 0x03];
+        huge.extend_from_slice(&len.to_be_bytes());
+        huge.resize(5 + usize::from(len), 0);
+        let mut r = &huge[..];
+        let mut refused = false;
+        while !r.is_empty() && !refused {
+            refused = s.read_tls(&mut r).is_err() || s.process_new_packets().is_err();
+        }
+        assert!(refused, "a record of {len} bytes is not taken");
+    }
+}
