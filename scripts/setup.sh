@@ -7,8 +7,9 @@ set -euo pipefail
 # swtpm, swtpm-tools and tpm2-tools give tests real software TPMs and an
 # independent quote checker; openssl checks the SM2 and RSA-PSS quotes that
 # tpm2_checkquote cannot; postgresql gives the store's test a real PostgreSQL
-# server (started by the test itself on a free loopback port).
-packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl postgresql)
+# server (started by the test itself on a free loopback port); python3-venv
+# holds the Python test peers (below).
+packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl postgresql python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -37,4 +38,15 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing: install Rust (https://rustup.rs, stable toolchain), then try again" >&2
   exit 1
+fi
+
+# Python test peers, in a venv inside the workspace (.venv, ignored by git),
+# never system-wide: Tongsuo 8.3 (PyPI tongsuopy, a wheel bundling it) is the
+# independent RFC 8998 peer of the ShangMi TLS tests.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/.venv"
+if ! "$venv/bin/python" -c "import tongsuopy" >/dev/null 2>&1; then
+  echo "setup: creating $venv with tongsuopy"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "tongsuopy==1.0.1"
 fi
