@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod ca;
 pub mod credential;
 pub mod ek;
 pub mod ek_roots;
@@ -42,6 +43,11 @@ pub use ek::{
     ek_matches_certificate, verify_ek_certificate, EkCertError, EkCertificate, EkKey, EkPublic,
     EkSymmetric,
 };
+
+/// Lower-case hex, for Debug output.
+pub(crate) fn digest_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// The subject of a DER X.509 certificate as RFC 4514-style text (its first
 /// DNS subjectAltName when the subject is empty), for logs and the audit

@@ -130,71 +130,109 @@ fn same_secrets(ours: &Log, theirs: &Path) {
     }
 }
 
+/// Our client (certificate `client`) to a Tongsuo server (certificate
+/// `server`), both from `ca` in `dir`, with `suite`.
+fn client_to_tongsuo(dir: &Path, suite: CipherSuite) {
+    let keylog = dir.join(format!("server-{}.keylog", name(suite)));
+    let mut child = peer(
+        &[
+            "server",
+            "--cert",
+            "server.pem",
+            "--key",
+            "server.key",
+            "--suite",
+            name(suite),
+        ],
+        dir,
+        &keylog,
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port: u16 = json_field(&line, "port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the peer says its port: {line:?}"));
+
+    let log = Arc::new(Log::default());
+    let mut config = (*client_config(
+        Arc::new(strict_provider()),
+        roots(dir, "ca"),
+        Some(identity(dir, "client")),
+    )
+    .unwrap())
+    .clone();
+    config.key_log = log.clone();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"hello from rustls\n").unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\n") {
+        tls.read_exact(&mut byte).unwrap();
+        reply.push(byte[0]);
+    }
+    assert_eq!(reply, b"tongsuo: hello from rustls\n");
+    assert_eq!(tls.conn.negotiated_cipher_suite().unwrap().suite(), suite);
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+
+    let mut result = String::new();
+    out.read_line(&mut result).unwrap();
+    assert!(child.wait().unwrap().success(), "{result}");
+    assert_eq!(json_field(&result, "suite").as_deref(), Some(name(suite)));
+    assert_eq!(
+        json_field(&result, "read").as_deref(),
+        Some("hello from rustls\n")
+    );
+    same_secrets(&log, &keylog);
+}
+
 #[test]
 fn our_client_to_a_tongsuo_server() {
     let dir = pki("tongsuo-server");
     for suite in [TLS_SM4_GCM_SM3, TLS_SM4_CCM_SM3] {
-        let keylog = dir.join(format!("server-{}.keylog", name(suite)));
-        let mut child = peer(
-            &[
-                "server",
-                "--cert",
-                "server.pem",
-                "--key",
-                "server.key",
-                "--suite",
-                name(suite),
-            ],
-            &dir,
-            &keylog,
-        );
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let port: u16 = json_field(&line, "port")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the peer says its port: {line:?}"));
+        client_to_tongsuo(&dir, suite);
+    }
+}
 
-        let log = Arc::new(Log::default());
-        let mut config = (*client_config(
-            Arc::new(strict_provider()),
-            roots(&dir, "ca"),
-            Some(identity(&dir, "client")),
-        )
-        .unwrap())
-        .clone();
-        config.key_log = log.clone();
-        let conn = rustls::ClientConnection::new(
-            Arc::new(config),
-            ServerName::try_from("localhost").unwrap(),
+#[test]
+fn tongsuo_takes_the_certificates_of_our_sm2_ca() {
+    use pki::ca::{LeafSpec, Sm2Ca, Sm2Key, Usage};
+    use std::time::SystemTime;
+    let dir = common::scratch("tongsuo-our-ca");
+    let ca = Sm2Ca::create(
+        "TNC test SM2 CA",
+        Duration::from_secs(86_400),
+        SystemTime::now(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.certificate_pem()).unwrap();
+    for (who, usage) in [("server", Usage::Server), ("client", Usage::Client)] {
+        let key = Sm2Key::generate().unwrap();
+        let spec = LeafSpec {
+            common_name: who.into(),
+            dns_names: vec!["localhost".into()],
+            ips: Vec::new(),
+            usage,
+            lifetime: Duration::from_secs(3600),
+        };
+        let cert = ca
+            .issue(&key.public_key(), &spec, SystemTime::now())
+            .unwrap();
+        std::fs::write(
+            dir.join(format!("{who}.pem")),
+            pki::ca::pem_certificate(&cert),
         )
         .unwrap();
-        let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, sock);
-        tls.write_all(b"hello from rustls\n").unwrap();
-        let mut reply = Vec::new();
-        let mut byte = [0u8; 1];
-        while !reply.ends_with(b"\n") {
-            tls.read_exact(&mut byte).unwrap();
-            reply.push(byte[0]);
-        }
-        assert_eq!(reply, b"tongsuo: hello from rustls\n");
-        assert_eq!(tls.conn.negotiated_cipher_suite().unwrap().suite(), suite);
-        tls.conn.send_close_notify();
-        let _ = tls.flush();
-
-        let mut result = String::new();
-        out.read_line(&mut result).unwrap();
-        assert!(child.wait().unwrap().success(), "{result}");
-        assert_eq!(json_field(&result, "suite").as_deref(), Some(name(suite)));
-        assert_eq!(
-            json_field(&result, "read").as_deref(),
-            Some("hello from rustls\n")
-        );
-        same_secrets(&log, &keylog);
+        std::fs::write(dir.join(format!("{who}.key")), key.to_pem().unwrap()).unwrap();
     }
+    client_to_tongsuo(&dir, TLS_SM4_GCM_SM3);
 }
 
 #[test]
