@@ -10,12 +10,12 @@
 //! in temporary directories removed at the end; the swtpm processes stop.
 
 use anyhow::Context;
+use pki::tls::Suites;
 use std::time::Instant;
-use testnet::e2e::{profile, Endpoint, TestPdp};
+use testnet::e2e::{profile, Endpoint, PdpOptions, TestPdp};
 use testnet::swtpm::LocalCa;
 use tnc_client::agent::Outcome;
 use tnc_proto::attestation::Role;
-use tnc_server::config::Limits;
 
 struct Row {
     endpoint: &'static str,
@@ -35,13 +35,25 @@ pub fn run() -> anyhow::Result<()> {
 async fn demo() -> anyhow::Result<()> {
     println!("TNC demo: a PDP and three swtpm-backed endpoints on loopback.");
     let ca = LocalCa::create()?;
+    // The VM speaks the ShangMi suites (RFC 8998), the terminals the
+    // standard ones; the PDP serves both.
     let endpoints = [
-        ("terminal-1", "good-terminal", Role::Terminal),
-        ("terminal-2", "tampered-kernel", Role::Terminal),
-        ("vm-1", "good-vm", Role::Vm),
+        (
+            "terminal-1",
+            "good-terminal",
+            Role::Terminal,
+            Suites::Standard,
+        ),
+        (
+            "terminal-2",
+            "tampered-kernel",
+            Role::Terminal,
+            Suites::Standard,
+        ),
+        ("vm-1", "good-vm", Role::Vm, Suites::Shangmi),
     ];
     let mut booted = Vec::new();
-    for (name, prof, role) in endpoints {
+    for (name, prof, role, suites) in endpoints {
         let e = Endpoint::boot(prof, role, &ca).with_context(|| format!("booting {name}"))?;
         println!(
             "  {name}: swtpm on port {} booted as {prof:?} ({} PCR extends, {} IMA entries)",
@@ -49,25 +61,33 @@ async fn demo() -> anyhow::Result<()> {
             e.measurements.extends.len(),
             e.measurements.ima_entries()
         );
-        booted.push((name, prof, e));
+        booted.push((name, prof, suites, e));
     }
     let (terminal_ref, vm_ref) = (profile("good-terminal")?, profile("good-vm")?);
-    let pdp = TestPdp::start(
+    let pdp = TestPdp::start_raw(
         &[(Role::Terminal, &terminal_ref), (Role::Vm, &vm_ref)],
-        &ca,
-        Limits::default(),
+        ca.roots()?,
+        PdpOptions {
+            suites: Suites::Both,
+            ..PdpOptions::default()
+        },
     )
     .await?;
     println!(
-        "  PDP: PT-TLS on {} (TLS 1.3), reference values: terminal = good-terminal, vm = good-vm",
+        "  PDP: PT-TLS on {} (TLS 1.3: the standard suites and the ShangMi ones, RFC 8998),\n       reference values: terminal = good-terminal, vm = good-vm",
         pdp.addr
     );
 
     let mut rows = Vec::new();
-    for (name, prof, endpoint) in &booted {
-        println!("\n=== {name} ({prof}) logs in");
+    for (name, prof, suites, endpoint) in &booted {
+        println!(
+            "\n=== {name} ({prof}) logs in, offering the {} suites",
+            suites.name()
+        );
         let start = Instant::now();
-        let outcome = pdp.log_in(endpoint).await?;
+        let outcome = pdp
+            .log_in_agent(endpoint.agent()?, *suites, None, false)
+            .await?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         print!("{outcome}");
         rows.push(Row {
@@ -80,10 +100,10 @@ async fn demo() -> anyhow::Result<()> {
 
     println!("\n=== Summary");
     println!(
-        "{:<11} | {:<16} | {:<9} | {:>7} | first finding",
-        "endpoint", "profile", "verdict", "ms"
+        "{:<11} | {:<16} | {:<9} | {:<24} | {:>7} | first finding",
+        "endpoint", "profile", "verdict", "TLS 1.3 suite", "ms"
     );
-    println!("{}", "-".repeat(90));
+    println!("{}", "-".repeat(110));
     for r in &rows {
         let first = r
             .outcome
@@ -92,12 +112,13 @@ async fn demo() -> anyhow::Result<()> {
             .and_then(|a| a.findings.first().cloned())
             .unwrap_or_default();
         println!(
-            "{:<11} | {:<16} | {:<9} | {:>7.1} | {}",
+            "{:<11} | {:<16} | {:<9} | {:<24} | {:>7.1} | {}",
             r.endpoint,
             r.profile,
             r.outcome.verdict_name(),
+            r.outcome.tls_suite.as_deref().unwrap_or("?"),
             r.ms,
-            shorten(&first, 80)
+            shorten(&first, 60)
         );
     }
     let devices = pdp.store.devices().await?;
@@ -107,11 +128,16 @@ async fn demo() -> anyhow::Result<()> {
     );
     let expected = ["allow", "isolate", "allow"];
     let got: Vec<&str> = rows.iter().map(|r| r.outcome.verdict_name()).collect();
+    let vm_suite = rows.last().and_then(|r| r.outcome.tls_suite.clone());
     pdp.stop().await?;
     drop(booted);
     anyhow::ensure!(
         got == expected,
         "expected verdicts {expected:?}, got {got:?}"
+    );
+    anyhow::ensure!(
+        vm_suite.as_deref() == Some("TLS_SM4_GCM_SM3"),
+        "vm-1 should have logged in over TLS_SM4_GCM_SM3, not {vm_suite:?}"
     );
     Ok(())
 }

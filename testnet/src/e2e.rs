@@ -5,11 +5,12 @@
 use crate::simulator::{Measurements, Profile};
 use crate::swtpm::{scratch_dir, LocalCa, Swtpm, SwtpmOptions};
 use anyhow::{anyhow, Context};
+use pki::tls::Suites;
 use policy::digest::hex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tnc_client::agent::{login, login_quic, tls_client_config, Agent, Outcome};
+use tnc_client::agent::{login, login_quic, tls_client_config_for, Agent, Outcome};
 use tnc_client::attest::{AttestationCollector, AttestationConfig};
 use tnc_client::collect::EvidencePaths;
 use tnc_client::os::{OsFacts, OsPaths};
@@ -33,23 +34,33 @@ pub fn profile(name: &str) -> anyhow::Result<Profile> {
 /// A TLS CA and a server certificate for `localhost` and 127.0.0.1, as PEM
 /// files in `dir` (the key at mode 0600).
 pub struct TlsFiles {
+    /// Both CAs, as `tnc-server init` writes them.
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The PDP's SM2 certificate and key, for the ShangMi suites.
+    pub sm2_cert: PathBuf,
+    pub sm2_key: PathBuf,
 }
 
 pub fn make_tls_files(dir: &Path) -> anyhow::Result<TlsFiles> {
     let ca = certs::new_ca("testnet PDP CA")?;
-    let names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    let (cert, key) = certs::issue("testnet PDP", names, &ca)?;
+    let names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let (cert, key) = certs::issue("testnet PDP", names.clone(), &ca)?;
+    let (sm2_ca, sm2_cert, sm2_key) =
+        certs::sm2_server("testnet PDP SM2 CA", "testnet PDP", &names)?;
     let files = TlsFiles {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
+        sm2_cert: dir.join("server-sm2.pem"),
+        sm2_key: dir.join("server-sm2.key"),
     };
-    std::fs::write(&files.ca, ca.0.pem())?;
+    std::fs::write(&files.ca, ca.0.pem() + &sm2_ca.certificate_pem())?;
     std::fs::write(&files.cert, cert.pem())?;
     certs::write_private(&files.key, key.serialize_pem().as_bytes(), true)?;
+    std::fs::write(&files.sm2_cert, pki::ca::pem_certificate(&sm2_cert))?;
+    certs::write_private(&files.sm2_key, sm2_key.to_pem()?.as_bytes(), true)?;
     Ok(files)
 }
 
@@ -97,6 +108,8 @@ pub struct PdpOptions {
     pub os_policy: OsPolicy,
     /// Wrong passwords allowed per user name and address.
     pub guesses: tnc_server::guard::GuessLimits,
+    /// The TLS 1.3 suites the PDP speaks.
+    pub suites: pki::tls::Suites,
 }
 
 impl Default for PdpOptions {
@@ -109,6 +122,7 @@ impl Default for PdpOptions {
             client_ca: None,
             os_policy: OsPolicy::default(),
             guesses: Default::default(),
+            suites: Suites::Standard,
         }
     }
 }
@@ -157,6 +171,7 @@ impl TestPdp {
             client_ca,
             os_policy,
             guesses,
+            suites,
         } = options;
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
@@ -177,7 +192,12 @@ impl TestPdp {
             message_budget: tnc_server::budget::MessageBudget::new(limits.message_budget_mib),
             ..PdpContext::new(store.clone())
         });
-        let config = tnc_server::net::tls_server_config(&tls.cert, &tls.key, client_ca.as_deref())?;
+        let config = tnc_server::net::tls_server_config_for(
+            suites,
+            Some((&tls.cert, &tls.key)),
+            Some((&tls.sm2_cert, &tls.sm2_key)),
+            client_ca.as_deref(),
+        )?;
         let (tx, reports) = mpsc::unbounded_channel();
         let mut builder = Pdp::builder(ctx.clone(), config, limits)
             .tcp("127.0.0.1:0".parse()?)
@@ -220,8 +240,19 @@ impl TestPdp {
         credentials: Option<PlainCredentials>,
         quic: bool,
     ) -> anyhow::Result<Outcome> {
-        let tls = tls_client_config(&self.tls.ca)?;
-        let mut agent = endpoint.agent()?;
+        self.log_in_agent(endpoint.agent()?, Suites::Standard, credentials, quic)
+            .await
+    }
+
+    /// Logs `agent` in, offering `suites`, over QUIC when `quic`.
+    pub async fn log_in_agent(
+        &self,
+        mut agent: Agent,
+        suites: Suites,
+        credentials: Option<PlainCredentials>,
+        quic: bool,
+    ) -> anyhow::Result<Outcome> {
+        let tls = tls_client_config_for(&self.tls.ca, None, suites)?;
         let (addr, quic_addr) = (self.addr, self.quic_addr);
         tokio::task::spawn_blocking(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

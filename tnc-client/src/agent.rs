@@ -34,6 +34,9 @@ pub struct Outcome {
     /// When the RESULT batch arrived (the handshake's latency ends here; the
     /// transport's close comes after).
     pub decided_at: Option<std::time::Instant>,
+    /// The TLS 1.3 cipher suite the session ran over, when the transport
+    /// says (TCP; quinn does not report it for QUIC).
+    pub tls_suite: Option<String>,
 }
 
 impl Outcome {
@@ -69,6 +72,9 @@ impl std::fmt::Display for Outcome {
         }
         if let Some(r) = &self.remediation {
             writeln!(f, "remediation: {r}")?;
+        }
+        if let Some(s) = &self.tls_suite {
+            writeln!(f, "channel: TLS 1.3, {s}")?;
         }
         Ok(())
     }
@@ -388,6 +394,16 @@ pub fn tls_client_config_with(
     ca_pem: &std::path::Path,
     identity: Option<(&std::path::Path, &std::path::Path)>,
 ) -> std::io::Result<std::sync::Arc<rustls::ClientConfig>> {
+    tls_client_config_for(ca_pem, identity, pki::tls::Suites::Standard)
+}
+
+/// [`tls_client_config_with`] speaking `suites`: with `Shangmi` the client
+/// offers the RFC 8998 suites only and accepts only an SM2 certificate.
+pub fn tls_client_config_for(
+    ca_pem: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+    suites: pki::tls::Suites,
+) -> std::io::Result<std::sync::Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
@@ -419,7 +435,7 @@ pub fn tls_client_config_with(
             Some(pki::tls::Identity { chain, key })
         }
     };
-    pki::tls::client_config(pki::tls::default_provider(), roots, identity)
+    pki::tls::client_config(suites.provider(), roots, identity)
         .map_err(|e| bad(format!("client certificate: {e}")))
 }
 
@@ -444,7 +460,14 @@ pub async fn login(
         .connect(name, tcp)
         .await
         .map_err(certificate_error)?;
-    run_session(stream, agent, credentials, MAX_MESSAGE_LEN).await
+    let suite = stream
+        .get_ref()
+        .1
+        .negotiated_cipher_suite()
+        .map(|s| pki::tls::suite_name(s.suite()));
+    let mut outcome = run_session(stream, agent, credentials, MAX_MESSAGE_LEN).await?;
+    outcome.tls_suite = suite;
+    Ok(outcome)
 }
 
 /// A refused server certificate, said so that the operator knows what to

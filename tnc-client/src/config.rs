@@ -20,6 +20,10 @@ pub struct ClientConfig {
     /// (then `server` names the PDP's QUIC port).
     #[serde(default)]
     pub transport: Option<String>,
+    /// `standard` (default), `shangmi` (RFC 8998 only: the PDP must present
+    /// an SM2 certificate) or `both` (the ShangMi suites preferred).
+    #[serde(default)]
+    pub suites: pki::tls::Suites,
     /// The name the PDP's certificate must carry; default: the host of `server`.
     #[serde(default)]
     pub server_name: Option<String>,

@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tnc_client::agent::{login, login_quic, tls_client_config_with, Agent, Outcome};
+use tnc_client::agent::{login, login_quic, tls_client_config_for, Agent, Outcome};
 use tnc_client::attest::AttestationCollector;
 use tnc_client::config::ClientConfig;
 use tnc_client::os::OsFacts;
@@ -110,9 +110,10 @@ fn run_login(
         .as_ref()
         .zip(config.private_key.as_ref())
         .map(|(c, k)| (config.path(c), config.path(k)));
-    let tls = tls_client_config_with(
+    let tls = tls_client_config_for(
         &ca,
         identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        config.suites,
     )
     .context("the CA file (ca or --ca) or the client certificate")?;
     let os = OsFacts::collect(&config.os_paths(), config.os.default_password)

@@ -144,6 +144,18 @@ pub struct Tls {
     pub certificate: PathBuf,
     /// PEM private key (PKCS#8, SEC1 or PKCS#1); must not be readable by others.
     pub private_key: PathBuf,
+    /// `standard` (default: AES-GCM and ChaCha20 with the certificate
+    /// above), `shangmi` (RFC 8998 only: SM4, curveSM2, the SM2 certificate
+    /// below) or `both` (the SM2 certificate to clients that offer
+    /// sm2sig_sm3, the other one to the rest).
+    #[serde(default)]
+    pub suites: pki::tls::Suites,
+    /// The SM2 certificate (PEM chain) and its key, for the ShangMi suites
+    /// (`tnc-server init` writes them).
+    #[serde(default)]
+    pub sm2_certificate: Option<PathBuf>,
+    #[serde(default)]
+    pub sm2_private_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,6 +391,15 @@ impl ServerConfig {
                 "limits.message_budget_mib ({} MiB) must hold one message of \
                  limits.max_message_len ({} bytes)",
                 config.limits.message_budget_mib, config.limits.max_message_len
+            ));
+        }
+        if config.tls.suites.needs_sm2_identity()
+            && (config.tls.sm2_certificate.is_none() || config.tls.sm2_private_key.is_none())
+        {
+            return invalid(format!(
+                "tls.suites = \"{}\" needs tls.sm2_certificate and tls.sm2_private_key \
+                 (tnc-server init writes server-sm2.pem and server-sm2.key)",
+                config.tls.suites.name()
             ));
         }
         if config.limits.handshake_timeout_secs == 0 {

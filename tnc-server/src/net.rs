@@ -67,62 +67,118 @@ pub struct SessionIdentity {
     pub role: Option<&'static str>,
 }
 
-/// TLS 1.3 only, standard suites through ring (RFC 6876 §3.2 requires TLS; the
-/// ShangMi suite is the channel's, not the PDP's).
-///
-/// With `client_ca`, a client may present a certificate issued by one of its
-/// CAs; a presented certificate must verify, and it then authenticates the
-/// session in place of SASL.
+/// TLS 1.3 with the standard suites and one identity (see
+/// [`tls_server_config_for`]).
 pub fn tls_server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| ConfigError::new(format!("reading tls.certificate {}", cert.display()), e))?
+    tls_server_config_for(
+        pki::tls::Suites::Standard,
+        Some((cert, key)),
+        None,
+        client_ca,
+    )
+}
+
+/// The PDP's TLS configuration from `server.toml`'s `[tls]` (and
+/// `auth.client_ca`).
+pub fn server_tls(
+    config: &crate::config::ServerConfig,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let tls = &config.tls;
+    let (cert, key) = (config.path(&tls.certificate), config.path(&tls.private_key));
+    let sm2 = tls
+        .sm2_certificate
+        .as_ref()
+        .zip(tls.sm2_private_key.as_ref())
+        .map(|(c, k)| (config.path(c), config.path(k)));
+    let client_ca = config.auth.client_ca.as_ref().map(|p| config.path(p));
+    tls_server_config_for(
+        tls.suites,
+        tls.suites
+            .needs_standard_identity()
+            .then_some((cert.as_path(), key.as_path())),
+        sm2.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        client_ca.as_deref(),
+    )
+}
+
+/// TLS 1.3 for PT-TLS (RFC 6876 §3.2) with `suites`: the standard identity
+/// (`tls.certificate`, `tls.private_key`), the SM2 one
+/// (`tls.sm2_certificate`, `tls.sm2_private_key`), as the suites need.
+///
+/// With `client_ca`, a client may present a certificate issued by one of its
+/// CAs; a presented certificate must verify, and it then authenticates the
+/// session in place of SASL.
+pub fn tls_server_config_for(
+    suites: pki::tls::Suites,
+    standard: Option<(&Path, &Path)>,
+    sm2: Option<(&Path, &Path)>,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let standard = standard
+        .map(|(c, k)| read_identity(c, k, "tls.certificate", "tls.private_key"))
+        .transpose()?;
+    let sm2 = sm2
+        .map(|(c, k)| read_identity(c, k, "tls.sm2_certificate", "tls.sm2_private_key"))
+        .transpose()?;
+    let client_roots = client_ca.map(read_client_roots).transpose()?;
+    pki::tls::server_config_for(suites, pki::tls::Identities { standard, sm2 }, client_roots)
+        .map_err(|e| {
+            ConfigError::new(
+                "tls.suites, the certificates and private keys, and auth.client_ca",
+                e,
+            )
+        })
+}
+
+/// A certificate chain and its private key, named by the settings they
+/// came from; the key must not be readable by others.
+fn read_identity(
+    cert: &Path,
+    key: &Path,
+    cert_setting: &str,
+    key_setting: &str,
+) -> Result<pki::tls::Identity, ConfigError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| ConfigError::new(format!("reading {cert_setting} {}", cert.display()), e))?
         .collect::<Result<_, _>>()
         .map_err(|e| {
             ConfigError::new(
-                format!("tls.certificate {}: not PEM certificates", cert.display()),
+                format!("{cert_setting} {}: not PEM certificates", cert.display()),
                 e,
             )
         })?;
-    if certs.is_empty() {
+    if chain.is_empty() {
         return Err(ConfigError::new(
-            format!("tls.certificate {}", cert.display()),
+            format!("{cert_setting} {}", cert.display()),
             "no certificate in the file",
         ));
     }
-    check_private(key)?;
+    check_private(key, key_setting)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
         ConfigError::new(
-            format!("tls.private_key {}: no PEM private key", key.display()),
+            format!("{key_setting} {}: no PEM private key", key.display()),
             e,
         )
     })?;
-    let client_roots = match client_ca {
-        None => None,
-        Some(path) => {
-            let setting = || format!("auth.client_ca {}", path.display());
-            let mut roots = rustls::RootCertStore::empty();
-            for c in
-                CertificateDer::pem_file_iter(path).map_err(|e| ConfigError::new(setting(), e))?
-            {
-                let c = c.map_err(|e| ConfigError::new(format!("{}: not PEM", setting()), e))?;
-                roots.add(c).map_err(|e| ConfigError::new(setting(), e))?;
-            }
-            if roots.is_empty() {
-                return Err(ConfigError::new(setting(), "no CA certificate in the file"));
-            }
-            Some(roots)
-        }
-    };
-    pki::tls::server_config(
-        pki::tls::default_provider(),
-        pki::tls::Identity { chain: certs, key },
-        client_roots,
-    )
-    .map_err(|e| ConfigError::new("tls.certificate, tls.private_key and auth.client_ca", e))
+    Ok(pki::tls::Identity { chain, key })
+}
+
+/// The CAs of `auth.client_ca`.
+fn read_client_roots(path: &Path) -> Result<rustls::RootCertStore, ConfigError> {
+    let setting = || format!("auth.client_ca {}", path.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(path).map_err(|e| ConfigError::new(setting(), e))? {
+        let c = c.map_err(|e| ConfigError::new(format!("{}: not PEM", setting()), e))?;
+        roots.add(c).map_err(|e| ConfigError::new(setting(), e))?;
+    }
+    if roots.is_empty() {
+        return Err(ConfigError::new(setting(), "no CA certificate in the file"));
+    }
+    Ok(roots)
 }
 
 /// Password checks running at once, process-wide: one per core.
@@ -138,14 +194,14 @@ fn client_identity(cert: &CertificateDer<'_>) -> String {
 }
 
 /// A private key readable by group or others is refused: fix with chmod 600.
-fn check_private(path: &Path) -> Result<(), ConfigError> {
+fn check_private(path: &Path, setting: &str) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
-        .map_err(|e| ConfigError::new(format!("tls.private_key {}", path.display()), e))?;
+        .map_err(|e| ConfigError::new(format!("{setting} {}", path.display()), e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(ConfigError::new(
-            format!("tls.private_key {} has mode {mode:03o}", path.display()),
+            format!("{setting} {} has mode {mode:03o}", path.display()),
             "it must not be readable by group or others (chmod 600 it)",
         ));
     }

@@ -25,6 +25,11 @@ pub enum TlsError {
     Identity(rustls::Error),
     #[error("the TLS configuration cannot serve QUIC: {0}")]
     Quic(String),
+    #[error("suites \"{suites}\" need {what}")]
+    MissingIdentity {
+        suites: &'static str,
+        what: &'static str,
+    },
 }
 
 /// A certificate chain (end entity first) and its private key.
@@ -36,6 +41,174 @@ pub struct Identity {
 /// ring's provider: the standard TLS 1.3 suites.
 pub fn default_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Which TLS 1.3 cipher suites a PDP or an agent speaks (`suites =
+/// "standard"`, `"shangmi"` or `"both"` in their TOML).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Suites {
+    /// The standard suites (AES-GCM, ChaCha20-Poly1305) with ECDSA/RSA
+    /// certificates, through ring.
+    #[default]
+    Standard,
+    /// RFC 8998 only: SM4-GCM/CCM, curveSM2, SM2 certificates.
+    Shangmi,
+    /// The ShangMi suites preferred, the standard ones too.
+    Both,
+}
+
+impl Suites {
+    /// From a configuration's word: `standard`, `shangmi` or `both`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "standard" => Some(Self::Standard),
+            "shangmi" => Some(Self::Shangmi),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Shangmi => "shangmi",
+            Self::Both => "both",
+        }
+    }
+
+    pub fn provider(self) -> Arc<CryptoProvider> {
+        match self {
+            Self::Standard => default_provider(),
+            Self::Shangmi => Arc::new(shangmi::strict_provider()),
+            Self::Both => Arc::new(shangmi::mixed_provider()),
+        }
+    }
+
+    /// Whether a server with these suites presents an SM2 certificate.
+    pub fn needs_sm2_identity(self) -> bool {
+        self != Self::Standard
+    }
+
+    /// Whether it presents a standard (ECDSA/RSA) one.
+    pub fn needs_standard_identity(self) -> bool {
+        self != Self::Shangmi
+    }
+}
+
+/// The name of a negotiated suite: IANA's, or RFC 8998's for the ShangMi
+/// ones (rustls knows them only as numbers).
+pub fn suite_name(suite: rustls::CipherSuite) -> String {
+    if suite == shangmi::TLS_SM4_GCM_SM3 {
+        "TLS_SM4_GCM_SM3".into()
+    } else if suite == shangmi::TLS_SM4_CCM_SM3 {
+        "TLS_SM4_CCM_SM3".into()
+    } else {
+        suite
+            .as_str()
+            .map_or_else(|| format!("{suite:?}"), str::to_string)
+    }
+}
+
+/// A server's identities: the standard one, the SM2 one, or both.
+pub struct Identities {
+    pub standard: Option<Identity>,
+    pub sm2: Option<Identity>,
+}
+
+/// A TLS 1.3 server speaking `suites`: with `Standard` it presents
+/// `identities.standard`, with `Shangmi` `identities.sm2`, with `Both` the
+/// SM2 one to a client that offers sm2sig_sm3 and the standard one to the
+/// others. Client certificates as in [`server_config`].
+pub fn server_config_for(
+    suites: Suites,
+    identities: Identities,
+    client_roots: Option<RootCertStore>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let missing = |what: &'static str| TlsError::MissingIdentity {
+        suites: suites.name(),
+        what,
+    };
+    match suites {
+        Suites::Standard => server_config(
+            suites.provider(),
+            identities
+                .standard
+                .ok_or(missing("a standard (ECDSA or RSA) certificate"))?,
+            client_roots,
+        ),
+        Suites::Shangmi => server_config(
+            suites.provider(),
+            identities.sm2.ok_or(missing("an SM2 certificate"))?,
+            client_roots,
+        ),
+        Suites::Both => {
+            let provider = suites.provider();
+            let load = |id: Identity| -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+                let key = provider
+                    .key_provider
+                    .load_private_key(id.key)
+                    .map_err(TlsError::Identity)?;
+                Ok(Arc::new(rustls::sign::CertifiedKey::new(id.chain, key)))
+            };
+            let resolver = BySignatureScheme {
+                sm2: load(identities.sm2.ok_or(missing("an SM2 certificate"))?)?,
+                standard: load(
+                    identities
+                        .standard
+                        .ok_or(missing("a standard (ECDSA or RSA) certificate"))?,
+                )?,
+            };
+            let builder = ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .map_err(TlsError::Provider)?;
+            let builder = match client_verifier(client_roots, provider)? {
+                None => builder.with_no_client_auth(),
+                Some(v) => builder.with_client_cert_verifier(v),
+            };
+            Ok(Arc::new(builder.with_cert_resolver(Arc::new(resolver))))
+        }
+    }
+}
+
+/// The SM2 identity for clients that can verify it, the standard one for
+/// the rest.
+#[derive(Debug)]
+struct BySignatureScheme {
+    sm2: Arc<rustls::sign::CertifiedKey>,
+    standard: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl rustls::server::ResolvesServerCert for BySignatureScheme {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        if hello.signature_schemes().contains(&shangmi::SM2SIG_SM3) {
+            Some(self.sm2.clone())
+        } else {
+            Some(self.standard.clone())
+        }
+    }
+}
+
+/// Verifies client certificates from `roots`, letting clients without one
+/// in (they authenticate with SASL instead).
+fn client_verifier(
+    roots: Option<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, TlsError> {
+    match roots {
+        None => Ok(None),
+        Some(roots) if roots.is_empty() => Err(TlsError::NoRoots),
+        Some(roots) => {
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map(Some)
+                .map_err(|e| TlsError::ClientVerifier(e.to_string()))
+        }
+    }
 }
 
 /// A TLS 1.3 server presenting `identity`. With `client_roots`, a client may
@@ -50,19 +223,9 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsError::Provider)?;
-    let builder = match client_roots {
+    let builder = match client_verifier(client_roots, provider)? {
         None => builder.with_no_client_auth(),
-        Some(roots) if roots.is_empty() => return Err(TlsError::NoRoots),
-        Some(roots) => {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::ClientVerifier(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(v) => builder.with_client_cert_verifier(v),
     };
     let config = builder
         .with_single_cert(identity.chain, identity.key)
@@ -100,8 +263,9 @@ pub fn quic_server_config(
 ) -> Result<quinn_proto::ServerConfig, TlsError> {
     let mut tls = tls.clone();
     tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let crypto =
+        quinn_proto::crypto::rustls::QuicServerConfig::with_initial(Arc::new(tls), initial_suite())
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
     Ok(quinn_proto::ServerConfig::with_crypto(Arc::new(crypto)))
 }
 
@@ -112,9 +276,21 @@ pub fn quic_client_config(
 ) -> Result<quinn_proto::ClientConfig, TlsError> {
     let mut tls = tls.clone();
     tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let crypto =
+        quinn_proto::crypto::rustls::QuicClientConfig::with_initial(Arc::new(tls), initial_suite())
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
     Ok(quinn_proto::ClientConfig::new(Arc::new(crypto)))
+}
+
+/// The suite of QUIC Initial packets: AES-128-GCM whatever the connection
+/// negotiates (RFC 9001 §5.2), ring's, so that a provider without it (the
+/// strict ShangMi one) still speaks QUIC.
+fn initial_suite() -> rustls::quic::Suite {
+    #[allow(clippy::expect_used)]
+    rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256
+        .tls13()
+        .and_then(|s| s.quic_suite())
+        .expect("ring's TLS13_AES_128_GCM_SHA256 has a QUIC suite")
 }
 
 #[cfg(test)]

@@ -323,7 +323,7 @@ pub static TLS13_SM4_GCM_SM3: SupportedCipherSuite =
         },
         hkdf_provider: &HkdfUsingHmac(&HmacSm3),
         aead_alg: &Sm4Aead::<Sm4Gcm>(core::marker::PhantomData),
-        quic: None,
+        quic: Some(&Sm4GcmQuic),
     });
 
 /// TLS_SM4_CCM_SM3.
@@ -340,6 +340,150 @@ pub static TLS13_SM4_CCM_SM3: SupportedCipherSuite =
         aead_alg: &Sm4Aead::<Sm4Ccm>(core::marker::PhantomData),
         quic: None,
     });
+
+// ---- SM4-GCM for QUIC: this project's profile ----
+//
+// No standard defines SM4 for QUIC, so this interoperates only with itself
+// (docs/shangmi.md). Initial packets stay AES-128-GCM as RFC 9001 §5.2 fixes
+// them (`pki::tls` gives quinn ring's Initial suite); Handshake and 1-RTT
+// packets use SM4-GCM with keys from HKDF-SM3 (the "quic key", "quic iv" and
+// "quic hp" labels of RFC 9001 §5.1), and header protection is RFC 9001
+// §5.4.3's construction with SM4 in place of AES: the mask is the first five
+// bytes of SM4-ECB(hp_key, sample), the sample 16 bytes.
+
+/// SM4-GCM packet protection and SM4 header protection for QUIC.
+struct Sm4GcmQuic;
+
+impl rustls::quic::Algorithm for Sm4GcmQuic {
+    fn packet_key(&self, key: AeadKey, iv: Iv) -> Box<dyn rustls::quic::PacketKey> {
+        Box::new(Sm4QuicPacketKey {
+            aead: new_aead::<Sm4Gcm>(&key),
+            iv,
+        })
+    }
+
+    fn header_protection_key(&self, key: AeadKey) -> Box<dyn rustls::quic::HeaderProtectionKey> {
+        Box::new(Sm4HeaderProtection(new_aead::<sm4::Sm4>(&key)))
+    }
+
+    fn aead_key_len(&self) -> usize {
+        16
+    }
+}
+
+struct Sm4QuicPacketKey {
+    aead: Sm4Gcm,
+    iv: Iv,
+}
+
+impl rustls::quic::PacketKey for Sm4QuicPacketKey {
+    fn encrypt_in_place(
+        &self,
+        packet_number: u64,
+        header: &[u8],
+        payload: &mut [u8],
+    ) -> Result<rustls::quic::Tag, Error> {
+        let nonce = Nonce::new(&self.iv, packet_number).0;
+        let tag = self
+            .aead
+            .encrypt_inout_detached(&nonce.into(), header, payload.into())
+            .map_err(|_| Error::EncryptError)?;
+        Ok(rustls::quic::Tag::from(&tag[..]))
+    }
+
+    fn decrypt_in_place<'a>(
+        &self,
+        packet_number: u64,
+        header: &[u8],
+        payload: &'a mut [u8],
+    ) -> Result<&'a [u8], Error> {
+        let Some(body_len) = payload.len().checked_sub(TAG_LEN) else {
+            return Err(Error::DecryptError);
+        };
+        let nonce = Nonce::new(&self.iv, packet_number).0;
+        let (body, tag) = payload.split_at_mut(body_len);
+        let tag = aes_gcm::aead::Tag::<Sm4Gcm>::try_from(&*tag).map_err(|_| Error::DecryptError)?;
+        self.aead
+            .decrypt_inout_detached(&nonce.into(), header, body.into(), &tag)
+            .map_err(|_| Error::DecryptError)?;
+        Ok(&payload[..body_len])
+    }
+
+    fn tag_len(&self) -> usize {
+        TAG_LEN
+    }
+
+    /// RFC 9001 §6.6 and Appendix B.1 for a 128-bit-block cipher in GCM, as
+    /// for AEAD_AES_128_GCM.
+    fn confidentiality_limit(&self) -> u64 {
+        1 << 23
+    }
+
+    fn integrity_limit(&self) -> u64 {
+        1 << 52
+    }
+}
+
+struct Sm4HeaderProtection(sm4::Sm4);
+
+impl Sm4HeaderProtection {
+    /// RFC 9001 §5.4.1, with the mask of §5.4.3 made by SM4.
+    fn apply(
+        &self,
+        sample: &[u8],
+        first: &mut u8,
+        packet_number: &mut [u8],
+        unmasking: bool,
+    ) -> Result<(), Error> {
+        use sm4::cipher::BlockCipherEncrypt as _;
+        let sample: [u8; 16] = sample
+            .try_into()
+            .map_err(|_| Error::General("header protection sample of invalid length".into()))?;
+        let mut block = sm4::cipher::Block::<sm4::Sm4>::from(sample);
+        self.0.encrypt_block(&mut block);
+        let (first_mask, pn_mask) = (block[0], &block[1..5]);
+        if packet_number.len() > pn_mask.len() {
+            return Err(Error::General("packet number too long".into()));
+        }
+        // Long header: the low 4 bits are protected; short header: 5.
+        let bits = if *first & 0x80 == 0x80 { 0x0f } else { 0x1f };
+        let first_plain = if unmasking {
+            *first ^ (first_mask & bits)
+        } else {
+            *first
+        };
+        let pn_len = usize::from(first_plain & 0x03) + 1;
+        *first ^= first_mask & bits;
+        for (dst, m) in packet_number.iter_mut().zip(pn_mask).take(pn_len) {
+            *dst ^= m;
+        }
+        Ok(())
+    }
+}
+
+impl rustls::quic::HeaderProtectionKey for Sm4HeaderProtection {
+    fn encrypt_in_place(
+        &self,
+        sample: &[u8],
+        first: &mut u8,
+        packet_number: &mut [u8],
+    ) -> Result<(), Error> {
+        self.apply(sample, first, packet_number, false)
+    }
+
+    fn decrypt_in_place(
+        &self,
+        sample: &[u8],
+        first: &mut u8,
+        packet_number: &mut [u8],
+    ) -> Result<(), Error> {
+        self.apply(sample, first, packet_number, true)
+    }
+
+    fn sample_len(&self) -> usize {
+        16
+    }
+}
 
 // ---- curveSM2 ----
 

@@ -117,8 +117,35 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let (cert, key) = certs::issue(&format!("TNC PDP {}", host_name()), names.clone(), &ca)
         .context("the certificate's names (the host name and --san)")?;
     let (ca, ca_key) = ca;
+    // The same for the ShangMi suites: an SM2 CA and server certificate.
+    let (sm2_ca, sm2_cert, sm2_key) = certs::sm2_server(
+        &format!("TNC PDP SM2 CA ({})", host_name()),
+        &format!("TNC PDP {}", host_name()),
+        &names,
+    )
+    .context("the SM2 certificate's names (the host name and --san)")?;
 
-    write_new(&dir.join("ca.pem"), ca.pem().as_bytes(), 0o644)?;
+    // Endpoints trust both CAs: choosing the suites is then a one-word edit.
+    write_new(
+        &dir.join("ca.pem"),
+        format!("{}{}", ca.pem(), sm2_ca.certificate_pem()).as_bytes(),
+        0o644,
+    )?;
+    write_new(
+        &dir.join("sm2-ca.key"),
+        sm2_ca.key().to_pem()?.as_bytes(),
+        0o600,
+    )?;
+    write_new(
+        &dir.join("server-sm2.pem"),
+        pki::ca::pem_certificate(&sm2_cert).as_bytes(),
+        0o644,
+    )?;
+    write_new(
+        &dir.join("server-sm2.key"),
+        sm2_key.to_pem()?.as_bytes(),
+        0o600,
+    )?;
     write_new(
         &dir.join("ca.key"),
         ca_key.serialize_pem().as_bytes(),
@@ -145,6 +172,9 @@ tcp = "[::]:271"
 [tls]
 certificate = "server.pem"
 private_key = "server.key"
+suites = "standard"             # "shangmi": RFC 8998 only (SM4, curveSM2, SM2); "both": SM2 to clients that ask
+sm2_certificate = "server-sm2.pem"
+sm2_private_key = "server-sm2.key"
 
 [store]
 url = "sqlite://tnc.db"
@@ -182,6 +212,7 @@ role = "terminal"
 server = "{host}:271"
 # server_name = "{host}"         # the name on the PDP's certificate; default: the host of server (or --server)
 ca = "ca.pem"
+suites = "standard"              # "shangmi" or "both", as the PDP's tls.suites
 state_dir = "/var/lib/tnc-client"
 
 [tpm]
@@ -214,7 +245,11 @@ ak_kind = "ecdsa-p256"
 
     let d = dir.display();
     println!("created in {d}:");
-    println!("  ca.pem, ca.key (0600)         the CA endpoints trust for the PDP's certificate");
+    println!("  ca.pem, ca.key (0600)         the CAs endpoints trust for the PDP's certificates");
+    println!(
+        "  sm2-ca.key (0600)             the key of the SM2 CA (the second certificate in ca.pem)"
+    );
+    println!("  server-sm2.pem, server-sm2.key (0600)  the PDP's SM2 certificate, for tls.suites = \"shangmi\" or \"both\"");
     println!(
         "  server.pem, server.key (0600) the PDP's certificate for {}",
         names.join(", ")

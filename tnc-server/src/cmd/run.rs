@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tnc_server::config::ServerConfig;
-use tnc_server::net::tls_server_config;
 use tnc_server::store::Store;
 
 #[derive(clap::Args, Debug)]
@@ -25,16 +24,8 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     tnc_server::log::init();
     let config = ServerConfig::load(&args.config)?;
-    let tls = tls_server_config(
-        &config.path(&config.tls.certificate),
-        &config.path(&config.tls.private_key),
-        config
-            .auth
-            .client_ca
-            .as_ref()
-            .map(|p| config.path(p))
-            .as_deref(),
-    )?;
+    let tls = tnc_server::net::server_tls(&config)?;
+    tracing::info!(suites = config.tls.suites.name(), "TLS 1.3 suites");
     let addr = args.listen.unwrap_or(config.listen.tcp);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
