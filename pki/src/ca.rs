@@ -568,6 +568,51 @@ pub fn verify_issued_by(cert: &[u8], issuer: &[u8], now: i64) -> Result<(), CaEr
     Ok(())
 }
 
+/// What an operator reads of a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateInfo {
+    pub subject: String,
+    pub issuer: String,
+    /// Hex.
+    pub serial: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// SHA-256 of the DER, hex.
+    pub sha256: String,
+    pub is_ca: bool,
+    /// The signature algorithm's OID, dotted.
+    pub signature_algorithm: String,
+}
+
+/// Reads `der` for display.
+pub fn describe(der: &[u8]) -> Result<CertificateInfo, CaError> {
+    let c = parse(der)?;
+    Ok(CertificateInfo {
+        subject: c.subject().to_string(),
+        issuer: c.issuer().to_string(),
+        serial: crate::digest_hex(c.raw_serial()),
+        not_before: c.validity().not_before.timestamp(),
+        not_after: c.validity().not_after.timestamp(),
+        sha256: crate::digest_hex(&HashAlg::Sha256.digest(der)),
+        is_ca: c.is_ca(),
+        signature_algorithm: c.signature_algorithm.algorithm.to_id_string(),
+    })
+}
+
+/// The DER of a file that holds PEM (the first block) or DER.
+pub fn pem_or_der(bytes: &[u8]) -> Result<Vec<u8>, CaError> {
+    match std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| t.find("-----BEGIN ").map(|i| &t[i..]))
+    {
+        Some(text) => pem::parse(text)
+            .map(|p| p.contents().to_vec())
+            .map_err(|e| CaError::Der(format!("not PEM: {e}"))),
+        None => Ok(bytes.to_vec()),
+    }
+}
+
 /// A DER certificate as PEM.
 pub fn pem_certificate(der: &[u8]) -> String {
     pem_encode("CERTIFICATE", der)
@@ -607,6 +652,12 @@ mod tests {
         let leaf = ca.issue(&key.public_key(), &spec, now()).unwrap();
         verify_issued_by(&leaf, ca.certificate_der(), unix(now())).unwrap();
         verify_issued_by(ca.certificate_der(), ca.certificate_der(), unix(now())).unwrap();
+        let info = describe(&leaf).unwrap();
+        assert_eq!(info.subject, "CN=device 0a1b");
+        assert_eq!(info.issuer, "CN=Test SM2 CA");
+        assert_eq!(info.not_after - info.not_before, 3600 + 300);
+        assert_eq!(info.signature_algorithm, SM2_WITH_SM3);
+        assert!(!info.is_ca && describe(ca.certificate_der()).unwrap().is_ca);
         // Expired an hour and a bit later; not yet valid before it was made.
         let later = unix(now()) + 3600 + 600;
         assert!(verify_issued_by(&leaf, ca.certificate_der(), later).is_err());

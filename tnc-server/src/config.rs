@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub store: StoreSection,
     #[serde(default)]
     pub auth: Auth,
+    /// The SM2 certificate authority (`tnc-server ca`).
+    #[serde(default)]
+    pub ca: Option<CaSection>,
     /// The directory relative paths start from (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -56,6 +59,24 @@ impl Default for Listen {
             quic: None,
         }
     }
+}
+
+/// `[ca]`: the PDP's SM2 certificate authority.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// The SM2 CA's certificate (PEM).
+    pub certificate: PathBuf,
+    /// Its private key (PKCS#8 PEM); must not be readable by others.
+    pub private_key: PathBuf,
+    /// How long the certificates it issues are valid, in seconds (default
+    /// 3600: short-lived, renewed with each attestation).
+    #[serde(default = "default_leaf_lifetime")]
+    pub lifetime_secs: u64,
+}
+
+fn default_leaf_lifetime() -> u64 {
+    3600
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@
 
 mod cmd;
 
-use cmd::{admin, dissect, ek_roots, evidence, init, run};
+use cmd::{admin, ca, dissect, ek_roots, evidence, init, run};
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -47,6 +47,10 @@ enum Command {
     /// manufacturers' and cloud vTPMs' shipped with tnc-server, and your own.
     #[command(subcommand, name = "ek-roots")]
     EkRoots(ek_roots::Command),
+    /// The PDP's SM2 certificate authority ([ca] in server.toml): show it,
+    /// issue SM2 certificates for requests or new keys.
+    #[command(subcommand)]
+    Ca(ca::Command),
     /// Print every field of raw PT-TLS, PB-TNC or PA-TNC bytes by its RFC name.
     ///
     /// Reads a PT-TLS byte stream (the TLS plaintext of one direction of a
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => admin::policy(&cmd),
         Command::Audit(cmd) => admin::audit(&cmd),
         Command::EkRoots(cmd) => ek_roots::run(&cmd),
+        Command::Ca(cmd) => ca::run(&cmd),
         Command::Dissect(args) => dissect::run(&args),
         Command::Evidence(cmd) => evidence::run(&cmd),
     };

@@ -452,3 +452,130 @@ fn a_hostile_user_name_cannot_forge_a_log_line() {
     assert!(!log.contains('\r') && !log.contains('\x1b'), "{log:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `init` writes the SM2 CA and certificate beside the others: turning the
+/// PDP to the ShangMi suites is one word in server.toml, and a client that
+/// asks for them gets them (a standard one no longer gets in). `ca show` and
+/// `ca issue` work the SM2 CA, and OpenSSL verifies what it issues.
+#[test]
+fn shangmi_is_one_word_and_the_sm2_ca_issues() {
+    use pki::tls::Suites;
+    let dir = init("run-cli-shangmi");
+    let config = dir.join("server.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("suites = \"standard\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("suites = \"standard\"", "suites = \"shangmi\""),
+    )
+    .unwrap();
+    admin(&["user", "add", "alice"], &config);
+    let (daemon, addr) = start_daemon(&config);
+    let login_with = |suites| {
+        let mut agent =
+            testnet::e2e::agent_without_tpm(&scratch_dir("shangmi-agent").unwrap()).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(login(
+                addr,
+                "localhost",
+                tnc_client::agent::tls_client_config_for(&dir.join("ca.pem"), None, suites)
+                    .unwrap(),
+                &mut agent,
+                Some(PlainCredentials::new("alice", "s3cret pass")),
+            ))
+    };
+    let outcome = login_with(Suites::Shangmi).unwrap();
+    assert_eq!(outcome.tls_suite.as_deref(), Some("TLS_SM4_GCM_SM3"));
+    assert_eq!(outcome.verdict_name(), "isolate", "no TPM: no evidence");
+    assert!(login_with(Suites::Standard).is_err());
+    stop_daemon(daemon);
+
+    let shown = admin(&["ca", "show"], &config);
+    assert!(shown.contains("TNC PDP SM2 CA"), "{shown}");
+    let issued = admin(
+        &[
+            "ca",
+            "issue",
+            "--new-key",
+            dir.join("vm.key").to_str().unwrap(),
+            "--name",
+            "vm-1",
+            "--dns",
+            "vm-1.example",
+            "--usage",
+            "both",
+            "--out",
+            dir.join("vm.pem").to_str().unwrap(),
+        ],
+        &config,
+    );
+    assert!(issued.contains("CN=vm-1"), "{issued}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("vm.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let verify = Command::new("openssl")
+        .args(["verify", "-vfyopt", "distid:1234567812345678", "-CAfile"])
+        .arg(dir.join("sm2-ca.pem"))
+        .arg(dir.join("vm.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(admin(&["audit", "list"], &config).contains("ca-issue"));
+
+    // A request for an ECDSA key is not the CA's to sign.
+    let ec = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=ec",
+            "-keyout",
+        ])
+        .arg(dir.join("ec.key"))
+        .arg("-out")
+        .arg(dir.join("ec.csr"))
+        .output()
+        .unwrap();
+    assert!(ec.status.success());
+    let refused = tnc_server()
+        .args(["ca", "issue", "--name", "ec", "--csr"])
+        .arg(dir.join("ec.csr"))
+        .arg("--out")
+        .arg(dir.join("ec.pem"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("not an SM2 key"), "{err}");
+    // The CA key readable by others: refused, with the fix.
+    std::fs::set_permissions(
+        dir.join("sm2-ca.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = tnc_server()
+        .args(["ca", "show", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

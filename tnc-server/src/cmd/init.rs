@@ -132,6 +132,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         0o644,
     )?;
     write_new(
+        &dir.join("sm2-ca.pem"),
+        sm2_ca.certificate_pem().as_bytes(),
+        0o644,
+    )?;
+    write_new(
         &dir.join("sm2-ca.key"),
         sm2_ca.key().to_pem()?.as_bytes(),
         0o600,
@@ -178,6 +183,11 @@ sm2_private_key = "server-sm2.key"
 
 [store]
 url = "sqlite://tnc.db"
+
+[ca]                            # the SM2 CA (tnc-server ca show|issue)
+certificate = "sm2-ca.pem"
+private_key = "sm2-ca.key"
+lifetime_secs = 3600            # of the certificates it issues
 
 [auth]
 sasl = "plain"                  # users: tnc-server user add
@@ -247,7 +257,7 @@ ak_kind = "ecdsa-p256"
     println!("created in {d}:");
     println!("  ca.pem, ca.key (0600)         the CAs endpoints trust for the PDP's certificates");
     println!(
-        "  sm2-ca.key (0600)             the key of the SM2 CA (the second certificate in ca.pem)"
+        "  sm2-ca.pem, sm2-ca.key (0600) the SM2 CA (also in ca.pem): tnc-server ca show|issue"
     );
     println!("  server-sm2.pem, server-sm2.key (0600)  the PDP's SM2 certificate, for tls.suites = \"shangmi\" or \"both\"");
     println!(

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod appraise;
+pub mod ca;
 pub mod dissect;
 pub mod ek_roots;
 pub mod evidence;
