@@ -32,6 +32,7 @@ bench: setup
 	$(CARGO) run --release -p testnet -- bench appraise
 	$(CARGO) run --release -p testnet -- bench handshake
 	$(CARGO) run --release -p testnet -- bench door
+	$(CARGO) run --release -p testnet -- bench channel
 
 # Fuzz targets build on the stable toolchain with RUSTC_BOOTSTRAP (see README).
 fuzz-build:

@@ -51,6 +51,10 @@ pub enum Command {
     /// Genuine login latency under an idle flood and a guessing flood, next
     /// to the quiet figure (attackers on 127.0.0.2-5).
     Door(crate::bench_door::Args),
+    /// The ShangMi channel next to the standard one: handshakes per second
+    /// and their public-key bound, bulk MB/s over TLS and QUIC next to the
+    /// raw AEAD.
+    Channel(crate::bench_channel::Args),
     /// (Internal) the idle sessions of `bench handshake`'s memory figure.
     #[command(hide = true)]
     IdleClients(crate::bench_handshake::IdleArgs),
@@ -97,6 +101,7 @@ pub fn run(command: &Command) -> anyhow::Result<()> {
         Command::Appraise(args) => appraise_bench(args),
         Command::Handshake(args) => crate::bench_handshake::run(args),
         Command::Door(args) => crate::bench_door::run(args),
+        Command::Channel(args) => crate::bench_channel::run(args),
         Command::IdleClients(args) => crate::bench_handshake::idle_clients(args),
     }
 }

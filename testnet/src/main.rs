@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_channel;
 mod bench_door;
 mod bench_handshake;
 mod boot;
