@@ -1,6 +1,7 @@
 //! Interop with an independent RFC 8998 implementation: Tongsuo 8.3 (PyPI
 //! `tongsuopy`, driven by `scripts/tongsuo_peer.py` in its strict SM mode),
-//! over TCP on loopback, with SM2 certificates from Debian's OpenSSL. Our
+//! over TCP on loopback, with SM2 certificates from our CA (and once from
+//! Debian's OpenSSL). Our
 //! client to a Tongsuo server and a Tongsuo client to our server, with
 //! TLS_SM4_GCM_SM3 and TLS_SM4_CCM_SM3, mutual SM2 authentication, data both
 //! ways, and the traffic secrets of our key schedule compared with Tongsuo's
@@ -195,17 +196,18 @@ fn client_to_tongsuo(dir: &Path, suite: CipherSuite) {
 
 #[test]
 fn our_client_to_a_tongsuo_server() {
-    let dir = pki("tongsuo-server");
+    let dir = our_pki("tongsuo-server");
     for suite in [TLS_SM4_GCM_SM3, TLS_SM4_CCM_SM3] {
         client_to_tongsuo(&dir, suite);
     }
 }
 
-#[test]
-fn tongsuo_takes_the_certificates_of_our_sm2_ca() {
+/// The PKI of these tests: our SM2 CA (`pki::ca`), a server and a client
+/// certificate from it, as PEM files in a scratch folder.
+fn our_pki(name: &str) -> PathBuf {
     use pki::ca::{LeafSpec, Sm2Ca, Sm2Key, Usage};
     use std::time::SystemTime;
-    let dir = common::scratch("tongsuo-our-ca");
+    let dir = common::scratch(name);
     let ca = Sm2Ca::create(
         "TNC test SM2 CA",
         Duration::from_secs(86_400),
@@ -232,12 +234,19 @@ fn tongsuo_takes_the_certificates_of_our_sm2_ca() {
         .unwrap();
         std::fs::write(dir.join(format!("{who}.key")), key.to_pem().unwrap()).unwrap();
     }
+    dir
+}
+
+/// Certificates made by a third implementation (OpenSSL) work as well.
+#[test]
+fn openssl_made_certificates_with_a_tongsuo_server() {
+    let dir = pki("tongsuo-openssl-certs");
     client_to_tongsuo(&dir, TLS_SM4_GCM_SM3);
 }
 
 #[test]
 fn a_tongsuo_client_to_our_server() {
-    let dir = pki("tongsuo-client");
+    let dir = our_pki("tongsuo-client");
     for suite in [TLS_SM4_GCM_SM3, TLS_SM4_CCM_SM3] {
         let mut provider = strict_provider();
         provider.cipher_suites.retain(|s| s.suite() == suite);
