@@ -38,3 +38,4 @@ bench: setup
 fuzz-build:
 	cd tnc-proto/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build
 	cd policy/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build
+	cd pki/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build
