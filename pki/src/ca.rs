@@ -245,12 +245,14 @@ fn validity(now: SystemTime, lifetime: Duration) -> Result<Validity, CaError> {
     ))
 }
 
-/// Signs a builder's TBS with `key` (SM2-with-SM3, default ID) and returns
-/// the certificate's DER.
-fn sign_certificate(
-    mut builder: CertificateBuilder<Profile>,
-    key: &Sm2Key,
-) -> Result<Vec<u8>, CaError> {
+/// Signs what a builder laid out (a certificate's TBS, a request's info)
+/// with `key` (SM2-with-SM3, default ID), the signature DER-encoded, and
+/// returns the whole object's DER.
+fn sign_built<B>(mut builder: B, key: &Sm2Key) -> Result<Vec<u8>, CaError>
+where
+    B: Builder,
+    B::Output: Encode,
+{
     let signer = key.signer()?;
     let tbs = builder.finalize(&signer).map_err(der_err)?;
     let signature: sm2::dsa::Signature = signer.try_sign(&tbs).map_err(der_err)?;
@@ -307,7 +309,7 @@ impl Sm2Ca {
         builder
             .add_extension((false, &SubjectKeyIdentifier(ski)))
             .map_err(der_err)?;
-        let certificate = sign_certificate(builder, &key)?;
+        let certificate = sign_built(builder, &key)?;
         Ok(Self {
             key,
             certificate,
@@ -420,7 +422,7 @@ impl Sm2Ca {
                 },
             ))
             .map_err(der_err)?;
-        sign_certificate(builder, &self.key)
+        sign_built(builder, &self.key)
     }
 
     /// A leaf for the key of a verified certificate request, named as the
@@ -439,16 +441,7 @@ impl Sm2Ca {
 /// A PKCS#10 certificate request for `key`, named `cn`, signed with it
 /// (SM2-with-SM3, default ID): what an endpoint sends for its channel key.
 pub fn make_request(key: &Sm2Key, cn: &str) -> Result<Vec<u8>, CaError> {
-    let signer = key.signer()?;
-    let mut builder = RequestBuilder::new(common_name(cn)?).map_err(der_err)?;
-    let info = builder.finalize(&signer).map_err(der_err)?;
-    let signature: sm2::dsa::Signature = signer.try_sign(&info).map_err(der_err)?;
-    let signature = BitString::from_bytes(signature.to_der().as_bytes()).map_err(der_err)?;
-    builder
-        .assemble(signature, &signer)
-        .map_err(der_err)?
-        .to_der()
-        .map_err(der_err)
+    sign_built(RequestBuilder::new(common_name(cn)?).map_err(der_err)?, key)
 }
 
 /// A request whose SM2 signature verified with its own key.
