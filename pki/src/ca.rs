@@ -150,10 +150,32 @@ pub enum Usage {
     ServerAndClient,
 }
 
+/// A name attribute beside the common name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameAttr {
+    /// organizationalUnitName (2.5.4.11): the device's role here.
+    OrganizationalUnit,
+    /// userId (0.9.2342.19200300.100.1.1, RFC 4519): the user's name.
+    UserId,
+}
+
+impl NameAttr {
+    /// The OID's DER content octets.
+    fn oid(self) -> &'static [u8] {
+        match self {
+            NameAttr::OrganizationalUnit => &[0x55, 0x04, 0x0B],
+            NameAttr::UserId => &[0x09, 0x92, 0x26, 0x89, 0x93, 0xF2, 0x2C, 0x64, 0x01, 0x01],
+        }
+    }
+}
+
 /// A leaf to issue.
 #[derive(Clone, Debug)]
 pub struct LeafSpec {
     pub common_name: String,
+    /// Further attributes of the subject name, each its own RDN after the
+    /// common name.
+    pub subject_extra: Vec<(NameAttr, String)>,
     pub dns_names: Vec<String>,
     pub ips: Vec<IpAddr>,
     pub usage: Usage,
@@ -163,6 +185,11 @@ pub struct LeafSpec {
 /// A name with one common name, DER-built so that any text is carried as it
 /// is (no RFC 4514 escaping to get wrong).
 pub fn common_name(cn: &str) -> Result<Name, CaError> {
+    name(cn, &[])
+}
+
+/// A name: the common name, then `extra`, one RDN each, UTF8String values.
+pub fn name(cn: &str, extra: &[(NameAttr, String)]) -> Result<Name, CaError> {
     fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
         let mut out = vec![tag];
         let n = content.len();
@@ -181,10 +208,26 @@ pub fn common_name(cn: &str) -> Result<Name, CaError> {
             "common name {cn:?}: 1 to 64 bytes (RFC 5280 ub-common-name)"
         )));
     }
-    // id-at-commonName 2.5.4.3, UTF8String.
-    let atv = [tlv(0x06, &[0x55, 0x04, 0x03]), tlv(0x0C, cn.as_bytes())].concat();
-    let der = tlv(0x30, &tlv(0x31, &tlv(0x30, &atv)));
-    Name::from_der(&der).map_err(der_err)
+    let rdn = |oid: &[u8], value: &str| {
+        tlv(
+            0x31,
+            &tlv(
+                0x30,
+                &[tlv(0x06, oid), tlv(0x0C, value.as_bytes())].concat(),
+            ),
+        )
+    };
+    // id-at-commonName 2.5.4.3.
+    let mut rdns = rdn(&[0x55, 0x04, 0x03], cn);
+    for (attr, value) in extra {
+        if value.is_empty() || value.len() > 128 {
+            return Err(CaError::Invalid(format!(
+                "name attribute {attr:?} {value:?}: 1 to 128 bytes"
+            )));
+        }
+        rdns.extend(rdn(attr.oid(), value));
+    }
+    Name::from_der(&tlv(0x30, &rdns)).map_err(der_err)
 }
 
 /// The profile: the issuer and subject this module sets, no extensions of
@@ -364,7 +407,7 @@ impl Sm2Ca {
         let mut builder = CertificateBuilder::new(
             Profile {
                 issuer: self.name.clone(),
-                subject: common_name(&spec.common_name)?,
+                subject: name(&spec.common_name, &spec.subject_extra)?,
             },
             serial()?,
             validity(now, spec.lifetime)?,
@@ -477,7 +520,7 @@ pub fn verify_request(der: &[u8]) -> Result<VerifiedRequest, CaError> {
 
 /// The SM2 public key of a SubjectPublicKeyInfo (id-ecPublicKey on the SM2
 /// curve).
-fn sm2_public_key(
+pub(crate) fn sm2_public_key(
     spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
 ) -> Result<sm2::PublicKey, CaError> {
     let curve = spki
@@ -511,7 +554,7 @@ fn verify_sm2(
         .map_err(|_| CaError::BadSignature)
 }
 
-fn parse(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, CaError> {
+pub(crate) fn parse(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, CaError> {
     use x509_parser::prelude::FromDer;
     let (rest, cert) = x509_parser::certificate::X509Certificate::from_der(der)
         .map_err(|e| CaError::Der(format!("not an X.509 certificate: {e}")))?;
@@ -559,6 +602,11 @@ pub fn verify_issued_by(cert: &[u8], issuer: &[u8], now: i64) -> Result<(), CaEr
         )));
     }
     Ok(())
+}
+
+/// The SM2 public key of a DER certificate (the CA whose key signs tickets).
+pub fn certificate_public_key(der: &[u8]) -> Result<sm2::PublicKey, CaError> {
+    sm2_public_key(parse(der)?.public_key())
 }
 
 /// What an operator reads of a certificate.
@@ -637,6 +685,10 @@ mod tests {
         let key = Sm2Key::generate().unwrap();
         let spec = LeafSpec {
             common_name: "device 0a1b".into(),
+            subject_extra: vec![
+                (NameAttr::OrganizationalUnit, "terminal".into()),
+                (NameAttr::UserId, "alice".into()),
+            ],
             dns_names: vec!["localhost".into()],
             ips: vec!["127.0.0.1".parse().unwrap()],
             usage: Usage::ServerAndClient,
@@ -646,7 +698,13 @@ mod tests {
         verify_issued_by(&leaf, ca.certificate_der(), unix(now())).unwrap();
         verify_issued_by(ca.certificate_der(), ca.certificate_der(), unix(now())).unwrap();
         let info = describe(&leaf).unwrap();
-        assert_eq!(info.subject, "CN=device 0a1b");
+        assert!(
+            info.subject.starts_with("CN=device 0a1b"),
+            "{}",
+            info.subject
+        );
+        assert!(info.subject.contains("OU=terminal"), "{}", info.subject);
+        assert!(info.subject.contains("alice"), "{}", info.subject);
         assert_eq!(info.issuer, "CN=Test SM2 CA");
         assert_eq!(info.not_after - info.not_before, 3600 + 300);
         assert_eq!(info.signature_algorithm, SM2_WITH_SM3);

@@ -27,6 +27,7 @@ fn der_of_pem(path: &Path) -> Vec<u8> {
 fn leaf_spec(usage: Usage) -> LeafSpec {
     LeafSpec {
         common_name: "localhost".into(),
+        subject_extra: Vec::new(),
         dns_names: vec!["localhost".into()],
         ips: vec!["127.0.0.1".parse().unwrap()],
         usage,

@@ -219,6 +219,7 @@ fn our_pki(name: &str) -> PathBuf {
         let key = Sm2Key::generate().unwrap();
         let spec = LeafSpec {
             common_name: who.into(),
+            subject_extra: Vec::new(),
             dns_names: vec!["localhost".into()],
             ips: Vec::new(),
             usage,

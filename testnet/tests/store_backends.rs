@@ -44,6 +44,15 @@ async fn exercise(url: &str) {
         ),
         ("verdict", "09".repeat(32), "allow: ok".to_string()),
     ];
+    let credential = tnc_server::store::CredentialWrite {
+        ticket_id: vec![0xc7; 16],
+        device_id: [9; 32],
+        user: Some("alice".into()),
+        role: "terminal".into(),
+        serial: "01ab".into(),
+        certificate_sha256: "cd".repeat(32),
+        not_after: 3700,
+    };
     store
         .commit_decision(&DecisionWrite {
             at: 100,
@@ -62,6 +71,7 @@ async fn exercise(url: &str) {
                 ima_offset: 0,
                 ima_end: 6,
             }),
+            credential: Some(&credential),
         })
         .await
         .unwrap();
@@ -79,6 +89,7 @@ async fn exercise(url: &str) {
                 ima_offset: 6,
                 ima_end: 8,
             }),
+            credential: None,
         })
         .await
         .unwrap();
@@ -88,6 +99,11 @@ async fn exercise(url: &str) {
     assert_eq!(kept.ima, b"first six and two more");
     assert_eq!((kept.ima_from, kept.ima_entries), (0, 8));
     assert_eq!(store.attestations(&[9; 32], 5).await.unwrap().len(), 1);
+    // The credential issued with the first decision.
+    assert_eq!(
+        store.credentials(&[9; 32]).await.unwrap(),
+        vec![(100, "01ab".to_string(), 3700, Some("alice".to_string()))]
+    );
     // Policy versions.
     assert!(store
         .seed_policy(Role::Vm, "name = \"vm\"", 5)

@@ -11,6 +11,7 @@ use crate::attest::AttestationCollector;
 use crate::os::OsFacts;
 use tnc_proto::attestation::{self, AttestationAttribute, AttestationResult};
 use tnc_proto::common::{AssessmentResult, Remediation};
+use tnc_proto::credential::{self, CredentialAttribute};
 use tnc_proto::pa_tnc::{ietf_attr, Attribute, AttributeId, PaMessage, PaMessageWriter, PaSubtype};
 use tnc_proto::pb_tnc::{
     AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Side, ID_ANY,
@@ -22,6 +23,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Our collector IDs (RFC 5793 §4.5).
 pub const OS_IMC_ID: u16 = 1;
 pub const ATTESTATION_IMC_ID: u16 = 2;
+pub const CREDENTIAL_IMC_ID: u16 = 3;
+
+/// What the PDP answered to the key request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// The certificate for the channel key, its CA and the access ticket.
+    Granted(tnc_proto::credential::Grant),
+    /// None, and why.
+    Refused(String),
+}
 
 /// What the PDP decided.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,6 +48,8 @@ pub struct Outcome {
     /// The TLS 1.3 cipher suite the session ran over, when the transport
     /// says (TCP; quinn does not report it for QUIC).
     pub tls_suite: Option<String>,
+    /// The answer to the key request, if one was sent.
+    pub credential: Option<Credential>,
 }
 
 impl Outcome {
@@ -75,6 +88,15 @@ impl std::fmt::Display for Outcome {
         }
         if let Some(s) = &self.tls_suite {
             writeln!(f, "channel: TLS 1.3, {s}")?;
+        }
+        match &self.credential {
+            Some(Credential::Granted(g)) => writeln!(
+                f,
+                "credentials: an SM2 certificate and an access ticket, valid until {} (Unix time)",
+                g.expires
+            )?,
+            Some(Credential::Refused(why)) => writeln!(f, "credentials: none ({why})")?,
+            None => {}
         }
         Ok(())
     }
@@ -131,6 +153,8 @@ impl Collector for AttestationCollector {
 pub struct Agent {
     pub os: OsFacts,
     pub attestation: Box<dyn Collector>,
+    /// Sent with the first batch: a request for the channel key's certificate.
+    pub key_request: Option<tnc_proto::credential::KeyRequest>,
     pb: PbSession,
     next_pa_id: u32,
     outcome: Outcome,
@@ -145,6 +169,7 @@ impl Agent {
         Self {
             os,
             attestation,
+            key_request: None,
             pb: PbSession::new(Side::Client),
             next_pa_id: 1,
             outcome: Outcome::default(),
@@ -186,12 +211,27 @@ impl Agent {
                 .finish()
         };
         let hello = self.att_message(&[self.attestation.hello()]);
+        let key_request = self.key_request.clone().map(|r| {
+            let attr = CredentialAttribute::KeyRequest(r);
+            let id = self.pa_id();
+            PaMessageWriter::new(id)
+                .raw(
+                    true,
+                    attestation::VENDOR,
+                    attr.attr_type(),
+                    &attr.encode_value(),
+                )
+                .finish()
+        });
         let mut messages = Vec::new();
         if first {
             messages.push(PbMessage::LanguagePreference("Accept-Language: en"));
         }
         messages.push(pa(PaSubtype::OPERATING_SYSTEM, OS_IMC_ID, &posture));
         messages.push(pa(attestation::SUBTYPE, ATTESTATION_IMC_ID, &hello));
+        if let Some(body) = &key_request {
+            messages.push(pa(credential::SUBTYPE, CREDENTIAL_IMC_ID, body));
+        }
         self.pb
             .send(BatchType::CData, messages)
             .map_err(|e| AgentError::PbTnc(e.to_string()))
@@ -247,6 +287,31 @@ impl Agent {
                         .filter_map(|a| AttestationAttribute::decode(a.attr_type, a.value).ok())
                         .collect();
                     att_answers.extend(self.attestation.receive(attrs));
+                }
+                PbMessage::Pa(p)
+                    if p.delivers_to(Side::Client, credential::SUBTYPE, CREDENTIAL_IMC_ID) =>
+                {
+                    let Ok(msg) = PaMessage::decode(p.body) else {
+                        continue;
+                    };
+                    for a in msg
+                        .attributes
+                        .iter()
+                        .filter(|a| a.vendor == attestation::VENDOR)
+                    {
+                        self.outcome.credential =
+                            match CredentialAttribute::decode(a.attr_type, a.value) {
+                                Ok(CredentialAttribute::Grant(g)) => Some(Credential::Granted(g)),
+                                Ok(CredentialAttribute::Refusal(r)) => {
+                                    Some(Credential::Refused(r.reason))
+                                }
+                                Ok(CredentialAttribute::KeyRequest(_)) | Err(_) => {
+                                    Some(Credential::Refused(
+                                        "the PDP's credential message is malformed".into(),
+                                    ))
+                                }
+                            };
+                    }
                 }
                 PbMessage::AccessRecommendation(r) => self.outcome.recommendation = Some(*r),
                 PbMessage::AssessmentResult(r) => self.outcome.assessment = Some(*r),

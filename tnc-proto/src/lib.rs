@@ -21,6 +21,7 @@
 pub mod codec;
 pub mod attestation;
 pub mod common;
+pub mod credential;
 pub mod dissect;
 pub mod pa_tnc;
 pub mod pb_tnc;

@@ -52,6 +52,7 @@ pub fn sm2_server(
         .partition(|n| n.parse::<std::net::IpAddr>().is_ok());
     let spec = pki::ca::LeafSpec {
         common_name: server_name.to_string(),
+        subject_extra: Vec::new(),
         dns_names: dns_names.into_iter().cloned().collect(),
         ips: ips.iter().filter_map(|n| n.parse().ok()).collect(),
         usage: pki::ca::Usage::Server,

@@ -73,6 +73,10 @@ pub struct CaSection {
     /// 3600: short-lived, renewed with each attestation).
     #[serde(default = "default_leaf_lifetime")]
     pub lifetime_secs: u64,
+    /// The VMs a device of each role may reach, named in its tickets:
+    /// `vms = { terminal = ["vm-1"] }`.
+    #[serde(default)]
+    pub vms: BTreeMap<Role, Vec<String>>,
 }
 
 fn default_leaf_lifetime() -> u64 {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod guard;
 pub mod imv;
+pub mod issue;
 pub mod log;
 pub mod net;
 pub mod pdp;

@@ -710,6 +710,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         policy,
     );
     let mut session = PdpSession::new(ctx, who);
+    session.set_user(client_certificate.clone());
     let mut error = None;
     // One TLS record's worth (16 KiB): larger reads gain nothing and each idle
     // session would hold the buffer.
@@ -756,6 +757,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         if ok {
                             error = None;
                             identity.user = Some(user.clone());
+                            session.set_user(Some(user.clone()));
                             ctx.guesses.succeeded(&user);
                             refund();
                         } else {

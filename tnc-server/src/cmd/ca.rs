@@ -3,12 +3,13 @@
 
 use super::input::read_file;
 use anyhow::{anyhow, bail, Context};
-use pki::ca::{describe, CertificateInfo, LeafSpec, Sm2Ca, Sm2Key, Usage};
+use pki::ca::{describe, CertificateInfo, LeafSpec, Sm2Key, Usage};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 use tnc_server::config::ServerConfig;
+use tnc_server::issue::Issuer;
 use tnc_server::pdp::system_clock;
 
 #[derive(clap::Subcommand, Debug)]
@@ -63,43 +64,13 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The CA of `[ca]`, loaded; its key must be private.
-fn load(config: &ServerConfig) -> anyhow::Result<(Sm2Ca, u64)> {
-    let ca = config.ca.as_ref().ok_or_else(|| {
+/// The CA of `[ca]`, loaded (its key must be private).
+fn load(config: &ServerConfig) -> anyhow::Result<Issuer> {
+    Issuer::from_config(config)?.ok_or_else(|| {
         anyhow!(
             "the config has no [ca] section: tnc-server init writes one (certificate, private_key)"
         )
-    })?;
-    let (cert, key) = (config.path(&ca.certificate), config.path(&ca.private_key));
-    check_private(&key)?;
-    let cert_pem = String::from_utf8(read_file(&cert)?)
-        .with_context(|| format!("ca.certificate {}: not PEM", cert.display()))?;
-    let key_pem = String::from_utf8(read_file(&key)?)
-        .with_context(|| format!("ca.private_key {}: not PEM", key.display()))?;
-    let loaded = Sm2Ca::from_pem(&cert_pem, &key_pem).with_context(|| {
-        format!(
-            "ca.certificate {} and ca.private_key {}",
-            cert.display(),
-            key.display()
-        )
-    })?;
-    Ok((loaded, ca.lifetime_secs))
-}
-
-fn check_private(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("ca.private_key {}", path.display()))?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        bail!(
-            "ca.private_key {} has mode {mode:03o}: it must not be readable by group or others (chmod 600 it)",
-            path.display()
-        );
-    }
-    Ok(())
+    })
 }
 
 fn when(unix: i64) -> String {
@@ -159,8 +130,9 @@ fn print_info(info: &CertificateInfo, json: bool) {
 
 fn show(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let config = ServerConfig::load(config_path)?;
-    let (ca, lifetime) = load(&config)?;
-    let info = describe(ca.certificate_der())?;
+    let issuer = load(&config)?;
+    let lifetime = issuer.lifetime.as_secs();
+    let info = describe(issuer.ca_certificate())?;
     print_info(&info, json);
     if !json {
         println!("issues:     certificates valid {lifetime} s (ca.lifetime_secs)");
@@ -173,7 +145,8 @@ fn show(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 
 fn issue(args: &IssueArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig::load(&args.config)?;
-    let (ca, default_lifetime) = load(&config)?;
+    let issuer = load(&config)?;
+    let (ca, default_lifetime) = (issuer.ca(), issuer.lifetime.as_secs());
     let public = match (&args.csr, &args.new_key) {
         (Some(csr), _) => {
             let der = pki::ca::pem_or_der(&read_file(csr)?)
@@ -197,6 +170,7 @@ fn issue(args: &IssueArgs) -> anyhow::Result<ExitCode> {
     };
     let spec = LeafSpec {
         common_name: args.name.clone(),
+        subject_extra: Vec::new(),
         dns_names: args.dns.clone(),
         ips: args.ip.clone(),
         usage,

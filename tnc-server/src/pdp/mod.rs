@@ -43,6 +43,8 @@ pub struct PdpContext {
     pub message_budget: crate::budget::MessageBudget,
     pub rng: SystemRandom,
     pub clock: Arc<dyn Clock>,
+    /// Issues credentials on allow; None: the PDP issues none.
+    pub issuer: Option<Arc<crate::issue::Issuer>>,
 }
 
 /// The PCRs quotes cover unless the configuration says otherwise.
@@ -70,6 +72,7 @@ impl PdpContext {
             message_budget: crate::budget::MessageBudget::new(limits.message_budget_mib),
             rng: SystemRandom::new(),
             clock: Arc::new(crate::clock::SystemClock),
+            issuer: None,
         }
     }
 
@@ -125,6 +128,7 @@ impl PdpContext {
             sasl: config.auth.sasl,
             guesses: crate::guard::GuessGuard::new(config.auth.guess_limits()),
             message_budget: crate::budget::MessageBudget::new(config.limits.message_budget_mib),
+            issuer: crate::issue::Issuer::from_config(config)?.map(Arc::new),
             ..PdpContext::new(store)
         })
     }

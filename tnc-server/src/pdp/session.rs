@@ -25,6 +25,7 @@ use crate::store::{AttestationWrite, DecisionWrite, EvidenceWrite, StoreError};
 use policy::Verdict;
 use tnc_proto::attestation::{self, AttestationAttribute};
 use tnc_proto::common::{AssessmentResult, Remediation};
+use tnc_proto::credential::{self, CredentialAttribute, Refusal};
 use tnc_proto::pa_tnc::{ietf_attr, Attribute, AttributeId, PaMessage, PaMessageWriter, PaSubtype};
 use tnc_proto::pb_tnc::{
     AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Side, Violation,
@@ -33,6 +34,7 @@ use tnc_proto::pb_tnc::{
 /// Our validator IDs (RFC 5793 §4.5: assigned by the broker, per subtype).
 pub const OS_IMV_ID: u16 = 1;
 pub const ATTESTATION_IMV_ID: u16 = 2;
+pub const CREDENTIAL_IMV_ID: u16 = 3;
 
 /// How long one session may go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,8 +124,22 @@ pub enum Step {
     Decide(Vec<Outgoing>),
 }
 
+/// What the endpoint asked of the credential pair.
+#[derive(Debug, Default)]
+enum KeyRequest {
+    #[default]
+    None,
+    /// A request whose signature verified.
+    Verified(pki::ca::VerifiedRequest),
+    /// One that did not, and why.
+    Invalid(String),
+}
+
 pub struct PdpSession<'c> {
     ctx: &'c PdpContext,
+    /// Who authenticated (SASL user or client certificate), for credentials.
+    user: Option<String>,
+    key_request: KeyRequest,
     limits: SessionLimits,
     /// The peer's address, for the audit log.
     peer: String,
@@ -150,6 +166,8 @@ impl<'c> PdpSession<'c> {
     ) -> Self {
         Self {
             ctx,
+            user: None,
+            key_request: KeyRequest::None,
             limits,
             peer: peer.into(),
             pb: PbSession::new(Side::Server),
@@ -161,6 +179,11 @@ impl<'c> PdpSession<'c> {
             decision: None,
             failure: None,
         }
+    }
+
+    /// The authenticated user, named in the credentials issued on allow.
+    pub fn set_user(&mut self, user: Option<String>) {
+        self.user = user;
     }
 
     pub fn decision(&self) -> Option<&Decision> {
@@ -193,9 +216,17 @@ impl<'c> PdpSession<'c> {
         let lookups = self.look_up(&routed).await;
         match self.advance(routed, &lookups) {
             Step::Send(reply) => reply,
-            Step::Decide(messages) => {
+            Step::Decide(mut messages) => {
                 let decision = self.decide();
-                let committed = self.record(&decision).await;
+                let issued = self.issue_credentials(&decision).await;
+                let write = issued
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .map(|i| &i.write);
+                let committed = self.record(&decision, write).await;
+                if let Some(m) = self.credential_message(&committed, issued) {
+                    messages.push(m);
+                }
                 self.result(messages, decision, committed)
             }
         }
@@ -257,6 +288,8 @@ impl<'c> PdpSession<'c> {
                 }
             } else if pa.delivers_to(Side::Server, attestation::SUBTYPE, ATTESTATION_IMV_ID) {
                 routed.attestation.push(decode_attestation(pa.body));
+            } else if pa.delivers_to(Side::Server, credential::SUBTYPE, CREDENTIAL_IMV_ID) {
+                self.key_request = read_key_request(pa.body);
             }
             // Messages for subtypes without a validator are dropped (§4.5).
         }
@@ -402,7 +435,87 @@ impl<'c> PdpSession<'c> {
 
     /// The attestation (for a device whose evidence was appraised) and the
     /// verdict's audit entry.
-    async fn record(&self, d: &Decision) -> Result<(), StoreError> {
+    /// On allow, with a verified key request and an issuer: the certificate
+    /// and ticket (None when nothing was asked; Err with why when asked and
+    /// not given).
+    async fn issue_credentials(
+        &self,
+        d: &Decision,
+    ) -> Option<Result<crate::issue::Issued, String>> {
+        let request = match &self.key_request {
+            KeyRequest::None => return None,
+            KeyRequest::Invalid(why) => return Some(Err(why.clone())),
+            KeyRequest::Verified(r) => r,
+        };
+        if d.verdict != Verdict::Allow {
+            return Some(Err(format!(
+                "no credentials: the verdict is {}",
+                d.verdict.name()
+            )));
+        }
+        let Some(issuer) = &self.ctx.issuer else {
+            return Some(Err(
+                "this PDP issues no credentials ([ca] is not configured)".into(),
+            ));
+        };
+        let (Some((device_id, _)), Some(record)) = (
+            self.attestation.appraised_device(),
+            self.attestation.writes().0,
+        ) else {
+            return Some(Err(
+                "no credentials: no attested device (allowed without TPM evidence)".into(),
+            ));
+        };
+        let policy_version = match self.ctx.store.policy_versions().await {
+            Ok(v) => v.get(&record.role).copied().unwrap_or(0),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the policy version for credentials");
+                return Some(Err("the PDP could not read its policy; try again".into()));
+            }
+        };
+        let who = crate::issue::Subject {
+            device_id,
+            role: record.role,
+            user: self.user.clone(),
+            policy_version,
+            decided_at: self.ctx.now(),
+        };
+        Some(issuer.issue(request, &who).map_err(|e| {
+            tracing::error!(error = %e, "issuing credentials");
+            "the PDP could not issue credentials; try again".to_string()
+        }))
+    }
+
+    /// The credential pair's answer in the RESULT batch: the grant when it
+    /// was issued and committed, else a refusal saying why.
+    fn credential_message(
+        &mut self,
+        committed: &Result<(), StoreError>,
+        issued: Option<Result<crate::issue::Issued, String>>,
+    ) -> Option<Outgoing> {
+        let attr = match (issued?, committed) {
+            (Ok(i), Ok(())) => CredentialAttribute::Grant(i.grant),
+            (Ok(_), Err(_)) => CredentialAttribute::Refusal(Refusal {
+                reason: "the PDP could not record its decision; try again".into(),
+            }),
+            (Err(reason), _) => CredentialAttribute::Refusal(Refusal { reason }),
+        };
+        let mut w = PaMessageWriter::new(self.next_pa_id);
+        self.next_pa_id += 1;
+        w = w.raw(
+            true,
+            attestation::VENDOR,
+            attr.attr_type(),
+            &attr.encode_value(),
+        );
+        Some((credential::SUBTYPE, CREDENTIAL_IMV_ID, w.finish()))
+    }
+
+    async fn record(
+        &self,
+        d: &Decision,
+        credential: Option<&crate::store::CredentialWrite>,
+    ) -> Result<(), StoreError> {
         let now = self.ctx.now();
         let reasons: Vec<String> = d.reasons.iter().map(|r| r.text.clone()).collect();
         let (device, enrollment, evidence) = self.attestation.writes();
@@ -421,9 +534,24 @@ impl<'c> PdpSession<'c> {
         }
         audit.push((
             "verdict",
-            subject,
+            subject.clone(),
             format!("{}: {}", d.verdict.name(), d.reason_string()),
         ));
+        if let Some(c) = credential {
+            audit.push((
+                "credential",
+                subject,
+                format!(
+                    "certificate serial {} (sha256 {}), ticket {}, role {}, user {}, until {}",
+                    c.serial,
+                    c.certificate_sha256,
+                    crate::store::hex(&c.ticket_id),
+                    c.role,
+                    c.user.as_deref().unwrap_or("-"),
+                    c.not_after
+                ),
+            ));
+        }
         self.ctx
             .store
             .commit_decision(&DecisionWrite {
@@ -443,6 +571,7 @@ impl<'c> PdpSession<'c> {
                     ima_offset: e.ima_offset,
                     ima_end: e.ima_end,
                 }),
+                credential,
             })
             .await
     }
@@ -532,6 +661,27 @@ impl<'c> PdpSession<'c> {
             }
         }
     }
+}
+
+/// The key request of a credential-pair message, checked.
+fn read_key_request(body: &[u8]) -> KeyRequest {
+    let Ok(msg) = PaMessage::decode(body) else {
+        return KeyRequest::Invalid("malformed credential message".into());
+    };
+    for raw in &msg.attributes {
+        if raw.vendor != attestation::VENDOR {
+            continue;
+        }
+        return match CredentialAttribute::decode(raw.attr_type, raw.value) {
+            Ok(CredentialAttribute::KeyRequest(r)) => match pki::ca::verify_request(&r.csr) {
+                Ok(v) => KeyRequest::Verified(v),
+                Err(e) => KeyRequest::Invalid(format!("the key request is refused: {e}")),
+            },
+            Ok(_) => KeyRequest::Invalid("only a key request is expected from an endpoint".into()),
+            Err(e) => KeyRequest::Invalid(format!("malformed key request: {e}")),
+        };
+    }
+    KeyRequest::None
 }
 
 /// A PA-TNC message with one PA-TNC Error attribute.

@@ -174,6 +174,11 @@ impl Exchange {
 /// Runs one whole PB-TNC handshake between `agent` and a new session.
 async fn handshake(ctx: &PdpContext, agent: &mut Agent, limits: SessionLimits) -> Exchange {
     let mut session = PdpSession::with_limits(ctx, PEER, limits);
+    drive(&mut session, agent).await
+}
+
+/// Runs one whole PB-TNC handshake between `agent` and `session`.
+async fn drive(session: &mut PdpSession<'_>, agent: &mut Agent) -> Exchange {
     let mut next = Some(agent.first_batch().unwrap());
     let mut batches = 0;
     while let Some(batch) = next.take() {
@@ -601,5 +606,142 @@ impl Device {
     /// The device's own AK again, for the next session (the same key).
     fn ak_clone(&self) -> SoftAk {
         self.ak.clone()
+    }
+}
+
+mod credentials {
+    use super::*;
+    use crate::issue::Issuer;
+    use pki::ca::{Sm2Ca, Sm2Key};
+    use tnc_client::agent::Credential;
+    use tnc_proto::credential::KeyRequest;
+
+    /// A PDP that issues credentials: an SM2 session CA, one-hour
+    /// lifetime, terminals may reach vm-1.
+    fn bed_with_issuer() -> (Bed, Sm2Ca) {
+        let mut bed = Bed::new();
+        let ca = Sm2Ca::create(
+            "session CA",
+            std::time::Duration::from_secs(86_400),
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(T0 - 3600),
+        )
+        .unwrap();
+        let copy = Sm2Ca::from_pem(&ca.certificate_pem(), &ca.key().to_pem().unwrap()).unwrap();
+        let vms = [(Role::Terminal, vec!["vm-1".to_string()])].into();
+        bed.ctx.issuer = Some(Arc::new(Issuer::new(
+            copy,
+            std::time::Duration::from_secs(3600),
+            vms,
+        )));
+        (bed, ca)
+    }
+
+    fn asking(collector: impl Collector + 'static, key: &Sm2Key) -> Agent {
+        let mut agent = Agent::new(os_facts(), collector);
+        agent.key_request = Some(KeyRequest {
+            csr: pki::ca::make_request(key, "channel key").unwrap(),
+            key_storage: "software".into(),
+        });
+        agent
+    }
+
+    #[tokio::test]
+    async fn an_allowed_device_gets_a_certificate_and_a_ticket_bound_to_it() {
+        let (bed, ca) = bed_with_issuer();
+        let dev = Device::new("good-terminal");
+        dev.enroll(&bed, Role::Terminal);
+        let key = Sm2Key::generate().unwrap();
+        let mut agent = asking(dev.collector(Role::Terminal, dev.ak_clone()), &key);
+        let mut session = PdpSession::new(&bed.ctx, PEER);
+        session.set_user(Some("alice".into()));
+        let x = drive(&mut session, &mut agent).await;
+        assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+        let Some(Credential::Granted(g)) = agent.outcome().credential.clone() else {
+            panic!("{:?}", agent.outcome().credential);
+        };
+        // The certificate: for the requested key, from the session CA.
+        let at = (T0 + 10) as i64;
+        pki::ca::verify_issued_by(&g.certificate, ca.certificate_der(), at).unwrap();
+        assert_eq!(g.ca, ca.certificate_der());
+        let info = pki::ca::describe(&g.certificate).unwrap();
+        assert!(
+            info.subject.contains(&crate::store::hex(&dev.id)),
+            "{}",
+            info.subject
+        );
+        assert!(info.subject.contains("OU=terminal"), "{}", info.subject);
+        assert_eq!(info.not_after, (T0 + 3600) as i64);
+        // The ticket: the PDP's signature, bound to that certificate.
+        let claims = pki::ticket::verify(&g.ticket, &ca.key().public_key(), at).unwrap();
+        assert_eq!(claims.device, crate::store::hex(&dev.id));
+        assert_eq!(claims.user.as_deref(), Some("alice"));
+        assert_eq!(claims.role, "terminal");
+        assert_eq!(claims.vms, ["vm-1"]);
+        assert_eq!(
+            claims.certificate_sha256,
+            policy::HashAlg::Sha256.digest(&g.certificate)
+        );
+        assert_eq!(claims.justification.verdict, "allow");
+        assert_eq!(claims.justification.policy_version, 1);
+        assert_eq!(claims.expires, info.not_after);
+        // Committed with the decision, with an audit entry.
+        let issued = bed.store.credentials();
+        assert_eq!(issued.len(), 1);
+        assert_eq!(issued[0].ticket_id, claims.id);
+        assert_eq!(issued[0].certificate_sha256, info.sha256);
+        assert!(bed
+            .store
+            .audit_entries()
+            .iter()
+            .any(|e| e.kind == "credential" && e.detail.contains(&info.serial)));
+    }
+
+    #[tokio::test]
+    async fn isolate_a_failed_commit_and_a_forged_request_issue_nothing() {
+        // Isolate: an unknown program on the device.
+        let (bed, _) = bed_with_issuer();
+        let dev = Device::new("unknown-app");
+        dev.enroll(&bed, Role::Terminal);
+        let key = Sm2Key::generate().unwrap();
+        let mut agent = asking(dev.collector(Role::Terminal, dev.ak_clone()), &key);
+        let x = handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+        assert_eq!(x.verdict, Some(Verdict::Isolate));
+        assert_eq!(
+            agent.outcome().credential,
+            Some(Credential::Refused(
+                "no credentials: the verdict is isolate".into()
+            ))
+        );
+        assert!(bed.store.credentials().is_empty());
+
+        // Allow, but the decision cannot be committed: nothing issued.
+        let (bed, _) = bed_with_issuer();
+        let dev = Device::new("good-terminal");
+        dev.enroll(&bed, Role::Terminal);
+        bed.store.fail_commits(true);
+        let mut agent = asking(dev.collector(Role::Terminal, dev.ak_clone()), &key);
+        let x = handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+        assert_eq!(x.verdict, Some(Verdict::NoAccess));
+        assert!(matches!(
+            agent.outcome().credential,
+            Some(Credential::Refused(_))
+        ));
+        assert!(bed.store.credentials().is_empty());
+
+        // Allow, but the request's signature is not the key's.
+        let (bed, _) = bed_with_issuer();
+        dev.enroll(&bed, Role::Terminal);
+        let mut agent = asking(dev.collector(Role::Terminal, dev.ak_clone()), &key);
+        let mut forged = agent.key_request.take().unwrap();
+        let at = forged.csr.len() - 10;
+        forged.csr[at] ^= 1;
+        agent.key_request = Some(forged);
+        let x = handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+        assert_eq!(x.verdict, Some(Verdict::Allow));
+        let Some(Credential::Refused(why)) = agent.outcome().credential.clone() else {
+            panic!("{:?}", agent.outcome().credential);
+        };
+        assert!(why.contains("refused"), "{why}");
+        assert!(bed.store.credentials().is_empty());
     }
 }

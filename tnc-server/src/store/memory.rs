@@ -22,6 +22,7 @@ struct State {
     users: BTreeMap<String, String>,
     attestations: HashMap<[u8; 32], Vec<AttestationRecord>>,
     evidence: HashMap<[u8; 32], StoredEvidence>,
+    credentials: Vec<super::CredentialWrite>,
     audit: Vec<AuditEntry>,
 }
 
@@ -98,6 +99,11 @@ impl MemoryStore {
             .get(id)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The credentials issued, oldest first.
+    pub fn credentials(&self) -> Vec<super::CredentialWrite> {
+        self.state().credentials.clone()
     }
 
     pub fn evidence(&self, id: &[u8; 32]) -> Option<StoredEvidence> {
@@ -191,6 +197,9 @@ impl PdpStore for MemoryStore {
             kept.event_log = e.event_log.to_vec();
             kept.ima.extend_from_slice(e.ima);
             kept.ima_entries = e.ima_end as i64;
+        }
+        if let Some(c) = w.credential {
+            s.credentials.push(c.clone());
         }
         for (kind, subject, detail) in w.audit {
             s.append_audit(w.at, kind, subject, detail);

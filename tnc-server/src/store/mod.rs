@@ -147,6 +147,17 @@ const MIGRATIONS: &[&str] = &[
         ima_from BIGINT NOT NULL,
         ima_entries BIGINT NOT NULL
     )",
+    "CREATE TABLE credentials (
+        ticket_id BLOB PRIMARY KEY,
+        device_id BLOB NOT NULL,
+        at BIGINT NOT NULL,
+        user_name TEXT,
+        role TEXT NOT NULL,
+        serial TEXT NOT NULL,
+        certificate_sha256 TEXT NOT NULL,
+        not_after BIGINT NOT NULL
+    );
+    CREATE INDEX credentials_device ON credentials (device_id, at)",
 ];
 
 /// A migration in the backend's dialect.
@@ -229,6 +240,23 @@ pub struct AttestationWrite<'a> {
     pub counters: Option<(u32, u32, u64)>,
 }
 
+/// Credentials issued with an allow: the certificate and the ticket bound
+/// to it (their bytes go to the endpoint; the store keeps what identifies
+/// and revokes them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialWrite {
+    pub ticket_id: Vec<u8>,
+    pub device_id: [u8; 32],
+    pub user: Option<String>,
+    pub role: String,
+    /// Hex.
+    pub serial: String,
+    /// Hex.
+    pub certificate_sha256: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
 /// Everything a decision writes, committed in one transaction before the
 /// verdict is sent: one durable commit per handshake.
 #[derive(Debug)]
@@ -239,6 +267,8 @@ pub struct DecisionWrite<'a> {
     /// (kind, subject, detail), appended to the audit chain in order.
     pub audit: &'a [(&'a str, String, String)],
     pub evidence: Option<EvidenceWrite<'a>>,
+    /// Credentials issued with this decision (allow only).
+    pub credential: Option<&'a CredentialWrite>,
 }
 
 pub struct Store {
@@ -445,6 +475,7 @@ impl Store {
                 ima_offset: e.ima_offset as i64,
                 ima_end: e.ima_end as i64,
             }),
+            credential: w.credential.cloned(),
             done,
         };
         self.writer
@@ -464,6 +495,7 @@ struct Pending {
     attestation: Option<OwnedAttestation>,
     audit: Vec<(String, String, String)>,
     evidence: Option<OwnedEvidence>,
+    credential: Option<CredentialWrite>,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
@@ -553,6 +585,9 @@ async fn commit_batch(
                 if let Some(e) = &p.evidence {
                     keep_evidence_on(&mut tx, e, p.at).await?;
                 }
+                if let Some(c) = &p.credential {
+                    insert_credential_on(&mut tx, c, p.at).await?;
+                }
                 for (kind, subject, detail) in &p.audit {
                     append_audit_on(&mut tx, p.at, kind, subject, detail).await?;
                 }
@@ -605,6 +640,49 @@ async fn put_device_on(conn: &mut sqlx::AnyConnection, d: &DeviceRecord) -> Resu
         .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+}
+
+async fn insert_credential_on(
+    conn: &mut sqlx::AnyConnection,
+    c: &CredentialWrite,
+    at: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO credentials (ticket_id, device_id, at, user_name, role, serial,
+                                  certificate_sha256, not_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(c.ticket_id.clone())
+    .bind(c.device_id.to_vec())
+    .bind(at as i64)
+    .bind(c.user.clone())
+    .bind(c.role.clone())
+    .bind(c.serial.clone())
+    .bind(c.certificate_sha256.clone())
+    .bind(c.not_after)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The credentials issued to a device, newest first:
+    /// (issued at, serial, not after, user).
+    pub async fn credentials(
+        &self,
+        device: &[u8; 32],
+    ) -> Result<Vec<(i64, String, i64, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, serial, not_after, user_name FROM credentials
+             WHERE device_id = $1 ORDER BY at DESC",
+        )
+        .bind(device.to_vec())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
     }
 }
 

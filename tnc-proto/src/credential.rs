@@ -1,0 +1,199 @@
+//! The project's credential pair: an endpoint asks for a certificate for its
+//! SM2 channel key, and on allow the PDP answers with the certificate, its
+//! CA and an access ticket (`docs/attestation-attributes.md`, "Credential
+//! pair"). Attributes of vendor [`VENDOR`](crate::attestation::VENDOR), each
+//! value one CBOR map with text keys, like the attestation pair's.
+//!
+//! ```text
+//! client                                  PDP
+//! KeyRequest {csr, key_storage}      ->   (with the first CDATA)
+//!                                    <-   RESULT batch with
+//!                                         Grant {certificate, ca, ticket, expires}   (allow)
+//!                                         or Refusal {reason}                       (otherwise)
+//! ```
+
+use crate::attestation::VENDOR;
+use crate::pa_tnc::PaSubtype;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The PA subtype of the credential pair.
+pub const SUBTYPE: PaSubtype = PaSubtype {
+    vendor: VENDOR,
+    subtype: 2,
+};
+
+/// Attribute types of the credential pair.
+pub mod attr {
+    pub const KEY_REQUEST: u32 = 1;
+    pub const GRANT: u32 = 2;
+    pub const REFUSAL: u32 = 3;
+
+    pub fn is_known(t: u32) -> bool {
+        (KEY_REQUEST..=REFUSAL).contains(&t)
+    }
+}
+
+/// The largest value read: a CSR, a certificate, a CA and a ticket.
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+
+/// Client -> PDP: a PKCS#10 request for the endpoint's SM2 channel key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRequest {
+    #[serde(with = "serde_bytes")]
+    pub csr: Vec<u8>,
+    /// Where the private key lives: "tpm" or "software".
+    pub key_storage: String,
+}
+
+/// PDP -> client, on allow: the certificate for the key, the CA that
+/// issued it, and the access ticket bound to the certificate.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    #[serde(with = "serde_bytes")]
+    pub certificate: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub ca: Vec<u8>,
+    /// COSE_Sign1 (`pki::ticket`).
+    #[serde(with = "serde_bytes")]
+    pub ticket: Vec<u8>,
+    /// Unix seconds: when the certificate and the ticket expire.
+    pub expires: i64,
+}
+
+/// PDP -> client: no credentials, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialAttribute {
+    KeyRequest(KeyRequest),
+    Grant(Grant),
+    Refusal(Refusal),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialDecodeError {
+    #[error("attribute type {0} is not a credential attribute")]
+    UnknownType(u32),
+    #[error("attribute value of {0} bytes is over the {MAX_VALUE_LEN}-byte limit")]
+    TooLong(usize),
+    #[error("attribute value is not the expected CBOR map: {0}")]
+    Cbor(String),
+    #[error("{0} bytes after the CBOR value")]
+    Trailing(usize),
+}
+
+impl CredentialAttribute {
+    pub fn attr_type(&self) -> u32 {
+        match self {
+            Self::KeyRequest(_) => attr::KEY_REQUEST,
+            Self::Grant(_) => attr::GRANT,
+            Self::Refusal(_) => attr::REFUSAL,
+        }
+    }
+
+    pub fn encode_value(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing plain structs to a Vec cannot fail.
+        let _ = match self {
+            Self::KeyRequest(v) => ciborium::ser::into_writer(v, &mut out),
+            Self::Grant(v) => ciborium::ser::into_writer(v, &mut out),
+            Self::Refusal(v) => ciborium::ser::into_writer(v, &mut out),
+        };
+        out
+    }
+
+    pub fn decode(attr_type: u32, value: &[u8]) -> Result<Self, CredentialDecodeError> {
+        fn cbor<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, CredentialDecodeError> {
+            let mut rest = value;
+            let v = ciborium::de::from_reader(&mut rest)
+                .map_err(|e| CredentialDecodeError::Cbor(e.to_string()))?;
+            if !rest.is_empty() {
+                return Err(CredentialDecodeError::Trailing(rest.len()));
+            }
+            Ok(v)
+        }
+        if value.len() > MAX_VALUE_LEN {
+            return Err(CredentialDecodeError::TooLong(value.len()));
+        }
+        Ok(match attr_type {
+            attr::KEY_REQUEST => Self::KeyRequest(cbor(value)?),
+            attr::GRANT => Self::Grant(cbor(value)?),
+            attr::REFUSAL => Self::Refusal(cbor(value)?),
+            other => return Err(CredentialDecodeError::UnknownType(other)),
+        })
+    }
+}
+
+impl fmt::Debug for KeyRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRequest")
+            .field("csr", &format_args!("{} bytes", self.csr.len()))
+            .field("key_storage", &self.key_storage)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field(
+                "certificate",
+                &format_args!("{} bytes", self.certificate.len()),
+            )
+            .field("ca", &format_args!("{} bytes", self.ca.len()))
+            .field("ticket", &format_args!("{} bytes", self.ticket.len()))
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_round_trip_and_refuse_what_is_not_theirs() {
+        let samples = [
+            CredentialAttribute::KeyRequest(KeyRequest {
+                csr: vec![0x30, 0x82, 1, 2],
+                key_storage: "software".into(),
+            }),
+            CredentialAttribute::Grant(Grant {
+                certificate: vec![1; 300],
+                ca: vec![2; 300],
+                ticket: vec![3; 200],
+                expires: 1_800_003_600,
+            }),
+            CredentialAttribute::Refusal(Refusal {
+                reason: "isolate: no evidence".into(),
+            }),
+        ];
+        for a in samples {
+            let v = a.encode_value();
+            assert_eq!(
+                CredentialAttribute::decode(a.attr_type(), &v),
+                Ok(a.clone())
+            );
+            // Cut short, or with bytes after the map: refused.
+            assert!(CredentialAttribute::decode(a.attr_type(), &v[..v.len() - 1]).is_err());
+            let mut longer = v.clone();
+            longer.push(0);
+            assert!(matches!(
+                CredentialAttribute::decode(a.attr_type(), &longer),
+                Err(CredentialDecodeError::Trailing(1))
+            ));
+        }
+        assert!(matches!(
+            CredentialAttribute::decode(9, &[0xa0]),
+            Err(CredentialDecodeError::UnknownType(9))
+        ));
+        assert!(matches!(
+            CredentialAttribute::decode(attr::GRANT, &vec![0; MAX_VALUE_LEN + 1]),
+            Err(CredentialDecodeError::TooLong(_))
+        ));
+    }
+}
