@@ -110,6 +110,9 @@ pub struct PdpOptions {
     pub guesses: tnc_server::guard::GuessLimits,
     /// The TLS 1.3 suites the PDP speaks.
     pub suites: pki::tls::Suites,
+    /// Issue channel credentials on allow (an SM2 session CA of its own;
+    /// terminals' tickets name vm-1).
+    pub issue_credentials: bool,
 }
 
 impl Default for PdpOptions {
@@ -123,6 +126,7 @@ impl Default for PdpOptions {
             os_policy: OsPolicy::default(),
             guesses: Default::default(),
             suites: Suites::Standard,
+            issue_credentials: false,
         }
     }
 }
@@ -172,6 +176,7 @@ impl TestPdp {
             os_policy,
             guesses,
             suites,
+            issue_credentials,
         } = options;
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
@@ -183,7 +188,23 @@ impl TestPdp {
                 .await?;
         }
         let tls = make_tls_files(&dir)?;
+        let issuer = if issue_credentials {
+            let ca = pki::ca::Sm2Ca::create(
+                "testnet session CA",
+                std::time::Duration::from_secs(86_400),
+                std::time::SystemTime::now(),
+            )?;
+            let vms = [(Role::Terminal, vec!["vm-1".to_string()])].into();
+            Some(Arc::new(tnc_server::issue::Issuer::new(
+                ca,
+                std::time::Duration::from_secs(3600),
+                vms,
+            )))
+        } else {
+            None
+        };
         let ctx = Arc::new(PdpContext {
+            issuer,
             ek_roots,
             ek_intermediates,
             os_policy,

@@ -37,6 +37,10 @@ pub struct ClientConfig {
     pub private_key: Option<PathBuf>,
     /// The agent's own files: the AK (0600) and the last verdict.
     pub state_dir: PathBuf,
+    /// Ask the PDP for channel credentials (a certificate for the SM2
+    /// channel key and an access ticket), granted on allow. Default true.
+    #[serde(default = "yes")]
+    pub credentials: bool,
     /// Absent: this endpoint has no TPM, and says so to the PDP.
     #[serde(default)]
     pub tpm: Option<TpmSection>,
@@ -192,6 +196,10 @@ pub fn parse_ak_kind(s: &str) -> Result<AkKind, String> {
             "{other:?} is not an AK kind: use \"ecdsa-p256\", \"rsa-2048\" or \"sm2\""
         )),
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //!   client, and the TLS 1.3 connection to the PDP (server certificate always
 //!   checked against the configured CA);
 //! - [`attest`]: the attestation collector (AK enrollment, quotes, logs);
+//! - [`channel`]: the SM2 channel key and the credentials granted for it;
 //! - [`os`]: the operating-system collector (IETF attributes of the running
 //!   system);
 //! - [`collect`]: the UEFI event log and the IMA list from an entry offset;
@@ -16,6 +17,7 @@
 
 pub mod agent;
 pub mod attest;
+pub mod channel;
 pub mod collect;
 pub mod config;
 pub mod os;

@@ -119,6 +119,12 @@ fn run_login(
     let os = OsFacts::collect(&config.os_paths(), config.os.default_password)
         .context("reading the operating system's facts (os.os_release)")?;
     let mut agent = Agent::new(os, AttestationCollector::new(config.attestation()));
+    let state_dir = config.path(&config.state_dir);
+    if config.credentials {
+        let key = tnc_client::channel::ChannelKey::load_or_create(&state_dir)
+            .context("the channel key in state_dir")?;
+        agent.key_request = Some(key.request("tnc channel key")?);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -155,6 +161,12 @@ fn run_login(
         }
     };
     print!("{outcome}");
+    if let Some(tnc_client::agent::Credential::Granted(grant)) = &outcome.credential {
+        match tnc_client::channel::save(&state_dir, grant) {
+            Ok(()) => println!("credentials kept in {}", state_dir.display()),
+            Err(e) => eprintln!("tnc-client: the credentials could not be kept: {e}"),
+        }
+    }
     let device = agent.attestation.device_id();
     if let Some(d) = &device {
         println!("device: {d}");
