@@ -406,6 +406,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "goal: the SM handshake within 2x of its bound (two key generations, two ECDH, one sign, two verifies)"
     );
 
+    issuance(args.seconds)?;
+
     println!(
         "\nBulk: {} MiB in 16 KiB records (AES: 8 times as much)",
         args.mib
@@ -462,5 +464,53 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "(one block at a time, table S-box) in aes-gcm/ccm. SM4-CCM is not offered over QUIC."
     );
     println!("goal: the TLS record layer at least 80% of raw SM4-GCM");
+    Ok(())
+}
+
+/// What an allow costs the PDP when the endpoint asked for credentials:
+/// checking the request, signing the certificate, signing the ticket.
+fn issuance(seconds: f64) -> anyhow::Result<()> {
+    use tnc_proto::attestation::Role;
+    let ca = pki::ca::Sm2Ca::create(
+        "bench session CA",
+        Duration::from_secs(86_400),
+        std::time::SystemTime::now(),
+    )?;
+    let issuer = tnc_server::issue::Issuer::new(
+        ca,
+        Duration::from_secs(3600),
+        [(Role::Terminal, vec!["vm-1".to_string()])].into(),
+    );
+    let key = pki::ca::Sm2Key::generate()?;
+    let csr = pki::ca::make_request(&key, "bench channel key")?;
+    let request = pki::ca::verify_request(&csr)?;
+    let who = tnc_server::issue::Subject {
+        device_id: [7; 32],
+        role: Role::Terminal,
+        user: Some("alice".into()),
+        policy_version: 1,
+        decided_at: tnc_server::pdp::system_clock(),
+    };
+    let check = per_op(seconds / 2.0, || {
+        std::hint::black_box(pki::ca::verify_request(&csr).is_ok());
+    });
+    let issue = per_op(seconds / 2.0, || {
+        std::hint::black_box(issuer.issue(&request, &who).is_ok());
+    });
+    println!("\nCredentials on allow (the PDP's cost per allow that asked for them)");
+    println!("{:<52} | {:>9} | {:>9}", "step", "ms", "per s");
+    println!("{}", "-".repeat(76));
+    for (step, t) in [
+        ("check the request (SM2 verify)", check),
+        ("issue: certificate + ticket (two SM2 signatures)", issue),
+        ("together", check + issue),
+    ] {
+        println!(
+            "{:<52} | {:>9.3} | {:>9.0}",
+            step,
+            t.as_secs_f64() * 1e3,
+            1.0 / t.as_secs_f64()
+        );
+    }
     Ok(())
 }
