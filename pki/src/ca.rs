@@ -32,6 +32,9 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 use x509_cert::time::{Time, Validity};
 
+/// An SM2 public key (the `sm2` crate's), for callers without that crate.
+pub use sm2::PublicKey as Sm2PublicKey;
+
 /// The SM2 ID certificates and requests are signed under (GM/T 0009).
 pub const CERT_SM2_ID: &str = "1234567812345678";
 

@@ -6,6 +6,7 @@
 //!   checked against the configured CA);
 //! - [`attest`]: the attestation collector (AK enrollment, quotes, logs);
 //! - [`channel`]: the SM2 channel key and the credentials granted for it;
+//! - [`tunnel`]: the ShangMi channel between a terminal and a VM;
 //! - [`os`]: the operating-system collector (IETF attributes of the running
 //!   system);
 //! - [`collect`]: the UEFI event log and the IMA list from an entry offset;
@@ -22,3 +23,4 @@ pub mod collect;
 pub mod config;
 pub mod os;
 pub mod tpm;
+pub mod tunnel;

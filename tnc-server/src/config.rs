@@ -77,6 +77,11 @@ pub struct CaSection {
     /// `vms = { terminal = ["vm-1"] }`.
     #[serde(default)]
     pub vms: BTreeMap<Role, Vec<String>>,
+    /// The name each VM serves channels under, by device ID (hex, as
+    /// `device list` shows it): its certificate carries the name, which
+    /// terminals check. `vm_names = { "0a1b…" = "vm-1" }`.
+    #[serde(default)]
+    pub vm_names: BTreeMap<String, String>,
 }
 
 fn default_leaf_lifetime() -> u64 {

@@ -23,6 +23,9 @@ pub struct Issuer {
     pub vms: BTreeMap<Role, Vec<String>>,
     /// The ticket's issuer claim.
     pub name: String,
+    /// The name a VM serves channels under, by device ID (hex): put in its
+    /// certificate as a DNS name, which terminals check.
+    pub vm_names: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -63,7 +66,14 @@ impl Issuer {
             lifetime,
             vms,
             name,
+            vm_names: BTreeMap::new(),
         }
+    }
+
+    /// The names VMs serve under, by device ID (hex).
+    pub fn with_vm_names(mut self, names: BTreeMap<String, String>) -> Self {
+        self.vm_names = names;
+        self
     }
 
     /// The issuer of `[ca]`, if the config has one: its certificate and key
@@ -110,11 +120,14 @@ impl Issuer {
                 e,
             )
         })?;
-        Ok(Some(Self::new(
-            ca,
-            Duration::from_secs(section.lifetime_secs),
-            section.vms.clone(),
-        )))
+        Ok(Some(
+            Self::new(
+                ca,
+                Duration::from_secs(section.lifetime_secs),
+                section.vms.clone(),
+            )
+            .with_vm_names(section.vm_names.clone()),
+        ))
     }
 
     pub fn ca(&self) -> &Sm2Ca {
@@ -133,10 +146,16 @@ impl Issuer {
         if let Some(u) = &who.user {
             extra.push((NameAttr::UserId, u.clone()));
         }
+        // A VM's certificate carries the name it serves under, if the
+        // operator gave it one: terminals check it like a host name.
+        let dns_names = match who.role {
+            Role::Vm => self.vm_names.get(&device).cloned().into_iter().collect(),
+            Role::Terminal => Vec::new(),
+        };
         let spec = LeafSpec {
             common_name: device.clone(),
             subject_extra: extra,
-            dns_names: Vec::new(),
+            dns_names,
             ips: Vec::new(),
             usage: match who.role {
                 // A VM serves channels and a terminal opens them; both
