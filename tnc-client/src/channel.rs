@@ -79,6 +79,10 @@ impl ChannelKey {
     pub fn key(&self) -> &Sm2Key {
         &self.key
     }
+
+    pub fn into_key(self) -> Sm2Key {
+        self.key
+    }
 }
 
 /// Keeps a grant in `state_dir` (the ticket and the certificate readable by

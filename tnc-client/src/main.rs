@@ -55,6 +55,37 @@ enum Command {
         #[arg(long)]
         quic: bool,
     },
+    /// On a VM: accept ShangMi channels from terminals that hold a ticket
+    /// naming this VM, and relay each to a local service. Uses the
+    /// credentials the last `login` kept in state_dir.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// The service channels are relayed to.
+        #[arg(long)]
+        forward: std::net::SocketAddr,
+        /// Where channels are accepted.
+        #[arg(long, default_value = "[::]:2710")]
+        listen: std::net::SocketAddr,
+        /// This VM's name, as the PDP's `[ca] vm_names` gives it.
+        #[arg(long)]
+        name: String,
+    },
+    /// On a terminal: open a ShangMi channel to a VM and forward a local
+    /// port to it (as ssh -L), or standard input and output with `-` (an
+    /// ssh ProxyCommand). Uses the credentials the last `login` kept.
+    Connect {
+        #[arg(long)]
+        config: PathBuf,
+        /// The VM's name.
+        vm: String,
+        /// Where the VM serves channels.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// A local port to forward (on 127.0.0.1), or `-` for stdin/stdout.
+        #[arg(long, default_value = "-")]
+        local: String,
+    },
     /// Show the last verdict this endpoint received.
     Status {
         #[arg(long)]
@@ -78,6 +109,18 @@ fn main() -> ExitCode {
             .transpose()
             .and_then(|creds| run_login(&config, server, server_name, ca, creds, quic)),
         Command::Status { config } => status(&config),
+        Command::Serve {
+            config,
+            forward,
+            listen,
+            name,
+        } => serve(&config, forward, listen, &name),
+        Command::Connect {
+            config,
+            vm,
+            to,
+            local,
+        } => connect(&config, &vm, to, &local),
     };
     match result {
         Ok(code) => code,
@@ -263,4 +306,96 @@ fn status(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(if v["verdict"] == "allow" { 0 } else { 3 }))
+}
+
+/// The channel credentials the last login kept in state_dir.
+fn channel_identity(config: &ClientConfig) -> anyhow::Result<tnc_client::tunnel::ChannelIdentity> {
+    let state_dir = config.path(&config.state_dir);
+    let grant = tnc_client::channel::load(&state_dir).ok_or_else(|| {
+        anyhow!(
+            "no channel credentials in {}: log in first (tnc-client login; the PDP grants them on allow)",
+            state_dir.display()
+        )
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if grant.expires < now {
+        anyhow::bail!(
+            "the channel credentials in {} expired at {} (Unix time): log in again",
+            state_dir.display(),
+            grant.expires
+        );
+    }
+    let key = tnc_client::channel::ChannelKey::load_or_create(&state_dir)?;
+    Ok(tnc_client::tunnel::ChannelIdentity {
+        grant,
+        key: key.into_key(),
+    })
+}
+
+fn serve(
+    path: &std::path::Path,
+    forward: std::net::SocketAddr,
+    listen: std::net::SocketAddr,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let config = ClientConfig::load(path)?;
+    let me = channel_identity(&config)?;
+    let server = std::sync::Arc::new(tnc_client::tunnel::Server::new(&me, name)?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen} (--listen)"))?;
+        // The address line first: scripts and tests read it.
+        println!("serving {name} on {}", listener.local_addr()?);
+        tokio::select! {
+            r = server.run(listener, forward) => r.context("accepting channels")?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn connect(
+    path: &std::path::Path,
+    vm: &str,
+    to: std::net::SocketAddr,
+    local: &str,
+) -> anyhow::Result<ExitCode> {
+    let config = ClientConfig::load(path)?;
+    let me = channel_identity(&config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        if local == "-" {
+            let mut channel = tnc_client::tunnel::connect(&me, to, vm).await?;
+            let mut stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+            tokio::io::copy_bidirectional(&mut channel, &mut stdio).await?;
+            return Ok::<_, anyhow::Error>(());
+        }
+        let port: u16 = local
+            .parse()
+            .with_context(|| format!("--local {local:?}: a port number or -"))?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("listening on 127.0.0.1:{port} (--local)"))?;
+        println!("forwarding {} to {vm} at {to}", listener.local_addr()?);
+        let me = std::sync::Arc::new(me);
+        loop {
+            let (mut client, _) = listener.accept().await?;
+            let me = me.clone();
+            let vm = vm.to_string();
+            tokio::spawn(async move {
+                match tnc_client::tunnel::connect(&me, to, &vm).await {
+                    Ok(mut channel) => {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut channel).await;
+                    }
+                    Err(e) => eprintln!("tnc-client connect: {e}"),
+                }
+            });
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
