@@ -498,3 +498,26 @@ impl Drop for Endpoint {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// What an allow gives a device of `role` that asked for channel
+/// credentials (a new SM2 channel key and the grant for it), issued by
+/// `issuer` as the PDP issues them, without a PB-TNC session.
+pub fn channel_credentials(
+    issuer: &tnc_server::issue::Issuer,
+    role: Role,
+    device_id: [u8; 32],
+) -> anyhow::Result<(pki::ca::Sm2Key, tnc_proto::credential::Grant)> {
+    let key = pki::ca::Sm2Key::generate()?;
+    let request = pki::ca::verify_request(&pki::ca::make_request(&key, "channel")?)?;
+    let issued = issuer.issue(
+        &request,
+        &tnc_server::issue::Subject {
+            device_id,
+            role,
+            user: Some("alice".into()),
+            policy_version: 1,
+            decided_at: tnc_server::pdp::system_clock(),
+        },
+    )?;
+    Ok((key, issued.grant))
+}

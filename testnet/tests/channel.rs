@@ -3,14 +3,14 @@
 //! the PDP's issuer as an allow issues them, and each way of getting in
 //! without the right ones refused.
 
-use pki::ca::{Sm2Ca, Sm2Key};
+use pki::ca::Sm2Ca;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tnc_client::tunnel::{connect, ChannelIdentity, Refused, Server, TunnelError};
 use tnc_proto::attestation::Role;
-use tnc_server::issue::{Issuer, Subject};
+use tnc_server::issue::Issuer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn issuer(vms: &[(Role, &str)]) -> Issuer {
@@ -34,25 +34,8 @@ fn hex(b: &[u8]) -> String {
 
 /// Credentials for a device of `role` (device ID all `id` bytes).
 fn credentials(issuer: &Issuer, role: Role, id: u8) -> ChannelIdentity {
-    let key = Sm2Key::generate().unwrap();
-    let request =
-        pki::ca::verify_request(&pki::ca::make_request(&key, "channel").unwrap()).unwrap();
-    let issued = issuer
-        .issue(
-            &request,
-            &Subject {
-                device_id: [id; 32],
-                role,
-                user: Some("alice".into()),
-                policy_version: 1,
-                decided_at: tnc_server::pdp::system_clock(),
-            },
-        )
-        .unwrap();
-    ChannelIdentity {
-        grant: issued.grant,
-        key,
-    }
+    let (key, grant) = testnet::e2e::channel_credentials(issuer, role, [id; 32]).unwrap();
+    ChannelIdentity { grant, key }
 }
 
 /// An echo service, and vm-1 serving channels to it; vm-1's address.

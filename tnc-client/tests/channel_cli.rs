@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use testnet::swtpm::scratch_dir;
-use tnc_client::channel::{save, ChannelKey};
+use tnc_client::channel::save;
 use tnc_proto::attestation::Role;
-use tnc_server::issue::{Issuer, Subject};
+use tnc_server::issue::Issuer;
 
 fn config(dir: &Path, role: &str) -> PathBuf {
     let path = dir.join("client.toml");
@@ -28,21 +28,10 @@ fn config(dir: &Path, role: &str) -> PathBuf {
 /// What an allow gives a device: its channel key in state/, and the grant.
 fn credentials(issuer: &Issuer, dir: &Path, role: Role, id: u8) {
     let state = dir.join("state");
-    let key = ChannelKey::load_or_create(&state).unwrap();
-    let request = pki::ca::verify_request(&key.request("channel").unwrap().csr).unwrap();
-    let issued = issuer
-        .issue(
-            &request,
-            &Subject {
-                device_id: [id; 32],
-                role,
-                user: Some("alice".into()),
-                policy_version: 1,
-                decided_at: tnc_server::pdp::system_clock(),
-            },
-        )
-        .unwrap();
-    save(&state, &issued.grant).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let (key, grant) = testnet::e2e::channel_credentials(issuer, role, [id; 32]).unwrap();
+    key.write_new(&state.join("channel.key")).unwrap();
+    save(&state, &grant).unwrap();
 }
 
 #[test]

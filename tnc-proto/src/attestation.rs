@@ -228,12 +228,7 @@ impl AttestationAttribute {
 
     /// The CBOR value.
     pub fn encode_value(&self) -> Vec<u8> {
-        fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
-            let mut out = Vec::new();
-            // Writing plain structs to a Vec cannot fail.
-            ciborium::ser::into_writer(v, &mut out).unwrap_or_default();
-            out
-        }
+        use crate::cbor::encode as cbor;
         match self {
             Self::Hello(v) => cbor(v),
             Self::IdentityRequest => cbor(&Empty {}),
@@ -250,16 +245,11 @@ impl AttestationAttribute {
     /// Decodes the value of an attribute of type `attr_type` under [`VENDOR`].
     pub fn decode(attr_type: u32, value: &[u8]) -> Result<Self, AttestationDecodeError> {
         fn cbor<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, AttestationDecodeError> {
-            let mut rest = value;
-            let v = ciborium::de::from_reader(&mut rest)
-                .map_err(|e| AttestationDecodeError::Cbor(e.to_string()))?;
-            if !rest.is_empty() {
-                return Err(AttestationDecodeError::Trailing(rest.len()));
-            }
-            Ok(v)
-        }
-        if value.len() > MAX_VALUE_LEN {
-            return Err(AttestationDecodeError::TooLong(value.len()));
+            crate::cbor::decode(value, MAX_VALUE_LEN).map_err(|e| match e {
+                crate::cbor::CborError::TooLong(n) => AttestationDecodeError::TooLong(n),
+                crate::cbor::CborError::Cbor(m) => AttestationDecodeError::Cbor(m),
+                crate::cbor::CborError::Trailing(n) => AttestationDecodeError::Trailing(n),
+            })
         }
         Ok(match attr_type {
             attr::HELLO => Self::Hello(cbor(value)?),

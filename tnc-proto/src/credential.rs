@@ -96,28 +96,20 @@ impl CredentialAttribute {
     }
 
     pub fn encode_value(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        // Writing plain structs to a Vec cannot fail.
-        let _ = match self {
-            Self::KeyRequest(v) => ciborium::ser::into_writer(v, &mut out),
-            Self::Grant(v) => ciborium::ser::into_writer(v, &mut out),
-            Self::Refusal(v) => ciborium::ser::into_writer(v, &mut out),
-        };
-        out
+        match self {
+            Self::KeyRequest(v) => crate::cbor::encode(v),
+            Self::Grant(v) => crate::cbor::encode(v),
+            Self::Refusal(v) => crate::cbor::encode(v),
+        }
     }
 
     pub fn decode(attr_type: u32, value: &[u8]) -> Result<Self, CredentialDecodeError> {
         fn cbor<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, CredentialDecodeError> {
-            let mut rest = value;
-            let v = ciborium::de::from_reader(&mut rest)
-                .map_err(|e| CredentialDecodeError::Cbor(e.to_string()))?;
-            if !rest.is_empty() {
-                return Err(CredentialDecodeError::Trailing(rest.len()));
-            }
-            Ok(v)
-        }
-        if value.len() > MAX_VALUE_LEN {
-            return Err(CredentialDecodeError::TooLong(value.len()));
+            crate::cbor::decode(value, MAX_VALUE_LEN).map_err(|e| match e {
+                crate::cbor::CborError::TooLong(n) => CredentialDecodeError::TooLong(n),
+                crate::cbor::CborError::Cbor(m) => CredentialDecodeError::Cbor(m),
+                crate::cbor::CborError::Trailing(n) => CredentialDecodeError::Trailing(n),
+            })
         }
         Ok(match attr_type {
             attr::KEY_REQUEST => Self::KeyRequest(cbor(value)?),

@@ -20,6 +20,7 @@
 #[macro_use]
 pub mod codec;
 pub mod attestation;
+mod cbor;
 pub mod common;
 pub mod credential;
 pub mod dissect;
