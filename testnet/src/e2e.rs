@@ -113,6 +113,8 @@ pub struct PdpOptions {
     /// Issue channel credentials on allow (an SM2 session CA of its own;
     /// terminals' tickets name vm-1).
     pub issue_credentials: bool,
+    /// VM names by device ID (hex), as `[ca] vm_names` gives them.
+    pub vm_names: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for PdpOptions {
@@ -127,6 +129,7 @@ impl Default for PdpOptions {
             guesses: Default::default(),
             suites: Suites::Standard,
             issue_credentials: false,
+            vm_names: Default::default(),
         }
     }
 }
@@ -177,6 +180,7 @@ impl TestPdp {
             guesses,
             suites,
             issue_credentials,
+            vm_names,
         } = options;
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
@@ -195,11 +199,10 @@ impl TestPdp {
                 std::time::SystemTime::now(),
             )?;
             let vms = [(Role::Terminal, vec!["vm-1".to_string()])].into();
-            Some(Arc::new(tnc_server::issue::Issuer::new(
-                ca,
-                std::time::Duration::from_secs(3600),
-                vms,
-            )))
+            Some(Arc::new(
+                tnc_server::issue::Issuer::new(ca, std::time::Duration::from_secs(3600), vms)
+                    .with_vm_names(vm_names),
+            ))
         } else {
             None
         };
@@ -425,6 +428,50 @@ impl Endpoint {
             ak_path: self.dir.join("ak.bin"),
             ak_kind: AkKind::EcdsaP256Sha256,
         }
+    }
+
+    /// The ID the PDP knows this endpoint by: SHA-256 of its EK
+    /// certificate, hex (read from the TPM; the connection is closed after).
+    pub fn device_id(&self) -> anyhow::Result<String> {
+        let mut tpm = tnc_client::tpm::Tpm::open(&TpmConfig::parse(&self.swtpm.tcti())?)?;
+        let (_, cert) = tpm
+            .certified_ek()?
+            .context("the swtpm holds no EK certificate")?;
+        Ok(hex(&policy::HashAlg::Sha256.digest(&cert)))
+    }
+
+    /// A `client.toml` for this endpoint in its directory, reaching the PDP
+    /// at `server` whose TLS CA is `ca`; its path.
+    pub fn write_client_config(&self, server: SocketAddr, ca: &Path) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join("client.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"role = "{role}"
+server = "{server}"
+server_name = "localhost"
+ca = "{ca}"
+state_dir = "state"
+
+[tpm]
+tcti = "{tcti}"
+
+[evidence]
+event_log = "binary_bios_measurements"
+ima = "binary_runtime_measurements"
+
+[os]
+os_release = "os-release"
+ip_forward = "ip_forward"
+dpkg_status = "dpkg-status"
+proc_stat = "stat"
+"#,
+                role = self.role.name(),
+                ca = ca.display(),
+                tcti = self.swtpm.tcti(),
+            ),
+        )?;
+        Ok(path)
     }
 
     /// A fresh agent (one per login, as the CLI makes one).

@@ -1,7 +1,8 @@
-//! The ShangMi channel between a terminal and a VM (first slice: TLS with
-//! session certificates and the access ticket), with credentials issued by
-//! the PDP's issuer as an allow issues them, and each way of getting in
-//! without the right ones refused.
+//! The ShangMi channel between a terminal and a VM: TLS with session
+//! certificates, the access ticket and the pairing proof, with credentials
+//! issued by the PDP's issuer as an allow issues them and pairings made as
+//! the PDP makes them, and each way of getting in without the right ones
+//! refused (issue 12, item 6).
 
 use pki::ca::Sm2Ca;
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tnc_client::tunnel::{connect, ChannelIdentity, Refused, Server, TunnelError};
 use tnc_proto::attestation::Role;
+use tnc_proto::credential::Pairing;
 use tnc_server::issue::Issuer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,8 +40,43 @@ fn credentials(issuer: &Issuer, role: Role, id: u8) -> ChannelIdentity {
     ChannelIdentity { grant, key }
 }
 
+fn sha256(b: &[u8]) -> Vec<u8> {
+    policy::HashAlg::Sha256.digest(b)
+}
+
+fn now() -> i64 {
+    tnc_server::pdp::system_clock() as i64
+}
+
+/// What the PDP's pairing registry does: a fresh id and key, handed to the
+/// VM (for `terminal`'s certificate) and to the terminal (for the VM's).
+fn pair(server: &Server, vm: &ChannelIdentity, terminal: &ChannelIdentity) -> Pairing {
+    let mut secret = [0u8; 32];
+    pki::rand::SecureRandom::fill(&pki::rand::SystemRandom::new(), &mut secret).unwrap();
+    let expires = now() + 60;
+    assert!(server.add_pairing(
+        Pairing {
+            id: secret[..16].to_vec(),
+            key: secret[16..].to_vec(),
+            peer: "terminal".into(),
+            peer_certificate_sha256: sha256(&terminal.grant.certificate),
+            address: None,
+            expires,
+        },
+        now(),
+    ));
+    Pairing {
+        id: secret[..16].to_vec(),
+        key: secret[16..].to_vec(),
+        peer: "vm-1".into(),
+        peer_certificate_sha256: sha256(&vm.grant.certificate),
+        address: None,
+        expires,
+    }
+}
+
 /// An echo service, and vm-1 serving channels to it; vm-1's address.
-async fn vm(vm: ChannelIdentity) -> SocketAddr {
+async fn vm(vm: &ChannelIdentity) -> (SocketAddr, Arc<Server>) {
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let echo_addr = echo.local_addr().unwrap();
     tokio::spawn(async move {
@@ -52,31 +89,176 @@ async fn vm(vm: ChannelIdentity) -> SocketAddr {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Arc::new(Server::new(&vm, "vm-1").unwrap());
-    tokio::spawn(server.run(listener, echo_addr));
-    addr
+    let server = Arc::new(Server::new(vm, "vm-1").unwrap());
+    tokio::spawn(server.clone().run(listener, echo_addr));
+    (addr, server)
 }
 
 #[tokio::test]
 async fn a_terminal_with_its_credentials_reaches_the_service_behind_the_vm() {
     let issuer = issuer(&[(Role::Terminal, "vm-1")]);
-    let addr = vm(credentials(&issuer, Role::Vm, 0x77)).await;
+    let vm_id = credentials(&issuer, Role::Vm, 0x77);
+    let (addr, server) = vm(&vm_id).await;
     let terminal = credentials(&issuer, Role::Terminal, 0x01);
-    let mut channel = connect(&terminal, addr, "vm-1").await.unwrap();
+    let pairing = pair(&server, &vm_id, &terminal);
+    let mut channel = connect(&terminal, addr, "vm-1", &pairing).await.unwrap();
     channel.write_all(b"GET / over SM4\n").await.unwrap();
     let mut back = [0u8; 15];
     channel.read_exact(&mut back).await.unwrap();
     assert_eq!(&back, b"GET / over SM4\n");
+
+    // The pairing served once: used again (a replay), it opens nothing.
+    let err = connect(&terminal, addr, "vm-1", &pairing)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, TunnelError::Refused(Refused::NoPairing)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn without_the_pairing_key_or_with_a_relayed_proof_nothing_opens() {
+    let issuer = issuer(&[(Role::Terminal, "vm-1")]);
+    let vm_id = credentials(&issuer, Role::Vm, 0x77);
+    let (addr, server) = vm(&vm_id).await;
+    let terminal = credentials(&issuer, Role::Terminal, 0x01);
+
+    // A valid certificate, key and ticket, and a pairing id the VM holds,
+    // but not its key (the certificate was stolen, the pairing not).
+    let pairing = pair(&server, &vm_id, &terminal);
+    let guessed = Pairing {
+        key: vec![0x55; 16],
+        ..pairing.clone()
+    };
+    let err = connect(&terminal, addr, "vm-1", &guessed)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, TunnelError::Refused(Refused::BadProof)),
+        "{err}"
+    );
+    // The failed try used the pairing up: the right key is too late now.
+    let err = connect(&terminal, addr, "vm-1", &pairing)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, TunnelError::Refused(Refused::NoPairing)),
+        "{err}"
+    );
+
+    // No pairing at all: an id the VM never got.
+    let invented = Pairing {
+        id: vec![0xaa; 16],
+        ..pair(&server, &vm_id, &terminal)
+    };
+    let err = connect(&terminal, addr, "vm-1", &invented)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, TunnelError::Refused(Refused::NoPairing)),
+        "{err}"
+    );
+
+    // A pairing made for another terminal's certificate.
+    let other = credentials(&issuer, Role::Terminal, 0x02);
+    let theirs = pair(&server, &vm_id, &other);
+    let err = connect(&terminal, addr, "vm-1", &theirs)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, TunnelError::Refused(Refused::PairingCertificate)),
+        "{err}"
+    );
+
+    // A relay: the proof made with the right key over another connection's
+    // exporter (what a man in the middle forwarding a proof would hold).
+    let pairing = pair(&server, &vm_id, &terminal);
+    let (mut first, exporter_first) = raw_channel(&terminal, addr).await;
+    let (_second, exporter_second) = raw_channel(&terminal, addr).await;
+    assert_ne!(exporter_first, exporter_second);
+    let key: [u8; 16] = pairing.key.as_slice().try_into().unwrap();
+    let relayed =
+        pki::tls::pairing::proof(&key, &exporter_second, pki::tls::pairing::Side::Terminal);
+    let mut frame = (terminal.grant.ticket.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&terminal.grant.ticket);
+    frame.extend_from_slice(&pairing.id);
+    frame.extend_from_slice(&relayed);
+    first.write_all(&frame).await.unwrap();
+    assert_eq!(first.read_u8().await.unwrap(), Refused::BadProof as u8);
+
+    // The terminal refuses a VM whose certificate is not the paired one.
+    let pairing = Pairing {
+        peer_certificate_sha256: vec![0; 32],
+        ..pair(&server, &vm_id, &terminal)
+    };
+    let err = connect(&terminal, addr, "vm-1", &pairing)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, TunnelError::VmCertificate), "{err}");
+}
+
+/// A strict ShangMi TLS connection to the VM with `me`'s certificate, and
+/// its exporter value for the pairing proof.
+async fn raw_channel(
+    me: &ChannelIdentity,
+    addr: SocketAddr,
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    [u8; 32],
+) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(me.grant.ca.clone()))
+        .unwrap();
+    let key = pki::ca::pem_or_der(me.key.to_pem().unwrap().as_bytes()).unwrap();
+    let identity = pki::tls::Identity {
+        chain: vec![rustls::pki_types::CertificateDer::from(
+            me.grant.certificate.clone(),
+        )],
+        key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+    };
+    let tls = pki::tls::client_config(
+        Arc::new(pki::tls::shangmi::strict_provider()),
+        roots,
+        Some(identity),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(
+            rustls::pki_types::ServerName::try_from("vm-1").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let exporter = stream
+        .get_ref()
+        .1
+        .export_keying_material([0u8; 32], pki::tls::pairing::EXPORTER_LABEL, None)
+        .unwrap();
+    (stream, exporter)
 }
 
 #[tokio::test]
 async fn tickets_for_another_vm_device_or_key_and_wrong_names_are_refused() {
     let issuer = issuer(&[(Role::Terminal, "vm-2")]);
-    let addr = vm(credentials(&issuer, Role::Vm, 0x77)).await;
+    let vm_id = credentials(&issuer, Role::Vm, 0x77);
+    let (addr, server) = vm(&vm_id).await;
 
     // A ticket naming another VM.
     let terminal = credentials(&issuer, Role::Terminal, 0x01);
-    let err = connect(&terminal, addr, "vm-1").await.err().unwrap();
+    let pairing = pair(&server, &vm_id, &terminal);
+    let err = connect(&terminal, addr, "vm-1", &pairing)
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(err, TunnelError::Refused(Refused::OtherVm)),
         "{err}"
@@ -86,7 +268,8 @@ async fn tickets_for_another_vm_device_or_key_and_wrong_names_are_refused() {
     let good = issuer_for_vm1(&issuer);
     let a = credentials(&good, Role::Terminal, 0x01);
     let b = credentials(&good, Role::Terminal, 0x02);
-    let addr = vm(credentials(&good, Role::Vm, 0x77)).await;
+    let vm_id = credentials(&good, Role::Vm, 0x77);
+    let (addr, server) = vm(&vm_id).await;
     let stolen = ChannelIdentity {
         grant: tnc_proto::credential::Grant {
             ticket: b.grant.ticket.clone(),
@@ -94,7 +277,11 @@ async fn tickets_for_another_vm_device_or_key_and_wrong_names_are_refused() {
         },
         key: a.key,
     };
-    let err = connect(&stolen, addr, "vm-1").await.err().unwrap();
+    let pairing = pair(&server, &vm_id, &stolen);
+    let err = connect(&stolen, addr, "vm-1", &pairing)
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(err, TunnelError::Refused(Refused::OtherCertificate)),
         "{err}"
@@ -111,7 +298,11 @@ async fn tickets_for_another_vm_device_or_key_and_wrong_names_are_refused() {
         },
         key: b.key,
     };
-    let err = connect(&resigned, addr, "vm-1").await.err().unwrap();
+    let pairing = pair(&server, &vm_id, &resigned);
+    let err = connect(&resigned, addr, "vm-1", &pairing)
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(err, TunnelError::Refused(Refused::BadTicket)),
         "{err}"
@@ -120,7 +311,8 @@ async fn tickets_for_another_vm_device_or_key_and_wrong_names_are_refused() {
     // The VM's certificate does not carry another name: a terminal asking
     // for vm-2 at vm-1's address gets no channel.
     let c = credentials(&good, Role::Terminal, 0x03);
-    let err = connect(&c, addr, "vm-2").await.err().unwrap();
+    let pairing = pair(&server, &vm_id, &c);
+    let err = connect(&c, addr, "vm-2", &pairing).await.err().unwrap();
     assert!(matches!(err, TunnelError::Tls(_)), "{err}");
 }
 
@@ -139,8 +331,23 @@ async fn an_expired_ticket_and_a_client_without_the_shangmi_suites_are_refused()
         server.check(&t.grant.ticket, &t.grant.certificate, now + 3601),
         Err(Refused::Expired)
     );
+    // A pairing unused for longer than it lives is void.
+    let p = pair(&server, &vm_id, &t);
+    let key: [u8; 16] = p.key.as_slice().try_into().unwrap();
+    let mut presented = [0u8; 48];
+    presented[..16].copy_from_slice(&p.id);
+    presented[16..].copy_from_slice(&pki::tls::pairing::proof(
+        &key,
+        &[1; 32],
+        pki::tls::pairing::Side::Terminal,
+    ));
+    assert_eq!(
+        server.check_pairing(&presented, &t.grant.certificate, &[1; 32], now + 61),
+        Err(Refused::PairingExpired)
+    );
+
     // A standard (AES-only) TLS client gets no handshake from the VM.
-    let addr = vm(vm_id).await;
+    let (addr, _) = vm(&vm_id).await;
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(t.grant.ca.clone()))

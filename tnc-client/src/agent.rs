@@ -50,6 +50,9 @@ pub struct Outcome {
     pub tls_suite: Option<String>,
     /// The answer to the key request, if one was sent.
     pub credential: Option<Credential>,
+    /// The answer to the pairing request (a terminal's), if one was sent:
+    /// the pairing, or why there is none.
+    pub pairing: Option<Result<tnc_proto::credential::Pairing, String>>,
 }
 
 impl Outcome {
@@ -155,6 +158,15 @@ pub struct Agent {
     pub attestation: Box<dyn Collector>,
     /// Sent with the first batch: a request for the channel key's certificate.
     pub key_request: Option<tnc_proto::credential::KeyRequest>,
+    /// Sent with the first batch: a terminal's request for a pairing.
+    pub pairing_request: Option<tnc_proto::credential::PairingRequest>,
+    /// Sent with the first batch: a VM serves channels here. The session
+    /// then stays open after RESULT, for the pairings the PDP delivers.
+    pub serving: Option<tnc_proto::credential::Serving>,
+    /// Pairings delivered to this VM and not yet taken by [`Agent::take_pairings`].
+    delivered: Vec<tnc_proto::credential::Pairing>,
+    /// Pairing ids to acknowledge in the next CDATA.
+    to_accept: Vec<Vec<u8>>,
     pb: PbSession,
     next_pa_id: u32,
     outcome: Outcome,
@@ -170,6 +182,10 @@ impl Agent {
             os,
             attestation,
             key_request: None,
+            pairing_request: None,
+            serving: None,
+            delivered: Vec::new(),
+            to_accept: Vec::new(),
             pb: PbSession::new(Side::Client),
             next_pa_id: 1,
             outcome: Outcome::default(),
@@ -192,6 +208,27 @@ impl Agent {
         &self.outcome
     }
 
+    /// The session stays open after RESULT (a serving VM's control session).
+    pub fn keeps_open(&self) -> bool {
+        self.serving.is_some()
+    }
+
+    /// The pairings the PDP delivered since the last call.
+    pub fn take_pairings(&mut self) -> Vec<tnc_proto::credential::Pairing> {
+        std::mem::take(&mut self.delivered)
+    }
+
+    /// A credential-pair message with `attrs`.
+    fn credential_message(&mut self, attrs: &[CredentialAttribute]) -> Vec<u8> {
+        let id = self.pa_id();
+        attrs
+            .iter()
+            .fold(PaMessageWriter::new(id), |w, a| {
+                w.raw(true, attestation::VENDOR, a.attr_type(), &a.encode_value())
+            })
+            .finish()
+    }
+
     /// The first CDATA: language, OS posture, attestation hello. With
     /// [`Agent::receive`], the PB-TNC client without I/O: `run_session`
     /// drives it over PT-TLS, the PDP's unit tests batch to batch.
@@ -211,18 +248,19 @@ impl Agent {
                 .finish()
         };
         let hello = self.att_message(&[self.attestation.hello()]);
-        let key_request = self.key_request.clone().map(|r| {
-            let attr = CredentialAttribute::KeyRequest(r);
-            let id = self.pa_id();
-            PaMessageWriter::new(id)
-                .raw(
-                    true,
-                    attestation::VENDOR,
-                    attr.attr_type(),
-                    &attr.encode_value(),
-                )
-                .finish()
-        });
+        let asks: Vec<CredentialAttribute> = [
+            self.key_request
+                .clone()
+                .map(CredentialAttribute::KeyRequest),
+            self.pairing_request
+                .clone()
+                .map(CredentialAttribute::PairingRequest),
+            self.serving.clone().map(CredentialAttribute::Serving),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let key_request = (!asks.is_empty()).then(|| self.credential_message(&asks));
         let mut messages = Vec::new();
         if first {
             messages.push(PbMessage::LanguagePreference("Accept-Language: en"));
@@ -299,18 +337,31 @@ impl Agent {
                         .iter()
                         .filter(|a| a.vendor == attestation::VENDOR)
                     {
-                        self.outcome.credential =
-                            match CredentialAttribute::decode(a.attr_type, a.value) {
-                                Ok(CredentialAttribute::Grant(g)) => Some(Credential::Granted(g)),
-                                Ok(CredentialAttribute::Refusal(r)) => {
-                                    Some(Credential::Refused(r.reason))
-                                }
-                                Ok(CredentialAttribute::KeyRequest(_)) | Err(_) => {
-                                    Some(Credential::Refused(
-                                        "the PDP's credential message is malformed".into(),
-                                    ))
-                                }
-                            };
+                        match CredentialAttribute::decode(a.attr_type, a.value) {
+                            Ok(CredentialAttribute::Grant(g)) => {
+                                self.outcome.credential = Some(Credential::Granted(g))
+                            }
+                            Ok(CredentialAttribute::Refusal(r)) => {
+                                self.outcome.credential = Some(Credential::Refused(r.reason))
+                            }
+                            // To a VM: a terminal's pairing, acknowledged
+                            // in the next CDATA. To a terminal: its own.
+                            Ok(CredentialAttribute::Pairing(p)) if self.serving.is_some() => {
+                                self.to_accept.push(p.id.clone());
+                                self.delivered.push(p);
+                            }
+                            Ok(CredentialAttribute::Pairing(p)) => {
+                                self.outcome.pairing = Some(Ok(p))
+                            }
+                            Ok(CredentialAttribute::PairingRefusal(r)) => {
+                                self.outcome.pairing = Some(Err(r.reason))
+                            }
+                            Ok(_) | Err(_) => {
+                                self.outcome.credential = Some(Credential::Refused(
+                                    "the PDP's credential message is malformed".into(),
+                                ))
+                            }
+                        }
                     }
                 }
                 PbMessage::AccessRecommendation(r) => self.outcome.recommendation = Some(*r),
@@ -332,6 +383,10 @@ impl Agent {
             BatchType::Result => {
                 self.outcome.decided_at = Some(std::time::Instant::now());
                 self.outcome.attestation = self.attestation.result();
+                // A serving VM keeps its control session while allowed.
+                if self.keeps_open() && self.outcome.allowed() {
+                    return Ok((None, false));
+                }
                 let close = self.pb.close(None);
                 Ok((close, true))
             }
@@ -346,6 +401,15 @@ impl Agent {
                     );
                 }
                 let att = (!att_answers.is_empty()).then(|| self.att_message(&att_answers));
+                let accepted: Vec<CredentialAttribute> = std::mem::take(&mut self.to_accept)
+                    .into_iter()
+                    .map(|id| {
+                        CredentialAttribute::PairingAccepted(
+                            tnc_proto::credential::PairingAccepted { id },
+                        )
+                    })
+                    .collect();
+                let accepted = (!accepted.is_empty()).then(|| self.credential_message(&accepted));
                 let mut msgs: Vec<PbMessage<'_>> = os_answers
                     .iter()
                     .map(|b| pa(PaSubtype::OPERATING_SYSTEM, OS_IMC_ID, b))
@@ -353,18 +417,25 @@ impl Agent {
                 if let Some(b) = &att {
                     msgs.push(pa(attestation::SUBTYPE, ATTESTATION_IMC_ID, b));
                 }
+                if let Some(b) = &accepted {
+                    msgs.push(pa(credential::SUBTYPE, CREDENTIAL_IMC_ID, b));
+                }
                 let bytes = self
                     .pb
                     .send(BatchType::CData, msgs)
                     .map_err(|e| AgentError::PbTnc(e.to_string()))?;
                 Ok((Some(bytes), false))
             }
-            // The PDP asks for a new assessment (§3.2): the collectors start
-            // over, as in the first batch.
-            BatchType::SRetry => {
+            // SRETRY in the middle of an assessment hands the turn to the
+            // client: the collectors start over, as in the first batch.
+            BatchType::SRetry if self.pb.state() == tnc_proto::pb_tnc::PbState::ClientWorking => {
                 self.outcome = Outcome::default();
                 Ok((Some(self.initial_batch(false)?), false))
             }
+            // After a decision it is still the server's turn (§3.2): the
+            // client waits for its SDATA (specs/nea-continuous.md §2). The
+            // last decision holds until the round's RESULT.
+            BatchType::SRetry => Ok((None, false)),
             _ => Ok((None, false)),
         }
     }
@@ -382,10 +453,29 @@ fn pa(subtype: PaSubtype, collector: u16, body: &[u8]) -> PbMessage<'_> {
 
 /// Runs the whole handshake over `io` (an established TLS stream).
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    agent: &mut Agent,
+    credentials: Option<PlainCredentials>,
+    max_message_len: u32,
+) -> Result<Outcome, AgentError> {
+    run_session_with(io, agent, credentials, max_message_len, None).await
+}
+
+/// A serving VM's kept-open session: the first decision goes to `decided`,
+/// each pairing the PDP delivers afterwards to `pairings`.
+pub struct Control {
+    pub decided: Option<tokio::sync::oneshot::Sender<Outcome>>,
+    pub pairings: tokio::sync::mpsc::UnboundedSender<tnc_proto::credential::Pairing>,
+}
+
+/// [`run_session`], kept open after RESULT when the agent serves (see
+/// [`Control`]) until the PDP or the transport closes it.
+pub async fn run_session_with<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     agent: &mut Agent,
     credentials: Option<PlainCredentials>,
     max_message_len: u32,
+    mut control: Option<Control>,
 ) -> Result<Outcome, AgentError> {
     let mut conn = ClientConnection::new(pt_tls::Limits { max_message_len }, credentials);
     let mut buf = vec![0u8; 16 * 1024];
@@ -403,6 +493,16 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     if let Some(b) = reply {
                         conn.send_batch(&b)
                             .map_err(|e| AgentError::PtTls(e.to_string()))?;
+                    }
+                    if let Some(c) = control.as_mut() {
+                        if agent.outcome.decided_at.is_some() {
+                            if let Some(tx) = c.decided.take() {
+                                let _ = tx.send(agent.outcome.clone());
+                            }
+                        }
+                        for p in agent.take_pairings() {
+                            let _ = c.pairings.send(p);
+                        }
                     }
                     if over {
                         done = true;
@@ -513,6 +613,19 @@ pub async fn login(
     agent: &mut Agent,
     credentials: Option<PlainCredentials>,
 ) -> Result<Outcome, AgentError> {
+    login_with(addr, server_name, tls, agent, credentials, None).await
+}
+
+/// [`login`], kept open after the decision when the agent serves: the
+/// serving VM's control session (see [`Control`]).
+pub async fn login_with(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    agent: &mut Agent,
+    credentials: Option<PlainCredentials>,
+    control: Option<Control>,
+) -> Result<Outcome, AgentError> {
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|_| {
         AgentError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -530,7 +643,8 @@ pub async fn login(
         .1
         .negotiated_cipher_suite()
         .map(|s| pki::tls::suite_name(s.suite()));
-    let mut outcome = run_session(stream, agent, credentials, MAX_MESSAGE_LEN).await?;
+    let mut outcome =
+        run_session_with(stream, agent, credentials, MAX_MESSAGE_LEN, control).await?;
     outcome.tls_suite = suite;
     Ok(outcome)
 }

@@ -7,6 +7,7 @@
 //! - [`attest`]: the attestation collector (AK enrollment, quotes, logs);
 //! - [`channel`]: the SM2 channel key and the credentials granted for it;
 //! - [`tunnel`]: the ShangMi channel between a terminal and a VM;
+//! - [`pairing`]: `serve` and `connect`, the two ends of a pairing;
 //! - [`os`]: the operating-system collector (IETF attributes of the running
 //!   system);
 //! - [`collect`]: the UEFI event log and the IMA list from an entry offset;
@@ -22,5 +23,6 @@ pub mod channel;
 pub mod collect;
 pub mod config;
 pub mod os;
+pub mod pairing;
 pub mod tpm;
 pub mod tunnel;

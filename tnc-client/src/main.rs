@@ -55,9 +55,13 @@ enum Command {
         #[arg(long)]
         quic: bool,
     },
-    /// On a VM: accept ShangMi channels from terminals that hold a ticket
-    /// naming this VM, and relay each to a local service. Uses the
-    /// credentials the last `login` kept in state_dir.
+    /// On a VM: attest, get this VM's channel certificate, keep the control
+    /// session to the PDP open for pairings, and accept ShangMi channels
+    /// from the terminals the PDP pairs with this VM, each relayed to a
+    /// local service. Stops when the PDP ends the control session.
+    ///
+    /// Exit status: 0 on Ctrl-C, 3 when the PDP does not allow this VM, 1
+    /// when the control session ends, 2 usage or configuration errors.
     Serve {
         #[arg(long)]
         config: PathBuf,
@@ -67,24 +71,46 @@ enum Command {
         /// Where channels are accepted.
         #[arg(long, default_value = "[::]:2710")]
         listen: std::net::SocketAddr,
+        /// The address terminals reach the listener at (the PDP hands it to
+        /// them); default: the listening address, when it is not a wildcard.
+        #[arg(long)]
+        advertise: Option<String>,
         /// This VM's name, as the PDP's `[ca] vm_names` gives it.
         #[arg(long)]
         name: String,
+        /// Authenticate as this user (SASL PLAIN), if the PDP asks; the
+        /// password from --password-file or TNC_PASSWORD.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, requires = "user")]
+        password_file: Option<PathBuf>,
     },
-    /// On a terminal: open a ShangMi channel to a VM and forward a local
-    /// port to it (as ssh -L), or standard input and output with `-` (an
-    /// ssh ProxyCommand). Uses the credentials the last `login` kept.
+    /// On a terminal: attest, ask the PDP for a pairing with VM, open the
+    /// ShangMi channel to it and forward standard input and output (`-`, an
+    /// ssh ProxyCommand) or a local port (as ssh -L; each connection gets
+    /// its own pairing). Asks for credentials when it holds none valid.
+    ///
+    /// Exit status: 0 the channel ran, 3 no access (the verdict is not
+    /// allow), 1 no pairing or no channel, 2 usage or configuration errors.
     Connect {
         #[arg(long)]
         config: PathBuf,
         /// The VM's name.
         vm: String,
-        /// Where the VM serves channels.
+        /// Where the VM serves channels, instead of the address the PDP
+        /// gives with the pairing.
         #[arg(long)]
-        to: std::net::SocketAddr,
+        to: Option<std::net::SocketAddr>,
         /// A local port to forward (on 127.0.0.1), or `-` for stdin/stdout.
         #[arg(long, default_value = "-")]
         local: String,
+        /// Authenticate as this user (SASL PLAIN); the password from
+        /// --password-file or TNC_PASSWORD (standard input may be the
+        /// channel).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, requires = "user")]
+        password_file: Option<PathBuf>,
     },
     /// Show the last verdict this endpoint received.
     Status {
@@ -113,14 +139,25 @@ fn main() -> ExitCode {
             config,
             forward,
             listen,
+            advertise,
             name,
-        } => serve(&config, forward, listen, &name),
+            user,
+            password_file,
+        } => user
+            .map(|u| channel_password(u, password_file.as_deref()))
+            .transpose()
+            .and_then(|creds| serve(&config, forward, listen, advertise, &name, creds)),
         Command::Connect {
             config,
             vm,
             to,
             local,
-        } => connect(&config, &vm, to, &local),
+            user,
+            password_file,
+        } => user
+            .map(|u| channel_password(u, password_file.as_deref()))
+            .transpose()
+            .and_then(|creds| connect(&config, &vm, to, &local, creds)),
     };
     match result {
         Ok(code) => code,
@@ -131,58 +168,98 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_login(
-    path: &std::path::Path,
-    server: Option<String>,
-    server_name: Option<String>,
-    ca: Option<PathBuf>,
-    credentials: Option<PlainCredentials>,
+/// What every command that talks to the PDP needs: the configuration, with
+/// login's overrides applied, and the TLS configuration to reach the PDP.
+struct PdpLink {
+    config: ClientConfig,
+    tls: std::sync::Arc<rustls::ClientConfig>,
     quic: bool,
-) -> anyhow::Result<ExitCode> {
-    let mut config = ClientConfig::load(path)?;
-    let quic = quic || config.transport.as_deref() == Some("quic");
-    if let Some(s) = server {
-        config.server = s;
+}
+
+impl PdpLink {
+    fn new(
+        path: &std::path::Path,
+        server: Option<String>,
+        server_name: Option<String>,
+        ca: Option<PathBuf>,
+        quic: bool,
+    ) -> anyhow::Result<Self> {
+        let mut config = ClientConfig::load(path)?;
+        let quic = quic || config.transport.as_deref() == Some("quic");
+        if let Some(s) = server {
+            config.server = s;
+        }
+        if let Some(n) = server_name {
+            config.server_name = Some(n);
+        }
+        let ca = ca.unwrap_or_else(|| config.path(&config.ca));
+        let identity = config
+            .certificate
+            .as_ref()
+            .zip(config.private_key.as_ref())
+            .map(|(c, k)| (config.path(c), config.path(k)));
+        let tls = tls_client_config_for(
+            &ca,
+            identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            config.suites,
+        )
+        .context("the CA file (ca or --ca) or the client certificate")?;
+        Ok(Self { config, tls, quic })
     }
-    if let Some(n) = server_name {
-        config.server_name = Some(n);
+
+    fn state_dir(&self) -> PathBuf {
+        self.config.path(&self.config.state_dir)
     }
-    let ca = ca.unwrap_or_else(|| config.path(&config.ca));
-    let identity = config
-        .certificate
-        .as_ref()
-        .zip(config.private_key.as_ref())
-        .map(|(c, k)| (config.path(c), config.path(k)));
-    let tls = tls_client_config_for(
-        &ca,
-        identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
-        config.suites,
-    )
-    .context("the CA file (ca or --ca) or the client certificate")?;
-    let os = OsFacts::collect(&config.os_paths(), config.os.default_password)
-        .context("reading the operating system's facts (os.os_release)")?;
-    let mut agent = Agent::new(os, AttestationCollector::new(config.attestation()));
-    let state_dir = config.path(&config.state_dir);
-    if config.credentials {
-        let key = tnc_client::channel::ChannelKey::load_or_create(&state_dir)
+
+    /// The agent with its collectors.
+    fn agent(&self) -> anyhow::Result<Agent> {
+        let os = OsFacts::collect(&self.config.os_paths(), self.config.os.default_password)
+            .context("reading the operating system's facts (os.os_release)")?;
+        Ok(Agent::new(
+            os,
+            AttestationCollector::new(self.config.attestation()),
+        ))
+    }
+
+    /// A request for a certificate for the channel key (made on first use).
+    fn key_request(&self) -> anyhow::Result<tnc_proto::credential::KeyRequest> {
+        let key = tnc_client::channel::ChannelKey::load_or_create(&self.state_dir())
             .context("the channel key in state_dir")?;
-        agent.key_request = Some(key.request("tnc channel key")?);
+        Ok(key.request("tnc channel key")?)
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let name = config.server_name();
-    let outcome = runtime.block_on(async {
-        let addr = tokio::net::lookup_host(&config.server)
+
+    async fn address(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let server = &self.config.server;
+        tokio::net::lookup_host(server)
             .await
-            .with_context(|| format!("resolving server {:?}", config.server))?
+            .with_context(|| format!("resolving server {server:?}"))?
             .next()
-            .ok_or_else(|| anyhow!("server {:?} resolves to no address", config.server))?;
+            .ok_or_else(|| anyhow!("server {server:?} resolves to no address"))
+    }
+
+    /// The PDP as the pairing flows reach it.
+    async fn pdp(&self) -> anyhow::Result<tnc_client::pairing::Pdp> {
+        Ok(tnc_client::pairing::Pdp {
+            addr: self.address().await?,
+            server_name: self.config.server_name(),
+            tls: self.tls.clone(),
+        })
+    }
+
+    /// The integrity handshake, within [`LOGIN_DEADLINE`].
+    async fn handshake(
+        &self,
+        agent: &mut Agent,
+        credentials: Option<PlainCredentials>,
+    ) -> anyhow::Result<Outcome> {
+        let addr = self.address().await?;
+        let name = self.config.server_name();
+        let tls = self.tls.clone();
         let handshake = async {
-            if quic {
-                login_quic(addr, &name, tls, &mut agent, credentials).await
+            if self.quic {
+                login_quic(addr, &name, tls, agent, credentials).await
             } else {
-                login(addr, &name, tls, &mut agent, credentials).await
+                login(addr, &name, tls, agent, credentials).await
             }
         };
         // A PDP that stops answering must not hang the login.
@@ -195,8 +272,26 @@ fn run_login(
                 )
             })?
             .map_err(anyhow::Error::from)
-    });
-    let outcome = match outcome {
+    }
+}
+
+fn run_login(
+    path: &std::path::Path,
+    server: Option<String>,
+    server_name: Option<String>,
+    ca: Option<PathBuf>,
+    credentials: Option<PlainCredentials>,
+    quic: bool,
+) -> anyhow::Result<ExitCode> {
+    let link = PdpLink::new(path, server, server_name, ca, quic)?;
+    let mut agent = link.agent()?;
+    if link.config.credentials {
+        agent.key_request = Some(link.key_request()?);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = match runtime.block_on(link.handshake(&mut agent, credentials)) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("tnc-client: no decision: {e:#}");
@@ -205,6 +300,7 @@ fn run_login(
     };
     print!("{outcome}");
     if let Some(tnc_client::agent::Credential::Granted(grant)) = &outcome.credential {
+        let state_dir = link.state_dir();
         match tnc_client::channel::save(&state_dir, grant) {
             Ok(()) => println!("credentials kept in {}", state_dir.display()),
             Err(e) => eprintln!("tnc-client: the credentials could not be kept: {e}"),
@@ -214,7 +310,7 @@ fn run_login(
     if let Some(d) = &device {
         println!("device: {d}");
     }
-    save_verdict(&config, &outcome, device.as_deref());
+    save_verdict(&link.config, &outcome, device.as_deref());
     Ok(ExitCode::from(exit_code(&outcome)))
 }
 
@@ -308,72 +404,162 @@ fn status(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(if v["verdict"] == "allow" { 0 } else { 3 }))
 }
 
-/// The channel credentials the last login kept in state_dir.
-fn channel_identity(config: &ClientConfig) -> anyhow::Result<tnc_client::tunnel::ChannelIdentity> {
-    let state_dir = config.path(&config.state_dir);
-    let grant = tnc_client::channel::load(&state_dir).ok_or_else(|| {
-        anyhow!(
-            "no channel credentials in {}: log in first (tnc-client login; the PDP grants them on allow)",
-            state_dir.display()
-        )
-    })?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    if grant.expires < now {
-        anyhow::bail!(
-            "the channel credentials in {} expired at {} (Unix time): log in again",
-            state_dir.display(),
-            grant.expires
-        );
+/// The password of serve and connect: from a file or TNC_PASSWORD, never
+/// standard input (connect relays it; serve runs unattended).
+fn channel_password(
+    user: String,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<PlainCredentials> {
+    if file.is_none() && std::env::var_os("TNC_PASSWORD").is_none() {
+        anyhow::bail!("--user {user} needs --password-file or TNC_PASSWORD");
     }
-    let key = tnc_client::channel::ChannelKey::load_or_create(&state_dir)?;
-    Ok(tnc_client::tunnel::ChannelIdentity {
-        grant,
-        key: key.into_key(),
-    })
+    credentials(user, file)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn serve(
     path: &std::path::Path,
     forward: std::net::SocketAddr,
     listen: std::net::SocketAddr,
+    advertise: Option<String>,
     name: &str,
+    credentials: Option<PlainCredentials>,
 ) -> anyhow::Result<ExitCode> {
-    let config = ClientConfig::load(path)?;
-    let me = channel_identity(&config)?;
-    let server = std::sync::Arc::new(tnc_client::tunnel::Server::new(&me, name)?);
+    let link = PdpLink::new(path, None, None, None, false)?;
+    if link.quic {
+        anyhow::bail!(
+            "serve keeps its control session over TCP: set transport = \"tcp\" (or remove it)"
+        );
+    }
+    let agent = link.agent()?;
+    let key = tnc_client::channel::ChannelKey::load_or_create(&link.state_dir())
+        .context("the channel key in state_dir")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen} (--listen)"))?;
+        let bound = listener.local_addr()?;
+        let advertise = match advertise {
+            Some(a) => a,
+            None if bound.ip().is_unspecified() => anyhow::bail!(
+                "--listen {listen} is a wildcard: give --advertise HOST:PORT, the address terminals reach"
+            ),
+            None => bound.to_string(),
+        };
+        let pdp = link.pdp().await?;
+        let serving = tnc_client::pairing::serve(
+            &pdp,
+            agent,
+            key,
+            name,
+            &advertise,
+            credentials,
+            LOGIN_DEADLINE,
+        )
+        .await;
+        let mut serving = match serving {
+            Ok(s) => s,
+            Err(e) => {
+                if let tnc_client::pairing::Failure::NotAllowed(o) = &e {
+                    eprint!("{o}");
+                }
+                eprintln!("tnc-client serve: {e}: no channels");
+                return Ok(ExitCode::from(e.exit_code()));
+            }
+        };
+        if let Err(e) = tnc_client::channel::save(&link.state_dir(), &serving.grant) {
+            eprintln!("tnc-client serve: the credentials could not be kept: {e}");
+        }
         // The address line first: scripts and tests read it.
-        println!("serving {name} on {}", listener.local_addr()?);
+        println!("serving {name} on {bound} (advertised as {advertise})");
         tokio::select! {
-            r = server.run(listener, forward) => r.context("accepting channels")?,
+            r = serving.server.clone().run(listener, forward) => r.context("accepting channels")?,
+            r = &mut serving.control => {
+                let why = match r {
+                    Ok(Ok(_)) => "the PDP closed it".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                eprintln!("tnc-client serve: the control session to the PDP ended ({why}): no more pairings, stopping");
+                return Ok(ExitCode::from(1));
+            }
             _ = tokio::signal::ctrl_c() => {}
         }
-        Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+/// One pairing with `vm` and its channel; said on standard error.
+async fn pair_and_open(
+    link: &PdpLink,
+    vm: &str,
+    to: Option<std::net::SocketAddr>,
+    credentials: Option<PlainCredentials>,
+) -> Result<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin, (u8, String)> {
+    let state_dir = link.state_dir();
+    let local = |e: anyhow::Error| (2, format!("{e:#}"));
+    let agent = link.agent().map_err(local)?;
+    let key = tnc_client::channel::ChannelKey::load_or_create(&state_dir)
+        .context("the channel key in state_dir")
+        .map_err(local)?;
+    let pdp = link.pdp().await.map_err(|e| (1, format!("{e:#}")))?;
+    // Credentials that outlive the pairing's use are used as they are.
+    let held = tnc_client::channel::load(&state_dir).filter(|g| g.expires > unix_now() + 120);
+    let opened =
+        tnc_client::pairing::connect(&pdp, agent, key, held, vm, to, credentials, LOGIN_DEADLINE)
+            .await
+            .map_err(|e| {
+                let why = match &e {
+                    tnc_client::pairing::Failure::NotAllowed(_) => {
+                        format!("no access to {vm}: {e}")
+                    }
+                    _ => e.to_string(),
+                };
+                (e.exit_code(), why)
+            })?;
+    if let Some(grant) = &opened.fresh {
+        match tnc_client::channel::save(&state_dir, grant) {
+            Ok(()) => eprintln!("credentials kept in {}", state_dir.display()),
+            Err(e) => eprintln!("tnc-client connect: the credentials could not be kept: {e}"),
+        }
+    }
+    eprintln!(
+        "channel to {vm} at {}: TLS 1.3, TLS_SM4_GCM_SM3, pairing {} (integrity handshake {} ms, channel {} ms)",
+        opened.address,
+        policy::digest::hex(&opened.pairing.id[..4]),
+        opened.handshake.as_millis(),
+        opened.channel.as_millis()
+    );
+    Ok(opened.stream)
 }
 
 fn connect(
     path: &std::path::Path,
     vm: &str,
-    to: std::net::SocketAddr,
+    to: Option<std::net::SocketAddr>,
     local: &str,
+    credentials: Option<PlainCredentials>,
 ) -> anyhow::Result<ExitCode> {
-    let config = ClientConfig::load(path)?;
-    let me = channel_identity(&config)?;
+    let link = PdpLink::new(path, None, None, None, false)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         if local == "-" {
-            let mut channel = tnc_client::tunnel::connect(&me, to, vm).await?;
+            let mut channel = match pair_and_open(&link, vm, to, credentials).await {
+                Ok(c) => c,
+                Err((code, why)) => {
+                    eprintln!("tnc-client connect: {why}");
+                    return Ok(ExitCode::from(code));
+                }
+            };
             let mut stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
             tokio::io::copy_bidirectional(&mut channel, &mut stdio).await?;
-            return Ok::<_, anyhow::Error>(());
+            return Ok::<_, anyhow::Error>(ExitCode::SUCCESS);
         }
         let port: u16 = local
             .parse()
@@ -381,21 +567,19 @@ fn connect(
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("listening on 127.0.0.1:{port} (--local)"))?;
-        println!("forwarding {} to {vm} at {to}", listener.local_addr()?);
-        let me = std::sync::Arc::new(me);
+        println!("forwarding {} to {vm}", listener.local_addr()?);
+        let link = std::sync::Arc::new(link);
         loop {
             let (mut client, _) = listener.accept().await?;
-            let me = me.clone();
-            let vm = vm.to_string();
+            let (link, vm, credentials) = (link.clone(), vm.to_string(), credentials.clone());
             tokio::spawn(async move {
-                match tnc_client::tunnel::connect(&me, to, &vm).await {
+                match pair_and_open(&link, &vm, to, credentials).await {
                     Ok(mut channel) => {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut channel).await;
                     }
-                    Err(e) => eprintln!("tnc-client connect: {e}"),
+                    Err((_, why)) => eprintln!("tnc-client connect: {why}"),
                 }
             });
         }
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }

@@ -6,21 +6,29 @@
 //! - The terminal checks the VM's certificate chains to the session CA and
 //!   carries the VM's name (`[ca] vm_names` on the PDP puts it there).
 //! - The VM requires a client certificate from the session CA, then reads
-//!   `u32 length (big-endian) || ticket` (at most [`MAX_TICKET`] bytes) and
-//!   accepts a ticket that verifies with the session CA's key, is valid
-//!   now, names this VM, and is bound to the certificate presented in this
-//!   handshake (compared in constant time). It answers one byte: 0, or the
-//!   [`Refused`] code before it closes.
+//!   `u32 length (big-endian) || ticket` (at most [`MAX_TICKET`] bytes)
+//!   and `pairing id (16) || proof (32)`. It accepts a ticket that verifies
+//!   with the session CA's key, is valid now, names this VM, and is bound
+//!   to the certificate presented in this handshake (compared in constant
+//!   time); then a pairing the PDP delivered over the VM's control session,
+//!   unexpired, for that same certificate, and the terminal's proof
+//!   `HMAC-SM3(key, exporter || "terminal")` over this connection's
+//!   exporter ([`pki::tls::pairing`]). A pairing is used once: it is gone
+//!   after its first presentation, whatever the outcome. The VM answers 0
+//!   and its own proof (`|| "vm"`), or the [`Refused`] code, and closes.
+//! - The terminal checks the VM's certificate is the one the PDP paired it
+//!   with, and the VM's proof: only the VM the PDP paired holds the key.
 //!
-//! The pairing key (mutual user-VM proof over the TLS exporter) is the next
-//! slice; until then a certificate, its key and its ticket are all needed.
+//! So a certificate, its key, a ticket and a fresh pairing are all needed:
+//! a stolen certificate or ticket alone opens nothing.
 
+use pki::tls::pairing::{self, Side, EXPORTER_LABEL, EXPORTER_LEN, KEY_LEN, PROOF_LEN};
 use pki::tls::shangmi::strict_provider;
 use pki::tls::{client_config, Identity};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tnc_proto::credential::Grant;
+use tnc_proto::credential::{Grant, Pairing};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -38,6 +46,14 @@ pub enum Refused {
     OtherVm = 3,
     #[error("the ticket is bound to another certificate than the one presented")]
     OtherCertificate = 4,
+    #[error("no such pairing: never delivered to this VM, or already used")]
+    NoPairing = 5,
+    #[error("the pairing has expired")]
+    PairingExpired = 6,
+    #[error("the pairing proof does not verify (another key, or another connection's exporter)")]
+    BadProof = 7,
+    #[error("the pairing is for another terminal's certificate")]
+    PairingCertificate = 8,
 }
 
 impl Refused {
@@ -46,6 +62,10 @@ impl Refused {
             2 => Refused::Expired,
             3 => Refused::OtherVm,
             4 => Refused::OtherCertificate,
+            5 => Refused::NoPairing,
+            6 => Refused::PairingExpired,
+            7 => Refused::BadProof,
+            8 => Refused::PairingCertificate,
             _ => Refused::BadTicket,
         }
     }
@@ -61,6 +81,10 @@ pub enum TunnelError {
     Refused(Refused),
     #[error("the channel credentials: {0}")]
     Credentials(String),
+    #[error("the VM did not prove it holds the pairing key: it is not the VM the PDP paired")]
+    VmProof,
+    #[error("the VM presented another certificate than the one the PDP paired it with")]
+    VmCertificate,
 }
 
 /// One side's credentials: what the PDP granted and the channel key.
@@ -98,6 +122,24 @@ pub struct Server {
     ca_key: pki::ca::Sm2PublicKey,
     /// This VM's name in tickets.
     name: String,
+    /// Pairings the PDP delivered, by pairing id, until used or expired.
+    pairings: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Pairing>>,
+}
+
+/// The pairings one VM keeps at most (each is used within a minute).
+pub const MAX_PAIRINGS: usize = 4096;
+
+/// The exporter value (RFC 8446 §7.5) the pairing proofs cover.
+fn exporter<D>(conn: &rustls::ConnectionCommon<D>) -> Result<[u8; EXPORTER_LEN], TunnelError> {
+    conn.export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None)
+        .map_err(|e| TunnelError::Tls(format!("exporter: {e}")))
+}
+
+fn pairing_key(p: &Pairing) -> Result<[u8; KEY_LEN], TunnelError> {
+    p.key
+        .as_slice()
+        .try_into()
+        .map_err(|_| TunnelError::Credentials(format!("a pairing key of {} bytes", p.key.len())))
 }
 
 impl Server {
@@ -124,7 +166,28 @@ impl Server {
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
             ca_key,
             name: name.to_string(),
+            pairings: Default::default(),
         })
+    }
+
+    /// A pairing the PDP delivered; expired ones are dropped first. False
+    /// when the VM holds [`MAX_PAIRINGS`] unexpired pairings already.
+    pub fn add_pairing(&self, pairing: Pairing, now: i64) -> bool {
+        let mut held = self.pairings.lock().unwrap_or_else(|p| p.into_inner());
+        held.retain(|_, p| p.expires >= now);
+        if held.len() >= MAX_PAIRINGS {
+            return false;
+        }
+        held.insert(pairing.id.clone(), pairing);
+        true
+    }
+
+    /// The pairing `id`, taken out: it serves once.
+    fn take_pairing(&self, id: &[u8]) -> Option<Pairing> {
+        self.pairings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     /// One channel on `tcp`: the handshake and the ticket at `now` (Unix
@@ -148,12 +211,23 @@ impl Server {
             .map(|c| c.as_ref().to_vec())
             .ok_or_else(|| TunnelError::Tls("no client certificate".into()))?;
         let ticket = read_frame(&mut tls).await?;
-        if let Err(refused) = self.check(&ticket, &peer, now) {
-            tls.write_all(&[refused as u8]).await?;
-            let _ = tls.shutdown().await;
-            return Err(TunnelError::Refused(refused));
-        }
-        tls.write_all(&[0]).await?;
+        let mut presented = [0u8; 16 + PROOF_LEN];
+        tls.read_exact(&mut presented).await?;
+        let exporter = exporter(tls.get_ref().1)?;
+        let verdict = self
+            .check(&ticket, &peer, now)
+            .and_then(|()| self.check_pairing(&presented, &peer, &exporter, now));
+        let key = match verdict {
+            Ok(key) => key,
+            Err(refused) => {
+                tls.write_all(&[refused as u8]).await?;
+                let _ = tls.shutdown().await;
+                return Err(TunnelError::Refused(refused));
+            }
+        };
+        let mut answer = [0u8; 1 + PROOF_LEN];
+        answer[1..].copy_from_slice(&pairing::proof(&key, &exporter, Side::Vm));
+        tls.write_all(&answer).await?;
         let mut service = TcpStream::connect(forward).await?;
         tokio::io::copy_bidirectional(&mut tls, &mut service).await?;
         Ok(())
@@ -174,6 +248,32 @@ impl Server {
             return Err(Refused::OtherCertificate);
         }
         Ok(())
+    }
+
+    /// `id || proof` against the pairings held: the pairing is taken out
+    /// (single use), must be unexpired, for `peer_certificate`, and the
+    /// terminal's proof over `exporter` must verify. The key, to answer with.
+    pub fn check_pairing(
+        &self,
+        presented: &[u8; 16 + PROOF_LEN],
+        peer_certificate: &[u8],
+        exporter: &[u8],
+        now: i64,
+    ) -> Result<[u8; KEY_LEN], Refused> {
+        let (id, proof) = presented.split_at(16);
+        let pairing = self.take_pairing(id).ok_or(Refused::NoPairing)?;
+        if pairing.expires < now {
+            return Err(Refused::PairingExpired);
+        }
+        let presented_hash = policy::HashAlg::Sha256.digest(peer_certificate);
+        if !ct_eq(&presented_hash, &pairing.peer_certificate_sha256) {
+            return Err(Refused::PairingCertificate);
+        }
+        let key = pairing_key(&pairing).map_err(|_| Refused::NoPairing)?;
+        if !pairing::verify(&key, exporter, Side::Terminal, proof) {
+            return Err(Refused::BadProof);
+        }
+        Ok(key)
     }
 
     /// Serves channels on `listener`, each relayed to `forward`.
@@ -216,13 +316,22 @@ async fn read_frame<S: AsyncRead + Unpin>(io: &mut S) -> Result<Vec<u8>, TunnelE
 }
 
 /// The terminal's side: opens the channel to the VM named `vm` at `addr`
-/// (strict ShangMi TLS, the VM's certificate from the session CA and naming
-/// `vm`), presents its ticket, and returns the stream the VM accepted.
+/// (strict ShangMi TLS, the VM's certificate from the session CA, naming
+/// `vm`, the one `pairing` names), presents its ticket and its pairing
+/// proof, checks the VM's, and returns the stream.
 pub async fn connect(
     me: &ChannelIdentity,
     addr: SocketAddr,
     vm: &str,
+    pairing: &Pairing,
 ) -> Result<impl AsyncRead + AsyncWrite + Unpin, TunnelError> {
+    let key = pairing_key(pairing)?;
+    if pairing.id.len() != 16 {
+        return Err(TunnelError::Credentials(format!(
+            "a pairing id of {} bytes",
+            pairing.id.len()
+        )));
+    }
     let tls = client_config(
         Arc::new(strict_provider()),
         me.roots()?,
@@ -241,11 +350,32 @@ pub async fn connect(
         .ok()
         .filter(|l| (*l as usize) <= MAX_TICKET)
         .ok_or_else(|| TunnelError::Credentials("the ticket is too long".into()))?;
-    stream.write_all(&len.to_be_bytes()).await?;
-    stream.write_all(&me.grant.ticket).await?;
+    let vm_certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| policy::HashAlg::Sha256.digest(c.as_ref()))
+        .ok_or_else(|| TunnelError::Tls("the VM presented no certificate".into()))?;
+    if !ct_eq(&vm_certificate, &pairing.peer_certificate_sha256) {
+        return Err(TunnelError::VmCertificate);
+    }
+    let exporter = exporter(stream.get_ref().1)?;
+    let mut first = Vec::with_capacity(4 + me.grant.ticket.len() + 16 + PROOF_LEN);
+    first.extend_from_slice(&len.to_be_bytes());
+    first.extend_from_slice(&me.grant.ticket);
+    first.extend_from_slice(&pairing.id);
+    first.extend_from_slice(&pairing::proof(&key, &exporter, Side::Terminal));
+    stream.write_all(&first).await?;
     stream.flush().await?;
     match stream.read_u8().await? {
-        0 => Ok(stream),
-        c => Err(TunnelError::Refused(Refused::from_code(c))),
+        0 => {}
+        c => return Err(TunnelError::Refused(Refused::from_code(c))),
     }
+    let mut proof = [0u8; PROOF_LEN];
+    stream.read_exact(&mut proof).await?;
+    if !pairing::verify(&key, &exporter, Side::Vm, &proof) {
+        return Err(TunnelError::VmProof);
+    }
+    Ok(stream)
 }

@@ -1,137 +1,164 @@
-//! `tnc-client serve` and `connect` as a VM and a terminal run them, with
-//! the credentials a login kept in their state directories (issued here by
-//! the PDP's issuer, as an allow issues them): bytes from the terminal's
-//! standard input reach the service behind the VM and come back; without
-//! credentials, connect says what to do.
+//! `tnc-client serve` and `connect` as a VM and terminals run them, end to
+//! end on swtpm (issue 12, item 5): a PDP on loopback issuing credentials;
+//! vm-1 (a swtpm booted as good-vm) serves a small HTTP service; the allowed
+//! terminal-1 connects with standard input and output, is paired with vm-1
+//! by the PDP and gets the service's answer through the ShangMi channel,
+//! twice (the second time with the credentials it kept); the isolated
+//! terminal-2 gets no credentials, no pairing, and `connect` says why.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
-use testnet::swtpm::scratch_dir;
-use tnc_client::channel::save;
+use testnet::e2e::{profile, Endpoint, PdpOptions, TestPdp};
+use testnet::swtpm::LocalCa;
 use tnc_proto::attestation::Role;
-use tnc_server::issue::Issuer;
 
-fn config(dir: &Path, role: &str) -> PathBuf {
-    let path = dir.join("client.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "role = \"{role}\"\nserver = \"127.0.0.1:271\"\nca = \"ca.pem\"\nstate_dir = \"state\"\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// What an allow gives a device: its channel key in state/, and the grant.
-fn credentials(issuer: &Issuer, dir: &Path, role: Role, id: u8) {
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let (key, grant) = testnet::e2e::channel_credentials(issuer, role, [id; 32]).unwrap();
-    key.write_new(&state.join("channel.key")).unwrap();
-    save(&state, &grant).unwrap();
-}
-
-#[test]
-fn connect_reaches_the_service_behind_serve_through_the_channel() {
-    let ca = pki::ca::Sm2Ca::create(
-        "session CA",
-        Duration::from_secs(86_400),
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
-    let vm_id = [0x77u8; 32];
-    let issuer = Issuer::new(
-        ca,
-        Duration::from_secs(3600),
-        [(Role::Terminal, vec!["vm-1".to_string()])].into(),
-    )
-    .with_vm_names([(policy::digest::hex(&vm_id), "vm-1".to_string())].into());
-    let (vm_dir, term_dir) = (
-        scratch_dir("serve").unwrap(),
-        scratch_dir("connect").unwrap(),
-    );
-    credentials(&issuer, &vm_dir, Role::Vm, 0x77);
-    credentials(&issuer, &term_dir, Role::Terminal, 0x01);
-
-    // The service behind the VM: a line echo.
-    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let echo_addr = echo.local_addr().unwrap();
+/// A one-line HTTP/1.0 service: answers every request with its own name.
+fn http_service() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        for s in echo.incoming().flatten() {
-            let mut w = s.try_clone().unwrap();
-            let _ = std::io::copy(&mut &s, &mut w);
+        for mut s in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = BufReader::new(&s).read_line(&mut line);
+            let body = "hello from the service behind vm-1\n";
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
+    addr
+}
 
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_tnc-client"))
-        .args(["serve", "--config"])
-        .arg(config(&vm_dir, "vm"))
-        .args(["--forward", &echo_addr.to_string()])
-        .args(["--listen", "127.0.0.1:0", "--name", "vm-1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("serving vm-1 on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_string();
-
-    let term_config = config(&term_dir, "terminal");
-    let mut connect = Command::new(env!("CARGO_BIN_EXE_tnc-client"))
+/// `tnc-client connect --config C vm-1 -` with a request on standard input.
+fn connect(config: &Path) -> (std::process::ExitStatus, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tnc-client"))
         .args(["connect", "--config"])
-        .arg(&term_config)
-        .args(["vm-1", "--to", &addr, "--local", "-"])
+        .arg(config)
+        .args(["vm-1", "--local", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    connect
+    child
         .stdin
         .take()
         .unwrap()
-        .write_all(b"GET / HTTP/1.0 over TLS_SM4_GCM_SM3\n")
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
         .unwrap();
-    let mut out = Vec::new();
-    connect
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut out)
-        .unwrap();
-    let status = connect.wait().unwrap();
-    let mut err = String::new();
-    connect
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(status.success(), "{err}");
-    assert_eq!(out, b"GET / HTTP/1.0 over TLS_SM4_GCM_SM3\n");
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
-    // A terminal that never logged in: told what to do.
-    let fresh = scratch_dir("connect-fresh").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tnc-client"))
-        .args(["connect", "--config"])
-        .arg(config(&fresh, "terminal"))
-        .args(["vm-1", "--to", &addr])
-        .stdin(Stdio::null())
-        .output()
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paired_terminal_reaches_the_service_behind_serve_and_an_isolated_one_is_told_why() {
+    let ca = LocalCa::create().unwrap();
+    let vm = Endpoint::boot("good-vm", Role::Vm, &ca).unwrap();
+    let good = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let bad = Endpoint::boot("tampered-kernel", Role::Terminal, &ca).unwrap();
+    let (t_ref, vm_ref) = (
+        profile("good-terminal").unwrap(),
+        profile("good-vm").unwrap(),
+    );
+    let pdp = TestPdp::start_raw(
+        &[(Role::Terminal, &t_ref), (Role::Vm, &vm_ref)],
+        ca.roots().unwrap(),
+        PdpOptions {
+            issue_credentials: true,
+            vm_names: [(vm.device_id().unwrap(), "vm-1".to_string())].into(),
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let service = http_service();
+
+    let vm_config = vm.write_client_config(pdp.addr, &pdp.tls.ca).unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_tnc-client"))
+        .args(["serve", "--config"])
+        .arg(&vm_config)
+        .args(["--forward", &service.to_string()])
+        .args(["--listen", "127.0.0.1:0", "--name", "vm-1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("log in first"), "{text}");
+    let mut stdout = BufReader::new(serve.stdout.take().unwrap());
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    if !line.starts_with("serving vm-1 on 127.0.0.1:") {
+        let _ = serve.kill();
+        let mut err = String::new();
+        serve
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        panic!("serve: {line:?} {err}");
+    }
+
+    // terminal-1: attested, credentials granted, paired, through.
+    let t1 = good.write_client_config(pdp.addr, &pdp.tls.ca).unwrap();
+    for round in ["with new credentials", "with the credentials it kept"] {
+        let t1 = t1.clone();
+        let (status, out, err) = tokio::task::spawn_blocking(move || connect(&t1))
+            .await
+            .unwrap();
+        assert!(status.success(), "{round}: {err}");
+        assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{round}: {out:?}");
+        assert!(
+            out.ends_with("hello from the service behind vm-1\n"),
+            "{out:?}"
+        );
+        assert!(
+            err.contains("channel to vm-1 at 127.0.0.1:")
+                && err.contains("TLS_SM4_GCM_SM3, pairing"),
+            "{round}: {err}"
+        );
+        assert_eq!(
+            err.contains("credentials kept"),
+            round == "with new credentials",
+            "{round}: {err}"
+        );
+    }
+    assert!(good.dir.join("state/channel.key").exists());
+    let pairings = pdp
+        .store
+        .audit_entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "pairing")
+        .count();
+    assert_eq!(pairings, 2);
+
+    // terminal-2: isolated, so no credentials and no pairing.
+    let t2 = bad.write_client_config(pdp.addr, &pdp.tls.ca).unwrap();
+    let (status, out, err) = tokio::task::spawn_blocking(move || connect(&t2))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("no access to vm-1: the verdict is isolate"),
+        "{err}"
+    );
+    assert!(!bad.dir.join("state/ticket.cose").exists());
 
     let _ = serve.kill();
     let _ = serve.wait();
+    pdp.stop().await.unwrap();
 }

@@ -14,35 +14,7 @@ fn write_config(
     server: std::net::SocketAddr,
     ca: &Path,
 ) -> std::path::PathBuf {
-    let path = endpoint.dir.join("client.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"role = "terminal"
-server = "{server}"
-server_name = "localhost"
-ca = "{ca}"
-state_dir = "state"
-
-[tpm]
-tcti = "{tcti}"
-
-[evidence]
-event_log = "binary_bios_measurements"
-ima = "binary_runtime_measurements"
-
-[os]
-os_release = "os-release"
-ip_forward = "ip_forward"
-dpkg_status = "dpkg-status"
-proc_stat = "stat"
-"#,
-            ca = ca.display(),
-            tcti = endpoint.swtpm.tcti(),
-        ),
-    )
-    .unwrap();
-    path
+    endpoint.write_client_config(server, ca).unwrap()
 }
 
 fn tnc_client(args: &[&str], config: &Path) -> std::process::Output {

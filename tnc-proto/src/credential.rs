@@ -11,6 +11,22 @@
 //!                                         Grant {certificate, ca, ticket, expires}   (allow)
 //!                                         or Refusal {reason}                       (otherwise)
 //! ```
+//!
+//! Pairings (a terminal and a VM authenticate each other on the channel):
+//!
+//! ```text
+//! VM (serve)                        PDP                          terminal (connect)
+//! Serving {address}  ->  (first CDATA; after an allow RESULT the session stays open)
+//!                                   <-  PairingRequest {vm, ticket}   (first CDATA)
+//!                        (appraise the terminal: allow, ticket names vm,
+//!                         vm's control session open and allowed)
+//!   <- SRETRY, SDATA Pairing {id, key, peer = terminal, its certificate's hash}
+//! CDATA PairingAccepted {id} ->
+//!   <- RESULT (the VM's standing decision)
+//!                                   RESULT with Pairing {id, key, peer = vm,
+//!                                   its certificate's hash, address}  ->
+//!                                   or PairingRefusal {vm, reason}
+//! ```
 
 use crate::attestation::VENDOR;
 use crate::pa_tnc::PaSubtype;
@@ -28,9 +44,14 @@ pub mod attr {
     pub const KEY_REQUEST: u32 = 1;
     pub const GRANT: u32 = 2;
     pub const REFUSAL: u32 = 3;
+    pub const PAIRING_REQUEST: u32 = 4;
+    pub const PAIRING: u32 = 5;
+    pub const PAIRING_REFUSAL: u32 = 6;
+    pub const SERVING: u32 = 7;
+    pub const PAIRING_ACCEPTED: u32 = 8;
 
     pub fn is_known(t: u32) -> bool {
-        (KEY_REQUEST..=REFUSAL).contains(&t)
+        (KEY_REQUEST..=PAIRING_ACCEPTED).contains(&t)
     }
 }
 
@@ -67,11 +88,65 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// Terminal -> PDP: pair me with `vm`. `ticket`: the access ticket the
+/// terminal holds, when it asks for no new credentials in this session.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingRequest {
+    pub vm: String,
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<Vec<u8>>,
+}
+
+/// PDP -> both sides: the pairing's 128-bit key. To the terminal `peer` is
+/// the VM's name and `address` where it serves; to the VM `peer` is the
+/// terminal's device ID. `peer_certificate_sha256`: the SHA-256 of the
+/// certificate the other side must present on the channel.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pairing {
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub peer: String,
+    #[serde(with = "serde_bytes")]
+    pub peer_certificate_sha256: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Unix seconds: unused after this, the pairing is void.
+    pub expires: i64,
+}
+
+/// PDP -> terminal: no pairing with `vm`, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingRefusal {
+    pub vm: String,
+    pub reason: String,
+}
+
+/// VM -> PDP: it serves channels at `address` (host:port as terminals
+/// reach it) and keeps this session open for pairings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Serving {
+    pub address: String,
+}
+
+/// VM -> PDP: the pairing was received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingAccepted {
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CredentialAttribute {
     KeyRequest(KeyRequest),
     Grant(Grant),
     Refusal(Refusal),
+    PairingRequest(PairingRequest),
+    Pairing(Pairing),
+    PairingRefusal(PairingRefusal),
+    Serving(Serving),
+    PairingAccepted(PairingAccepted),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +167,11 @@ impl CredentialAttribute {
             Self::KeyRequest(_) => attr::KEY_REQUEST,
             Self::Grant(_) => attr::GRANT,
             Self::Refusal(_) => attr::REFUSAL,
+            Self::PairingRequest(_) => attr::PAIRING_REQUEST,
+            Self::Pairing(_) => attr::PAIRING,
+            Self::PairingRefusal(_) => attr::PAIRING_REFUSAL,
+            Self::Serving(_) => attr::SERVING,
+            Self::PairingAccepted(_) => attr::PAIRING_ACCEPTED,
         }
     }
 
@@ -100,6 +180,11 @@ impl CredentialAttribute {
             Self::KeyRequest(v) => crate::cbor::encode(v),
             Self::Grant(v) => crate::cbor::encode(v),
             Self::Refusal(v) => crate::cbor::encode(v),
+            Self::PairingRequest(v) => crate::cbor::encode(v),
+            Self::Pairing(v) => crate::cbor::encode(v),
+            Self::PairingRefusal(v) => crate::cbor::encode(v),
+            Self::Serving(v) => crate::cbor::encode(v),
+            Self::PairingAccepted(v) => crate::cbor::encode(v),
         }
     }
 
@@ -115,6 +200,11 @@ impl CredentialAttribute {
             attr::KEY_REQUEST => Self::KeyRequest(cbor(value)?),
             attr::GRANT => Self::Grant(cbor(value)?),
             attr::REFUSAL => Self::Refusal(cbor(value)?),
+            attr::PAIRING_REQUEST => Self::PairingRequest(cbor(value)?),
+            attr::PAIRING => Self::Pairing(cbor(value)?),
+            attr::PAIRING_REFUSAL => Self::PairingRefusal(cbor(value)?),
+            attr::SERVING => Self::Serving(cbor(value)?),
+            attr::PAIRING_ACCEPTED => Self::PairingAccepted(cbor(value)?),
             other => return Err(CredentialDecodeError::UnknownType(other)),
         })
     }
@@ -143,6 +233,28 @@ impl fmt::Debug for Grant {
     }
 }
 
+impl fmt::Debug for PairingRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PairingRequest")
+            .field("vm", &self.vm)
+            .field("ticket", &self.ticket.as_ref().map(|t| t.len()))
+            .finish()
+    }
+}
+
+/// The key is never printed.
+impl fmt::Debug for Pairing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pairing")
+            .field("id", &format_args!("{} bytes", self.id.len()))
+            .field("key", &"(secret)")
+            .field("peer", &self.peer)
+            .field("address", &self.address)
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +275,36 @@ mod tests {
             CredentialAttribute::Refusal(Refusal {
                 reason: "isolate: no evidence".into(),
             }),
+            CredentialAttribute::PairingRequest(PairingRequest {
+                vm: "vm-1".into(),
+                ticket: Some(vec![4; 180]),
+            }),
+            CredentialAttribute::PairingRequest(PairingRequest {
+                vm: "vm-1".into(),
+                ticket: None,
+            }),
+            CredentialAttribute::Pairing(Pairing {
+                id: vec![5; 16],
+                key: vec![6; 16],
+                peer: "vm-1".into(),
+                peer_certificate_sha256: vec![7; 32],
+                address: Some("192.0.2.7:2710".into()),
+                expires: 1_800_000_060,
+            }),
+            CredentialAttribute::PairingRefusal(PairingRefusal {
+                vm: "vm-2".into(),
+                reason: "the ticket does not name vm-2".into(),
+            }),
+            CredentialAttribute::Serving(Serving {
+                address: "[2001:db8::7]:2710".into(),
+            }),
+            CredentialAttribute::PairingAccepted(PairingAccepted { id: vec![5; 16] }),
         ];
+        let pairing = format!("{:?}", samples[5]);
+        assert!(
+            pairing.contains("(secret)") && !pairing.contains("6, 6"),
+            "{pairing}"
+        );
         for a in samples {
             let v = a.encode_value();
             assert_eq!(

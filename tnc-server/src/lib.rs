@@ -20,6 +20,7 @@ pub mod imv;
 pub mod issue;
 pub mod log;
 pub mod net;
+pub mod pairing;
 pub mod pdp;
 pub mod pending;
 pub mod store;

@@ -427,6 +427,7 @@ impl Listener {
                 max_sessions: self.limits.max_sessions,
                 tls_timeout: Duration::from_secs(self.limits.tls_timeout_secs),
                 auth_timeout: Duration::from_secs(self.limits.auth_timeout_secs),
+                kept_open: Arc::default(),
             };
             let ctx = self.ctx.clone();
             let rate = self.rate.clone();
@@ -533,6 +534,9 @@ pub struct Gate {
     pub tls_timeout: Duration,
     /// To finish PT-TLS negotiation and authentication, after TLS.
     pub auth_timeout: Duration,
+    /// Set once the session is a serving VM's control session, which stays
+    /// open past the handshake deadline.
+    pub kept_open: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Gate {
@@ -586,7 +590,15 @@ async fn serve(
     gate: Gate,
 ) -> SessionReport {
     let start = Instant::now();
-    let outcome = tokio::time::timeout(limits.handshake_timeout(), async {
+    let kept_open = gate.kept_open.clone();
+    // The handshake deadline, unless the session became a control session.
+    let deadline = async {
+        tokio::time::sleep(limits.handshake_timeout()).await;
+        if kept_open.load(std::sync::atomic::Ordering::Acquire) {
+            std::future::pending::<()>().await;
+        }
+    };
+    let handshake = async {
         match accepted {
             Accepted::Tcp(stream, acceptor) => {
                 let _ = stream.set_nodelay(true);
@@ -638,8 +650,11 @@ async fn serve(
                 result
             }
         }
-    })
-    .await;
+    };
+    let outcome = tokio::select! {
+        r = handshake => Ok(r),
+        () = deadline => Err(()),
+    };
     let (end, identity) = match outcome {
         Ok(Ok(end)) => end,
         Ok(Err(e)) => (
@@ -712,6 +727,12 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut session = PdpSession::new(ctx, who);
     session.set_user(client_certificate.clone());
     let mut error = None;
+    // A serving VM's place in the pairing registry, the pairings pushed to
+    // it, and those waiting for its acknowledgement.
+    let mut registration = None;
+    let mut pushes: Option<tokio::sync::mpsc::Receiver<crate::pairing::Push>> = None;
+    let mut awaiting: std::collections::HashMap<Vec<u8>, tokio::sync::oneshot::Sender<()>> =
+        std::collections::HashMap::new();
     // One TLS record's worth (16 KiB): larger reads gain nothing and each idle
     // session would hold the buffer.
     let mut buf = vec![0u8; 16 * 1024];
@@ -729,6 +750,26 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         if reply.close {
                             conn.close();
+                        }
+                        for id in session.take_accepted() {
+                            if let Some(done) = awaiting.remove(&id) {
+                                let _ = done.send(());
+                            }
+                        }
+                        if let Some(serving) = session.take_serving() {
+                            tracing::info!(
+                                %peer,
+                                vm = %serving.name,
+                                address = %serving.address,
+                                "VM serving channels: its control session stays open for pairings"
+                            );
+                            gate.kept_open
+                                .store(true, std::sync::atomic::Ordering::Release);
+                            let (r, rx) = ctx.pairings.register(serving);
+                            if let Some(old) = registration.replace(r) {
+                                ctx.pairings.leave(old);
+                            }
+                            pushes = Some(rx);
                         }
                     }
                     Event::Authenticate(creds) => {
@@ -810,7 +851,30 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             // the budget: if it is spent, wait before reading more.
             reserved.shrink_to(conn.buffered());
             reserved.cover(conn.buffered() + buf.len()).await;
-            let n = if slot.is_some() {
+            let n = if let (Some(rx), true) = (pushes.as_mut(), session.is_decided()) {
+                // A control session: the VM's batches, or a pairing to push
+                // (one round at a time; others wait in the queue).
+                tokio::select! {
+                    r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
+                    push = rx.recv() => {
+                        if let Some(push) = push {
+                            awaiting.retain(|_, done| !done.is_closed());
+                            let id = push.pairing.id.clone();
+                            let reply = session.push_pairing(push.pairing);
+                            for b in &reply.batches {
+                                if conn.send_batch(b).is_err() {
+                                    break;
+                                }
+                            }
+                            if reply.close {
+                                conn.close();
+                            }
+                            awaiting.insert(id, push.done);
+                        }
+                        continue;
+                    }
+                }
+            } else if slot.is_some() {
                 io.read(&mut buf)
                     .await
                     .map_err(SessionError::io("reading from the client"))?
@@ -849,6 +913,9 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             true => format!("after the decision: {e:#}"),
             false => format!("{e:#}"),
         });
+    }
+    if let Some(r) = registration {
+        ctx.pairings.leave(r);
     }
     let _ = io.shutdown().await;
     if let Some(f) = session.failure() {

@@ -6,6 +6,7 @@
 //! Reading the PEM files stays with the callers, which know which config key
 //! named them.
 
+pub mod pairing;
 pub mod shangmi;
 
 use rustls::crypto::CryptoProvider;

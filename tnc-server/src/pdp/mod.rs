@@ -45,6 +45,8 @@ pub struct PdpContext {
     pub clock: Arc<dyn Clock>,
     /// Issues credentials on allow; None: the PDP issues none.
     pub issuer: Option<Arc<crate::issue::Issuer>>,
+    /// The VMs serving channels now, for pairings.
+    pub pairings: crate::pairing::Registry,
 }
 
 /// The PCRs quotes cover unless the configuration says otherwise.
@@ -73,6 +75,7 @@ impl PdpContext {
             rng: SystemRandom::new(),
             clock: Arc::new(crate::clock::SystemClock),
             issuer: None,
+            pairings: crate::pairing::Registry::default(),
         }
     }
 

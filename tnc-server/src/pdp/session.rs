@@ -25,10 +25,12 @@ use crate::store::{AttestationWrite, DecisionWrite, EvidenceWrite, StoreError};
 use policy::Verdict;
 use tnc_proto::attestation::{self, AttestationAttribute};
 use tnc_proto::common::{AssessmentResult, Remediation};
-use tnc_proto::credential::{self, CredentialAttribute, Refusal};
+use tnc_proto::credential::{
+    self, CredentialAttribute, Grant, Pairing, PairingRefusal, PairingRequest, Refusal,
+};
 use tnc_proto::pa_tnc::{ietf_attr, Attribute, AttributeId, PaMessage, PaMessageWriter, PaSubtype};
 use tnc_proto::pb_tnc::{
-    AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, Side, Violation,
+    AccessRecommendation, BatchType, PbMessage, PbPa, PbSession, PbState, Side, Violation,
 };
 
 /// Our validator IDs (RFC 5793 §4.5: assigned by the broker, per subtype).
@@ -140,6 +142,18 @@ pub struct PdpSession<'c> {
     /// Who authenticated (SASL user or client certificate), for credentials.
     user: Option<String>,
     key_request: KeyRequest,
+    /// A terminal's request for a pairing with a VM.
+    pairing_request: Option<PairingRequest>,
+    /// Where a VM says it serves channels.
+    serving_at: Option<String>,
+    /// The VM's entry for the pairing registry, once it is allowed and
+    /// certified (taken by the network task).
+    serving: Option<crate::pairing::Serving>,
+    /// A pairing went out after SRETRY: the next CDATA is the VM's
+    /// acknowledgement, answered with the standing decision.
+    control_round: bool,
+    /// Pairing ids the VM acknowledged.
+    accepted: Vec<Vec<u8>>,
     limits: SessionLimits,
     /// The peer's address, for the audit log.
     peer: String,
@@ -168,6 +182,11 @@ impl<'c> PdpSession<'c> {
             ctx,
             user: None,
             key_request: KeyRequest::None,
+            pairing_request: None,
+            serving_at: None,
+            serving: None,
+            control_round: false,
+            accepted: Vec::new(),
             limits,
             peer: peer.into(),
             pb: PbSession::new(Side::Server),
@@ -206,6 +225,44 @@ impl<'c> PdpSession<'c> {
         self.pb.is_ended()
     }
 
+    /// A RESULT has gone by and no round is under way.
+    pub fn is_decided(&self) -> bool {
+        self.pb.state() == PbState::Decided
+    }
+
+    /// A serving VM, allowed and certified in this session: the network
+    /// task registers it for pairings and keeps the session open.
+    pub fn take_serving(&mut self) -> Option<crate::pairing::Serving> {
+        self.serving.take()
+    }
+
+    /// The pairing ids the VM acknowledged since the last call.
+    pub fn take_accepted(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.accepted)
+    }
+
+    /// Delivers `pairing` to the VM on its open session (Decided): SRETRY,
+    /// then SDATA with the pairing (specs/nea-continuous.md §2). The VM's
+    /// CDATA acknowledges it and gets the standing decision in RESULT.
+    pub fn push_pairing(&mut self, pairing: Pairing) -> Reply {
+        let sretry = match self.pb.send(BatchType::SRetry, vec![]) {
+            Ok(b) => b,
+            Err(e) => {
+                self.failure = Some(format!("cannot send SRETRY: {e}"));
+                return Reply::close_with(self.pb.abort("the PDP could not build its batch"));
+            }
+        };
+        let body = self.credential_attrs(&[CredentialAttribute::Pairing(pairing)]);
+        let mut reply = self.send(
+            BatchType::SData,
+            &[(credential::SUBTYPE, CREDENTIAL_IMV_ID, body)],
+            None,
+        );
+        reply.batches.insert(0, sretry);
+        self.control_round = true;
+        reply
+    }
+
     /// One PB-TNC batch from the client: the three steps, with the store's
     /// reads and the decision's commit between them.
     pub async fn receive(&mut self, bytes: &[u8]) -> Reply {
@@ -213,6 +270,13 @@ impl<'c> PdpSession<'c> {
             Ok(r) => r,
             Err(reply) => return reply,
         };
+        if self.control_round {
+            // The VM acknowledged a pairing: the decision stands (a
+            // re-appraisal is a round of its own).
+            self.control_round = false;
+            let decision = self.decision.clone();
+            return self.send(BatchType::Result, &[], decision.as_ref());
+        }
         let lookups = self.look_up(&routed).await;
         match self.advance(routed, &lookups) {
             Step::Send(reply) => reply,
@@ -224,11 +288,134 @@ impl<'c> PdpSession<'c> {
                     .and_then(|r| r.as_ref().ok())
                     .map(|i| &i.write);
                 let committed = self.record(&decision, write).await;
+                let fresh = issued
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .filter(|_| committed.is_ok())
+                    .map(|i| i.grant.clone());
                 if let Some(m) = self.credential_message(&committed, issued) {
                     messages.push(m);
                 }
+                let allowed = decision.verdict == Verdict::Allow && committed.is_ok();
+                if let Some(answer) = self.pair(allowed, &decision, fresh.as_ref()).await {
+                    let body = self.credential_attrs(&[answer]);
+                    messages.push((credential::SUBTYPE, CREDENTIAL_IMV_ID, body));
+                }
+                self.note_serving(allowed, fresh.as_ref());
                 self.result(messages, decision, committed)
             }
+        }
+    }
+
+    /// A terminal's pairing request, on allow: the ticket (the one issued
+    /// now, else the one presented) verifies, is this device's and names
+    /// the VM; the VM serves now; the pairing is delivered to it. None when
+    /// nothing was asked.
+    async fn pair(
+        &self,
+        allowed: bool,
+        d: &Decision,
+        fresh: Option<&Grant>,
+    ) -> Option<CredentialAttribute> {
+        let request = self.pairing_request.as_ref()?;
+        let vm = request.vm.clone();
+        let refuse = |reason: String| {
+            tracing::info!(endpoint = %self.peer, vm = %vm, %reason, "no pairing");
+            Some(CredentialAttribute::PairingRefusal(PairingRefusal {
+                vm: vm.clone(),
+                reason,
+            }))
+        };
+        if !allowed {
+            return refuse(format!("no pairing: the verdict is {}", d.verdict.name()));
+        }
+        let Some(issuer) = &self.ctx.issuer else {
+            return refuse("this PDP issues no credentials ([ca] is not configured)".into());
+        };
+        let Some((device_id, _)) = self.attestation.appraised_device() else {
+            return refuse("no pairing: no attested device".into());
+        };
+        let device = crate::store::hex(&device_id);
+        let Some(ticket) = fresh
+            .map(|g| g.ticket.as_slice())
+            .or(request.ticket.as_deref())
+        else {
+            return refuse(
+                "no ticket: present the one you hold, or ask for credentials in this session"
+                    .into(),
+            );
+        };
+        let now = self.ctx.now();
+        let claims = match pki::ticket::verify(ticket, &issuer.ca().key().public_key(), now as i64)
+        {
+            Ok(c) => c,
+            Err(e) => return refuse(format!("the ticket is refused: {e}")),
+        };
+        if claims.device != device {
+            return refuse("the ticket is another device's".into());
+        }
+        if !claims.vms.iter().any(|v| v == &vm) {
+            return refuse(format!("the ticket does not name {vm}"));
+        }
+        match self
+            .ctx
+            .pairings
+            .pair(&vm, &device, &claims.certificate_sha256, now, &self.ctx.rng)
+            .await
+        {
+            Ok(p) => {
+                let detail = format!(
+                    "with {vm} ({}), pairing {}, user {}, until {}",
+                    p.address.as_deref().unwrap_or("-"),
+                    crate::store::hex(&p.id),
+                    claims.user.as_deref().unwrap_or("-"),
+                    p.expires
+                );
+                tracing::info!(endpoint = %self.peer, %device, %detail, "pairing");
+                if let Err(e) = self.ctx.store.audit(now, "pairing", &device, &detail).await {
+                    tracing::warn!(error = %e, "pairing not in the audit log");
+                }
+                Some(CredentialAttribute::Pairing(p))
+            }
+            Err(e) => refuse(e.to_string()),
+        }
+    }
+
+    /// A VM that said where it serves, allowed and certified now, with a
+    /// name in `[ca] vm_names`: ready for the pairing registry.
+    fn note_serving(&mut self, allowed: bool, fresh: Option<&Grant>) {
+        let Some(address) = self.serving_at.clone() else {
+            return;
+        };
+        let device = self
+            .attestation
+            .appraised_device()
+            .map(|(id, _)| crate::store::hex(&id));
+        let name = device.as_ref().and_then(|d| {
+            self.ctx
+                .issuer
+                .as_ref()
+                .and_then(|i| i.vm_names.get(d).cloned())
+        });
+        match (allowed, fresh, device, name) {
+            (true, Some(grant), Some(device), Some(name)) => {
+                self.serving = Some(crate::pairing::Serving {
+                    name,
+                    device,
+                    address,
+                    certificate_sha256: policy::HashAlg::Sha256.digest(&grant.certificate),
+                });
+            }
+            (true, _, device, None) => tracing::warn!(
+                endpoint = %self.peer,
+                device = device.as_deref().unwrap_or("-"),
+                "a VM serves channels but [ca] vm_names gives its device no name: no pairings"
+            ),
+            (true, None, ..) => tracing::warn!(
+                endpoint = %self.peer,
+                "a VM serves channels without a certificate from this session: no pairings"
+            ),
+            _ => {}
         }
     }
 
@@ -261,6 +448,7 @@ impl<'c> PdpSession<'c> {
             }
             BatchType::CRetry => {
                 self.retries += 1;
+                self.control_round = false;
                 self.os = OsValidator::new();
                 self.attestation = AttestationValidator::new();
                 self.decision = None;
@@ -289,7 +477,7 @@ impl<'c> PdpSession<'c> {
             } else if pa.delivers_to(Side::Server, attestation::SUBTYPE, ATTESTATION_IMV_ID) {
                 routed.attestation.push(decode_attestation(pa.body));
             } else if pa.delivers_to(Side::Server, credential::SUBTYPE, CREDENTIAL_IMV_ID) {
-                self.key_request = read_key_request(pa.body);
+                self.read_credential(pa.body);
             }
             // Messages for subtypes without a validator are dropped (§4.5).
         }
@@ -500,15 +688,21 @@ impl<'c> PdpSession<'c> {
             }),
             (Err(reason), _) => CredentialAttribute::Refusal(Refusal { reason }),
         };
+        Some((
+            credential::SUBTYPE,
+            CREDENTIAL_IMV_ID,
+            self.credential_attrs(&[attr]),
+        ))
+    }
+
+    /// A credential-pair message with `attrs`.
+    fn credential_attrs(&mut self, attrs: &[CredentialAttribute]) -> Vec<u8> {
         let mut w = PaMessageWriter::new(self.next_pa_id);
         self.next_pa_id += 1;
-        w = w.raw(
-            true,
-            attestation::VENDOR,
-            attr.attr_type(),
-            &attr.encode_value(),
-        );
-        Some((credential::SUBTYPE, CREDENTIAL_IMV_ID, w.finish()))
+        for a in attrs {
+            w = w.raw(true, attestation::VENDOR, a.attr_type(), &a.encode_value());
+        }
+        w.finish()
     }
 
     async fn record(
@@ -663,25 +857,39 @@ impl<'c> PdpSession<'c> {
     }
 }
 
-/// The key request of a credential-pair message, checked.
-fn read_key_request(body: &[u8]) -> KeyRequest {
-    let Ok(msg) = PaMessage::decode(body) else {
-        return KeyRequest::Invalid("malformed credential message".into());
-    };
-    for raw in &msg.attributes {
-        if raw.vendor != attestation::VENDOR {
-            continue;
-        }
-        return match CredentialAttribute::decode(raw.attr_type, raw.value) {
-            Ok(CredentialAttribute::KeyRequest(r)) => match pki::ca::verify_request(&r.csr) {
-                Ok(v) => KeyRequest::Verified(v),
-                Err(e) => KeyRequest::Invalid(format!("the key request is refused: {e}")),
-            },
-            Ok(_) => KeyRequest::Invalid("only a key request is expected from an endpoint".into()),
-            Err(e) => KeyRequest::Invalid(format!("malformed key request: {e}")),
+impl PdpSession<'_> {
+    /// What an endpoint's credential-pair message asks: a key request
+    /// (checked), a pairing, where a VM serves, pairings acknowledged.
+    fn read_credential(&mut self, body: &[u8]) {
+        let Ok(msg) = PaMessage::decode(body) else {
+            self.key_request = KeyRequest::Invalid("malformed credential message".into());
+            return;
         };
+        for raw in &msg.attributes {
+            if raw.vendor != attestation::VENDOR {
+                continue;
+            }
+            match CredentialAttribute::decode(raw.attr_type, raw.value) {
+                Ok(CredentialAttribute::KeyRequest(r)) => {
+                    self.key_request = match pki::ca::verify_request(&r.csr) {
+                        Ok(v) => KeyRequest::Verified(v),
+                        Err(e) => KeyRequest::Invalid(format!("the key request is refused: {e}")),
+                    }
+                }
+                Ok(CredentialAttribute::PairingRequest(r)) => self.pairing_request = Some(r),
+                Ok(CredentialAttribute::Serving(s)) => self.serving_at = Some(s.address),
+                Ok(CredentialAttribute::PairingAccepted(a)) => self.accepted.push(a.id),
+                Ok(_) => {
+                    self.key_request =
+                        KeyRequest::Invalid("a PDP's credential attribute from an endpoint".into())
+                }
+                Err(e) => {
+                    self.key_request =
+                        KeyRequest::Invalid(format!("malformed credential attribute: {e}"))
+                }
+            }
+        }
     }
-    KeyRequest::None
 }
 
 /// A PA-TNC message with one PA-TNC Error attribute.

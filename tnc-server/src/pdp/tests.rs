@@ -745,3 +745,298 @@ mod credentials {
         assert!(bed.store.credentials().is_empty());
     }
 }
+
+/// Pairings (issue 12, item 4): a terminal's session asks, the VM's open
+/// session gets the key after SRETRY and acknowledges, the terminal gets
+/// it in RESULT; and every way of asking without the right to is refused.
+mod pairings {
+    use super::*;
+    use crate::issue::Issuer;
+    use crate::pairing::Push;
+    use pki::ca::{Sm2Ca, Sm2Key};
+    use tnc_client::agent::Credential;
+    use tnc_proto::credential::{Grant, KeyRequest, PairingRequest, Serving};
+    use tokio::sync::mpsc::Receiver;
+
+    const VM_ADDRESS: &str = "192.0.2.7:2710";
+
+    /// A device booting the reference boot, with an EK of its own.
+    fn device(tag: &str) -> Device {
+        let mut d = Device::new("good-terminal");
+        d.ek_certificate = format!("software EK of {tag}").into_bytes();
+        d.id = crate::imv::attestation::device_id(&Identity {
+            ek_public: Vec::new(),
+            ek_certificate: d.ek_certificate.clone(),
+            ak_public: Vec::new(),
+        });
+        d
+    }
+
+    /// The VM's side within a bound: a test that goes wrong fails, not hangs.
+    async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(20), f)
+            .await
+            .expect("the pairing exchange did not end")
+    }
+
+    /// A PDP issuing credentials, terminals may reach vm-1, `vm`'s device
+    /// is named vm-1; VMs are appraised by the same reference values.
+    fn bed(vm: &Device, ca: &Sm2Ca) -> Bed {
+        let mut bed = Bed::new();
+        let body = profile("good-terminal")
+            .reference_values()
+            .unwrap()
+            .to_toml();
+        bed.store.load_policy(Role::Vm, &body);
+        let copy = Sm2Ca::from_pem(&ca.certificate_pem(), &ca.key().to_pem().unwrap()).unwrap();
+        bed.ctx.issuer = Some(Arc::new(
+            Issuer::new(
+                copy,
+                std::time::Duration::from_secs(3600),
+                [(Role::Terminal, vec!["vm-1".to_string()])].into(),
+            )
+            .with_vm_names([(crate::store::hex(&vm.id), "vm-1".to_string())].into()),
+        ));
+        bed
+    }
+
+    fn session_ca() -> Sm2Ca {
+        Sm2Ca::create(
+            "session CA",
+            std::time::Duration::from_secs(86_400),
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(T0 - 3600),
+        )
+        .unwrap()
+    }
+
+    fn key_request(key: &Sm2Key) -> KeyRequest {
+        KeyRequest {
+            csr: pki::ca::make_request(key, "channel key").unwrap(),
+            key_storage: "software".into(),
+        }
+    }
+
+    fn granted(agent: &Agent) -> Grant {
+        match agent.outcome().credential.clone() {
+            Some(Credential::Granted(g)) => g,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// vm-1 logs in serving: allowed, certified, ready for the registry.
+    async fn serving_vm<'c>(
+        bed: &'c Bed,
+        vm: &Device,
+    ) -> (PdpSession<'c>, Agent, Receiver<Push>, Grant) {
+        vm.enroll(bed, Role::Vm);
+        let mut agent = Agent::new(os_facts(), vm.collector(Role::Vm, vm.ak_clone()));
+        agent.key_request = Some(key_request(&Sm2Key::generate().unwrap()));
+        agent.serving = Some(Serving {
+            address: VM_ADDRESS.into(),
+        });
+        let mut session = PdpSession::new(&bed.ctx, "vm-1's address");
+        let x = drive(&mut session, &mut agent).await;
+        assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+        assert!(session.is_decided() && !session.is_ended(), "kept open");
+        let grant = granted(&agent);
+        let serving = session.take_serving().expect("registered");
+        assert_eq!(serving.name, "vm-1");
+        assert_eq!(serving.address, VM_ADDRESS);
+        assert_eq!(
+            serving.certificate_sha256,
+            policy::HashAlg::Sha256.digest(&grant.certificate)
+        );
+        let (_registration, rx) = bed.ctx.pairings.register(serving);
+        (session, agent, rx, grant)
+    }
+
+    /// What the network task does for `n` pairings on the VM's session.
+    async fn deliver(
+        session: &mut PdpSession<'_>,
+        agent: &mut Agent,
+        rx: &mut Receiver<Push>,
+        n: usize,
+    ) {
+        for _ in 0..n {
+            let push = rx.recv().await.unwrap();
+            let id = push.pairing.id.clone();
+            let reply = session.push_pairing(push.pairing);
+            assert_eq!(reply.batches.len(), 2, "SRETRY, then SDATA");
+            let mut answer = None;
+            for b in &reply.batches {
+                let (a, over) = agent.receive(b).unwrap();
+                assert!(!over);
+                answer = answer.or(a);
+            }
+            let reply = session.receive(&answer.expect("the VM acknowledges")).await;
+            for b in &reply.batches {
+                let (a, over) = agent.receive(b).unwrap();
+                assert!(a.is_none() && !over, "the session stays open");
+            }
+            assert!(session.is_decided());
+            if session.take_accepted().contains(&id) {
+                push.done.send(()).unwrap();
+            }
+        }
+    }
+
+    fn asking_terminal(
+        dev: &Device,
+        vm: &str,
+        key: Option<&Sm2Key>,
+        ticket: Option<Vec<u8>>,
+    ) -> Agent {
+        let mut agent = Agent::new(os_facts(), dev.collector(Role::Terminal, dev.ak_clone()));
+        agent.key_request = key.map(key_request);
+        agent.pairing_request = Some(PairingRequest {
+            vm: vm.into(),
+            ticket,
+        });
+        agent
+    }
+
+    fn refusal(agent: &Agent) -> String {
+        match agent.outcome().pairing.clone() {
+            Some(Err(why)) => why,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_allowed_terminal_and_a_serving_vm_get_one_key_for_each_other() {
+        let ca = session_ca();
+        let vm = device("vm-1");
+        let bed = bed(&vm, &ca);
+        let (mut vm_session, mut vm_agent, mut rx, vm_grant) = serving_vm(&bed, &vm).await;
+
+        let term = device("terminal-1");
+        term.enroll(&bed, Role::Terminal);
+        let mut agent = asking_terminal(&term, "vm-1", Some(&Sm2Key::generate().unwrap()), None);
+        let mut session = PdpSession::new(&bed.ctx, PEER);
+        session.set_user(Some("alice".into()));
+        let (x, ()) = bounded(async {
+            tokio::join!(
+                drive(&mut session, &mut agent),
+                deliver(&mut vm_session, &mut vm_agent, &mut rx, 1)
+            )
+        })
+        .await;
+        assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+        let grant = granted(&agent);
+        let Some(Ok(mine)) = agent.outcome().pairing.clone() else {
+            panic!("{:?}", agent.outcome().pairing);
+        };
+        let theirs = vm_agent.take_pairings();
+        assert_eq!(theirs.len(), 1);
+        let theirs = &theirs[0];
+        assert_eq!((mine.id.len(), mine.key.len()), (16, 16));
+        assert_eq!((&mine.id, &mine.key), (&theirs.id, &theirs.key));
+        // Each side learns whom to expect: the VM's name, address and
+        // certificate; the terminal's device and certificate.
+        assert_eq!(mine.peer, "vm-1");
+        assert_eq!(mine.address.as_deref(), Some(VM_ADDRESS));
+        assert_eq!(
+            mine.peer_certificate_sha256,
+            policy::HashAlg::Sha256.digest(&vm_grant.certificate)
+        );
+        assert_eq!(theirs.peer, crate::store::hex(&term.id));
+        assert_eq!(
+            theirs.peer_certificate_sha256,
+            policy::HashAlg::Sha256.digest(&grant.certificate)
+        );
+        assert_eq!(mine.expires, (T0 + 60) as i64);
+        // The VM's standing decision was re-sent, still allow.
+        assert!(vm_agent.outcome().allowed());
+        assert!(bed
+            .store
+            .audit_entries()
+            .iter()
+            .any(|e| e.kind == "pairing" && e.detail.contains("with vm-1")));
+
+        // Next time with the ticket it holds (no new credentials).
+        let mut agent = asking_terminal(&term, "vm-1", None, Some(grant.ticket.clone()));
+        let (x, ()) = bounded(async {
+            tokio::join!(
+                handshake(&bed.ctx, &mut agent, SessionLimits::default()),
+                deliver(&mut vm_session, &mut vm_agent, &mut rx, 1)
+            )
+        })
+        .await;
+        assert_eq!(x.verdict, Some(Verdict::Allow));
+        let Some(Ok(again)) = agent.outcome().pairing.clone() else {
+            panic!("{:?}", agent.outcome().pairing);
+        };
+        assert_ne!(again.key, mine.key, "a fresh key per pairing");
+        assert_eq!(
+            vm_agent.take_pairings()[0].peer_certificate_sha256,
+            policy::HashAlg::Sha256.digest(&grant.certificate)
+        );
+    }
+
+    #[tokio::test]
+    async fn no_pairing_for_a_device_not_allowed_now_or_without_the_right_ticket() {
+        let ca = session_ca();
+        let vm = device("vm-1");
+        let bed = bed(&vm, &ca);
+        let (_vm_session, _vm_agent, mut rx, _) = serving_vm(&bed, &vm).await;
+        let key = Sm2Key::generate().unwrap();
+
+        // A device no longer allowed (an unknown program runs on it now).
+        let bad = Device::new("unknown-app");
+        bad.enroll(&bed, Role::Terminal);
+        let mut agent = asking_terminal(&bad, "vm-1", Some(&key), None);
+        let x = handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+        assert_eq!(x.verdict, Some(Verdict::Isolate));
+        assert_eq!(refusal(&agent), "no pairing: the verdict is isolate");
+
+        // A ticket that does not name the VM asked for.
+        let good = device("terminal-1");
+        good.enroll(&bed, Role::Terminal);
+        let mut agent = asking_terminal(&good, "vm-2", Some(&key), None);
+        handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+        assert_eq!(refusal(&agent), "the ticket does not name vm-2");
+        let ticket = granted(&agent).ticket;
+
+        // Another device's ticket, presented without credentials of its own.
+        let other = device("terminal-2");
+        other.enroll(&bed, Role::Terminal);
+        let mut agent = asking_terminal(&other, "vm-1", None, Some(ticket.clone()));
+        handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+        assert_eq!(refusal(&agent), "the ticket is another device's");
+
+        // A ticket re-signed with another SM2 key.
+        let forger = bed_forging(&vm);
+        good.enroll(&forger, Role::Terminal);
+        let mut agent = asking_terminal(&good, "vm-1", Some(&key), None);
+        handshake(&forger.ctx, &mut agent, SessionLimits::default()).await;
+        let forged = granted(&agent).ticket;
+        let mut agent = asking_terminal(&good, "vm-1", None, Some(forged));
+        handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+        let why = refusal(&agent);
+        assert!(why.contains("ticket is refused"), "{why}");
+
+        // No ticket at all.
+        let mut agent = asking_terminal(&good, "vm-1", None, None);
+        handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+        assert!(refusal(&agent).starts_with("no ticket"));
+
+        // A VM that is not serving.
+        let lonely = {
+            let mut b = bed_forging(&vm);
+            b.ctx.issuer = bed.ctx.issuer.clone();
+            b
+        };
+        good.enroll(&lonely, Role::Terminal);
+        let mut agent = asking_terminal(&good, "vm-1", Some(&key), None);
+        handshake(&lonely.ctx, &mut agent, SessionLimits::default()).await;
+        assert!(refusal(&agent).starts_with("vm-1 is not serving"));
+
+        // None of these reached the VM.
+        assert!(rx.try_recv().is_err());
+    }
+
+    /// A PDP with another session CA (a forger's, to the real one).
+    fn bed_forging(vm: &Device) -> Bed {
+        bed(vm, &session_ca())
+    }
+}

@@ -1,0 +1,264 @@
+//! The two ends of a pairing (issue 12, items 2-4), as `tnc-client serve`
+//! and `connect` run them and `testnet` drives them:
+//!
+//! - [`serve`]: a VM attests asking for its channel certificate and saying
+//!   where it serves; once allowed, its PT-TLS session to the PDP stays
+//!   open (the control session) and each pairing the PDP delivers on it
+//!   goes to the channel [`Server`], which accepts only paired terminals.
+//! - [`connect`]: a terminal attests asking for a pairing with a VM (and
+//!   for credentials when it holds none valid), then opens the channel with
+//!   the pairing it got.
+
+use crate::agent::{login, login_with, Agent, AgentError, Control, Credential, Outcome};
+use crate::channel::ChannelKey;
+use crate::tunnel::{ChannelIdentity, Server, TunnelError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tnc_proto::credential::{Grant, Pairing, PairingRequest, Serving};
+use tnc_proto::pt_tls::sasl::PlainCredentials;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Where the PDP is and how to reach it.
+#[derive(Clone)]
+pub struct Pdp {
+    pub addr: SocketAddr,
+    /// The name its certificate must carry.
+    pub server_name: String,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// Why a pairing flow stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("no decision: {0}")]
+    NoDecision(String),
+    #[error("the verdict is {}{}", .0.verdict_name(), .0.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    NotAllowed(Box<Outcome>),
+    #[error("no channel certificate: {0}")]
+    NoCredentials(String),
+    #[error("no pairing with {vm}: {why}")]
+    NoPairing { vm: String, why: String },
+    #[error("{0}")]
+    Channel(#[from] TunnelError),
+    #[error("{0}")]
+    Local(String),
+}
+
+impl Failure {
+    /// The CLI's exit status: 3 isolate, 4 no access, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::NotAllowed(o) if o.verdict_name() == "isolate" => 3,
+            Failure::NotAllowed(o) if o.verdict_name() == "no access" => 4,
+            _ => 1,
+        }
+    }
+}
+
+fn no_decision(e: AgentError) -> Failure {
+    Failure::NoDecision(e.to_string())
+}
+
+fn granted(outcome: &Outcome) -> Result<Grant, Failure> {
+    match &outcome.credential {
+        Some(Credential::Granted(g)) => Ok(g.clone()),
+        Some(Credential::Refused(r)) => Err(Failure::NoCredentials(r.clone())),
+        None => Err(Failure::NoCredentials("the PDP sent none".into())),
+    }
+}
+
+/// A VM serving channels.
+pub struct Serve {
+    /// The decision that let it serve.
+    pub outcome: Outcome,
+    /// Its channel certificate, the session CA and its ticket.
+    pub grant: Grant,
+    /// The channel server; run it on a listener.
+    pub server: Arc<Server>,
+    /// The control session: ends when the PDP or the transport ends it.
+    pub control: tokio::task::JoinHandle<Result<Outcome, AgentError>>,
+}
+
+/// Attests `agent` as the VM `name` serving at `advertise`, with `key` as
+/// its channel key; once allowed and certified, the channel server with the
+/// control session feeding it pairings. Waits `deadline` for the decision.
+pub async fn serve(
+    pdp: &Pdp,
+    mut agent: Agent,
+    key: ChannelKey,
+    name: &str,
+    advertise: &str,
+    credentials: Option<PlainCredentials>,
+    deadline: Duration,
+) -> Result<Serve, Failure> {
+    agent.key_request = Some(
+        key.request("tnc channel key")
+            .map_err(|e| Failure::Local(e.to_string()))?,
+    );
+    agent.serving = Some(Serving {
+        address: advertise.to_string(),
+    });
+    let (decided_tx, decided) = tokio::sync::oneshot::channel();
+    let (pairings_tx, mut pairings) = tokio::sync::mpsc::unbounded_channel();
+    let (addr, server_name, tls) = (pdp.addr, pdp.server_name.clone(), pdp.tls.clone());
+    let mut control = tokio::spawn(async move {
+        login_with(
+            addr,
+            &server_name,
+            tls,
+            &mut agent,
+            credentials,
+            Some(Control {
+                decided: Some(decided_tx),
+                pairings: pairings_tx,
+            }),
+        )
+        .await
+    });
+    let outcome = tokio::select! {
+        o = decided => o.ok(),
+        _ = tokio::time::sleep(deadline) => None,
+    };
+    let Some(outcome) = outcome else {
+        control.abort();
+        return Err(match (&mut control).await {
+            Ok(Err(e)) => no_decision(e),
+            _ => Failure::NoDecision(format!("none within {} s", deadline.as_secs())),
+        });
+    };
+    if !outcome.allowed() {
+        return Err(Failure::NotAllowed(Box::new(outcome)));
+    }
+    let grant = granted(&outcome)?;
+    let me = ChannelIdentity {
+        grant: grant.clone(),
+        key: key.into_key(),
+    };
+    let server = Arc::new(Server::new(&me, name)?);
+    let feeder = server.clone();
+    tokio::spawn(async move {
+        while let Some(p) = pairings.recv().await {
+            if !feeder.add_pairing(p, unix_now()) {
+                tracing::warn!("too many pairings waiting: one dropped");
+            }
+        }
+    });
+    Ok(Serve {
+        outcome,
+        grant,
+        server,
+        control,
+    })
+}
+
+/// A channel a terminal opened.
+pub struct Opened<S> {
+    pub stream: S,
+    /// The decision on the terminal in this handshake.
+    pub outcome: Outcome,
+    /// Credentials granted in this handshake (to keep), if it asked.
+    pub fresh: Option<Grant>,
+    pub pairing: Pairing,
+    /// Where the channel went.
+    pub address: SocketAddr,
+    /// The integrity handshake with the PDP (TPM time included).
+    pub handshake: Duration,
+    /// The channel: TCP, ShangMi TLS, ticket and pairing proofs.
+    pub channel: Duration,
+}
+
+/// Attests `agent` asking for a pairing with `vm` (with `held` credentials
+/// when they are still valid, else asking for new ones for `key`), then
+/// opens the channel to `to`, or to the address the pairing names.
+#[allow(clippy::too_many_arguments)]
+pub async fn connect(
+    pdp: &Pdp,
+    mut agent: Agent,
+    key: ChannelKey,
+    held: Option<Grant>,
+    vm: &str,
+    to: Option<SocketAddr>,
+    credentials: Option<PlainCredentials>,
+    deadline: Duration,
+) -> Result<Opened<impl AsyncRead + AsyncWrite + Unpin>, Failure> {
+    if held.is_none() {
+        agent.key_request = Some(
+            key.request("tnc channel key")
+                .map_err(|e| Failure::Local(e.to_string()))?,
+        );
+    }
+    agent.pairing_request = Some(PairingRequest {
+        vm: vm.to_string(),
+        ticket: held.as_ref().map(|g| g.ticket.clone()),
+    });
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        deadline,
+        login(
+            pdp.addr,
+            &pdp.server_name,
+            pdp.tls.clone(),
+            &mut agent,
+            credentials,
+        ),
+    )
+    .await
+    .map_err(|_| Failure::NoDecision(format!("none within {} s", deadline.as_secs())))?
+    .map_err(no_decision)?;
+    let handshake = started.elapsed();
+    if !outcome.allowed() {
+        return Err(Failure::NotAllowed(Box::new(outcome)));
+    }
+    let fresh = match held {
+        Some(_) => None,
+        None => Some(granted(&outcome)?),
+    };
+    let grant = match (&fresh, held) {
+        (Some(g), _) => g.clone(),
+        (None, Some(g)) => g,
+        (None, None) => return Err(Failure::NoCredentials("none held or granted".into())),
+    };
+    let pairing = match outcome.pairing.clone() {
+        Some(Ok(p)) => p,
+        Some(Err(why)) => return Err(Failure::NoPairing { vm: vm.into(), why }),
+        None => {
+            return Err(Failure::NoPairing {
+                vm: vm.into(),
+                why: "the PDP did not answer the request".into(),
+            })
+        }
+    };
+    let address = match to {
+        Some(a) => a,
+        None => pairing
+            .address
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| Failure::NoPairing {
+                vm: vm.into(),
+                why: "the PDP gave no address for it: give --to".into(),
+            })?,
+    };
+    let me = ChannelIdentity {
+        grant,
+        key: key.into_key(),
+    };
+    let opened = Instant::now();
+    let stream = crate::tunnel::connect(&me, address, vm, &pairing).await?;
+    Ok(Opened {
+        stream,
+        outcome,
+        fresh,
+        pairing,
+        address,
+        handshake,
+        channel: opened.elapsed(),
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
