@@ -396,7 +396,7 @@ async fn load(
 }
 
 /// TPM2_Quote of PCRs 0-10 on a fresh swtpm, mean of 10.
-fn tpm_quote_ms() -> anyhow::Result<f64> {
+pub(crate) fn tpm_quote_ms() -> anyhow::Result<f64> {
     use tnc_client::tpm::{AkKind, EkKind, Tpm, TpmConfig};
     let swtpm = testnet::swtpm::Swtpm::start(&Default::default())?;
     let mut tpm = Tpm::open(&TpmConfig::parse(&swtpm.tcti())?)?;

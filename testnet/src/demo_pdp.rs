@@ -6,15 +6,22 @@
 //! terminal, a terminal with a tampered kernel, and a VM. Each enrolls its AK
 //! (EK certificate from a swtpm local CA, credential activation), quotes PCRs
 //! 0-10 over the PDP's nonce and sends its UEFI event log and IMA list; the PDP
-//! appraises them against the reference values of its role. Everything lives
-//! in temporary directories removed at the end; the swtpm processes stop.
+//! appraises them against the reference values of its role.
+//!
+//! The second act is the ShangMi channel: vm-1 serves a small web service
+//! (`tnc-client serve`'s flow), terminal-1 asks the PDP for a pairing and
+//! reaches the service through strict TLS_SM4_GCM_SM3 with the pairing proof
+//! (`connect`'s flow), terminal-2 is isolated and gets nothing. Everything
+//! lives in temporary directories removed at the end; the swtpm processes
+//! stop.
 
 use anyhow::Context;
 use pki::tls::Suites;
 use std::time::Instant;
-use testnet::e2e::{profile, Endpoint, PdpOptions, TestPdp};
+use testnet::e2e::{profile, serve_in_thread, Endpoint, PdpOptions, TestPdp};
 use testnet::swtpm::LocalCa;
 use tnc_client::agent::Outcome;
+use tnc_client::pairing::{self, Pdp};
 use tnc_proto::attestation::Role;
 
 struct Row {
@@ -64,11 +71,15 @@ async fn demo() -> anyhow::Result<()> {
         booted.push((name, prof, suites, e));
     }
     let (terminal_ref, vm_ref) = (profile("good-terminal")?, profile("good-vm")?);
+    // The operator names the VM by its device ID (`[ca] vm_names`).
+    let vm_device = booted[2].3.device_id()?;
     let pdp = TestPdp::start_raw(
         &[(Role::Terminal, &terminal_ref), (Role::Vm, &vm_ref)],
         ca.roots()?,
         PdpOptions {
             suites: Suites::Both,
+            issue_credentials: true,
+            vm_names: [(vm_device, "vm-1".to_string())].into(),
             ..PdpOptions::default()
         },
     )
@@ -129,8 +140,10 @@ async fn demo() -> anyhow::Result<()> {
     let expected = ["allow", "isolate", "allow"];
     let got: Vec<&str> = rows.iter().map(|r| r.outcome.verdict_name()).collect();
     let vm_suite = rows.last().and_then(|r| r.outcome.tls_suite.clone());
+    let act_two = second_act(&pdp, &booted).await;
     pdp.stop().await?;
     drop(booted);
+    act_two?;
     anyhow::ensure!(
         got == expected,
         "expected verdicts {expected:?}, got {got:?}"
@@ -138,6 +151,165 @@ async fn demo() -> anyhow::Result<()> {
     anyhow::ensure!(
         vm_suite.as_deref() == Some("TLS_SM4_GCM_SM3"),
         "vm-1 should have logged in over TLS_SM4_GCM_SM3, not {vm_suite:?}"
+    );
+    Ok(())
+}
+
+const WEB_ANSWER: &str = "hello from the web service behind vm-1\n";
+
+/// A web service that answers every request with [`WEB_ANSWER`].
+async fn web_service() -> anyhow::Result<std::net::SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{WEB_ANSWER}",
+                            WEB_ANSWER.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// What a terminal's `connect` gave: the web answer and the figures, or
+/// why not.
+struct Connected {
+    answer: String,
+    pairing: String,
+    address: std::net::SocketAddr,
+    handshake_ms: f64,
+    channel_ms: f64,
+    first_byte_ms: f64,
+}
+
+/// `tnc-client connect`'s flow for `terminal` to vm-1, then one request.
+async fn connect_terminal(
+    pdp: &Pdp,
+    terminal: &Endpoint,
+) -> anyhow::Result<Result<Connected, pairing::Failure>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = terminal.agent()?;
+    let key = tnc_client::channel::ChannelKey::load_or_create(&terminal.dir.join("state"))?;
+    let pdp = pdp.clone();
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let started = Instant::now();
+            let deadline = std::time::Duration::from_secs(60);
+            let opened = match pairing::connect(
+                &pdp, agent, key, None, "vm-1", None, None, deadline,
+            )
+            .await
+            {
+                Ok(o) => o,
+                Err(e) => return Ok(Err(e)),
+            };
+            let mut stream = opened.stream;
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+            let mut first = [0u8; 1];
+            stream.read_exact(&mut first).await?;
+            let first_byte_ms = started.elapsed().as_secs_f64() * 1e3;
+            let mut rest = Vec::new();
+            stream.read_to_end(&mut rest).await?;
+            let _ = stream.shutdown().await;
+            let mut answer = first.to_vec();
+            answer.extend(rest);
+            Ok(Ok(Connected {
+                answer: String::from_utf8_lossy(&answer).into_owned(),
+                pairing: policy::digest::hex(&opened.pairing.id[..4]),
+                address: opened.address,
+                handshake_ms: opened.handshake.as_secs_f64() * 1e3,
+                channel_ms: opened.channel.as_secs_f64() * 1e3,
+                first_byte_ms,
+            }))
+        })
+    })
+    .await?
+}
+
+async fn second_act(
+    pdp: &TestPdp,
+    booted: &[(&str, &str, Suites, Endpoint)],
+) -> anyhow::Result<()> {
+    println!("\n=== Act 2: the ShangMi channel between terminals and vm-1");
+    let target = Pdp {
+        addr: pdp.addr,
+        server_name: "localhost".into(),
+        tls: tnc_client::agent::tls_client_config_for(&pdp.tls.ca, None, Suites::Shangmi)?,
+    };
+    let service = web_service().await?;
+    let vm_endpoint = &booted[2].3;
+    let (vm, vm_outcome) = serve_in_thread(
+        &target,
+        vm_endpoint.agent()?,
+        &vm_endpoint.dir.join("state"),
+        "vm-1",
+        service,
+    )
+    .await?;
+    println!(
+        "  vm-1: {}, channel certificate granted; its PT-TLS session to the PDP stays open for pairings;\n        serves strict TLS_SM4_GCM_SM3 on {} and relays to the web service on {service}",
+        vm_outcome.verdict_name(),
+        vm.addr
+    );
+    let mut checks = Vec::new();
+    for (name, _, _, endpoint) in &booted[..2] {
+        println!("\n  {name}$ tnc-client connect vm-1");
+        match connect_terminal(&target, endpoint).await? {
+            Ok(c) => {
+                println!(
+                    "    allowed; credentials granted; the PDP paired it with vm-1 (pairing {}, 60 s, single use)",
+                    c.pairing
+                );
+                println!(
+                    "    channel: TLS 1.3, TLS_SM4_GCM_SM3, to {}; certificates from the session CA, ticket and pairing proofs checked both ways",
+                    c.address
+                );
+                println!("    > GET / HTTP/1.0");
+                for line in c.answer.lines() {
+                    println!("    < {line}");
+                }
+                println!(
+                    "    integrity handshake (TPM quote included) {:.1} ms, channel {:.1} ms, first byte after {:.1} ms",
+                    c.handshake_ms, c.channel_ms, c.first_byte_ms
+                );
+                checks.push(c.answer.ends_with(WEB_ANSWER));
+            }
+            Err(e) => {
+                println!(
+                    "    tnc-client connect: no access to vm-1: {}",
+                    shorten(&e.to_string(), 100)
+                );
+                println!("    (no credentials and no pairing were issued)");
+                checks.push(matches!(e, pairing::Failure::NotAllowed(_)));
+            }
+        }
+    }
+    vm.stop();
+    let pairings = pdp
+        .store
+        .audit_entries()
+        .await?
+        .into_iter()
+        .filter(|e| e.kind == "pairing")
+        .count();
+    println!("\nPDP: {pairings} pairing(s) in the audit log.");
+    anyhow::ensure!(
+        checks == [true, true] && pairings == 1,
+        "act 2: terminal-1 should reach the web service and terminal-2 be refused (got {checks:?}, {pairings} pairings)"
     );
     Ok(())
 }

@@ -568,3 +568,84 @@ pub fn channel_credentials(
     )?;
     Ok((key, issued.grant))
 }
+
+/// A VM serving channels (`tnc-client serve`'s flow) on a thread of its
+/// own: its agent's TPM is blocking I/O.
+pub struct ServingVm {
+    /// Where it accepts channels.
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ServingVm {
+    /// Stops serving and ends the control session.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// Runs [`tnc_client::pairing::serve`] for `agent` as the VM `name` with
+/// the channel key in `state_dir`, relaying to `service`; returns once it
+/// serves, with the decision that let it.
+pub async fn serve_in_thread(
+    pdp: &tnc_client::pairing::Pdp,
+    agent: Agent,
+    state_dir: &Path,
+    name: &str,
+    service: SocketAddr,
+) -> anyhow::Result<(ServingVm, Outcome)> {
+    let key = tnc_client::channel::ChannelKey::load_or_create(state_dir)?;
+    let (pdp, name) = (pdp.clone(), name.to_string());
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let bound = async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let addr = listener.local_addr()?;
+                Ok::<_, std::io::Error>((listener, addr))
+            };
+            let (listener, addr) = match bound.await {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let deadline = std::time::Duration::from_secs(60);
+            let advertise = addr.to_string();
+            let serving =
+                tnc_client::pairing::serve(&pdp, agent, key, &name, &advertise, None, deadline);
+            match serving.await {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok((addr, s.outcome.clone())));
+                    tokio::select! {
+                        _ = s.server.clone().run(listener, service) => {}
+                        _ = stopped => {}
+                    }
+                    s.control.abort();
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                }
+            }
+        });
+    });
+    let (addr, outcome) = ready
+        .await
+        .map_err(|_| anyhow!("the serving thread ended"))?
+        .map_err(|e| anyhow!("serve: {e}"))?;
+    Ok((ServingVm { addr, stop, thread }, outcome))
+}

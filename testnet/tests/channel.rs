@@ -377,3 +377,52 @@ fn issuer_for_vm1(i: &Issuer) -> Issuer {
 fn issuer_with_other_ca() -> Issuer {
     issuer(&[])
 }
+
+#[tokio::test]
+async fn a_vm_that_does_not_hold_the_pairing_key_is_refused_by_the_terminal() {
+    let issuer = issuer(&[(Role::Terminal, "vm-1")]);
+    let vm_id = credentials(&issuer, Role::Vm, 0x77);
+    let terminal = credentials(&issuer, Role::Terminal, 0x01);
+    // An impostor with vm-1's certificate and key (stolen) but not the
+    // pairing's key: it accepts whatever comes and answers a made-up proof.
+    let key = pki::ca::pem_or_der(vm_id.key.to_pem().unwrap().as_bytes()).unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(pki::tls::shangmi::strict_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![rustls::pki_types::CertificateDer::from(
+                    vm_id.grant.certificate.clone(),
+                )],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+            )
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = tokio_rustls::TlsAcceptor::from(Arc::new(config))
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 8192];
+        let _ = tls.read(&mut buf).await;
+        tls.write_all(&[0u8; 33]).await.unwrap();
+        tls.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let pairing = Pairing {
+        id: vec![1; 16],
+        key: vec![2; 16],
+        peer: "vm-1".into(),
+        peer_certificate_sha256: sha256(&vm_id.grant.certificate),
+        address: None,
+        expires: now() + 60,
+    };
+    let err = connect(&terminal, addr, "vm-1", &pairing)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, TunnelError::VmProof), "{err}");
+}

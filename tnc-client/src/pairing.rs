@@ -140,7 +140,7 @@ pub async fn serve(
     tokio::spawn(async move {
         while let Some(p) = pairings.recv().await {
             if !feeder.add_pairing(p, unix_now()) {
-                tracing::warn!("too many pairings waiting: one dropped");
+                eprintln!("tnc-client serve: too many pairings waiting: one dropped");
             }
         }
     });

@@ -229,8 +229,14 @@ impl Server {
         answer[1..].copy_from_slice(&pairing::proof(&key, &exporter, Side::Vm));
         tls.write_all(&answer).await?;
         let mut service = TcpStream::connect(forward).await?;
-        tokio::io::copy_bidirectional(&mut tls, &mut service).await?;
-        Ok(())
+        let _ = service.set_nodelay(true);
+        match tokio::io::copy_bidirectional(&mut tls, &mut service).await {
+            Ok(_) => Ok(()),
+            // A terminal that leaves without close_notify once it has the
+            // service's answer: the channel is over all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The ticket against the certificate presented, at `now`.
@@ -284,6 +290,9 @@ impl Server {
     ) -> std::io::Result<()> {
         loop {
             let (tcp, peer) = listener.accept().await?;
+            // Small frames (ticket, proofs, one-line requests) go out at
+            // once, not after a delayed ACK.
+            let _ = tcp.set_nodelay(true);
             let me = self.clone();
             tokio::spawn(async move {
                 let now = std::time::SystemTime::now()
