@@ -9,6 +9,7 @@ mod bench_handshake;
 mod boot;
 mod demo;
 mod demo_pdp;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,10 @@ enum Command {
     /// A whole PT-TLS + PB-TNC + PA-TNC exchange in memory, printed message by
     /// message as the dissector reads it.
     DemoWire(demo::Args),
+    /// The demo's topology left running for trying things by hand: a PDP,
+    /// swtpm terminals, vm-1 serving a web service; writes DIR/topology.json
+    /// and stays until SIGTERM or Ctrl-C.
+    Up(up::Args),
     /// Benchmarks that print a table (one core, release build recommended).
     Bench {
         #[command(subcommand)]
@@ -46,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo => demo_pdp::run(),
         Command::DemoWire(args) => demo::run(&args),
         Command::Boot(args) => boot::run(&args),
+        Command::Up(args) => up::run(&args),
         Command::Bench { command } => bench::run(&command),
     }
 }

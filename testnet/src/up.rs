@@ -1,0 +1,292 @@
+//! `testnet up --dir D`: the demo's topology, left running for people to try
+//! by hand. A PDP started from a `server.toml` as `tnc-server run` starts it
+//! (so `tnc-server` admin commands work on `D/pdp/server.toml` alongside),
+//! three swtpm endpoints booted from profiles (terminal-1 good, terminal-2
+//! with a tampered kernel, vm-1), the two terminals logged in once (enrolled),
+//! and vm-1 serving a small web service through the ShangMi channel. It
+//! writes `D/topology.json` and stays until SIGTERM or Ctrl-C, then stops
+//! everything and removes what it made.
+
+use anyhow::{anyhow, Context};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use testnet::e2e::{profile, serve_in_thread, Endpoint};
+use testnet::swtpm::LocalCa;
+use tnc_proto::attestation::Role;
+use tnc_server::config::ServerConfig;
+use tnc_server::store::Store;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where the PDP's files and topology.json go (created; must be empty
+    /// if it exists).
+    #[arg(long)]
+    dir: PathBuf,
+}
+
+const ENDPOINTS: [(&str, &str, Role); 3] = [
+    ("terminal-1", "good-terminal", Role::Terminal),
+    ("terminal-2", "tampered-kernel", Role::Terminal),
+    ("vm-1", "good-vm", Role::Vm),
+];
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    if args.dir.exists()
+        && std::fs::read_dir(&args.dir)
+            .with_context(|| args.dir.display().to_string())?
+            .next()
+            .is_some()
+    {
+        anyhow::bail!(
+            "--dir {}: not empty; give a new or empty directory",
+            args.dir.display()
+        );
+    }
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = std::fs::canonicalize(&args.dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(up(&dir));
+    for made in ["pdp", "topology.json"] {
+        let p = dir.join(made);
+        let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+    }
+    result
+}
+
+/// The PDP's directory: TLS files, the SM2 session CA, the EK CA of the
+/// swtpm endpoints, reference values, and server.toml naming them.
+fn write_pdp_files(pdp: &Path, ek_ca: &LocalCa, vm_device: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(pdp)?;
+    let tls = testnet::e2e::make_tls_files(pdp)?;
+    let ca = pki::ca::Sm2Ca::create(
+        "testnet up session CA",
+        std::time::Duration::from_secs(30 * 86_400),
+        std::time::SystemTime::now(),
+    )?;
+    std::fs::write(pdp.join("sm2-ca.pem"), ca.certificate_pem())?;
+    ca.key().write_new(&pdp.join("sm2-ca.key"))?;
+    for (role, name) in [("terminal", "good-terminal"), ("vm", "good-vm")] {
+        let body = profile(name)?
+            .reference_values()
+            .map_err(|e| anyhow!(e))?
+            .to_toml();
+        std::fs::write(pdp.join(format!("reference-{role}.toml")), body)?;
+    }
+    let config = pdp.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"# Written by `testnet up`: the PDP of the lab topology.
+[listen]
+tcp = "127.0.0.1:0"
+quic = "127.0.0.1:0"
+
+[tls]
+certificate = "{cert}"
+private_key = "{key}"
+suites = "both"
+sm2_certificate = "{sm2_cert}"
+sm2_private_key = "{sm2_key}"
+
+[attestation]
+vendor_ek_roots = false
+ek_roots = ["{ek_root}"]
+ek_intermediates = ["{ek_issuer}"]
+reference_values = {{ terminal = "reference-terminal.toml", vm = "reference-vm.toml" }}
+
+[store]
+url = "sqlite://tnc.db"
+
+# A lab: the endpoints' evidence alone decides (no user passwords).
+[auth]
+sasl = "none"
+
+[ca]
+certificate = "sm2-ca.pem"
+private_key = "sm2-ca.key"
+vms = {{ terminal = ["vm-1"] }}
+vm_names = {{ "{vm_device}" = "vm-1" }}
+"#,
+            cert = tls.cert.display(),
+            key = tls.key.display(),
+            sm2_cert = tls.sm2_cert.display(),
+            sm2_key = tls.sm2_key.display(),
+            ek_root = ek_ca.root_cert().display(),
+            ek_issuer = ek_ca.issuer_cert().display(),
+        ),
+    )?;
+    Ok(config)
+}
+
+/// A web service answering every request with one line.
+async fn web_service() -> anyhow::Result<std::net::SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let body = "hello from the web service behind vm-1\n";
+                let answer = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn up(dir: &Path) -> anyhow::Result<()> {
+    let ek_ca = LocalCa::create()?;
+    let mut endpoints = Vec::new();
+    for (name, prof, role) in ENDPOINTS {
+        let e = Endpoint::boot(prof, role, &ek_ca).with_context(|| format!("booting {name}"))?;
+        endpoints.push((name, prof, e));
+    }
+    let vm_device = endpoints[2].2.device_id()?;
+    let config_path = write_pdp_files(&dir.join("pdp"), &ek_ca, &vm_device)?;
+
+    // As `tnc-server run` starts it.
+    let config = ServerConfig::load(&config_path)?;
+    let tls = tnc_server::net::server_tls(&config)?;
+    let store = Arc::new(Store::open(&config.store_url()).await?);
+    let ctx = Arc::new(tnc_server::pdp::PdpContext::from_config(
+        &config,
+        store.clone(),
+    )?);
+    for (role, text) in config.reference_files()? {
+        store
+            .seed_policy(role, &text, tnc_server::pdp::system_clock())
+            .await?;
+    }
+    let pdp = tnc_server::daemon::Pdp::builder(ctx, tls, config.limits.clone())
+        .tcp(config.listen.tcp)
+        .quic(config.listen.quic)
+        .start()
+        .await?;
+    let ca_pem = dir.join("pdp/ca.pem");
+    println!("PDP: PT-TLS on {} (TCP), {} (QUIC)", pdp.tcp_addr, {
+        pdp.quic_addr.map_or("-".into(), |a| a.to_string())
+    });
+
+    let mut configs = Vec::new();
+    for (name, prof, e) in &endpoints {
+        let path = e.write_client_config(pdp.tcp_addr, &ca_pem)?;
+        println!("{name}: swtpm on port {} booted as {prof}", e.swtpm.port());
+        configs.push(path);
+    }
+    // The terminals log in once: enrolled, with their verdicts.
+    for (name, path) in ENDPOINTS.iter().map(|e| e.0).zip(&configs).take(2) {
+        let path = path.clone();
+        let outcome = tokio::task::spawn_blocking(move || login_once(&path)).await??;
+        println!("{name}: logged in once: {outcome}");
+    }
+    let service = web_service().await?;
+    let target = tnc_client::pairing::Pdp {
+        addr: pdp.tcp_addr,
+        server_name: "localhost".into(),
+        tls: tnc_client::agent::tls_client_config_for(&ca_pem, None, pki::tls::Suites::Shangmi)?,
+    };
+    let vm = &endpoints[2].2;
+    let (serving, _) =
+        serve_in_thread(&target, vm.agent()?, &vm.dir.join("state"), "vm-1", service).await?;
+    println!(
+        "vm-1: serving ShangMi channels on {} for the web service on {service}",
+        serving.addr
+    );
+
+    let devices: std::collections::BTreeSet<String> = store
+        .devices()
+        .await?
+        .iter()
+        .map(|d| policy::digest::hex(&d.device_id))
+        .collect();
+    let mut list = serde_json::Map::new();
+    for (i, (name, prof, e)) in endpoints.iter().enumerate() {
+        let id = e.device_id()?;
+        let mut entry = serde_json::json!({
+            "role": e.role.name(),
+            "config": configs[i],
+            "profile": prof,
+            "device": devices.contains(&id).then_some(id),
+        });
+        if e.role == Role::Vm {
+            entry["serve"] = serving.addr.to_string().into();
+            entry["service"] = service.to_string().into();
+        }
+        list.insert(name.to_string(), entry);
+    }
+    let topology = serde_json::json!({
+        "pdp": { "address": pdp.tcp_addr.to_string(), "quic": pdp.quic_addr.map(|a| a.to_string()), "config": config_path },
+        "endpoints": list,
+    });
+    let path = dir.join("topology.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&topology)?)?;
+    println!("\ntopology: {}", path.display());
+    println!(
+        "try:  tnc-client connect --config {} vm-1 --local 8080   (then: curl http://127.0.0.1:8080/)",
+        configs[0].display()
+    );
+    println!("up: SIGTERM or Ctrl-C stops it all");
+    wait_for_signal().await;
+    println!("stopping");
+    serving.stop();
+    pdp.stop().await?;
+    store.close().await;
+    for (_, _, e) in endpoints {
+        let dir = e.dir.clone();
+        drop(e);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let _ = std::fs::remove_dir_all(ek_ca.dir());
+    Ok(())
+}
+
+/// `tnc-client login`'s flow for the endpoint configured in `config`.
+fn login_once(config: &Path) -> anyhow::Result<String> {
+    let config = tnc_client::config::ClientConfig::load(config)?;
+    let os = tnc_client::os::OsFacts::collect(&config.os_paths(), false)?;
+    let mut agent = tnc_client::agent::Agent::new(
+        os,
+        tnc_client::attest::AttestationCollector::new(config.attestation()),
+    );
+    let tls =
+        tnc_client::agent::tls_client_config_for(&config.path(&config.ca), None, config.suites)?;
+    let addr: std::net::SocketAddr = config.server.parse()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(tnc_client::agent::login(
+        addr,
+        &config.server_name(),
+        tls,
+        &mut agent,
+        None,
+    ))?;
+    Ok(outcome.verdict_name().to_string())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
