@@ -641,6 +641,7 @@ fn first_byte(runs: usize) -> anyhow::Result<()> {
                 held,
                 "vm-1",
                 None,
+                tnc_client::pairing::Transport::Tcp,
                 None,
                 Duration::from_secs(60),
             )

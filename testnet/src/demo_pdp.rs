@@ -210,7 +210,15 @@ async fn connect_terminal(
             let started = Instant::now();
             let deadline = std::time::Duration::from_secs(60);
             let opened = match pairing::connect(
-                &pdp, agent, key, None, "vm-1", None, None, deadline,
+                &pdp,
+                agent,
+                key,
+                None,
+                "vm-1",
+                None,
+                pairing::Transport::Tcp,
+                None,
+                deadline,
             )
             .await
             {

@@ -625,7 +625,10 @@ pub async fn serve_in_thread(
                 }
             };
             let deadline = std::time::Duration::from_secs(60);
-            let advertise = addr.to_string();
+            let advertise = tnc_client::pairing::Advertise {
+                tcp: addr.to_string(),
+                quic: None,
+            };
             let serving =
                 tnc_client::pairing::serve(&pdp, agent, key, &name, &advertise, None, deadline);
             match serving.await {

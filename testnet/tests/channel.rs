@@ -61,6 +61,7 @@ fn pair(server: &Server, vm: &ChannelIdentity, terminal: &ChannelIdentity) -> Pa
             peer: "terminal".into(),
             peer_certificate_sha256: sha256(&terminal.grant.certificate),
             address: None,
+            quic_address: None,
             expires,
         },
         now(),
@@ -71,6 +72,7 @@ fn pair(server: &Server, vm: &ChannelIdentity, terminal: &ChannelIdentity) -> Pa
         peer: "vm-1".into(),
         peer_certificate_sha256: sha256(&vm.grant.certificate),
         address: None,
+        quic_address: None,
         expires,
     }
 }
@@ -418,6 +420,7 @@ async fn a_vm_that_does_not_hold_the_pairing_key_is_refused_by_the_terminal() {
         peer: "vm-1".into(),
         peer_certificate_sha256: sha256(&vm_id.grant.certificate),
         address: None,
+        quic_address: None,
         expires: now() + 60,
     };
     let err = connect(&terminal, addr, "vm-1", &pairing)
@@ -425,4 +428,82 @@ async fn a_vm_that_does_not_hold_the_pairing_key_is_refused_by_the_terminal() {
         .err()
         .unwrap();
     assert!(matches!(err, TunnelError::VmProof), "{err}");
+}
+
+#[tokio::test]
+async fn over_quic_too_a_paired_terminal_gets_through_and_nothing_else_does() {
+    let issuer = issuer(&[(Role::Terminal, "vm-1")]);
+    let vm_id = credentials(&issuer, Role::Vm, 0x77);
+    let (tcp_addr, server) = vm(&vm_id).await;
+    let echo_addr = {
+        // The same echo service the TCP side relays to: vm() keeps it; a
+        // second one here for the QUIC side.
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    };
+    let endpoint = server
+        .quic_endpoint("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let quic_addr = endpoint.local_addr().unwrap();
+    assert_ne!(quic_addr, tcp_addr);
+    tokio::spawn(server.clone().run_quic(endpoint, echo_addr));
+    let terminal = credentials(&issuer, Role::Terminal, 0x01);
+
+    let pairing = pair(&server, &vm_id, &terminal);
+    let mut channel = tnc_client::tunnel::connect_quic(&terminal, quic_addr, "vm-1", &pairing)
+        .await
+        .unwrap();
+    channel.write_all(b"GET / over QUIC\n").await.unwrap();
+    let mut back = [0u8; 16];
+    channel.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"GET / over QUIC\n");
+
+    // Replayed over QUIC: used already.
+    let err = tnc_client::tunnel::connect_quic(&terminal, quic_addr, "vm-1", &pairing)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, TunnelError::Refused(Refused::NoPairing)),
+        "{err}"
+    );
+    // Without the pairing's key: refused, as over TCP.
+    let p = pair(&server, &vm_id, &terminal);
+    let wrong = Pairing {
+        key: vec![9; 16],
+        ..p
+    };
+    let err = tnc_client::tunnel::connect_quic(&terminal, quic_addr, "vm-1", &wrong)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, TunnelError::Refused(Refused::BadProof)),
+        "{err}"
+    );
+
+    // A standard (AES-only) QUIC client gets no handshake.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            terminal.grant.ca.clone(),
+        ))
+        .unwrap();
+    let aes = pki::tls::client_config(pki::tls::default_provider(), roots, None).unwrap();
+    let config = pki::tls::quic_client_config(&aes, tnc_client::tunnel::QUIC_ALPN).unwrap();
+    let client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let r = client
+        .connect_with(config, quic_addr, "vm-1")
+        .unwrap()
+        .await;
+    assert!(r.is_err(), "an AES-only QUIC client got a channel");
 }

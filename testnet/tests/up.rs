@@ -83,6 +83,7 @@ fn up_writes_the_topology_serves_vm1_and_cleans_up_on_sigterm() {
                 None,
                 "vm-1",
                 None,
+                tnc_client::pairing::Transport::Tcp,
                 None,
                 Duration::from_secs(60),
             )

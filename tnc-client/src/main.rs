@@ -75,6 +75,10 @@ enum Command {
         /// them); default: the listening address, when it is not a wildcard.
         #[arg(long)]
         advertise: Option<String>,
+        /// Also accept channels over QUIC (UDP) here; advertised with the
+        /// host of the TCP address.
+        #[arg(long)]
+        quic_listen: Option<std::net::SocketAddr>,
         /// This VM's name, as the PDP's `[ca] vm_names` gives it.
         #[arg(long)]
         name: String,
@@ -104,6 +108,9 @@ enum Command {
         /// A local port to forward (on 127.0.0.1), or `-` for stdin/stdout.
         #[arg(long, default_value = "-")]
         local: String,
+        /// Open the channel over QUIC (the VM's QUIC address) instead of TCP.
+        #[arg(long)]
+        quic: bool,
         /// Authenticate as this user (SASL PLAIN); the password from
         /// --password-file or TNC_PASSWORD (standard input may be the
         /// channel).
@@ -140,24 +147,39 @@ fn main() -> ExitCode {
             forward,
             listen,
             advertise,
+            quic_listen,
             name,
             user,
             password_file,
         } => user
             .map(|u| channel_password(u, password_file.as_deref()))
             .transpose()
-            .and_then(|creds| serve(&config, forward, listen, advertise, &name, creds)),
+            .and_then(|creds| {
+                let listen = Listen {
+                    tcp: listen,
+                    advertise,
+                    quic: quic_listen,
+                };
+                serve(&config, forward, listen, &name, creds)
+            }),
         Command::Connect {
             config,
             vm,
             to,
             local,
+            quic,
             user,
             password_file,
         } => user
             .map(|u| channel_password(u, password_file.as_deref()))
             .transpose()
-            .and_then(|creds| connect(&config, &vm, to, &local, creds)),
+            .and_then(|creds| {
+                let transport = match quic {
+                    true => tnc_client::pairing::Transport::Quic,
+                    false => tnc_client::pairing::Transport::Tcp,
+                };
+                connect(&config, &vm, to, transport, &local, creds)
+            }),
     };
     match result {
         Ok(code) => code,
@@ -422,11 +444,17 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Where serve accepts channels.
+struct Listen {
+    tcp: std::net::SocketAddr,
+    advertise: Option<String>,
+    quic: Option<std::net::SocketAddr>,
+}
+
 fn serve(
     path: &std::path::Path,
     forward: std::net::SocketAddr,
-    listen: std::net::SocketAddr,
-    advertise: Option<String>,
+    listen: Listen,
     name: &str,
     credentials: Option<PlainCredentials>,
 ) -> anyhow::Result<ExitCode> {
@@ -441,16 +469,37 @@ fn serve(
         .context("the channel key in state_dir")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
+        let listener = tokio::net::TcpListener::bind(listen.tcp)
             .await
-            .with_context(|| format!("listening on {listen} (--listen)"))?;
+            .with_context(|| format!("listening on {} (--listen)", listen.tcp))?;
         let bound = listener.local_addr()?;
-        let advertise = match advertise {
+        let advertise = match listen.advertise {
             Some(a) => a,
             None if bound.ip().is_unspecified() => anyhow::bail!(
-                "--listen {listen} is a wildcard: give --advertise HOST:PORT, the address terminals reach"
+                "--listen {} is a wildcard: give --advertise HOST:PORT, the address terminals reach",
+                listen.tcp
             ),
             None => bound.to_string(),
+        };
+        // The QUIC endpoint is bound now (its address goes to the PDP) and
+        // gets its server configuration once the certificate is granted.
+        let quic = match listen.quic {
+            None => None,
+            Some(at) => {
+                let socket = std::net::UdpSocket::bind(at)
+                    .with_context(|| format!("listening on {at} (--quic-listen)"))?;
+                let endpoint = quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    None,
+                    socket,
+                    std::sync::Arc::new(quinn::TokioRuntime),
+                )?;
+                let port = endpoint.local_addr()?.port();
+                let host: std::net::SocketAddr = advertise
+                    .parse()
+                    .context("--advertise must be IP:PORT with --quic-listen")?;
+                Some((endpoint, std::net::SocketAddr::new(host.ip(), port).to_string()))
+            }
         };
         let pdp = link.pdp().await?;
         let serving = tnc_client::pairing::serve(
@@ -458,7 +507,10 @@ fn serve(
             agent,
             key,
             name,
-            &advertise,
+            &tnc_client::pairing::Advertise {
+                tcp: advertise.clone(),
+                quic: quic.as_ref().map(|(_, a)| a.clone()),
+            },
             credentials,
             LOGIN_DEADLINE,
         )
@@ -475,6 +527,11 @@ fn serve(
         };
         if let Err(e) = tnc_client::channel::save(&link.state_dir(), &serving.grant) {
             eprintln!("tnc-client serve: the credentials could not be kept: {e}");
+        }
+        if let Some((endpoint, at)) = quic {
+            endpoint.set_server_config(Some(serving.server.quic_server_config()?));
+            tokio::spawn(serving.server.clone().run_quic(endpoint, forward));
+            eprintln!("serving {name} over QUIC on {at}");
         }
         // The address line first: scripts and tests read it.
         println!("serving {name} on {bound} (advertised as {advertise})");
@@ -500,8 +557,9 @@ async fn pair_and_open(
     link: &PdpLink,
     vm: &str,
     to: Option<std::net::SocketAddr>,
+    transport: tnc_client::pairing::Transport,
     credentials: Option<PlainCredentials>,
-) -> Result<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin, (u8, String)> {
+) -> Result<tnc_client::pairing::Channel, (u8, String)> {
     let state_dir = link.state_dir();
     let local = |e: anyhow::Error| (2, format!("{e:#}"));
     let agent = link.agent().map_err(local)?;
@@ -511,18 +569,27 @@ async fn pair_and_open(
     let pdp = link.pdp().await.map_err(|e| (1, format!("{e:#}")))?;
     // Credentials that outlive the pairing's use are used as they are.
     let held = tnc_client::channel::load(&state_dir).filter(|g| g.expires > unix_now() + 120);
-    let opened =
-        tnc_client::pairing::connect(&pdp, agent, key, held, vm, to, credentials, LOGIN_DEADLINE)
-            .await
-            .map_err(|e| {
-                let why = match &e {
-                    tnc_client::pairing::Failure::NotAllowed(_) => {
-                        format!("no access to {vm}: {e}")
-                    }
-                    _ => e.to_string(),
-                };
-                (e.exit_code(), why)
-            })?;
+    let opened = tnc_client::pairing::connect(
+        &pdp,
+        agent,
+        key,
+        held,
+        vm,
+        to,
+        transport,
+        credentials,
+        LOGIN_DEADLINE,
+    )
+    .await
+    .map_err(|e| {
+        let why = match &e {
+            tnc_client::pairing::Failure::NotAllowed(_) => {
+                format!("no access to {vm}: {e}")
+            }
+            _ => e.to_string(),
+        };
+        (e.exit_code(), why)
+    })?;
     if let Some(grant) = &opened.fresh {
         match tnc_client::channel::save(&state_dir, grant) {
             Ok(()) => eprintln!("credentials kept in {}", state_dir.display()),
@@ -530,8 +597,12 @@ async fn pair_and_open(
         }
     }
     eprintln!(
-        "channel to {vm} at {}: TLS 1.3, TLS_SM4_GCM_SM3, pairing {} (integrity handshake {} ms, channel {} ms)",
+        "channel to {vm} at {}{}: TLS 1.3, TLS_SM4_GCM_SM3, pairing {} (integrity handshake {} ms, channel {} ms)",
         opened.address,
+        match transport {
+            tnc_client::pairing::Transport::Quic => " over QUIC",
+            tnc_client::pairing::Transport::Tcp => "",
+        },
         policy::digest::hex(&opened.pairing.id[..4]),
         opened.handshake.as_millis(),
         opened.channel.as_millis()
@@ -543,6 +614,7 @@ fn connect(
     path: &std::path::Path,
     vm: &str,
     to: Option<std::net::SocketAddr>,
+    transport: tnc_client::pairing::Transport,
     local: &str,
     credentials: Option<PlainCredentials>,
 ) -> anyhow::Result<ExitCode> {
@@ -550,7 +622,7 @@ fn connect(
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         if local == "-" {
-            let mut channel = match pair_and_open(&link, vm, to, credentials).await {
+            let mut channel = match pair_and_open(&link, vm, to, transport, credentials).await {
                 Ok(c) => c,
                 Err((code, why)) => {
                     eprintln!("tnc-client connect: {why}");
@@ -573,7 +645,7 @@ fn connect(
             let (mut client, _) = listener.accept().await?;
             let (link, vm, credentials) = (link.clone(), vm.to_string(), credentials.clone());
             tokio::spawn(async move {
-                match pair_and_open(&link, &vm, to, credentials).await {
+                match pair_and_open(&link, &vm, to, transport, credentials).await {
                     Ok(mut channel) => {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut channel).await;
                     }

@@ -80,6 +80,13 @@ pub struct Serve {
     pub control: tokio::task::JoinHandle<Result<Outcome, AgentError>>,
 }
 
+/// Where a VM serves channels: the addresses terminals reach.
+#[derive(Clone, Debug)]
+pub struct Advertise {
+    pub tcp: String,
+    pub quic: Option<String>,
+}
+
 /// Attests `agent` as the VM `name` serving at `advertise`, with `key` as
 /// its channel key; once allowed and certified, the channel server with the
 /// control session feeding it pairings. Waits `deadline` for the decision.
@@ -88,7 +95,7 @@ pub async fn serve(
     mut agent: Agent,
     key: ChannelKey,
     name: &str,
-    advertise: &str,
+    advertise: &Advertise,
     credentials: Option<PlainCredentials>,
     deadline: Duration,
 ) -> Result<Serve, Failure> {
@@ -97,7 +104,8 @@ pub async fn serve(
             .map_err(|e| Failure::Local(e.to_string()))?,
     );
     agent.serving = Some(Serving {
-        address: advertise.to_string(),
+        address: advertise.tcp.clone(),
+        quic_address: advertise.quic.clone(),
     });
     let (decided_tx, decided) = tokio::sync::oneshot::channel();
     let (pairings_tx, mut pairings) = tokio::sync::mpsc::unbounded_channel();
@@ -168,9 +176,70 @@ pub struct Opened<S> {
     pub channel: Duration,
 }
 
+/// How a terminal reaches the VM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Quic,
+}
+
+/// The channel over either transport.
+pub enum Channel {
+    Tcp(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+    Quic(Box<crate::tunnel::QuicChannel>),
+}
+
+impl AsyncRead for Channel {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Channel::Tcp(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            Channel::Quic(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Channel {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Channel::Tcp(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            Channel::Quic(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Channel::Tcp(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            Channel::Quic(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Channel::Tcp(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            Channel::Quic(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Attests `agent` asking for a pairing with `vm` (with `held` credentials
 /// when they are still valid, else asking for new ones for `key`), then
-/// opens the channel to `to`, or to the address the pairing names.
+/// opens the channel over `transport` to `to`, or to the address the
+/// pairing names.
 #[allow(clippy::too_many_arguments)]
 pub async fn connect(
     pdp: &Pdp,
@@ -179,9 +248,10 @@ pub async fn connect(
     held: Option<Grant>,
     vm: &str,
     to: Option<SocketAddr>,
+    transport: Transport,
     credentials: Option<PlainCredentials>,
     deadline: Duration,
-) -> Result<Opened<impl AsyncRead + AsyncWrite + Unpin>, Failure> {
+) -> Result<Opened<Channel>, Failure> {
     if held.is_none() {
         agent.key_request = Some(
             key.request("tnc channel key")
@@ -229,15 +299,22 @@ pub async fn connect(
             })
         }
     };
+    let named = match transport {
+        Transport::Tcp => pairing.address.as_deref(),
+        Transport::Quic => pairing.quic_address.as_deref(),
+    };
     let address = match to {
         Some(a) => a,
-        None => pairing
-            .address
-            .as_deref()
+        None => named
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| Failure::NoPairing {
                 vm: vm.into(),
-                why: "the PDP gave no address for it: give --to".into(),
+                why: match transport {
+                    Transport::Tcp => "the PDP gave no address for it: give --to".into(),
+                    Transport::Quic => {
+                        "it serves no QUIC address (serve --quic-listen), or give --to".into()
+                    }
+                },
             })?,
     };
     let me = ChannelIdentity {
@@ -245,7 +322,14 @@ pub async fn connect(
         key: key.into_key(),
     };
     let opened = Instant::now();
-    let stream = crate::tunnel::connect(&me, address, vm, &pairing).await?;
+    let stream = match transport {
+        Transport::Tcp => Channel::Tcp(Box::new(
+            crate::tunnel::connect(&me, address, vm, &pairing).await?,
+        )),
+        Transport::Quic => Channel::Quic(Box::new(
+            crate::tunnel::connect_quic(&me, address, vm, &pairing).await?,
+        )),
+    };
     Ok(Opened {
         stream,
         outcome,

@@ -21,6 +21,10 @@
 //!
 //! So a certificate, its key, a ticket and a fresh pairing are all needed:
 //! a stolen certificate or ticket alone opens nothing.
+//!
+//! Over QUIC (ALPN [`QUIC_ALPN`], the project's SM4 profile for QUIC,
+//! docs/shangmi.md) the same frames run on the connection's first
+//! bidirectional stream, and the exporter is the QUIC connection's.
 
 use pki::tls::pairing::{self, Side, EXPORTER_LABEL, EXPORTER_LEN, KEY_LEN, PROOF_LEN};
 use pki::tls::shangmi::strict_provider;
@@ -34,6 +38,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// The largest ticket frame read.
 pub const MAX_TICKET: usize = 16 * 1024;
+
+/// The ALPN protocol of the channel over QUIC.
+pub const QUIC_ALPN: &[u8] = b"tnc-channel";
 
 /// Why a VM refused a channel: the byte it answers with, and its log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +126,7 @@ impl ChannelIdentity {
 /// The VM's side of the channel.
 pub struct Server {
     tls: tokio_rustls::TlsAcceptor,
+    tls_config: Arc<rustls::ServerConfig>,
     ca_key: pki::ca::Sm2PublicKey,
     /// This VM's name in tickets.
     name: String,
@@ -162,8 +170,10 @@ impl Server {
             .map_err(|e| TunnelError::Tls(e.to_string()))?;
         let ca_key = pki::ca::certificate_public_key(&me.grant.ca)
             .map_err(|e| TunnelError::Credentials(e.to_string()))?;
+        let tls = Arc::new(tls);
         Ok(Self {
-            tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            tls: tokio_rustls::TlsAcceptor::from(tls.clone()),
+            tls_config: tls,
             ca_key,
             name: name.to_string(),
             pairings: Default::default(),
@@ -198,7 +208,7 @@ impl Server {
         forward: SocketAddr,
         now: i64,
     ) -> Result<(), TunnelError> {
-        let mut tls = self
+        let tls = self
             .tls
             .accept(tcp)
             .await
@@ -210,32 +220,114 @@ impl Server {
             .and_then(|c| c.first())
             .map(|c| c.as_ref().to_vec())
             .ok_or_else(|| TunnelError::Tls("no client certificate".into()))?;
-        let ticket = read_frame(&mut tls).await?;
-        let mut presented = [0u8; 16 + PROOF_LEN];
-        tls.read_exact(&mut presented).await?;
         let exporter = exporter(tls.get_ref().1)?;
+        self.admit(tls, &peer, &exporter, forward, now).await
+    }
+
+    /// One channel over QUIC: the handshake, the first bidirectional
+    /// stream, then as over TCP.
+    pub async fn serve_quic_one(
+        &self,
+        incoming: quinn::Incoming,
+        forward: SocketAddr,
+        now: i64,
+    ) -> Result<(), TunnelError> {
+        let conn = incoming
+            .await
+            .map_err(|e| TunnelError::Tls(e.to_string()))?;
+        let peer = conn
+            .peer_identity()
+            .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
+            .ok_or_else(|| TunnelError::Tls("no client certificate".into()))?;
+        let mut exporter = [0u8; EXPORTER_LEN];
+        conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+            .map_err(|_| TunnelError::Tls("exporter".into()))?;
+        let (send, recv) = conn
+            .accept_bi()
+            .await
+            .map_err(|e| TunnelError::Tls(e.to_string()))?;
+        let result = self
+            .admit(tokio::io::join(recv, send), &peer, &exporter, forward, now)
+            .await;
+        // The terminal closes once it has read the last bytes (a refusal
+        // code, say); closing first could drop them in flight.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn.closed()).await;
+        result
+    }
+
+    /// The ticket and pairing frames on an established channel `io`; then
+    /// the VM's proof and the relay to `forward`.
+    async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut io: S,
+        peer: &[u8],
+        exporter: &[u8],
+        forward: SocketAddr,
+        now: i64,
+    ) -> Result<(), TunnelError> {
+        let ticket = read_frame(&mut io).await?;
+        let mut presented = [0u8; 16 + PROOF_LEN];
+        io.read_exact(&mut presented).await?;
         let verdict = self
-            .check(&ticket, &peer, now)
-            .and_then(|()| self.check_pairing(&presented, &peer, &exporter, now));
+            .check(&ticket, peer, now)
+            .and_then(|()| self.check_pairing(&presented, peer, exporter, now));
         let key = match verdict {
             Ok(key) => key,
             Err(refused) => {
-                tls.write_all(&[refused as u8]).await?;
-                let _ = tls.shutdown().await;
+                io.write_all(&[refused as u8]).await?;
+                let _ = io.shutdown().await;
                 return Err(TunnelError::Refused(refused));
             }
         };
         let mut answer = [0u8; 1 + PROOF_LEN];
-        answer[1..].copy_from_slice(&pairing::proof(&key, &exporter, Side::Vm));
-        tls.write_all(&answer).await?;
+        answer[1..].copy_from_slice(&pairing::proof(&key, exporter, Side::Vm));
+        io.write_all(&answer).await?;
+        io.flush().await?;
         let mut service = TcpStream::connect(forward).await?;
         let _ = service.set_nodelay(true);
-        match tokio::io::copy_bidirectional(&mut tls, &mut service).await {
+        match tokio::io::copy_bidirectional(&mut io, &mut service).await {
             Ok(_) => Ok(()),
-            // A terminal that leaves without close_notify once it has the
-            // service's answer: the channel is over all the same.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(()),
+            // A terminal that leaves without close_notify (or closes its
+            // QUIC connection) once it has the service's answer: the
+            // channel is over all the same.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::NotConnected
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The QUIC server configuration for channels: strict ShangMi, ALPN
+    /// [`QUIC_ALPN`], client certificates from the session CA.
+    pub fn quic_server_config(&self) -> Result<quinn::ServerConfig, TunnelError> {
+        pki::tls::quic_server_config(&self.tls_config, QUIC_ALPN)
+            .map_err(|e| TunnelError::Tls(e.to_string()))
+    }
+
+    /// A QUIC endpoint on `bind` for channels, for [`Server::run_quic`].
+    pub fn quic_endpoint(&self, bind: SocketAddr) -> Result<quinn::Endpoint, TunnelError> {
+        Ok(quinn::Endpoint::server(self.quic_server_config()?, bind)?)
+    }
+
+    /// Serves channels arriving on `endpoint`, each relayed to `forward`.
+    pub async fn run_quic(self: Arc<Self>, endpoint: quinn::Endpoint, forward: SocketAddr) {
+        while let Some(incoming) = endpoint.accept().await {
+            let me = self.clone();
+            let peer = incoming.remote_address();
+            tokio::spawn(async move {
+                if let Err(e) = me.serve_quic_one(incoming, forward, unix_now()).await {
+                    eprintln!("tnc-client serve: QUIC channel from {peer}: {e}");
+                }
+            });
         }
     }
 
@@ -295,15 +387,18 @@ impl Server {
             let _ = tcp.set_nodelay(true);
             let me = self.clone();
             tokio::spawn(async move {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
-                if let Err(e) = me.serve_one(tcp, forward, now).await {
+                if let Err(e) = me.serve_one(tcp, forward, unix_now()).await {
                     eprintln!("tnc-client serve: channel from {peer}: {e}");
                 }
             });
         }
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Equal-length comparison without an early exit.
@@ -333,58 +428,168 @@ pub async fn connect(
     addr: SocketAddr,
     vm: &str,
     pairing: &Pairing,
-) -> Result<impl AsyncRead + AsyncWrite + Unpin, TunnelError> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TunnelError> {
     let key = pairing_key(pairing)?;
-    if pairing.id.len() != 16 {
-        return Err(TunnelError::Credentials(format!(
-            "a pairing id of {} bytes",
-            pairing.id.len()
-        )));
-    }
     let tls = client_config(
         Arc::new(strict_provider()),
         me.roots()?,
         Some(me.tls_identity()?),
     )
     .map_err(|e| TunnelError::Tls(e.to_string()))?;
-    let name = ServerName::try_from(vm.to_string())
-        .map_err(|_| TunnelError::Credentials(format!("{vm:?} is not a VM name (a DNS name)")))?;
+    let name = server_name(vm)?;
     let tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
     let mut stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
         .map_err(|e| TunnelError::Tls(e.to_string()))?;
-    let len = u32::try_from(me.grant.ticket.len())
-        .ok()
-        .filter(|l| (*l as usize) <= MAX_TICKET)
-        .ok_or_else(|| TunnelError::Credentials("the ticket is too long".into()))?;
     let vm_certificate = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .map(|c| policy::HashAlg::Sha256.digest(c.as_ref()))
+        .map(|c| c.as_ref().to_vec())
         .ok_or_else(|| TunnelError::Tls("the VM presented no certificate".into()))?;
-    if !ct_eq(&vm_certificate, &pairing.peer_certificate_sha256) {
+    let exporter = exporter(stream.get_ref().1)?;
+    prove(&mut stream, me, pairing, &key, &vm_certificate, &exporter).await?;
+    Ok(stream)
+}
+
+/// [`connect`] over QUIC: the channel on the connection's first stream.
+pub async fn connect_quic(
+    me: &ChannelIdentity,
+    addr: SocketAddr,
+    vm: &str,
+    pairing: &Pairing,
+) -> Result<QuicChannel, TunnelError> {
+    let key = pairing_key(pairing)?;
+    let tls = client_config(
+        Arc::new(strict_provider()),
+        me.roots()?,
+        Some(me.tls_identity()?),
+    )
+    .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    let config = pki::tls::quic_client_config(&tls, QUIC_ALPN)
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    server_name(vm)?;
+    let bind = if addr.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    };
+    let endpoint = quinn::Endpoint::client(bind)?;
+    let conn = endpoint
+        .connect_with(config, addr, vm)
+        .map_err(|e| TunnelError::Tls(e.to_string()))?
+        .await
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    let vm_certificate = conn
+        .peer_identity()
+        .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
+        .ok_or_else(|| TunnelError::Tls("the VM presented no certificate".into()))?;
+    let mut exporter = [0u8; EXPORTER_LEN];
+    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .map_err(|_| TunnelError::Tls("exporter".into()))?;
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    let mut io = tokio::io::join(recv, send);
+    prove(&mut io, me, pairing, &key, &vm_certificate, &exporter).await?;
+    Ok(QuicChannel {
+        io,
+        _conn: conn,
+        _endpoint: endpoint,
+    })
+}
+
+/// A channel over QUIC: its stream, holding the connection and endpoint.
+pub struct QuicChannel {
+    io: tokio::io::Join<quinn::RecvStream, quinn::SendStream>,
+    _conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+}
+
+impl AsyncRead for QuicChannel {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for QuicChannel {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+fn server_name(vm: &str) -> Result<ServerName<'static>, TunnelError> {
+    ServerName::try_from(vm.to_string())
+        .map_err(|_| TunnelError::Credentials(format!("{vm:?} is not a VM name (a DNS name)")))
+}
+
+/// The terminal's frames on an established channel: the VM's certificate
+/// must be the paired one; ticket, pairing id and proof out; the VM's
+/// answer and proof in.
+async fn prove<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    me: &ChannelIdentity,
+    pairing: &Pairing,
+    key: &[u8; KEY_LEN],
+    vm_certificate: &[u8],
+    exporter: &[u8],
+) -> Result<(), TunnelError> {
+    if pairing.id.len() != 16 {
+        return Err(TunnelError::Credentials(format!(
+            "a pairing id of {} bytes",
+            pairing.id.len()
+        )));
+    }
+    let presented = policy::HashAlg::Sha256.digest(vm_certificate);
+    if !ct_eq(&presented, &pairing.peer_certificate_sha256) {
         return Err(TunnelError::VmCertificate);
     }
-    let exporter = exporter(stream.get_ref().1)?;
+    let len = u32::try_from(me.grant.ticket.len())
+        .ok()
+        .filter(|l| (*l as usize) <= MAX_TICKET)
+        .ok_or_else(|| TunnelError::Credentials("the ticket is too long".into()))?;
     let mut first = Vec::with_capacity(4 + me.grant.ticket.len() + 16 + PROOF_LEN);
     first.extend_from_slice(&len.to_be_bytes());
     first.extend_from_slice(&me.grant.ticket);
     first.extend_from_slice(&pairing.id);
-    first.extend_from_slice(&pairing::proof(&key, &exporter, Side::Terminal));
-    stream.write_all(&first).await?;
-    stream.flush().await?;
-    match stream.read_u8().await? {
+    first.extend_from_slice(&pairing::proof(key, exporter, Side::Terminal));
+    io.write_all(&first).await?;
+    io.flush().await?;
+    match io.read_u8().await? {
         0 => {}
         c => return Err(TunnelError::Refused(Refused::from_code(c))),
     }
     let mut proof = [0u8; PROOF_LEN];
-    stream.read_exact(&mut proof).await?;
-    if !pairing::verify(&key, &exporter, Side::Vm, &proof) {
+    io.read_exact(&mut proof).await?;
+    if !pairing::verify(key, exporter, Side::Vm, &proof) {
         return Err(TunnelError::VmProof);
     }
-    Ok(stream)
+    Ok(())
 }

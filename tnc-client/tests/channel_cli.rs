@@ -3,7 +3,8 @@
 //! vm-1 (a swtpm booted as good-vm) serves a small HTTP service; the allowed
 //! terminal-1 connects with standard input and output, is paired with vm-1
 //! by the PDP and gets the service's answer through the ShangMi channel,
-//! twice (the second time with the credentials it kept); the isolated
+//! over TCP twice (the second time with the credentials it kept) and over
+//! QUIC; the isolated
 //! terminal-2 gets no credentials, no pairing, and `connect` says why.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,11 +34,12 @@ fn http_service() -> std::net::SocketAddr {
 }
 
 /// `tnc-client connect --config C vm-1 -` with a request on standard input.
-fn connect(config: &Path) -> (std::process::ExitStatus, String, String) {
+fn connect(config: &Path, extra: &[&str]) -> (std::process::ExitStatus, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tnc-client"))
         .args(["connect", "--config"])
         .arg(config)
         .args(["vm-1", "--local", "-"])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -85,7 +87,8 @@ async fn a_paired_terminal_reaches_the_service_behind_serve_and_an_isolated_one_
         .args(["serve", "--config"])
         .arg(&vm_config)
         .args(["--forward", &service.to_string()])
-        .args(["--listen", "127.0.0.1:0", "--name", "vm-1"])
+        .args(["--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"])
+        .args(["--name", "vm-1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -112,9 +115,18 @@ async fn a_paired_terminal_reaches_the_service_behind_serve_and_an_isolated_one_
 
     // terminal-1: attested, credentials granted, paired, through.
     let t1 = good.write_client_config(pdp.addr, &pdp.tls.ca).unwrap();
-    for round in ["with new credentials", "with the credentials it kept"] {
+    for round in [
+        "with new credentials",
+        "with the credentials it kept",
+        "over QUIC",
+    ] {
         let t1 = t1.clone();
-        let (status, out, err) = tokio::task::spawn_blocking(move || connect(&t1))
+        let extra: &[&str] = if round == "over QUIC" {
+            &["--quic"]
+        } else {
+            &[]
+        };
+        let (status, out, err) = tokio::task::spawn_blocking(move || connect(&t1, extra))
             .await
             .unwrap();
         assert!(status.success(), "{round}: {err}");
@@ -128,6 +140,7 @@ async fn a_paired_terminal_reaches_the_service_behind_serve_and_an_isolated_one_
                 && err.contains("TLS_SM4_GCM_SM3, pairing"),
             "{round}: {err}"
         );
+        assert_eq!(err.contains("over QUIC"), round == "over QUIC", "{err}");
         assert_eq!(
             err.contains("credentials kept"),
             round == "with new credentials",
@@ -143,11 +156,11 @@ async fn a_paired_terminal_reaches_the_service_behind_serve_and_an_isolated_one_
         .into_iter()
         .filter(|e| e.kind == "pairing")
         .count();
-    assert_eq!(pairings, 2);
+    assert_eq!(pairings, 3);
 
     // terminal-2: isolated, so no credentials and no pairing.
     let t2 = bad.write_client_config(pdp.addr, &pdp.tls.ca).unwrap();
-    let (status, out, err) = tokio::task::spawn_blocking(move || connect(&t2))
+    let (status, out, err) = tokio::task::spawn_blocking(move || connect(&t2, &[]))
         .await
         .unwrap();
     assert_eq!(status.code(), Some(3), "{err}");

@@ -112,6 +112,10 @@ pub struct Pairing {
     pub peer_certificate_sha256: Vec<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// To the terminal only: where the VM serves channels over QUIC, if it
+    /// does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic_address: Option<String>,
     /// Unix seconds: unused after this, the pairing is void.
     pub expires: i64,
 }
@@ -128,6 +132,9 @@ pub struct PairingRefusal {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Serving {
     pub address: String,
+    /// Where it serves channels over QUIC (UDP), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic_address: Option<String>,
 }
 
 /// VM -> PDP: the pairing was received.
@@ -250,6 +257,7 @@ impl fmt::Debug for Pairing {
             .field("key", &"(secret)")
             .field("peer", &self.peer)
             .field("address", &self.address)
+            .field("quic_address", &self.quic_address)
             .field("expires", &self.expires)
             .finish()
     }
@@ -289,6 +297,7 @@ mod tests {
                 peer: "vm-1".into(),
                 peer_certificate_sha256: vec![7; 32],
                 address: Some("192.0.2.7:2710".into()),
+                quic_address: Some("192.0.2.7:2710".into()),
                 expires: 1_800_000_060,
             }),
             CredentialAttribute::PairingRefusal(PairingRefusal {
@@ -297,6 +306,7 @@ mod tests {
             }),
             CredentialAttribute::Serving(Serving {
                 address: "[2001:db8::7]:2710".into(),
+                quic_address: None,
             }),
             CredentialAttribute::PairingAccepted(PairingAccepted { id: vec![5; 16] }),
         ];

@@ -41,6 +41,8 @@ pub struct Serving {
     pub device: String,
     /// Where it serves channels.
     pub address: String,
+    /// Where it serves them over QUIC, if it does.
+    pub quic_address: Option<String>,
     /// SHA-256 of the certificate it presents on channels.
     pub certificate_sha256: Vec<u8>,
 }
@@ -165,6 +167,7 @@ impl Registry {
                 peer: device.to_string(),
                 peer_certificate_sha256: certificate_sha256.to_vec(),
                 address: None,
+                quic_address: None,
                 expires,
             },
             done,
@@ -180,6 +183,7 @@ impl Registry {
                 peer: serving.name,
                 peer_certificate_sha256: serving.certificate_sha256,
                 address: Some(serving.address),
+                quic_address: serving.quic_address,
                 expires,
             }),
             // The VM's session ended before it acknowledged.
@@ -198,6 +202,7 @@ mod tests {
             name: name.into(),
             device: "aa".into(),
             address: "127.0.0.1:2710".into(),
+            quic_address: None,
             certificate_sha256: vec![9; 32],
         }
     }

@@ -145,7 +145,7 @@ pub struct PdpSession<'c> {
     /// A terminal's request for a pairing with a VM.
     pairing_request: Option<PairingRequest>,
     /// Where a VM says it serves channels.
-    serving_at: Option<String>,
+    serving_at: Option<credential::Serving>,
     /// The VM's entry for the pairing registry, once it is allowed and
     /// certified (taken by the network task).
     serving: Option<crate::pairing::Serving>,
@@ -384,7 +384,7 @@ impl<'c> PdpSession<'c> {
     /// A VM that said where it serves, allowed and certified now, with a
     /// name in `[ca] vm_names`: ready for the pairing registry.
     fn note_serving(&mut self, allowed: bool, fresh: Option<&Grant>) {
-        let Some(address) = self.serving_at.clone() else {
+        let Some(at) = self.serving_at.clone() else {
             return;
         };
         let device = self
@@ -402,7 +402,8 @@ impl<'c> PdpSession<'c> {
                 self.serving = Some(crate::pairing::Serving {
                     name,
                     device,
-                    address,
+                    address: at.address,
+                    quic_address: at.quic_address,
                     certificate_sha256: policy::HashAlg::Sha256.digest(&grant.certificate),
                 });
             }
@@ -877,7 +878,7 @@ impl PdpSession<'_> {
                     }
                 }
                 Ok(CredentialAttribute::PairingRequest(r)) => self.pairing_request = Some(r),
-                Ok(CredentialAttribute::Serving(s)) => self.serving_at = Some(s.address),
+                Ok(CredentialAttribute::Serving(s)) => self.serving_at = Some(s),
                 Ok(CredentialAttribute::PairingAccepted(a)) => self.accepted.push(a.id),
                 Ok(_) => {
                     self.key_request =

@@ -833,6 +833,7 @@ mod pairings {
         agent.key_request = Some(key_request(&Sm2Key::generate().unwrap()));
         agent.serving = Some(Serving {
             address: VM_ADDRESS.into(),
+            quic_address: None,
         });
         let mut session = PdpSession::new(&bed.ctx, "vm-1's address");
         let x = drive(&mut session, &mut agent).await;
