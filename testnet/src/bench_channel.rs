@@ -526,49 +526,6 @@ fn issuance(seconds: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A software device enrolled in `pdp`'s store as `role`: a collector for
-/// each session (quoting `measurements` with the device's AK).
-async fn soft_device(
-    pdp: &testnet::e2e::TestPdp,
-    role: tnc_proto::attestation::Role,
-    name: &str,
-    measurements: &Arc<testnet::simulator::Measurements>,
-) -> anyhow::Result<impl Fn() -> testnet::soft_ak::SoftCollector> {
-    let ak = testnet::soft_ak::SoftAk::generate();
-    let ek_certificate = format!("software {name} (bench)").into_bytes();
-    let mut device_id = [0u8; 32];
-    device_id.copy_from_slice(&policy::HashAlg::Sha256.digest(&ek_certificate));
-    pdp.store
-        .put_device(&tnc_server::devices::DeviceRecord {
-            device_id,
-            role,
-            ek_certificate: ek_certificate.clone(),
-            ak_name: ak.public().name(),
-            ak_public: ak.public_area().to_vec(),
-            state: None,
-            last_verdict: None,
-            last_seen: 0,
-            enrolled_at: 0,
-        })
-        .await?;
-    let identity = tnc_proto::attestation::Identity {
-        ek_public: ak.public_area().to_vec(),
-        ek_certificate,
-        ak_public: ak.public_area().to_vec(),
-    };
-    let values = Arc::new(measurements.pcr_values_after(measurements.ima_entries()));
-    let measurements = measurements.clone();
-    Ok(move || {
-        testnet::soft_ak::SoftCollector::new(
-            role,
-            ak.clone(),
-            identity.clone(),
-            measurements.clone(),
-            values.clone(),
-        )
-    })
-}
-
 /// `connect` to the first byte, `runs` times after one that obtains the
 /// credentials; the table with the TPM's share measured apart.
 fn first_byte(runs: usize) -> anyhow::Result<()> {
@@ -590,20 +547,21 @@ fn first_byte(runs: usize) -> anyhow::Result<()> {
         let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir)?, false)?;
         // The VM's device ID is its EK certificate's hash: known before
         // the PDP starts, as the operator's `[ca] vm_names` needs it.
-        let vm_id = policy::HashAlg::Sha256.digest(b"software vm (bench)");
+        let vm_id = testnet::e2e::soft_device_id("vm");
         let pdp = TestPdp::start_raw(
             &[(Role::Terminal, &profile), (Role::Vm, &profile)],
             (Vec::new(), Vec::new()),
             PdpOptions {
                 issue_credentials: true,
                 report: false,
-                vm_names: [(policy::digest::hex(&vm_id), "vm-1".to_string())].into(),
+                vm_names: [(vm_id, "vm-1".to_string())].into(),
                 ..PdpOptions::default()
             },
         )
         .await?;
-        let vm_collector = soft_device(&pdp, Role::Vm, "vm", &measurements).await?;
-        let terminal = soft_device(&pdp, Role::Terminal, "terminal", &measurements).await?;
+        let vm_collector = testnet::e2e::soft_device(&pdp, Role::Vm, "vm", &measurements).await?;
+        let terminal =
+            testnet::e2e::soft_device(&pdp, Role::Terminal, "terminal", &measurements).await?;
         let target = tnc_client::pairing::Pdp {
             addr: pdp.addr,
             server_name: "localhost".into(),

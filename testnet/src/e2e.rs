@@ -652,3 +652,52 @@ pub async fn serve_in_thread(
         .map_err(|e| anyhow!("serve: {e}"))?;
     Ok((ServingVm { addr, stop, thread }, outcome))
 }
+
+/// A software device enrolled in `pdp`'s store as `role`: a collector for
+/// each session (quoting `measurements` with the device's AK).
+pub async fn soft_device(
+    pdp: &TestPdp,
+    role: tnc_proto::attestation::Role,
+    name: &str,
+    measurements: &Arc<crate::simulator::Measurements>,
+) -> anyhow::Result<impl Fn() -> crate::soft_ak::SoftCollector> {
+    let ak = crate::soft_ak::SoftAk::generate();
+    // Its device ID is SHA-256 of this: [`soft_device_id`].
+    let ek_certificate = format!("software {name} (bench)").into_bytes();
+    let mut device_id = [0u8; 32];
+    device_id.copy_from_slice(&policy::HashAlg::Sha256.digest(&ek_certificate));
+    pdp.store
+        .put_device(&tnc_server::devices::DeviceRecord {
+            device_id,
+            role,
+            ek_certificate: ek_certificate.clone(),
+            ak_name: ak.public().name(),
+            ak_public: ak.public_area().to_vec(),
+            state: None,
+            last_verdict: None,
+            last_seen: 0,
+            enrolled_at: 0,
+        })
+        .await?;
+    let identity = tnc_proto::attestation::Identity {
+        ek_public: ak.public_area().to_vec(),
+        ek_certificate,
+        ak_public: ak.public_area().to_vec(),
+    };
+    let values = Arc::new(measurements.pcr_values_after(measurements.ima_entries()));
+    let measurements = measurements.clone();
+    Ok(move || {
+        crate::soft_ak::SoftCollector::new(
+            role,
+            ak.clone(),
+            identity.clone(),
+            measurements.clone(),
+            values.clone(),
+        )
+    })
+}
+
+/// The device ID of the software device [`soft_device`] enrolls as `name`.
+pub fn soft_device_id(name: &str) -> String {
+    hex(&policy::HashAlg::Sha256.digest(format!("software {name} (bench)").as_bytes()))
+}

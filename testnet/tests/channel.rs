@@ -177,6 +177,11 @@ async fn without_the_pairing_key_or_with_a_relayed_proof_nothing_opens() {
         matches!(err, TunnelError::Refused(Refused::PairingCertificate)),
         "{err}"
     );
+    // Presented with the wrong certificate, it is not used up: its own
+    // terminal still gets through (pairing ids are in the audit log).
+    let mut ok = connect(&other, addr, "vm-1", &theirs).await.unwrap();
+    ok.write_all(b"x").await.unwrap();
+    assert_eq!(ok.read_u8().await.unwrap(), b'x');
 
     // A relay: the proof made with the right key over another connection's
     // exporter (what a man in the middle forwarding a proof would hold).
@@ -506,4 +511,28 @@ async fn over_quic_too_a_paired_terminal_gets_through_and_nothing_else_does() {
         .unwrap()
         .await;
     assert!(r.is_err(), "an AES-only QUIC client got a channel");
+}
+
+#[tokio::test]
+async fn a_peer_that_stalls_before_its_frames_is_cut_off() {
+    let issuer = issuer(&[(Role::Terminal, "vm-1")]);
+    let vm_id = credentials(&issuer, Role::Vm, 0x77);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Arc::new(
+        Server::new(&vm_id, "vm-1")
+            .unwrap()
+            .with_admission_timeout(Duration::from_millis(300)),
+    );
+    tokio::spawn(server.run(listener, "127.0.0.1:9".parse().unwrap()));
+    // Connects and sends nothing (no TLS, no frames): closed by the VM.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("the VM kept a silent peer")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -42,6 +42,14 @@ pub const MAX_TICKET: usize = 16 * 1024;
 /// The ALPN protocol of the channel over QUIC.
 pub const QUIC_ALPN: &[u8] = b"tnc-channel";
 
+/// From the connection to the VM's answer: the handshake and the frames
+/// (a peer that stalls is cut off; the relay afterwards has no deadline).
+pub const ADMISSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Channels one VM serves at once, admitted or being admitted; more are
+/// closed at once.
+pub const MAX_CHANNELS: usize = 1024;
+
 /// Why a VM refused a channel: the byte it answers with, and its log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -92,6 +100,8 @@ pub enum TunnelError {
     VmProof,
     #[error("the VM presented another certificate than the one the PDP paired it with")]
     VmCertificate,
+    #[error("the peer did not finish the handshake and frames in time")]
+    Stalled,
 }
 
 /// One side's credentials: what the PDP granted and the channel key.
@@ -132,6 +142,9 @@ pub struct Server {
     name: String,
     /// Pairings the PDP delivered, by pairing id, until used or expired.
     pairings: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Pairing>>,
+    /// One permit per channel (see [`MAX_CHANNELS`]).
+    channels: Arc<tokio::sync::Semaphore>,
+    admission_timeout: std::time::Duration,
 }
 
 /// The pairings one VM keeps at most (each is used within a minute).
@@ -177,7 +190,16 @@ impl Server {
             ca_key,
             name: name.to_string(),
             pairings: Default::default(),
+            channels: Arc::new(tokio::sync::Semaphore::new(MAX_CHANNELS)),
+            admission_timeout: ADMISSION_TIMEOUT,
         })
+    }
+
+    /// Cuts off peers that have not finished the handshake and frames
+    /// within `timeout` (default [`ADMISSION_TIMEOUT`]).
+    pub fn with_admission_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.admission_timeout = timeout;
+        self
     }
 
     /// A pairing the PDP delivered; expired ones are dropped first. False
@@ -192,26 +214,27 @@ impl Server {
         true
     }
 
-    /// The pairing `id`, taken out: it serves once.
-    fn take_pairing(&self, id: &[u8]) -> Option<Pairing> {
-        self.pairings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
+    /// The pairing `id` if it was made for the certificate whose SHA-256
+    /// is `certificate`, taken out: it serves once. A pairing presented
+    /// with another certificate stays (its id is no secret: the audit log
+    /// names it; only its terminal can use it up).
+    fn take_pairing(&self, id: &[u8], certificate: &[u8]) -> Result<Pairing, Refused> {
+        let mut held = self.pairings.lock().unwrap_or_else(|p| p.into_inner());
+        let pairing = held.get(id).ok_or(Refused::NoPairing)?;
+        if !ct_eq(certificate, &pairing.peer_certificate_sha256) {
+            return Err(Refused::PairingCertificate);
+        }
+        held.remove(id).ok_or(Refused::NoPairing)
     }
 
-    /// One channel on `tcp`: the handshake and the ticket at `now` (Unix
-    /// seconds); then relays it to `forward` until either side closes.
-    pub async fn serve_one(
-        &self,
-        tcp: TcpStream,
-        forward: SocketAddr,
-        now: i64,
-    ) -> Result<(), TunnelError> {
-        let tls = self
-            .tls
-            .accept(tcp)
+    /// One channel on `tcp`: the handshake, the ticket and the pairing
+    /// (within [`ADMISSION_TIMEOUT`]); then relays it to `forward` until
+    /// either side closes.
+    pub async fn serve_one(&self, tcp: TcpStream, forward: SocketAddr) -> Result<(), TunnelError> {
+        let deadline = tokio::time::Instant::now() + self.admission_timeout;
+        let tls = tokio::time::timeout_at(deadline, self.tls.accept(tcp))
             .await
+            .map_err(|_| TunnelError::Stalled)?
             .map_err(|e| TunnelError::Tls(e.to_string()))?;
         let peer = tls
             .get_ref()
@@ -221,7 +244,7 @@ impl Server {
             .map(|c| c.as_ref().to_vec())
             .ok_or_else(|| TunnelError::Tls("no client certificate".into()))?;
         let exporter = exporter(tls.get_ref().1)?;
-        self.admit(tls, &peer, &exporter, forward, now).await
+        self.admit(tls, &peer, &exporter, forward, deadline).await
     }
 
     /// One channel over QUIC: the handshake, the first bidirectional
@@ -230,10 +253,11 @@ impl Server {
         &self,
         incoming: quinn::Incoming,
         forward: SocketAddr,
-        now: i64,
     ) -> Result<(), TunnelError> {
-        let conn = incoming
+        let deadline = tokio::time::Instant::now() + self.admission_timeout;
+        let conn = tokio::time::timeout_at(deadline, incoming)
             .await
+            .map_err(|_| TunnelError::Stalled)?
             .map_err(|e| TunnelError::Tls(e.to_string()))?;
         let peer = conn
             .peer_identity()
@@ -243,12 +267,18 @@ impl Server {
         let mut exporter = [0u8; EXPORTER_LEN];
         conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
             .map_err(|_| TunnelError::Tls("exporter".into()))?;
-        let (send, recv) = conn
-            .accept_bi()
+        let (send, recv) = tokio::time::timeout_at(deadline, conn.accept_bi())
             .await
+            .map_err(|_| TunnelError::Stalled)?
             .map_err(|e| TunnelError::Tls(e.to_string()))?;
         let result = self
-            .admit(tokio::io::join(recv, send), &peer, &exporter, forward, now)
+            .admit(
+                tokio::io::join(recv, send),
+                &peer,
+                &exporter,
+                forward,
+                deadline,
+            )
             .await;
         // The terminal closes once it has read the last bytes (a refusal
         // code, say); closing first could drop them in flight.
@@ -256,19 +286,27 @@ impl Server {
         result
     }
 
-    /// The ticket and pairing frames on an established channel `io`; then
-    /// the VM's proof and the relay to `forward`.
+    /// The ticket and pairing frames on an established channel `io` (read
+    /// by `deadline`, checked at the time they arrived); then the VM's
+    /// proof and the relay to `forward`.
     async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         mut io: S,
         peer: &[u8],
         exporter: &[u8],
         forward: SocketAddr,
-        now: i64,
+        deadline: tokio::time::Instant,
     ) -> Result<(), TunnelError> {
-        let ticket = read_frame(&mut io).await?;
-        let mut presented = [0u8; 16 + PROOF_LEN];
-        io.read_exact(&mut presented).await?;
+        let frames = async {
+            let ticket = read_frame(&mut io).await?;
+            let mut presented = [0u8; 16 + PROOF_LEN];
+            io.read_exact(&mut presented).await?;
+            Ok::<_, TunnelError>((ticket, presented))
+        };
+        let (ticket, presented) = tokio::time::timeout_at(deadline, frames)
+            .await
+            .map_err(|_| TunnelError::Stalled)??;
+        let now = unix_now();
         let verdict = self
             .check(&ticket, peer, now)
             .and_then(|()| self.check_pairing(&presented, peer, exporter, now));
@@ -321,12 +359,18 @@ impl Server {
     /// Serves channels arriving on `endpoint`, each relayed to `forward`.
     pub async fn run_quic(self: Arc<Self>, endpoint: quinn::Endpoint, forward: SocketAddr) {
         while let Some(incoming) = endpoint.accept().await {
-            let me = self.clone();
             let peer = incoming.remote_address();
+            let Ok(permit) = self.channels.clone().try_acquire_owned() else {
+                incoming.refuse();
+                eprintln!("tnc-client serve: {MAX_CHANNELS} channels open: QUIC channel from {peer} refused");
+                continue;
+            };
+            let me = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = me.serve_quic_one(incoming, forward, unix_now()).await {
+                if let Err(e) = me.serve_quic_one(incoming, forward).await {
                     eprintln!("tnc-client serve: QUIC channel from {peer}: {e}");
                 }
+                drop(permit);
             });
         }
     }
@@ -359,13 +403,10 @@ impl Server {
         now: i64,
     ) -> Result<[u8; KEY_LEN], Refused> {
         let (id, proof) = presented.split_at(16);
-        let pairing = self.take_pairing(id).ok_or(Refused::NoPairing)?;
+        let presented_hash = policy::HashAlg::Sha256.digest(peer_certificate);
+        let pairing = self.take_pairing(id, &presented_hash)?;
         if pairing.expires < now {
             return Err(Refused::PairingExpired);
-        }
-        let presented_hash = policy::HashAlg::Sha256.digest(peer_certificate);
-        if !ct_eq(&presented_hash, &pairing.peer_certificate_sha256) {
-            return Err(Refused::PairingCertificate);
         }
         let key = pairing_key(&pairing).map_err(|_| Refused::NoPairing)?;
         if !pairing::verify(&key, exporter, Side::Terminal, proof) {
@@ -381,15 +422,31 @@ impl Server {
         forward: SocketAddr,
     ) -> std::io::Result<()> {
         loop {
-            let (tcp, peer) = listener.accept().await?;
+            let (tcp, peer) = match listener.accept().await {
+                Ok(a) => a,
+                // Out of descriptors or a connection gone before accept:
+                // the listener goes on.
+                Err(e) => {
+                    eprintln!("tnc-client serve: accepting a channel: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.channels.clone().try_acquire_owned() else {
+                eprintln!(
+                    "tnc-client serve: {MAX_CHANNELS} channels open: channel from {peer} refused"
+                );
+                continue;
+            };
             // Small frames (ticket, proofs, one-line requests) go out at
             // once, not after a delayed ACK.
             let _ = tcp.set_nodelay(true);
             let me = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = me.serve_one(tcp, forward, unix_now()).await {
+                if let Err(e) = me.serve_one(tcp, forward).await {
                     eprintln!("tnc-client serve: channel from {peer}: {e}");
                 }
+                drop(permit);
             });
         }
     }

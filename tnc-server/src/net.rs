@@ -733,6 +733,19 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut pushes: Option<tokio::sync::mpsc::Receiver<crate::pairing::Push>> = None;
     let mut awaiting: std::collections::HashMap<Vec<u8>, tokio::sync::oneshot::Sender<()>> =
         std::collections::HashMap::new();
+    // A pairing round must be acknowledged by then, or the session ends.
+    let mut round_deadline: Option<tokio::time::Instant> = None;
+    // Sends what `reply` holds; closes the transport when it says so.
+    fn send(conn: &mut ServerConnection, reply: &crate::pdp::session::Reply) {
+        for b in &reply.batches {
+            if conn.send_batch(b).is_err() {
+                break;
+            }
+        }
+        if reply.close {
+            conn.close();
+        }
+    }
     // One TLS record's worth (16 KiB): larger reads gain nothing and each idle
     // session would hold the buffer.
     let mut buf = vec![0u8; 16 * 1024];
@@ -743,13 +756,9 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     Event::Ready => slot = Some(gate.enter().await?),
                     Event::Batch(bytes) => {
                         let reply = session.receive(&bytes).await;
-                        for b in &reply.batches {
-                            if conn.send_batch(b).is_err() {
-                                break;
-                            }
-                        }
-                        if reply.close {
-                            conn.close();
+                        send(&mut conn, &reply);
+                        if session.is_decided() {
+                            round_deadline = None;
                         }
                         for id in session.take_accepted() {
                             if let Some(done) = awaiting.remove(&id) {
@@ -770,6 +779,20 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                                 ctx.pairings.leave(old);
                             }
                             pushes = Some(rx);
+                        } else if registration.is_some()
+                            && session.is_decided()
+                            && !session.allowed()
+                        {
+                            // Re-assessed (CRETRY) to something other than
+                            // allow: no more pairings, and the session ends.
+                            if let Some(r) = registration.take() {
+                                ctx.pairings.leave(r);
+                            }
+                            pushes = None;
+                            send(
+                                &mut conn,
+                                &session.close("a serving VM no longer allowed: control session ended"),
+                            );
                         }
                     }
                     Event::Authenticate(creds) => {
@@ -857,20 +880,47 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                 tokio::select! {
                     r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
                     push = rx.recv() => {
-                        if let Some(push) = push {
-                            awaiting.retain(|_, done| !done.is_closed());
-                            let id = push.pairing.id.clone();
-                            let reply = session.push_pairing(push.pairing);
-                            for b in &reply.batches {
-                                if conn.send_batch(b).is_err() {
-                                    break;
-                                }
+                        match push {
+                            // The terminal gave up waiting: not worth a round.
+                            Some(push) if push.done.is_closed() => {}
+                            Some(push) => {
+                                awaiting.retain(|_, done| !done.is_closed());
+                                let id = push.pairing.id.clone();
+                                send(&mut conn, &session.push_pairing(push.pairing));
+                                awaiting.insert(id, push.done);
+                                round_deadline = Some(
+                                    tokio::time::Instant::now() + ctx.pairings.ack_timeout(),
+                                );
                             }
-                            if reply.close {
-                                conn.close();
+                            // The same VM registered from a newer session:
+                            // this one is superseded.
+                            None => {
+                                registration = None;
+                                pushes = None;
+                                send(
+                                    &mut conn,
+                                    &session.close("superseded by a newer control session of the same VM"),
+                                );
                             }
-                            awaiting.insert(id, push.done);
                         }
+                        continue;
+                    }
+                }
+            } else if let (Some(deadline), true) = (round_deadline, pushes.is_some()) {
+                // A pairing round under way: the VM answers within the
+                // acknowledgement time or its control session ends.
+                tokio::select! {
+                    r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        round_deadline = None;
+                        if let Some(r) = registration.take() {
+                            ctx.pairings.leave(r);
+                        }
+                        pushes = None;
+                        send(
+                            &mut conn,
+                            &session.close("the VM did not acknowledge a pairing in time: control session ended"),
+                        );
                         continue;
                     }
                 }

@@ -96,6 +96,11 @@ impl Registry {
         }
     }
 
+    /// How long a pairing waits for the VM's acknowledgement.
+    pub fn ack_timeout(&self) -> Duration {
+        self.ack_timeout
+    }
+
     /// `serving` takes calls now (a VM that registers again replaces its
     /// older session); pushes arrive on the receiver.
     pub fn register(&self, serving: Serving) -> (Registration, mpsc::Receiver<Push>) {

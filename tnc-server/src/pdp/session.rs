@@ -241,6 +241,20 @@ impl<'c> PdpSession<'c> {
         std::mem::take(&mut self.accepted)
     }
 
+    /// Ends the session with an empty CLOSE batch (a control session the PDP
+    /// gives up: superseded, no longer allowed, or silent in a round).
+    pub fn close(&mut self, why: &str) -> Reply {
+        self.failure.get_or_insert_with(|| why.to_string());
+        Reply::close_with(self.pb.close(None))
+    }
+
+    /// Whether the standing decision is allow.
+    pub fn allowed(&self) -> bool {
+        self.decision
+            .as_ref()
+            .is_some_and(|d| d.verdict == Verdict::Allow)
+    }
+
     /// Delivers `pairing` to the VM on its open session (Decided): SRETRY,
     /// then SDATA with the pairing (specs/nea-continuous.md §2). The VM's
     /// CDATA acknowledges it and gets the standing decision in RESULT.

@@ -1,0 +1,109 @@
+//! A serving VM's control session on the PDP (software AKs, no swtpm): the
+//! VM's pairings reach its newest session, and an older session of the same
+//! VM (a VM that restarted `serve` while the PDP never saw the old
+//! connection end) is closed by the PDP rather than kept.
+
+use std::sync::Arc;
+use std::time::Duration;
+use testnet::e2e::{soft_device, soft_device_id, write_host_files, PdpOptions, TestPdp};
+use tnc_client::agent::Agent;
+use tnc_client::pairing::{serve, Advertise, Pdp, Transport};
+use tnc_proto::attestation::Role;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_control_session_supersedes_the_older_one() {
+    let profile = testnet::e2e::profile("good-terminal").unwrap();
+    let measurements = Arc::new(profile.measure().unwrap());
+    let pdp = TestPdp::start_raw(
+        &[(Role::Terminal, &profile), (Role::Vm, &profile)],
+        (Vec::new(), Vec::new()),
+        PdpOptions {
+            issue_credentials: true,
+            vm_names: [(soft_device_id("vm"), "vm-1".to_string())].into(),
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let vm = soft_device(&pdp, Role::Vm, "vm", &measurements)
+        .await
+        .unwrap();
+    let terminal = soft_device(&pdp, Role::Terminal, "terminal", &measurements)
+        .await
+        .unwrap();
+    let dir = testnet::swtpm::scratch_dir("control-sessions").unwrap();
+    let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
+    let target = Pdp {
+        addr: pdp.addr,
+        server_name: "localhost".into(),
+        tls: tnc_client::agent::tls_client_config_for(
+            &pdp.tls.ca,
+            None,
+            pki::tls::Suites::Standard,
+        )
+        .unwrap(),
+    };
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let advertise = Advertise {
+            tcp: listener.local_addr().unwrap().to_string(),
+            quic: None,
+        };
+        let key = tnc_client::channel::ChannelKey::load_or_create(&dir.join("vm")).unwrap();
+        let s = serve(
+            &target,
+            Agent::with_collector(os.clone(), Box::new(vm())),
+            key,
+            "vm-1",
+            &advertise,
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(s.server.clone().run(listener, echo_addr));
+        sessions.push(s);
+    }
+    let newer = sessions.pop().unwrap();
+    let older = sessions.pop().unwrap();
+    // The PDP ends the older session (CLOSE), so its control task ends.
+    let ended = tokio::time::timeout(Duration::from_secs(10), older.control)
+        .await
+        .expect("the superseded control session was kept open");
+    assert!(ended.is_ok());
+    assert!(!newer.control.is_finished());
+
+    // A terminal's pairing reaches the newer session's server.
+    let key = tnc_client::channel::ChannelKey::load_or_create(&dir.join("terminal")).unwrap();
+    let opened = tnc_client::pairing::connect(
+        &target,
+        Agent::with_collector(os.clone(), Box::new(terminal())),
+        key,
+        None,
+        "vm-1",
+        None,
+        Transport::Tcp,
+        None,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut s = opened.stream;
+    s.write_all(b"x").await.unwrap();
+    assert_eq!(s.read_u8().await.unwrap(), b'x');
+    newer.control.abort();
+    pdp.stop().await.unwrap();
+}
