@@ -572,16 +572,7 @@ fn first_byte(runs: usize) -> anyhow::Result<()> {
             )?,
         };
         // The service behind the VM: one byte back for each byte.
-        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let echo_addr = echo.local_addr()?;
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = echo.accept().await {
-                tokio::spawn(async move {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                });
-            }
-        });
+        let echo_addr = testnet::e2e::echo_service().await?;
         let vm_agent = Agent::with_collector(os.clone(), Box::new(vm_collector()));
         let (vm, _) =
             serve_in_thread(&target, vm_agent, &dir.join("vm"), "vm-1", echo_addr).await?;
@@ -592,19 +583,13 @@ fn first_byte(runs: usize) -> anyhow::Result<()> {
             let key = tnc_client::channel::ChannelKey::load_or_create(&state)?;
             let held = tnc_client::channel::load(&state);
             let start = Instant::now();
-            let opened = tnc_client::pairing::connect(
-                &target,
-                agent,
-                key,
+            let options = tnc_client::pairing::ConnectOptions {
                 held,
-                "vm-1",
-                None,
-                tnc_client::pairing::Transport::Tcp,
-                None,
-                Duration::from_secs(60),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+                ..tnc_client::pairing::ConnectOptions::new("vm-1")
+            };
+            let opened = tnc_client::pairing::connect(&target, agent, key, options)
+                .await
+                .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
             if let Some(g) = &opened.fresh {
                 tnc_client::channel::save(&state, g)?;
             }

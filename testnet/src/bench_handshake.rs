@@ -19,16 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testnet::e2e::{make_client_certs, write_host_files, PdpOptions, TestPdp};
 use testnet::simulator::Profile;
-use testnet::soft_ak::{SoftAk, SoftCollector};
 use tnc_client::agent::{
     login, login_quic_on, quic_client_config, tls_client_config, tls_client_config_with, Agent,
     Collector,
 };
 use tnc_client::os::OsFacts;
-use tnc_proto::attestation::{Identity, Role};
+use tnc_proto::attestation::Role;
 use tnc_proto::pt_tls::sasl::PlainCredentials;
 use tnc_server::config::{Limits, Sasl};
-use tnc_server::devices::DeviceRecord;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -87,7 +85,6 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow!(e))?;
     let measurements = Arc::new(profile.measure().map_err(|e| anyhow!(e))?);
-    let values = Arc::new(measurements.pcr_values_after(measurements.ima_entries()));
     let tpm_quote_ms = tpm_quote_ms().unwrap_or(f64::NAN);
 
     let max_clients = 100;
@@ -113,37 +110,11 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
     let os_dir = testnet::swtpm::scratch_dir("bench-os")?;
     let os = OsFacts::collect(&write_host_files(&os_dir)?, false)?;
     for (i, (cert, key)) in client_certs.iter().enumerate() {
-        let ak = SoftAk::generate();
-        let ek_certificate = format!("software device {i} (bench)").into_bytes();
-        let mut device_id = [0u8; 32];
-        device_id.copy_from_slice(&policy::HashAlg::Sha256.digest(&ek_certificate));
-        pdp.store
-            .put_device(&DeviceRecord {
-                device_id,
-                role: Role::Terminal,
-                ek_certificate: ek_certificate.clone(),
-                ak_name: ak.public().name(),
-                ak_public: ak.public_area().to_vec(),
-                state: None,
-                last_verdict: None,
-                last_seen: 0,
-                enrolled_at: 0,
-            })
-            .await?;
-        let identity = Identity {
-            // Parsed, never trusted, for an enrolled device; its AK is.
-            ek_public: ak.public_area().to_vec(),
-            ek_certificate,
-            ak_public: ak.public_area().to_vec(),
-        };
+        let collector =
+            testnet::e2e::soft_device(&pdp, Role::Terminal, &format!("device {i}"), &measurements)
+                .await?;
         clients.push(Client {
-            collector: Some(Box::new(SoftCollector::new(
-                Role::Terminal,
-                ak,
-                identity,
-                measurements.clone(),
-                values.clone(),
-            ))),
+            collector: Some(Box::new(collector())),
             os: os.clone(),
             tls: tls_client_config_with(&pdp.tls.ca, Some((cert.as_path(), key.as_path())))?,
         });

@@ -157,31 +157,6 @@ async fn demo() -> anyhow::Result<()> {
 
 const WEB_ANSWER: &str = "hello from the web service behind vm-1\n";
 
-/// A web service that answers every request with [`WEB_ANSWER`].
-async fn web_service() -> anyhow::Result<std::net::SocketAddr> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(
-                        format!(
-                            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{WEB_ANSWER}",
-                            WEB_ANSWER.len()
-                        )
-                        .as_bytes(),
-                    )
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
 /// What a terminal's `connect` gave: the web answer and the figures, or
 /// why not.
 struct Connected {
@@ -208,20 +183,8 @@ async fn connect_terminal(
             .build()?;
         rt.block_on(async move {
             let started = Instant::now();
-            let deadline = std::time::Duration::from_secs(60);
-            let opened = match pairing::connect(
-                &pdp,
-                agent,
-                key,
-                None,
-                "vm-1",
-                None,
-                pairing::Transport::Tcp,
-                None,
-                deadline,
-            )
-            .await
-            {
+            let options = pairing::ConnectOptions::new("vm-1");
+            let opened = match pairing::connect(&pdp, agent, key, options).await {
                 Ok(o) => o,
                 Err(e) => return Ok(Err(e)),
             };
@@ -258,7 +221,7 @@ async fn second_act(
         server_name: "localhost".into(),
         tls: tnc_client::agent::tls_client_config_for(&pdp.tls.ca, None, Suites::Shangmi)?,
     };
-    let service = web_service().await?;
+    let service = testnet::e2e::web_service(WEB_ANSWER).await?;
     let vm_endpoint = &booted[2].3;
     let (vm, vm_outcome) = serve_in_thread(
         &target,

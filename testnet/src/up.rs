@@ -121,28 +121,6 @@ vm_names = {{ "{vm_device}" = "vm-1" }}
     Ok(config)
 }
 
-/// A web service answering every request with one line.
-async fn web_service() -> anyhow::Result<std::net::SocketAddr> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let body = "hello from the web service behind vm-1\n";
-                let answer = format!(
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
 async fn up(dir: &Path) -> anyhow::Result<()> {
     let ek_ca = LocalCa::create()?;
     let mut endpoints = Vec::new();
@@ -188,7 +166,7 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
         let outcome = tokio::task::spawn_blocking(move || login_once(&path)).await??;
         println!("{name}: logged in once: {outcome}");
     }
-    let service = web_service().await?;
+    let service = testnet::e2e::web_service("hello from the web service behind vm-1\n").await?;
     let target = tnc_client::pairing::Pdp {
         addr: pdp.tcp_addr,
         server_name: "localhost".into(),
@@ -235,7 +213,7 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
         configs[0].display()
     );
     println!("up: SIGTERM or Ctrl-C stops it all");
-    wait_for_signal().await;
+    tnc_server::daemon::wait_for_signal().await;
     println!("stopping");
     serving.stop();
     pdp.stop().await?;
@@ -271,22 +249,4 @@ fn login_once(config: &Path) -> anyhow::Result<String> {
         None,
     ))?;
     Ok(outcome.verdict_name().to_string())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -77,18 +77,30 @@ fn pair(server: &Server, vm: &ChannelIdentity, terminal: &ChannelIdentity) -> Pa
     }
 }
 
+/// Why `connect` gets no channel (it must not get one).
+async fn refused(me: &ChannelIdentity, addr: SocketAddr, vm: &str, p: &Pairing) -> TunnelError {
+    match connect(me, addr, vm, p).await {
+        Ok(_) => panic!("the channel opened"),
+        Err(e) => e,
+    }
+}
+
+/// [`refused`] over QUIC.
+async fn refused_quic(
+    me: &ChannelIdentity,
+    addr: SocketAddr,
+    vm: &str,
+    p: &Pairing,
+) -> TunnelError {
+    match tnc_client::tunnel::connect_quic(me, addr, vm, p).await {
+        Ok(_) => panic!("the channel opened"),
+        Err(e) => e,
+    }
+}
+
 /// An echo service, and vm-1 serving channels to it; vm-1's address.
 async fn vm(vm: &ChannelIdentity) -> (SocketAddr, Arc<Server>) {
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_addr = echo.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
+    let echo_addr = testnet::e2e::echo_service().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = Arc::new(Server::new(vm, "vm-1").unwrap());
@@ -110,10 +122,7 @@ async fn a_terminal_with_its_credentials_reaches_the_service_behind_the_vm() {
     assert_eq!(&back, b"GET / over SM4\n");
 
     // The pairing served once: used again (a replay), it opens nothing.
-    let err = connect(&terminal, addr, "vm-1", &pairing)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&terminal, addr, "vm-1", &pairing).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::NoPairing)),
         "{err}"
@@ -134,19 +143,13 @@ async fn without_the_pairing_key_or_with_a_relayed_proof_nothing_opens() {
         key: vec![0x55; 16],
         ..pairing.clone()
     };
-    let err = connect(&terminal, addr, "vm-1", &guessed)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&terminal, addr, "vm-1", &guessed).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::BadProof)),
         "{err}"
     );
     // The failed try used the pairing up: the right key is too late now.
-    let err = connect(&terminal, addr, "vm-1", &pairing)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&terminal, addr, "vm-1", &pairing).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::NoPairing)),
         "{err}"
@@ -157,10 +160,7 @@ async fn without_the_pairing_key_or_with_a_relayed_proof_nothing_opens() {
         id: vec![0xaa; 16],
         ..pair(&server, &vm_id, &terminal)
     };
-    let err = connect(&terminal, addr, "vm-1", &invented)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&terminal, addr, "vm-1", &invented).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::NoPairing)),
         "{err}"
@@ -169,10 +169,7 @@ async fn without_the_pairing_key_or_with_a_relayed_proof_nothing_opens() {
     // A pairing made for another terminal's certificate.
     let other = credentials(&issuer, Role::Terminal, 0x02);
     let theirs = pair(&server, &vm_id, &other);
-    let err = connect(&terminal, addr, "vm-1", &theirs)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&terminal, addr, "vm-1", &theirs).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::PairingCertificate)),
         "{err}"
@@ -204,10 +201,7 @@ async fn without_the_pairing_key_or_with_a_relayed_proof_nothing_opens() {
         peer_certificate_sha256: vec![0; 32],
         ..pair(&server, &vm_id, &terminal)
     };
-    let err = connect(&terminal, addr, "vm-1", &pairing)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&terminal, addr, "vm-1", &pairing).await;
     assert!(matches!(err, TunnelError::VmCertificate), "{err}");
 }
 
@@ -262,10 +256,7 @@ async fn tickets_for_another_vm_device_or_key_and_wrong_names_are_refused() {
     // A ticket naming another VM.
     let terminal = credentials(&issuer, Role::Terminal, 0x01);
     let pairing = pair(&server, &vm_id, &terminal);
-    let err = connect(&terminal, addr, "vm-1", &pairing)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&terminal, addr, "vm-1", &pairing).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::OtherVm)),
         "{err}"
@@ -285,10 +276,7 @@ async fn tickets_for_another_vm_device_or_key_and_wrong_names_are_refused() {
         key: a.key,
     };
     let pairing = pair(&server, &vm_id, &stolen);
-    let err = connect(&stolen, addr, "vm-1", &pairing)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&stolen, addr, "vm-1", &pairing).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::OtherCertificate)),
         "{err}"
@@ -306,10 +294,7 @@ async fn tickets_for_another_vm_device_or_key_and_wrong_names_are_refused() {
         key: b.key,
     };
     let pairing = pair(&server, &vm_id, &resigned);
-    let err = connect(&resigned, addr, "vm-1", &pairing)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&resigned, addr, "vm-1", &pairing).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::BadTicket)),
         "{err}"
@@ -319,7 +304,7 @@ async fn tickets_for_another_vm_device_or_key_and_wrong_names_are_refused() {
     // for vm-2 at vm-1's address gets no channel.
     let c = credentials(&good, Role::Terminal, 0x03);
     let pairing = pair(&server, &vm_id, &c);
-    let err = connect(&c, addr, "vm-2", &pairing).await.err().unwrap();
+    let err = refused(&c, addr, "vm-2", &pairing).await;
     assert!(matches!(err, TunnelError::Tls(_)), "{err}");
 }
 
@@ -428,10 +413,7 @@ async fn a_vm_that_does_not_hold_the_pairing_key_is_refused_by_the_terminal() {
         quic_address: None,
         expires: now() + 60,
     };
-    let err = connect(&terminal, addr, "vm-1", &pairing)
-        .await
-        .err()
-        .unwrap();
+    let err = refused(&terminal, addr, "vm-1", &pairing).await;
     assert!(matches!(err, TunnelError::VmProof), "{err}");
 }
 
@@ -440,21 +422,7 @@ async fn over_quic_too_a_paired_terminal_gets_through_and_nothing_else_does() {
     let issuer = issuer(&[(Role::Terminal, "vm-1")]);
     let vm_id = credentials(&issuer, Role::Vm, 0x77);
     let (tcp_addr, server) = vm(&vm_id).await;
-    let echo_addr = {
-        // The same echo service the TCP side relays to: vm() keeps it; a
-        // second one here for the QUIC side.
-        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = echo.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = echo.accept().await {
-                tokio::spawn(async move {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                });
-            }
-        });
-        addr
-    };
+    let echo_addr = testnet::e2e::echo_service().await.unwrap();
     let endpoint = server
         .quic_endpoint("127.0.0.1:0".parse().unwrap())
         .unwrap();
@@ -473,10 +441,7 @@ async fn over_quic_too_a_paired_terminal_gets_through_and_nothing_else_does() {
     assert_eq!(&back, b"GET / over QUIC\n");
 
     // Replayed over QUIC: used already.
-    let err = tnc_client::tunnel::connect_quic(&terminal, quic_addr, "vm-1", &pairing)
-        .await
-        .err()
-        .unwrap();
+    let err = refused_quic(&terminal, quic_addr, "vm-1", &pairing).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::NoPairing)),
         "{err}"
@@ -487,10 +452,7 @@ async fn over_quic_too_a_paired_terminal_gets_through_and_nothing_else_does() {
         key: vec![9; 16],
         ..p
     };
-    let err = tnc_client::tunnel::connect_quic(&terminal, quic_addr, "vm-1", &wrong)
-        .await
-        .err()
-        .unwrap();
+    let err = refused_quic(&terminal, quic_addr, "vm-1", &wrong).await;
     assert!(
         matches!(err, TunnelError::Refused(Refused::BadProof)),
         "{err}"

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testnet::e2e::{soft_device, soft_device_id, write_host_files, PdpOptions, TestPdp};
 use tnc_client::agent::Agent;
-use tnc_client::pairing::{serve, Advertise, Pdp, Transport};
+use tnc_client::pairing::{serve, Advertise, ConnectOptions, Pdp};
 use tnc_proto::attestation::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -44,16 +44,7 @@ async fn a_newer_control_session_supersedes_the_older_one() {
         )
         .unwrap(),
     };
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_addr = echo.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
+    let echo_addr = testnet::e2e::echo_service().await.unwrap();
 
     let mut sessions = Vec::new();
     for _ in 0..2 {
@@ -92,12 +83,7 @@ async fn a_newer_control_session_supersedes_the_older_one() {
         &target,
         Agent::with_collector(os.clone(), Box::new(terminal())),
         key,
-        None,
-        "vm-1",
-        None,
-        Transport::Tcp,
-        None,
-        Duration::from_secs(30),
+        ConnectOptions::new("vm-1"),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));

@@ -76,19 +76,10 @@ fn up_writes_the_topology_serves_vm1_and_cleans_up_on_sigterm() {
                 )
                 .unwrap(),
             };
-            let opened = tnc_client::pairing::connect(
-                &target,
-                agent,
-                key,
-                None,
-                "vm-1",
-                None,
-                tnc_client::pairing::Transport::Tcp,
-                None,
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            let options = tnc_client::pairing::ConnectOptions::new("vm-1");
+            let opened = tnc_client::pairing::connect(&target, agent, key, options)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(opened.address, serve);
             let mut s = opened.stream;
             s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();

@@ -221,12 +221,7 @@ impl Agent {
     /// A credential-pair message with `attrs`.
     fn credential_message(&mut self, attrs: &[CredentialAttribute]) -> Vec<u8> {
         let id = self.pa_id();
-        attrs
-            .iter()
-            .fold(PaMessageWriter::new(id), |w, a| {
-                w.raw(true, attestation::VENDOR, a.attr_type(), &a.encode_value())
-            })
-            .finish()
+        tnc_proto::vendor_message(id, attrs)
     }
 
     /// The first CDATA: language, OS posture, attestation hello. With
@@ -277,12 +272,7 @@ impl Agent {
 
     fn att_message(&mut self, attrs: &[AttestationAttribute]) -> Vec<u8> {
         let id = self.pa_id();
-        attrs
-            .iter()
-            .fold(PaMessageWriter::new(id), |w, a| {
-                w.raw(true, attestation::VENDOR, a.attr_type(), &a.encode_value())
-            })
-            .finish()
+        tnc_proto::vendor_message(id, attrs)
     }
 
     /// One batch from the PDP; the batch to answer with, if any, and whether

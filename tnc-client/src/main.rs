@@ -568,28 +568,25 @@ async fn pair_and_open(
         .map_err(local)?;
     let pdp = link.pdp().await.map_err(|e| (1, format!("{e:#}")))?;
     // Credentials that outlive the pairing's use are used as they are.
-    let held = tnc_client::channel::load(&state_dir).filter(|g| g.expires > unix_now() + 120);
-    let opened = tnc_client::pairing::connect(
-        &pdp,
-        agent,
-        key,
-        held,
-        vm,
+    let options = tnc_client::pairing::ConnectOptions {
+        held: tnc_client::channel::load(&state_dir).filter(|g| g.expires > unix_now() + 120),
         to,
         transport,
         credentials,
-        LOGIN_DEADLINE,
-    )
-    .await
-    .map_err(|e| {
-        let why = match &e {
-            tnc_client::pairing::Failure::NotAllowed(_) => {
-                format!("no access to {vm}: {e}")
-            }
-            _ => e.to_string(),
-        };
-        (e.exit_code(), why)
-    })?;
+        deadline: LOGIN_DEADLINE,
+        ..tnc_client::pairing::ConnectOptions::new(vm)
+    };
+    let opened = tnc_client::pairing::connect(&pdp, agent, key, options)
+        .await
+        .map_err(|e| {
+            let why = match &e {
+                tnc_client::pairing::Failure::NotAllowed(_) => {
+                    format!("no access to {vm}: {e}")
+                }
+                _ => e.to_string(),
+            };
+            (e.exit_code(), why)
+        })?;
     if let Some(grant) = &opened.fresh {
         match tnc_client::channel::save(&state_dir, grant) {
             Ok(()) => eprintln!("credentials kept in {}", state_dir.display()),

@@ -236,22 +236,57 @@ impl AsyncWrite for Channel {
     }
 }
 
-/// Attests `agent` asking for a pairing with `vm` (with `held` credentials
-/// when they are still valid, else asking for new ones for `key`), then
-/// opens the channel over `transport` to `to`, or to the address the
-/// pairing names.
-#[allow(clippy::too_many_arguments)]
+/// What a terminal asks for and how it reaches the VM.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// The VM's name.
+    pub vm: String,
+    /// Credentials still valid (their ticket is presented); None: ask for
+    /// new ones.
+    pub held: Option<Grant>,
+    /// Where the VM is, instead of the address the pairing names.
+    pub to: Option<SocketAddr>,
+    pub transport: Transport,
+    /// The user, when the PDP authenticates users.
+    pub credentials: Option<PlainCredentials>,
+    /// For the integrity handshake.
+    pub deadline: Duration,
+}
+
+impl ConnectOptions {
+    /// `vm` over TCP at the address the pairing names, asking for new
+    /// credentials, no user, a 60 s handshake deadline.
+    pub fn new(vm: &str) -> Self {
+        Self {
+            vm: vm.to_string(),
+            held: None,
+            to: None,
+            transport: Transport::Tcp,
+            credentials: None,
+            deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Attests `agent` asking for a pairing with `options.vm` (presenting the
+/// held credentials' ticket, else asking for new ones for `key`), then
+/// opens the channel over `options.transport` to `options.to`, or to the
+/// address the pairing names.
 pub async fn connect(
     pdp: &Pdp,
     mut agent: Agent,
     key: ChannelKey,
-    held: Option<Grant>,
-    vm: &str,
-    to: Option<SocketAddr>,
-    transport: Transport,
-    credentials: Option<PlainCredentials>,
-    deadline: Duration,
+    options: ConnectOptions,
 ) -> Result<Opened<Channel>, Failure> {
+    let ConnectOptions {
+        vm,
+        held,
+        to,
+        transport,
+        credentials,
+        deadline,
+    } = options;
+    let vm = vm.as_str();
     if held.is_none() {
         agent.key_request = Some(
             key.request("tnc channel key")

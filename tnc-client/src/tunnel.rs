@@ -156,6 +156,22 @@ fn exporter<D>(conn: &rustls::ConnectionCommon<D>) -> Result<[u8; EXPORTER_LEN],
         .map_err(|e| TunnelError::Tls(format!("exporter: {e}")))
 }
 
+/// A QUIC connection's peer certificate (DER) and exporter value.
+fn quic_peer(
+    conn: &quinn::Connection,
+    none: &str,
+) -> Result<(Vec<u8>, [u8; EXPORTER_LEN]), TunnelError> {
+    let certificate = conn
+        .peer_identity()
+        .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
+        .ok_or_else(|| TunnelError::Tls(none.into()))?;
+    let mut exporter = [0u8; EXPORTER_LEN];
+    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .map_err(|_| TunnelError::Tls("exporter".into()))?;
+    Ok((certificate, exporter))
+}
+
 fn pairing_key(p: &Pairing) -> Result<[u8; KEY_LEN], TunnelError> {
     p.key
         .as_slice()
@@ -259,14 +275,7 @@ impl Server {
             .await
             .map_err(|_| TunnelError::Stalled)?
             .map_err(|e| TunnelError::Tls(e.to_string()))?;
-        let peer = conn
-            .peer_identity()
-            .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
-            .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
-            .ok_or_else(|| TunnelError::Tls("no client certificate".into()))?;
-        let mut exporter = [0u8; EXPORTER_LEN];
-        conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
-            .map_err(|_| TunnelError::Tls("exporter".into()))?;
+        let (peer, exporter) = quic_peer(&conn, "no client certificate")?;
         let (send, recv) = tokio::time::timeout_at(deadline, conn.accept_bi())
             .await
             .map_err(|_| TunnelError::Stalled)?
@@ -540,14 +549,7 @@ pub async fn connect_quic(
         .map_err(|e| TunnelError::Tls(e.to_string()))?
         .await
         .map_err(|e| TunnelError::Tls(e.to_string()))?;
-    let vm_certificate = conn
-        .peer_identity()
-        .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
-        .ok_or_else(|| TunnelError::Tls("the VM presented no certificate".into()))?;
-    let mut exporter = [0u8; EXPORTER_LEN];
-    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
-        .map_err(|_| TunnelError::Tls("exporter".into()))?;
+    let (vm_certificate, exporter) = quic_peer(&conn, "the VM presented no certificate")?;
     let (send, recv) = conn
         .open_bi()
         .await

@@ -305,6 +305,16 @@ impl fmt::Debug for QuoteEvidence {
     }
 }
 
+impl crate::cbor::VendorAttribute for AttestationAttribute {
+    fn attr_type(&self) -> u32 {
+        AttestationAttribute::attr_type(self)
+    }
+
+    fn encode_value(&self) -> Vec<u8> {
+        AttestationAttribute::encode_value(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,3 +32,26 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     let _ = ciborium::ser::into_writer(v, &mut out);
     out
 }
+
+/// An attribute of the project's vendor ID whose value is one CBOR map (the
+/// attestation and credential pairs).
+pub trait VendorAttribute {
+    fn attr_type(&self) -> u32;
+    fn encode_value(&self) -> Vec<u8>;
+}
+
+/// A PA-TNC message (identifier `id`) carrying `attrs`, each NOSKIP, of
+/// the project's vendor ID.
+pub fn vendor_message<A: VendorAttribute>(id: u32, attrs: &[A]) -> Vec<u8> {
+    attrs
+        .iter()
+        .fold(crate::pa_tnc::PaMessageWriter::new(id), |w, a| {
+            w.raw(
+                true,
+                crate::attestation::VENDOR,
+                a.attr_type(),
+                &a.encode_value(),
+            )
+        })
+        .finish()
+}

@@ -263,6 +263,16 @@ impl fmt::Debug for Pairing {
     }
 }
 
+impl crate::cbor::VendorAttribute for CredentialAttribute {
+    fn attr_type(&self) -> u32 {
+        CredentialAttribute::attr_type(self)
+    }
+
+    fn encode_value(&self) -> Vec<u8> {
+        CredentialAttribute::encode_value(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,4 +28,5 @@ pub mod pa_tnc;
 pub mod pb_tnc;
 pub mod pt_tls;
 
+pub use cbor::{vendor_message, VendorAttribute};
 pub use codec::{Codec, Malformed, Reader, U24};

@@ -628,12 +628,8 @@ impl<'c> PdpSession<'c> {
     }
 
     fn att_message(&mut self, attrs: &[AttestationAttribute]) -> Vec<u8> {
-        let mut w = PaMessageWriter::new(self.next_pa_id);
         self.next_pa_id += 1;
-        for a in attrs {
-            w = w.raw(true, attestation::VENDOR, a.attr_type(), &a.encode_value());
-        }
-        w.finish()
+        tnc_proto::vendor_message(self.next_pa_id - 1, attrs)
     }
 
     /// The attestation (for a device whose evidence was appraised) and the
@@ -712,12 +708,8 @@ impl<'c> PdpSession<'c> {
 
     /// A credential-pair message with `attrs`.
     fn credential_attrs(&mut self, attrs: &[CredentialAttribute]) -> Vec<u8> {
-        let mut w = PaMessageWriter::new(self.next_pa_id);
         self.next_pa_id += 1;
-        for a in attrs {
-            w = w.raw(true, attestation::VENDOR, a.attr_type(), &a.encode_value());
-        }
-        w.finish()
+        tnc_proto::vendor_message(self.next_pa_id - 1, attrs)
     }
 
     async fn record(
