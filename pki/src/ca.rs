@@ -670,9 +670,97 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
     )
 }
 
+/// The SM2 curve's a, b, xG and yG (GB/T 32918.5-2017), as Z_A hashes them.
+const SM2_CURVE_PARAMS: [[u8; 32]; 4] = [
+    hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC"),
+    hex32("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93"),
+    hex32("32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7"),
+    hex32("BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0"),
+];
+
+const fn hex32(s: &str) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => panic!("not an upper-case hex digit"),
+        }
+    }
+    let b = s.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = nibble(b[2 * i]) << 4 | nibble(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// e = SM3(Z_A || msg), the digest an SM2 signature with SM3 signs
+/// (GB/T 32918.2 §6.1): what a signer that takes a digest (a TPM; the
+/// RustCrypto signer keeps this step private) is handed. `id` is the SM2
+/// distinguishing ID ([`CERT_SM2_ID`] for certificates and requests).
+pub fn sm2_digest(public: &sm2::PublicKey, id: &str, msg: &[u8]) -> Result<[u8; 32], CaError> {
+    let entl = u16::try_from(id.len() * 8)
+        .map_err(|_| CaError::NotSm2(format!("an SM2 ID of {} bytes", id.len())))?;
+    let point = public.to_sec1_bytes();
+    // Uncompressed: 04 || x || y.
+    let (x, y) = point[1..].split_at(32);
+    let mut z = Vec::with_capacity(2 + id.len() + 6 * 32);
+    z.extend_from_slice(&entl.to_be_bytes());
+    z.extend_from_slice(id.as_bytes());
+    for c in &SM2_CURVE_PARAMS {
+        z.extend_from_slice(c);
+    }
+    z.extend_from_slice(x);
+    z.extend_from_slice(y);
+    let z = HashAlg::Sm3.digest(&z);
+    let mut e = z;
+    e.extend_from_slice(msg);
+    let e = HashAlg::Sm3.digest(&e);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&e);
+    Ok(out)
+}
+
+/// An SM2 signature (r, s, 32 bytes each, big-endian) DER-encoded as
+/// certificates, requests and TLS carry it; refuses values out of range.
+pub fn sm2_signature_der(r: &[u8; 32], s: &[u8; 32]) -> Result<Vec<u8>, CaError> {
+    let sig = sm2::dsa::Signature::from_scalars(*r, *s)
+        .map_err(|_| CaError::NotSm2("an SM2 signature out of range".into()))?;
+    Ok(sig.to_der().as_bytes().to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sm2_digest_is_what_rustcrypto_signs_under_the_id() {
+        use sm2::dsa::signature::hazmat::PrehashVerifier as _;
+        for (i, msg) in [&b""[..], b"abc", &[7u8; 1000]].iter().enumerate() {
+            let key = Sm2Key::generate().unwrap();
+            for id in [CERT_SM2_ID, "TLSv1.3+GM+Cipher+Suite"] {
+                let signer = sm2::dsa::SigningKey::new(id, key.secret()).unwrap();
+                let sig: sm2::dsa::Signature = signer.sign(msg);
+                let e = sm2_digest(&key.public_key(), id, msg).unwrap();
+                // The same key's prehash verifier, e as computed here.
+                signer
+                    .verifying_key()
+                    .verify_prehash(&e, &sig)
+                    .unwrap_or_else(|_| panic!("message {i}, ID {id}"));
+                // Another ID gives another digest.
+                let other = sm2_digest(&key.public_key(), "another ID", msg).unwrap();
+                assert!(signer.verifying_key().verify_prehash(&other, &sig).is_err());
+                // DER of (r, s) is the signature's own DER.
+                let (r, s) = (sig.r_bytes(), sig.s_bytes());
+                assert_eq!(
+                    sm2_signature_der(&r.into(), &s.into()).unwrap(),
+                    sig.to_der().as_bytes()
+                );
+            }
+        }
+    }
 
     fn now() -> SystemTime {
         SystemTime::now()

@@ -914,6 +914,139 @@ impl Tpm {
             .op("TPM2_PCR_Extend")
     }
 
+    /// The public key (SEC1, uncompressed) of this TPM's SM2 signing key for
+    /// `unique` (see [`Tpm::sm2_sign_digest`]).
+    pub fn sm2_public_key(&mut self, unique: &[u8; 32]) -> Result<Vec<u8>, TpmError> {
+        let (handle, public) = self.create_sm2_key(unique)?;
+        self.context
+            .flush_context(handle.into())
+            .op("TPM2_FlushContext (SM2 key)")?;
+        Ok(public)
+    }
+
+    /// Signs `digest` with this TPM's SM2 signing key for `unique`: an
+    /// owner-hierarchy primary key (unrestricted, sign only, fixedTPM), which
+    /// the TPM derives from its owner seed and `unique` (random bytes the
+    /// endpoint keeps; not secret: only this TPM can derive the key, and
+    /// only with the owner hierarchy's authorization, empty by default).
+    ///
+    /// The key's scheme is SM2 with SHA-256 as scheme hash: swtpm 0.7 has no
+    /// SM3 (TPM_RC_HASH), and TPM2_Sign signs the 32 bytes it is handed
+    /// whatever the scheme hash says, so the caller hands it SM3(Z_A || M)
+    /// ([`pki::ca::sm2_digest`]) and the result is an SM2-with-SM3
+    /// signature. Returns (r, s).
+    pub fn sm2_sign_digest(
+        &mut self,
+        unique: &[u8; 32],
+        digest: &[u8; 32],
+    ) -> Result<([u8; 32], [u8; 32]), TpmError> {
+        let (handle, _) = self.create_sm2_key(unique)?;
+        let signed = Digest::try_from(digest.to_vec())
+            .map_err(|e| TpmError::Invalid {
+                what: "digest",
+                reason: e.to_string(),
+            })
+            .and_then(|digest| {
+                let validation = tss_esapi::structures::HashcheckTicket::try_from(
+                    tss_esapi::tss2_esys::TPMT_TK_HASHCHECK {
+                        tag: tss_esapi::constants::tss::TPM2_ST_HASHCHECK,
+                        hierarchy: tss_esapi::constants::tss::TPM2_RH_NULL,
+                        digest: Default::default(),
+                    },
+                )
+                .op("a null hashcheck ticket")?;
+                self.context
+                    .execute_with_nullauth_session(|ctx| {
+                        ctx.sign(handle, digest, SignatureScheme::Null, validation)
+                    })
+                    .op("TPM2_Sign (SM2 key)")
+            });
+        let flushed = self
+            .context
+            .flush_context(handle.into())
+            .op("TPM2_FlushContext (SM2 key)");
+        let signature = signed?;
+        flushed?;
+        match signature {
+            tss_esapi::structures::Signature::Sm2(sig) => Ok((
+                left_pad32(sig.signature_r().value(), "SM2 r")?,
+                left_pad32(sig.signature_s().value(), "SM2 s")?,
+            )),
+            other => Err(TpmError::Invalid {
+                what: "TPM2_Sign's signature",
+                reason: format!("{:?}, not SM2", other.algorithm()),
+            }),
+        }
+    }
+
+    /// TPM2_CreatePrimary of the SM2 signing key for `unique`: its handle
+    /// (the caller flushes it) and public key.
+    fn create_sm2_key(&mut self, unique: &[u8; 32]) -> Result<(KeyHandle, Vec<u8>), TpmError> {
+        use tss_esapi::attributes::ObjectAttributesBuilder;
+        use tss_esapi::interface_types::algorithm::PublicAlgorithm;
+        use tss_esapi::interface_types::resource_handles::Hierarchy;
+        use tss_esapi::structures::{
+            EccParameter, EccPoint, EccScheme, HashScheme, PublicBuilder,
+            PublicEccParametersBuilder,
+        };
+        let invalid = |e: tss_esapi::Error| TpmError::Invalid {
+            what: "SM2 key template",
+            reason: e.to_string(),
+        };
+        let attributes = ObjectAttributesBuilder::new()
+            .with_fixed_tpm(true)
+            .with_fixed_parent(true)
+            .with_sensitive_data_origin(true)
+            .with_user_with_auth(true)
+            .with_sign_encrypt(true)
+            .with_decrypt(false)
+            .with_restricted(false)
+            .build()
+            .map_err(invalid)?;
+        let parameters = PublicEccParametersBuilder::new_unrestricted_signing_key(
+            EccScheme::Sm2(HashScheme::new(HashingAlgorithm::Sha256)),
+            EccCurve::Sm2P256,
+        )
+        .build()
+        .map_err(invalid)?;
+        let public = PublicBuilder::new()
+            .with_public_algorithm(PublicAlgorithm::Ecc)
+            .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+            .with_object_attributes(attributes)
+            .with_ecc_parameters(parameters)
+            .with_ecc_unique_identifier(EccPoint::new(
+                EccParameter::try_from(unique.to_vec()).map_err(invalid)?,
+                EccParameter::try_from(vec![0u8; 32]).map_err(invalid)?,
+            ))
+            .build()
+            .map_err(invalid)?;
+        let created = self
+            .context
+            .execute_with_nullauth_session(|ctx| {
+                ctx.create_primary(Hierarchy::Owner, public, None, None, None, None)
+            })
+            .op("TPM2_CreatePrimary (SM2 signing key)")?;
+        let point = match &created.out_public {
+            Public::Ecc { unique, .. } => {
+                let mut sec1 = vec![4u8];
+                sec1.extend_from_slice(&left_pad32(unique.x().value(), "SM2 x")?);
+                sec1.extend_from_slice(&left_pad32(unique.y().value(), "SM2 y")?);
+                Ok(sec1)
+            }
+            _ => Err(TpmError::Invalid {
+                what: "TPM2_CreatePrimary's public area",
+                reason: "not an ECC key".into(),
+            }),
+        };
+        match point {
+            Ok(p) => Ok((created.key_handle, p)),
+            Err(e) => {
+                let _ = self.context.flush_context(created.key_handle.into());
+                Err(e)
+            }
+        }
+    }
+
     /// Flushes the EK and AK kept loaded, freeing every transient slot this `Tpm`
     /// holds (they are loaded again when needed). `Drop` does the same.
     pub fn release(&mut self) -> Result<(), TpmError> {
@@ -1152,6 +1285,19 @@ impl Drop for Tpm {
         // cache and the TPM in step and the order (AK before its parent) explicit.
         let _ = self.release();
     }
+}
+
+/// A big-endian value of at most 32 bytes, left-padded to 32.
+fn left_pad32(v: &[u8], what: &'static str) -> Result<[u8; 32], TpmError> {
+    if v.len() > 32 {
+        return Err(TpmError::Invalid {
+            what,
+            reason: format!("{} bytes, more than 32", v.len()),
+        });
+    }
+    let mut out = [0u8; 32];
+    out[32 - v.len()..].copy_from_slice(v);
+    Ok(out)
 }
 
 /// Checks and flattens a selection into (bank, index) pairs, bank by bank, indices
