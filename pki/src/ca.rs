@@ -55,6 +55,8 @@ pub enum CaError {
     Invalid(String),
     #[error("the random number generator failed")]
     Rng,
+    #[error("the signer failed: {0}")]
+    Signer(String),
     #[error("{path}: {error}")]
     Io { path: String, error: std::io::Error },
 }
@@ -488,6 +490,53 @@ impl Sm2Ca {
 /// (SM2-with-SM3, default ID): what an endpoint sends for its channel key.
 pub fn make_request(key: &Sm2Key, cn: &str) -> Result<Vec<u8>, CaError> {
     sign_built(RequestBuilder::new(common_name(cn)?).map_err(der_err)?, key)
+}
+
+/// A PKCS#10 request for `public` named `cn`, signed by `sign`: it is
+/// handed e = SM3(Z_A || CertificationRequestInfo) under [`CERT_SM2_ID`]
+/// and returns (r, s). For a key whose private half never leaves a TPM
+/// (`tnc_client::tpm::Tpm::sm2_sign_digest`).
+pub fn make_request_with(
+    public: &sm2::PublicKey,
+    cn: &str,
+    sign: impl FnOnce(&[u8; 32]) -> Result<([u8; 32], [u8; 32]), String>,
+) -> Result<Vec<u8>, CaError> {
+    let signer = ExternalSm2(sm2::dsa::VerifyingKey::new(CERT_SM2_ID, *public).map_err(der_err)?);
+    let mut builder = RequestBuilder::new(common_name(cn)?).map_err(der_err)?;
+    let info = builder.finalize(&signer).map_err(der_err)?;
+    let e = sm2_digest(public, CERT_SM2_ID, &info)?;
+    let (r, s) = sign(&e).map_err(CaError::Signer)?;
+    let signature = sm2_signature_der(&r, &s)?;
+    // What the signer returned must be a signature of this request by this
+    // key: checked before it goes anywhere.
+    verify_sm2(public, &info, &signature)?;
+    let signature = BitString::from_bytes(&signature).map_err(der_err)?;
+    builder
+        .assemble(signature, &signer)
+        .map_err(der_err)?
+        .to_der()
+        .map_err(der_err)
+}
+
+/// The public half of an SM2 key whose private half signs elsewhere, as
+/// x509-cert's builders want a signer: they take the public key and the
+/// algorithm from it; the signature comes from outside.
+struct ExternalSm2(sm2::dsa::VerifyingKey);
+
+impl sm2::dsa::signature::Keypair for ExternalSm2 {
+    type VerifyingKey = sm2::dsa::VerifyingKey;
+
+    fn verifying_key(&self) -> Self::VerifyingKey {
+        self.0.clone()
+    }
+}
+
+impl x509_cert::spki::DynSignatureAlgorithmIdentifier for ExternalSm2 {
+    fn signature_algorithm_identifier(
+        &self,
+    ) -> x509_cert::spki::Result<x509_cert::spki::AlgorithmIdentifierOwned> {
+        self.0.signature_algorithm_identifier()
+    }
 }
 
 /// A request whose SM2 signature verified with its own key.

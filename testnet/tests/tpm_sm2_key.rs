@@ -70,3 +70,49 @@ fn the_tpm_signs_sm2_with_sm3_through_the_digest_it_is_handed() {
     // something else: the API takes 32 bytes only (checked by the type).
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_request_signed_in_the_tpm_verifies_here_and_with_openssl() {
+    let swtpm = Swtpm::start(&Default::default()).unwrap();
+    let mut tpm = Tpm::open(&TpmConfig::parse(&swtpm.tcti()).unwrap()).unwrap();
+    let unique = [0x11u8; 32];
+    let key = sm2::PublicKey::from_sec1_bytes(&tpm.sm2_public_key(&unique).unwrap()).unwrap();
+    let csr = pki::ca::make_request_with(&key, "tnc channel key", |e| {
+        tpm.sm2_sign_digest(&unique, e).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    let verified = pki::ca::verify_request(&csr).unwrap();
+    assert_eq!(verified.public_key, key);
+    assert!(verified.subject.contains("tnc channel key"));
+
+    let dir = scratch_dir("tpm-sm2-csr").unwrap();
+    std::fs::write(dir.join("req.der"), &csr).unwrap();
+    let out = std::process::Command::new("openssl")
+        .current_dir(&dir)
+        .args([
+            "req", "-verify", "-noout", "-inform", "DER", "-in", "req.der", "-vfyopt",
+        ])
+        .arg(format!("distid:{CERT_SM2_ID}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl req -verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A signer that answers for another digest (or another key): refused
+    // before a request is made of it.
+    let other = tpm.sm2_public_key(&[0x22; 32]).unwrap();
+    let wrong = pki::ca::make_request_with(
+        &sm2::PublicKey::from_sec1_bytes(&other).unwrap(),
+        "tnc channel key",
+        |e| tpm.sm2_sign_digest(&unique, e).map_err(|e| e.to_string()),
+    );
+    assert!(
+        matches!(wrong, Err(pki::ca::CaError::BadSignature)),
+        "{wrong:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
