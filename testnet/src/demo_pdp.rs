@@ -175,7 +175,7 @@ async fn connect_terminal(
 ) -> anyhow::Result<Result<Connected, pairing::Failure>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let agent = terminal.agent()?;
-    let key = tnc_client::channel::ChannelKey::load_or_create(&terminal.dir.join("state"))?;
+    let key = terminal.channel_key()?;
     let pdp = pdp.clone();
     tokio::task::spawn_blocking(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -226,13 +226,13 @@ async fn second_act(
     let (vm, vm_outcome) = serve_in_thread(
         &target,
         vm_endpoint.agent()?,
-        &vm_endpoint.dir.join("state"),
+        vm_endpoint.channel_key()?,
         "vm-1",
         service,
     )
     .await?;
     println!(
-        "  vm-1: {}, channel certificate granted; its PT-TLS session to the PDP stays open for pairings;\n        serves strict TLS_SM4_GCM_SM3 on {} and relays to the web service on {service}",
+        "  vm-1: {}, channel certificate granted for its SM2 key in its TPM; its PT-TLS session to the PDP stays open for pairings;\n        serves strict TLS_SM4_GCM_SM3 on {} and relays to the web service on {service}",
         vm_outcome.verdict_name(),
         vm.addr
     );
@@ -242,7 +242,7 @@ async fn second_act(
         match connect_terminal(&target, endpoint).await? {
             Ok(c) => {
                 println!(
-                    "    allowed; credentials granted; the PDP paired it with vm-1 (pairing {}, 60 s, single use)",
+                    "    allowed; credentials granted for its SM2 key in its TPM; the PDP paired it with vm-1 (pairing {}, 60 s, single use)",
                     c.pairing
                 );
                 println!(

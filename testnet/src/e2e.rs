@@ -474,6 +474,17 @@ proc_stat = "stat"
         Ok(path)
     }
 
+    /// This endpoint's channel key: in its swtpm (which makes SM2 keys), the
+    /// unique value in its state directory.
+    pub fn channel_key(&self) -> anyhow::Result<tnc_client::channel::ChannelKey> {
+        let tpm = TpmConfig::parse(&self.swtpm.tcti())?;
+        Ok(tnc_client::channel::ChannelKey::open(
+            &self.dir.join("state"),
+            Some(&tpm),
+            tnc_client::channel::KeyPlace::Tpm,
+        )?)
+    }
+
     /// A fresh agent (one per login, as the CLI makes one).
     pub fn agent(&self) -> anyhow::Result<Agent> {
         let os = OsFacts::collect(&self.os_paths(), false)?;
@@ -587,16 +598,15 @@ impl ServingVm {
 }
 
 /// Runs [`tnc_client::pairing::serve`] for `agent` as the VM `name` with
-/// the channel key in `state_dir`, relaying to `service`; returns once it
-/// serves, with the decision that let it.
+/// channel key `key`, relaying to `service`; returns once it serves, with
+/// the decision that let it.
 pub async fn serve_in_thread(
     pdp: &tnc_client::pairing::Pdp,
     agent: Agent,
-    state_dir: &Path,
+    key: tnc_client::channel::ChannelKey,
     name: &str,
     service: SocketAddr,
 ) -> anyhow::Result<(ServingVm, Outcome)> {
-    let key = tnc_client::channel::ChannelKey::load_or_create(state_dir)?;
     let (pdp, name) = (pdp.clone(), name.to_string());
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -174,7 +174,7 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
     };
     let vm = &endpoints[2].2;
     let (serving, _) =
-        serve_in_thread(&target, vm.agent()?, &vm.dir.join("state"), "vm-1", service).await?;
+        serve_in_thread(&target, vm.agent()?, vm.channel_key()?, "vm-1", service).await?;
     println!(
         "vm-1: serving ShangMi channels on {} for the web service on {service}",
         serving.addr

@@ -37,7 +37,10 @@ fn hex(b: &[u8]) -> String {
 /// Credentials for a device of `role` (device ID all `id` bytes).
 fn credentials(issuer: &Issuer, role: Role, id: u8) -> ChannelIdentity {
     let (key, grant) = testnet::e2e::channel_credentials(issuer, role, [id; 32]).unwrap();
-    ChannelIdentity { grant, key }
+    ChannelIdentity {
+        grant,
+        key: key.into(),
+    }
 }
 
 fn sha256(b: &[u8]) -> Vec<u8> {
@@ -74,6 +77,14 @@ fn pair(server: &Server, vm: &ChannelIdentity, terminal: &ChannelIdentity) -> Pa
         address: None,
         quic_address: None,
         expires,
+    }
+}
+
+/// The software key these tests issue credentials for.
+fn software(key: &tnc_client::tunnel::ChannelSigner) -> &pki::ca::Sm2Key {
+    match key {
+        tnc_client::tunnel::ChannelSigner::Software(k) => k,
+        tnc_client::tunnel::ChannelSigner::External { .. } => panic!("a software key"),
     }
 }
 
@@ -218,7 +229,7 @@ async fn raw_channel(
     roots
         .add(rustls::pki_types::CertificateDer::from(me.grant.ca.clone()))
         .unwrap();
-    let key = pki::ca::pem_or_der(me.key.to_pem().unwrap().as_bytes()).unwrap();
+    let key = pki::ca::pem_or_der(software(&me.key).to_pem().unwrap().as_bytes()).unwrap();
     let identity = pki::tls::Identity {
         chain: vec![rustls::pki_types::CertificateDer::from(
             me.grant.certificate.clone(),
@@ -377,7 +388,7 @@ async fn a_vm_that_does_not_hold_the_pairing_key_is_refused_by_the_terminal() {
     let terminal = credentials(&issuer, Role::Terminal, 0x01);
     // An impostor with vm-1's certificate and key (stolen) but not the
     // pairing's key: it accepts whatever comes and answers a made-up proof.
-    let key = pki::ca::pem_or_der(vm_id.key.to_pem().unwrap().as_bytes()).unwrap();
+    let key = pki::ca::pem_or_der(software(&vm_id.key).to_pem().unwrap().as_bytes()).unwrap();
     let config =
         rustls::ServerConfig::builder_with_provider(Arc::new(pki::tls::shangmi::strict_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13])

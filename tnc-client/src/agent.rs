@@ -135,6 +135,10 @@ pub trait Collector: Send {
     fn device_id(&self) -> Option<String> {
         None
     }
+    /// The decision is in: let go of the TPM (a software TPM serves one
+    /// connection at a time, and the channel key signs through it). The
+    /// next round opens it again.
+    fn release(&mut self) {}
 }
 
 impl Collector for AttestationCollector {
@@ -149,6 +153,9 @@ impl Collector for AttestationCollector {
     }
     fn device_id(&self) -> Option<String> {
         self.device_id.clone()
+    }
+    fn release(&mut self) {
+        AttestationCollector::release(self)
     }
 }
 
@@ -373,6 +380,7 @@ impl Agent {
             BatchType::Result => {
                 self.outcome.decided_at = Some(std::time::Instant::now());
                 self.outcome.attestation = self.attestation.result();
+                self.attestation.release();
                 // A serving VM keeps its control session while allowed.
                 if self.keeps_open() && self.outcome.allowed() {
                     return Ok((None, false));

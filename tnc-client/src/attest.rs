@@ -98,6 +98,12 @@ impl AttestationCollector {
         out
     }
 
+    /// Closes the TPM connection (the AK stays saved); the next exchange
+    /// opens it again.
+    pub fn release(&mut self) {
+        self.session = None;
+    }
+
     fn open(&mut self) -> Result<&mut Session, String> {
         if self.session.is_none() {
             let Some(config) = &self.config.tpm else {

@@ -2,17 +2,23 @@
 //! and what the PDP granted for it on allow (the certificate, the session CA
 //! and the access ticket), kept in `state_dir`.
 //!
-//! The key is made here and never leaves: a software key in
-//! `state_dir/channel.key`, readable by the owner only. (A key inside the
-//! TPM, where the TPM signs SM2, is the next step; the request says which
-//! kind the PDP got: `key_storage`.)
+//! The key is made here and never leaves: in the TPM where the TPM signs
+//! SM2 (an owner-hierarchy primary key the TPM derives from a value kept in
+//! `state_dir/channel.tpm`; TPM2_Sign is handed SM3(Z_A || M)), otherwise a
+//! software key in `state_dir/channel.key`, readable by the owner only.
+//! client.toml's `channel_key` says which ("auto": the TPM if there is one
+//! and it can, else software); the request tells the PDP (`key_storage`).
 
+use crate::tpm::{Tpm, TpmConfig};
+use crate::tunnel::ChannelSigner;
 use pki::ca::Sm2Key;
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tnc_proto::credential::{Grant, KeyRequest};
 
 /// Files in `state_dir`.
 const KEY: &str = "channel.key";
+const TPM_KEY: &str = "channel.tpm";
 const CERTIFICATE: &str = "channel.pem";
 const SESSION_CA: &str = "session-ca.pem";
 const TICKET: &str = "ticket.cose";
@@ -36,52 +42,230 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ChannelError + '_ {
     }
 }
 
+/// Where the channel key lives (client.toml `channel_key`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyPlace {
+    /// In the TPM if the endpoint has one that makes SM2 keys, else software.
+    #[default]
+    Auto,
+    Tpm,
+    Software,
+}
+
 /// The channel key of this endpoint.
 #[derive(Debug)]
 pub struct ChannelKey {
-    key: Sm2Key,
+    inner: Inner,
+    /// Why an `auto` key is not in the TPM, if it is not.
+    pub fallback: Option<String>,
+}
+
+enum Inner {
+    Software(Sm2Key),
+    Tpm {
+        config: TpmConfig,
+        unique: [u8; 32],
+        public: pki::ca::Sm2PublicKey,
+    },
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inner::Software(k) => f.debug_tuple("Software").field(k).finish(),
+            Inner::Tpm { config, .. } => f.debug_tuple("Tpm").field(&config.as_str()).finish(),
+        }
+    }
 }
 
 impl ChannelKey {
-    /// The key in `state_dir`, made (0600) on first use.
+    /// The software key in `state_dir`, made (0600) on first use.
     pub fn load_or_create(state_dir: &Path) -> Result<Self, ChannelError> {
         let path = state_dir.join(KEY);
         let key_err = |error: String| ChannelError::Key {
             path: path.clone(),
             error,
         };
-        match std::fs::read_to_string(&path) {
-            Ok(pem) => Ok(Self {
-                key: Sm2Key::from_pem(&pem).map_err(|e| key_err(e.to_string()))?,
-            }),
+        let key = match std::fs::read_to_string(&path) {
+            Ok(pem) => Sm2Key::from_pem(&pem).map_err(|e| key_err(e.to_string()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
                 let key = Sm2Key::generate().map_err(|e| key_err(e.to_string()))?;
                 key.write_new(&path).map_err(|e| key_err(e.to_string()))?;
-                Ok(Self { key })
+                key
             }
-            Err(e) => Err(io(&path)(e)),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok(Self {
+            inner: Inner::Software(key),
+            fallback: None,
+        })
+    }
+
+    /// The key `place` asks for: in the TPM behind `tpm` (made on first
+    /// use) or in software. With `Auto`, a TPM that cannot make an SM2 key
+    /// (no SM2 curve) leaves the key in software, and [`ChannelKey::fallback`]
+    /// says why.
+    pub fn open(
+        state_dir: &Path,
+        tpm: Option<&TpmConfig>,
+        place: KeyPlace,
+    ) -> Result<Self, ChannelError> {
+        match (place, tpm) {
+            (KeyPlace::Software, _) | (KeyPlace::Auto, None) => Self::load_or_create(state_dir),
+            (KeyPlace::Tpm, None) => Err(ChannelError::Key {
+                path: state_dir.join(TPM_KEY),
+                error: "channel_key = \"tpm\" but the config names no TPM ([tpm])".into(),
+            }),
+            (KeyPlace::Tpm, Some(config)) => Self::in_tpm(state_dir, config),
+            (KeyPlace::Auto, Some(config)) => match Self::in_tpm(state_dir, config) {
+                Ok(k) => Ok(k),
+                Err(e) => {
+                    let mut k = Self::load_or_create(state_dir)?;
+                    k.fallback = Some(e.to_string());
+                    Ok(k)
+                }
+            },
         }
+    }
+
+    /// The TPM's SM2 key for the unique value in `state_dir` (made, 0600,
+    /// on first use).
+    fn in_tpm(state_dir: &Path, config: &TpmConfig) -> Result<Self, ChannelError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = state_dir.join(TPM_KEY);
+        let key_err = |error: String| ChannelError::Key {
+            path: path.clone(),
+            error,
+        };
+        let unique: [u8; 32] = match std::fs::read(&path) {
+            Ok(bytes) => bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| key_err(format!("{} bytes, not 32", bytes.len())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut unique = [0u8; 32];
+                pki::rand::SecureRandom::fill(&pki::rand::SystemRandom::new(), &mut unique)
+                    .map_err(|_| key_err("the random number generator failed".into()))?;
+                // The key is made before the file is: a TPM that cannot
+                // leaves nothing behind.
+                let public = Tpm::open(config)
+                    .and_then(|mut t| t.sm2_public_key(&unique))
+                    .map_err(|e| key_err(format!("the TPM makes no SM2 key: {e}")))?;
+                std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                f.write_all(&unique).map_err(io(&path))?;
+                let public = pki::ca::Sm2PublicKey::from_sec1_bytes(&public)
+                    .map_err(|e| key_err(e.to_string()))?;
+                return Ok(Self {
+                    inner: Inner::Tpm {
+                        config: config.clone(),
+                        unique,
+                        public,
+                    },
+                    fallback: None,
+                });
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let public = Tpm::open(config)
+            .and_then(|mut t| t.sm2_public_key(&unique))
+            .map_err(|e| key_err(format!("the TPM's SM2 key: {e}")))?;
+        let public =
+            pki::ca::Sm2PublicKey::from_sec1_bytes(&public).map_err(|e| key_err(e.to_string()))?;
+        Ok(Self {
+            inner: Inner::Tpm {
+                config: config.clone(),
+                unique,
+                public,
+            },
+            fallback: None,
+        })
+    }
+
+    /// "tpm" or "software", as the request tells the PDP.
+    pub fn storage(&self) -> &'static str {
+        match self.inner {
+            Inner::Software(_) => "software",
+            Inner::Tpm { .. } => "tpm",
+        }
+    }
+
+    pub fn public_key(&self) -> pki::ca::Sm2PublicKey {
+        match &self.inner {
+            Inner::Software(k) => k.public_key(),
+            Inner::Tpm { public, .. } => *public,
+        }
+    }
+
+    /// Whether `grant`'s certificate is for this key (a grant kept from
+    /// before the key moved is not).
+    pub fn matches(&self, grant: &Grant) -> bool {
+        pki::ca::certificate_public_key(&grant.certificate).is_ok_and(|k| k == self.public_key())
     }
 
     /// A request for a certificate for this key, named `cn`.
     pub fn request(&self, cn: &str) -> Result<KeyRequest, ChannelError> {
-        let csr = pki::ca::make_request(&self.key, cn).map_err(|e| ChannelError::Key {
-            path: PathBuf::from(KEY),
-            error: e.to_string(),
-        })?;
+        let key_err = |error: String| ChannelError::Key {
+            path: PathBuf::from(match self.inner {
+                Inner::Software(_) => KEY,
+                Inner::Tpm { .. } => TPM_KEY,
+            }),
+            error,
+        };
+        let csr = match &self.inner {
+            Inner::Software(key) => pki::ca::make_request(key, cn),
+            Inner::Tpm {
+                config,
+                unique,
+                public,
+            } => pki::ca::make_request_with(public, cn, |e| {
+                Tpm::open(config)
+                    .and_then(|mut t| t.sm2_sign_digest(unique, e))
+                    .map_err(|e| e.to_string())
+            }),
+        }
+        .map_err(|e| key_err(e.to_string()))?;
         Ok(KeyRequest {
             csr,
-            key_storage: "software".into(),
+            key_storage: self.storage().into(),
         })
     }
 
-    pub fn key(&self) -> &Sm2Key {
-        &self.key
+    /// The key as the channel's TLS signs with it. A key in the TPM opens
+    /// the TPM for each signature (one per handshake) and closes it: a
+    /// software TPM serves one connection at a time.
+    pub fn into_signer(self) -> ChannelSigner {
+        match self.inner {
+            Inner::Software(key) => ChannelSigner::Software(key),
+            Inner::Tpm {
+                config,
+                unique,
+                public,
+            } => ChannelSigner::External {
+                public,
+                sign: std::sync::Arc::new(move |e: &[u8; 32]| {
+                    Tpm::open(&config)
+                        .and_then(|mut t| t.sm2_sign_digest(&unique, e))
+                        .map_err(|e| format!("the TPM: {e}"))
+                }),
+            },
+        }
     }
 
-    pub fn into_key(self) -> Sm2Key {
-        self.key
+    /// The software key, if the key is one.
+    pub fn software_key(&self) -> Option<&Sm2Key> {
+        match &self.inner {
+            Inner::Software(k) => Some(k),
+            Inner::Tpm { .. } => None,
+        }
     }
 }
 
@@ -139,13 +323,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn without_a_tpm_auto_is_software_and_tpm_is_an_error_naming_the_setting() {
+        let dir = std::env::temp_dir().join(format!("tnc-channel-place-{}", std::process::id()));
+        let k = ChannelKey::open(&dir, None, KeyPlace::Auto).unwrap();
+        assert_eq!((k.storage(), k.fallback.is_none()), ("software", true));
+        assert!(k.software_key().is_some());
+        let request = k.request("channel").unwrap();
+        assert_eq!(request.key_storage, "software");
+        let e = ChannelKey::open(&dir, None, KeyPlace::Tpm).unwrap_err();
+        assert!(e.to_string().contains("names no TPM"), "{e}");
+        #[derive(serde::Deserialize)]
+        struct C {
+            channel_key: KeyPlace,
+        }
+        for (text, want) in [
+            ("auto", KeyPlace::Auto),
+            ("tpm", KeyPlace::Tpm),
+            ("software", KeyPlace::Software),
+        ] {
+            let c: C = toml::from_str(&format!("channel_key = \"{text}\"")).unwrap();
+            assert_eq!(c.channel_key, want);
+        }
+        assert!(toml::from_str::<C>("channel_key = \"hsm\"").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_key_is_made_once_0600_and_grants_round_trip() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = std::env::temp_dir().join(format!("tnc-channel-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let a = ChannelKey::load_or_create(&dir).unwrap();
         let b = ChannelKey::load_or_create(&dir).unwrap();
-        assert_eq!(a.key().public_sec1(), b.key().public_sec1());
+        assert_eq!(a.public_key(), b.public_key());
         let mode = std::fs::metadata(dir.join(KEY))
             .unwrap()
             .permissions()
@@ -154,7 +364,7 @@ mod tests {
         let request = a.request("device").unwrap();
         assert_eq!(
             pki::ca::verify_request(&request.csr).unwrap().public_key,
-            a.key().public_key()
+            a.public_key()
         );
         assert!(load(&dir).is_none());
         let grant = Grant {

@@ -41,6 +41,10 @@ pub struct ClientConfig {
     /// channel key and an access ticket), granted on allow. Default true.
     #[serde(default = "yes")]
     pub credentials: bool,
+    /// Where the channel key lives: "auto" (default: the TPM when there is
+    /// one that makes SM2 keys, else software), "tpm", "software".
+    #[serde(default)]
+    pub channel_key: crate::channel::KeyPlace,
     /// Absent: this endpoint has no TPM, and says so to the PDP.
     #[serde(default)]
     pub tpm: Option<TpmSection>,
@@ -180,6 +184,15 @@ impl ClientConfig {
                 .and_then(|t| parse_ak_kind(&t.ak_kind).ok())
                 .unwrap_or(AkKind::EcdsaP256Sha256),
         }
+    }
+
+    /// The channel key this config asks for.
+    pub fn channel_key(&self) -> Result<crate::channel::ChannelKey, crate::channel::ChannelError> {
+        crate::channel::ChannelKey::open(
+            &self.path(&self.state_dir),
+            self.attestation().tpm.as_ref(),
+            self.channel_key,
+        )
     }
 
     pub fn last_verdict_path(&self) -> PathBuf {

@@ -243,11 +243,24 @@ impl PdpLink {
         ))
     }
 
-    /// A request for a certificate for the channel key (made on first use).
+    /// The channel key (made on first use), said on standard error: where
+    /// it lives, and why not in the TPM when it could have been.
+    fn channel_key(&self) -> anyhow::Result<tnc_client::channel::ChannelKey> {
+        let key = self
+            .config
+            .channel_key()
+            .context("the channel key (channel_key, state_dir)")?;
+        match (&key.fallback, key.storage()) {
+            (Some(why), _) => eprintln!("channel key: software ({why})"),
+            (None, "tpm") => eprintln!("channel key: in the TPM"),
+            (None, _) => eprintln!("channel key: software, in {}", self.state_dir().display()),
+        }
+        Ok(key)
+    }
+
+    /// A request for a certificate for the channel key.
     fn key_request(&self) -> anyhow::Result<tnc_proto::credential::KeyRequest> {
-        let key = tnc_client::channel::ChannelKey::load_or_create(&self.state_dir())
-            .context("the channel key in state_dir")?;
-        Ok(key.request("tnc channel key")?)
+        Ok(self.channel_key()?.request("tnc channel key")?)
     }
 
     async fn address(&self) -> anyhow::Result<std::net::SocketAddr> {
@@ -465,8 +478,7 @@ fn serve(
         );
     }
     let agent = link.agent()?;
-    let key = tnc_client::channel::ChannelKey::load_or_create(&link.state_dir())
-        .context("the channel key in state_dir")?;
+    let key = link.channel_key()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen.tcp)
@@ -563,9 +575,7 @@ async fn pair_and_open(
     let state_dir = link.state_dir();
     let local = |e: anyhow::Error| (2, format!("{e:#}"));
     let agent = link.agent().map_err(local)?;
-    let key = tnc_client::channel::ChannelKey::load_or_create(&state_dir)
-        .context("the channel key in state_dir")
-        .map_err(local)?;
+    let key = link.channel_key().map_err(local)?;
     let pdp = link.pdp().await.map_err(|e| (1, format!("{e:#}")))?;
     // Credentials that outlive the pairing's use are used as they are.
     let options = tnc_client::pairing::ConnectOptions {

@@ -141,7 +141,7 @@ pub async fn serve(
     let grant = granted(&outcome)?;
     let me = ChannelIdentity {
         grant: grant.clone(),
-        key: key.into_key(),
+        key: key.into_signer(),
     };
     let server = Arc::new(Server::new(&me, name)?);
     let feeder = server.clone();
@@ -287,6 +287,9 @@ pub async fn connect(
         deadline,
     } = options;
     let vm = vm.as_str();
+    // Credentials for another key (the key moved into the TPM, say) are
+    // not used: new ones are asked for.
+    let held = held.filter(|g| key.matches(g));
     if held.is_none() {
         agent.key_request = Some(
             key.request("tnc channel key")
@@ -354,7 +357,7 @@ pub async fn connect(
     };
     let me = ChannelIdentity {
         grant,
-        key: key.into_key(),
+        key: key.into_signer(),
     };
     let opened = Instant::now();
     let stream = match transport {

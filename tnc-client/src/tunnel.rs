@@ -28,7 +28,7 @@
 
 use pki::tls::pairing::{self, Side, EXPORTER_LABEL, EXPORTER_LEN, KEY_LEN, PROOF_LEN};
 use pki::tls::shangmi::strict_provider;
-use pki::tls::{client_config, Identity};
+use pki::tls::{client_config_with_key, OneKey};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,24 +104,50 @@ pub enum TunnelError {
     Stalled,
 }
 
+/// The channel key as TLS signs with it: in software, or through a
+/// signer of SM2 digests (the TPM).
+pub enum ChannelSigner {
+    Software(pki::ca::Sm2Key),
+    External {
+        public: pki::ca::Sm2PublicKey,
+        sign: pki::tls::shangmi::Sm2DigestSigner,
+    },
+}
+
+impl From<pki::ca::Sm2Key> for ChannelSigner {
+    fn from(key: pki::ca::Sm2Key) -> Self {
+        ChannelSigner::Software(key)
+    }
+}
+
 /// One side's credentials: what the PDP granted and the channel key.
 pub struct ChannelIdentity {
     pub grant: Grant,
-    pub key: pki::ca::Sm2Key,
+    pub key: ChannelSigner,
 }
 
 impl ChannelIdentity {
-    fn tls_identity(&self) -> Result<Identity, TunnelError> {
-        let pem = self
-            .key
-            .to_pem()
-            .map_err(|e| TunnelError::Credentials(e.to_string()))?;
-        let der = pki::ca::pem_or_der(pem.as_bytes())
-            .map_err(|e| TunnelError::Credentials(e.to_string()))?;
-        Ok(Identity {
-            chain: vec![CertificateDer::from(self.grant.certificate.clone())],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)),
-        })
+    /// The certificate and the key, as rustls presents them.
+    fn tls_key(&self) -> Result<Arc<OneKey>, TunnelError> {
+        let chain = vec![CertificateDer::from(self.grant.certificate.clone())];
+        let credentials = |e: &dyn std::fmt::Display| TunnelError::Credentials(e.to_string());
+        match &self.key {
+            ChannelSigner::Software(key) => {
+                let pem = key.to_pem().map_err(|e| credentials(&e))?;
+                let der = pki::ca::pem_or_der(pem.as_bytes()).map_err(|e| credentials(&e))?;
+                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der));
+                OneKey::load(&strict_provider(), chain, key)
+                    .map(Arc::new)
+                    .map_err(|e| credentials(&e))
+            }
+            ChannelSigner::External { public, sign } => Ok(Arc::new(OneKey::new(
+                chain,
+                Arc::new(pki::tls::shangmi::ExternalSm2SigningKey::new(
+                    *public,
+                    sign.clone(),
+                )),
+            ))),
+        }
     }
 
     fn roots(&self) -> Result<rustls::RootCertStore, TunnelError> {
@@ -190,13 +216,12 @@ impl Server {
         )
         .build()
         .map_err(|e| TunnelError::Tls(e.to_string()))?;
-        let id = me.tls_identity()?;
+        let key = me.tls_key()?;
         let tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TunnelError::Tls(e.to_string()))?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(id.chain, id.key)
-            .map_err(|e| TunnelError::Tls(e.to_string()))?;
+            .with_cert_resolver(key);
         let ca_key = pki::ca::certificate_public_key(&me.grant.ca)
             .map_err(|e| TunnelError::Credentials(e.to_string()))?;
         let tls = Arc::new(tls);
@@ -496,12 +521,8 @@ pub async fn connect(
     pairing: &Pairing,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TunnelError> {
     let key = pairing_key(pairing)?;
-    let tls = client_config(
-        Arc::new(strict_provider()),
-        me.roots()?,
-        Some(me.tls_identity()?),
-    )
-    .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    let tls = client_config_with_key(Arc::new(strict_provider()), me.roots()?, me.tls_key()?)
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
     let name = server_name(vm)?;
     let tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
@@ -529,12 +550,8 @@ pub async fn connect_quic(
     pairing: &Pairing,
 ) -> Result<QuicChannel, TunnelError> {
     let key = pairing_key(pairing)?;
-    let tls = client_config(
-        Arc::new(strict_provider()),
-        me.roots()?,
-        Some(me.tls_identity()?),
-    )
-    .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    let tls = client_config_with_key(Arc::new(strict_provider()), me.roots()?, me.tls_key()?)
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
     let config = pki::tls::quic_client_config(&tls, QUIC_ALPN)
         .map_err(|e| TunnelError::Tls(e.to_string()))?;
     server_name(vm)?;

@@ -6,6 +6,9 @@
 //! over TCP twice (the second time with the credentials it kept) and over
 //! QUIC; the isolated
 //! terminal-2 gets no credentials, no pairing, and `connect` says why.
+//! Both ends' channel keys are in their TPMs (client.toml's default
+//! `channel_key = "auto"`): the requests, and every CertificateVerify of the
+//! channel, are signed by swtpm.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -141,13 +144,19 @@ async fn a_paired_terminal_reaches_the_service_behind_serve_and_an_isolated_one_
             "{round}: {err}"
         );
         assert_eq!(err.contains("over QUIC"), round == "over QUIC", "{err}");
+        assert!(err.contains("channel key: in the TPM"), "{err}");
         assert_eq!(
             err.contains("credentials kept"),
             round == "with new credentials",
             "{round}: {err}"
         );
     }
-    assert!(good.dir.join("state/channel.key").exists());
+    // The channel keys live in the TPMs (swtpm makes SM2 keys): only the
+    // value the TPM derives each from is on disk, no private key.
+    for dir in [&good.dir, &vm.dir] {
+        assert!(dir.join("state/channel.tpm").exists());
+        assert!(!dir.join("state/channel.key").exists());
+    }
     let pairings = pdp
         .store
         .audit_entries()
@@ -157,6 +166,18 @@ async fn a_paired_terminal_reaches_the_service_behind_serve_and_an_isolated_one_
         .filter(|e| e.kind == "pairing")
         .count();
     assert_eq!(pairings, 3);
+    // The PDP's audit log says where each certified key lives.
+    let entries = pdp.store.audit_entries().await.unwrap();
+    let keys: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.kind == "credential")
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter().all(|d| d.contains("for a key in tpm")),
+        "{keys:?}"
+    );
 
     // terminal-2: isolated, so no credentials and no pairing.
     let t2 = bad.write_client_config(pdp.addr, &pdp.tls.ca).unwrap();

@@ -257,6 +257,75 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// One certificate and key for every handshake, whatever the key is (one
+/// loaded from a file, or [`shangmi::ExternalSm2SigningKey`]): a client's
+/// or a server's certificate resolver.
+#[derive(Debug)]
+pub struct OneKey(pub Arc<rustls::sign::CertifiedKey>);
+
+impl OneKey {
+    /// `chain` with `key`.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: Arc<dyn rustls::sign::SigningKey>,
+    ) -> Self {
+        Self(Arc::new(rustls::sign::CertifiedKey::new(chain, key)))
+    }
+
+    /// `chain` with `key` as `provider` loads it.
+    pub fn load(
+        provider: &CryptoProvider,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, TlsError> {
+        let key = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(TlsError::Identity)?;
+        Ok(Self::new(chain, key))
+    }
+}
+
+impl rustls::client::ResolvesClientCert for OneKey {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl rustls::server::ResolvesServerCert for OneKey {
+    fn resolve(
+        &self,
+        _client_hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// [`client_config`] presenting `key` (a [`OneKey`]).
+pub fn client_config_with_key(
+    provider: Arc<CryptoProvider>,
+    roots: RootCertStore,
+    key: Arc<OneKey>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    if roots.is_empty() {
+        return Err(TlsError::NoRoots);
+    }
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::Provider)?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(key);
+    Ok(Arc::new(config))
+}
+
 /// `tls` for QUIC with the ALPN protocol `alpn`.
 pub fn quic_server_config(
     tls: &ServerConfig,

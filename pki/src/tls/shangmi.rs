@@ -648,6 +648,76 @@ impl Signer for Sm2Signer {
     }
 }
 
+/// Signs a 32-byte SM2 digest e = SM3(Z_A || M), returning (r, s): a key
+/// whose private half is elsewhere (a TPM).
+pub type Sm2DigestSigner =
+    Arc<dyn Fn(&[u8; 32]) -> Result<([u8; 32], [u8; 32]), String> + Send + Sync>;
+
+/// An SM2 key that signs CertificateVerify through a [`Sm2DigestSigner`]:
+/// the digest under the TLS SM2 ID is computed here, the signature made
+/// there and checked here before it is sent.
+pub struct ExternalSm2SigningKey {
+    public: sm2::PublicKey,
+    sign: Sm2DigestSigner,
+}
+
+impl ExternalSm2SigningKey {
+    pub fn new(public: sm2::PublicKey, sign: Sm2DigestSigner) -> Self {
+        Self { public, sign }
+    }
+}
+
+impl std::fmt::Debug for ExternalSm2SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExternalSm2SigningKey")
+    }
+}
+
+impl SigningKey for ExternalSm2SigningKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+        offered.contains(&SM2SIG_SM3).then(|| {
+            Box::new(ExternalSm2Signer {
+                public: self.public,
+                sign: self.sign.clone(),
+            }) as Box<dyn Signer>
+        })
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        SignatureAlgorithm::Unknown(0xE0)
+    }
+}
+
+struct ExternalSm2Signer {
+    public: sm2::PublicKey,
+    sign: Sm2DigestSigner,
+}
+
+impl std::fmt::Debug for ExternalSm2Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExternalSm2Signer")
+    }
+}
+
+impl Signer for ExternalSm2Signer {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        use sm2::dsa::signature::Verifier as _;
+        let e = crate::ca::sm2_digest(&self.public, TLS_SM2_ID, message)
+            .map_err(|e| Error::General(e.to_string()))?;
+        let (r, s) = (self.sign)(&e).map_err(Error::General)?;
+        let signature = sm2::dsa::Signature::from_scalars(r, s)
+            .map_err(|_| Error::General("the SM2 signer returned values out of range".into()))?;
+        sm2::dsa::VerifyingKey::new(TLS_SM2_ID, self.public)
+            .and_then(|k| k.verify(message, &signature))
+            .map_err(|_| Error::General("the SM2 signer signed with another key".into()))?;
+        Ok(signature.to_der().to_vec())
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        SM2SIG_SM3
+    }
+}
+
 // ---- sm2sig_sm3: verification ----
 
 /// AlgorithmIdentifier contents (no outer SEQUENCE, as webpki compares

@@ -132,7 +132,9 @@ enum KeyRequest {
     #[default]
     None,
     /// A request whose signature verified.
-    Verified(pki::ca::VerifiedRequest),
+    /// `storage`: where the endpoint says the key lives ("tpm",
+    /// "software"; anything else "unknown"), for the audit log.
+    Verified(pki::ca::VerifiedRequest, &'static str),
     /// One that did not, and why.
     Invalid(String),
 }
@@ -644,7 +646,7 @@ impl<'c> PdpSession<'c> {
         let request = match &self.key_request {
             KeyRequest::None => return None,
             KeyRequest::Invalid(why) => return Some(Err(why.clone())),
-            KeyRequest::Verified(r) => r,
+            KeyRequest::Verified(r, _) => r,
         };
         if d.verdict != Verdict::Allow {
             return Some(Err(format!(
@@ -743,9 +745,13 @@ impl<'c> PdpSession<'c> {
                 "credential",
                 subject,
                 format!(
-                    "certificate serial {} (sha256 {}), ticket {}, role {}, user {}, until {}",
+                    "certificate serial {} (sha256 {}) for a key in {}, ticket {}, role {}, user {}, until {}",
                     c.serial,
                     c.certificate_sha256,
+                    match &self.key_request {
+                        KeyRequest::Verified(_, storage) => storage,
+                        _ => "unknown",
+                    },
                     crate::store::hex(&c.ticket_id),
                     c.role,
                     c.user.as_deref().unwrap_or("-"),
@@ -879,7 +885,14 @@ impl PdpSession<'_> {
             match CredentialAttribute::decode(raw.attr_type, raw.value) {
                 Ok(CredentialAttribute::KeyRequest(r)) => {
                     self.key_request = match pki::ca::verify_request(&r.csr) {
-                        Ok(v) => KeyRequest::Verified(v),
+                        Ok(v) => KeyRequest::Verified(
+                            v,
+                            match r.key_storage.as_str() {
+                                "tpm" => "tpm",
+                                "software" => "software",
+                                _ => "unknown",
+                            },
+                        ),
                         Err(e) => KeyRequest::Invalid(format!("the key request is refused: {e}")),
                     }
                 }
