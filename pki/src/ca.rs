@@ -676,6 +676,8 @@ pub struct CertificateInfo {
     pub is_ca: bool,
     /// The signature algorithm's OID, dotted.
     pub signature_algorithm: String,
+    /// The DNS names of its subjectAltName.
+    pub dns_names: Vec<String>,
 }
 
 /// Reads `der` for display.
@@ -690,6 +692,21 @@ pub fn describe(der: &[u8]) -> Result<CertificateInfo, CaError> {
         sha256: crate::digest_hex(&HashAlg::Sha256.digest(der)),
         is_ca: c.is_ca(),
         signature_algorithm: c.signature_algorithm.algorithm.to_id_string(),
+        dns_names: c
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 

@@ -639,8 +639,15 @@ pub async fn serve_in_thread(
                 tcp: addr.to_string(),
                 quic: None,
             };
-            let serving =
-                tnc_client::pairing::serve(&pdp, agent, key, &name, &advertise, None, deadline);
+            let serving = tnc_client::pairing::serve(
+                &pdp,
+                agent,
+                key,
+                Some(&name),
+                &advertise,
+                None,
+                deadline,
+            );
             match serving.await {
                 Ok(s) => {
                     let _ = ready_tx.send(Ok((addr, s.outcome.clone())));

@@ -209,7 +209,7 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(&path, serde_json::to_vec_pretty(&topology)?)?;
     println!("\ntopology: {}", path.display());
     println!(
-        "try:  tnc-client connect --config {} vm-1 --local 8080   (then: curl http://127.0.0.1:8080/)",
+        "try:  tnc-client connect --config {} vm-1 --local-port 8080   (then: curl http://127.0.0.1:8080/)",
         configs[0].display()
     );
     println!("up: SIGTERM or Ctrl-C stops it all");

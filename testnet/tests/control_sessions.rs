@@ -58,7 +58,7 @@ async fn a_newer_control_session_supersedes_the_older_one() {
             &target,
             Agent::with_collector(os.clone(), Box::new(vm())),
             key,
-            "vm-1",
+            Some("vm-1"),
             &advertise,
             None,
             Duration::from_secs(30),

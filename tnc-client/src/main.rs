@@ -79,9 +79,10 @@ enum Command {
         /// host of the TCP address.
         #[arg(long)]
         quic_listen: Option<std::net::SocketAddr>,
-        /// This VM's name, as the PDP's `[ca] vm_names` gives it.
+        /// This VM's name; default: the one the PDP put in its certificate
+        /// (`[ca] vm_names`). Given, it must be that one.
         #[arg(long)]
-        name: String,
+        name: Option<String>,
         /// Authenticate as this user (SASL PLAIN), if the PDP asks; the
         /// password from --password-file or TNC_PASSWORD.
         #[arg(long)]
@@ -106,7 +107,7 @@ enum Command {
         #[arg(long)]
         to: Option<std::net::SocketAddr>,
         /// A local port to forward (on 127.0.0.1), or `-` for stdin/stdout.
-        #[arg(long, default_value = "-")]
+        #[arg(long = "local-port", alias = "local", default_value = "-")]
         local: String,
         /// Open the channel over QUIC (the VM's QUIC address) instead of TCP.
         #[arg(long)]
@@ -160,7 +161,7 @@ fn main() -> ExitCode {
                     advertise,
                     quic: quic_listen,
                 };
-                serve(&config, forward, listen, &name, creds)
+                serve(&config, forward, listen, name.as_deref(), creds)
             }),
         Command::Connect {
             config,
@@ -468,7 +469,7 @@ fn serve(
     path: &std::path::Path,
     forward: std::net::SocketAddr,
     listen: Listen,
-    name: &str,
+    name: Option<&str>,
     credentials: Option<PlainCredentials>,
 ) -> anyhow::Result<ExitCode> {
     let link = PdpLink::new(path, None, None, None, false)?;
@@ -543,10 +544,13 @@ fn serve(
         if let Some((endpoint, at)) = quic {
             endpoint.set_server_config(Some(serving.server.quic_server_config()?));
             tokio::spawn(serving.server.clone().run_quic(endpoint, forward));
-            eprintln!("serving {name} over QUIC on {at}");
+            eprintln!("serving {} over QUIC on {at}", serving.name);
         }
         // The address line first: scripts and tests read it.
-        println!("serving {name} on {bound} (advertised as {advertise})");
+        println!(
+            "serving {} on {bound} (advertised as {advertise})",
+            serving.name
+        );
         tokio::select! {
             r = serving.server.clone().run(listener, forward) => r.context("accepting channels")?,
             r = &mut serving.control => {

@@ -78,6 +78,8 @@ pub struct Serve {
     pub server: Arc<Server>,
     /// The control session: ends when the PDP or the transport ends it.
     pub control: tokio::task::JoinHandle<Result<Outcome, AgentError>>,
+    /// The name the VM serves under: its certificate's DNS name.
+    pub name: String,
 }
 
 /// Where a VM serves channels: the addresses terminals reach.
@@ -87,14 +89,16 @@ pub struct Advertise {
     pub quic: Option<String>,
 }
 
-/// Attests `agent` as the VM `name` serving at `advertise`, with `key` as
-/// its channel key; once allowed and certified, the channel server with the
-/// control session feeding it pairings. Waits `deadline` for the decision.
+/// Attests `agent` as a VM serving at `advertise`, with `key` as its
+/// channel key; once allowed and certified, the channel server with the
+/// control session feeding it pairings. The VM's name is the DNS name the
+/// PDP put in its certificate (`[ca] vm_names`); `name`, if given, must be
+/// that one. Waits `deadline` for the decision.
 pub async fn serve(
     pdp: &Pdp,
     mut agent: Agent,
     key: ChannelKey,
-    name: &str,
+    name: Option<&str>,
     advertise: &Advertise,
     credentials: Option<PlainCredentials>,
     deadline: Duration,
@@ -139,11 +143,28 @@ pub async fn serve(
         return Err(Failure::NotAllowed(Box::new(outcome)));
     }
     let grant = granted(&outcome)?;
+    let named = pki::ca::describe(&grant.certificate)
+        .map(|i| i.dns_names)
+        .unwrap_or_default();
+    let name =
+        match (name, named.first()) {
+            (Some(n), _) if named.iter().any(|d| d == n) => n.to_string(),
+            (Some(n), _) => {
+                return Err(Failure::NoCredentials(format!(
+            "the certificate names this VM {named:?}, not {n:?} (--name; the PDP's [ca] vm_names)"
+        )))
+            }
+            (None, Some(d)) => d.clone(),
+            (None, None) => return Err(Failure::NoCredentials(
+                "the certificate names no VM: the PDP's [ca] vm_names has no name for this device"
+                    .into(),
+            )),
+        };
     let me = ChannelIdentity {
         grant: grant.clone(),
         key: key.into_signer(),
     };
-    let server = Arc::new(Server::new(&me, name)?);
+    let server = Arc::new(Server::new(&me, &name)?);
     let feeder = server.clone();
     tokio::spawn(async move {
         while let Some(p) = pairings.recv().await {
@@ -157,6 +178,7 @@ pub async fn serve(
         grant,
         server,
         control,
+        name,
     })
 }
 

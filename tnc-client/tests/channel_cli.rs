@@ -41,7 +41,7 @@ fn connect(config: &Path, extra: &[&str]) -> (std::process::ExitStatus, String, 
     let mut child = Command::new(env!("CARGO_BIN_EXE_tnc-client"))
         .args(["connect", "--config"])
         .arg(config)
-        .args(["vm-1", "--local", "-"])
+        .args(["vm-1", "--local-port", "-"])
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -91,7 +91,6 @@ async fn a_paired_terminal_reaches_the_service_behind_serve_and_an_isolated_one_
         .arg(&vm_config)
         .args(["--forward", &service.to_string()])
         .args(["--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"])
-        .args(["--name", "vm-1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -194,5 +193,25 @@ async fn a_paired_terminal_reaches_the_service_behind_serve_and_an_isolated_one_
 
     let _ = serve.kill();
     let _ = serve.wait();
+
+    // serve took its name from its certificate; a --name the PDP did not
+    // give it is refused, saying which it has.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tnc-client"))
+            .args(["serve", "--config"])
+            .arg(&vm_config)
+            .args(["--forward", &service.to_string()])
+            .args(["--listen", "127.0.0.1:0", "--name", "vm-9"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(r#"names this VM ["vm-1"], not "vm-9""#),
+        "{err}"
+    );
     pdp.stop().await.unwrap();
 }

@@ -73,6 +73,9 @@ pub struct CaSection {
     /// 3600: short-lived, renewed with each attestation).
     #[serde(default = "default_leaf_lifetime")]
     pub lifetime_secs: u64,
+    /// Per role, over `lifetime_secs`: `role_lifetime_secs = { vm = 28800 }`.
+    #[serde(default)]
+    pub role_lifetime_secs: BTreeMap<Role, u64>,
     /// The VMs a device of each role may reach, named in its tickets:
     /// `vms = { terminal = ["vm-1"] }`.
     #[serde(default)]

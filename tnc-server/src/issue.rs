@@ -17,8 +17,11 @@ use tnc_proto::credential::Grant;
 /// The session CA and what it issues.
 pub struct Issuer {
     ca: Sm2Ca,
-    /// How long certificates and tickets are valid.
+    /// How long certificates and tickets are valid, unless `lifetimes`
+    /// says otherwise for the device's role.
     pub lifetime: Duration,
+    /// Per role: `[ca] role_lifetime_secs = { vm = 28800 }`.
+    pub lifetimes: BTreeMap<Role, Duration>,
     /// The VMs a device of each role may reach (the ticket's `vms`).
     pub vms: BTreeMap<Role, Vec<String>>,
     /// The ticket's issuer claim.
@@ -64,6 +67,7 @@ impl Issuer {
         Self {
             ca,
             lifetime,
+            lifetimes: BTreeMap::new(),
             vms,
             name,
             vm_names: BTreeMap::new(),
@@ -126,8 +130,26 @@ impl Issuer {
                 Duration::from_secs(section.lifetime_secs),
                 section.vms.clone(),
             )
-            .with_vm_names(section.vm_names.clone()),
+            .with_vm_names(section.vm_names.clone())
+            .with_role_lifetimes(
+                section
+                    .role_lifetime_secs
+                    .iter()
+                    .map(|(role, secs)| (*role, Duration::from_secs(*secs)))
+                    .collect(),
+            ),
         ))
+    }
+
+    /// Per-role lifetimes, over the default one.
+    pub fn with_role_lifetimes(mut self, lifetimes: BTreeMap<Role, Duration>) -> Self {
+        self.lifetimes = lifetimes;
+        self
+    }
+
+    /// How long a device of `role` is certified.
+    pub fn lifetime_for(&self, role: Role) -> Duration {
+        self.lifetimes.get(&role).copied().unwrap_or(self.lifetime)
     }
 
     pub fn ca(&self) -> &Sm2Ca {
@@ -163,7 +185,7 @@ impl Issuer {
                 Role::Vm => Usage::ServerAndClient,
                 Role::Terminal => Usage::Client,
             },
-            lifetime: self.lifetime,
+            lifetime: self.lifetime_for(who.role),
         };
         let certificate = self.ca.issue(&request.public_key, &spec, now)?;
         let info = pki::ca::describe(&certificate)?;
@@ -219,5 +241,42 @@ impl Issuer {
                 not_after: expires,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_lifetime_overrides_the_default_for_that_role_only() {
+        let ca = Sm2Ca::create(
+            "session CA",
+            Duration::from_secs(86_400),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 - 60),
+        )
+        .unwrap();
+        let issuer = Issuer::new(ca, Duration::from_secs(3600), BTreeMap::new())
+            .with_role_lifetimes([(Role::Vm, Duration::from_secs(28_800))].into());
+        let key = pki::ca::Sm2Key::generate().unwrap();
+        let request =
+            pki::ca::verify_request(&pki::ca::make_request(&key, "channel").unwrap()).unwrap();
+        for (role, secs) in [(Role::Vm, 28_800), (Role::Terminal, 3600)] {
+            let issued = issuer
+                .issue(
+                    &request,
+                    &Subject {
+                        device_id: [1; 32],
+                        role,
+                        user: None,
+                        policy_version: 1,
+                        decided_at: 1_800_000_000,
+                    },
+                )
+                .unwrap();
+            let info = pki::ca::describe(&issued.grant.certificate).unwrap();
+            assert_eq!(info.not_after, 1_800_000_000 + secs, "{role:?}");
+            assert_eq!(issued.grant.expires, 1_800_000_000 + secs);
+        }
     }
 }

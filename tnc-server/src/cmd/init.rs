@@ -187,7 +187,10 @@ url = "sqlite://tnc.db"
 [ca]                            # the SM2 CA (tnc-server ca show|issue)
 certificate = "sm2-ca.pem"
 private_key = "sm2-ca.key"
-lifetime_secs = 3600            # of the certificates it issues
+lifetime_secs = 3600            # of the certificates and tickets it issues
+# role_lifetime_secs = { vm = 28800 }   # per role, over lifetime_secs
+# vms = { terminal = ["vm-1"] }         # the VMs each role's tickets name
+# vm_names = { "<device id>" = "vm-1" } # a VM's name, by its device ID (device list)
 
 [auth]
 sasl = "plain"                  # users: tnc-server user add
