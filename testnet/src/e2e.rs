@@ -115,6 +115,8 @@ pub struct PdpOptions {
     pub issue_credentials: bool,
     /// VM names by device ID (hex), as `[ca] vm_names` gives them.
     pub vm_names: std::collections::BTreeMap<String, String>,
+    /// Continuous trust: intervals, stale devices, the store's poll.
+    pub reassessment: tnc_server::config::Reassessment,
 }
 
 impl Default for PdpOptions {
@@ -130,6 +132,7 @@ impl Default for PdpOptions {
             suites: Suites::Standard,
             issue_credentials: false,
             vm_names: Default::default(),
+            reassessment: Default::default(),
         }
     }
 }
@@ -181,9 +184,21 @@ impl TestPdp {
             suites,
             issue_credentials,
             vm_names,
+            reassessment,
         } = options;
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
+        // For the operator's commands (`tnc-server device … --config`):
+        // the same store.
+        std::fs::write(
+            dir.join("server.toml"),
+            format!(
+                "[tls]\ncertificate = \"server.pem\"\nprivate_key = \"server.key\"\n\
+                 [attestation]\nreference_values = {{}}\n\
+                 [store]\nurl = \"sqlite://{}\"\n",
+                store_path.display()
+            ),
+        )?;
         let store = Arc::new(Store::open(&format!("sqlite://{}", store_path.display())).await?);
         for (role, p) in references {
             let body = p.reference_values().map_err(|e| anyhow!(e))?.to_toml();
@@ -214,6 +229,7 @@ impl TestPdp {
             sasl,
             guesses: tnc_server::guard::GuessGuard::new(guesses),
             message_budget: tnc_server::budget::MessageBudget::new(limits.message_budget_mib),
+            reassessment,
             ..PdpContext::new(store.clone())
         });
         let config = tnc_server::net::tls_server_config_for(

@@ -72,6 +72,7 @@ async fn exercise(url: &str) {
                 ima_end: 6,
             }),
             credential: Some(&credential),
+            revoke: None,
         })
         .await
         .unwrap();
@@ -90,6 +91,7 @@ async fn exercise(url: &str) {
                 ima_end: 8,
             }),
             credential: None,
+            revoke: None,
         })
         .await
         .unwrap();
@@ -128,11 +130,140 @@ async fn exercise(url: &str) {
         .await
         .unwrap();
     assert_eq!(store.verify_audit().await.unwrap().unwrap_err().seq, 2);
+    continuous_trust(&store, &device, &findings).await;
     store.close().await;
     // Reopening runs no migration twice and keeps the data.
     let again = Store::open(url).await.unwrap();
     assert_eq!(again.devices().await.unwrap().len(), 1);
     again.close().await;
+}
+
+/// Revocations, re-assessment requests and stale devices on `store`, where
+/// device 09… holds ticket c7… (until 3700) from its first decision.
+async fn continuous_trust(store: &Store, device: &DeviceRecord, findings: &[String]) {
+    let id = [9u8; 32];
+    let isolate = |at, revoke| DecisionWrite {
+        at,
+        device: Some(device),
+        attestation: Some(AttestationWrite {
+            device_id: id,
+            verdict: Verdict::Isolate,
+            findings,
+            counters: None,
+        }),
+        audit: &[],
+        evidence: None,
+        credential: None,
+        revoke,
+    };
+    // A decision that is not allow revokes the unexpired tickets, once.
+    assert_eq!(store.last_revocation_seq().await.unwrap(), 0);
+    store
+        .commit_decision(&isolate(400, Some("isolate: file x")))
+        .await
+        .unwrap();
+    let revoked = store.revocations_after(0, 10).await.unwrap();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    let r = &revoked[0];
+    assert_eq!(
+        (r.at, r.device.as_str(), r.ticket.as_str(), r.not_after),
+        (
+            400,
+            "09".repeat(32).as_str(),
+            "c7".repeat(16).as_str(),
+            3700
+        )
+    );
+    assert_eq!(r.certificate_sha256, "cd".repeat(32));
+    assert_eq!(r.reason, "isolate: file x");
+    assert_eq!(
+        store.ticket_revocation(&[0xc7; 16]).await.unwrap().as_ref(),
+        Some(r)
+    );
+    assert_eq!(store.ticket_revocation(&[0xc8; 16]).await.unwrap(), None);
+    store
+        .commit_decision(&isolate(401, Some("isolate: again")))
+        .await
+        .unwrap();
+    assert_eq!(store.revocations_after(0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.revoke_device(&id, 402, "operator").await.unwrap(), 0);
+    assert_eq!(
+        store
+            .revoke_device(&[8; 32], 402, "operator")
+            .await
+            .unwrap(),
+        0
+    );
+    // New tickets: an expired one is not revoked, the other is, by hand.
+    for (ticket, not_after) in [([0xd1u8; 16], 450), ([0xd2; 16], 5000)] {
+        let c = tnc_server::store::CredentialWrite {
+            ticket_id: ticket.to_vec(),
+            not_after,
+            device_id: id,
+            user: None,
+            role: "terminal".into(),
+            serial: "02".into(),
+            certificate_sha256: "ef".repeat(32),
+        };
+        store
+            .commit_decision(&DecisionWrite {
+                at: 403,
+                device: Some(device),
+                attestation: None,
+                audit: &[],
+                evidence: None,
+                credential: Some(&c),
+                revoke: None,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.revoke_device(&id, 500, "operator").await.unwrap(), 1);
+    let all = store.revocations_after(0, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].ticket, "d2".repeat(16));
+    assert!(all[1].seq > all[0].seq);
+    assert_eq!(
+        store.revocations_after(all[0].seq, 10).await.unwrap(),
+        &all[1..]
+    );
+    assert_eq!(store.revocations_of(&id).await.unwrap()[0], all[1]);
+    assert_eq!(store.last_revocation_seq().await.unwrap(), all[1].seq);
+    // The operator's re-assessment requests, in order.
+    assert_eq!(store.last_reassess_seq().await.unwrap(), 0);
+    let a = store.request_reassessment(Some(&id), 600).await.unwrap();
+    let b = store.request_reassessment(None, 601).await.unwrap();
+    let reqs = store.reassess_requests_after(0).await.unwrap();
+    assert_eq!(
+        reqs,
+        vec![
+            tnc_server::store::ReassessRequest {
+                seq: a,
+                device: Some(id)
+            },
+            tnc_server::store::ReassessRequest {
+                seq: b,
+                device: None
+            }
+        ]
+    );
+    assert_eq!(store.reassess_requests_after(a).await.unwrap().len(), 1);
+    assert_eq!(store.last_reassess_seq().await.unwrap(), b);
+    // Stale: allowed (the record says so) and last seen at 100.
+    let limits = [(Role::Terminal, 600u64)].into();
+    assert!(store.mark_stale(650, &limits).await.unwrap().is_empty());
+    let stale = store.mark_stale(1000, &limits).await.unwrap();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!((stale[0].device, stale[0].last_seen), (id, 100));
+    assert!(store.mark_stale(1001, &limits).await.unwrap().is_empty());
+    let d = store.device(&id).await.unwrap().unwrap();
+    assert_eq!(d.last_verdict, Some(Verdict::Isolate));
+    let last = &store.attestations(&id, 1).await.unwrap()[0];
+    assert_eq!(last.verdict, "isolate");
+    assert!(
+        last.findings[0].starts_with("stale: not attested for 900 s"),
+        "{last:?}"
+    );
 }
 
 #[tokio::test]

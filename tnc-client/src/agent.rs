@@ -53,6 +53,9 @@ pub struct Outcome {
     /// The answer to the pairing request (a terminal's), if one was sent:
     /// the pairing, or why there is none.
     pub pairing: Option<Result<tnc_proto::credential::Pairing, String>>,
+    /// The device the PDP appraised (SHA-256 of its EK certificate, hex),
+    /// when the collector sent its identity.
+    pub device: Option<String>,
 }
 
 impl Outcome {
@@ -174,6 +177,12 @@ pub struct Agent {
     delivered: Vec<tnc_proto::credential::Pairing>,
     /// Pairing ids to acknowledge in the next CDATA.
     to_accept: Vec<Vec<u8>>,
+    /// Keep the session open after an allow, for the PDP's re-assessments
+    /// (`login --stay`, `connect`); a serving VM always does.
+    pub stay: bool,
+    /// RESULTs received in this session (the first decision and each
+    /// re-assessment's).
+    decisions: u32,
     pb: PbSession,
     next_pa_id: u32,
     outcome: Outcome,
@@ -193,6 +202,8 @@ impl Agent {
             serving: None,
             delivered: Vec::new(),
             to_accept: Vec::new(),
+            stay: false,
+            decisions: 0,
             pb: PbSession::new(Side::Client),
             next_pa_id: 1,
             outcome: Outcome::default(),
@@ -215,9 +226,16 @@ impl Agent {
         &self.outcome
     }
 
-    /// The session stays open after RESULT (a serving VM's control session).
+    /// The session stays open after an allow (a serving VM's control
+    /// session, or asked for with [`Agent::stay`]).
     pub fn keeps_open(&self) -> bool {
-        self.serving.is_some()
+        self.stay || self.serving.is_some()
+    }
+
+    /// RESULTs received so far: 1 after the first decision, one more per
+    /// re-assessment.
+    pub fn decisions(&self) -> u32 {
+        self.decisions
     }
 
     /// The pairings the PDP delivered since the last call.
@@ -235,12 +253,14 @@ impl Agent {
     /// [`Agent::receive`], the PB-TNC client without I/O: `run_session`
     /// drives it over PT-TLS, the PDP's unit tests batch to batch.
     pub fn first_batch(&mut self) -> Result<Vec<u8>, AgentError> {
-        self.initial_batch(true)
+        self.initial_batch(true, true)
     }
 
     /// The collectors' opening messages in a CDATA batch; the language
-    /// preference only in the session's first batch (RFC 5793 §4.10).
-    fn initial_batch(&mut self, first: bool) -> Result<Vec<u8>, AgentError> {
+    /// preference only in the session's first batch (RFC 5793 §4.10); the
+    /// credential pair's requests (`asks`) not in a re-assessment: they
+    /// belong to the first decision.
+    fn initial_batch(&mut self, first: bool, asks: bool) -> Result<Vec<u8>, AgentError> {
         let posture = {
             let id = self.pa_id();
             self.os
@@ -261,6 +281,8 @@ impl Agent {
         ]
         .into_iter()
         .flatten()
+        .filter(|_| asks)
+        .chain(self.acceptances())
         .collect();
         let key_request = (!asks.is_empty()).then(|| self.credential_message(&asks));
         let mut messages = Vec::new();
@@ -282,6 +304,16 @@ impl Agent {
         tnc_proto::vendor_message(id, attrs)
     }
 
+    /// The pairings delivered since the last CDATA, acknowledged.
+    fn acceptances(&mut self) -> Vec<CredentialAttribute> {
+        std::mem::take(&mut self.to_accept)
+            .into_iter()
+            .map(|id| {
+                CredentialAttribute::PairingAccepted(tnc_proto::credential::PairingAccepted { id })
+            })
+            .collect()
+    }
+
     /// One batch from the PDP; the batch to answer with, if any, and whether
     /// the session is over.
     pub fn receive(&mut self, bytes: &[u8]) -> Result<(Option<Vec<u8>>, bool), AgentError> {
@@ -297,6 +329,8 @@ impl Agent {
         let mut os_answers: Vec<Vec<u8>> = Vec::new();
         let mut att_answers: Vec<AttestationAttribute> = Vec::new();
         let mut wants_packages = false;
+        // The PDP re-assesses: the collectors start over.
+        let mut restart = false;
         for m in &batch.messages {
             match m {
                 PbMessage::Pa(p)
@@ -312,6 +346,10 @@ impl Agent {
                 PbMessage::Pa(p)
                     if p.delivers_to(Side::Client, attestation::SUBTYPE, ATTESTATION_IMC_ID) =>
                 {
+                    if attestation::is_reassessment_request(p.body) {
+                        restart = true;
+                        continue;
+                    }
                     let Ok(msg) = PaMessage::decode(p.body) else {
                         continue;
                     };
@@ -378,8 +416,10 @@ impl Agent {
         }
         match batch.batch_type {
             BatchType::Result => {
+                self.decisions += 1;
                 self.outcome.decided_at = Some(std::time::Instant::now());
                 self.outcome.attestation = self.attestation.result();
+                self.outcome.device = self.attestation.device_id();
                 self.attestation.release();
                 // A serving VM keeps its control session while allowed.
                 if self.keeps_open() && self.outcome.allowed() {
@@ -389,6 +429,14 @@ impl Agent {
                 Ok((close, true))
             }
             BatchType::Close => Ok((None, true)),
+            // A re-assessment: answered as a new session's first batch,
+            // without the credential requests. The standing decision holds
+            // until the round's RESULT.
+            BatchType::SData if restart => {
+                let previous = std::mem::take(&mut self.outcome);
+                self.outcome.credential = previous.credential;
+                Ok((Some(self.initial_batch(false, false)?), false))
+            }
             BatchType::SData => {
                 if wants_packages {
                     let id = self.pa_id();
@@ -399,14 +447,7 @@ impl Agent {
                     );
                 }
                 let att = (!att_answers.is_empty()).then(|| self.att_message(&att_answers));
-                let accepted: Vec<CredentialAttribute> = std::mem::take(&mut self.to_accept)
-                    .into_iter()
-                    .map(|id| {
-                        CredentialAttribute::PairingAccepted(
-                            tnc_proto::credential::PairingAccepted { id },
-                        )
-                    })
-                    .collect();
+                let accepted = self.acceptances();
                 let accepted = (!accepted.is_empty()).then(|| self.credential_message(&accepted));
                 let mut msgs: Vec<PbMessage<'_>> = os_answers
                     .iter()
@@ -428,7 +469,7 @@ impl Agent {
             // client: the collectors start over, as in the first batch.
             BatchType::SRetry if self.pb.state() == tnc_proto::pb_tnc::PbState::ClientWorking => {
                 self.outcome = Outcome::default();
-                Ok((Some(self.initial_batch(false)?), false))
+                Ok((Some(self.initial_batch(false, true)?), false))
             }
             // After a decision it is still the server's turn (§3.2): the
             // client waits for its SDATA (specs/nea-continuous.md §2). The
@@ -459,11 +500,27 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     run_session_with(io, agent, credentials, max_message_len, None).await
 }
 
-/// A serving VM's kept-open session: the first decision goes to `decided`,
-/// each pairing the PDP delivers afterwards to `pairings`.
+/// A kept-open session: the first decision goes to `decided`, each later
+/// one (a re-assessment) to `reassessed`, and to a serving VM each pairing
+/// the PDP delivers to `pairings`.
 pub struct Control {
     pub decided: Option<tokio::sync::oneshot::Sender<Outcome>>,
     pub pairings: tokio::sync::mpsc::UnboundedSender<tnc_proto::credential::Pairing>,
+    pub reassessed: Option<tokio::sync::mpsc::UnboundedSender<Outcome>>,
+}
+
+impl Control {
+    /// For a session that receives no pairings.
+    pub fn new(
+        decided: tokio::sync::oneshot::Sender<Outcome>,
+        reassessed: tokio::sync::mpsc::UnboundedSender<Outcome>,
+    ) -> Self {
+        Self {
+            decided: Some(decided),
+            pairings: tokio::sync::mpsc::unbounded_channel().0,
+            reassessed: Some(reassessed),
+        }
+    }
 }
 
 /// [`run_session`], kept open after RESULT when the agent serves (see
@@ -478,6 +535,7 @@ pub async fn run_session_with<S: AsyncRead + AsyncWrite + Unpin>(
     let mut conn = ClientConnection::new(pt_tls::Limits { max_message_len }, credentials);
     let mut buf = vec![0u8; 16 * 1024];
     let mut done = false;
+    let mut reported = 0;
     loop {
         while let Some(event) = conn.poll_event() {
             match event {
@@ -493,8 +551,11 @@ pub async fn run_session_with<S: AsyncRead + AsyncWrite + Unpin>(
                             .map_err(|e| AgentError::PtTls(e.to_string()))?;
                     }
                     if let Some(c) = control.as_mut() {
-                        if agent.outcome.decided_at.is_some() {
+                        if agent.decisions > reported {
+                            reported = agent.decisions;
                             if let Some(tx) = c.decided.take() {
+                                let _ = tx.send(agent.outcome.clone());
+                            } else if let Some(tx) = &c.reassessed {
                                 let _ = tx.send(agent.outcome.clone());
                             }
                         }

@@ -54,6 +54,12 @@ enum Command {
         /// Use PT-TLS over QUIC (the PDP's QUIC port) instead of TCP.
         #[arg(long)]
         quic: bool,
+        /// Keep the session open after an allow: the PDP re-assesses this
+        /// endpoint on it (on its interval, when the policy changes, when
+        /// the operator asks), a line each. Ends at the first decision that
+        /// is not allow (its exit status) or when the session ends (1).
+        #[arg(long, conflicts_with = "quic")]
+        stay: bool,
     },
     /// On a VM: attest, get this VM's channel certificate, keep the control
     /// session to the PDP open for pairings, and accept ShangMi channels
@@ -138,10 +144,17 @@ fn main() -> ExitCode {
             user,
             password_file,
             quic,
+            stay,
         } => user
             .map(|u| credentials(u, password_file.as_deref()))
             .transpose()
-            .and_then(|creds| run_login(&config, server, server_name, ca, creds, quic)),
+            .and_then(|creds| {
+                let link = PdpLink::new(&config, server, server_name, ca, quic)?;
+                match stay {
+                    true => stay_logged_in(&link, creds),
+                    false => run_login(&link, creds),
+                }
+            }),
         Command::Status { config } => status(&config),
         Command::Serve {
             config,
@@ -311,15 +324,87 @@ impl PdpLink {
     }
 }
 
-fn run_login(
-    path: &std::path::Path,
-    server: Option<String>,
-    server_name: Option<String>,
-    ca: Option<PathBuf>,
+/// `login --stay`: the first decision as `login` prints it, then one line
+/// per re-assessment while the PDP keeps allowing this endpoint.
+fn stay_logged_in(
+    link: &PdpLink,
     credentials: Option<PlainCredentials>,
-    quic: bool,
 ) -> anyhow::Result<ExitCode> {
-    let link = PdpLink::new(path, server, server_name, ca, quic)?;
+    let mut agent = link.agent()?;
+    if link.config.credentials {
+        agent.key_request = Some(link.key_request()?);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let pdp = link.pdp().await?;
+        let (outcome, mut session) = match tnc_client::pairing::KeptSession::open(
+            &pdp,
+            agent,
+            credentials,
+            LOGIN_DEADLINE,
+            None,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("tnc-client: {e}");
+                return Ok(ExitCode::from(e.exit_code()));
+            }
+        };
+        let code = report_login(link, &outcome);
+        if code != 0 {
+            return Ok(ExitCode::from(code));
+        }
+        println!("staying: the PDP re-assesses this endpoint on this session");
+        loop {
+            tokio::select! {
+                o = session.reassessed() => match o {
+                    Some(o) => {
+                        save_verdict(&link.config, &o, o.device.as_deref());
+                        println!(
+                            "re-assessed at {}: {}{}",
+                            unix_now(),
+                            o.verdict_name(),
+                            o.reason.as_deref().filter(|_| !o.allowed()).map(|r| format!(" ({r})")).unwrap_or_default()
+                        );
+                        if !o.allowed() {
+                            return Ok(ExitCode::from(exit_code(&o)));
+                        }
+                    }
+                    None => {
+                        let why = session.ended().await;
+                        eprintln!("tnc-client: the session with the PDP ended ({why})");
+                        return Ok(ExitCode::from(1));
+                    }
+                },
+                _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    })
+}
+
+/// Prints a login's decision, keeps its credentials and verdict; its exit
+/// status.
+fn report_login(link: &PdpLink, outcome: &Outcome) -> u8 {
+    print!("{outcome}");
+    if let Some(tnc_client::agent::Credential::Granted(grant)) = &outcome.credential {
+        let state_dir = link.state_dir();
+        match tnc_client::channel::save(&state_dir, grant) {
+            Ok(()) => println!("credentials kept in {}", state_dir.display()),
+            Err(e) => eprintln!("tnc-client: the credentials could not be kept: {e}"),
+        }
+    }
+    if let Some(d) = &outcome.device {
+        println!("device: {d}");
+    }
+    save_verdict(&link.config, outcome, outcome.device.as_deref());
+    exit_code(outcome)
+}
+
+fn run_login(link: &PdpLink, credentials: Option<PlainCredentials>) -> anyhow::Result<ExitCode> {
     let mut agent = link.agent()?;
     if link.config.credentials {
         agent.key_request = Some(link.key_request()?);
@@ -334,20 +419,7 @@ fn run_login(
             return Ok(ExitCode::from(1));
         }
     };
-    print!("{outcome}");
-    if let Some(tnc_client::agent::Credential::Granted(grant)) = &outcome.credential {
-        let state_dir = link.state_dir();
-        match tnc_client::channel::save(&state_dir, grant) {
-            Ok(()) => println!("credentials kept in {}", state_dir.display()),
-            Err(e) => eprintln!("tnc-client: the credentials could not be kept: {e}"),
-        }
-    }
-    let device = agent.attestation.device_id();
-    if let Some(d) = &device {
-        println!("device: {d}");
-    }
-    save_verdict(&link.config, &outcome, device.as_deref());
-    Ok(ExitCode::from(exit_code(&outcome)))
+    Ok(ExitCode::from(report_login(link, &outcome)))
 }
 
 fn credentials(user: String, file: Option<&std::path::Path>) -> anyhow::Result<PlainCredentials> {
@@ -553,19 +625,38 @@ fn serve(
         );
         tokio::select! {
             r = serving.server.clone().run(listener, forward) => r.context("accepting channels")?,
-            r = &mut serving.control => {
-                let why = match r {
-                    Ok(Ok(_)) => "the PDP closed it".to_string(),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                };
-                eprintln!("tnc-client serve: the control session to the PDP ended ({why}): no more pairings, stopping");
-                return Ok(ExitCode::from(1));
+            code = follow(&mut serving.control, "serve") => {
+                eprintln!("tnc-client serve: no more channels, stopping");
+                return Ok(ExitCode::from(code));
             }
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// Follows a kept-open session's re-assessments (a line on standard error
+/// each) until one is not allow or the session ends: the exit status then,
+/// the verdict's (3, 4) or 1.
+async fn follow(session: &mut tnc_client::pairing::KeptSession, who: &str) -> u8 {
+    while let Some(o) = session.reassessed().await {
+        if o.allowed() {
+            eprintln!("tnc-client {who}: re-assessed: allow");
+            continue;
+        }
+        eprintln!(
+            "tnc-client {who}: re-assessed: {}{}",
+            o.verdict_name(),
+            o.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        return exit_code(&o);
+    }
+    let why = session.ended().await;
+    eprintln!("tnc-client {who}: the session with the PDP ended ({why})");
+    1
 }
 
 /// One pairing with `vm` and its channel; said on standard error.
@@ -575,7 +666,13 @@ async fn pair_and_open(
     to: Option<std::net::SocketAddr>,
     transport: tnc_client::pairing::Transport,
     credentials: Option<PlainCredentials>,
-) -> Result<tnc_client::pairing::Channel, (u8, String)> {
+) -> Result<
+    (
+        tnc_client::pairing::Channel,
+        tnc_client::pairing::KeptSession,
+    ),
+    (u8, String),
+> {
     let state_dir = link.state_dir();
     let local = |e: anyhow::Error| (2, format!("{e:#}"));
     let agent = link.agent().map_err(local)?;
@@ -618,7 +715,7 @@ async fn pair_and_open(
         opened.handshake.as_millis(),
         opened.channel.as_millis()
     );
-    Ok(opened.stream)
+    Ok((opened.stream, opened.session))
 }
 
 fn connect(
@@ -633,15 +730,23 @@ fn connect(
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         if local == "-" {
-            let mut channel = match pair_and_open(&link, vm, to, transport, credentials).await {
-                Ok(c) => c,
-                Err((code, why)) => {
-                    eprintln!("tnc-client connect: {why}");
+            let (mut channel, mut session) =
+                match pair_and_open(&link, vm, to, transport, credentials).await {
+                    Ok(c) => c,
+                    Err((code, why)) => {
+                        eprintln!("tnc-client connect: {why}");
+                        return Ok(ExitCode::from(code));
+                    }
+                };
+            let mut stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+            // The channel lives while the terminal stays allowed.
+            tokio::select! {
+                r = tokio::io::copy_bidirectional(&mut channel, &mut stdio) => { r?; }
+                code = follow(&mut session, "connect") => {
+                    eprintln!("tnc-client connect: channel to {vm} closed");
                     return Ok(ExitCode::from(code));
                 }
-            };
-            let mut stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
-            tokio::io::copy_bidirectional(&mut channel, &mut stdio).await?;
+            }
             return Ok::<_, anyhow::Error>(ExitCode::SUCCESS);
         }
         let port: u16 = local
@@ -657,8 +762,13 @@ fn connect(
             let (link, vm, credentials) = (link.clone(), vm.to_string(), credentials.clone());
             tokio::spawn(async move {
                 match pair_and_open(&link, &vm, to, transport, credentials).await {
-                    Ok(mut channel) => {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut channel).await;
+                    Ok((mut channel, mut session)) => {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut channel) => {}
+                            _ = follow(&mut session, "connect") => {
+                                eprintln!("tnc-client connect: channel to {vm} closed");
+                            }
+                        }
                     }
                     Err((_, why)) => eprintln!("tnc-client connect: {why}"),
                 }

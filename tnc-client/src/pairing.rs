@@ -9,7 +9,7 @@
 //!   for credentials when it holds none valid), then opens the channel with
 //!   the pairing it got.
 
-use crate::agent::{login, login_with, Agent, AgentError, Control, Credential, Outcome};
+use crate::agent::{login_with, Agent, AgentError, Control, Credential, Outcome};
 use crate::channel::ChannelKey;
 use crate::tunnel::{ChannelIdentity, Server, TunnelError};
 use std::net::SocketAddr;
@@ -56,6 +56,90 @@ impl Failure {
     }
 }
 
+/// An integrity session kept open after its first decision: the PDP
+/// re-assesses the endpoint on it (SRETRY). Dropped, it ends.
+pub struct KeptSession {
+    task: tokio::task::JoinHandle<Result<Outcome, AgentError>>,
+    reassessed: tokio::sync::mpsc::UnboundedReceiver<Outcome>,
+}
+
+impl KeptSession {
+    /// Runs `agent`'s session with the PDP in a task, kept open after an
+    /// allow; the first decision, within `deadline`, and the session.
+    pub async fn open(
+        pdp: &Pdp,
+        mut agent: Agent,
+        credentials: Option<PlainCredentials>,
+        deadline: Duration,
+        pairings: Option<tokio::sync::mpsc::UnboundedSender<Pairing>>,
+    ) -> Result<(Outcome, Self), Failure> {
+        agent.stay = true;
+        let (decided_tx, decided) = tokio::sync::oneshot::channel();
+        let (reassessed_tx, reassessed) = tokio::sync::mpsc::unbounded_channel();
+        let mut control = Control::new(decided_tx, reassessed_tx);
+        if let Some(p) = pairings {
+            control.pairings = p;
+        }
+        let (addr, server_name, tls) = (pdp.addr, pdp.server_name.clone(), pdp.tls.clone());
+        let task = tokio::spawn(async move {
+            login_with(
+                addr,
+                &server_name,
+                tls,
+                &mut agent,
+                credentials,
+                Some(control),
+            )
+            .await
+        });
+        let mut kept = Self { task, reassessed };
+        let outcome = tokio::select! {
+            o = decided => o.ok(),
+            _ = tokio::time::sleep(deadline) => None,
+        };
+        match outcome {
+            Some(o) => Ok((o, kept)),
+            None => {
+                kept.task.abort();
+                Err(match (&mut kept.task).await {
+                    Ok(Err(e)) => no_decision(e),
+                    _ => Failure::NoDecision(format!("none within {} s", deadline.as_secs())),
+                })
+            }
+        }
+    }
+
+    /// The next re-assessment's decision; None once the session ended.
+    pub async fn reassessed(&mut self) -> Option<Outcome> {
+        self.reassessed.recv().await
+    }
+
+    /// Waits for the session to end; why it did.
+    pub async fn ended(&mut self) -> String {
+        match (&mut self.task).await {
+            Ok(Ok(_)) => "the PDP closed it".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Ends the session now.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for KeptSession {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 fn no_decision(e: AgentError) -> Failure {
     Failure::NoDecision(e.to_string())
 }
@@ -76,8 +160,9 @@ pub struct Serve {
     pub grant: Grant,
     /// The channel server; run it on a listener.
     pub server: Arc<Server>,
-    /// The control session: ends when the PDP or the transport ends it.
-    pub control: tokio::task::JoinHandle<Result<Outcome, AgentError>>,
+    /// The control session: re-assessed by the PDP; ends when the PDP or
+    /// the transport ends it.
+    pub control: KeptSession,
     /// The name the VM serves under: its certificate's DNS name.
     pub name: String,
 }
@@ -111,34 +196,9 @@ pub async fn serve(
         address: advertise.tcp.clone(),
         quic_address: advertise.quic.clone(),
     });
-    let (decided_tx, decided) = tokio::sync::oneshot::channel();
     let (pairings_tx, mut pairings) = tokio::sync::mpsc::unbounded_channel();
-    let (addr, server_name, tls) = (pdp.addr, pdp.server_name.clone(), pdp.tls.clone());
-    let mut control = tokio::spawn(async move {
-        login_with(
-            addr,
-            &server_name,
-            tls,
-            &mut agent,
-            credentials,
-            Some(Control {
-                decided: Some(decided_tx),
-                pairings: pairings_tx,
-            }),
-        )
-        .await
-    });
-    let outcome = tokio::select! {
-        o = decided => o.ok(),
-        _ = tokio::time::sleep(deadline) => None,
-    };
-    let Some(outcome) = outcome else {
-        control.abort();
-        return Err(match (&mut control).await {
-            Ok(Err(e)) => no_decision(e),
-            _ => Failure::NoDecision(format!("none within {} s", deadline.as_secs())),
-        });
-    };
+    let (outcome, control) =
+        KeptSession::open(pdp, agent, credentials, deadline, Some(pairings_tx)).await?;
     if !outcome.allowed() {
         return Err(Failure::NotAllowed(Box::new(outcome)));
     }
@@ -196,6 +256,9 @@ pub struct Opened<S> {
     pub handshake: Duration,
     /// The channel: TCP, ShangMi TLS, ticket and pairing proofs.
     pub channel: Duration,
+    /// The integrity session, open for re-assessments while the channel
+    /// lives.
+    pub session: KeptSession,
 }
 
 /// How a terminal reaches the VM.
@@ -323,19 +386,9 @@ pub async fn connect(
         ticket: held.as_ref().map(|g| g.ticket.clone()),
     });
     let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        deadline,
-        login(
-            pdp.addr,
-            &pdp.server_name,
-            pdp.tls.clone(),
-            &mut agent,
-            credentials,
-        ),
-    )
-    .await
-    .map_err(|_| Failure::NoDecision(format!("none within {} s", deadline.as_secs())))?
-    .map_err(no_decision)?;
+    // The session stays open while the channel lives: the PDP re-assesses
+    // the terminal on it.
+    let (outcome, session) = KeptSession::open(pdp, agent, credentials, deadline, None).await?;
     let handshake = started.elapsed();
     if !outcome.allowed() {
         return Err(Failure::NotAllowed(Box::new(outcome)));
@@ -398,6 +451,7 @@ pub async fn connect(
         address,
         handshake,
         channel: opened.elapsed(),
+        session,
     })
 }
 

@@ -86,6 +86,38 @@ impl Role {
     }
 }
 
+/// PDP -> client, the SDATA after an SRETRY on a decided session (a
+/// re-assessment, RFC 5793 §3.2): a PA-TNC message (identifier `id`) with one
+/// IETF Attribute Request (RFC 5792 §4.2.1) naming [`attr::HELLO`] of
+/// [`VENDOR`]: "start over", which the collector answers as in a new session,
+/// with its Hello (specs/nea-continuous.md §5: each round the validator asks
+/// again, since the collector may have reset).
+pub fn reassessment_request(id: u32) -> Vec<u8> {
+    crate::pa_tnc::PaMessageWriter::new(id)
+        .attribute(
+            false,
+            &crate::pa_tnc::Attribute::AttributeRequest(vec![HELLO_ID]),
+        )
+        .finish()
+}
+
+/// [`attr::HELLO`] as an attribute ID.
+const HELLO_ID: crate::pa_tnc::AttributeId = crate::pa_tnc::AttributeId {
+    vendor: VENDOR,
+    attr_type: attr::HELLO,
+};
+
+/// Whether the PA-TNC message `body` holds an Attribute Request for the
+/// Hello (see [`reassessment_request`]).
+pub fn is_reassessment_request(body: &[u8]) -> bool {
+    crate::pa_tnc::PaMessage::decode(body).is_ok_and(|m| {
+        m.attributes.iter().any(|a| {
+            matches!(a.parse(), Ok(crate::pa_tnc::Attribute::AttributeRequest(ids))
+                if ids.contains(&HELLO_ID))
+        })
+    })
+}
+
 /// Client -> PDP, first: what the endpoint is and whether it has a TPM.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -318,6 +350,30 @@ impl crate::cbor::VendorAttribute for AttestationAttribute {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reassessment_request_is_an_ietf_attribute_request_for_the_hello() {
+        let m = reassessment_request(7);
+        // PA-TNC header: version 1, reserved, message identifier 7.
+        assert_eq!(&m[..8], &[1, 0, 0, 0, 0, 0, 0, 7]);
+        // Attribute Request (IETF 0/1), 12 + 8 octets, naming 32473/1.
+        assert_eq!(
+            &m[8..],
+            &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 20, 0, 0x00, 0x7e, 0xd9, 0, 0, 0, 1]
+        );
+        assert!(is_reassessment_request(&m));
+        let other = crate::pa_tnc::PaMessageWriter::new(1)
+            .attribute(
+                false,
+                &crate::pa_tnc::Attribute::AttributeRequest(vec![crate::pa_tnc::AttributeId {
+                    vendor: VENDOR,
+                    attr_type: attr::IDENTITY,
+                }]),
+            )
+            .finish();
+        assert!(!is_reassessment_request(&other));
+        assert!(!is_reassessment_request(&[1, 2, 3]));
+    }
 
     fn samples() -> Vec<AttestationAttribute> {
         vec![

@@ -32,6 +32,9 @@ pub struct ServerConfig {
     /// The SM2 certificate authority (`tnc-server ca`).
     #[serde(default)]
     pub ca: Option<CaSection>,
+    /// Continuous trust: re-assessment of open sessions, stale devices.
+    #[serde(default)]
+    pub reassessment: Reassessment,
     /// The directory relative paths start from (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -89,6 +92,88 @@ pub struct CaSection {
 
 fn default_leaf_lifetime() -> u64 {
     3600
+}
+
+/// `[reassessment]`: continuous trust. Sessions our clients keep open after
+/// RESULT are re-assessed (SRETRY, RFC 5793 §3.2) every interval, give or take
+/// the jitter, when the policy changes and on `device reassess`; a device
+/// allowed but not attested for `stale_intervals` intervals is isolated.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reassessment {
+    /// Seconds between re-assessments (default 300).
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Per role, over `interval_secs`: `role_interval_secs = { vm = 60 }`.
+    #[serde(default)]
+    pub role_interval_secs: BTreeMap<Role, u64>,
+    /// Each interval is drawn from ±this share of it (default 10 %), so that
+    /// endpoints that logged in together do not re-attest together.
+    #[serde(default = "default_jitter")]
+    pub jitter_percent: u8,
+    /// A device allowed but not attested for this many intervals is stale
+    /// and isolated (default 3; 0: never).
+    #[serde(default = "default_stale")]
+    pub stale_intervals: u32,
+    /// How often the PDP looks in the store for operator commands
+    /// (`device reassess`, `device revoke`), policy changes, revocations
+    /// decided elsewhere, and stale devices, in milliseconds (default 500).
+    #[serde(default = "default_poll")]
+    pub poll_ms: u64,
+}
+
+fn default_interval() -> u64 {
+    300
+}
+fn default_jitter() -> u8 {
+    10
+}
+fn default_stale() -> u32 {
+    3
+}
+fn default_poll() -> u64 {
+    500
+}
+
+impl Default for Reassessment {
+    fn default() -> Self {
+        Self {
+            interval_secs: default_interval(),
+            role_interval_secs: BTreeMap::new(),
+            jitter_percent: default_jitter(),
+            stale_intervals: default_stale(),
+            poll_ms: default_poll(),
+        }
+    }
+}
+
+impl Reassessment {
+    /// The interval for `role`.
+    pub fn interval(&self, role: Option<Role>) -> Duration {
+        let secs = role
+            .and_then(|r| self.role_interval_secs.get(&r).copied())
+            .unwrap_or(self.interval_secs);
+        Duration::from_secs(secs)
+    }
+
+    /// The interval for `role` with jitter, `unit` in [0, 1) drawn by the
+    /// caller.
+    pub fn jittered(&self, role: Option<Role>, unit: f64) -> Duration {
+        let base = self.interval(role).as_secs_f64();
+        let spread = base * f64::from(self.jitter_percent.min(100)) / 100.0;
+        Duration::from_secs_f64((base - spread + 2.0 * spread * unit).max(0.001))
+    }
+
+    /// Seconds after its last attestation at which an allowed device of
+    /// `role` is stale; None: never.
+    pub fn stale_after(&self, role: Role) -> Option<u64> {
+        (self.stale_intervals > 0)
+            .then(|| self.interval(Some(role)).as_secs() * u64::from(self.stale_intervals))
+    }
+
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -434,6 +519,18 @@ impl ServerConfig {
                  (tnc-server init writes server-sm2.pem and server-sm2.key)",
                 config.tls.suites.name()
             ));
+        }
+        let r = &config.reassessment;
+        if r.interval_secs == 0 || r.role_interval_secs.values().any(|&v| v == 0) {
+            return invalid(
+                "reassessment.interval_secs and role_interval_secs must be at least 1".into(),
+            );
+        }
+        if r.jitter_percent > 50 {
+            return invalid("reassessment.jitter_percent must be at most 50".into());
+        }
+        if r.poll_ms == 0 {
+            return invalid("reassessment.poll_ms must be at least 1".into());
         }
         if config.limits.handshake_timeout_secs == 0 {
             return invalid("limits.handshake_timeout_secs must be at least 1".into());

@@ -166,6 +166,12 @@ impl PdpBuilder {
             })?);
             listeners.push(tokio::spawn(listener(Transport::Quic(endpoint)).run()));
         }
+        // Continuous trust: policy changes, the operator's requests, stale
+        // devices.
+        listeners.push(tokio::spawn(crate::continuous::watch(
+            self.ctx.clone(),
+            shutdown.clone(),
+        )));
         listeners.push(tokio::spawn(
             listener(Transport::Tcp {
                 listener: tcp,

@@ -10,6 +10,7 @@ pub mod budget;
 pub mod certs;
 pub mod clock;
 pub mod config;
+pub mod continuous;
 pub mod daemon;
 pub mod devices;
 pub mod ek_trust;

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tnc_proto::attestation::Role;
 use tnc_proto::pt_tls::{self, Event, SaslPolicy, ServerConnection};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -679,6 +680,79 @@ async fn serve(
     }
 }
 
+/// A round the PDP started on a decided session.
+#[derive(Clone, Copy, Debug)]
+enum Round {
+    /// A pairing pushed to a serving VM, awaiting its acknowledgement.
+    Pairing,
+    /// A re-assessment, and why it was started.
+    Reassess(&'static str),
+}
+
+/// Sleeps until `at`; forever when None.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next item of `rx`; never when None.
+async fn recv_opt<T>(rx: Option<&mut tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts a re-assessment (SRETRY, SDATA) with its deadline.
+fn start_reassessment(
+    session: &mut PdpSession<'_>,
+    conn: &mut ServerConnection,
+    round: &mut Option<(Round, tokio::time::Instant)>,
+    why: &'static str,
+    limits: &crate::config::Limits,
+) {
+    if let Some(reply) = session.reassess() {
+        tracing::debug!(why, "re-assessing an open session");
+        for b in &reply.batches {
+            if conn.send_batch(b).is_err() {
+                break;
+            }
+        }
+        if reply.close {
+            conn.close();
+            return;
+        }
+        *round = Some((
+            Round::Reassess(why),
+            tokio::time::Instant::now() + limits.handshake_timeout(),
+        ));
+    }
+}
+
+/// The log line of a re-assessment's decision.
+fn log_reassessment(peer: &SocketAddr, session: &PdpSession<'_>, why: &'static str) {
+    let Some(d) = session.decision() else {
+        return;
+    };
+    let device = session.device().map(|(d, _)| d).unwrap_or_default();
+    let round = session.reassessments();
+    if d.verdict == policy::Verdict::Allow {
+        tracing::info!(%peer, %device, round, why, verdict = "allow", "re-assessed");
+    } else {
+        tracing::warn!(
+            %peer,
+            %device,
+            round,
+            why,
+            verdict = d.verdict.name(),
+            reasons = %d.reason_string(),
+            "re-assessed: no longer allowed, its tickets revoked"
+        );
+    }
+}
+
 /// Runs PT-TLS and PB-TNC over an established TLS stream until either side
 /// closes. Returns how the session ended and who it was. A session that authenticates (a client certificate, or SASL)
 /// gives its token back to `rate`.
@@ -733,8 +807,13 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut pushes: Option<tokio::sync::mpsc::Receiver<crate::pairing::Push>> = None;
     let mut awaiting: std::collections::HashMap<Vec<u8>, tokio::sync::oneshot::Sender<()>> =
         std::collections::HashMap::new();
-    // A pairing round must be acknowledged by then, or the session ends.
-    let mut round_deadline: Option<tokio::time::Instant> = None;
+    // A round the PDP started (a pairing pushed, a re-assessment) must end
+    // in RESULT by then, or the session ends.
+    let mut round: Option<(Round, tokio::time::Instant)> = None;
+    // Continuous trust: the next periodic re-assessment, once decided, and
+    // what else asks for one.
+    let mut next_reassess: Option<tokio::time::Instant> = None;
+    let mut triggers = ctx.triggers.subscribe();
     // Sends what `reply` holds; closes the transport when it says so.
     fn send(conn: &mut ServerConnection, reply: &crate::pdp::session::Reply) {
         for b in &reply.batches {
@@ -757,8 +836,21 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     Event::Batch(bytes) => {
                         let reply = session.receive(&bytes).await;
                         send(&mut conn, &reply);
-                        if session.is_decided() {
-                            round_deadline = None;
+                        if session.is_decided() && !conn.is_closed() {
+                            if let Some((Round::Reassess(why), _)) = round {
+                                log_reassessment(&peer, &session, why);
+                            }
+                            round = None;
+                            // Decided and still open: the session stays
+                            // (past the handshake deadline) and is assessed
+                            // again after an interval.
+                            gate.kept_open
+                                .store(true, std::sync::atomic::Ordering::Release);
+                            let role = session.device().and_then(|(_, r)| r).and_then(Role::from_name);
+                            let wait = ctx
+                                .reassessment
+                                .jittered(role, crate::continuous::unit(&ctx.rng));
+                            next_reassess = Some(tokio::time::Instant::now() + wait);
                         }
                         for id in session.take_accepted() {
                             if let Some(done) = awaiting.remove(&id) {
@@ -874,70 +966,88 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             // the budget: if it is spent, wait before reading more.
             reserved.shrink_to(conn.buffered());
             reserved.cover(conn.buffered() + buf.len()).await;
-            let n = if let (Some(rx), true) = (pushes.as_mut(), session.is_decided()) {
-                // A control session: the VM's batches, or a pairing to push
-                // (one round at a time; others wait in the queue).
-                tokio::select! {
-                    r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
-                    push = rx.recv() => {
-                        match push {
-                            // The terminal gave up waiting: not worth a round.
-                            Some(push) if push.done.is_closed() => {}
-                            Some(push) => {
-                                awaiting.retain(|_, done| !done.is_closed());
-                                let id = push.pairing.id.clone();
-                                send(&mut conn, &session.push_pairing(push.pairing));
-                                awaiting.insert(id, push.done);
-                                round_deadline = Some(
-                                    tokio::time::Instant::now() + ctx.pairings.ack_timeout(),
-                                );
-                            }
-                            // The same VM registered from a newer session:
-                            // this one is superseded.
-                            None => {
-                                registration = None;
-                                pushes = None;
-                                send(
-                                    &mut conn,
-                                    &session.close("superseded by a newer control session of the same VM"),
-                                );
-                            }
+            // Between the client's batches: its next bytes; before
+            // authentication, the deadlines; once decided, a pairing to push
+            // (a control session; one round at a time, others wait in the
+            // queue), the next periodic re-assessment or a trigger; during
+            // a round the PDP started, its deadline.
+            let decided = session.is_decided();
+            let authenticated = slot.is_some();
+            let n = tokio::select! {
+                r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
+                () = sleep_until_opt((!authenticated).then_some(auth_deadline)) => return Err(SessionError::CutOff(format!(
+                    "not authenticated within {} s of TLS: peer cut off",
+                    gate.auth_timeout.as_secs()
+                ))),
+                () = gate.evicted(), if !authenticated => return Err(SessionError::CutOff(
+                    "cut off before authenticating: the oldest unauthenticated connection while the pool was full".into()
+                )),
+                push = recv_opt(pushes.as_mut()), if decided => {
+                    match push {
+                        // The terminal gave up waiting: not worth a round.
+                        Some(push) if push.done.is_closed() => {}
+                        Some(push) => {
+                            awaiting.retain(|_, done| !done.is_closed());
+                            let id = push.pairing.id.clone();
+                            send(&mut conn, &session.push_pairing(push.pairing));
+                            awaiting.insert(id, push.done);
+                            round = Some((
+                                Round::Pairing,
+                                tokio::time::Instant::now() + ctx.pairings.ack_timeout(),
+                            ));
                         }
-                        continue;
-                    }
-                }
-            } else if let (Some(deadline), true) = (round_deadline, pushes.is_some()) {
-                // A pairing round under way: the VM answers within the
-                // acknowledgement time or its control session ends.
-                tokio::select! {
-                    r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
-                    _ = tokio::time::sleep_until(deadline) => {
-                        round_deadline = None;
-                        if let Some(r) = registration.take() {
-                            ctx.pairings.leave(r);
+                        // The same VM registered from a newer session:
+                        // this one is superseded.
+                        None => {
+                            registration = None;
+                            pushes = None;
+                            send(
+                                &mut conn,
+                                &session.close("superseded by a newer control session of the same VM"),
+                            );
                         }
-                        pushes = None;
-                        send(
-                            &mut conn,
-                            &session.close("the VM did not acknowledge a pairing in time: control session ended"),
-                        );
-                        continue;
                     }
+                    continue;
                 }
-            } else if slot.is_some() {
-                io.read(&mut buf)
-                    .await
-                    .map_err(SessionError::io("reading from the client"))?
-            } else {
-                tokio::select! {
-                    r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
-                    _ = tokio::time::sleep_until(auth_deadline) => return Err(SessionError::CutOff(format!(
-                        "not authenticated within {} s of TLS: peer cut off",
-                        gate.auth_timeout.as_secs()
-                    ))),
-                    _ = gate.evicted() => return Err(SessionError::CutOff(
-                        "cut off before authenticating: the oldest unauthenticated connection while the pool was full".into()
-                    )),
+                () = sleep_until_opt(round.as_ref().map(|r| r.1)) => {
+                    let why = match round.take() {
+                        Some((Round::Pairing, _)) => {
+                            if let Some(r) = registration.take() {
+                                ctx.pairings.leave(r);
+                            }
+                            pushes = None;
+                            "the VM did not acknowledge a pairing in time: control session ended".to_string()
+                        }
+                        _ => format!(
+                            "the endpoint did not finish a re-assessment within {} s: session ended",
+                            limits.handshake_timeout_secs
+                        ),
+                    };
+                    send(&mut conn, &session.close(&why));
+                    continue;
+                }
+                () = sleep_until_opt(next_reassess.filter(|_| decided)) => {
+                    next_reassess = None;
+                    start_reassessment(&mut session, &mut conn, &mut round, "interval", limits);
+                    continue;
+                }
+                t = triggers.recv(), if decided => {
+                    let (device, role) = session
+                        .device()
+                        .map(|(d, r)| (d, r.and_then(Role::from_name)))
+                        .unwrap_or_default();
+                    let why = match t {
+                        Ok(t) if t.applies(&device, role) => Some(t.why()),
+                        Ok(_) => None,
+                        // Triggers were missed: re-assess to be sure.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some("triggers were missed"),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+                    };
+                    if let (Some(why), false) = (why, device.is_empty()) {
+                        next_reassess = None;
+                        start_reassessment(&mut session, &mut conn, &mut round, why, limits);
+                    }
+                    continue;
                 }
             };
             if n == 0 {

@@ -60,6 +60,33 @@ pub enum DeviceCommand {
         config: PathBuf,
         device: String,
     },
+    /// Re-assess a device now on the session it keeps open with a PDP (any
+    /// PDP on this store), or every open session with --all; waits for the
+    /// device's verdict.
+    ///
+    /// Exit status: 0 allow, 3 isolate, 4 no access, 1 no re-assessment in
+    /// time (the device keeps no session open: its next login assesses it).
+    Reassess {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        device: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// Seconds to wait for the verdict (0: do not wait).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+    /// Revoke the device's unexpired certificates and tickets: gateways and
+    /// VMs refuse them and cut their connections; pairings are refused.
+    Revoke {
+        #[arg(long)]
+        config: PathBuf,
+        device: String,
+        /// Said in the revocation and the audit log.
+        #[arg(long, default_value = "revoked by the operator")]
+        reason: String,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -244,18 +271,26 @@ pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
                 let store = open(config).await?;
                 let d = find_device(&store, device).await?;
                 let history = store.attestations(&d.device_id, 10).await?;
+                let revoked = store.revocations_of(&d.device_id).await?;
                 let mut v = device_json(&d);
                 v["attestations"] = history
                     .iter()
                     .map(|a| json!({"at": a.at, "verdict": a.verdict, "findings": a.findings}))
                     .collect();
+                v["revocations"] = serde_json::to_value(&revoked)?;
                 if *json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
                     for (k, val) in v.as_object().expect("an object") {
-                        if k != "attestations" {
+                        if k != "attestations" && k != "revocations" {
                             println!("{k}: {val}");
                         }
+                    }
+                    for r in &revoked {
+                        println!(
+                            "ticket {} revoked at {} (until {}): {}",
+                            r.ticket, r.at, r.not_after, r.reason
+                        );
                     }
                     for a in &history {
                         println!("attestation at {}: {}", a.at, a.verdict);
@@ -279,9 +314,92 @@ pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
                     .await?;
                 println!("device {} forgotten", hex(&d.device_id));
             }
+            DeviceCommand::Reassess {
+                config,
+                device,
+                all,
+                wait,
+            } => return reassess(config, device.as_deref(), *all, *wait).await,
+            DeviceCommand::Revoke {
+                config,
+                device,
+                reason,
+            } => {
+                let store = open(config).await?;
+                let d = find_device(&store, device).await?;
+                let n = store
+                    .revoke_device(&d.device_id, system_clock(), reason)
+                    .await?;
+                match n {
+                    0 => println!(
+                        "device {} holds no unexpired ticket: nothing to revoke",
+                        hex(&d.device_id)
+                    ),
+                    n => println!(
+                        "device {}: {n} ticket(s) revoked ({reason}); gateways and VMs \
+                         subscribed to the PDP cut their connections",
+                        hex(&d.device_id)
+                    ),
+                }
+            }
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `device reassess`: a request in the store, which every PDP on it polls;
+/// then, for one device, its next attestation.
+async fn reassess(
+    config: &Path,
+    device: Option<&str>,
+    all: bool,
+    wait: u64,
+) -> anyhow::Result<ExitCode> {
+    let store = open(config).await?;
+    let d = match (device, all) {
+        (Some(prefix), false) => Some(find_device(&store, prefix).await?),
+        _ => None,
+    };
+    let before = match &d {
+        Some(d) => store.last_attestation_id(&d.device_id).await?,
+        None => None,
+    };
+    store
+        .request_reassessment(d.as_ref().map(|d| &d.device_id), system_clock())
+        .await?;
+    let Some(d) = d else {
+        println!("asked every PDP on this store to re-assess all its open sessions");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let id = hex(&d.device_id);
+    if wait == 0 {
+        println!("asked for a re-assessment of {id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    while std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if store.last_attestation_id(&d.device_id).await? == before {
+            continue;
+        }
+        let Some(a) = store.attestations(&d.device_id, 1).await?.pop() else {
+            continue;
+        };
+        println!("device {id} re-assessed at {}: {}", a.at, a.verdict);
+        for f in &a.findings {
+            println!("  - {f}");
+        }
+        return Ok(ExitCode::from(match a.verdict.as_str() {
+            "allow" => 0,
+            "isolate" => 3,
+            _ => 4,
+        }));
+    }
+    println!(
+        "device {id} was not re-assessed within {wait} s: it keeps no session open with a \
+         running PDP on this store (its next login assesses it)"
+    );
+    Ok(ExitCode::from(1))
 }
 
 pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {

@@ -47,6 +47,10 @@ pub struct PdpContext {
     pub issuer: Option<Arc<crate::issue::Issuer>>,
     /// The VMs serving channels now, for pairings.
     pub pairings: crate::pairing::Registry,
+    /// Continuous trust: intervals, jitter, stale devices.
+    pub reassessment: crate::config::Reassessment,
+    /// What tells open sessions to re-assess now (the watcher, tests).
+    pub triggers: tokio::sync::broadcast::Sender<crate::continuous::Trigger>,
 }
 
 /// The PCRs quotes cover unless the configuration says otherwise.
@@ -76,6 +80,8 @@ impl PdpContext {
             clock: Arc::new(crate::clock::SystemClock),
             issuer: None,
             pairings: crate::pairing::Registry::default(),
+            reassessment: crate::config::Reassessment::default(),
+            triggers: tokio::sync::broadcast::channel(crate::continuous::TRIGGER_QUEUE).0,
         }
     }
 
@@ -132,6 +138,7 @@ impl PdpContext {
             guesses: crate::guard::GuessGuard::new(config.auth.guess_limits()),
             message_budget: crate::budget::MessageBudget::new(config.limits.message_budget_mib),
             issuer: crate::issue::Issuer::from_config(config)?.map(Arc::new),
+            reassessment: config.reassessment.clone(),
             ..PdpContext::new(store)
         })
     }

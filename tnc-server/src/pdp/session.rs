@@ -156,6 +156,8 @@ pub struct PdpSession<'c> {
     control_round: bool,
     /// Pairing ids the VM acknowledged.
     accepted: Vec<Vec<u8>>,
+    /// Re-assessments the PDP started on this session (SRETRY).
+    reassessments: u32,
     limits: SessionLimits,
     /// The peer's address, for the audit log.
     peer: String,
@@ -189,6 +191,7 @@ impl<'c> PdpSession<'c> {
             serving: None,
             control_round: false,
             accepted: Vec::new(),
+            reassessments: 0,
             limits,
             peer: peer.into(),
             pb: PbSession::new(Side::Server),
@@ -277,6 +280,50 @@ impl<'c> PdpSession<'c> {
         reply.batches.insert(0, sretry);
         self.control_round = true;
         reply
+    }
+
+    /// Starts a re-assessment of a decided session (the interval, a policy
+    /// change, the operator): SRETRY, then SDATA asking the attestation
+    /// collector to start over (specs/nea-continuous.md §2, §5). New
+    /// validators; the standing decision holds until this round's RESULT.
+    /// Nothing is issued or paired in the round: its key, pairing and
+    /// serving requests belonged to the first. None when a round is under
+    /// way or the session ended.
+    pub fn reassess(&mut self) -> Option<Reply> {
+        if !self.is_decided() {
+            return None;
+        }
+        let sretry = match self.pb.send(BatchType::SRetry, vec![]) {
+            Ok(b) => b,
+            Err(e) => {
+                self.failure = Some(format!("cannot send SRETRY: {e}"));
+                return Some(Reply::close_with(
+                    self.pb.abort("the PDP could not build its batch"),
+                ));
+            }
+        };
+        self.reassessments += 1;
+        self.key_request = KeyRequest::None;
+        self.pairing_request = None;
+        self.serving_at = None;
+        self.control_round = false;
+        self.os = OsValidator::new();
+        self.attestation = AttestationValidator::new();
+        self.rounds = 0;
+        self.next_pa_id += 1;
+        let body = attestation::reassessment_request(self.next_pa_id - 1);
+        let mut reply = self.send(
+            BatchType::SData,
+            &[(attestation::SUBTYPE, ATTESTATION_IMV_ID, body)],
+            None,
+        );
+        reply.batches.insert(0, sretry);
+        Some(reply)
+    }
+
+    /// How many re-assessments the PDP started on this session.
+    pub fn reassessments(&self) -> u32 {
+        self.reassessments
     }
 
     /// One PB-TNC batch from the client: the three steps, with the store's
@@ -372,6 +419,14 @@ impl<'c> PdpSession<'c> {
         }
         if !claims.vms.iter().any(|v| v == &vm) {
             return refuse(format!("the ticket does not name {vm}"));
+        }
+        match self.ctx.store.ticket_revocation(&claims.id).await {
+            Ok(None) => {}
+            Ok(Some(r)) => return refuse(format!("the ticket is revoked: {}", r.reason)),
+            Err(e) => {
+                tracing::error!(error = %e, "reading revocations for a pairing");
+                return refuse("the PDP could not check its revocations; try again".into());
+            }
         }
         match self
             .ctx
@@ -759,6 +814,9 @@ impl<'c> PdpSession<'c> {
                 ),
             ));
         }
+        // Anything but allow revokes the tickets the device still holds.
+        let revoke = (d.verdict != Verdict::Allow)
+            .then(|| format!("{}: {}", d.verdict.name(), d.reason_string()));
         self.ctx
             .store
             .commit_decision(&DecisionWrite {
@@ -779,6 +837,7 @@ impl<'c> PdpSession<'c> {
                     ima_end: e.ima_end,
                 }),
                 credential,
+                revoke: revoke.as_deref(),
             })
             .await
     }

@@ -520,6 +520,35 @@ async fn a_policy_that_cannot_be_read_gives_no_access_and_a_missing_one_isolates
         ) -> crate::store::StoreFuture<'a, i64> {
             self.0.audit(at, kind, subject, detail)
         }
+        fn ticket_revocation<'a>(
+            &'a self,
+            ticket_id: &'a [u8],
+        ) -> crate::store::StoreFuture<'a, Option<crate::store::Revocation>> {
+            self.0.ticket_revocation(ticket_id)
+        }
+        fn revocations_after(
+            &self,
+            seq: i64,
+            limit: i64,
+        ) -> crate::store::StoreFuture<'_, Vec<crate::store::Revocation>> {
+            self.0.revocations_after(seq, limit)
+        }
+        fn reassess_requests_after(
+            &self,
+            seq: i64,
+        ) -> crate::store::StoreFuture<'_, Vec<crate::store::ReassessRequest>> {
+            self.0.reassess_requests_after(seq)
+        }
+        fn last_reassess_seq(&self) -> crate::store::StoreFuture<'_, i64> {
+            self.0.last_reassess_seq()
+        }
+        fn mark_stale<'a>(
+            &'a self,
+            now: u64,
+            stale_after: &'a std::collections::BTreeMap<Role, u64>,
+        ) -> crate::store::StoreFuture<'a, Vec<crate::store::Stale>> {
+            self.0.mark_stale(now, stale_after)
+        }
     }
     let bed = Bed::new();
     let dev = Device::new("good-terminal");
@@ -618,7 +647,7 @@ mod credentials {
 
     /// A PDP that issues credentials: an SM2 session CA, one-hour
     /// lifetime, terminals may reach vm-1.
-    fn bed_with_issuer() -> (Bed, Sm2Ca) {
+    pub(super) fn bed_with_issuer() -> (Bed, Sm2Ca) {
         let mut bed = Bed::new();
         let ca = Sm2Ca::create(
             "session CA",
@@ -636,7 +665,7 @@ mod credentials {
         (bed, ca)
     }
 
-    fn asking(collector: impl Collector + 'static, key: &Sm2Key) -> Agent {
+    pub(super) fn asking(collector: impl Collector + 'static, key: &Sm2Key) -> Agent {
         let mut agent = Agent::new(os_facts(), collector);
         agent.key_request = Some(KeyRequest {
             csr: pki::ca::make_request(key, "channel key").unwrap(),
@@ -1005,6 +1034,20 @@ mod pairings {
         handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
         assert_eq!(refusal(&agent), "the ticket is another device's");
 
+        // Its own ticket, naming the VM, but revoked (issue 13).
+        assert_eq!(
+            bed.store
+                .revoke_device(&good.id, T0, "operator: lost laptop"),
+            1
+        );
+        let mut agent = asking_terminal(&good, "vm-1", None, Some(ticket.clone()));
+        let x = handshake(&bed.ctx, &mut agent, SessionLimits::default()).await;
+        assert_eq!(x.verdict, Some(Verdict::Allow));
+        assert_eq!(
+            refusal(&agent),
+            "the ticket is revoked: operator: lost laptop"
+        );
+
         // A ticket re-signed with another SM2 key.
         let forger = bed_forging(&vm);
         good.enroll(&forger, Role::Terminal);
@@ -1039,5 +1082,255 @@ mod pairings {
     /// A PDP with another session CA (a forger's, to the real one).
     fn bed_forging(vm: &Device) -> Bed {
         bed(vm, &session_ca())
+    }
+}
+
+/// Continuous trust (issue 13, item 2): a session the endpoint keeps open
+/// is re-assessed on it (SRETRY, then SDATA asking the collector to start
+/// over), incrementally; a round that ends in isolate revokes the tickets
+/// the device holds; the watcher turns the store's news into triggers.
+mod continuous {
+    use super::*;
+    use crate::continuous::Trigger;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A collector the test swaps between rounds: the endpoint changes
+    /// while its session stays open.
+    struct Swappable(Arc<Mutex<SoftCollector>>);
+
+    impl Collector for Swappable {
+        fn hello(&self) -> tnc_proto::attestation::AttestationAttribute {
+            self.0.lock().unwrap().hello()
+        }
+        fn receive(
+            &mut self,
+            attrs: Vec<tnc_proto::attestation::AttestationAttribute>,
+        ) -> Vec<tnc_proto::attestation::AttestationAttribute> {
+            self.0.lock().unwrap().receive(attrs)
+        }
+        fn result(&self) -> Option<tnc_proto::attestation::AttestationResult> {
+            self.0.lock().unwrap().result()
+        }
+    }
+
+    /// `dev`'s identity and `ak` over the measurements of `boot`.
+    fn collector_of(dev: &Device, ak: SoftAk, boot: &str) -> SoftCollector {
+        let measurements = Arc::new(profile(boot).measure().unwrap());
+        let values = measurements.pcr_values_after(measurements.ima_entries());
+        let identity = Identity {
+            ek_public: ak.public_area().to_vec(),
+            ek_certificate: dev.ek_certificate.clone(),
+            ak_public: ak.public_area().to_vec(),
+        };
+        SoftCollector::new(Role::Terminal, ak, identity, measurements, Arc::new(values))
+    }
+
+    /// What the network task does for one re-assessment: the round's
+    /// batches between `session` and `agent` until a decision.
+    async fn reassess(session: &mut PdpSession<'_>, agent: &mut Agent) -> Exchange {
+        let reply = session.reassess().expect("a decided session");
+        assert_eq!(reply.batches.len(), 2, "SRETRY, then SDATA");
+        let mut next = None;
+        let mut batches = 0;
+        for b in &reply.batches {
+            batches += 1;
+            let (a, over) = agent.receive(b).unwrap();
+            assert!(!over);
+            next = next.or(a);
+        }
+        assert!(next.is_some(), "the client answers the SDATA");
+        assert!(session.reassess().is_none(), "one round at a time");
+        while let Some(batch) = next.take() {
+            let reply = session.receive(&batch).await;
+            for b in &reply.batches {
+                batches += 1;
+                assert!(batches < 32, "the round does not end");
+                let (answer, over) = agent.receive(b).unwrap();
+                if !reply.close && !over {
+                    next = answer;
+                } else if let Some(close) = answer {
+                    session.receive(&close).await;
+                }
+            }
+        }
+        let decision = session.decision().cloned();
+        Exchange {
+            outcome: agent.outcome().clone(),
+            verdict: decision.as_ref().map(|d| d.verdict),
+            reasons: decision
+                .map(|d| d.reasons.into_iter().map(|r| r.text).collect())
+                .unwrap_or_default(),
+            failure: session.failure().map(str::to_string),
+            batches,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_session_is_reassessed_incrementally_and_an_unknown_program_revokes_its_ticket()
+    {
+        let (bed, _) = super::credentials::bed_with_issuer();
+        let dev = Device::new("good-terminal");
+        dev.enroll(&bed, Role::Terminal);
+        let inner = Arc::new(Mutex::new(collector_of(
+            &dev,
+            dev.ak_clone(),
+            "good-terminal",
+        )));
+        let key = pki::ca::Sm2Key::generate().unwrap();
+        let mut agent = super::credentials::asking(Swappable(inner.clone()), &key);
+        agent.stay = true;
+        let mut session = PdpSession::new(&bed.ctx, PEER);
+        let x = drive(&mut session, &mut agent).await;
+        assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+        assert!(session.is_decided() && !session.is_ended(), "kept open");
+        assert_eq!(bed.store.credentials().len(), 1);
+        let n = dev.measurements.ima_entries() as u64;
+
+        // Round 1, nothing changed: allow, from where the last one ended,
+        // nothing issued again.
+        bed.clock.advance(Duration::from_secs(300));
+        let asked_before = inner.lock().unwrap().asked.lock().unwrap().len();
+        let x = reassess(&mut session, &mut agent).await;
+        assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+        assert!(session.is_decided() && !session.is_ended());
+        assert_eq!((agent.decisions(), session.reassessments()), (2, 1));
+        let asked = inner.lock().unwrap().asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), asked_before + 1);
+        assert_eq!(asked.last().unwrap().ima_offset, n, "only new IMA entries");
+        assert_eq!(
+            bed.store.credentials().len(),
+            1,
+            "nothing issued in a round"
+        );
+        assert!(bed.store.revocations().is_empty());
+        assert_eq!(bed.store.attestations(&dev.id).len(), 2);
+        assert_eq!(
+            bed.store.device_record(&dev.id).unwrap().last_seen,
+            T0 + 300
+        );
+
+        // The endpoint runs a program nobody approved: the next round
+        // isolates it, names the file, and revokes its ticket with the
+        // decision.
+        {
+            // The same TPM: its clock goes on.
+            let mut c = inner.lock().unwrap();
+            *c = collector_of(&dev, c.ak.clone(), "unknown-app");
+        }
+        bed.clock.advance(Duration::from_secs(300));
+        let x = reassess(&mut session, &mut agent).await;
+        assert_eq!(x.verdict, Some(Verdict::Isolate), "{x:?}");
+        assert!(x.says("/home/user/.local/bin/cryptominer"), "{x:?}");
+        assert_eq!(
+            agent.outcome().recommendation,
+            Some(AccessRecommendation::Quarantined)
+        );
+        let revoked = bed.store.revocations();
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        assert_eq!(
+            revoked[0].ticket,
+            crate::store::hex(&bed.store.credentials()[0].ticket_id)
+        );
+        assert_eq!(revoked[0].at, (T0 + 600) as i64);
+        assert!(
+            revoked[0].reason.contains("cryptominer"),
+            "{:?}",
+            revoked[0]
+        );
+        let audit = bed.store.audit_entries();
+        let kinds: Vec<&str> = audit.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds.last(), Some(&"revoke"), "{kinds:?}");
+        // The client, no longer allowed, closed the session.
+        assert!(session.is_ended());
+    }
+
+    #[tokio::test]
+    async fn a_round_whose_decision_cannot_be_committed_sends_no_access() {
+        let bed = Bed::new();
+        let dev = Device::new("good-terminal");
+        dev.enroll(&bed, Role::Terminal);
+        let mut agent = Agent::new(os_facts(), dev.collector(Role::Terminal, dev.ak_clone()));
+        agent.stay = true;
+        let mut session = PdpSession::new(&bed.ctx, PEER);
+        assert_eq!(
+            drive(&mut session, &mut agent).await.verdict,
+            Some(Verdict::Allow)
+        );
+        bed.store.fail_commits(true);
+        let x = reassess(&mut session, &mut agent).await;
+        // The appraisal said allow; what was sent is what was (not) recorded.
+        assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
+        assert_eq!(
+            agent.outcome().recommendation,
+            Some(AccessRecommendation::Denied)
+        );
+        assert!(x.says("could not record"), "{x:?}");
+        assert_eq!(bed.store.attestations(&dev.id).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_watcher_turns_policy_loads_requests_and_silence_into_action() {
+        let bed = Bed::new();
+        let dev = Device::new("good-terminal");
+        dev.enroll(&bed, Role::Terminal);
+        assert_eq!(
+            login(&bed, dev.collector(Role::Terminal, dev.ak_clone()))
+                .await
+                .verdict,
+            Some(Verdict::Allow)
+        );
+        let ctx = Arc::new(PdpContext {
+            clock: bed.clock.clone(),
+            reassessment: crate::config::Reassessment {
+                interval_secs: 60,
+                poll_ms: 5,
+                ..Default::default()
+            },
+            ..PdpContext::new(bed.store.clone())
+        });
+        let mut triggers = ctx.triggers.subscribe();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(crate::continuous::watch(ctx.clone(), shutdown));
+        let next = |t: &mut tokio::sync::broadcast::Receiver<Trigger>| {
+            let mut t = t.resubscribe();
+            async move {
+                tokio::time::timeout(Duration::from_secs(5), t.recv())
+                    .await
+                    .expect("no trigger")
+                    .unwrap()
+            }
+        };
+        // Let the watcher read the state it starts from.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiting = next(&mut triggers);
+        bed.store.request_reassessment(Some(dev.id));
+        assert_eq!(waiting.await, Trigger::Device(dev.id));
+        let waiting = next(&mut triggers);
+        bed.store.request_reassessment(None);
+        assert_eq!(waiting.await, Trigger::All);
+        let waiting = next(&mut triggers);
+        bed.store.load_policy(Role::Terminal, "name = \"new\"");
+        assert_eq!(waiting.await, Trigger::Policy(Role::Terminal));
+        // Silent for 3 intervals of 60 s: isolated.
+        bed.clock.advance(Duration::from_secs(179));
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        assert_eq!(
+            bed.store.device_record(&dev.id).unwrap().last_verdict,
+            Some(Verdict::Allow)
+        );
+        bed.clock.advance(Duration::from_secs(2));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while bed.store.device_record(&dev.id).unwrap().last_verdict != Some(Verdict::Isolate) {
+            assert!(std::time::Instant::now() < deadline, "not marked stale");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let last = bed.store.attestations(&dev.id).pop().unwrap();
+        assert!(
+            last.findings[0].starts_with("stale: not attested for 181 s"),
+            "{last:?}"
+        );
+        stop.send(true).unwrap();
+        watcher.await.unwrap();
     }
 }

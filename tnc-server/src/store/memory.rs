@@ -4,8 +4,8 @@
 //! case the session's unit tests can reach.
 
 use super::{
-    chain_hash, AttestationRecord, AuditEntry, DecisionWrite, PdpStore, StoreError, StoreFuture,
-    StoredEvidence, GENESIS,
+    chain_hash, hex, AttestationRecord, AuditEntry, DecisionWrite, PdpStore, ReassessRequest,
+    Revocation, Stale, StoreError, StoreFuture, StoredEvidence, GENESIS,
 };
 use crate::devices::DeviceRecord;
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +24,8 @@ struct State {
     evidence: HashMap<[u8; 32], StoredEvidence>,
     credentials: Vec<super::CredentialWrite>,
     audit: Vec<AuditEntry>,
+    revocations: Vec<Revocation>,
+    reassess: Vec<ReassessRequest>,
 }
 
 #[derive(Debug, Default)]
@@ -109,9 +111,64 @@ impl MemoryStore {
     pub fn evidence(&self, id: &[u8; 32]) -> Option<StoredEvidence> {
         self.state().evidence.get(id).cloned()
     }
+
+    /// The revoked tickets, oldest first.
+    pub fn revocations(&self) -> Vec<Revocation> {
+        self.state().revocations.clone()
+    }
+
+    /// Revokes the device's unexpired tickets (as `device revoke`); how many.
+    pub fn revoke_device(&self, device: &[u8; 32], at: u64, reason: &str) -> u64 {
+        self.state().revoke(device, at, reason)
+    }
+
+    /// Asks for a re-assessment of `device` (None: all), as `device reassess`.
+    pub fn request_reassessment(&self, device: Option<[u8; 32]>) -> i64 {
+        let mut s = self.state();
+        let seq = s.reassess.last().map_or(1, |r| r.seq + 1);
+        s.reassess.push(ReassessRequest { seq, device });
+        seq
+    }
 }
 
 impl State {
+    /// As the durable store's `revoke_on`: each unexpired ticket of the
+    /// device not revoked yet, with an audit entry if any.
+    fn revoke(&mut self, device: &[u8; 32], at: u64, reason: &str) -> u64 {
+        let fresh: Vec<Revocation> = self
+            .credentials
+            .iter()
+            .filter(|c| &c.device_id == device && c.not_after > at as i64)
+            .filter(|c| {
+                let t = hex(&c.ticket_id);
+                !self.revocations.iter().any(|r| r.ticket == t)
+            })
+            .map(|c| Revocation {
+                seq: 0,
+                at: at as i64,
+                device: hex(device),
+                ticket: hex(&c.ticket_id),
+                certificate_sha256: c.certificate_sha256.clone(),
+                not_after: c.not_after,
+                reason: reason.to_string(),
+            })
+            .collect();
+        let n = fresh.len() as u64;
+        for mut r in fresh {
+            r.seq = self.revocations.last().map_or(1, |l| l.seq + 1);
+            self.revocations.push(r);
+        }
+        if n > 0 {
+            self.append_audit(
+                at,
+                "revoke",
+                &hex(device),
+                &format!("{n} ticket(s): {reason}"),
+            );
+        }
+        n
+    }
+
     fn append_audit(&mut self, at: u64, kind: &str, subject: &str, detail: &str) -> i64 {
         let (seq, prev) = match self.audit.last() {
             Some(e) => (e.seq + 1, e.hash.clone()),
@@ -204,6 +261,9 @@ impl PdpStore for MemoryStore {
         for (kind, subject, detail) in w.audit {
             s.append_audit(w.at, kind, subject, detail);
         }
+        if let (Some(reason), Some(a)) = (w.revoke, &w.attestation) {
+            s.revoke(&a.device_id, w.at, reason);
+        }
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -223,6 +283,103 @@ impl PdpStore for MemoryStore {
     ) -> StoreFuture<'a, i64> {
         let seq = self.state().append_audit(at, kind, subject, detail);
         Box::pin(std::future::ready(Ok(seq)))
+    }
+
+    fn ticket_revocation<'a>(&'a self, ticket_id: &'a [u8]) -> StoreFuture<'a, Option<Revocation>> {
+        let t = hex(ticket_id);
+        let r = self.read_check().map(|()| {
+            self.state()
+                .revocations
+                .iter()
+                .find(|r| r.ticket == t)
+                .cloned()
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn revocations_after(&self, seq: i64, limit: i64) -> StoreFuture<'_, Vec<Revocation>> {
+        let r = self.read_check().map(|()| {
+            self.state()
+                .revocations
+                .iter()
+                .filter(|r| r.seq > seq)
+                .take(limit.max(0) as usize)
+                .cloned()
+                .collect()
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn reassess_requests_after(&self, seq: i64) -> StoreFuture<'_, Vec<ReassessRequest>> {
+        let r = self.read_check().map(|()| {
+            self.state()
+                .reassess
+                .iter()
+                .filter(|r| r.seq > seq)
+                .cloned()
+                .collect()
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn last_reassess_seq(&self) -> StoreFuture<'_, i64> {
+        let r = self
+            .read_check()
+            .map(|()| self.state().reassess.last().map_or(0, |r| r.seq));
+        Box::pin(std::future::ready(r))
+    }
+
+    fn mark_stale<'a>(
+        &'a self,
+        now: u64,
+        stale_after: &'a BTreeMap<Role, u64>,
+    ) -> StoreFuture<'a, Vec<Stale>> {
+        if let Err(e) = self.read_check() {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let mut s = self.state();
+        let stale: Vec<([u8; 32], Role, u64, u64)> = s
+            .devices
+            .values()
+            .filter(|d| d.last_verdict == Some(policy::Verdict::Allow))
+            .filter_map(|d| {
+                let after = *stale_after.get(&d.role)?;
+                (now.checked_sub(after)? > d.last_seen).then_some((
+                    d.device_id,
+                    d.role,
+                    d.last_seen,
+                    after,
+                ))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (id, role, last_seen, after) in stale {
+            let reason = format!(
+                "stale: not attested for {} s (the limit for a {} is {after} s)",
+                now - last_seen,
+                role.name()
+            );
+            if let Some(d) = s.devices.get_mut(&id) {
+                d.last_verdict = Some(policy::Verdict::Isolate);
+            }
+            s.attestations
+                .entry(id)
+                .or_default()
+                .push(AttestationRecord {
+                    at: now as i64,
+                    verdict: "isolate".into(),
+                    findings: vec![reason.clone()],
+                });
+            s.append_audit(now, "verdict", &hex(&id), &format!("isolate: {reason}"));
+            let revoked = s.revoke(&id, now, &reason);
+            out.push(Stale {
+                device: id,
+                role,
+                last_seen,
+                revoked,
+            });
+        }
+        Box::pin(std::future::ready(Ok(out)))
     }
 }
 

@@ -18,7 +18,9 @@ use std::path::Path;
 use tnc_proto::attestation::Role;
 
 mod memory;
+mod revocation;
 pub use memory::MemoryStore;
+pub use revocation::{ReassessRequest, Revocation, Stale};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,6 +61,21 @@ pub trait PdpStore: Send + Sync + std::fmt::Debug {
         subject: &'a str,
         detail: &'a str,
     ) -> StoreFuture<'a, i64>;
+    /// The revocation of this ticket, if it is revoked.
+    fn ticket_revocation<'a>(&'a self, ticket_id: &'a [u8]) -> StoreFuture<'a, Option<Revocation>>;
+    /// Revocations numbered after `seq`, oldest first, at most `limit`.
+    fn revocations_after(&self, seq: i64, limit: i64) -> StoreFuture<'_, Vec<Revocation>>;
+    /// Re-assessment requests numbered after `seq`, oldest first.
+    fn reassess_requests_after(&self, seq: i64) -> StoreFuture<'_, Vec<ReassessRequest>>;
+    /// The newest re-assessment request's number (0: none yet).
+    fn last_reassess_seq(&self) -> StoreFuture<'_, i64>;
+    /// Isolates the allowed devices not attested for their role's
+    /// threshold (seconds), revoking their tickets.
+    fn mark_stale<'a>(
+        &'a self,
+        now: u64,
+        stale_after: &'a BTreeMap<Role, u64>,
+    ) -> StoreFuture<'a, Vec<Stale>>;
 }
 
 impl PdpStore for Store {
@@ -85,6 +102,25 @@ impl PdpStore for Store {
         detail: &'a str,
     ) -> StoreFuture<'a, i64> {
         Box::pin(Store::audit(self, at, kind, subject, detail))
+    }
+    fn ticket_revocation<'a>(&'a self, ticket_id: &'a [u8]) -> StoreFuture<'a, Option<Revocation>> {
+        Box::pin(Store::ticket_revocation(self, ticket_id))
+    }
+    fn revocations_after(&self, seq: i64, limit: i64) -> StoreFuture<'_, Vec<Revocation>> {
+        Box::pin(Store::revocations_after(self, seq, limit))
+    }
+    fn reassess_requests_after(&self, seq: i64) -> StoreFuture<'_, Vec<ReassessRequest>> {
+        Box::pin(Store::reassess_requests_after(self, seq))
+    }
+    fn last_reassess_seq(&self) -> StoreFuture<'_, i64> {
+        Box::pin(Store::last_reassess_seq(self))
+    }
+    fn mark_stale<'a>(
+        &'a self,
+        now: u64,
+        stale_after: &'a BTreeMap<Role, u64>,
+    ) -> StoreFuture<'a, Vec<Stale>> {
+        Box::pin(Store::mark_stale(self, now, stale_after))
     }
 }
 
@@ -158,6 +194,7 @@ const MIGRATIONS: &[&str] = &[
         not_after BIGINT NOT NULL
     );
     CREATE INDEX credentials_device ON credentials (device_id, at)",
+    revocation::MIGRATION,
 ];
 
 /// A migration in the backend's dialect.
@@ -269,6 +306,9 @@ pub struct DecisionWrite<'a> {
     pub evidence: Option<EvidenceWrite<'a>>,
     /// Credentials issued with this decision (allow only).
     pub credential: Option<&'a CredentialWrite>,
+    /// Not allow: the device's unexpired tickets are revoked, for this
+    /// reason.
+    pub revoke: Option<&'a str>,
 }
 
 pub struct Store {
@@ -476,6 +516,7 @@ impl Store {
                 ima_end: e.ima_end as i64,
             }),
             credential: w.credential.cloned(),
+            revoke: w.revoke.map(str::to_string),
             done,
         };
         self.writer
@@ -496,6 +537,7 @@ struct Pending {
     audit: Vec<(String, String, String)>,
     evidence: Option<OwnedEvidence>,
     credential: Option<CredentialWrite>,
+    revoke: Option<String>,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
@@ -590,6 +632,9 @@ async fn commit_batch(
                 }
                 for (kind, subject, detail) in &p.audit {
                     append_audit_on(&mut tx, p.at, kind, subject, detail).await?;
+                }
+                if let (Some(reason), Some(a)) = (&p.revoke, &p.attestation) {
+                    revocation::revoke_on(&mut tx, &a.device_id, p.at, reason).await?;
                 }
             }
             Ok(())
@@ -848,6 +893,20 @@ impl Store {
     }
 
     // ---- attestations ----
+
+    /// The row number of the device's newest attestation.
+    pub async fn last_attestation_id(
+        &self,
+        device_id: &[u8; 32],
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query("SELECT MAX(id) FROM attestations WHERE device_id = $1")
+                .bind(device_id.to_vec())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
 
     pub async fn attestations(
         &self,

@@ -1,0 +1,364 @@
+//! Continuous trust in the store: revocations, the operator's requests for
+//! re-assessment, and devices gone stale.
+//!
+//! A revocation is one row per ticket (and the certificate it is bound to):
+//! revoking a device revokes each of its unexpired tickets not revoked yet,
+//! so a subscriber (gateway, VM) learns exactly which ticket ids and
+//! certificate hashes to refuse and cut, and can forget a row once its
+//! ticket expired. Rows are numbered (`seq`); subscribers resume from the
+//! last number they acknowledged. Revocations are written in the same
+//! transaction as the decision or command that causes them, with an audit
+//! entry, before anyone is told.
+
+use super::{append_audit_on, begin_write, hex, AttestationWrite, Store, StoreError};
+use policy::Verdict;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use std::collections::BTreeMap;
+use tnc_proto::attestation::Role;
+
+/// One revoked ticket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Its place in the revocation log; subscribers resume after it.
+    pub seq: i64,
+    /// When it was decided (Unix seconds).
+    pub at: i64,
+    /// The device the ticket was issued to (hex).
+    pub device: String,
+    /// The ticket's id (hex).
+    pub ticket: String,
+    /// SHA-256 of the certificate the ticket is bound to (hex).
+    pub certificate_sha256: String,
+    /// The ticket's expiry: after it the row need not be kept by subscribers.
+    pub not_after: i64,
+    pub reason: String,
+}
+
+/// A device isolated for silence by [`Store::mark_stale`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stale {
+    pub device: [u8; 32],
+    pub role: Role,
+    /// Its last attestation (Unix seconds).
+    pub last_seen: u64,
+    /// Tickets revoked with it.
+    pub revoked: u64,
+}
+
+/// An operator's request to re-assess one device, or all (`None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReassessRequest {
+    pub seq: i64,
+    pub device: Option<[u8; 32]>,
+}
+
+/// On `conn`: revokes every unexpired ticket of `device` not revoked yet,
+/// with an audit entry if there was any; how many.
+pub(super) async fn revoke_on(
+    conn: &mut sqlx::AnyConnection,
+    device: &[u8; 32],
+    at: u64,
+    reason: &str,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO revocations (at, device_id, ticket_id, certificate_sha256, not_after, reason)
+         SELECT $1, c.device_id, c.ticket_id, c.certificate_sha256, c.not_after, $2
+         FROM credentials c
+         WHERE c.device_id = $3 AND c.not_after > $1
+           AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.ticket_id = c.ticket_id)",
+    )
+    .bind(at as i64)
+    .bind(reason)
+    .bind(device.to_vec())
+    .execute(&mut *conn)
+    .await?;
+    let n = done.rows_affected();
+    if n > 0 {
+        append_audit_on(
+            conn,
+            at,
+            "revoke",
+            &hex(device),
+            &format!("{n} ticket(s): {reason}"),
+        )
+        .await?;
+    }
+    Ok(n)
+}
+
+fn revocation_from_row(r: &sqlx::any::AnyRow) -> Result<Revocation, StoreError> {
+    let device: Vec<u8> = r.try_get(2)?;
+    let ticket: Vec<u8> = r.try_get(3)?;
+    Ok(Revocation {
+        seq: r.try_get(0)?,
+        at: r.try_get(1)?,
+        device: hex(&device),
+        ticket: hex(&ticket),
+        certificate_sha256: r.try_get(4)?,
+        not_after: r.try_get(5)?,
+        reason: r.try_get(6)?,
+    })
+}
+
+const REVOCATION_COLUMNS: &str =
+    "seq, at, device_id, ticket_id, certificate_sha256, not_after, reason";
+
+impl Store {
+    /// Runs `f` in a write transaction under the audit lock, again (up to 8
+    /// times) when another PDP appended to the audit chain first.
+    async fn write_audited<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: for<'c> Fn(
+            &'c mut sqlx::AnyConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'c>,
+        >,
+    {
+        let _guard = self.audit_lock.lock().await;
+        let mut attempts = 0;
+        loop {
+            let mut tx = begin_write(&self.pool, self.backend).await?;
+            match f(&mut tx).await {
+                Ok(v) => {
+                    tx.commit().await?;
+                    return Ok(v);
+                }
+                Err(StoreError::Sql(sqlx::Error::Database(e)))
+                    if e.is_unique_violation() && attempts < 8 =>
+                {
+                    tx.rollback().await?;
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Revokes every unexpired ticket of `device` (the operator's `device
+    /// revoke`); how many.
+    pub async fn revoke_device(
+        &self,
+        device: &[u8; 32],
+        at: u64,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        let device = *device;
+        let reason = reason.to_string();
+        self.write_audited(move |conn| {
+            let reason = reason.clone();
+            Box::pin(async move { revoke_on(conn, &device, at, &reason).await })
+        })
+        .await
+    }
+
+    /// Revocations numbered after `seq`, oldest first, at most `limit`.
+    pub async fn revocations_after(
+        &self,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(revocation_from_row).collect()
+    }
+
+    /// A device's revoked tickets, newest first.
+    pub async fn revocations_of(&self, device: &[u8; 32]) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE device_id = $1 ORDER BY seq DESC"
+        ))
+        .bind(device.to_vec())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(revocation_from_row).collect()
+    }
+
+    /// The revocation of this ticket, if it is revoked.
+    pub async fn ticket_revocation(
+        &self,
+        ticket_id: &[u8],
+    ) -> Result<Option<Revocation>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE ticket_id = $1"
+        ))
+        .bind(ticket_id.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(revocation_from_row).transpose()
+    }
+
+    /// The newest revocation's number (0: none yet).
+    pub async fn last_revocation_seq(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Asks the PDPs to re-assess `device` (None: every open session) at
+    /// once; the request's number.
+    pub async fn request_reassessment(
+        &self,
+        device: Option<&[u8; 32]>,
+        at: u64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = begin_write(&self.pool, self.backend).await?;
+        sqlx::query("INSERT INTO reassess_requests (at, device_id) VALUES ($1, $2)")
+            .bind(at as i64)
+            .bind(device.map(|d| d.to_vec()))
+            .execute(&mut *tx)
+            .await?;
+        let seq: i64 = sqlx::query("SELECT MAX(seq) FROM reassess_requests")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Re-assessment requests numbered after `seq`, oldest first.
+    pub async fn reassess_requests_after(
+        &self,
+        seq: i64,
+    ) -> Result<Vec<ReassessRequest>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, device_id FROM reassess_requests WHERE seq > $1 ORDER BY seq LIMIT 1000",
+        )
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let device: Option<Vec<u8>> = r.try_get(1)?;
+                Ok(ReassessRequest {
+                    seq: r.try_get(0)?,
+                    device: match device {
+                        None => None,
+                        Some(d) => Some(d.try_into().map_err(|_| {
+                            StoreError::Corrupt("a re-assessment request's device ID".into())
+                        })?),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The newest re-assessment request's number (0: none yet).
+    pub async fn last_reassess_seq(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM reassess_requests")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
+
+    /// Isolates every device whose standing verdict is allow but whose last
+    /// attestation is older than its role's threshold (`stale_after`, in
+    /// seconds): an attestation row and an audit entry saying so, and its
+    /// tickets revoked, each device in its own transaction. A device another
+    /// PDP marked (or that attested) in between is left alone.
+    pub async fn mark_stale(
+        &self,
+        now: u64,
+        stale_after: &BTreeMap<Role, u64>,
+    ) -> Result<Vec<Stale>, StoreError> {
+        let mut out = Vec::new();
+        for (role, after) in stale_after {
+            let Some(before) = now.checked_sub(*after) else {
+                continue;
+            };
+            let rows = sqlx::query(
+                "SELECT device_id, last_seen FROM devices
+                 WHERE role = $1 AND last_verdict = 'allow' AND last_seen < $2 LIMIT 1000",
+            )
+            .bind(role.name())
+            .bind(before as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &rows {
+                let id: Vec<u8> = r.try_get(0)?;
+                let last_seen: i64 = r.try_get(1)?;
+                let Ok(device) = <[u8; 32]>::try_from(id) else {
+                    continue;
+                };
+                let reason = format!(
+                    "stale: not attested for {} s (the limit for a {} is {after} s)",
+                    now.saturating_sub(last_seen as u64),
+                    role.name()
+                );
+                let marked = self
+                    .write_audited(|conn| {
+                        let reason = reason.clone();
+                        Box::pin(async move {
+                            let updated = sqlx::query(
+                                "UPDATE devices SET last_verdict = 'isolate'
+                                 WHERE device_id = $1 AND last_verdict = 'allow' AND last_seen < $2",
+                            )
+                            .bind(device.to_vec())
+                            .bind(before as i64)
+                            .execute(&mut *conn)
+                            .await?;
+                            if updated.rows_affected() == 0 {
+                                return Ok(None);
+                            }
+                            let findings = [reason.clone()];
+                            super::insert_attestation_on(
+                                conn,
+                                &AttestationWrite {
+                                    device_id: device,
+                                    verdict: Verdict::Isolate,
+                                    findings: &findings,
+                                    counters: None,
+                                },
+                                now,
+                            )
+                            .await?;
+                            append_audit_on(
+                                conn,
+                                now,
+                                "verdict",
+                                &hex(&device),
+                                &format!("isolate: {reason}"),
+                            )
+                            .await?;
+                            Ok(Some(revoke_on(conn, &device, now, &reason).await?))
+                        })
+                    })
+                    .await?;
+                if let Some(revoked) = marked {
+                    out.push(Stale {
+                        device,
+                        role: *role,
+                        last_seen: last_seen as u64,
+                        revoked,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The revocation and re-assessment tables (migration 4).
+pub(super) const MIGRATION: &str = "CREATE TABLE revocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at BIGINT NOT NULL,
+        device_id BLOB NOT NULL,
+        ticket_id BLOB NOT NULL UNIQUE,
+        certificate_sha256 TEXT NOT NULL,
+        not_after BIGINT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX revocations_device ON revocations (device_id);
+    CREATE TABLE reassess_requests (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at BIGINT NOT NULL,
+        device_id BLOB
+    )";
