@@ -710,6 +710,25 @@ pub fn describe(der: &[u8]) -> Result<CertificateInfo, CaError> {
     })
 }
 
+/// The common name and the organizational unit (the role, in the
+/// certificates this CA issues) of `der`'s subject.
+pub fn subject_cn_ou(der: &[u8]) -> Result<(Option<String>, Option<String>), CaError> {
+    let c = parse(der)?;
+    let cn = c
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string);
+    let ou = c
+        .subject()
+        .iter_organizational_unit()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string);
+    Ok((cn, ou))
+}
+
 /// The DER of a file that holds PEM (the first block) or DER.
 pub fn pem_or_der(bytes: &[u8]) -> Result<Vec<u8>, CaError> {
     match std::str::from_utf8(bytes)

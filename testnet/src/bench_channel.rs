@@ -580,6 +580,7 @@ fn first_byte(runs: usize) -> anyhow::Result<()> {
             tnc_client::channel::ChannelKey::load_or_create(&dir.join("vm"))?,
             "vm-1",
             echo_addr,
+            None,
         )
         .await?;
         let state = dir.join("terminal");

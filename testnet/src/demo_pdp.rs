@@ -11,7 +11,10 @@
 //! The second act is the ShangMi channel: vm-1 serves a small web service
 //! (`tnc-client serve`'s flow), terminal-1 asks the PDP for a pairing and
 //! reaches the service through strict TLS_SM4_GCM_SM3 with the pairing proof
-//! (`connect`'s flow), terminal-2 is isolated and gets nothing. Everything
+//! (`connect`'s flow), terminal-2 is isolated and gets nothing. The third
+//! act is continuous trust (`testnet::act3`): terminal-1, connected to vm-1
+//! through a gateway, runs an unapproved program; its next re-assessment
+//! isolates it and the gateway cuts its channel. Everything
 //! lives in temporary directories removed at the end; the swtpm processes
 //! stop.
 
@@ -80,6 +83,14 @@ async fn demo() -> anyhow::Result<()> {
             suites: Suites::Both,
             issue_credentials: true,
             vm_names: [(vm_device, "vm-1".to_string())].into(),
+            // Act 3: terminals re-assessed every 2 s (the default is 5 min),
+            // revocations pushed to subscribers.
+            revocations: Some("127.0.0.1:0".parse()?),
+            reassessment: tnc_server::config::Reassessment {
+                role_interval_secs: [(Role::Terminal, 2)].into(),
+                poll_ms: 100,
+                ..Default::default()
+            },
             ..PdpOptions::default()
         },
     )
@@ -141,9 +152,13 @@ async fn demo() -> anyhow::Result<()> {
     let got: Vec<&str> = rows.iter().map(|r| r.outcome.verdict_name()).collect();
     let vm_suite = rows.last().and_then(|r| r.outcome.tls_suite.clone());
     let act_two = second_act(&pdp, &booted).await;
+    let act_three = match act_two {
+        Ok(()) => third_act(&pdp, &mut booted).await,
+        Err(e) => Err(e),
+    };
     pdp.stop().await?;
     drop(booted);
-    act_two?;
+    act_three?;
     anyhow::ensure!(
         got == expected,
         "expected verdicts {expected:?}, got {got:?}"
@@ -229,6 +244,7 @@ async fn second_act(
         vm_endpoint.channel_key()?,
         "vm-1",
         service,
+        None,
     )
     .await?;
     println!(
@@ -281,6 +297,52 @@ async fn second_act(
     anyhow::ensure!(
         checks == [true, true] && pairings == 1,
         "act 2: terminal-1 should reach the web service and terminal-2 be refused (got {checks:?}, {pairings} pairings)"
+    );
+    Ok(())
+}
+
+async fn third_act(
+    pdp: &TestPdp,
+    booted: &mut [(&str, &str, Suites, Endpoint)],
+) -> anyhow::Result<()> {
+    println!("\n=== Act 3: continuous trust: a re-assessment isolates terminal-1 and its live channel is cut");
+    let (first, rest) = booted.split_at_mut(1);
+    let (terminal, vm) = (&mut first[0].3, &rest[1].3);
+    let say = |line: String| println!("{line}");
+    let f = testnet::act3::run(pdp, terminal, vm, &say).await?;
+    println!(
+        "  the PDP re-assessed terminal-1 on its open session (every 2 s): {} ({}),\n    {:.0} ms after the program ran",
+        f.verdict,
+        shorten(&f.reason, 90),
+        f.to_verdict_ms
+    );
+    for r in &f.revoked {
+        println!(
+            "  revoked with that decision, in its transaction: ticket {}… (revocation {}), pushed to gw-1 and vm-1",
+            &r.ticket[..8],
+            r.seq
+        );
+    }
+    println!(
+        "  gw-1 cut terminal-1's channel; it carries {} connection(s) now",
+        f.carried_after
+    );
+    println!(
+        "  revocation latency, verdict at terminal-1 -> its channel closed: {:.0} ms",
+        f.verdict_to_cut_ms
+    );
+    anyhow::ensure!(
+        f.verdict == "isolate" && f.reason.contains(testnet::act3::UNAPPROVED),
+        "act 3: terminal-1 should be isolated for {}, got {} ({})",
+        testnet::act3::UNAPPROVED,
+        f.verdict,
+        f.reason
+    );
+    anyhow::ensure!(
+        !f.revoked.is_empty() && f.carried_after == 0,
+        "act 3: the ticket should be revoked and the channel cut ({} revoked, {} carried)",
+        f.revoked.len(),
+        f.carried_after
     );
     Ok(())
 }

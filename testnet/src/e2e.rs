@@ -117,6 +117,12 @@ pub struct PdpOptions {
     pub vm_names: std::collections::BTreeMap<String, String>,
     /// Continuous trust: intervals, stale devices, the store's poll.
     pub reassessment: tnc_server::config::Reassessment,
+    /// The revocation stream and gateway enrolment here (with
+    /// `issue_credentials`; its certificate names "tnc-pdp").
+    pub revocations: Option<SocketAddr>,
+    /// The session CA (certificate and key PEM) instead of a new one: a
+    /// PDP restarted with the same CA.
+    pub session_ca: Option<(String, String)>,
 }
 
 impl Default for PdpOptions {
@@ -133,6 +139,8 @@ impl Default for PdpOptions {
             issue_credentials: false,
             vm_names: Default::default(),
             reassessment: Default::default(),
+            revocations: None,
+            session_ca: None,
         }
     }
 }
@@ -143,6 +151,8 @@ pub struct TestPdp {
     pub addr: SocketAddr,
     /// PT-TLS over QUIC (UDP).
     pub quic_addr: SocketAddr,
+    /// The revocation stream, if it runs.
+    pub revocations_addr: Option<SocketAddr>,
     pub tls: TlsFiles,
     pub ctx: Arc<PdpContext>,
     /// The PDP's store (the context sees it only as a `PdpStore`).
@@ -185,6 +195,8 @@ impl TestPdp {
             issue_credentials,
             vm_names,
             reassessment,
+            revocations,
+            session_ca,
         } = options;
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
@@ -208,11 +220,14 @@ impl TestPdp {
         }
         let tls = make_tls_files(&dir)?;
         let issuer = if issue_credentials {
-            let ca = pki::ca::Sm2Ca::create(
-                "testnet session CA",
-                std::time::Duration::from_secs(86_400),
-                std::time::SystemTime::now(),
-            )?;
+            let ca = match &session_ca {
+                Some((cert, key)) => pki::ca::Sm2Ca::from_pem(cert, key)?,
+                None => pki::ca::Sm2Ca::create(
+                    "testnet session CA",
+                    std::time::Duration::from_secs(86_400),
+                    std::time::SystemTime::now(),
+                )?,
+            };
             let vms = [(Role::Terminal, vec!["vm-1".to_string()])].into();
             Some(Arc::new(
                 tnc_server::issue::Issuer::new(ca, std::time::Duration::from_secs(3600), vms)
@@ -241,7 +256,8 @@ impl TestPdp {
         let (tx, reports) = mpsc::unbounded_channel();
         let mut builder = Pdp::builder(ctx.clone(), config, limits)
             .tcp("127.0.0.1:0".parse()?)
-            .quic(Some("127.0.0.1:0".parse()?));
+            .quic(Some("127.0.0.1:0".parse()?))
+            .revocations(revocations.map(|at| (at, Default::default())));
         if report {
             builder = builder.reports(tx);
         }
@@ -249,6 +265,7 @@ impl TestPdp {
         Ok(Self {
             addr: pdp.tcp_addr,
             quic_addr: pdp.quic_addr.context("the QUIC listener")?,
+            revocations_addr: pdp.revocations_addr,
             pdp,
             tls,
             ctx,
@@ -256,6 +273,13 @@ impl TestPdp {
             reports,
             dir,
         })
+    }
+
+    /// The session CA's certificate and key (PEM), to start another PDP
+    /// with the same CA; None when it issues no credentials.
+    pub fn session_ca(&self) -> Option<(String, String)> {
+        let ca = self.ctx.issuer.as_ref()?.ca();
+        Some((ca.certificate_pem(), ca.key().to_pem().ok()?))
     }
 
     /// Logs `endpoint` in with a fresh agent, as `tnc-client login` does. The
@@ -616,12 +640,14 @@ impl ServingVm {
 /// Runs [`tnc_client::pairing::serve`] for `agent` as the VM `name` with
 /// channel key `key`, relaying to `service`; returns once it serves, with
 /// the decision that let it.
+/// With `revocations`, it subscribes there and cuts revoked channels.
 pub async fn serve_in_thread(
     pdp: &tnc_client::pairing::Pdp,
     agent: Agent,
     key: tnc_client::channel::ChannelKey,
     name: &str,
     service: SocketAddr,
+    revocations: Option<tnc_client::pairing::RevocationsAt>,
 ) -> anyhow::Result<(ServingVm, Outcome)> {
     let (pdp, name) = (pdp.clone(), name.to_string());
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
@@ -659,10 +685,12 @@ pub async fn serve_in_thread(
                 &pdp,
                 agent,
                 key,
-                Some(&name),
-                &advertise,
-                None,
-                deadline,
+                tnc_client::pairing::ServeOptions {
+                    name: Some(name),
+                    deadline,
+                    revocations,
+                    ..tnc_client::pairing::ServeOptions::new(advertise)
+                },
             );
             match serving.await {
                 Ok(s) => {

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod act3;
 pub mod e2e;
 pub mod openssl;
 pub mod postgres;

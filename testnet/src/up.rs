@@ -173,8 +173,15 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
         tls: tnc_client::agent::tls_client_config_for(&ca_pem, None, pki::tls::Suites::Shangmi)?,
     };
     let vm = &endpoints[2].2;
-    let (serving, _) =
-        serve_in_thread(&target, vm.agent()?, vm.channel_key()?, "vm-1", service).await?;
+    let (serving, _) = serve_in_thread(
+        &target,
+        vm.agent()?,
+        vm.channel_key()?,
+        "vm-1",
+        service,
+        None,
+    )
+    .await?;
     println!(
         "vm-1: serving ShangMi channels on {} for the web service on {service}",
         serving.addr

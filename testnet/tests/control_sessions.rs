@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testnet::e2e::{soft_device, soft_device_id, write_host_files, PdpOptions, TestPdp};
 use tnc_client::agent::Agent;
-use tnc_client::pairing::{serve, Advertise, ConnectOptions, Pdp};
+use tnc_client::pairing::{serve, Advertise, ConnectOptions, Pdp, ServeOptions};
 use tnc_proto::attestation::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -58,10 +58,11 @@ async fn a_newer_control_session_supersedes_the_older_one() {
             &target,
             Agent::with_collector(os.clone(), Box::new(vm())),
             key,
-            Some("vm-1"),
-            &advertise,
-            None,
-            Duration::from_secs(30),
+            ServeOptions {
+                name: Some("vm-1".into()),
+                deadline: Duration::from_secs(30),
+                ..ServeOptions::new(advertise)
+            },
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));

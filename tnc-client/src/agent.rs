@@ -566,6 +566,10 @@ pub async fn run_session_with<S: AsyncRead + AsyncWrite + Unpin>(
                     if over {
                         done = true;
                         conn.close();
+                        // Batches that came behind the one that ended the
+                        // session (an SRETRY right after RESULT) are not
+                        // answered.
+                        break;
                     }
                 }
                 Event::AuthenticationFailed(code) => {

@@ -45,6 +45,14 @@ pub struct ClientConfig {
     /// one that makes SM2 keys, else software), "tpm", "software".
     #[serde(default)]
     pub channel_key: crate::channel::KeyPlace,
+    /// A serving VM: the PDP's revocation stream, `host:port`
+    /// (`[revocations] listen` on the PDP). Revoked tickets are then refused
+    /// and their channels cut at once, not when they expire.
+    #[serde(default)]
+    pub revocations: Option<String>,
+    /// The name on that listener's certificate (`[revocations] name`).
+    #[serde(default = "default_revocations_name")]
+    pub revocations_name: String,
     /// Absent: this endpoint has no TPM, and says so to the PDP.
     #[serde(default)]
     pub tpm: Option<TpmSection>,
@@ -213,6 +221,10 @@ pub fn parse_ak_kind(s: &str) -> Result<AkKind, String> {
 
 fn yes() -> bool {
     true
+}
+
+fn default_revocations_name() -> String {
+    "tnc-pdp".into()
 }
 
 #[cfg(test)]

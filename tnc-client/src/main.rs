@@ -112,6 +112,11 @@ enum Command {
         /// gives with the pairing.
         #[arg(long)]
         to: Option<std::net::SocketAddr>,
+        /// Through the network access gateway at this address (TCP): it
+        /// admits the connection on the access ticket and relays it to the
+        /// VM; the channel stays end to end.
+        #[arg(long, conflicts_with_all = ["to", "quic"])]
+        via: Option<std::net::SocketAddr>,
         /// A local port to forward (on 127.0.0.1), or `-` for stdin/stdout.
         #[arg(long = "local-port", alias = "local", default_value = "-")]
         local: String,
@@ -180,6 +185,7 @@ fn main() -> ExitCode {
             config,
             vm,
             to,
+            via,
             local,
             quic,
             user,
@@ -188,11 +194,15 @@ fn main() -> ExitCode {
             .map(|u| channel_password(u, password_file.as_deref()))
             .transpose()
             .and_then(|creds| {
-                let transport = match quic {
-                    true => tnc_client::pairing::Transport::Quic,
-                    false => tnc_client::pairing::Transport::Tcp,
+                let route = Route {
+                    to,
+                    via,
+                    transport: match quic {
+                        true => tnc_client::pairing::Transport::Quic,
+                        false => tnc_client::pairing::Transport::Tcp,
+                    },
                 };
-                connect(&config, &vm, to, transport, &local, creds)
+                connect(&config, &vm, route, &local, creds)
             }),
     };
     match result {
@@ -587,17 +597,38 @@ fn serve(
             }
         };
         let pdp = link.pdp().await?;
+        let revocations = match &link.config.revocations {
+            None => {
+                eprintln!(
+                    "tnc-client serve: no `revocations` in {}: revoked tickets are refused \
+                     only once they expire",
+                    path.display()
+                );
+                None
+            }
+            Some(at) => Some(tnc_client::pairing::RevocationsAt {
+                addr: tokio::net::lookup_host(at)
+                    .await
+                    .with_context(|| format!("revocations = {at:?}"))?
+                    .next()
+                    .with_context(|| format!("revocations = {at:?}: no address"))?,
+                server_name: link.config.revocations_name.clone(),
+            }),
+        };
         let serving = tnc_client::pairing::serve(
             &pdp,
             agent,
             key,
-            name,
-            &tnc_client::pairing::Advertise {
-                tcp: advertise.clone(),
-                quic: quic.as_ref().map(|(_, a)| a.clone()),
+            tnc_client::pairing::ServeOptions {
+                name: name.map(str::to_string),
+                credentials,
+                deadline: LOGIN_DEADLINE,
+                revocations,
+                ..tnc_client::pairing::ServeOptions::new(tnc_client::pairing::Advertise {
+                    tcp: advertise.clone(),
+                    quic: quic.as_ref().map(|(_, a)| a.clone()),
+                })
             },
-            credentials,
-            LOGIN_DEADLINE,
         )
         .await;
         let mut serving = match serving {
@@ -623,6 +654,25 @@ fn serve(
             "serving {} on {bound} (advertised as {advertise})",
             serving.name
         );
+        if let Some(mut notices) = serving.notices.take() {
+            tokio::spawn(async move {
+                use tnc_gateway::revocation::Notice;
+                while let Some(n) = notices.recv().await {
+                    match n {
+                        Notice::Connected { after } => eprintln!(
+                            "tnc-client serve: subscribed to revocations (after {after})"
+                        ),
+                        Notice::Revoked { ticket, cut } => eprintln!(
+                            "tnc-client serve: revocation {}: a ticket of device {} ({}): {cut} channel(s) cut",
+                            ticket.seq, ticket.device, ticket.reason
+                        ),
+                        Notice::Lost(why) => eprintln!(
+                            "tnc-client serve: revocation stream lost ({why}): reconnecting"
+                        ),
+                    }
+                }
+            });
+        }
         tokio::select! {
             r = serving.server.clone().run(listener, forward) => r.context("accepting channels")?,
             code = follow(&mut serving.control, "serve") => {
@@ -660,11 +710,18 @@ async fn follow(session: &mut tnc_client::pairing::KeptSession, who: &str) -> u8
 }
 
 /// One pairing with `vm` and its channel; said on standard error.
+/// How connect reaches the VM.
+#[derive(Clone, Copy, Debug)]
+struct Route {
+    to: Option<std::net::SocketAddr>,
+    via: Option<std::net::SocketAddr>,
+    transport: tnc_client::pairing::Transport,
+}
+
 async fn pair_and_open(
     link: &PdpLink,
     vm: &str,
-    to: Option<std::net::SocketAddr>,
-    transport: tnc_client::pairing::Transport,
+    route: Route,
     credentials: Option<PlainCredentials>,
 ) -> Result<
     (
@@ -681,8 +738,9 @@ async fn pair_and_open(
     // Credentials that outlive the pairing's use are used as they are.
     let options = tnc_client::pairing::ConnectOptions {
         held: tnc_client::channel::load(&state_dir).filter(|g| g.expires > unix_now() + 120),
-        to,
-        transport,
+        to: route.to,
+        via: route.via,
+        transport: route.transport,
         credentials,
         deadline: LOGIN_DEADLINE,
         ..tnc_client::pairing::ConnectOptions::new(vm)
@@ -705,9 +763,10 @@ async fn pair_and_open(
         }
     }
     eprintln!(
-        "channel to {vm} at {}{}: TLS 1.3, TLS_SM4_GCM_SM3, pairing {} (integrity handshake {} ms, channel {} ms)",
+        "channel to {vm} {} {}{}: TLS 1.3, TLS_SM4_GCM_SM3, pairing {} (integrity handshake {} ms, channel {} ms)",
+        if route.via.is_some() { "through the gateway at" } else { "at" },
         opened.address,
-        match transport {
+        match route.transport {
             tnc_client::pairing::Transport::Quic => " over QUIC",
             tnc_client::pairing::Transport::Tcp => "",
         },
@@ -721,8 +780,7 @@ async fn pair_and_open(
 fn connect(
     path: &std::path::Path,
     vm: &str,
-    to: Option<std::net::SocketAddr>,
-    transport: tnc_client::pairing::Transport,
+    route: Route,
     local: &str,
     credentials: Option<PlainCredentials>,
 ) -> anyhow::Result<ExitCode> {
@@ -731,7 +789,7 @@ fn connect(
     runtime.block_on(async move {
         if local == "-" {
             let (mut channel, mut session) =
-                match pair_and_open(&link, vm, to, transport, credentials).await {
+                match pair_and_open(&link, vm, route, credentials).await {
                     Ok(c) => c,
                     Err((code, why)) => {
                         eprintln!("tnc-client connect: {why}");
@@ -761,7 +819,7 @@ fn connect(
             let (mut client, _) = listener.accept().await?;
             let (link, vm, credentials) = (link.clone(), vm.to_string(), credentials.clone());
             tokio::spawn(async move {
-                match pair_and_open(&link, &vm, to, transport, credentials).await {
+                match pair_and_open(&link, &vm, route, credentials).await {
                     Ok((mut channel, mut session)) => {
                         tokio::select! {
                             _ = tokio::io::copy_bidirectional(&mut client, &mut channel) => {}

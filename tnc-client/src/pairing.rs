@@ -165,6 +165,10 @@ pub struct Serve {
     pub control: KeptSession,
     /// The name the VM serves under: its certificate's DNS name.
     pub name: String,
+    /// What the VM knows of revocations, when it subscribes.
+    pub revoked: Option<Arc<tnc_gateway::revocation::Revoked>>,
+    /// The subscription's news, for the log.
+    pub notices: Option<tokio::sync::mpsc::UnboundedReceiver<tnc_gateway::revocation::Notice>>,
 }
 
 /// Where a VM serves channels: the addresses terminals reach.
@@ -172,6 +176,44 @@ pub struct Serve {
 pub struct Advertise {
     pub tcp: String,
     pub quic: Option<String>,
+}
+
+/// How a VM serves.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Its name; None: the one the PDP puts in its certificate. Given, it
+    /// must be that one.
+    pub name: Option<String>,
+    /// Where terminals reach it.
+    pub advertise: Advertise,
+    /// The user, when the PDP authenticates users.
+    pub credentials: Option<PlainCredentials>,
+    /// For the first decision.
+    pub deadline: Duration,
+    /// Where it subscribes to revocations, if it does.
+    pub revocations: Option<RevocationsAt>,
+}
+
+impl ServeOptions {
+    /// At `advertise`, named by the PDP, no user, a 60 s deadline, no
+    /// revocations.
+    pub fn new(advertise: Advertise) -> Self {
+        Self {
+            name: None,
+            advertise,
+            credentials: None,
+            deadline: Duration::from_secs(60),
+            revocations: None,
+        }
+    }
+}
+
+/// Where a serving VM subscribes to revocations.
+#[derive(Clone, Debug)]
+pub struct RevocationsAt {
+    pub addr: SocketAddr,
+    /// The name on the PDP's revocation listener certificate.
+    pub server_name: String,
 }
 
 /// Attests `agent` as a VM serving at `advertise`, with `key` as its
@@ -183,11 +225,16 @@ pub async fn serve(
     pdp: &Pdp,
     mut agent: Agent,
     key: ChannelKey,
-    name: Option<&str>,
-    advertise: &Advertise,
-    credentials: Option<PlainCredentials>,
-    deadline: Duration,
+    options: ServeOptions,
 ) -> Result<Serve, Failure> {
+    let ServeOptions {
+        name,
+        advertise,
+        credentials,
+        deadline,
+        revocations,
+    } = options;
+    let name = name.as_deref();
     agent.key_request = Some(
         key.request("tnc channel key")
             .map_err(|e| Failure::Local(e.to_string()))?,
@@ -224,7 +271,31 @@ pub async fn serve(
         grant: grant.clone(),
         key: key.into_signer(),
     };
-    let server = Arc::new(Server::new(&me, &name)?);
+    let mut server = Server::new(&me, &name)?;
+    let mut notices = None;
+    let revoked = match revocations {
+        None => None,
+        Some(at) => {
+            let set = tnc_gateway::revocation::Revoked::new();
+            let sub = tnc_gateway::revocation::Subscription::new(
+                at.addr,
+                &at.server_name,
+                &grant.ca,
+                me.tls_key()?,
+            )
+            .map_err(Failure::Local)?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            notices = Some(rx);
+            tokio::spawn(tnc_gateway::revocation::subscribe(
+                sub,
+                set.clone(),
+                Some(tx),
+            ));
+            server = server.with_revocations(set.clone());
+            Some(set)
+        }
+    };
+    let server = Arc::new(server);
     let feeder = server.clone();
     tokio::spawn(async move {
         while let Some(p) = pairings.recv().await {
@@ -239,6 +310,8 @@ pub async fn serve(
         server,
         control,
         name,
+        revoked,
+        notices,
     })
 }
 
@@ -331,6 +404,10 @@ pub struct ConnectOptions {
     pub held: Option<Grant>,
     /// Where the VM is, instead of the address the pairing names.
     pub to: Option<SocketAddr>,
+    /// Through the network access gateway here (TCP): the gateway admits
+    /// the connection on the ticket and relays it to `to` or the VM's
+    /// name's address it knows.
+    pub via: Option<SocketAddr>,
     pub transport: Transport,
     /// The user, when the PDP authenticates users.
     pub credentials: Option<PlainCredentials>,
@@ -346,6 +423,7 @@ impl ConnectOptions {
             vm: vm.to_string(),
             held: None,
             to: None,
+            via: None,
             transport: Transport::Tcp,
             credentials: None,
             deadline: Duration::from_secs(60),
@@ -367,10 +445,16 @@ pub async fn connect(
         vm,
         held,
         to,
+        via,
         transport,
         credentials,
         deadline,
     } = options;
+    if via.is_some() && transport == Transport::Quic {
+        return Err(Failure::Local(
+            "through a gateway the channel runs over TCP (leave out --quic)".into(),
+        ));
+    }
     let vm = vm.as_str();
     // Credentials for another key (the key moved into the TPM, say) are
     // not used: new ones are asked for.
@@ -416,9 +500,10 @@ pub async fn connect(
         Transport::Tcp => pairing.address.as_deref(),
         Transport::Quic => pairing.quic_address.as_deref(),
     };
-    let address = match to {
-        Some(a) => a,
-        None => named
+    let address = match (via, to) {
+        (Some(gateway), _) => gateway,
+        (None, Some(a)) => a,
+        (None, None) => named
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| Failure::NoPairing {
                 vm: vm.into(),
@@ -435,11 +520,21 @@ pub async fn connect(
         key: key.into_signer(),
     };
     let opened = Instant::now();
-    let stream = match transport {
-        Transport::Tcp => Channel::Tcp(Box::new(
+    let stream = match (transport, via) {
+        (Transport::Tcp, Some(gateway)) => {
+            let mut tcp = tokio::net::TcpStream::connect(gateway)
+                .await
+                .map_err(|e| Failure::Channel(e.into()))?;
+            let _ = tcp.set_nodelay(true);
+            crate::tunnel::through_gateway(&mut tcp, vm, &me.grant.ticket).await?;
+            Channel::Tcp(Box::new(
+                crate::tunnel::connect_on(&me, tcp, vm, &pairing).await?,
+            ))
+        }
+        (Transport::Tcp, None) => Channel::Tcp(Box::new(
             crate::tunnel::connect(&me, address, vm, &pairing).await?,
         )),
-        Transport::Quic => Channel::Quic(Box::new(
+        (Transport::Quic, _) => Channel::Quic(Box::new(
             crate::tunnel::connect_quic(&me, address, vm, &pairing).await?,
         )),
     };

@@ -69,6 +69,8 @@ pub enum Refused {
     BadProof = 7,
     #[error("the pairing is for another terminal's certificate")]
     PairingCertificate = 8,
+    #[error("the ticket (or its certificate) has been revoked")]
+    Revoked = 9,
 }
 
 impl Refused {
@@ -81,6 +83,7 @@ impl Refused {
             6 => Refused::PairingExpired,
             7 => Refused::BadProof,
             8 => Refused::PairingCertificate,
+            9 => Refused::Revoked,
             _ => Refused::BadTicket,
         }
     }
@@ -102,6 +105,41 @@ pub enum TunnelError {
     VmCertificate,
     #[error("the peer did not finish the handshake and frames in time")]
     Stalled,
+    #[error("the channel was cut: {0}")]
+    Cut(String),
+    #[error("the gateway refused the connection: {0}")]
+    Gateway(tnc_proto::gateway::Refusal),
+}
+
+/// Asks the gateway on `tcp` for `vm` with `ticket` (docs/gateway.md);
+/// Ok once it admitted the connection, which then reaches the VM.
+pub async fn through_gateway(
+    tcp: &mut TcpStream,
+    vm: &str,
+    ticket: &[u8],
+) -> Result<(), TunnelError> {
+    let frame = tnc_proto::gateway::Admission {
+        vm: vm.to_string(),
+        ticket: ticket.to_vec(),
+    }
+    .encode()
+    .ok_or_else(|| {
+        TunnelError::Credentials(format!(
+            "the VM name {vm:?} or a ticket of {} bytes cannot be sent to a gateway",
+            ticket.len()
+        ))
+    })?;
+    tcp.write_all(&frame).await?;
+    let mut answer = [0u8; 1];
+    tokio::time::timeout(ADMISSION_TIMEOUT, tcp.read_exact(&mut answer))
+        .await
+        .map_err(|_| TunnelError::Stalled)??;
+    match answer[0] {
+        0 => Ok(()),
+        code => Err(TunnelError::Gateway(
+            tnc_proto::gateway::Refusal::from_code(code),
+        )),
+    }
 }
 
 /// The channel key as TLS signs with it: in software, or through a
@@ -128,7 +166,7 @@ pub struct ChannelIdentity {
 
 impl ChannelIdentity {
     /// The certificate and the key, as rustls presents them.
-    fn tls_key(&self) -> Result<Arc<OneKey>, TunnelError> {
+    pub fn tls_key(&self) -> Result<Arc<OneKey>, TunnelError> {
         let chain = vec![CertificateDer::from(self.grant.certificate.clone())];
         let credentials = |e: &dyn std::fmt::Display| TunnelError::Credentials(e.to_string());
         match &self.key {
@@ -171,6 +209,9 @@ pub struct Server {
     /// One permit per channel (see [`MAX_CHANNELS`]).
     channels: Arc<tokio::sync::Semaphore>,
     admission_timeout: std::time::Duration,
+    /// The revocations this VM subscribes to, if it does: revoked tickets
+    /// are refused and their channels cut.
+    revoked: Option<Arc<tnc_gateway::revocation::Revoked>>,
 }
 
 /// The pairings one VM keeps at most (each is used within a minute).
@@ -233,7 +274,15 @@ impl Server {
             pairings: Default::default(),
             channels: Arc::new(tokio::sync::Semaphore::new(MAX_CHANNELS)),
             admission_timeout: ADMISSION_TIMEOUT,
+            revoked: None,
         })
+    }
+
+    /// Refuses tickets `set` knows to be revoked and cuts the channels of
+    /// those revoked later ([`tnc_gateway::revocation::subscribe`] keeps it).
+    pub fn with_revocations(mut self, set: Arc<tnc_gateway::revocation::Revoked>) -> Self {
+        self.revoked = Some(set);
+        self
     }
 
     /// Cuts off peers that have not finished the handshake and frames
@@ -341,11 +390,20 @@ impl Server {
             .await
             .map_err(|_| TunnelError::Stalled)??;
         let now = unix_now();
-        let verdict = self
-            .check(&ticket, peer, now)
-            .and_then(|()| self.check_pairing(&presented, peer, exporter, now));
-        let key = match verdict {
-            Ok(key) => key,
+        let verdict = self.admissible(&ticket, peer, now).and_then(|id| {
+            let key = self.check_pairing(&presented, peer, exporter, now)?;
+            // Carried from now on: a revocation cuts it.
+            let tracked = match &self.revoked {
+                Some(set) => Some(
+                    set.track(&id, &policy::HashAlg::Sha256.digest(peer))
+                        .map_err(|_| Refused::Revoked)?,
+                ),
+                None => None,
+            };
+            Ok((key, tracked))
+        });
+        let (key, mut tracked) = match verdict {
+            Ok(v) => v,
             Err(refused) => {
                 io.write_all(&[refused as u8]).await?;
                 let _ = io.shutdown().await;
@@ -358,7 +416,15 @@ impl Server {
         io.flush().await?;
         let mut service = TcpStream::connect(forward).await?;
         let _ = service.set_nodelay(true);
-        match tokio::io::copy_bidirectional(&mut io, &mut service).await {
+        let relay = tokio::io::copy_bidirectional(&mut io, &mut service);
+        let relayed = match tracked.as_mut() {
+            Some(t) => tokio::select! {
+                r = relay => r,
+                why = t.cut() => return Err(TunnelError::Cut(why)),
+            },
+            None => relay.await,
+        };
+        match relayed {
             Ok(_) => Ok(()),
             // A terminal that leaves without close_notify (or closes its
             // QUIC connection) once it has the service's answer: the
@@ -411,6 +477,16 @@ impl Server {
 
     /// The ticket against the certificate presented, at `now`.
     pub fn check(&self, ticket: &[u8], peer_certificate: &[u8], now: i64) -> Result<(), Refused> {
+        self.admissible(ticket, peer_certificate, now).map(|_| ())
+    }
+
+    /// [`Server::check`], and not revoked; the ticket's id.
+    fn admissible(
+        &self,
+        ticket: &[u8],
+        peer_certificate: &[u8],
+        now: i64,
+    ) -> Result<Vec<u8>, Refused> {
         let claims = match pki::ticket::verify(ticket, &self.ca_key, now) {
             Ok(c) => c,
             Err(pki::ticket::TicketError::Expired { .. }) => return Err(Refused::Expired),
@@ -423,7 +499,11 @@ impl Server {
         if !ct_eq(&presented, &claims.certificate_sha256) {
             return Err(Refused::OtherCertificate);
         }
-        Ok(())
+        if let Some(set) = &self.revoked {
+            set.check(&claims.id, &presented)
+                .map_err(|_| Refused::Revoked)?;
+        }
+        Ok(claims.id)
     }
 
     /// `id || proof` against the pairings held: the pairing is taken out
@@ -520,12 +600,23 @@ pub async fn connect(
     vm: &str,
     pairing: &Pairing,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TunnelError> {
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    connect_on(me, tcp, vm, pairing).await
+}
+
+/// [`connect`] over a TCP connection already made (through the gateway,
+/// once it admitted it).
+pub async fn connect_on(
+    me: &ChannelIdentity,
+    tcp: TcpStream,
+    vm: &str,
+    pairing: &Pairing,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TunnelError> {
     let key = pairing_key(pairing)?;
     let tls = client_config_with_key(Arc::new(strict_provider()), me.roots()?, me.tls_key()?)
         .map_err(|e| TunnelError::Tls(e.to_string()))?;
     let name = server_name(vm)?;
-    let tcp = TcpStream::connect(addr).await?;
-    let _ = tcp.set_nodelay(true);
     let mut stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await

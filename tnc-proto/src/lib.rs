@@ -24,9 +24,11 @@ mod cbor;
 pub mod common;
 pub mod credential;
 pub mod dissect;
+pub mod gateway;
 pub mod pa_tnc;
 pub mod pb_tnc;
 pub mod pt_tls;
+pub mod revocation;
 
 pub use cbor::{vendor_message, VendorAttribute};
 pub use codec::{Codec, Malformed, Reader, U24};

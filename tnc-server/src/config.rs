@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// Continuous trust: re-assessment of open sessions, stale devices.
     #[serde(default)]
     pub reassessment: Reassessment,
+    /// The revocation stream to gateways and VMs, and gateway enrolment.
+    #[serde(default)]
+    pub revocations: Revocations,
     /// The directory relative paths start from (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -120,6 +123,40 @@ pub struct Reassessment {
     /// decided elsewhere, and stale devices, in milliseconds (default 500).
     #[serde(default = "default_poll")]
     pub poll_ms: u64,
+}
+
+/// `[revocations]`: where gateways and serving VMs subscribe to
+/// revocations (docs/revocations.md), and gateways enrol. Needs `[ca]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocations {
+    /// TLS 1.3 (RFC 8998 suites) over TCP; off unless set.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// The DNS name on the listener's certificate, which `[ca]` issues
+    /// afresh at each start; subscribers check it (default "tnc-pdp").
+    #[serde(default = "default_revocations_name")]
+    pub name: String,
+    /// Lifetime of a gateway's certificate from enrolment (default 30 days).
+    #[serde(default = "default_gateway_lifetime")]
+    pub gateway_lifetime_secs: u64,
+}
+
+fn default_revocations_name() -> String {
+    "tnc-pdp".into()
+}
+fn default_gateway_lifetime() -> u64 {
+    30 * 86_400
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            name: default_revocations_name(),
+            gateway_lifetime_secs: default_gateway_lifetime(),
+        }
+    }
 }
 
 fn default_interval() -> u64 {
@@ -531,6 +568,12 @@ impl ServerConfig {
         }
         if r.poll_ms == 0 {
             return invalid("reassessment.poll_ms must be at least 1".into());
+        }
+        if config.revocations.listen.is_some() && config.ca.is_none() {
+            return invalid(
+                "revocations.listen needs [ca]: subscribers authenticate with its certificates"
+                    .into(),
+            );
         }
         if config.limits.handshake_timeout_secs == 0 {
             return invalid("limits.handshake_timeout_secs must be at least 1".into());

@@ -74,16 +74,38 @@ pub async fn watch(ctx: Arc<PdpContext>, mut shutdown: tokio::sync::watch::Recei
             0
         }
     };
+    let mut revocations = match ctx.store.last_revocation_seq().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the newest revocation");
+            0
+        }
+    };
+    ctx.newest_revocation.send_replace(revocations);
     let mut ticks: u64 = 0;
     let mut timer = tokio::time::interval(poll);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = timer.tick() => {}
+        let nudged = tokio::select! {
+            _ = timer.tick() => false,
+            () = ctx.revoked.notified() => true,
             _ = shutdown.changed() => return,
-        }
+        };
         if *shutdown.borrow() {
             return;
+        }
+        // Revocations first: this PDP's or another's on the same store.
+        match ctx.store.revocations_after(revocations, 10_000).await {
+            Ok(list) => {
+                if let Some(last) = list.last() {
+                    revocations = last.seq;
+                    ctx.newest_revocation.send_replace(revocations);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading revocations"),
+        }
+        if nudged {
+            continue;
         }
         ticks += 1;
         match ctx.store.policy_versions().await {
@@ -121,6 +143,9 @@ pub async fn watch(ctx: Arc<PdpContext>, mut shutdown: tokio::sync::watch::Recei
         if !stale_after.is_empty() && ticks % stale_every == 0 {
             match ctx.store.mark_stale(ctx.now(), &stale_after).await {
                 Ok(list) => {
+                    if list.iter().any(|s| s.revoked > 0) {
+                        ctx.revoked.notify_one();
+                    }
                     for s in list {
                         tracing::warn!(
                             device = %crate::store::hex(&s.device),

@@ -21,6 +21,7 @@ pub struct PdpBuilder {
     tcp: SocketAddr,
     quic: Option<SocketAddr>,
     reports: Option<mpsc::UnboundedSender<SessionReport>>,
+    revocations: Option<(SocketAddr, crate::config::Revocations)>,
 }
 
 /// A running PDP.
@@ -29,6 +30,8 @@ pub struct Pdp {
     pub tcp_addr: SocketAddr,
     /// Where PT-TLS over QUIC is served, if it is.
     pub quic_addr: Option<SocketAddr>,
+    /// Where gateways and VMs subscribe to revocations, if they can.
+    pub revocations_addr: Option<SocketAddr>,
     ctx: Arc<PdpContext>,
     shutdown: Shutdown,
     listeners: Vec<JoinHandle<()>>,
@@ -61,6 +64,7 @@ impl Pdp {
             tcp: SocketAddr::from(([0u16; 8], crate::config::PT_TLS_PORT)),
             quic: None,
             reports: None,
+            revocations: None,
         }
     }
 
@@ -110,6 +114,12 @@ impl PdpBuilder {
     /// PT-TLS over QUIC here too.
     pub fn quic(mut self, addr: Option<SocketAddr>) -> Self {
         self.quic = addr;
+        self
+    }
+
+    /// The revocation stream and gateway enrolment here (needs `[ca]`).
+    pub fn revocations(mut self, at: Option<(SocketAddr, crate::config::Revocations)>) -> Self {
+        self.revocations = at;
         self
     }
 
@@ -166,6 +176,21 @@ impl PdpBuilder {
             })?);
             listeners.push(tokio::spawn(listener(Transport::Quic(endpoint)).run()));
         }
+        let mut revocations_addr = None;
+        if let Some((addr, settings)) = &self.revocations {
+            let publisher =
+                crate::revocation::Publisher::bind(*addr, self.ctx.clone(), settings).await?;
+            revocations_addr =
+                Some(
+                    publisher
+                        .local_addr()
+                        .map_err(|error| DaemonError::Listen {
+                            what: format!("{addr} (revocations.listen)"),
+                            error,
+                        })?,
+                );
+            listeners.push(tokio::spawn(publisher.run(shutdown.clone())));
+        }
         // Continuous trust: policy changes, the operator's requests, stale
         // devices.
         listeners.push(tokio::spawn(crate::continuous::watch(
@@ -182,6 +207,7 @@ impl PdpBuilder {
         Ok(Pdp {
             tcp_addr,
             quic_addr,
+            revocations_addr,
             ctx: self.ctx,
             shutdown: Shutdown(Arc::new(sender)),
             listeners,

@@ -24,4 +24,5 @@ pub mod net;
 pub mod pairing;
 pub mod pdp;
 pub mod pending;
+pub mod revocation;
 pub mod store;

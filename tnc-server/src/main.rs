@@ -43,6 +43,10 @@ enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Network access gateways: enrolment tokens, and what each subscriber
+    /// to the revocation stream acknowledged.
+    #[command(subcommand)]
+    Gateway(admin::GatewayCommand),
     /// The CAs trusted for TPM endorsement key certificates: the TPM
     /// manufacturers' and cloud vTPMs' shipped with tnc-server, and your own.
     #[command(subcommand, name = "ek-roots")]
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(&args),
         Command::User(cmd) => admin::user(&cmd),
         Command::Device(cmd) => admin::device(&cmd),
+        Command::Gateway(cmd) => admin::gateway(&cmd),
         Command::Policy(cmd) => admin::policy(&cmd),
         Command::Audit(cmd) => admin::audit(&cmd),
         Command::EkRoots(cmd) => ek_roots::run(&cmd),

@@ -851,6 +851,13 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                                 .reassessment
                                 .jittered(role, crate::continuous::unit(&ctx.rng));
                             next_reassess = Some(tokio::time::Instant::now() + wait);
+                            // The decision just made saw the store as it is
+                            // now: triggers from before it are answered.
+                            while !matches!(
+                                triggers.try_recv(),
+                                Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                                    | tokio::sync::broadcast::error::TryRecvError::Closed)
+                            ) {}
                         }
                         for id in session.take_accepted() {
                             if let Some(done) = awaiting.remove(&id) {

@@ -90,6 +90,91 @@ pub enum DeviceCommand {
 }
 
 #[derive(clap::Subcommand, Debug)]
+pub enum GatewayCommand {
+    /// A one-time token with which gateway NAME enrols (`tnc-gateway enrol`)
+    /// on the PDP's revocation port, getting its certificate. Printed once;
+    /// the store keeps its SHA-256 only.
+    Token {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+        /// How long the token may be used.
+        #[arg(long, default_value_t = 3600)]
+        valid_secs: u64,
+    },
+    /// The subscribers to the revocation stream (gateways, VMs): the last
+    /// revocation each acknowledged, and when.
+    Subscribers {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn gateway(cmd: &GatewayCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match cmd {
+            GatewayCommand::Token {
+                config,
+                name,
+                valid_secs,
+            } => {
+                if !tnc_server::revocation::valid_gateway_name(name) {
+                    bail!("gateway name {name:?}: 1 to 64 letters, digits, '.', '-' or '_'");
+                }
+                let settings = tnc_server::config::ServerConfig::load(config)?;
+                if settings.revocations.listen.is_none() {
+                    eprintln!(
+                        "note: revocations.listen is not set in {}: gateways cannot enrol \
+                         or subscribe until it is",
+                        config.display()
+                    );
+                }
+                let store = open(config).await?;
+                let mut raw = [0u8; 24];
+                pki::rand::SecureRandom::fill(&pki::rand::SystemRandom::new(), &mut raw)
+                    .map_err(|_| anyhow!("the system's random source failed"))?;
+                let token = hex(&raw);
+                let now = system_clock();
+                store
+                    .add_enrolment_token(
+                        name,
+                        &hex(&policy::HashAlg::Sha256.digest(token.as_bytes())),
+                        now + valid_secs,
+                        now,
+                    )
+                    .await?;
+                println!("{token}");
+                eprintln!(
+                    "one-time token for gateway {name}, valid {valid_secs} s: \
+                     tnc-gateway enrol --config gateway.toml --token {token}"
+                );
+            }
+            GatewayCommand::Subscribers { config, json } => {
+                let store = open(config).await?;
+                let newest = store.last_revocation_seq().await?;
+                let list = store.subscribers().await?;
+                if *json {
+                    let v: Vec<_> = list
+                        .iter()
+                        .map(|(n, r, s, at)| json!({"name": n, "role": r, "acked": s, "at": at, "behind": newest - s}))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("newest revocation: {newest}");
+                    println!("{:<64} | {:<7} | {:>7} | at", "subscriber", "role", "acked");
+                    for (n, r, s, at) in &list {
+                        println!("{n:<64} | {r:<7} | {s:>7} | {at}");
+                    }
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(clap::Subcommand, Debug)]
 pub enum AuditCommand {
     /// Recompute the SM3 hash chain of the audit log; exit 1 if any entry was
     /// edited, removed or inserted.

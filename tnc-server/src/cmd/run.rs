@@ -61,8 +61,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let pdp = tnc_server::daemon::Pdp::builder(ctx, tls, config.limits.clone())
             .tcp(addr)
             .quic(args.quic_listen.or(config.listen.quic))
+            .revocations(
+                config
+                    .revocations
+                    .listen
+                    .map(|at| (at, config.revocations.clone())),
+            )
             .start()
             .await?;
+        if let Some(at) = pdp.revocations_addr {
+            tracing::info!(%at, name = %config.revocations.name, "revocation stream ready");
+        }
         let stop = pdp.shutdown_handle();
         tokio::spawn(async move {
             tnc_server::daemon::wait_for_signal().await;

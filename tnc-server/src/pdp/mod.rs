@@ -51,6 +51,12 @@ pub struct PdpContext {
     pub reassessment: crate::config::Reassessment,
     /// What tells open sessions to re-assess now (the watcher, tests).
     pub triggers: tokio::sync::broadcast::Sender<crate::continuous::Trigger>,
+    /// The newest revocation number in the store, as the watcher last read
+    /// it: the revocation stream's subscribers wake on its change.
+    pub newest_revocation: tokio::sync::watch::Sender<i64>,
+    /// Woken when this PDP stored a revocation: the watcher reads the
+    /// store at once instead of at its next poll.
+    pub revoked: Arc<tokio::sync::Notify>,
 }
 
 /// The PCRs quotes cover unless the configuration says otherwise.
@@ -82,6 +88,8 @@ impl PdpContext {
             pairings: crate::pairing::Registry::default(),
             reassessment: crate::config::Reassessment::default(),
             triggers: tokio::sync::broadcast::channel(crate::continuous::TRIGGER_QUEUE).0,
+            newest_revocation: tokio::sync::watch::channel(0).0,
+            revoked: Arc::default(),
         }
     }
 

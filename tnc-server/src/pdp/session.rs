@@ -817,7 +817,8 @@ impl<'c> PdpSession<'c> {
         // Anything but allow revokes the tickets the device still holds.
         let revoke = (d.verdict != Verdict::Allow)
             .then(|| format!("{}: {}", d.verdict.name(), d.reason_string()));
-        self.ctx
+        let committed = self
+            .ctx
             .store
             .commit_decision(&DecisionWrite {
                 at: now,
@@ -839,7 +840,12 @@ impl<'c> PdpSession<'c> {
                 credential,
                 revoke: revoke.as_deref(),
             })
-            .await
+            .await;
+        if committed.is_ok() && revoke.is_some() {
+            // Tickets may have been revoked: the watcher pushes them now.
+            self.ctx.revoked.notify_one();
+        }
+        committed
     }
 
     /// The validators' verdicts combined: the worst wins.

@@ -542,6 +542,26 @@ async fn a_policy_that_cannot_be_read_gives_no_access_and_a_missing_one_isolates
         fn last_reassess_seq(&self) -> crate::store::StoreFuture<'_, i64> {
             self.0.last_reassess_seq()
         }
+        fn last_revocation_seq(&self) -> crate::store::StoreFuture<'_, i64> {
+            self.0.last_revocation_seq()
+        }
+        fn record_ack<'a>(
+            &'a self,
+            name: &'a str,
+            role: &'a str,
+            seq: i64,
+            at: u64,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.0.record_ack(name, role, seq, at)
+        }
+        fn take_enrolment_token<'a>(
+            &'a self,
+            name: &'a str,
+            sha256: &'a [u8; 32],
+            now: u64,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.0.take_enrolment_token(name, sha256, now)
+        }
         fn mark_stale<'a>(
             &'a self,
             now: u64,

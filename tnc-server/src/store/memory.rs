@@ -26,6 +26,10 @@ struct State {
     audit: Vec<AuditEntry>,
     revocations: Vec<Revocation>,
     reassess: Vec<ReassessRequest>,
+    /// Subscriber name -> the last revocation it acknowledged.
+    acked: BTreeMap<String, i64>,
+    /// Gateway name -> (token SHA-256, expires, used).
+    tokens: BTreeMap<String, ([u8; 32], u64, bool)>,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +124,18 @@ impl MemoryStore {
     /// Revokes the device's unexpired tickets (as `device revoke`); how many.
     pub fn revoke_device(&self, device: &[u8; 32], at: u64, reason: &str) -> u64 {
         self.state().revoke(device, at, reason)
+    }
+
+    /// What each subscriber acknowledged.
+    pub fn acks(&self) -> BTreeMap<String, i64> {
+        self.state().acked.clone()
+    }
+
+    /// A one-time enrolment token for gateway `name` (its SHA-256).
+    pub fn add_enrolment_token(&self, name: &str, sha256: [u8; 32], expires: u64) {
+        self.state()
+            .tokens
+            .insert(name.to_string(), (sha256, expires, false));
     }
 
     /// Asks for a re-assessment of `device` (None: all), as `device reassess`.
@@ -327,6 +343,44 @@ impl PdpStore for MemoryStore {
             .read_check()
             .map(|()| self.state().reassess.last().map_or(0, |r| r.seq));
         Box::pin(std::future::ready(r))
+    }
+
+    fn last_revocation_seq(&self) -> StoreFuture<'_, i64> {
+        let r = self
+            .read_check()
+            .map(|()| self.state().revocations.last().map_or(0, |r| r.seq));
+        Box::pin(std::future::ready(r))
+    }
+
+    fn record_ack<'a>(
+        &'a self,
+        name: &'a str,
+        _role: &'a str,
+        seq: i64,
+        _at: u64,
+    ) -> StoreFuture<'a, bool> {
+        let mut s = self.state();
+        let acked = s.acked.entry(name.to_string()).or_insert(i64::MIN);
+        let moved = *acked < seq;
+        *acked = (*acked).max(seq);
+        Box::pin(std::future::ready(Ok(moved)))
+    }
+
+    fn take_enrolment_token<'a>(
+        &'a self,
+        name: &'a str,
+        sha256: &'a [u8; 32],
+        now: u64,
+    ) -> StoreFuture<'a, bool> {
+        let mut s = self.state();
+        let ok = match s.tokens.get_mut(name) {
+            Some((hash, expires, used)) if !*used && *expires >= now && hash == sha256 => {
+                *used = true;
+                true
+            }
+            _ => false,
+        };
+        Box::pin(std::future::ready(Ok(ok)))
     }
 
     fn mark_stale<'a>(

@@ -69,6 +69,25 @@ pub trait PdpStore: Send + Sync + std::fmt::Debug {
     fn reassess_requests_after(&self, seq: i64) -> StoreFuture<'_, Vec<ReassessRequest>>;
     /// The newest re-assessment request's number (0: none yet).
     fn last_reassess_seq(&self) -> StoreFuture<'_, i64>;
+    /// The newest revocation's number (0: none yet).
+    fn last_revocation_seq(&self) -> StoreFuture<'_, i64>;
+    /// Subscriber `name` applied every revocation up to `seq` (an older
+    /// number changes nothing); whether it moved.
+    fn record_ack<'a>(
+        &'a self,
+        name: &'a str,
+        role: &'a str,
+        seq: i64,
+        at: u64,
+    ) -> StoreFuture<'a, bool>;
+    /// Uses up gateway `name`'s one-time enrolment token if `sha256` is its
+    /// hash and it is unused and unexpired at `now`.
+    fn take_enrolment_token<'a>(
+        &'a self,
+        name: &'a str,
+        sha256: &'a [u8; 32],
+        now: u64,
+    ) -> StoreFuture<'a, bool>;
     /// Isolates the allowed devices not attested for their role's
     /// threshold (seconds), revoking their tickets.
     fn mark_stale<'a>(
@@ -114,6 +133,26 @@ impl PdpStore for Store {
     }
     fn last_reassess_seq(&self) -> StoreFuture<'_, i64> {
         Box::pin(Store::last_reassess_seq(self))
+    }
+    fn last_revocation_seq(&self) -> StoreFuture<'_, i64> {
+        Box::pin(Store::last_revocation_seq(self))
+    }
+    fn record_ack<'a>(
+        &'a self,
+        name: &'a str,
+        role: &'a str,
+        seq: i64,
+        at: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(Store::record_ack(self, name, role, seq, at))
+    }
+    fn take_enrolment_token<'a>(
+        &'a self,
+        name: &'a str,
+        sha256: &'a [u8; 32],
+        now: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(Store::take_enrolment_token(self, name, sha256, now))
     }
     fn mark_stale<'a>(
         &'a self,
@@ -195,6 +234,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX credentials_device ON credentials (device_id, at)",
     revocation::MIGRATION,
+    revocation::SUBSCRIBERS,
 ];
 
 /// A migration in the backend's dialect.

@@ -346,6 +346,143 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records that subscriber `name` (a VM's device ID, a gateway's name)
+    /// applied every revocation up to `seq`; an older number changes
+    /// nothing. Whether it moved.
+    pub async fn record_ack(
+        &self,
+        name: &str,
+        role: &str,
+        seq: i64,
+        at: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO subscribers (name, role, acked, at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET role = excluded.role, acked = excluded.acked,
+                at = excluded.at
+             WHERE subscribers.acked < excluded.acked",
+        )
+        .bind(name)
+        .bind(role)
+        .bind(seq)
+        .bind(at as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The subscribers and what they acknowledged: (name, role, seq, at).
+    pub async fn subscribers(&self) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT name, role, acked, at FROM subscribers ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+
+    /// A one-time enrolment token for gateway `name` (its SHA-256, hex),
+    /// valid until `expires`; replaces an unused one of the same name.
+    pub async fn add_enrolment_token(
+        &self,
+        name: &str,
+        sha256: &str,
+        expires: u64,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let name_owned = name.to_string();
+        let sha = sha256.to_string();
+        self.write_audited(move |conn| {
+            let (name, sha) = (name_owned.clone(), sha.clone());
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO enrolment_tokens (name, sha256, expires, used_at)
+                     VALUES ($1, $2, $3, NULL)
+                     ON CONFLICT (name) DO UPDATE SET sha256 = excluded.sha256,
+                        expires = excluded.expires, used_at = NULL",
+                )
+                .bind(&name)
+                .bind(&sha)
+                .bind(expires as i64)
+                .execute(&mut *conn)
+                .await?;
+                append_audit_on(
+                    conn,
+                    at,
+                    "gateway-token",
+                    &name,
+                    &format!("one-time enrolment token, valid until {expires}"),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Uses up gateway `name`'s token if its SHA-256 is `sha256` (compared
+    /// in constant time), unused and unexpired at `now`, with an audit entry.
+    pub async fn take_enrolment_token(
+        &self,
+        name: &str,
+        sha256: &[u8; 32],
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let name_owned = name.to_string();
+        let presented = *sha256;
+        self.write_audited(move |conn| {
+            let name = name_owned.clone();
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "SELECT sha256 FROM enrolment_tokens
+                     WHERE name = $1 AND used_at IS NULL AND expires >= $2",
+                )
+                .bind(&name)
+                .bind(now as i64)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(false);
+                };
+                let stored: String = row.try_get(0)?;
+                let matches =
+                    policy::digest::from_hex(&stored).is_some_and(|s| ct_eq(&s, &presented));
+                if !matches {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE enrolment_tokens SET used_at = $2 WHERE name = $1")
+                    .bind(&name)
+                    .bind(now as i64)
+                    .execute(&mut *conn)
+                    .await?;
+                append_audit_on(conn, now, "gateway-enrol", &name, "enrolment token used").await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+}
+
+/// Constant-time equality of a stored and a presented token hash.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Subscribers' acknowledgements and gateways' enrolment tokens (migration 5).
+pub(super) const SUBSCRIBERS: &str = "CREATE TABLE subscribers (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        acked BIGINT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE TABLE enrolment_tokens (
+        name TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        expires BIGINT NOT NULL,
+        used_at BIGINT
+    )";
+
 /// The revocation and re-assessment tables (migration 4).
 pub(super) const MIGRATION: &str = "CREATE TABLE revocations (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,0 +1,487 @@
+//! The gateway proper: admissions checked offline, connections relayed, cut
+//! when their ticket is revoked.
+//!
+//! A connection's first frame is a [`tnc_proto::gateway::Admission`] (the VM
+//! and the terminal's access ticket), within `first_frame_secs`. It is
+//! admitted when the gateway has heard from its PDP within the grace period
+//! (or is configured to fail open), the ticket verifies with the session
+//! CA's key and is valid now, names the VM, the VM is one the gateway knows,
+//! the ticket and its certificate are not revoked, and no limit is reached
+//! (per ticket, per source address, in total); then the gateway connects to
+//! the VM, answers 0, and relays bytes both ways until either side closes,
+//! the connection is silent both ways for `idle_secs`, or a revocation of
+//! its ticket or certificate cuts it. Each refusal is a log line and the
+//! answer byte of its [`Refusal`].
+
+use crate::config::Limits;
+use crate::revocation::{Revoked, Tracked};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tnc_proto::gateway::{Admission, Refusal, MAX_ADMISSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long the gateway waits to connect to a VM.
+const VM_CONNECT: Duration = Duration::from_secs(5);
+
+/// The gateway's state: what it checks tickets with, where VMs are, what is
+/// revoked, and the connections it carries.
+pub struct Gateway {
+    ca_key: pki::ca::Sm2PublicKey,
+    vms: BTreeMap<String, SocketAddr>,
+    limits: Limits,
+    revoked: Arc<Revoked>,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_ticket: HashMap<Vec<u8>, usize>,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection's place in the limits; given back on drop.
+struct Slot<'g> {
+    gateway: &'g Gateway,
+    ticket: Vec<u8>,
+    source: IpAddr,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut c = self.gateway.lock();
+        c.total -= 1;
+        release(&mut c.per_ticket, &self.ticket);
+        release(&mut c.per_source, &self.source);
+    }
+}
+
+/// One connection less for `key`; the entry goes with the last.
+fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+/// What an admission checked out to.
+pub struct Admitted {
+    pub vm: SocketAddr,
+    pub device: String,
+    pub ticket: Vec<u8>,
+    tracked: Tracked,
+}
+
+impl Gateway {
+    /// A gateway checking tickets against the session CA certificate `ca`
+    /// (DER), reaching `vms`, within `limits`, with what `revoked` knows.
+    pub fn new(
+        ca: &[u8],
+        vms: BTreeMap<String, SocketAddr>,
+        limits: Limits,
+        revoked: Arc<Revoked>,
+    ) -> Result<Self, String> {
+        let ca_key = pki::ca::certificate_public_key(ca)
+            .map_err(|e| format!("the session CA certificate: {e}"))?;
+        Ok(Self {
+            ca_key,
+            vms,
+            limits,
+            revoked,
+            counts: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connections carried now.
+    pub fn carried(&self) -> usize {
+        self.lock().total
+    }
+
+    /// Whether the gateway admits anyone now: it heard from its PDP within
+    /// the grace period, or fails open.
+    pub fn available(&self) -> bool {
+        self.limits.fail_open
+            || self
+                .revoked
+                .silence()
+                .is_some_and(|s| s <= self.limits.pdp_grace())
+    }
+
+    /// The checks of an admission that need no I/O, at `now` (Unix s).
+    pub fn admit(&self, a: &Admission, now: i64) -> Result<Admitted, Refusal> {
+        if !self.available() {
+            return Err(Refusal::Unavailable);
+        }
+        let claims = match pki::ticket::verify(&a.ticket, &self.ca_key, now) {
+            Ok(c) => c,
+            Err(pki::ticket::TicketError::Expired { .. }) => return Err(Refusal::Expired),
+            Err(_) => return Err(Refusal::BadTicket),
+        };
+        if !claims.vms.iter().any(|v| v == &a.vm) {
+            return Err(Refusal::NotForVm);
+        }
+        let vm = *self.vms.get(&a.vm).ok_or(Refusal::UnknownVm)?;
+        let tracked = self
+            .revoked
+            .track(&claims.id, &claims.certificate_sha256)
+            .map_err(|_| Refusal::Revoked)?;
+        Ok(Admitted {
+            vm,
+            device: claims.device,
+            ticket: claims.id,
+            tracked,
+        })
+    }
+
+    /// A place within the limits for a connection of `ticket` from
+    /// `source`, or why not.
+    fn slot(&self, ticket: &[u8], source: IpAddr) -> Result<Slot<'_>, &'static str> {
+        let mut c = self.lock();
+        if c.total >= self.limits.total {
+            return Err("the gateway's total");
+        }
+        if c.per_ticket.get(ticket).copied().unwrap_or(0) >= self.limits.per_ticket {
+            return Err("connections per ticket");
+        }
+        if c.per_source.get(&source).copied().unwrap_or(0) >= self.limits.per_source {
+            return Err("connections per source address");
+        }
+        c.total += 1;
+        *c.per_ticket.entry(ticket.to_vec()).or_default() += 1;
+        *c.per_source.entry(source).or_default() += 1;
+        Ok(Slot {
+            gateway: self,
+            ticket: ticket.to_vec(),
+            source,
+        })
+    }
+
+    /// Serves terminals on `listener` until `shutdown` turns true.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                a = listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let me = self.clone();
+            tokio::spawn(async move { me.connection(tcp, peer).await });
+        }
+    }
+
+    /// One terminal's connection, start to end.
+    pub async fn connection(&self, mut tcp: TcpStream, peer: SocketAddr) {
+        let _ = tcp.set_nodelay(true);
+        // Connections still sending their admission count in the total too,
+        // so that a flood of silent ones cannot pile up.
+        let mut buf = Vec::with_capacity(1024);
+        let admission = tokio::time::timeout(
+            self.limits.first_frame(),
+            read_admission(&mut tcp, &mut buf),
+        )
+        .await;
+        let (admission, used) = match admission {
+            Err(_) => {
+                tracing::info!(%peer, "no admission within {} s: cut off", self.limits.first_frame_secs);
+                return;
+            }
+            Ok(Err(None)) => return,
+            Ok(Err(Some(refusal))) => return refuse(tcp, peer, None, refusal, "").await,
+            Ok(Ok(a)) => a,
+        };
+        let now = unix_now();
+        let admitted = match self.admit(&admission, now) {
+            Ok(a) => a,
+            Err(refusal) => return refuse(tcp, peer, Some(&admission.vm), refusal, "").await,
+        };
+        let _slot = match self.slot(&admitted.ticket, peer.ip()) {
+            Ok(s) => s,
+            Err(which) => {
+                return refuse(tcp, peer, Some(&admission.vm), Refusal::Busy, which).await;
+            }
+        };
+        let vm = match tokio::time::timeout(VM_CONNECT, TcpStream::connect(admitted.vm)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let why = e.to_string();
+                return refuse(tcp, peer, Some(&admission.vm), Refusal::Unreachable, &why).await;
+            }
+            Err(_) => {
+                return refuse(
+                    tcp,
+                    peer,
+                    Some(&admission.vm),
+                    Refusal::Unreachable,
+                    "timed out",
+                )
+                .await;
+            }
+        };
+        let _ = vm.set_nodelay(true);
+        if tcp.write_all(&[0]).await.is_err() {
+            return;
+        }
+        let ticket = short(&admitted.ticket);
+        tracing::info!(%peer, vm = %admission.vm, device = %admitted.device, %ticket, "admitted");
+        let Admitted {
+            device,
+            mut tracked,
+            ..
+        } = admitted;
+        let rest = buf[used..].to_vec();
+        let ended = relay(tcp, vm, &rest, self.limits.idle(), &mut tracked).await;
+        match ended {
+            Ended::Closed { up, down } => {
+                tracing::info!(%peer, vm = %admission.vm, %device, %ticket, up, down, "closed")
+            }
+            Ended::Idle => tracing::info!(
+                %peer, vm = %admission.vm, %device, %ticket,
+                "silent for {} s both ways: cut", self.limits.idle_secs
+            ),
+            Ended::Cut(why) => {
+                tracing::warn!(%peer, vm = %admission.vm, %device, %ticket, %why, "cut")
+            }
+            Ended::Failed(e) => {
+                tracing::info!(%peer, vm = %admission.vm, %device, %ticket, error = %e, "ended")
+            }
+        }
+    }
+}
+
+/// The admission at the start of the stream, and the bytes it took of
+/// `buf` (what follows belongs to the channel). Err(None): the peer left.
+async fn read_admission(
+    tcp: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<(Admission, usize), Option<Refusal>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match Admission::parse(buf) {
+            Ok(Some(a)) => return Ok(a),
+            Ok(None) => {}
+            Err(r) => return Err(Some(r)),
+        }
+        if buf.len() >= MAX_ADMISSION {
+            return Err(Some(Refusal::Malformed));
+        }
+        let want = (MAX_ADMISSION - buf.len()).min(chunk.len());
+        let n = tcp.read(&mut chunk[..want]).await.map_err(|_| None)?;
+        if n == 0 {
+            return Err(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn refuse(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    vm: Option<&str>,
+    refusal: Refusal,
+    detail: &str,
+) {
+    tracing::info!(
+        %peer,
+        vm = vm.unwrap_or("-"),
+        code = refusal as u8,
+        detail,
+        "refused: {refusal}"
+    );
+    let _ = tcp.write_all(&[refusal as u8]).await;
+    let _ = tcp.shutdown().await;
+}
+
+/// How a relay ended.
+#[derive(Debug)]
+enum Ended {
+    /// Both sides closed; bytes terminal -> VM and back.
+    Closed {
+        up: u64,
+        down: u64,
+    },
+    Idle,
+    Cut(String),
+    Failed(std::io::Error),
+}
+
+/// Relays `a` (the terminal; `early` already read from it) and `b` (the
+/// VM) until both closed, they were silent for `idle`, or `tracked` is cut.
+async fn relay(
+    a: TcpStream,
+    b: TcpStream,
+    early: &[u8],
+    idle: Duration,
+    tracked: &mut Tracked,
+) -> Ended {
+    let (mut ar, mut aw) = a.into_split();
+    let (mut br, mut bw) = b.into_split();
+    if !early.is_empty() {
+        if let Err(e) = bw.write_all(early).await {
+            return Ended::Failed(e);
+        }
+    }
+    let (mut up, mut down) = (early.len() as u64, 0u64);
+    let (mut a_open, mut b_open) = (true, true);
+    let mut abuf = vec![0u8; 16 * 1024];
+    let mut bbuf = vec![0u8; 16 * 1024];
+    let mut last = tokio::time::Instant::now();
+    while a_open || b_open {
+        tokio::select! {
+            r = ar.read(&mut abuf), if a_open => match r {
+                Ok(0) => {
+                    a_open = false;
+                    let _ = bw.shutdown().await;
+                }
+                Ok(n) => {
+                    if let Err(e) = bw.write_all(&abuf[..n]).await {
+                        return Ended::Failed(e);
+                    }
+                    up += n as u64;
+                    last = tokio::time::Instant::now();
+                }
+                Err(e) => return Ended::Failed(e),
+            },
+            r = br.read(&mut bbuf), if b_open => match r {
+                Ok(0) => {
+                    b_open = false;
+                    let _ = aw.shutdown().await;
+                }
+                Ok(n) => {
+                    if let Err(e) = aw.write_all(&bbuf[..n]).await {
+                        return Ended::Failed(e);
+                    }
+                    down += n as u64;
+                    last = tokio::time::Instant::now();
+                }
+                Err(e) => return Ended::Failed(e),
+            },
+            () = tokio::time::sleep_until(last + idle) => return Ended::Idle,
+            why = tracked.cut() => return Ended::Cut(why),
+        }
+    }
+    Ended::Closed { up, down }
+}
+
+/// The first bytes of a ticket id, for log lines.
+fn short(id: &[u8]) -> String {
+    id.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A gateway started from its configuration.
+pub struct Running {
+    /// Where terminals connect.
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    /// What it knows of revocations (and when it last heard the PDP).
+    pub revoked: Arc<Revoked>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting and subscribing (carried connections end with the
+    /// process, or when their peers close).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the gateway `config` describes: its enrolled identity, the
+/// subscription to the PDP's revocations, the listener.
+pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let read = |key: &str, p: &std::path::Path| -> Result<Vec<u8>, String> {
+        let path = config.path(p);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            format!(
+                "identity.{key} {}: {e} (tnc-gateway enrol writes the certificate and key)",
+                path.display()
+            )
+        })?;
+        pki::ca::pem_or_der(&bytes).map_err(|e| format!("identity.{key} {}: {e}", path.display()))
+    };
+    let ca = read("ca", &config.identity.ca)?;
+    let certificate = read("certificate", &config.identity.certificate)?;
+    let key_path = config.path(&config.identity.private_key);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path)
+            .map_err(|e| format!("identity.private_key {}: {e}", key_path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "identity.private_key {} is readable by others (mode {:o}): chmod 600 it",
+                key_path.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    let key = read("private_key", &config.identity.private_key)?;
+    pki::ca::verify_issued_by(&certificate, &ca, unix_now())
+        .map_err(|e| format!("identity.certificate: {e} (enrol again)"))?;
+    let signing = pki::tls::OneKey::load(
+        &pki::tls::shangmi::strict_provider(),
+        vec![CertificateDer::from(certificate)],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+    )
+    .map_err(|e| format!("identity: {e}"))?;
+    let pdp = tokio::net::lookup_host(&config.pdp.revocations)
+        .await
+        .map_err(|e| format!("pdp.revocations {:?}: {e}", config.pdp.revocations))?
+        .next()
+        .ok_or_else(|| format!("pdp.revocations {:?}: no address", config.pdp.revocations))?;
+    let sub = crate::revocation::Subscription::new(pdp, &config.pdp.name, &ca, Arc::new(signing))?;
+    let revoked = Revoked::new();
+    let gateway = Arc::new(Gateway::new(
+        &ca,
+        config.vms.clone(),
+        config.limits.clone(),
+        revoked.clone(),
+    )?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(crate::revocation::subscribe(sub, revoked.clone(), None)),
+        tokio::spawn(gateway.clone().run(listener, stopped)),
+    ];
+    Ok(Running {
+        addr,
+        gateway,
+        revoked,
+        stop,
+        tasks,
+    })
+}
