@@ -49,7 +49,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(up(&dir));
-    for made in ["pdp", "topology.json"] {
+    for made in ["pdp", "gateway", "topology.json"] {
         let p = dir.join(made);
         let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
     }
@@ -109,6 +109,10 @@ certificate = "sm2-ca.pem"
 private_key = "sm2-ca.key"
 vms = {{ terminal = ["vm-1"] }}
 vm_names = {{ "{vm_device}" = "vm-1" }}
+
+# Revocations pushed to the gateway and vm-1; the gateway enrols here too.
+[revocations]
+listen = "127.0.0.1:0"
 "#,
             cert = tls.cert.display(),
             key = tls.key.display(),
@@ -147,8 +151,17 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
     let pdp = tnc_server::daemon::Pdp::builder(ctx, tls, config.limits.clone())
         .tcp(config.listen.tcp)
         .quic(config.listen.quic)
+        .revocations(
+            config
+                .revocations
+                .listen
+                .map(|at| (at, config.revocations.clone())),
+        )
         .start()
         .await?;
+    let revocations = pdp
+        .revocations_addr
+        .context("the revocation stream did not start")?;
     let ca_pem = dir.join("pdp/ca.pem");
     println!("PDP: PT-TLS on {} (TCP), {} (QUIC)", pdp.tcp_addr, {
         pdp.quic_addr.map_or("-".into(), |a| a.to_string())
@@ -179,12 +192,21 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
         vm.channel_key()?,
         "vm-1",
         service,
-        None,
+        Some(tnc_client::pairing::RevocationsAt {
+            addr: revocations,
+            server_name: config.revocations.name.clone(),
+        }),
     )
     .await?;
     println!(
         "vm-1: serving ShangMi channels on {} for the web service on {service}",
         serving.addr
+    );
+    let (gateway, gateway_config) =
+        start_gateway(&dir.join("gateway"), &store, revocations, serving.addr).await?;
+    println!(
+        "gw-1: the network access gateway on {}, enrolled, subscribed to revocations on {revocations}",
+        gateway.addr
     );
 
     let devices: std::collections::BTreeSet<String> = store
@@ -209,7 +231,13 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
         list.insert(name.to_string(), entry);
     }
     let topology = serde_json::json!({
-        "pdp": { "address": pdp.tcp_addr.to_string(), "quic": pdp.quic_addr.map(|a| a.to_string()), "config": config_path },
+        "pdp": {
+            "address": pdp.tcp_addr.to_string(),
+            "quic": pdp.quic_addr.map(|a| a.to_string()),
+            "revocations": revocations.to_string(),
+            "config": config_path,
+        },
+        "gateway": { "address": gateway.addr.to_string(), "config": gateway_config },
         "endpoints": list,
     });
     let path = dir.join("topology.json");
@@ -219,9 +247,15 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
         "try:  tnc-client connect --config {} vm-1 --local-port 8080   (then: curl http://127.0.0.1:8080/)",
         configs[0].display()
     );
+    println!(
+        "      tnc-client connect --config {} vm-1 --via {} --local-port 8081   (through the gateway)",
+        configs[0].display(),
+        gateway.addr
+    );
     println!("up: SIGTERM or Ctrl-C stops it all");
     tnc_server::daemon::wait_for_signal().await;
     println!("stopping");
+    gateway.stop().await;
     serving.stop();
     pdp.stop().await?;
     store.close().await;
@@ -232,6 +266,58 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(ek_ca.dir());
     Ok(())
+}
+
+/// gw-1 in `dir`: its gateway.toml, a one-time token from the store, its
+/// enrolment on the PDP's revocation port, and the gateway running.
+async fn start_gateway(
+    dir: &Path,
+    store: &Store,
+    revocations: std::net::SocketAddr,
+    vm: std::net::SocketAddr,
+) -> anyhow::Result<(tnc_gateway::gate::Running, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::copy(dir.join("../pdp/sm2-ca.pem"), dir.join("session-ca.pem"))?;
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"# Written by `testnet up`: the lab's network access gateway.
+listen = "127.0.0.1:0"
+
+[pdp]
+revocations = "{revocations}"
+
+[identity]
+name = "gw-1"
+ca = "session-ca.pem"
+
+[vms]
+vm-1 = "{vm}"
+"#
+        ),
+    )?;
+    let config = tnc_gateway::config::GatewayConfig::load(&path)?;
+    let mut raw = [0u8; 24];
+    pki::rand::SecureRandom::fill(&pki::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| anyhow!("the system's random source failed"))?;
+    let token = policy::digest::hex(&raw);
+    let now = tnc_server::pdp::system_clock();
+    store
+        .add_enrolment_token(
+            "gw-1",
+            &policy::digest::hex(&policy::HashAlg::Sha256.digest(token.as_bytes())),
+            now + 600,
+            now,
+        )
+        .await?;
+    tnc_gateway::enrol::enrol(&config, &token)
+        .await
+        .map_err(|e| anyhow!("enrolling gw-1: {e}"))?;
+    let running = tnc_gateway::gate::start(&config)
+        .await
+        .map_err(|e| anyhow!("starting gw-1: {e}"))?;
+    Ok((running, path))
 }
 
 /// `tnc-client login`'s flow for the endpoint configured in `config`.

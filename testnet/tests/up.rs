@@ -48,49 +48,58 @@ fn up_writes_the_topology_serves_vm1_and_cleans_up_on_sigterm() {
     let serve: std::net::SocketAddr = vm["serve"].as_str().unwrap().parse().unwrap();
     assert!(vm["service"].as_str().is_some());
 
-    // terminal-1, as `tnc-client connect` does it, from its config.
+    let gateway: std::net::SocketAddr = t["gateway"]["address"].as_str().unwrap().parse().unwrap();
+    assert!(t["pdp"]["revocations"].as_str().is_some());
+
+    // terminal-1, as `tnc-client connect` does it, from its config: to
+    // vm-1 directly, and through the gateway.
     let config = tnc_client::config::ClientConfig::load(
         endpoints["terminal-1"]["config"].as_str().unwrap().as_ref(),
     )
     .unwrap();
-    let answer = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let os = tnc_client::os::OsFacts::collect(&config.os_paths(), false).unwrap();
-            let agent = tnc_client::agent::Agent::new(
-                os,
-                tnc_client::attest::AttestationCollector::new(config.attestation()),
-            );
-            let state = config.path(&config.state_dir);
-            let key = tnc_client::channel::ChannelKey::load_or_create(&state).unwrap();
-            let target = tnc_client::pairing::Pdp {
-                addr: pdp,
-                server_name: config.server_name(),
-                tls: tnc_client::agent::tls_client_config_for(
-                    &config.path(&config.ca),
-                    None,
-                    config.suites,
-                )
-                .unwrap(),
-            };
-            let options = tnc_client::pairing::ConnectOptions::new("vm-1");
-            let opened = tnc_client::pairing::connect(&target, agent, key, options)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(opened.address, serve);
-            let mut s = opened.stream;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
-            let mut answer = String::new();
-            s.read_to_string(&mut answer).await.unwrap();
-            answer
-        });
-    assert!(
-        answer.ends_with("hello from the web service behind vm-1\n"),
-        "{answer:?}"
-    );
+    for via in [None, Some(gateway)] {
+        let answer = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let os = tnc_client::os::OsFacts::collect(&config.os_paths(), false).unwrap();
+                let agent = tnc_client::agent::Agent::new(
+                    os,
+                    tnc_client::attest::AttestationCollector::new(config.attestation()),
+                );
+                let state = config.path(&config.state_dir);
+                let key = tnc_client::channel::ChannelKey::load_or_create(&state).unwrap();
+                let target = tnc_client::pairing::Pdp {
+                    addr: pdp,
+                    server_name: config.server_name(),
+                    tls: tnc_client::agent::tls_client_config_for(
+                        &config.path(&config.ca),
+                        None,
+                        config.suites,
+                    )
+                    .unwrap(),
+                };
+                let options = tnc_client::pairing::ConnectOptions {
+                    via,
+                    ..tnc_client::pairing::ConnectOptions::new("vm-1")
+                };
+                let opened = tnc_client::pairing::connect(&target, agent, key, options)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(opened.address, via.unwrap_or(serve));
+                let mut s = opened.stream;
+                s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+                let mut answer = String::new();
+                s.read_to_string(&mut answer).await.unwrap();
+                answer
+            });
+        assert!(
+            answer.ends_with("hello from the web service behind vm-1\n"),
+            "{answer:?}"
+        );
+    }
 
     let status = Command::new("kill")
         .args(["-TERM", &up.id().to_string()])
@@ -115,5 +124,9 @@ fn up_writes_the_topology_serves_vm1_and_cleans_up_on_sigterm() {
     assert!(
         std::net::TcpStream::connect(serve).is_err(),
         "vm-1 still serves"
+    );
+    assert!(
+        std::net::TcpStream::connect(gateway).is_err(),
+        "the gateway still listens"
     );
 }

@@ -732,30 +732,42 @@ async fn pair_and_open(
 > {
     let state_dir = link.state_dir();
     let local = |e: anyhow::Error| (2, format!("{e:#}"));
-    let agent = link.agent().map_err(local)?;
-    let key = link.channel_key().map_err(local)?;
     let pdp = link.pdp().await.map_err(|e| (1, format!("{e:#}")))?;
     // Credentials that outlive the pairing's use are used as they are.
-    let options = tnc_client::pairing::ConnectOptions {
-        held: tnc_client::channel::load(&state_dir).filter(|g| g.expires > unix_now() + 120),
-        to: route.to,
-        via: route.via,
-        transport: route.transport,
-        credentials,
-        deadline: LOGIN_DEADLINE,
-        ..tnc_client::pairing::ConnectOptions::new(vm)
+    let mut held = tnc_client::channel::load(&state_dir).filter(|g| g.expires > unix_now() + 120);
+    let opened = loop {
+        let options = tnc_client::pairing::ConnectOptions {
+            held: held.clone(),
+            to: route.to,
+            via: route.via,
+            transport: route.transport,
+            credentials: credentials.clone(),
+            deadline: LOGIN_DEADLINE,
+            ..tnc_client::pairing::ConnectOptions::new(vm)
+        };
+        let agent = link.agent().map_err(local)?;
+        let key = link.channel_key().map_err(local)?;
+        match tnc_client::pairing::connect(&pdp, agent, key, options).await {
+            // The ticket kept was revoked (this endpoint was isolated, or
+            // the operator revoked it): once more, asking for new ones.
+            Err(tnc_client::pairing::Failure::NoPairing { why, .. })
+                if held.is_some() && why.starts_with("the ticket is revoked") =>
+            {
+                eprintln!("tnc-client connect: the credentials kept were revoked ({why}): asking for new ones");
+                held = None;
+            }
+            other => break other,
+        }
     };
-    let opened = tnc_client::pairing::connect(&pdp, agent, key, options)
-        .await
-        .map_err(|e| {
-            let why = match &e {
-                tnc_client::pairing::Failure::NotAllowed(_) => {
-                    format!("no access to {vm}: {e}")
-                }
-                _ => e.to_string(),
-            };
-            (e.exit_code(), why)
-        })?;
+    let opened = opened.map_err(|e| {
+        let why = match &e {
+            tnc_client::pairing::Failure::NotAllowed(_) => {
+                format!("no access to {vm}: {e}")
+            }
+            _ => e.to_string(),
+        };
+        (e.exit_code(), why)
+    })?;
     if let Some(grant) = &opened.fresh {
         match tnc_client::channel::save(&state_dir, grant) {
             Ok(()) => eprintln!("credentials kept in {}", state_dir.display()),
@@ -799,7 +811,22 @@ fn connect(
             let mut stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
             // The channel lives while the terminal stays allowed.
             tokio::select! {
-                r = tokio::io::copy_bidirectional(&mut channel, &mut stdio) => { r?; }
+                r = tokio::io::copy_bidirectional(&mut channel, &mut stdio) => match r {
+                    Ok(_) => {}
+                    // Closed without TLS close_notify: the VM or the
+                    // gateway cut it.
+                    Err(e) if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                    ) => {
+                        eprintln!(
+                            "tnc-client connect: the channel to {vm} was cut by the other end \
+                             (its ticket revoked, or the VM or the gateway stopped)"
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 code = follow(&mut session, "connect") => {
                     eprintln!("tnc-client connect: channel to {vm} closed");
                     return Ok(ExitCode::from(code));
