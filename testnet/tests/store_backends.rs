@@ -100,6 +100,8 @@ async fn exercise(url: &str) {
     let kept = store.evidence(&[9; 32]).await.unwrap().unwrap();
     assert_eq!(kept.ima, b"first six and two more");
     assert_eq!((kept.ima_from, kept.ima_entries), (0, 8));
+    // Appended as a chunk of its own, not rewritten.
+    assert_eq!(store.ima_chunks(&[9; 32]).await.unwrap(), 2);
     assert_eq!(store.attestations(&[9; 32], 5).await.unwrap().len(), 1);
     // The credential issued with the first decision.
     assert_eq!(
@@ -136,6 +138,85 @@ async fn exercise(url: &str) {
     let again = Store::open(url).await.unwrap();
     assert_eq!(again.devices().await.unwrap().len(), 1);
     again.close().await;
+}
+
+/// A store written by the schema before the IMA chunk table (migration 5)
+/// keeps its IMA entries through the upgrade, and grows by chunks after it;
+/// a new list (a reboot) replaces them. Leaves the store empty of evidence.
+async fn upgrade_keeps_ima(url: &str) {
+    let old = Store::open_at_version(url, 5).await.unwrap();
+    let blob = |hex: &str| match url.starts_with("sqlite://") {
+        true => format!("X'{hex}'"),
+        false => format!("'\\x{hex}'::bytea"),
+    };
+    let id = "ab".repeat(32);
+    old.execute_raw(&format!(
+        "INSERT INTO evidence (device_id, at, event_log, event_log_sha256, ima, ima_from, ima_entries)
+         VALUES ({}, 10, {}, '{}', {}, 0, 3)",
+        blob(&id),
+        blob("6c6f67"),
+        policy::digest::hex(&HashAlg::Sha256.digest(b"log")),
+        blob("6669727374")
+    ))
+    .await
+    .unwrap();
+    old.close().await;
+    let store = Store::open(url).await.unwrap();
+    let device = [0xab; 32];
+    let kept = store.evidence(&device).await.unwrap().unwrap();
+    assert_eq!((kept.ima.as_slice(), kept.ima_entries), (&b"first"[..], 3));
+    assert_eq!(kept.event_log, b"log");
+    assert_eq!(store.ima_chunks(&device).await.unwrap(), 1);
+    for (at, ima, from, end) in [(20, &b" second"[..], 3, 5), (30, b" third", 5, 6)] {
+        store
+            .commit_decision(&DecisionWrite {
+                at,
+                device: None,
+                attestation: None,
+                audit: &[],
+                evidence: Some(EvidenceWrite {
+                    device_id: device,
+                    event_log: b"log",
+                    ima,
+                    ima_offset: from,
+                    ima_end: end,
+                }),
+                credential: None,
+                revoke: None,
+            })
+            .await
+            .unwrap();
+    }
+    let kept = store.evidence(&device).await.unwrap().unwrap();
+    assert_eq!(kept.ima, b"first second third");
+    assert_eq!((kept.ima_from, kept.ima_entries, kept.at), (0, 6, 30));
+    assert_eq!(store.ima_chunks(&device).await.unwrap(), 3);
+    // A reboot: the list starts over from entry 0.
+    store
+        .commit_decision(&DecisionWrite {
+            at: 40,
+            device: None,
+            attestation: None,
+            audit: &[],
+            evidence: Some(EvidenceWrite {
+                device_id: device,
+                event_log: b"new boot",
+                ima: b"again",
+                ima_offset: 0,
+                ima_end: 2,
+            }),
+            credential: None,
+            revoke: None,
+        })
+        .await
+        .unwrap();
+    let kept = store.evidence(&device).await.unwrap().unwrap();
+    assert_eq!((kept.ima.as_slice(), kept.ima_entries), (&b"again"[..], 2));
+    assert_eq!(kept.event_log, b"new boot");
+    assert_eq!(store.ima_chunks(&device).await.unwrap(), 1);
+    store.execute_raw("DELETE FROM ima_chunks").await.unwrap();
+    store.execute_raw("DELETE FROM evidence").await.unwrap();
+    store.close().await;
 }
 
 /// Revocations, re-assessment requests and stale devices on `store`, where
@@ -269,13 +350,16 @@ async fn continuous_trust(store: &Store, device: &DeviceRecord, findings: &[Stri
 #[tokio::test]
 async fn sqlite_store() {
     let dir = testnet::swtpm::scratch_dir("store-sqlite").unwrap();
-    exercise(&format!("sqlite://{}", dir.join("tnc.db").display())).await;
+    let url = format!("sqlite://{}", dir.join("tnc.db").display());
+    upgrade_keeps_ima(&url).await;
+    exercise(&url).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn postgres_store() {
     let pg = Postgres::start().unwrap();
+    upgrade_keeps_ima(&pg.url()).await;
     exercise(&pg.url()).await;
     drop(pg);
 }

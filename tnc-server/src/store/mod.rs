@@ -235,6 +235,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX credentials_device ON credentials (device_id, at)",
     revocation::MIGRATION,
     revocation::SUBSCRIBERS,
+    // Kept IMA entries move to an append-only table: an incremental
+    // attestation inserts its entries, it no longer reads and rewrites the
+    // whole list (continuous re-attestation would make that hot).
+    "CREATE TABLE ima_chunks (
+        device_id BLOB NOT NULL,
+        first_entry BIGINT NOT NULL,
+        end_entry BIGINT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (device_id, first_entry)
+    );
+    INSERT INTO ima_chunks (device_id, first_entry, end_entry, data)
+        SELECT device_id, ima_from, ima_entries, ima FROM evidence WHERE LENGTH(ima) > 0;
+    ALTER TABLE evidence ADD COLUMN ima_bytes BIGINT NOT NULL DEFAULT 0;
+    UPDATE evidence SET ima_bytes = LENGTH(ima);
+    UPDATE evidence SET ima = SUBSTR(ima, 1, 0)",
 ];
 
 /// A migration in the backend's dialect.
@@ -373,6 +388,13 @@ impl Store {
     /// Opens (and for SQLite, creates, mode 0600) the store at `url` and
     /// brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::open_unmigrated(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The store at `url`, its schema as it is.
+    async fn open_unmigrated(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
@@ -414,17 +436,29 @@ impl Store {
             audit_lock.clone(),
             queue,
         ));
-        let store = Self {
+        Ok(Self {
             pool,
             backend,
             audit_lock,
             writer,
-        };
-        store.migrate().await?;
+        })
+    }
+
+    /// Opens `url` with its schema brought only up to migration `version`:
+    /// for tests of what a later migration does to data an earlier schema
+    /// held.
+    #[doc(hidden)]
+    pub async fn open_at_version(url: &str, version: usize) -> Result<Self, StoreError> {
+        let store = Self::open_unmigrated(url).await?;
+        store.migrate_to(version).await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrate_to(MIGRATIONS.len()).await
+    }
+
+    async fn migrate_to(&self, last: usize) -> Result<(), StoreError> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
             .execute(&self.pool)
             .await?;
@@ -432,7 +466,7 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        for (i, sqlite_ddl) in MIGRATIONS.iter().enumerate() {
+        for (i, sqlite_ddl) in MIGRATIONS.iter().enumerate().take(last) {
             let version = i as i64 + 1;
             if version <= current {
                 continue;
@@ -803,7 +837,7 @@ async fn keep_evidence_on(
 ) -> Result<(), StoreError> {
     let sha = hex(&HashAlg::Sha256.digest(&e.event_log));
     let row = sqlx::query(
-        "SELECT event_log_sha256, ima_entries, LENGTH(ima) FROM evidence WHERE device_id = $1",
+        "SELECT event_log_sha256, ima_entries, ima_bytes FROM evidence WHERE device_id = $1",
     )
     .bind(e.device_id.to_vec())
     .fetch_optional(&mut *conn)
@@ -813,22 +847,32 @@ async fn keep_evidence_on(
         None => false,
     };
     if !continues {
+        // A new list (first contact, a reboot, entries missed): it replaces
+        // what was kept.
         sqlx::query(
-            "INSERT INTO evidence (device_id, at, event_log, event_log_sha256, ima, ima_from, ima_entries)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO evidence (device_id, at, event_log, event_log_sha256, ima, ima_from,
+                                   ima_entries, ima_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (device_id) DO UPDATE SET at = excluded.at, event_log = excluded.event_log,
                 event_log_sha256 = excluded.event_log_sha256, ima = excluded.ima,
-                ima_from = excluded.ima_from, ima_entries = excluded.ima_entries",
+                ima_from = excluded.ima_from, ima_entries = excluded.ima_entries,
+                ima_bytes = excluded.ima_bytes",
         )
         .bind(e.device_id.to_vec())
         .bind(at as i64)
         .bind(e.event_log.clone())
         .bind(&sha)
-        .bind(e.ima.clone())
+        .bind(Vec::<u8>::new())
         .bind(e.ima_offset)
         .bind(e.ima_end)
+        .bind(e.ima.len() as i64)
         .execute(&mut *conn)
         .await?;
+        sqlx::query("DELETE FROM ima_chunks WHERE device_id = $1")
+            .bind(e.device_id.to_vec())
+            .execute(&mut *conn)
+            .await?;
+        insert_chunk_on(conn, e).await?;
         return Ok(());
     }
     let row = row.expect("continues implies a row");
@@ -845,20 +889,17 @@ async fn keep_evidence_on(
         .await?;
     }
     if !e.ima.is_empty() && kept_len + e.ima.len() <= MAX_KEPT_IMA {
-        let kept: Vec<u8> = sqlx::query("SELECT ima FROM evidence WHERE device_id = $1")
-            .bind(e.device_id.to_vec())
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
-        let mut ima = kept;
-        ima.extend_from_slice(&e.ima);
-        sqlx::query("UPDATE evidence SET ima = $1, ima_entries = $2, at = $3 WHERE device_id = $4")
-            .bind(ima)
-            .bind(e.ima_end)
-            .bind(at as i64)
-            .bind(e.device_id.to_vec())
-            .execute(&mut *conn)
-            .await?;
+        insert_chunk_on(conn, e).await?;
+        sqlx::query(
+            "UPDATE evidence SET ima_entries = $1, ima_bytes = ima_bytes + $2, at = $3
+             WHERE device_id = $4",
+        )
+        .bind(e.ima_end)
+        .bind(e.ima.len() as i64)
+        .bind(at as i64)
+        .bind(e.device_id.to_vec())
+        .execute(&mut *conn)
+        .await?;
     } else {
         sqlx::query("UPDATE evidence SET at = $1 WHERE device_id = $2")
             .bind(at as i64)
@@ -866,6 +907,26 @@ async fn keep_evidence_on(
             .execute(&mut *conn)
             .await?;
     }
+    Ok(())
+}
+
+/// The entries of `e` as one chunk (none when it brings no entries).
+async fn insert_chunk_on(
+    conn: &mut sqlx::AnyConnection,
+    e: &OwnedEvidence,
+) -> Result<(), StoreError> {
+    if e.ima.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO ima_chunks (device_id, first_entry, end_entry, data) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(e.device_id.to_vec())
+    .bind(e.ima_offset)
+    .bind(e.ima_end)
+    .bind(e.ima.clone())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -907,21 +968,42 @@ impl Store {
     /// The device's last genuine evidence, for learn mode.
     pub async fn evidence(&self, id: &[u8; 32]) -> Result<Option<StoredEvidence>, StoreError> {
         let row = sqlx::query(
-            "SELECT at, event_log, ima, ima_from, ima_entries FROM evidence WHERE device_id = $1",
+            "SELECT at, event_log, ima_from, ima_entries FROM evidence WHERE device_id = $1",
         )
         .bind(id.to_vec())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(StoredEvidence {
-                at: r.try_get(0)?,
-                event_log: r.try_get(1)?,
-                ima: r.try_get(2)?,
-                ima_from: r.try_get(3)?,
-                ima_entries: r.try_get(4)?,
-            })
-        })
-        .transpose()
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let chunks =
+            sqlx::query("SELECT data FROM ima_chunks WHERE device_id = $1 ORDER BY first_entry")
+                .bind(id.to_vec())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut ima = Vec::new();
+        for c in &chunks {
+            ima.extend_from_slice(&c.try_get::<Vec<u8>, _>(0)?);
+        }
+        Ok(Some(StoredEvidence {
+            at: r.try_get(0)?,
+            event_log: r.try_get(1)?,
+            ima,
+            ima_from: r.try_get(2)?,
+            ima_entries: r.try_get(3)?,
+        }))
+    }
+
+    /// The number of IMA chunks kept for a device (one per attestation
+    /// that brought entries since its list began).
+    pub async fn ima_chunks(&self, id: &[u8; 32]) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM ima_chunks WHERE device_id = $1")
+                .bind(id.to_vec())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
     }
 
     pub async fn forget_device(&self, id: &[u8; 32]) -> Result<bool, StoreError> {
