@@ -345,6 +345,18 @@ async fn continuous_trust(store: &Store, device: &DeviceRecord, findings: &[Stri
         last.findings[0].starts_with("stale: not attested for 900 s"),
         "{last:?}"
     );
+    // The periodic re-assessment's lease: one owner at a time, renewed by
+    // it, taken over once expired.
+    assert!(store.take_lease(&id, "pdp-a", 1000, 1100).await.unwrap());
+    assert!(!store.take_lease(&id, "pdp-b", 1050, 1150).await.unwrap());
+    assert!(store.take_lease(&id, "pdp-a", 1090, 1190).await.unwrap());
+    assert!(!store.take_lease(&id, "pdp-b", 1190, 1290).await.unwrap());
+    assert!(store.take_lease(&id, "pdp-b", 1191, 1291).await.unwrap());
+    assert!(!store.take_lease(&id, "pdp-a", 1200, 1300).await.unwrap());
+    assert_eq!(
+        store.lease(&id).await.unwrap(),
+        Some(("pdp-b".to_string(), 1291))
+    );
 }
 
 #[tokio::test]

@@ -500,27 +500,12 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     run_session_with(io, agent, credentials, max_message_len, None).await
 }
 
-/// A kept-open session: the first decision goes to `decided`, each later
-/// one (a re-assessment) to `reassessed`, and to a serving VM each pairing
-/// the PDP delivers to `pairings`.
+/// A kept-open session: every decision goes to `decisions` (the first, then
+/// each re-assessment's), and to a serving VM each pairing the PDP delivers
+/// to `pairings`.
 pub struct Control {
-    pub decided: Option<tokio::sync::oneshot::Sender<Outcome>>,
+    pub decisions: tokio::sync::mpsc::UnboundedSender<Outcome>,
     pub pairings: tokio::sync::mpsc::UnboundedSender<tnc_proto::credential::Pairing>,
-    pub reassessed: Option<tokio::sync::mpsc::UnboundedSender<Outcome>>,
-}
-
-impl Control {
-    /// For a session that receives no pairings.
-    pub fn new(
-        decided: tokio::sync::oneshot::Sender<Outcome>,
-        reassessed: tokio::sync::mpsc::UnboundedSender<Outcome>,
-    ) -> Self {
-        Self {
-            decided: Some(decided),
-            pairings: tokio::sync::mpsc::unbounded_channel().0,
-            reassessed: Some(reassessed),
-        }
-    }
 }
 
 /// [`run_session`], kept open after RESULT when the agent serves (see
@@ -553,11 +538,7 @@ pub async fn run_session_with<S: AsyncRead + AsyncWrite + Unpin>(
                     if let Some(c) = control.as_mut() {
                         if agent.decisions > reported {
                             reported = agent.decisions;
-                            if let Some(tx) = c.decided.take() {
-                                let _ = tx.send(agent.outcome.clone());
-                            } else if let Some(tx) = &c.reassessed {
-                                let _ = tx.send(agent.outcome.clone());
-                            }
+                            let _ = c.decisions.send(agent.outcome.clone());
                         }
                         for p in agent.take_pairings() {
                             let _ = c.pairings.send(p);

@@ -16,6 +16,11 @@ pub struct ClientConfig {
     pub role: Role,
     /// The PDP, `host:port` (PT-TLS's port is 271).
     pub server: String,
+    /// Further PDPs sharing the first one's store, in order: a kept session
+    /// (`login --stay`, `connect`) that loses its PDP goes on with the next
+    /// (failover), and the first login tries them when `server` is down.
+    #[serde(default)]
+    pub servers: Vec<String>,
     /// `tcp` (default) or `quic`: PT-TLS over TCP + TLS 1.3, or over QUIC
     /// (then `server` names the PDP's QUIC port).
     #[serde(default)]
@@ -151,11 +156,19 @@ impl ClientConfig {
 
     /// The name to check on the PDP's certificate.
     pub fn server_name(&self) -> String {
+        self.server_name_for(&self.server)
+    }
+
+    /// The name the certificate of the PDP at `server` must carry:
+    /// `server_name` if set, else the host of `server`.
+    pub fn server_name_for(&self, server: &str) -> String {
         self.server_name.clone().unwrap_or_else(|| {
-            let s = self.server.as_str();
-            match s.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            match server.strip_prefix('[').and_then(|r| r.split_once(']')) {
                 Some((host, _)) => host.to_string(),
-                None => s.rsplit_once(':').map_or(s, |(h, _)| h).to_string(),
+                None => server
+                    .rsplit_once(':')
+                    .map_or(server, |(h, _)| h)
+                    .to_string(),
             }
         })
     }

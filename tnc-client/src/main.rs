@@ -140,6 +140,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Warnings of the library (a kept session failing over to another PDP)
+    // on standard error; RUST_LOG for more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
     let result = match cli.command {
         Command::Login {
             config,
@@ -305,6 +316,23 @@ impl PdpLink {
         })
     }
 
+    /// The PDPs a kept session fails over to (`servers`), in order; those
+    /// that do not resolve are left out with a line on standard error.
+    async fn failover(&self) -> Vec<tnc_client::pairing::Pdp> {
+        let mut out = Vec::new();
+        for server in &self.config.servers {
+            match tokio::net::lookup_host(server).await.map(|mut a| a.next()) {
+                Ok(Some(addr)) => out.push(tnc_client::pairing::Pdp {
+                    addr,
+                    server_name: self.config.server_name_for(server),
+                    tls: self.tls.clone(),
+                }),
+                _ => eprintln!("tnc-client: servers: {server:?} does not resolve: left out"),
+            }
+        }
+        out
+    }
+
     /// The integrity handshake, within [`LOGIN_DEADLINE`].
     async fn handshake(
         &self,
@@ -348,13 +376,15 @@ fn stay_logged_in(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let pdp = link.pdp().await?;
+        let mut pdps = vec![link.pdp().await?];
+        pdps.extend(link.failover().await);
         let (outcome, mut session) = match tnc_client::pairing::KeptSession::open(
-            &pdp,
+            &pdps,
             agent,
             credentials,
             LOGIN_DEADLINE,
             None,
+            true,
         )
         .await
         {
@@ -733,6 +763,7 @@ async fn pair_and_open(
     let state_dir = link.state_dir();
     let local = |e: anyhow::Error| (2, format!("{e:#}"));
     let pdp = link.pdp().await.map_err(|e| (1, format!("{e:#}")))?;
+    let failover = link.failover().await;
     // Credentials that outlive the pairing's use are used as they are.
     let mut held = tnc_client::channel::load(&state_dir).filter(|g| g.expires > unix_now() + 120);
     let opened = loop {
@@ -743,6 +774,7 @@ async fn pair_and_open(
             transport: route.transport,
             credentials: credentials.clone(),
             deadline: LOGIN_DEADLINE,
+            failover: failover.clone(),
             ..tnc_client::pairing::ConnectOptions::new(vm)
         };
         let agent = link.agent().map_err(local)?;

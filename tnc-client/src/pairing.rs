@@ -28,6 +28,15 @@ pub struct Pdp {
     pub tls: Arc<rustls::ClientConfig>,
 }
 
+impl std::fmt::Debug for Pdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pdp")
+            .field("addr", &self.addr)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a pairing flow stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -57,47 +66,49 @@ impl Failure {
 }
 
 /// An integrity session kept open after its first decision: the PDP
-/// re-assesses the endpoint on it (SRETRY). Dropped, it ends.
+/// re-assesses the endpoint on it (SRETRY). With failover, a session whose
+/// PDP goes away (or closes it while the endpoint is allowed) goes on with
+/// the next PDP in the list: a new integrity handshake there, reported as a
+/// re-assessment. Dropped, it ends.
 pub struct KeptSession {
     task: tokio::task::JoinHandle<Result<Outcome, AgentError>>,
-    reassessed: tokio::sync::mpsc::UnboundedReceiver<Outcome>,
+    decisions: tokio::sync::mpsc::UnboundedReceiver<Outcome>,
 }
 
 impl KeptSession {
-    /// Runs `agent`'s session with the PDP in a task, kept open after an
-    /// allow; the first decision, within `deadline`, and the session.
+    /// Runs `agent`'s session with the first of `pdps` in a task, kept open
+    /// after an allow; the first decision, within `deadline`, and the
+    /// session. With `failover`, the other PDPs are tried in turn for the
+    /// first decision and whenever the session is lost.
     pub async fn open(
-        pdp: &Pdp,
-        mut agent: Agent,
+        pdps: &[Pdp],
+        agent: Agent,
         credentials: Option<PlainCredentials>,
         deadline: Duration,
         pairings: Option<tokio::sync::mpsc::UnboundedSender<Pairing>>,
+        failover: bool,
     ) -> Result<(Outcome, Self), Failure> {
-        agent.stay = true;
-        let (decided_tx, decided) = tokio::sync::oneshot::channel();
-        let (reassessed_tx, reassessed) = tokio::sync::mpsc::unbounded_channel();
-        let mut control = Control::new(decided_tx, reassessed_tx);
-        if let Some(p) = pairings {
-            control.pairings = p;
+        if pdps.is_empty() {
+            return Err(Failure::Local("no PDP to reach".into()));
         }
-        let (addr, server_name, tls) = (pdp.addr, pdp.server_name.clone(), pdp.tls.clone());
-        let task = tokio::spawn(async move {
-            login_with(
-                addr,
-                &server_name,
-                tls,
-                &mut agent,
-                credentials,
-                Some(control),
-            )
-            .await
-        });
-        let mut kept = Self { task, reassessed };
-        let outcome = tokio::select! {
-            o = decided => o.ok(),
+        let (decisions_tx, decisions) = tokio::sync::mpsc::unbounded_channel();
+        let pairings = pairings.unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().0);
+        let task = tokio::spawn(keep(
+            pdps.to_vec(),
+            agent,
+            credentials,
+            Control {
+                decisions: decisions_tx,
+                pairings,
+            },
+            failover,
+        ));
+        let mut kept = Self { task, decisions };
+        let first = tokio::select! {
+            o = kept.decisions.recv() => o,
             _ = tokio::time::sleep(deadline) => None,
         };
-        match outcome {
+        match first {
             Some(o) => Ok((o, kept)),
             None => {
                 kept.task.abort();
@@ -111,7 +122,7 @@ impl KeptSession {
 
     /// The next re-assessment's decision; None once the session ended.
     pub async fn reassessed(&mut self) -> Option<Outcome> {
-        self.reassessed.recv().await
+        self.decisions.recv().await
     }
 
     /// Waits for the session to end; why it did.
@@ -131,6 +142,73 @@ impl KeptSession {
     /// Ends the session now.
     pub fn abort(&self) {
         self.task.abort();
+    }
+}
+
+/// The kept session's task: sessions with the PDPs in turn (see
+/// [`KeptSession`]) until one ends with a decision that is not allow, or
+/// one ends and there is no failover, or none of them decides at first.
+async fn keep(
+    pdps: Vec<Pdp>,
+    mut agent: Agent,
+    credentials: Option<PlainCredentials>,
+    control: Control,
+    failover: bool,
+) -> Result<Outcome, AgentError> {
+    agent.stay = true;
+    let mut at = 0usize;
+    let mut ever_decided = false;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let pdp = &pdps[at % pdps.len()];
+        let before = agent.decisions();
+        let result = login_with(
+            pdp.addr,
+            &pdp.server_name,
+            pdp.tls.clone(),
+            &mut agent,
+            credentials.clone(),
+            Some(Control {
+                decisions: control.decisions.clone(),
+                pairings: control.pairings.clone(),
+            }),
+        )
+        .await;
+        let decided = agent.decisions() > before;
+        ever_decided |= decided;
+        if let Ok(o) = &result {
+            if !o.allowed() {
+                return result;
+            }
+        }
+        let tried_all = at + 1 >= pdps.len();
+        if !failover || (!ever_decided && tried_all) {
+            return result;
+        }
+        let why = match &result {
+            Ok(_) => "the PDP closed it".to_string(),
+            Err(e) => e.to_string(),
+        };
+        at += 1;
+        let next = &pdps[at % pdps.len()];
+        tracing::warn!(
+            lost = %pdp.addr,
+            %why,
+            next = %next.addr,
+            "integrity session lost: going on with the next PDP"
+        );
+        if decided {
+            backoff = Duration::from_millis(500);
+        } else if at % pdps.len() == 0 {
+            // A whole turn without a decision: wait longer each turn.
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        // A new session: what was asked in the first (credentials, a
+        // pairing) is not asked again.
+        let os = agent.os.clone();
+        agent = Agent::with_collector(os, agent.into_collector());
+        agent.stay = true;
     }
 }
 
@@ -244,8 +322,17 @@ pub async fn serve(
         quic_address: advertise.quic.clone(),
     });
     let (pairings_tx, mut pairings) = tokio::sync::mpsc::unbounded_channel();
-    let (outcome, control) =
-        KeptSession::open(pdp, agent, credentials, deadline, Some(pairings_tx)).await?;
+    // No failover for a VM: its registration for pairings (and the
+    // certificate terminals are told to expect) belongs to this session.
+    let (outcome, control) = KeptSession::open(
+        std::slice::from_ref(pdp),
+        agent,
+        credentials,
+        deadline,
+        Some(pairings_tx),
+        false,
+    )
+    .await?;
     if !outcome.allowed() {
         return Err(Failure::NotAllowed(Box::new(outcome)));
     }
@@ -413,6 +500,8 @@ pub struct ConnectOptions {
     pub credentials: Option<PlainCredentials>,
     /// For the integrity handshake.
     pub deadline: Duration,
+    /// Further PDPs for the kept integrity session (failover).
+    pub failover: Vec<Pdp>,
 }
 
 impl ConnectOptions {
@@ -427,6 +516,7 @@ impl ConnectOptions {
             transport: Transport::Tcp,
             credentials: None,
             deadline: Duration::from_secs(60),
+            failover: Vec::new(),
         }
     }
 }
@@ -449,6 +539,7 @@ pub async fn connect(
         transport,
         credentials,
         deadline,
+        failover,
     } = options;
     if via.is_some() && transport == Transport::Quic {
         return Err(Failure::Local(
@@ -472,7 +563,10 @@ pub async fn connect(
     let started = Instant::now();
     // The session stays open while the channel lives: the PDP re-assesses
     // the terminal on it.
-    let (outcome, session) = KeptSession::open(pdp, agent, credentials, deadline, None).await?;
+    let mut pdps = vec![pdp.clone()];
+    pdps.extend(failover);
+    let (outcome, session) =
+        KeptSession::open(&pdps, agent, credentials, deadline, None, true).await?;
     let handshake = started.elapsed();
     if !outcome.allowed() {
         return Err(Failure::NotAllowed(Box::new(outcome)));

@@ -5,7 +5,8 @@
 //! listen = "[::]:2712"                 # where terminals connect (TCP)
 //!
 //! [pdp]
-//! revocations = "pdp.example:2711"     # the PDP's [revocations] listen
+//! revocations = "pdp.example:2711"     # the PDP's [revocations] listen (or a list:
+//!                                      # the PDPs on one store, tried in turn)
 //! name = "tnc-pdp"                     # the name on its certificate ([revocations] name)
 //!
 //! [identity]
@@ -67,10 +68,34 @@ pub struct GatewayConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PdpSection {
-    /// `host:port` of the PDP's revocation stream.
-    pub revocations: String,
+    /// `host:port` of the PDP's revocation stream, or a list of those of
+    /// the PDPs sharing one store: tried in order when the stream is lost.
+    pub revocations: OneOrMore,
     #[serde(default = "default_pdp_name")]
     pub name: String,
+}
+
+/// A string, or a list of them.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMore {
+    One(String),
+    More(Vec<String>),
+}
+
+impl OneOrMore {
+    pub fn all(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::More(v) => v.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for OneOrMore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.all().join(", "))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -189,6 +214,9 @@ impl GatewayConfig {
                 return invalid(key, "must be at least 1");
             }
         }
+        if config.pdp.revocations.all().is_empty() {
+            return invalid("pdp.revocations", "name at least one PDP");
+        }
         for name in config.vms.keys() {
             if !tnc_proto::gateway::valid_vm_name(name) {
                 return invalid(
@@ -235,6 +263,14 @@ vm-1 = "10.0.0.5:2710"
         assert_eq!(
             GatewayConfig::parse(&zero).unwrap_err().what,
             "limits.per_ticket"
+        );
+        let two = MINIMAL.replace(
+            "revocations = \"127.0.0.1:2711\"",
+            "revocations = [\"127.0.0.1:2711\", \"127.0.0.2:2711\"]",
+        );
+        assert_eq!(
+            GatewayConfig::parse(&two).unwrap().pdp.revocations.all(),
+            ["127.0.0.1:2711", "127.0.0.2:2711"]
         );
         let bad_vm = MINIMAL.replace("vm-1 =", "\"vm 1\" =");
         assert_eq!(GatewayConfig::parse(&bad_vm).unwrap_err().what, "vms.vm 1");

@@ -61,20 +61,24 @@ pub async fn enrol(config: &GatewayConfig, token: &str) -> Result<Enrolled, Enro
         .map_err(|e| local(&e))?;
     let mut tls = Arc::unwrap_or_clone(tls);
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let at = config.pdp.revocations.clone();
+    // Enrolment is one exchange with the first PDP named.
+    let at = config
+        .pdp
+        .revocations
+        .all()
+        .into_iter()
+        .next()
+        .ok_or_else(|| EnrolError::Local("pdp.revocations names no PDP".into()))?;
     let pdp = |why: String| EnrolError::Pdp {
         at: at.clone(),
         why,
     };
     let name = ServerName::try_from(config.pdp.name.clone())
         .map_err(|e| EnrolError::Local(format!("pdp.name: {e}")))?;
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect(&config.pdp.revocations),
-    )
-    .await
-    .map_err(|_| pdp("timed out".into()))?
-    .map_err(|e| pdp(e.to_string()))?;
+    let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&at))
+        .await
+        .map_err(|_| pdp("timed out".into()))?
+        .map_err(|e| pdp(e.to_string()))?;
     let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
         .connect(name, tcp)
         .await

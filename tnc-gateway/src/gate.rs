@@ -455,12 +455,19 @@ pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, Str
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
     )
     .map_err(|e| format!("identity: {e}"))?;
-    let pdp = tokio::net::lookup_host(&config.pdp.revocations)
-        .await
-        .map_err(|e| format!("pdp.revocations {:?}: {e}", config.pdp.revocations))?
-        .next()
-        .ok_or_else(|| format!("pdp.revocations {:?}: no address", config.pdp.revocations))?;
-    let sub = crate::revocation::Subscription::new(pdp, &config.pdp.name, &ca, Arc::new(signing))?;
+    let mut pdps = Vec::new();
+    for at in config.pdp.revocations.all() {
+        pdps.push(
+            tokio::net::lookup_host(&at)
+                .await
+                .map_err(|e| format!("pdp.revocations {at:?}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("pdp.revocations {at:?}: no address"))?,
+        );
+    }
+    let mut sub =
+        crate::revocation::Subscription::new(pdps[0], &config.pdp.name, &ca, Arc::new(signing))?;
+    sub.fallbacks = pdps[1..].to_vec();
     let revoked = Revoked::new();
     let gateway = Arc::new(Gateway::new(
         &ca,

@@ -184,6 +184,9 @@ impl Inner {
 #[derive(Clone)]
 pub struct Subscription {
     pub addr: SocketAddr,
+    /// Further PDPs on the same store, tried in turn when the stream is
+    /// lost (each pushes every revocation of the store).
+    pub fallbacks: Vec<SocketAddr>,
     /// The name on the listener's certificate (`[revocations] name`).
     pub server_name: String,
     pub tls: Arc<rustls::ClientConfig>,
@@ -212,9 +215,19 @@ impl Subscription {
         config.alpn_protocols = vec![ALPN.to_vec()];
         Ok(Self {
             addr,
+            fallbacks: Vec::new(),
             server_name: server_name.to_string(),
             tls: Arc::new(config),
         })
+    }
+
+    /// The PDP to try after `tries` failures: the first, then the
+    /// fallbacks, round and round.
+    fn target(&self, tries: usize) -> SocketAddr {
+        match tries % (1 + self.fallbacks.len()) {
+            0 => self.addr,
+            i => self.fallbacks[i - 1],
+        }
     }
 }
 
@@ -243,39 +256,51 @@ pub async fn subscribe(
             let _ = tx.send(n);
         }
     };
+    let mut tries = 0usize;
     loop {
         let started = Instant::now();
-        let why = match run_once(&sub, &set, &tell).await {
+        let pdp = sub.target(tries);
+        let why = match run_once_at(&sub, pdp, &set, &tell).await {
             Ok(()) => "the PDP closed the stream".to_string(),
             Err(e) => e,
         };
-        tracing::warn!(pdp = %sub.addr, %why, "revocation stream lost: reconnecting");
+        tries += 1;
+        tracing::warn!(%pdp, %why, next = %sub.target(tries), "revocation stream lost: reconnecting");
         tell(Notice::Lost(why));
         // A stream that ran a while starts the backoff over.
         if started.elapsed() > Duration::from_secs(10) {
             backoff = Duration::from_millis(500);
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        // Each PDP once at once; a whole turn that failed waits.
+        if tries % (1 + sub.fallbacks.len()) == 0 {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 }
 
-/// One connection of [`subscribe`]: until the stream ends (Ok: the PDP
-/// closed it) or fails (why).
+/// One connection of [`subscribe`] to its first PDP: until the stream ends
+/// (Ok: the PDP closed it) or fails (why).
 pub async fn run_once(
     sub: &Subscription,
     set: &Revoked,
     tell: &impl Fn(Notice),
 ) -> Result<(), String> {
+    run_once_at(sub, sub.addr, set, tell).await
+}
+
+async fn run_once_at(
+    sub: &Subscription,
+    pdp: SocketAddr,
+    set: &Revoked,
+    tell: &impl Fn(Notice),
+) -> Result<(), String> {
     let name = ServerName::try_from(sub.server_name.clone())
         .map_err(|e| format!("server name {:?}: {e}", sub.server_name))?;
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(sub.addr),
-    )
-    .await
-    .map_err(|_| format!("connecting to {}: timed out", sub.addr))?
-    .map_err(|e| format!("connecting to {}: {e}", sub.addr))?;
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(pdp))
+        .await
+        .map_err(|_| format!("connecting to {pdp}: timed out"))?
+        .map_err(|e| format!("connecting to {pdp}: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let mut tls = tokio::time::timeout(
         Duration::from_secs(10),

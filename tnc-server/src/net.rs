@@ -705,6 +705,42 @@ async fn recv_opt<T>(rx: Option<&mut tokio::sync::mpsc::Receiver<T>>) -> Option<
     }
 }
 
+/// Whose turn a device's periodic re-assessment is.
+enum Lease {
+    Ours,
+    /// Another PDP's: look again after this.
+    Theirs(Duration),
+}
+
+/// Takes or renews the lease on the session's device for one interval and
+/// the round's time. A store that cannot say is no reason to skip a round.
+async fn periodic_lease(ctx: &PdpContext, session: &PdpSession<'_>) -> Lease {
+    let Some((device, role)) = session.device() else {
+        return Lease::Ours;
+    };
+    let Some(id) = policy::digest::from_hex(&device).and_then(|d| <[u8; 32]>::try_from(d).ok())
+    else {
+        return Lease::Ours;
+    };
+    let interval = ctx.reassessment.interval(role.and_then(Role::from_name));
+    let now = ctx.now();
+    // Until just after the owner's next round (the interval, at most
+    // 50 % jitter): a dead owner's devices are taken over about an
+    // interval after its last round.
+    let until = now + (interval.as_secs() * 3).div_ceil(2) + 1;
+    match ctx.store.take_lease(&id, &ctx.instance, now, until).await {
+        Ok(true) => Lease::Ours,
+        Ok(false) => {
+            tracing::debug!(%device, "another PDP holds the re-assessment lease");
+            Lease::Theirs((interval / 4).max(Duration::from_secs(1)))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the re-assessment lease could not be read: re-assessing");
+            Lease::Ours
+        }
+    }
+}
+
 /// Starts a re-assessment (SRETRY, SDATA) with its deadline.
 fn start_reassessment(
     session: &mut PdpSession<'_>,
@@ -1035,7 +1071,13 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 () = sleep_until_opt(next_reassess.filter(|_| decided)) => {
                     next_reassess = None;
-                    start_reassessment(&mut session, &mut conn, &mut round, "interval", limits);
+                    // Several PDPs may hold sessions of one device: the
+                    // lease's owner re-assesses it on the interval, the
+                    // others look again later.
+                    match periodic_lease(ctx, &session).await {
+                        Lease::Ours => start_reassessment(&mut session, &mut conn, &mut round, "interval", limits),
+                        Lease::Theirs(retry) => next_reassess = Some(tokio::time::Instant::now() + retry),
+                    }
                     continue;
                 }
                 t = triggers.recv(), if decided => {

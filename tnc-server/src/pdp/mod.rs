@@ -57,6 +57,9 @@ pub struct PdpContext {
     /// Woken when this PDP stored a revocation: the watcher reads the
     /// store at once instead of at its next poll.
     pub revoked: Arc<tokio::sync::Notify>,
+    /// This PDP process among those sharing the store: the owner named in
+    /// the leases it holds (random at start).
+    pub instance: String,
 }
 
 /// The PCRs quotes cover unless the configuration says otherwise.
@@ -90,6 +93,11 @@ impl PdpContext {
             triggers: tokio::sync::broadcast::channel(crate::continuous::TRIGGER_QUEUE).0,
             newest_revocation: tokio::sync::watch::channel(0).0,
             revoked: Arc::default(),
+            instance: {
+                let mut id = [0u8; 8];
+                let _ = pki::rand::SecureRandom::fill(&SystemRandom::new(), &mut id);
+                crate::store::hex(&id)
+            },
         }
     }
 

@@ -545,6 +545,15 @@ async fn a_policy_that_cannot_be_read_gives_no_access_and_a_missing_one_isolates
         fn last_revocation_seq(&self) -> crate::store::StoreFuture<'_, i64> {
             self.0.last_revocation_seq()
         }
+        fn take_lease<'a>(
+            &'a self,
+            device: &'a [u8; 32],
+            owner: &'a str,
+            now: u64,
+            expires: u64,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.0.take_lease(device, owner, now, expires)
+        }
         fn record_ack<'a>(
             &'a self,
             name: &'a str,

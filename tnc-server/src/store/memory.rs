@@ -30,6 +30,8 @@ struct State {
     acked: BTreeMap<String, i64>,
     /// Gateway name -> (token SHA-256, expires, used).
     tokens: BTreeMap<String, ([u8; 32], u64, bool)>,
+    /// Device -> (owner, expires).
+    leases: HashMap<[u8; 32], (String, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -350,6 +352,24 @@ impl PdpStore for MemoryStore {
             .read_check()
             .map(|()| self.state().revocations.last().map_or(0, |r| r.seq));
         Box::pin(std::future::ready(r))
+    }
+
+    fn take_lease<'a>(
+        &'a self,
+        device: &'a [u8; 32],
+        owner: &'a str,
+        now: u64,
+        expires: u64,
+    ) -> StoreFuture<'a, bool> {
+        let mut s = self.state();
+        let free = match s.leases.get(device) {
+            None => true,
+            Some((o, exp)) => o == owner || *exp < now,
+        };
+        if free {
+            s.leases.insert(*device, (owner.to_string(), expires));
+        }
+        Box::pin(std::future::ready(Ok(free)))
     }
 
     fn record_ack<'a>(

@@ -71,6 +71,16 @@ pub trait PdpStore: Send + Sync + std::fmt::Debug {
     fn last_reassess_seq(&self) -> StoreFuture<'_, i64>;
     /// The newest revocation's number (0: none yet).
     fn last_revocation_seq(&self) -> StoreFuture<'_, i64>;
+    /// Takes or renews the lease on `device`'s periodic re-assessment for
+    /// `owner` until `expires`: true when it is `owner`'s now (it was free,
+    /// expired at `now`, or `owner`'s already).
+    fn take_lease<'a>(
+        &'a self,
+        device: &'a [u8; 32],
+        owner: &'a str,
+        now: u64,
+        expires: u64,
+    ) -> StoreFuture<'a, bool>;
     /// Subscriber `name` applied every revocation up to `seq` (an older
     /// number changes nothing); whether it moved.
     fn record_ack<'a>(
@@ -136,6 +146,15 @@ impl PdpStore for Store {
     }
     fn last_revocation_seq(&self) -> StoreFuture<'_, i64> {
         Box::pin(Store::last_revocation_seq(self))
+    }
+    fn take_lease<'a>(
+        &'a self,
+        device: &'a [u8; 32],
+        owner: &'a str,
+        now: u64,
+        expires: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(Store::take_lease(self, device, owner, now, expires))
     }
     fn record_ack<'a>(
         &'a self,
@@ -250,6 +269,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE evidence ADD COLUMN ima_bytes BIGINT NOT NULL DEFAULT 0;
     UPDATE evidence SET ima_bytes = LENGTH(ima);
     UPDATE evidence SET ima = SUBSTR(ima, 1, 0)",
+    // Which PDP re-assesses a device on its interval (several PDPs on one
+    // store): one lease per device, renewed by its owner each round, taken
+    // over once it expired.
+    "CREATE TABLE leases (
+        device_id BLOB PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires BIGINT NOT NULL
+    )",
 ];
 
 /// A migration in the backend's dialect.
@@ -708,7 +735,7 @@ async fn commit_batch(
                     append_audit_on(&mut tx, p.at, kind, subject, detail).await?;
                 }
                 if let (Some(reason), Some(a)) = (&p.revoke, &p.attestation) {
-                    revocation::revoke_on(&mut tx, &a.device_id, p.at, reason).await?;
+                    revocation::revoke_on(&mut tx, backend, &a.device_id, p.at, reason).await?;
                 }
             }
             Ok(())

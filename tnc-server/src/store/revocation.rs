@@ -10,7 +10,7 @@
 //! transaction as the decision or command that causes them, with an audit
 //! entry, before anyone is told.
 
-use super::{append_audit_on, begin_write, hex, AttestationWrite, Store, StoreError};
+use super::{append_audit_on, begin_write, hex, AttestationWrite, Backend, Store, StoreError};
 use policy::Verdict;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -55,12 +55,24 @@ pub struct ReassessRequest {
 
 /// On `conn`: revokes every unexpired ticket of `device` not revoked yet,
 /// with an audit entry if there was any; how many.
+///
+/// On PostgreSQL the table is locked against other writers first, to the
+/// end of the transaction: a row's number is then taken only after every
+/// earlier row is committed, so a subscriber that has seen number N has
+/// seen every number below it (sequence values are otherwise handed out at
+/// insert and may commit out of order between PDPs). SQLite has one writer.
 pub(super) async fn revoke_on(
     conn: &mut sqlx::AnyConnection,
+    backend: Backend,
     device: &[u8; 32],
     at: u64,
     reason: &str,
 ) -> Result<u64, StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await?;
+    }
     let done = sqlx::query(
         "INSERT INTO revocations (at, device_id, ticket_id, certificate_sha256, not_after, reason)
          SELECT $1, c.device_id, c.ticket_id, c.certificate_sha256, c.not_after, $2
@@ -145,9 +157,10 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let device = *device;
         let reason = reason.to_string();
+        let backend = self.backend;
         self.write_audited(move |conn| {
             let reason = reason.clone();
-            Box::pin(async move { revoke_on(conn, &device, at, &reason).await })
+            Box::pin(async move { revoke_on(conn, backend, &device, at, &reason).await })
         })
         .await
     }
@@ -270,6 +283,7 @@ impl Store {
         stale_after: &BTreeMap<Role, u64>,
     ) -> Result<Vec<Stale>, StoreError> {
         let mut out = Vec::new();
+        let backend = self.backend;
         for (role, after) in stale_after {
             let Some(before) = now.checked_sub(*after) else {
                 continue;
@@ -328,7 +342,7 @@ impl Store {
                                 &format!("isolate: {reason}"),
                             )
                             .await?;
-                            Ok(Some(revoke_on(conn, &device, now, &reason).await?))
+                            Ok(Some(revoke_on(conn, backend, &device, now, &reason).await?))
                         })
                     })
                     .await?;
@@ -461,6 +475,40 @@ impl Store {
             })
         })
         .await
+    }
+}
+
+impl Store {
+    /// See [`super::PdpStore::take_lease`]: one statement, so two PDPs
+    /// racing for an expired lease cannot both get it.
+    pub async fn take_lease(
+        &self,
+        device: &[u8; 32],
+        owner: &str,
+        now: u64,
+        expires: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO leases (device_id, owner, expires) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id) DO UPDATE SET owner = excluded.owner, expires = excluded.expires
+             WHERE leases.owner = excluded.owner OR leases.expires < $4",
+        )
+        .bind(device.to_vec())
+        .bind(owner)
+        .bind(expires as i64)
+        .bind(now as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Who holds the lease on `device`, until when.
+    pub async fn lease(&self, device: &[u8; 32]) -> Result<Option<(String, i64)>, StoreError> {
+        let row = sqlx::query("SELECT owner, expires FROM leases WHERE device_id = $1")
+            .bind(device.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 }
 
