@@ -26,13 +26,15 @@ lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks that print tables: criterion for the codecs, testnet for appraisal,
-# whole handshakes and the door under attack.
+# whole handshakes, the door under attack, the channel, and continuous trust
+# at scale.
 bench: setup
 	$(CARGO) bench -p tnc-proto --bench codec
 	$(CARGO) run --release -p testnet -- bench appraise
 	$(CARGO) run --release -p testnet -- bench handshake
 	$(CARGO) run --release -p testnet -- bench door
 	$(CARGO) run --release -p testnet -- bench channel
+	$(CARGO) run --release -p testnet -- bench continuous
 
 # Fuzz targets build on the stable toolchain with RUSTC_BOOTSTRAP (see README).
 fuzz-build:

@@ -58,6 +58,13 @@ pub enum Command {
     /// (Internal) the idle sessions of `bench handshake`'s memory figure.
     #[command(hide = true)]
     IdleClients(crate::bench_handshake::IdleArgs),
+    /// Continuous trust at scale: persistent sessions re-assessed on an
+    /// interval (PDP CPU, memory per idle session, round latency) and the
+    /// revocation fan-out to subscribers.
+    Continuous(crate::bench_continuous::Args),
+    /// (Internal) the endpoints of `bench continuous`.
+    #[command(hide = true)]
+    ContinuousClients(crate::bench_continuous::ClientArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -103,6 +110,8 @@ pub fn run(command: &Command) -> anyhow::Result<()> {
         Command::Door(args) => crate::bench_door::run(args),
         Command::Channel(args) => crate::bench_channel::run(args),
         Command::IdleClients(args) => crate::bench_handshake::idle_clients(args),
+        Command::Continuous(args) => crate::bench_continuous::run(args),
+        Command::ContinuousClients(args) => crate::bench_continuous::clients(args),
     }
 }
 

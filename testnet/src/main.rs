@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_channel;
+mod bench_continuous;
 mod bench_door;
 mod bench_handshake;
 mod boot;

@@ -56,6 +56,9 @@ pub struct Outcome {
     /// The device the PDP appraised (SHA-256 of its EK certificate, hex),
     /// when the collector sent its identity.
     pub device: Option<String>,
+    /// A re-assessment: when its SRETRY arrived (the round's latency is
+    /// from here to `decided_at`).
+    pub round_started: Option<std::time::Instant>,
 }
 
 impl Outcome {
@@ -183,6 +186,8 @@ pub struct Agent {
     /// RESULTs received in this session (the first decision and each
     /// re-assessment's).
     decisions: u32,
+    /// When the last SRETRY arrived.
+    round_started: Option<std::time::Instant>,
     pb: PbSession,
     next_pa_id: u32,
     outcome: Outcome,
@@ -204,6 +209,7 @@ impl Agent {
             to_accept: Vec::new(),
             stay: false,
             decisions: 0,
+            round_started: None,
             pb: PbSession::new(Side::Client),
             next_pa_id: 1,
             outcome: Outcome::default(),
@@ -435,6 +441,7 @@ impl Agent {
             BatchType::SData if restart => {
                 let previous = std::mem::take(&mut self.outcome);
                 self.outcome.credential = previous.credential;
+                self.outcome.round_started = self.round_started.take();
                 Ok((Some(self.initial_batch(false, false)?), false))
             }
             BatchType::SData => {
@@ -474,7 +481,10 @@ impl Agent {
             // After a decision it is still the server's turn (§3.2): the
             // client waits for its SDATA (specs/nea-continuous.md §2). The
             // last decision holds until the round's RESULT.
-            BatchType::SRetry => Ok((None, false)),
+            BatchType::SRetry => {
+                self.round_started = Some(std::time::Instant::now());
+                Ok((None, false))
+            }
             _ => Ok((None, false)),
         }
     }

@@ -680,6 +680,12 @@ async fn serve(
     }
 }
 
+/// One TLS record's worth: larger reads gain nothing.
+const READ: usize = 16 * 1024;
+/// What an idle decided session reads into (it holds the buffer while it
+/// waits, for as long as it stays open).
+const IDLE_READ: usize = 512;
+
 /// A round the PDP started on a decided session.
 #[derive(Clone, Copy, Debug)]
 enum Round {
@@ -861,16 +867,17 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             conn.close();
         }
     }
-    // One TLS record's worth (16 KiB): larger reads gain nothing and each idle
-    // session would hold the buffer.
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; READ];
     let exchange: Result<(), SessionError> = async {
         loop {
             while let Some(event) = conn.poll_event() {
                 match event {
                     Event::Ready => slot = Some(gate.enter().await?),
                     Event::Batch(bytes) => {
-                        let reply = session.receive(&bytes).await;
+                        // Boxed: the appraisal's future is large and lives
+                        // only while a batch is handled, not in every idle
+                        // session's task.
+                        let reply = Box::pin(session.receive(&bytes)).await;
                         send(&mut conn, &reply);
                         if session.is_decided() && !conn.is_closed() {
                             if let Some((Round::Reassess(why), _)) = round {
@@ -882,6 +889,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                             // again after an interval.
                             gate.kept_open
                                 .store(true, std::sync::atomic::Ordering::Release);
+                            session.release_round();
                             let role = session.device().and_then(|(_, r)| r).and_then(Role::from_name);
                             let wait = ctx
                                 .reassessment
@@ -1005,6 +1013,16 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             if conn.is_closed() {
                 break;
             }
+            // An idle decided session reads into a small buffer (what comes
+            // next is a short batch, or a round's answer that starts one);
+            // during an exchange, a TLS record's worth.
+            let want = match session.is_decided() && round.is_none() {
+                true => IDLE_READ,
+                false => READ,
+            };
+            if buf.len() != want {
+                buf = vec![0u8; want];
+            }
             // What is held now, and what one more read may add, must fit
             // the budget: if it is spent, wait before reading more.
             reserved.shrink_to(conn.buffered());
@@ -1074,7 +1092,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     // Several PDPs may hold sessions of one device: the
                     // lease's owner re-assesses it on the interval, the
                     // others look again later.
-                    match periodic_lease(ctx, &session).await {
+                    match Box::pin(periodic_lease(ctx, &session)).await {
                         Lease::Ours => start_reassessment(&mut session, &mut conn, &mut round, "interval", limits),
                         Lease::Theirs(retry) => next_reassess = Some(tokio::time::Instant::now() + retry),
                     }

@@ -97,7 +97,13 @@ impl Framer {
         let frame = pending[..len].to_vec();
         self.start += len;
         if self.start == self.buf.len() {
-            self.buf.clear();
+            // All consumed: a buffer grown for a large message (an IMA
+            // list) is given back, so an idle session holds little.
+            if self.buf.capacity() > 4096 {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
             self.start = 0;
         }
         Ok(Some(frame))

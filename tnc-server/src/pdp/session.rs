@@ -158,6 +158,9 @@ pub struct PdpSession<'c> {
     accepted: Vec<Vec<u8>>,
     /// Re-assessments the PDP started on this session (SRETRY).
     reassessments: u32,
+    /// The device and role of the last decision, kept when the round's
+    /// state is released ([`PdpSession::release_round`]).
+    decided_device: Option<(String, Option<&'static str>)>,
     limits: SessionLimits,
     /// The peer's address, for the audit log.
     peer: String,
@@ -192,6 +195,7 @@ impl<'c> PdpSession<'c> {
             control_round: false,
             accepted: Vec::new(),
             reassessments: 0,
+            decided_device: None,
             limits,
             peer: peer.into(),
             pb: PbSession::new(Side::Server),
@@ -217,9 +221,25 @@ impl<'c> PdpSession<'c> {
     /// The device appraised in this session (its ID, hex) and the role it
     /// is enrolled as, once known.
     pub fn device(&self) -> Option<(String, Option<&'static str>)> {
-        let (id, _) = self.attestation.appraised_device()?;
+        let Some((id, _)) = self.attestation.appraised_device() else {
+            return self.decided_device.clone();
+        };
         let role = self.attestation.writes().0.map(|d| d.role.name());
         Some((crate::store::hex(&id), role))
+    }
+
+    /// A decided session kept open: what the round's validators hold (the
+    /// evidence, the device record written) is let go, keeping only who was
+    /// decided on; the next round starts new validators anyway.
+    pub fn release_round(&mut self) {
+        if !self.is_decided() {
+            return;
+        }
+        if let Some(d) = self.device() {
+            self.decided_device = Some(d);
+        }
+        self.os = OsValidator::new();
+        self.attestation = AttestationValidator::new();
     }
 
     pub fn failure(&self) -> Option<&str> {
