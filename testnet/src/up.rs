@@ -237,7 +237,12 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
             "revocations": revocations.to_string(),
             "config": config_path,
         },
-        "gateway": { "address": gateway.addr.to_string(), "config": gateway_config },
+        "gateway": {
+            "address": gateway.addr.to_string(),
+            "quic": gateway.quic_addr.map(|a| a.to_string()),
+            "name": "gw-1",
+            "config": gateway_config,
+        },
         "endpoints": list,
     });
     let path = dir.join("topology.json");
@@ -284,6 +289,7 @@ async fn start_gateway(
         format!(
             r#"# Written by `testnet up`: the lab's network access gateway.
 listen = "127.0.0.1:0"
+listen_quic = "127.0.0.1:0"
 
 [pdp]
 revocations = "{revocations}"

@@ -50,7 +50,7 @@ async fn enrolled_gateway(
     std::fs::write(
         &path,
         format!(
-            "listen = \"127.0.0.1:0\"\n\
+            "listen = \"127.0.0.1:0\"\nlisten_quic = \"127.0.0.1:0\"\n\
              [pdp]\nrevocations = \"{revocations}\"\n\
              [identity]\nname = \"gw-1\"\nca = \"session-ca.pem\"\n\
              [vms]\nvm-1 = \"{vm}\"\n\
@@ -148,6 +148,9 @@ async fn a_revocation_cuts_channels_at_the_gateway_and_at_the_vm_within_a_second
     let t2 = soft_device(&pdp, Role::Terminal, "terminal-2", &measurements)
         .await
         .unwrap();
+    let t3 = soft_device(&pdp, Role::Terminal, "terminal-3", &measurements)
+        .await
+        .unwrap();
     let dir = testnet::swtpm::scratch_dir("gateway").unwrap();
     let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
     let target = Pdp {
@@ -205,6 +208,37 @@ async fn a_revocation_cuts_channels_at_the_gateway_and_at_the_vm_within_a_second
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     echoes(&mut two.stream).await;
+    // terminal-3 through the gateway over QUIC: the gateway's enrolled
+    // certificate outside, the channel's TLS end to end inside.
+    let quic_gw = gw.quic_addr.unwrap();
+    let quic_options = |name: &str| ConnectOptions {
+        via: Some(quic_gw),
+        via_name: Some(name.into()),
+        transport: tnc_client::pairing::Transport::Quic,
+        ..ConnectOptions::new("vm-1")
+    };
+    let wrong = tnc_client::pairing::connect(
+        &target,
+        Agent::with_collector(os.clone(), Box::new(t3())),
+        tnc_client::channel::ChannelKey::load_or_create(&dir.join("t3")).unwrap(),
+        quic_options("gw-9"),
+    )
+    .await;
+    assert!(
+        matches!(wrong, Err(ref e) if e.to_string().contains("QUIC to the gateway")),
+        "a gateway certificate of another name: {:?}",
+        wrong.as_ref().err()
+    );
+    let mut three = tnc_client::pairing::connect(
+        &target,
+        Agent::with_collector(os.clone(), Box::new(t3())),
+        tnc_client::channel::ChannelKey::load_or_create(&dir.join("t3")).unwrap(),
+        quic_options("gw-1"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    echoes(&mut three.stream).await;
+    assert_eq!(gw.gateway.carried(), 2);
 
     // The operator revokes terminal-1: stored, pushed, its channel cut.
     let started = Instant::now();
@@ -219,7 +253,7 @@ async fn a_revocation_cuts_channels_at_the_gateway_and_at_the_vm_within_a_second
     until(
         "the gateway lets the connection go",
         Duration::from_secs(1),
-        || gw.gateway.carried() == 0,
+        || gw.gateway.carried() == 1,
     )
     .await;
     // terminal-2's channel is untouched ...
@@ -237,6 +271,15 @@ async fn a_revocation_cuts_channels_at_the_gateway_and_at_the_vm_within_a_second
         "{through_gateway:?}"
     );
     assert!(at_vm < Duration::from_secs(1), "{at_vm:?}");
+    // terminal-3's QUIC connection through the gateway, likewise.
+    let started = Instant::now();
+    pdp.store
+        .revoke_device(&id_of("terminal-3"), unix_now(), "operator: test")
+        .await
+        .unwrap();
+    ended(&mut three.stream, Duration::from_secs(2)).await;
+    let over_quic = started.elapsed();
+    assert!(over_quic < Duration::from_secs(1), "{over_quic:?}");
 
     // Both subscribers acknowledged the newest revocation, and the store
     // says so.
@@ -273,7 +316,7 @@ async fn a_revocation_cuts_channels_at_the_gateway_and_at_the_vm_within_a_second
         "{refused:?}"
     );
     eprintln!(
-        "revocation stored -> channel cut: through the gateway {through_gateway:?}, at the VM {at_vm:?}"
+        "revocation stored -> channel cut: through the gateway {through_gateway:?} (QUIC {over_quic:?}), at the VM {at_vm:?}"
     );
     gw.stop().await;
     serving.stop();

@@ -115,8 +115,12 @@ enum Command {
         /// Through the network access gateway at this address (TCP): it
         /// admits the connection on the access ticket and relays it to the
         /// VM; the channel stays end to end.
-        #[arg(long, conflicts_with_all = ["to", "quic"])]
+        #[arg(long, conflicts_with = "to")]
         via: Option<std::net::SocketAddr>,
+        /// With --via and --quic: the gateway's name (as it enrolled), which
+        /// its certificate carries.
+        #[arg(long, requires = "via")]
+        via_name: Option<String>,
         /// A local port to forward (on 127.0.0.1), or `-` for stdin/stdout.
         #[arg(long = "local-port", alias = "local", default_value = "-")]
         local: String,
@@ -197,6 +201,7 @@ fn main() -> ExitCode {
             vm,
             to,
             via,
+            via_name,
             local,
             quic,
             user,
@@ -208,6 +213,7 @@ fn main() -> ExitCode {
                 let route = Route {
                     to,
                     via,
+                    via_name,
                     transport: match quic {
                         true => tnc_client::pairing::Transport::Quic,
                         false => tnc_client::pairing::Transport::Tcp,
@@ -741,10 +747,11 @@ async fn follow(session: &mut tnc_client::pairing::KeptSession, who: &str) -> u8
 
 /// One pairing with `vm` and its channel; said on standard error.
 /// How connect reaches the VM.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Route {
     to: Option<std::net::SocketAddr>,
     via: Option<std::net::SocketAddr>,
+    via_name: Option<String>,
     transport: tnc_client::pairing::Transport,
 }
 
@@ -771,6 +778,7 @@ async fn pair_and_open(
             held: held.clone(),
             to: route.to,
             via: route.via,
+            via_name: route.via_name.clone(),
             transport: route.transport,
             credentials: credentials.clone(),
             deadline: LOGIN_DEADLINE,
@@ -833,7 +841,7 @@ fn connect(
     runtime.block_on(async move {
         if local == "-" {
             let (mut channel, mut session) =
-                match pair_and_open(&link, vm, route, credentials).await {
+                match pair_and_open(&link, vm, route.clone(), credentials).await {
                     Ok(c) => c,
                     Err((code, why)) => {
                         eprintln!("tnc-client connect: {why}");
@@ -877,6 +885,7 @@ fn connect(
         loop {
             let (mut client, _) = listener.accept().await?;
             let (link, vm, credentials) = (link.clone(), vm.to_string(), credentials.clone());
+            let route = route.clone();
             tokio::spawn(async move {
                 match pair_and_open(&link, &vm, route, credentials).await {
                     Ok((mut channel, mut session)) => {

@@ -429,10 +429,11 @@ pub enum Transport {
     Quic,
 }
 
-/// The channel over either transport.
+/// The channel over either transport (and through the gateway over QUIC).
 pub enum Channel {
     Tcp(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
     Quic(Box<crate::tunnel::QuicChannel>),
+    ViaQuic(Box<crate::tunnel::ViaQuic>),
 }
 
 impl AsyncRead for Channel {
@@ -444,6 +445,7 @@ impl AsyncRead for Channel {
         match self.get_mut() {
             Channel::Tcp(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
             Channel::Quic(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            Channel::ViaQuic(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -457,6 +459,7 @@ impl AsyncWrite for Channel {
         match self.get_mut() {
             Channel::Tcp(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
             Channel::Quic(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            Channel::ViaQuic(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -467,6 +470,7 @@ impl AsyncWrite for Channel {
         match self.get_mut() {
             Channel::Tcp(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
             Channel::Quic(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            Channel::ViaQuic(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -477,6 +481,7 @@ impl AsyncWrite for Channel {
         match self.get_mut() {
             Channel::Tcp(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
             Channel::Quic(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            Channel::ViaQuic(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -491,10 +496,12 @@ pub struct ConnectOptions {
     pub held: Option<Grant>,
     /// Where the VM is, instead of the address the pairing names.
     pub to: Option<SocketAddr>,
-    /// Through the network access gateway here (TCP): the gateway admits
-    /// the connection on the ticket and relays it to `to` or the VM's
-    /// name's address it knows.
+    /// Through the network access gateway here: the gateway admits the
+    /// connection on the ticket and relays it to the address it knows for
+    /// the VM. Over TCP, or over QUIC (then `via_name` is the name on the
+    /// gateway's certificate).
     pub via: Option<SocketAddr>,
+    pub via_name: Option<String>,
     pub transport: Transport,
     /// The user, when the PDP authenticates users.
     pub credentials: Option<PlainCredentials>,
@@ -513,6 +520,7 @@ impl ConnectOptions {
             held: None,
             to: None,
             via: None,
+            via_name: None,
             transport: Transport::Tcp,
             credentials: None,
             deadline: Duration::from_secs(60),
@@ -536,14 +544,16 @@ pub async fn connect(
         held,
         to,
         via,
+        via_name,
         transport,
         credentials,
         deadline,
         failover,
     } = options;
-    if via.is_some() && transport == Transport::Quic {
+    if via.is_some() && transport == Transport::Quic && via_name.is_none() {
         return Err(Failure::Local(
-            "through a gateway the channel runs over TCP (leave out --quic)".into(),
+            "through a gateway over QUIC, give the gateway's name (--via-name, as it enrolled)"
+                .into(),
         ));
     }
     let vm = vm.as_str();
@@ -628,7 +638,17 @@ pub async fn connect(
         (Transport::Tcp, None) => Channel::Tcp(Box::new(
             crate::tunnel::connect(&me, address, vm, &pairing).await?,
         )),
-        (Transport::Quic, _) => Channel::Quic(Box::new(
+        (Transport::Quic, Some(gateway)) => Channel::ViaQuic(Box::new(
+            crate::tunnel::connect_quic_via(
+                &me,
+                gateway,
+                via_name.as_deref().unwrap_or_default(),
+                vm,
+                &pairing,
+            )
+            .await?,
+        )),
+        (Transport::Quic, None) => Channel::Quic(Box::new(
             crate::tunnel::connect_quic(&me, address, vm, &pairing).await?,
         )),
     };

@@ -113,8 +113,8 @@ pub enum TunnelError {
 
 /// Asks the gateway on `tcp` for `vm` with `ticket` (docs/gateway.md);
 /// Ok once it admitted the connection, which then reaches the VM.
-pub async fn through_gateway(
-    tcp: &mut TcpStream,
+pub async fn through_gateway<S: AsyncRead + AsyncWrite + Unpin>(
+    tcp: &mut S,
     vm: &str,
     ticket: &[u8],
 ) -> Result<(), TunnelError> {
@@ -607,12 +607,12 @@ pub async fn connect(
 
 /// [`connect`] over a TCP connection already made (through the gateway,
 /// once it admitted it).
-pub async fn connect_on(
+pub async fn connect_on<S: AsyncRead + AsyncWrite + Unpin>(
     me: &ChannelIdentity,
-    tcp: TcpStream,
+    tcp: S,
     vm: &str,
     pairing: &Pairing,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TunnelError> {
+) -> Result<tokio_rustls::client::TlsStream<S>, TunnelError> {
     let key = pairing_key(pairing)?;
     let tls = client_config_with_key(Arc::new(strict_provider()), me.roots()?, me.tls_key()?)
         .map_err(|e| TunnelError::Tls(e.to_string()))?;
@@ -669,6 +669,89 @@ pub async fn connect_quic(
         _conn: conn,
         _endpoint: endpoint,
     })
+}
+
+/// The channel through the gateway over QUIC: QUIC to the gateway (which
+/// presents its enrolled certificate, named `gateway_name`, from the session
+/// CA), the admission on the first stream, then the channel's TLS to the
+/// VM inside that stream, end to end.
+pub async fn connect_quic_via(
+    me: &ChannelIdentity,
+    gateway: SocketAddr,
+    gateway_name: &str,
+    vm: &str,
+    pairing: &Pairing,
+) -> Result<ViaQuic, TunnelError> {
+    let outer = pki::tls::client_config(Arc::new(strict_provider()), me.roots()?, None)
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    let config = pki::tls::quic_client_config(&outer, tnc_proto::gateway::QUIC_ALPN)
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    server_name(gateway_name)?;
+    let bind = if gateway.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    };
+    let endpoint = quinn::Endpoint::client(bind)?;
+    let conn = endpoint
+        .connect_with(config, gateway, gateway_name)
+        .map_err(|e| TunnelError::Tls(e.to_string()))?
+        .await
+        .map_err(|e| TunnelError::Tls(format!("QUIC to the gateway: {e}")))?;
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    let mut stream = tokio::io::join(recv, send);
+    through_gateway(&mut stream, vm, &me.grant.ticket).await?;
+    let tls = connect_on(me, stream, vm, pairing).await?;
+    Ok(ViaQuic {
+        tls,
+        _conn: conn,
+        _endpoint: endpoint,
+    })
+}
+
+/// The channel through the gateway over QUIC: the TLS stream to the VM,
+/// holding the QUIC connection and endpoint.
+pub struct ViaQuic {
+    tls: tokio_rustls::client::TlsStream<tokio::io::Join<quinn::RecvStream, quinn::SendStream>>,
+    _conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+}
+
+impl AsyncRead for ViaQuic {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ViaQuic {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().tls).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().tls).poll_shutdown(cx)
+    }
 }
 
 /// A channel over QUIC: its stream, holding the connection and endpoint.

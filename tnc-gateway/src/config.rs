@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! listen = "[::]:2712"                 # where terminals connect (TCP)
+//! listen_quic = "[::]:2712"            # and over QUIC (UDP), if set
 //!
 //! [pdp]
 //! revocations = "pdp.example:2711"     # the PDP's [revocations] listen (or a list:
@@ -55,6 +56,10 @@ impl ConfigError {
 pub struct GatewayConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Also QUIC (UDP) here: the framing on a connection's first stream,
+    /// the gateway presenting its enrolled certificate; off unless set.
+    #[serde(default)]
+    pub listen_quic: Option<SocketAddr>,
     pub pdp: PdpSection,
     pub identity: Identity,
     #[serde(default)]

@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tnc_proto::gateway::{Admission, Refusal, MAX_ADMISSION};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How long the gateway waits to connect to a VM.
@@ -188,9 +188,59 @@ impl Gateway {
         }
     }
 
+    /// Serves terminals' QUIC connections on `endpoint` until `shutdown`:
+    /// each one's first bidirectional stream carries the framing and then
+    /// the channel, as a TCP connection does.
+    pub async fn run_quic(
+        self: Arc<Self>,
+        endpoint: quinn::Endpoint,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let incoming = tokio::select! {
+                i = endpoint.accept() => match i {
+                    Some(i) => i,
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let peer = incoming.remote_address();
+                let first_frame = me.limits.first_frame();
+                let opened = tokio::time::timeout(first_frame, async {
+                    let conn = incoming.await.map_err(|e| e.to_string())?;
+                    let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>((conn, send, recv))
+                })
+                .await;
+                let (conn, send, recv) = match opened {
+                    Ok(Ok(o)) => o,
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "QUIC connection ended before its stream");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "no QUIC stream within {} s: cut off", me.limits.first_frame_secs);
+                        return;
+                    }
+                };
+                me.handle(tokio::io::join(recv, send), peer).await;
+                // The terminal closes once it read the last bytes (a
+                // refusal code, say); closing first could drop them.
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+            });
+        }
+    }
+
     /// One terminal's connection, start to end.
-    pub async fn connection(&self, mut tcp: TcpStream, peer: SocketAddr) {
+    pub async fn connection(&self, tcp: TcpStream, peer: SocketAddr) {
         let _ = tcp.set_nodelay(true);
+        self.handle(tcp, peer).await
+    }
+
+    /// A terminal's stream (TCP, or a QUIC stream), start to end.
+    async fn handle<S: AsyncRead + AsyncWrite + Unpin>(&self, mut tcp: S, peer: SocketAddr) {
         // Connections still sending their admission count in the total too,
         // so that a flood of silent ones cannot pile up.
         let mut buf = Vec::with_capacity(1024);
@@ -269,8 +319,8 @@ impl Gateway {
 
 /// The admission at the start of the stream, and the bytes it took of
 /// `buf` (what follows belongs to the channel). Err(None): the peer left.
-async fn read_admission(
-    tcp: &mut TcpStream,
+async fn read_admission<S: AsyncRead + Unpin>(
+    tcp: &mut S,
     buf: &mut Vec<u8>,
 ) -> Result<(Admission, usize), Option<Refusal>> {
     let mut chunk = [0u8; 4096];
@@ -292,8 +342,8 @@ async fn read_admission(
     }
 }
 
-async fn refuse(
-    mut tcp: TcpStream,
+async fn refuse<S: AsyncWrite + Unpin>(
+    mut tcp: S,
     peer: SocketAddr,
     vm: Option<&str>,
     refusal: Refusal,
@@ -325,14 +375,14 @@ enum Ended {
 
 /// Relays `a` (the terminal; `early` already read from it) and `b` (the
 /// VM) until both closed, they were silent for `idle`, or `tracked` is cut.
-async fn relay(
-    a: TcpStream,
+async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+    a: S,
     b: TcpStream,
     early: &[u8],
     idle: Duration,
     tracked: &mut Tracked,
 ) -> Ended {
-    let (mut ar, mut aw) = a.into_split();
+    let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = b.into_split();
     if !early.is_empty() {
         if let Err(e) = bw.write_all(early).await {
@@ -396,6 +446,8 @@ fn unix_now() -> i64 {
 pub struct Running {
     /// Where terminals connect.
     pub addr: SocketAddr,
+    /// And over QUIC, if configured.
+    pub quic_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
     /// What it knows of revocations (and when it last heard the PDP).
     pub revoked: Arc<Revoked>,
@@ -465,8 +517,9 @@ pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, Str
                 .ok_or_else(|| format!("pdp.revocations {at:?}: no address"))?,
         );
     }
+    let signing = Arc::new(signing);
     let mut sub =
-        crate::revocation::Subscription::new(pdps[0], &config.pdp.name, &ca, Arc::new(signing))?;
+        crate::revocation::Subscription::new(pdps[0], &config.pdp.name, &ca, signing.clone())?;
     sub.fallbacks = pdps[1..].to_vec();
     let revoked = Revoked::new();
     let gateway = Arc::new(Gateway::new(
@@ -480,12 +533,32 @@ pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, Str
         .map_err(|e| format!("listen {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(crate::revocation::subscribe(sub, revoked.clone(), None)),
-        tokio::spawn(gateway.clone().run(listener, stopped)),
+        tokio::spawn(gateway.clone().run(listener, stopped.clone())),
     ];
+    let mut quic_addr = None;
+    if let Some(at) = config.listen_quic {
+        // The terminal checks the gateway's enrolled certificate (its name
+        // as a DNS name, from the session CA); its own identity runs end to
+        // end to the VM inside.
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            pki::tls::shangmi::strict_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(signing.clone());
+        let server = pki::tls::quic_server_config(&tls, tnc_proto::gateway::QUIC_ALPN)
+            .map_err(|e| format!("listen_quic: {e}"))?;
+        let endpoint =
+            quinn::Endpoint::server(server, at).map_err(|e| format!("listen_quic {at}: {e}"))?;
+        quic_addr = Some(endpoint.local_addr().map_err(|e| e.to_string())?);
+        tasks.push(tokio::spawn(gateway.clone().run_quic(endpoint, stopped)));
+    }
     Ok(Running {
         addr,
+        quic_addr,
         gateway,
         revoked,
         stop,

@@ -15,6 +15,9 @@
 
 /// The framing's version byte.
 pub const VERSION: u8 = 1;
+/// The ALPN protocol of a terminal's QUIC connection to the gateway (the
+/// framing then runs on its first bidirectional stream).
+pub const QUIC_ALPN: &[u8] = b"tnc-gateway";
 /// The largest ticket accepted.
 pub const MAX_TICKET: usize = 16 * 1024;
 /// The longest VM name (a DNS name).

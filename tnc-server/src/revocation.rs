@@ -347,9 +347,12 @@ impl Publisher {
                 &LeafSpec {
                     common_name: name.to_string(),
                     subject_extra: vec![(NameAttr::OrganizationalUnit, "gateway".into())],
-                    dns_names: Vec::new(),
+                    // Its name as a DNS name: terminals reaching it over
+                    // QUIC check it (serverAuth); it subscribes with it
+                    // (clientAuth).
+                    dns_names: vec![name.to_string()],
                     ips: Vec::new(),
-                    usage: Usage::Client,
+                    usage: Usage::ServerAndClient,
                     lifetime: self.gateway_lifetime,
                 },
                 std::time::SystemTime::now(),
