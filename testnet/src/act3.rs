@@ -51,15 +51,7 @@ pub async fn run(
     let revocations = pdp
         .revocations_addr
         .context("the PDP runs no revocation stream")?;
-    let target = Pdp {
-        addr: pdp.addr,
-        server_name: "localhost".into(),
-        tls: tnc_client::agent::tls_client_config_for(
-            &pdp.tls.ca,
-            None,
-            pki::tls::Suites::Standard,
-        )?,
-    };
+    let target = pdp.target(pki::tls::Suites::Standard)?;
     let echo = crate::e2e::echo_service().await?;
     let (serving, _) = serve_in_thread(
         &target,
@@ -93,20 +85,9 @@ pub async fn run(
         ),
     )?;
     let config = tnc_gateway::config::GatewayConfig::load(&dir.join("gateway.toml"))?;
-    let token = {
-        let mut raw = [0u8; 24];
-        pki::rand::SecureRandom::fill(&pki::rand::SystemRandom::new(), &mut raw)
-            .map_err(|_| anyhow!("random source"))?;
-        policy::digest::hex(&raw)
-    };
-    let now = tnc_server::pdp::system_clock();
-    pdp.store
-        .add_enrolment_token(
-            "gw-1",
-            &policy::digest::hex(&policy::HashAlg::Sha256.digest(token.as_bytes())),
-            now + 600,
-            now,
-        )
+    let token = pdp
+        .store
+        .new_enrolment_token("gw-1", 600, tnc_server::pdp::system_clock())
         .await?;
     let enrolled = tnc_gateway::enrol::enrol(&config, &token)
         .await

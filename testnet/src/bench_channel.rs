@@ -562,15 +562,7 @@ fn first_byte(runs: usize) -> anyhow::Result<()> {
         let vm_collector = testnet::e2e::soft_device(&pdp, Role::Vm, "vm", &measurements).await?;
         let terminal =
             testnet::e2e::soft_device(&pdp, Role::Terminal, "terminal", &measurements).await?;
-        let target = tnc_client::pairing::Pdp {
-            addr: pdp.addr,
-            server_name: "localhost".into(),
-            tls: tnc_client::agent::tls_client_config_for(
-                &pdp.tls.ca,
-                None,
-                pki::tls::Suites::Standard,
-            )?,
-        };
+        let target = pdp.target(pki::tls::Suites::Standard)?;
         // The service behind the VM: one byte back for each byte.
         let echo_addr = testnet::e2e::echo_service().await?;
         let vm_agent = Agent::with_collector(os.clone(), Box::new(vm_collector()));

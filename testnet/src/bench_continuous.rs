@@ -236,27 +236,13 @@ pub fn clients(args: &ClientArgs) -> anyhow::Result<()> {
         let mut collectors = Vec::with_capacity(args.count);
         for i in 0..args.count {
             let ak = testnet::soft_ak::SoftAk::generate();
-            let ek_certificate = format!("software endpoint {i} (bench continuous)").into_bytes();
-            let mut device_id = [0u8; 32];
-            device_id.copy_from_slice(&policy::HashAlg::Sha256.digest(&ek_certificate));
-            store
-                .put_device(&tnc_server::devices::DeviceRecord {
-                    device_id,
-                    role: Role::Terminal,
-                    ek_certificate: ek_certificate.clone(),
-                    ak_name: ak.public().name(),
-                    ak_public: ak.public_area().to_vec(),
-                    state: None,
-                    last_verdict: None,
-                    last_seen: 0,
-                    enrolled_at: 0,
-                })
-                .await?;
-            let identity = tnc_proto::attestation::Identity {
-                ek_public: ak.public_area().to_vec(),
-                ek_certificate,
-                ak_public: ak.public_area().to_vec(),
-            };
+            let identity = testnet::e2e::enrol_software_ak(
+                &store,
+                Role::Terminal,
+                &ak,
+                &format!("software endpoint {i} (bench continuous)"),
+            )
+            .await?;
             collectors.push(testnet::soft_ak::SoftCollector::new(
                 Role::Terminal,
                 ak,
@@ -397,27 +383,8 @@ async fn fan_out(args: &Args) -> anyhow::Result<FanOut> {
     let mut samples = Vec::new();
     for r in 0..args.revocations {
         let ticket = vec![r as u8; 16];
-        let device = [r as u8; 32];
+        let device = testnet::e2e::held_ticket(&pdp.store, r as u8).await?;
         let now = tnc_server::pdp::system_clock();
-        pdp.store
-            .commit_decision(&tnc_server::store::DecisionWrite {
-                at: now,
-                device: None,
-                attestation: None,
-                audit: &[],
-                evidence: None,
-                credential: Some(&tnc_server::store::CredentialWrite {
-                    ticket_id: ticket.clone(),
-                    device_id: device,
-                    user: None,
-                    role: "terminal".into(),
-                    serial: "01".into(),
-                    certificate_sha256: format!("{r:02x}").repeat(32),
-                    not_after: now as i64 + 3600,
-                }),
-                revoke: None,
-            })
-            .await?;
         let mut tracked = Vec::new();
         for s in &sets {
             tracked.push(s.track(&ticket, &[r as u8; 32]).map_err(|e| anyhow!(e))?);

@@ -275,6 +275,16 @@ impl TestPdp {
         })
     }
 
+    /// The PDP as the pairing flows reach it (its TLS CA trusted, the name
+    /// "localhost"), speaking `suites`.
+    pub fn target(&self, suites: pki::tls::Suites) -> anyhow::Result<tnc_client::pairing::Pdp> {
+        Ok(tnc_client::pairing::Pdp {
+            addr: self.addr,
+            server_name: "localhost".into(),
+            tls: tls_client_config_for(&self.tls.ca, None, suites)?,
+        })
+    }
+
     /// The session CA's certificate and key (PEM), to start another PDP
     /// with the same CA; None when it issues no credentials.
     pub fn session_ca(&self) -> Option<(String, String)> {
@@ -724,10 +734,34 @@ pub async fn soft_device(
 ) -> anyhow::Result<impl Fn() -> crate::soft_ak::SoftCollector> {
     let ak = crate::soft_ak::SoftAk::generate();
     // Its device ID is SHA-256 of this: [`soft_device_id`].
-    let ek_certificate = format!("software {name} (bench)").into_bytes();
+    let identity =
+        enrol_software_ak(&pdp.store, role, &ak, &format!("software {name} (bench)")).await?;
+    let values = Arc::new(measurements.pcr_values_after(measurements.ima_entries()));
+    let measurements = measurements.clone();
+    Ok(move || {
+        crate::soft_ak::SoftCollector::new(
+            role,
+            ak.clone(),
+            identity.clone(),
+            measurements.clone(),
+            values.clone(),
+        )
+    })
+}
+
+/// Registers `ak` in `store` as the enrolled AK of a device of `role` whose
+/// "EK certificate" is the bytes of `label` (no TPM to activate a credential
+/// with); the identity its collector sends.
+pub async fn enrol_software_ak(
+    store: &Store,
+    role: tnc_proto::attestation::Role,
+    ak: &crate::soft_ak::SoftAk,
+    label: &str,
+) -> anyhow::Result<tnc_proto::attestation::Identity> {
+    let ek_certificate = label.as_bytes().to_vec();
     let mut device_id = [0u8; 32];
     device_id.copy_from_slice(&policy::HashAlg::Sha256.digest(&ek_certificate));
-    pdp.store
+    store
         .put_device(&tnc_server::devices::DeviceRecord {
             device_id,
             role,
@@ -740,21 +774,10 @@ pub async fn soft_device(
             enrolled_at: 0,
         })
         .await?;
-    let identity = tnc_proto::attestation::Identity {
+    Ok(tnc_proto::attestation::Identity {
         ek_public: ak.public_area().to_vec(),
         ek_certificate,
         ak_public: ak.public_area().to_vec(),
-    };
-    let values = Arc::new(measurements.pcr_values_after(measurements.ima_entries()));
-    let measurements = measurements.clone();
-    Ok(move || {
-        crate::soft_ak::SoftCollector::new(
-            role,
-            ak.clone(),
-            identity.clone(),
-            measurements.clone(),
-            values.clone(),
-        )
     })
 }
 
@@ -798,4 +821,69 @@ pub async fn web_service(body: &'static str) -> std::io::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// The lines a child process prints on `out`, as they come.
+pub fn child_lines(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The first line from `rx` containing `text` within `within`; panics with
+/// the lines seen on the way otherwise (for tests).
+pub fn wait_for_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    text: &str,
+    within: std::time::Duration,
+) -> String {
+    let until = std::time::Instant::now() + within;
+    let mut seen = String::new();
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(text) {
+                    return line;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {text:?} within {within:?}; saw:\n{seen}");
+}
+
+/// Records in `store`, as an allow's commit does, a ticket `[n; 16]` of
+/// device `[n; 32]` bound to a certificate whose SHA-256 is `[n; 32]`,
+/// valid for an hour: something to revoke. The device.
+pub async fn held_ticket(store: &Store, n: u8) -> anyhow::Result<[u8; 32]> {
+    let now = tnc_server::pdp::system_clock();
+    store
+        .commit_decision(&tnc_server::store::DecisionWrite {
+            at: now,
+            device: None,
+            attestation: None,
+            audit: &[],
+            evidence: None,
+            credential: Some(&tnc_server::store::CredentialWrite {
+                ticket_id: vec![n; 16],
+                device_id: [n; 32],
+                user: None,
+                role: "terminal".into(),
+                serial: "01".into(),
+                certificate_sha256: format!("{n:02x}").repeat(32),
+                not_after: now as i64 + 3600,
+            }),
+            revoke: None,
+        })
+        .await?;
+    Ok([n; 32])
 }

@@ -304,18 +304,8 @@ vm-1 = "{vm}"
         ),
     )?;
     let config = tnc_gateway::config::GatewayConfig::load(&path)?;
-    let mut raw = [0u8; 24];
-    pki::rand::SecureRandom::fill(&pki::rand::SystemRandom::new(), &mut raw)
-        .map_err(|_| anyhow!("the system's random source failed"))?;
-    let token = policy::digest::hex(&raw);
-    let now = tnc_server::pdp::system_clock();
-    store
-        .add_enrolment_token(
-            "gw-1",
-            &policy::digest::hex(&policy::HashAlg::Sha256.digest(token.as_bytes())),
-            now + 600,
-            now,
-        )
+    let token = store
+        .new_enrolment_token("gw-1", 600, tnc_server::pdp::system_clock())
         .await?;
     tnc_gateway::enrol::enrol(&config, &token)
         .await

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testnet::e2e::{soft_device, soft_device_id, write_host_files, PdpOptions, TestPdp};
 use tnc_client::agent::Agent;
-use tnc_client::pairing::{serve, Advertise, ConnectOptions, Pdp, ServeOptions};
+use tnc_client::pairing::{serve, Advertise, ConnectOptions, ServeOptions};
 use tnc_proto::attestation::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,16 +34,7 @@ async fn a_newer_control_session_supersedes_the_older_one() {
         .unwrap();
     let dir = testnet::swtpm::scratch_dir("control-sessions").unwrap();
     let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
-    let target = Pdp {
-        addr: pdp.addr,
-        server_name: "localhost".into(),
-        tls: tnc_client::agent::tls_client_config_for(
-            &pdp.tls.ca,
-            None,
-            pki::tls::Suites::Standard,
-        )
-        .unwrap(),
-    };
+    let target = pdp.target(pki::tls::Suites::Standard).unwrap();
     let echo_addr = testnet::e2e::echo_service().await.unwrap();
 
     let mut sessions = Vec::new();

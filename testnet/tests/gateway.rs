@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testnet::e2e::{soft_device, soft_device_id, write_host_files, PdpOptions, TestPdp};
 use tnc_client::agent::Agent;
-use tnc_client::pairing::{ConnectOptions, Pdp, RevocationsAt};
+use tnc_client::pairing::{ConnectOptions, RevocationsAt};
 use tnc_gateway::config::GatewayConfig;
 use tnc_proto::attestation::Role;
 use tnc_proto::revocation::{Frame, FrameReader};
@@ -59,17 +59,13 @@ async fn enrolled_gateway(
     )
     .unwrap();
     let config = GatewayConfig::load(&path).unwrap();
-    let token = "5f1c0a9e7d3b2a1908f7e6d5c4b3a291";
     let now = unix_now();
-    pdp.store
-        .add_enrolment_token(
-            "gw-1",
-            &policy::digest::hex(&policy::HashAlg::Sha256.digest(token.as_bytes())),
-            now + 600,
-            now,
-        )
+    let token = pdp
+        .store
+        .new_enrolment_token("gw-1", 600, now)
         .await
         .unwrap();
+    let token = token.as_str();
     // A wrong token is refused and leaves the right one usable.
     let wrong = tnc_gateway::enrol::enrol(&config, "0000").await;
     assert!(
@@ -153,16 +149,7 @@ async fn a_revocation_cuts_channels_at_the_gateway_and_at_the_vm_within_a_second
         .unwrap();
     let dir = testnet::swtpm::scratch_dir("gateway").unwrap();
     let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
-    let target = Pdp {
-        addr: pdp.addr,
-        server_name: "localhost".into(),
-        tls: tnc_client::agent::tls_client_config_for(
-            &pdp.tls.ca,
-            None,
-            pki::tls::Suites::Standard,
-        )
-        .unwrap(),
-    };
+    let target = pdp.target(pki::tls::Suites::Standard).unwrap();
     let echo = testnet::e2e::echo_service().await.unwrap();
     let (serving, _) = testnet::e2e::serve_in_thread(
         &target,
@@ -350,28 +337,7 @@ async fn a_gateway_without_its_pdp_fails_closed_and_catches_up_when_it_returns()
     })
     .await;
     // A ticket to revoke later: as a decision records it.
-    let store = pdp.store.clone();
-    let device = [0x42u8; 32];
-    store
-        .commit_decision(&tnc_server::store::DecisionWrite {
-            at: unix_now(),
-            device: None,
-            attestation: None,
-            audit: &[],
-            evidence: None,
-            credential: Some(&tnc_server::store::CredentialWrite {
-                ticket_id: vec![0x42; 16],
-                device_id: device,
-                user: None,
-                role: "terminal".into(),
-                serial: "01".into(),
-                certificate_sha256: "42".repeat(32),
-                not_after: unix_now() as i64 + 3600,
-            }),
-            revoke: None,
-        })
-        .await
-        .unwrap();
+    let device = testnet::e2e::held_ticket(&pdp.store, 0x42).await.unwrap();
 
     // The PDP goes away; after the grace period (2 s) nobody is admitted.
     pdp.stop().await.unwrap();
@@ -508,27 +474,8 @@ async fn subscribers_with_the_wrong_certificate_or_forged_acknowledgements_are_r
 
     // A gateway's own stream: revocations, then a replayed and a forged
     // acknowledgement.
-    for (ticket, device) in [(0x51u8, [0x51u8; 32]), (0x52, [0x52; 32])] {
-        pdp.store
-            .commit_decision(&tnc_server::store::DecisionWrite {
-                at: unix_now(),
-                device: None,
-                attestation: None,
-                audit: &[],
-                evidence: None,
-                credential: Some(&tnc_server::store::CredentialWrite {
-                    ticket_id: vec![ticket; 16],
-                    device_id: device,
-                    user: None,
-                    role: "terminal".into(),
-                    serial: "01".into(),
-                    certificate_sha256: format!("{ticket:02x}").repeat(32),
-                    not_after: unix_now() as i64 + 3600,
-                }),
-                revoke: None,
-            })
-            .await
-            .unwrap();
+    for n in [0x51u8, 0x52] {
+        let device = testnet::e2e::held_ticket(&pdp.store, n).await.unwrap();
         pdp.store
             .revoke_device(&device, unix_now(), "test")
             .await

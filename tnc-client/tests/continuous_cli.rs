@@ -6,44 +6,11 @@
 //! next round isolates it and revokes the ticket it got at login, in the
 //! decision's transaction; the client says so and exits 3.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use testnet::e2e::{profile, Endpoint, PdpOptions, TestPdp};
+use testnet::e2e::{child_lines, profile, wait_for_line, Endpoint, PdpOptions, TestPdp};
 use testnet::swtpm::LocalCa;
 use tnc_proto::attestation::Role;
-
-/// The lines a child prints, as they come.
-fn lines(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for a line containing `text`; the lines seen on the way.
-fn wait_for(rx: &std::sync::mpsc::Receiver<String>, text: &str, within: Duration) -> String {
-    let until = Instant::now() + within;
-    let mut seen = String::new();
-    while let Some(left) = until.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains(text) {
-                    return line;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    panic!("no line with {text:?} within {within:?}; saw:\n{seen}");
-}
 
 /// The operator's `tnc-server`, built next to this package's binary by
 /// `cargo test --workspace`.
@@ -97,14 +64,14 @@ async fn a_terminal_that_stays_is_reassessed_and_isolated_when_it_runs_an_unknow
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = lines(client.stdout.take().unwrap());
-    let err = lines(client.stderr.take().unwrap());
+    let out = child_lines(client.stdout.take().unwrap());
+    let err = child_lines(client.stderr.take().unwrap());
     let started = Instant::now();
-    wait_for(&out, "staying:", Duration::from_secs(60));
+    wait_for_line(&out, "staying:", Duration::from_secs(60));
     let login = started.elapsed();
     // Every 2 s (±10 %), on the same session: allow.
     for _ in 0..2 {
-        wait_for(&out, "re-assessed at", Duration::from_secs(15));
+        wait_for_line(&out, "re-assessed at", Duration::from_secs(15));
     }
     let id: [u8; 32] = policy::digest::from_hex(&device)
         .unwrap()
@@ -137,11 +104,11 @@ async fn a_terminal_that_stays_is_reassessed_and_isolated_when_it_runs_an_unknow
         .measure_more(&[("/home/user/.local/bin/cryptominer", b"not approved")])
         .unwrap();
     let ran = Instant::now();
-    let line = wait_for(&out, "re-assessed at", Duration::from_secs(15));
+    let line = wait_for_line(&out, "re-assessed at", Duration::from_secs(15));
     let isolated = ran.elapsed();
     // Rounds that began before the file ran may still say allow.
     let line = if line.ends_with(": allow") {
-        wait_for(&out, "re-assessed at", Duration::from_secs(15))
+        wait_for_line(&out, "re-assessed at", Duration::from_secs(15))
     } else {
         line
     };

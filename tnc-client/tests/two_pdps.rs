@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use testnet::e2e::{make_tls_files, profile, Endpoint};
+use testnet::e2e::{child_lines, make_tls_files, profile, wait_for_line, Endpoint};
 use testnet::postgres::Postgres;
 use testnet::swtpm::{scratch_dir, LocalCa};
 use tnc_proto::attestation::Role;
@@ -34,37 +34,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The lines a child prints, as they come.
-fn lines(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for(rx: &std::sync::mpsc::Receiver<String>, text: &str, within: Duration) -> String {
-    let until = Instant::now() + within;
-    let mut seen = String::new();
-    while let Some(left) = until.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains(text) {
-                    return line;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    panic!("no line with {text:?} within {within:?}; saw:\n{seen}");
 }
 
 struct Pdp {
@@ -255,23 +224,23 @@ async fn revocations_cross_pdps_and_a_killed_pdps_terminal_goes_on_with_the_othe
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = lines(stay.stdout.take().unwrap());
-    let err = lines(stay.stderr.take().unwrap());
-    wait_for(&out, "staying:", Duration::from_secs(60));
-    wait_for(&out, "re-assessed at", Duration::from_secs(15));
+    let out = child_lines(stay.stdout.take().unwrap());
+    let err = child_lines(stay.stderr.take().unwrap());
+    wait_for_line(&out, "staying:", Duration::from_secs(60));
+    wait_for_line(&out, "re-assessed at", Duration::from_secs(15));
     let killed = Instant::now();
     a.child.kill().unwrap(); // SIGKILL
     a.child.wait().unwrap();
-    let line = wait_for(&out, "re-assessed at", Duration::from_secs(15));
+    let line = wait_for_line(&out, "re-assessed at", Duration::from_secs(15));
     let taken_over = killed.elapsed();
     assert!(line.ends_with(": allow"), "{line}");
-    wait_for(&err, "going on with the next PDP", Duration::from_secs(1));
+    wait_for_line(&err, "going on with the next PDP", Duration::from_secs(1));
     // B re-assesses it on its interval from then on, and isolates it when
     // it runs the program; that revocation reaches the gateway too.
-    wait_for(&out, "re-assessed at", Duration::from_secs(15));
+    wait_for_line(&out, "re-assessed at", Duration::from_secs(15));
     t1.measure_more(&[("/home/user/.local/bin/cryptominer", b"x")])
         .unwrap();
-    let line = wait_for(&out, ": isolate", Duration::from_secs(15));
+    let line = wait_for_line(&out, ": isolate", Duration::from_secs(15));
     assert!(line.contains("cryptominer"), "{line}");
     let store = tnc_server::store::Store::open(&pg.url()).await.unwrap();
     let newest = store.last_revocation_seq().await.unwrap();

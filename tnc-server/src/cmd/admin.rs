@@ -132,18 +132,8 @@ pub fn gateway(cmd: &GatewayCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
                 let store = open(config).await?;
-                let mut raw = [0u8; 24];
-                pki::rand::SecureRandom::fill(&pki::rand::SystemRandom::new(), &mut raw)
-                    .map_err(|_| anyhow!("the system's random source failed"))?;
-                let token = hex(&raw);
-                let now = system_clock();
-                store
-                    .add_enrolment_token(
-                        name,
-                        &hex(&policy::HashAlg::Sha256.digest(token.as_bytes())),
-                        now + valid_secs,
-                        now,
-                    )
+                let token = store
+                    .new_enrolment_token(name, *valid_secs, system_clock())
                     .await?;
                 println!("{token}");
                 eprintln!(

@@ -179,8 +179,19 @@ async fn handshake(ctx: &PdpContext, agent: &mut Agent, limits: SessionLimits) -
 
 /// Runs one whole PB-TNC handshake between `agent` and `session`.
 async fn drive(session: &mut PdpSession<'_>, agent: &mut Agent) -> Exchange {
-    let mut next = Some(agent.first_batch().unwrap());
-    let mut batches = 0;
+    let first = agent.first_batch().unwrap();
+    exchange(session, agent, first, 0).await
+}
+
+/// The client's `first` batch to `session`, then batch for batch until the
+/// session is decided (or ends); `batches` the PDP sent before.
+async fn exchange(
+    session: &mut PdpSession<'_>,
+    agent: &mut Agent,
+    first: Vec<u8>,
+    mut batches: usize,
+) -> Exchange {
+    let mut next = Some(first);
     while let Some(batch) = next.take() {
         let reply = session.receive(&batch).await;
         for b in &reply.batches {
@@ -1168,31 +1179,14 @@ mod continuous {
             assert!(!over);
             next = next.or(a);
         }
-        assert!(next.is_some(), "the client answers the SDATA");
         assert!(session.reassess().is_none(), "one round at a time");
-        while let Some(batch) = next.take() {
-            let reply = session.receive(&batch).await;
-            for b in &reply.batches {
-                batches += 1;
-                assert!(batches < 32, "the round does not end");
-                let (answer, over) = agent.receive(b).unwrap();
-                if !reply.close && !over {
-                    next = answer;
-                } else if let Some(close) = answer {
-                    session.receive(&close).await;
-                }
-            }
-        }
-        let decision = session.decision().cloned();
-        Exchange {
-            outcome: agent.outcome().clone(),
-            verdict: decision.as_ref().map(|d| d.verdict),
-            reasons: decision
-                .map(|d| d.reasons.into_iter().map(|r| r.text).collect())
-                .unwrap_or_default(),
-            failure: session.failure().map(str::to_string),
+        exchange(
+            session,
+            agent,
+            next.expect("the client answers the SDATA"),
             batches,
-        }
+        )
+        .await
     }
 
     #[tokio::test]

@@ -435,6 +435,24 @@ impl Store {
         .await
     }
 
+    /// A new one-time token for gateway `name`, valid `valid_secs` from
+    /// `now`: 24 random bytes, hex; only its SHA-256 is stored.
+    pub async fn new_enrolment_token(
+        &self,
+        name: &str,
+        valid_secs: u64,
+        now: u64,
+    ) -> Result<String, StoreError> {
+        let mut raw = [0u8; 24];
+        pki::rand::SecureRandom::fill(&pki::rand::SystemRandom::new(), &mut raw)
+            .map_err(|_| StoreError::Corrupt("the system's random source failed".into()))?;
+        let token = hex(&raw);
+        let sha = hex(&policy::HashAlg::Sha256.digest(token.as_bytes()));
+        self.add_enrolment_token(name, &sha, now + valid_secs, now)
+            .await?;
+        Ok(token)
+    }
+
     /// Uses up gateway `name`'s token if its SHA-256 is `sha256` (compared
     /// in constant time), unused and unexpired at `now`, with an audit entry.
     pub async fn take_enrolment_token(
