@@ -152,6 +152,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .init();
@@ -702,9 +703,8 @@ fn serve(
                             "tnc-client serve: revocation {}: a ticket of device {} ({}): {cut} channel(s) cut",
                             ticket.seq, ticket.device, ticket.reason
                         ),
-                        Notice::Lost(why) => eprintln!(
-                            "tnc-client serve: revocation stream lost ({why}): reconnecting"
-                        ),
+                        // The subscriber's own warning says it.
+                        Notice::Lost(_) => {}
                     }
                 }
             });
