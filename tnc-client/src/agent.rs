@@ -688,6 +688,16 @@ pub async fn login_with(
     })?;
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
+    if control.is_some() {
+        // A kept session waits for the PDP's next round for as long as it
+        // lasts: a PDP gone without a FIN is found by keepalive probes
+        // (60 s idle, 3 probes 10 s apart), and the session fails over.
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(60))
+            .with_interval(std::time::Duration::from_secs(10))
+            .with_retries(3);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
+    }
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await

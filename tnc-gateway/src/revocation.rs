@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 use tnc_proto::revocation::{Frame, FrameReader, RevokedTicket, ALPN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A stream that brings nothing (not even a heartbeat) for this long is
+/// given up.
+pub const SILENCE: Duration = Duration::from_secs(5);
+
 /// What a subscriber knows of revocations, and the connections it carries.
 #[derive(Debug, Default)]
 pub struct Revoked {
@@ -187,6 +191,8 @@ pub struct Subscription {
     /// Further PDPs on the same store, tried in turn when the stream is
     /// lost (each pushes every revocation of the store).
     pub fallbacks: Vec<SocketAddr>,
+    /// A stream silent this long is given up ([`SILENCE`]).
+    pub silence: Duration,
     /// The name on the listener's certificate (`[revocations] name`).
     pub server_name: String,
     pub tls: Arc<rustls::ClientConfig>,
@@ -216,6 +222,7 @@ impl Subscription {
         Ok(Self {
             addr,
             fallbacks: Vec::new(),
+            silence: SILENCE,
             server_name: server_name.to_string(),
             tls: Arc::new(config),
         })
@@ -317,7 +324,13 @@ async fn run_once_at(
     let mut reader = FrameReader::default();
     let mut buf = vec![0u8; 8192];
     loop {
-        let n = tls.read(&mut buf).await.map_err(|e| e.to_string())?;
+        // The PDP sends a heartbeat every second: a stream silent for
+        // longer than SILENCE is given up (a PDP gone without closing it),
+        // and the next PDP tried.
+        let n = tokio::time::timeout(sub.silence, tls.read(&mut buf))
+            .await
+            .map_err(|_| format!("nothing from the PDP for {:?}", sub.silence))?
+            .map_err(|e| e.to_string())?;
         if n == 0 {
             return Ok(());
         }

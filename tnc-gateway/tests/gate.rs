@@ -299,3 +299,76 @@ async fn a_gateway_that_never_heard_its_pdp_admits_nobody() {
         Some(Refusal::Unavailable)
     );
 }
+
+/// A PDP that takes the subscription and then says nothing (gone without
+/// closing the stream): the subscriber gives the stream up after its
+/// silence limit instead of waiting forever, so it can go on with the next
+/// PDP.
+#[tokio::test]
+async fn a_silent_revocation_stream_is_given_up() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let ca = ca();
+    let leaf = |name: &str, usage| {
+        let key = pki::ca::Sm2Key::generate().unwrap();
+        let cert = ca
+            .issue(
+                &key.public_key(),
+                &pki::ca::LeafSpec {
+                    common_name: name.into(),
+                    subject_extra: vec![(pki::ca::NameAttr::OrganizationalUnit, "gateway".into())],
+                    dns_names: vec![name.into()],
+                    ips: Vec::new(),
+                    usage,
+                    lifetime: Duration::from_secs(3600),
+                },
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        let der = pki::ca::pem_or_der(key.to_pem().unwrap().as_bytes()).unwrap();
+        Arc::new(
+            pki::tls::OneKey::load(
+                &pki::tls::shangmi::strict_provider(),
+                vec![CertificateDer::from(cert)],
+                PrivateKeyDer::Pkcs8(der.into()),
+            )
+            .unwrap(),
+        )
+    };
+    let server_key = leaf("tnc-pdp", pki::ca::Usage::Server);
+    let mut tls =
+        rustls::ServerConfig::builder_with_provider(Arc::new(pki::tls::shangmi::strict_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(server_key);
+    tls.alpn_protocols = vec![tnc_proto::revocation::ALPN.to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = acceptor.accept(tcp).await.unwrap();
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf).await; // the subscribe frame
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut sub = tnc_gateway::revocation::Subscription::new(
+        at,
+        "tnc-pdp",
+        ca.certificate_der(),
+        leaf("gw-1", pki::ca::Usage::Client),
+    )
+    .unwrap();
+    sub.silence = Duration::from_millis(400);
+    let set = Revoked::new();
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        tnc_gateway::revocation::run_once(&sub, &set, &|_| {}),
+    )
+    .await
+    .expect("the silent stream was kept")
+    .unwrap_err();
+    assert!(err.contains("nothing from the PDP"), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+}

@@ -603,6 +603,7 @@ async fn serve(
         match accepted {
             Accepted::Tcp(stream, acceptor) => {
                 let _ = stream.set_nodelay(true);
+                keepalive(&stream);
                 let tls = gate
                     .pending("TLS handshake", async {
                         acceptor
@@ -682,6 +683,26 @@ async fn serve(
         identity,
     }
 }
+
+/// TCP keepalive on a session's socket: a kept-open session whose peer
+/// vanished without a FIN (a VM powered off, a link down) is found after
+/// [`KEEPALIVE_IDLE`] and three unanswered probes [`KEEPALIVE_INTERVAL`]
+/// apart, rather than at its next round (its serving VM leaves the pairing
+/// registry then too).
+pub fn keepalive(stream: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "TCP keepalive not set");
+    }
+}
+
+/// Idle time before the first keepalive probe.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Between unanswered probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One TLS record's worth: larger reads gain nothing.
 const READ: usize = 16 * 1024;
@@ -1166,6 +1187,24 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::PeerRate;
+
+    #[tokio::test]
+    async fn session_sockets_get_tcp_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let sock = socket2::SockRef::from(&server);
+        assert!(!sock.keepalive().unwrap());
+        super::keepalive(&server);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), super::KEEPALIVE_IDLE);
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            super::KEEPALIVE_INTERVAL
+        );
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 3);
+    }
 
     #[test]
     fn peer_rate_admits_a_burst_then_refuses_per_address() {
