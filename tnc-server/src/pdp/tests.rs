@@ -12,7 +12,7 @@ use super::session::{PdpSession, SessionLimits};
 use super::PdpContext;
 use crate::clock::FakeClock;
 use crate::devices::DeviceRecord;
-use crate::store::{MemoryStore, PdpStore};
+use crate::store::MemoryStore;
 use policy::Verdict;
 use std::sync::Arc;
 use testnet::simulator::{Measurements, Profile};
@@ -488,119 +488,16 @@ async fn a_store_that_cannot_be_read_gives_no_access() {
 async fn a_policy_that_cannot_be_read_gives_no_access_and_a_missing_one_isolates() {
     // The device lookup succeeds, then the store fails: the reference
     // values cannot be read.
-    #[derive(Debug)]
-    struct PolicyFails(Arc<MemoryStore>);
-    impl PdpStore for PolicyFails {
-        fn device<'a>(
-            &'a self,
-            id: &'a [u8; 32],
-        ) -> crate::store::StoreFuture<'a, Option<DeviceRecord>> {
-            self.0.device(id)
-        }
-        fn policy_versions(
-            &self,
-        ) -> crate::store::StoreFuture<'_, std::collections::BTreeMap<Role, i64>> {
-            Box::pin(std::future::ready(Err(crate::store::StoreError::Corrupt(
-                "disk gone".into(),
-            ))))
-        }
-        fn current_policies(
-            &self,
-        ) -> crate::store::StoreFuture<'_, std::collections::BTreeMap<Role, (i64, String)>>
-        {
-            self.0.current_policies()
-        }
-        fn commit_decision<'a>(
-            &'a self,
-            w: &'a crate::store::DecisionWrite<'a>,
-        ) -> crate::store::StoreFuture<'a, ()> {
-            self.0.commit_decision(w)
-        }
-        fn password_hash<'a>(
-            &'a self,
-            user: &'a str,
-        ) -> crate::store::StoreFuture<'a, Option<String>> {
-            self.0.password_hash(user)
-        }
-        fn audit<'a>(
-            &'a self,
-            at: u64,
-            kind: &'a str,
-            subject: &'a str,
-            detail: &'a str,
-        ) -> crate::store::StoreFuture<'a, i64> {
-            self.0.audit(at, kind, subject, detail)
-        }
-        fn ticket_revocation<'a>(
-            &'a self,
-            ticket_id: &'a [u8],
-        ) -> crate::store::StoreFuture<'a, Option<crate::store::Revocation>> {
-            self.0.ticket_revocation(ticket_id)
-        }
-        fn revocations_after(
-            &self,
-            seq: i64,
-            limit: i64,
-        ) -> crate::store::StoreFuture<'_, Vec<crate::store::Revocation>> {
-            self.0.revocations_after(seq, limit)
-        }
-        fn reassess_requests_after(
-            &self,
-            seq: i64,
-        ) -> crate::store::StoreFuture<'_, Vec<crate::store::ReassessRequest>> {
-            self.0.reassess_requests_after(seq)
-        }
-        fn last_reassess_seq(&self) -> crate::store::StoreFuture<'_, i64> {
-            self.0.last_reassess_seq()
-        }
-        fn last_revocation_seq(&self) -> crate::store::StoreFuture<'_, i64> {
-            self.0.last_revocation_seq()
-        }
-        fn take_lease<'a>(
-            &'a self,
-            device: &'a [u8; 32],
-            owner: &'a str,
-            now: u64,
-            expires: u64,
-        ) -> crate::store::StoreFuture<'a, bool> {
-            self.0.take_lease(device, owner, now, expires)
-        }
-        fn record_ack<'a>(
-            &'a self,
-            name: &'a str,
-            role: &'a str,
-            seq: i64,
-            at: u64,
-        ) -> crate::store::StoreFuture<'a, bool> {
-            self.0.record_ack(name, role, seq, at)
-        }
-        fn take_enrolment_token<'a>(
-            &'a self,
-            name: &'a str,
-            sha256: &'a [u8; 32],
-            now: u64,
-        ) -> crate::store::StoreFuture<'a, bool> {
-            self.0.take_enrolment_token(name, sha256, now)
-        }
-        fn mark_stale<'a>(
-            &'a self,
-            now: u64,
-            stale_after: &'a std::collections::BTreeMap<Role, u64>,
-        ) -> crate::store::StoreFuture<'a, Vec<crate::store::Stale>> {
-            self.0.mark_stale(now, stale_after)
-        }
-    }
     let bed = Bed::new();
     let dev = Device::new("good-terminal");
     dev.enroll(&bed, Role::Terminal);
-    let ctx = PdpContext {
-        clock: bed.clock.clone(),
-        ..PdpContext::new(Arc::new(PolicyFails(bed.store.clone())))
-    };
+    bed.store.fail_policy_reads(true);
+    let ctx = &bed.ctx;
     let mut agent = Agent::new(os_facts(), dev.collector(Role::Terminal, dev.ak_clone()));
-    let x = handshake(&ctx, &mut agent, SessionLimits::default()).await;
+    let x = handshake(ctx, &mut agent, SessionLimits::default()).await;
     assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
     assert!(x.says("cannot read its policy"), "{x:?}");
+    bed.store.fail_policy_reads(false);
 
     // No reference values for VMs at all: isolate until the operator loads some.
     let vm = Device::new("good-vm");

@@ -38,6 +38,7 @@ struct State {
 pub struct MemoryStore {
     state: Mutex<State>,
     fail_reads: AtomicBool,
+    fail_policy_reads: AtomicBool,
     fail_commits: AtomicBool,
 }
 
@@ -53,6 +54,12 @@ impl MemoryStore {
     /// From now on every read fails (as a database that went away).
     pub fn fail_reads(&self, fail: bool) {
         self.fail_reads.store(fail, Ordering::SeqCst);
+    }
+
+    /// From now on reading the policy versions fails, and nothing else (a
+    /// store that gave the device and then went away).
+    pub fn fail_policy_reads(&self, fail: bool) {
+        self.fail_policy_reads.store(fail, Ordering::SeqCst);
     }
 
     /// From now on every decision's commit fails (as a full disk).
@@ -214,6 +221,11 @@ impl PdpStore for MemoryStore {
     }
 
     fn policy_versions(&self) -> StoreFuture<'_, BTreeMap<Role, i64>> {
+        if self.fail_policy_reads.load(Ordering::SeqCst) {
+            return Box::pin(std::future::ready(Err(StoreError::Corrupt(
+                "the in-memory store is set to fail policy reads".into(),
+            ))));
+        }
         let r = self.read_check().map(|()| {
             self.state()
                 .policies
