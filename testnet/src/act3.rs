@@ -35,6 +35,22 @@ pub struct Figures {
     pub carried_after: usize,
 }
 
+/// What the act needs of the PDP: credentials issued, vm-1 named by
+/// `vm_device`, the revocation stream, terminals re-assessed every 2 s.
+pub fn pdp_options(vm_device: String) -> anyhow::Result<crate::e2e::PdpOptions> {
+    Ok(crate::e2e::PdpOptions {
+        issue_credentials: true,
+        vm_names: [(vm_device, "vm-1".to_string())].into(),
+        revocations: Some("127.0.0.1:0".parse()?),
+        reassessment: tnc_server::config::Reassessment {
+            role_interval_secs: [(tnc_proto::attestation::Role::Terminal, 2)].into(),
+            poll_ms: 100,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
 /// The file the act runs on terminal-1.
 pub const UNAPPROVED: &str = "/home/user/.local/bin/cryptominer";
 

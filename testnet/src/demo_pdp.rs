@@ -81,17 +81,9 @@ async fn demo() -> anyhow::Result<()> {
         ca.roots()?,
         PdpOptions {
             suites: Suites::Both,
-            issue_credentials: true,
-            vm_names: [(vm_device, "vm-1".to_string())].into(),
-            // Act 3: terminals re-assessed every 2 s (the default is 5 min),
-            // revocations pushed to subscribers.
-            revocations: Some("127.0.0.1:0".parse()?),
-            reassessment: tnc_server::config::Reassessment {
-                role_interval_secs: [(Role::Terminal, 2)].into(),
-                poll_ms: 100,
-                ..Default::default()
-            },
-            ..PdpOptions::default()
+            // Act 3's: credentials, vm-1 named, revocations pushed,
+            // terminals re-assessed every 2 s (the default is 5 min).
+            ..testnet::act3::pdp_options(vm_device)?
         },
     )
     .await?;

@@ -5,7 +5,7 @@
 //! with the decision and the gateway cuts the channel within a second of the
 //! verdict.
 
-use testnet::e2e::{profile, Endpoint, PdpOptions, TestPdp};
+use testnet::e2e::{profile, Endpoint, TestPdp};
 use testnet::swtpm::LocalCa;
 use tnc_proto::attestation::Role;
 
@@ -21,17 +21,7 @@ async fn an_unapproved_program_isolates_terminal_1_and_the_gateway_cuts_its_chan
     let pdp = TestPdp::start_raw(
         &[(Role::Terminal, &t_ref), (Role::Vm, &vm_ref)],
         ca.roots().unwrap(),
-        PdpOptions {
-            issue_credentials: true,
-            vm_names: [(vm.device_id().unwrap(), "vm-1".to_string())].into(),
-            revocations: Some("127.0.0.1:0".parse().unwrap()),
-            reassessment: tnc_server::config::Reassessment {
-                role_interval_secs: [(Role::Terminal, 2)].into(),
-                poll_ms: 100,
-                ..Default::default()
-            },
-            ..PdpOptions::default()
-        },
+        testnet::act3::pdp_options(vm.device_id().unwrap()).unwrap(),
     )
     .await
     .unwrap();
