@@ -85,3 +85,49 @@ async fn a_newer_control_session_supersedes_the_older_one() {
     newer.control.abort();
     pdp.stop().await.unwrap();
 }
+
+/// Kept-open sessions hold no session slot between rounds: with
+/// `max_sessions = 1`, a second endpoint is decided while the first stays
+/// open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_sessions_leave_the_session_slots_to_new_exchanges() {
+    let profile = testnet::e2e::profile("good-terminal").unwrap();
+    let measurements = Arc::new(profile.measure().unwrap());
+    let pdp = TestPdp::start_raw(
+        &[(Role::Terminal, &profile)],
+        (Vec::new(), Vec::new()),
+        PdpOptions {
+            limits: tnc_server::config::Limits {
+                max_sessions: 1,
+                ..Default::default()
+            },
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = testnet::swtpm::scratch_dir("kept-slots").unwrap();
+    let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
+    let target = pdp.target(pki::tls::Suites::Standard).unwrap();
+    let mut kept = Vec::new();
+    for name in ["terminal-1", "terminal-2", "terminal-3"] {
+        let device = soft_device(&pdp, Role::Terminal, name, &measurements)
+            .await
+            .unwrap();
+        let (outcome, session) = tnc_client::pairing::KeptSession::open(
+            std::slice::from_ref(&target),
+            Agent::with_collector(os.clone(), Box::new(device())),
+            None,
+            Duration::from_secs(10),
+            None,
+            false,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(outcome.allowed(), "{name}");
+        kept.push(session);
+    }
+    assert!(kept.iter().all(|s| !s.is_finished()), "all three stay open");
+    drop(kept);
+    pdp.stop().await.unwrap();
+}

@@ -414,7 +414,9 @@ impl Default for OsPolicy {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Sessions served at once; further connections wait in the backlog.
+    /// Sessions in an exchange at once (authenticated, not yet decided, or
+    /// in a re-assessment round); further ones wait for a slot. A session
+    /// kept open between rounds holds none.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
     /// Largest PT-TLS message, header included (an IMA list of a busy host
@@ -561,6 +563,13 @@ impl ServerConfig {
         if r.interval_secs == 0 || r.role_interval_secs.values().any(|&v| v == 0) {
             return invalid(
                 "reassessment.interval_secs and role_interval_secs must be at least 1".into(),
+            );
+        }
+        if r.stale_intervals == 1 {
+            return invalid(
+                "reassessment.stale_intervals must be 0 (never) or at least 2: with jitter a \
+                 round may come later than one interval"
+                    .into(),
             );
         }
         if r.jitter_percent > 50 {

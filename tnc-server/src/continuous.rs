@@ -95,13 +95,12 @@ pub async fn watch(ctx: Arc<PdpContext>, mut shutdown: tokio::sync::watch::Recei
             return;
         }
         // Revocations first: this PDP's or another's on the same store.
-        match ctx.store.revocations_after(revocations, 10_000).await {
-            Ok(list) => {
-                if let Some(last) = list.last() {
-                    revocations = last.seq;
-                    ctx.newest_revocation.send_replace(revocations);
-                }
+        match ctx.store.last_revocation_seq().await {
+            Ok(newest) if newest > revocations => {
+                revocations = newest;
+                ctx.newest_revocation.send_replace(revocations);
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading revocations"),
         }
         if nudged {

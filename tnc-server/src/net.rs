@@ -535,8 +535,8 @@ pub struct Gate {
     pub tls_timeout: Duration,
     /// To finish PT-TLS negotiation and authentication, after TLS.
     pub auth_timeout: Duration,
-    /// Set once the session is a serving VM's control session, which stays
-    /// open past the handshake deadline.
+    /// Set once the session is decided and stays open (for re-assessments,
+    /// and a serving VM's pairings): past the handshake deadline.
     pub kept_open: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -592,7 +592,7 @@ async fn serve(
 ) -> SessionReport {
     let start = Instant::now();
     let kept_open = gate.kept_open.clone();
-    // The handshake deadline, unless the session became a control session.
+    // The handshake deadline, unless the session was decided and kept open.
     let deadline = async {
         tokio::time::sleep(limits.handshake_timeout()).await;
         if kept_open.load(std::sync::atomic::Ordering::Acquire) {
@@ -771,6 +771,18 @@ async fn periodic_lease(ctx: &PdpContext, session: &PdpSession<'_>) -> Lease {
     }
 }
 
+/// Sends what `reply` holds; closes the transport when it says so.
+fn send(conn: &mut ServerConnection, reply: &crate::pdp::session::Reply) {
+    for b in &reply.batches {
+        if conn.send_batch(b).is_err() {
+            break;
+        }
+    }
+    if reply.close {
+        conn.close();
+    }
+}
+
 /// Starts a re-assessment (SRETRY, SDATA) with its deadline.
 fn start_reassessment(
     session: &mut PdpSession<'_>,
@@ -781,13 +793,8 @@ fn start_reassessment(
 ) {
     if let Some(reply) = session.reassess() {
         tracing::debug!(why, "re-assessing an open session");
-        for b in &reply.batches {
-            if conn.send_batch(b).is_err() {
-                break;
-            }
-        }
+        send(conn, &reply);
         if reply.close {
-            conn.close();
             return;
         }
         *round = Some((
@@ -839,6 +846,9 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let auth_deadline = tokio::time::Instant::now() + gate.auth_timeout;
     // The session slot, once authenticated.
     let mut slot = None;
+    // Past PT-TLS negotiation and authentication (the slot may be given
+    // back later, while the session is kept open between rounds).
+    let mut authenticated = false;
     // This session's share of the PDP's budget for unfinished messages.
     let mut reserved = ctx.message_budget.reservation();
     let refund = || {
@@ -880,52 +890,50 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     // what else asks for one.
     let mut next_reassess: Option<tokio::time::Instant> = None;
     let mut triggers = ctx.triggers.subscribe();
-    // Sends what `reply` holds; closes the transport when it says so.
-    fn send(conn: &mut ServerConnection, reply: &crate::pdp::session::Reply) {
-        for b in &reply.batches {
-            if conn.send_batch(b).is_err() {
-                break;
-            }
-        }
-        if reply.close {
-            conn.close();
-        }
-    }
     let mut buf = vec![0u8; READ];
     let exchange: Result<(), SessionError> = async {
         loop {
             while let Some(event) = conn.poll_event() {
                 match event {
-                    Event::Ready => slot = Some(gate.enter().await?),
+                    Event::Ready => {
+                        slot = Some(gate.enter().await?);
+                        authenticated = true;
+                    }
                     Event::Batch(bytes) => {
                         // Boxed: the appraisal's future is large and lives
                         // only while a batch is handled, not in every idle
                         // session's task.
                         let reply = Box::pin(session.receive(&bytes)).await;
                         send(&mut conn, &reply);
-                        if session.is_decided() && !conn.is_closed() {
+                        // A pairing round's RESULT repeats the standing
+                        // decision: nothing was appraised, the schedule and
+                        // the triggers stand.
+                        let pairing_round = matches!(round, Some((Round::Pairing, _)));
+                        if session.is_decided() && !conn.is_closed() && !pairing_round {
                             if let Some((Round::Reassess(why), _)) = round {
                                 log_reassessment(&peer, &session, why);
                             }
                             round = None;
                             // Decided and still open: the session stays
-                            // (past the handshake deadline) and is assessed
-                            // again after an interval.
+                            // (past the handshake deadline), holds no
+                            // session slot between rounds (`max_sessions`
+                            // bounds the exchanges under way, not the
+                            // endpoints kept), and is assessed again after
+                            // an interval.
                             gate.kept_open
                                 .store(true, std::sync::atomic::Ordering::Release);
+                            slot = None;
                             session.release_round();
                             let role = session.device().and_then(|(_, r)| r).and_then(Role::from_name);
                             let wait = ctx
                                 .reassessment
                                 .jittered(role, crate::continuous::unit(&ctx.rng));
                             next_reassess = Some(tokio::time::Instant::now() + wait);
-                            // The decision just made saw the store as it is
-                            // now: triggers from before it are answered.
-                            while !matches!(
-                                triggers.try_recv(),
-                                Err(tokio::sync::broadcast::error::TryRecvError::Empty
-                                    | tokio::sync::broadcast::error::TryRecvError::Closed)
-                            ) {}
+                            // This appraisal read the store just now:
+                            // triggers queued before it are answered.
+                            triggers = triggers.resubscribe();
+                        } else if pairing_round && session.is_decided() {
+                            round = None;
                         }
                         for id in session.take_accepted() {
                             if let Some(done) = awaiting.remove(&id) {
@@ -939,8 +947,6 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                                 address = %serving.address,
                                 "VM serving channels: its control session stays open for pairings"
                             );
-                            gate.kept_open
-                                .store(true, std::sync::atomic::Ordering::Release);
                             let (r, rx) = ctx.pairings.register(serving);
                             if let Some(old) = registration.replace(r) {
                                 ctx.pairings.leave(old);
@@ -1057,7 +1063,6 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             // queue), the next periodic re-assessment or a trigger; during
             // a round the PDP started, its deadline.
             let decided = session.is_decided();
-            let authenticated = slot.is_some();
             let n = tokio::select! {
                 r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
                 () = sleep_until_opt((!authenticated).then_some(auth_deadline)) => return Err(SessionError::CutOff(format!(

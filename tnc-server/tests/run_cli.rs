@@ -175,6 +175,37 @@ fn config_errors_name_the_key() {
         err.contains("no_evidence") && err.contains("maybe"),
         "{err}"
     );
+    // Continuous trust and the revocation stream.
+    let attestation = format!(
+        "[attestation]\nek_roots = [\"{}\"]\nreference_values = {{}}\n",
+        tls.ca.display()
+    );
+    for (section, key) in [
+        (
+            "[reassessment]\ninterval_secs = 0\n",
+            "reassessment.interval_secs",
+        ),
+        (
+            "[reassessment]\nrole_interval_secs = { vm = 0 }\n",
+            "role_interval_secs",
+        ),
+        (
+            "[reassessment]\njitter_percent = 60\n",
+            "reassessment.jitter_percent",
+        ),
+        ("[reassessment]\npoll_ms = 0\n", "reassessment.poll_ms"),
+        (
+            "[reassessment]\nstale_intervals = 1\n",
+            "reassessment.stale_intervals",
+        ),
+        (
+            "[revocations]\nlisten = \"127.0.0.1:0\"\n",
+            "revocations.listen needs [ca]",
+        ),
+    ] {
+        let err = write(&format!("{base}{attestation}{section}"));
+        assert!(err.contains(key), "{section}: {err}");
+    }
     // A private key others can read is refused.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&tls.key, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -68,6 +68,21 @@ pub(super) async fn revoke_on(
     at: u64,
     reason: &str,
 ) -> Result<u64, StoreError> {
+    // Most decisions that are not allow find nothing to revoke: no lock
+    // for them.
+    let pending = sqlx::query(
+        "SELECT 1 FROM credentials c
+         WHERE c.device_id = $1 AND c.not_after > $2
+           AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.ticket_id = c.ticket_id)
+         LIMIT 1",
+    )
+    .bind(device.to_vec())
+    .bind(at as i64)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if pending.is_none() {
+        return Ok(0);
+    }
     if backend == Backend::Postgres {
         sqlx::query("LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *conn)
@@ -221,18 +236,14 @@ impl Store {
         device: Option<&[u8; 32]>,
         at: u64,
     ) -> Result<i64, StoreError> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
-        sqlx::query("INSERT INTO reassess_requests (at, device_id) VALUES ($1, $2)")
-            .bind(at as i64)
-            .bind(device.map(|d| d.to_vec()))
-            .execute(&mut *tx)
-            .await?;
-        let seq: i64 = sqlx::query("SELECT MAX(seq) FROM reassess_requests")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        tx.commit().await?;
-        Ok(seq)
+        Ok(sqlx::query(
+            "INSERT INTO reassess_requests (at, device_id) VALUES ($1, $2) RETURNING seq",
+        )
+        .bind(at as i64)
+        .bind(device.map(|d| d.to_vec()))
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?)
     }
 
     /// Re-assessment requests numbered after `seq`, oldest first.
