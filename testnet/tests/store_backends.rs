@@ -357,6 +357,53 @@ async fn continuous_trust(store: &Store, device: &DeviceRecord, findings: &[Stri
         store.lease(&id).await.unwrap(),
         Some(("pdp-b".to_string(), 1291))
     );
+    // Subscribers' acknowledgements only move forward.
+    assert!(store.record_ack("gw-1", "gateway", 5, 1300).await.unwrap());
+    assert!(!store.record_ack("gw-1", "gateway", 3, 1301).await.unwrap());
+    assert!(store.record_ack("gw-1", "gateway", 6, 1302).await.unwrap());
+    assert_eq!(
+        store.subscribers().await.unwrap(),
+        vec![("gw-1".to_string(), "gateway".to_string(), 6, 1302)]
+    );
+    // A gateway's one-time token: a wrong one, then the right one once,
+    // and not after it expired; a new one replaces an unused one.
+    let token = store.new_enrolment_token("gw-1", 100, 2000).await.unwrap();
+    let hash = |t: &str| -> [u8; 32] { HashAlg::Sha256.digest(t.as_bytes()).try_into().unwrap() };
+    assert!(!store
+        .take_enrolment_token("gw-1", &hash("wrong"), 2001)
+        .await
+        .unwrap());
+    assert!(!store
+        .take_enrolment_token("gw-2", &hash(&token), 2001)
+        .await
+        .unwrap());
+    assert!(store
+        .take_enrolment_token("gw-1", &hash(&token), 2001)
+        .await
+        .unwrap());
+    assert!(!store
+        .take_enrolment_token("gw-1", &hash(&token), 2002)
+        .await
+        .unwrap());
+    let late = store.new_enrolment_token("gw-1", 100, 3000).await.unwrap();
+    let replaced = store.new_enrolment_token("gw-1", 100, 3000).await.unwrap();
+    assert!(!store
+        .take_enrolment_token("gw-1", &hash(&late), 3001)
+        .await
+        .unwrap());
+    assert!(!store
+        .take_enrolment_token("gw-1", &hash(&replaced), 3101)
+        .await
+        .unwrap());
+    // A reason with a NUL (a path from a peer's IMA list) is stored.
+    testnet::e2e::held_ticket(store, 0x77).await.unwrap();
+    assert_eq!(
+        store
+            .revoke_device(&[0x77; 32], 1400, "isolate: /tmp/a\0b")
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -18,7 +18,8 @@ pub struct ClientConfig {
     pub server: String,
     /// Further PDPs sharing the first one's store, in order: a kept session
     /// (`login --stay`, `connect`) that loses its PDP goes on with the next
-    /// (failover), and the first login tries them when `server` is down.
+    /// (failover), and tries them in turn for its first decision when
+    /// `server` is down. A plain `login` uses `server` only.
     #[serde(default)]
     pub servers: Vec<String>,
     /// `tcp` (default) or `quic`: PT-TLS over TCP + TLS 1.3, or over QUIC

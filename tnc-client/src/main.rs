@@ -66,8 +66,9 @@ enum Command {
     /// from the terminals the PDP pairs with this VM, each relayed to a
     /// local service. Stops when the PDP ends the control session.
     ///
-    /// Exit status: 0 on Ctrl-C, 3 when the PDP does not allow this VM, 1
-    /// when the control session ends, 2 usage or configuration errors.
+    /// Exit status: 0 on Ctrl-C, 3 isolate, 4 no access (at login or a
+    /// later re-assessment), 1 when the control session ends, 2 usage or
+    /// configuration errors.
     Serve {
         #[arg(long)]
         config: PathBuf,
@@ -101,8 +102,9 @@ enum Command {
     /// ssh ProxyCommand) or a local port (as ssh -L; each connection gets
     /// its own pairing). Asks for credentials when it holds none valid.
     ///
-    /// Exit status: 0 the channel ran, 3 no access (the verdict is not
-    /// allow), 1 no pairing or no channel, 2 usage or configuration errors.
+    /// Exit status: 0 the channel ran, 3 isolate, 4 no access (at the
+    /// handshake or a later re-assessment), 1 no pairing, no channel, or the
+    /// channel cut, 2 usage or configuration errors.
     Connect {
         #[arg(long)]
         config: PathBuf,
@@ -112,9 +114,10 @@ enum Command {
         /// gives with the pairing.
         #[arg(long)]
         to: Option<std::net::SocketAddr>,
-        /// Through the network access gateway at this address (TCP): it
-        /// admits the connection on the access ticket and relays it to the
-        /// VM; the channel stays end to end.
+        /// Through the network access gateway at this address (TCP, or QUIC
+        /// with --quic and --via-name): it admits the connection on the
+        /// access ticket and relays it to the VM; the channel stays end to
+        /// end.
         #[arg(long, conflicts_with = "to")]
         via: Option<std::net::SocketAddr>,
         /// With --via and --quic: the gateway's name (as it enrolled), which

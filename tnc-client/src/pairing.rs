@@ -159,6 +159,7 @@ async fn keep(
     let mut at = 0usize;
     let mut ever_decided = false;
     let mut backoff = Duration::from_millis(500);
+    let mut barren_turns = 0u32;
     loop {
         let pdp = &pdps[at % pdps.len()];
         let before = agent.decisions();
@@ -199,18 +200,36 @@ async fn keep(
         );
         if decided {
             backoff = Duration::from_millis(500);
+            barren_turns = 0;
         } else if at % pdps.len() == 0 {
-            // A whole turn without a decision: wait longer each turn.
+            // A whole turn without a decision: wait longer each turn, and
+            // give up after MAX_BARREN_TURNS of them.
+            barren_turns += 1;
+            if barren_turns >= MAX_BARREN_TURNS {
+                return result;
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        // A new session: what was asked in the first (credentials, a
-        // pairing) is not asked again.
+        // A new session. Once a PDP decided, what the first one asked
+        // (credentials, a pairing) is not asked again; before that, it is.
+        let asked = (
+            agent.key_request.clone(),
+            agent.pairing_request.clone(),
+            agent.serving.clone(),
+        );
         let os = agent.os.clone();
         agent = Agent::with_collector(os, agent.into_collector());
         agent.stay = true;
+        if !ever_decided {
+            (agent.key_request, agent.pairing_request, agent.serving) = asked;
+        }
     }
 }
+
+/// Whole turns through its PDPs without a decision after which a kept
+/// session gives up (with the backoff, about a minute).
+const MAX_BARREN_TURNS: u32 = 12;
 
 impl Drop for KeptSession {
     fn drop(&mut self) {

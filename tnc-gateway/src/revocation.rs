@@ -150,6 +150,12 @@ impl Revoked {
         self.lock().last_seq
     }
 
+    /// The next subscription asks for every revocation again (what is known
+    /// stays refused).
+    pub fn start_over(&self) {
+        self.lock().last_seq = 0;
+    }
+
     /// The PDP was heard from now.
     fn heard(&self) {
         self.lock().heard = Some(Instant::now());
@@ -351,6 +357,15 @@ async fn run_once_at(
                         "ticket revoked"
                     );
                     tell(Notice::Revoked { ticket: r, cut });
+                }
+                // A store behind what was applied (restored from a backup):
+                // start over from 0 rather than wait for numbers already seen.
+                Frame::Heartbeat { newest, .. } if newest < set.last_seq() => {
+                    let had = set.last_seq();
+                    set.start_over();
+                    return Err(format!(
+                        "the PDP's newest revocation is {newest}, below the {had} applied here: subscribing again from the start"
+                    ));
                 }
                 Frame::Heartbeat { .. } => {}
                 Frame::Error { message } => return Err(format!("the PDP refused: {message}")),

@@ -229,10 +229,13 @@ impl Publisher {
         let mut newest = ctx.newest_revocation.subscribe();
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Read the store at the start and whenever the newest number moved,
+        // not at each heartbeat or acknowledgement.
+        let mut look = true;
         loop {
             // What the store holds beyond what was sent; expired tickets
             // need no refusing.
-            loop {
+            while std::mem::take(&mut look) {
                 let list = ctx
                     .store
                     .revocations_after(sent, BATCH)
@@ -257,12 +260,10 @@ impl Publisher {
                         }))
                         .await?;
                 }
-                if (list.len() as i64) < BATCH {
-                    break;
-                }
+                look = list.len() as i64 == BATCH;
             }
             tokio::select! {
-                _ = newest.changed() => {}
+                _ = newest.changed() => look = true,
                 _ = beat.tick() => {
                     let newest = *newest.borrow();
                     stream.send(&Frame::Heartbeat { newest, at: ctx.now() as i64 }).await?;
@@ -316,6 +317,9 @@ impl Publisher {
             Ok(r) => r,
             Err(e) => return stream.refuse(&format!("the request is refused: {e}")).await,
         };
+        let Some(issuer) = &ctx.issuer else {
+            return stream.refuse("this PDP has no CA").await;
+        };
         let hash: [u8; 32] = policy::HashAlg::Sha256
             .digest(token.as_bytes())
             .try_into()
@@ -337,9 +341,6 @@ impl Publisher {
                     .await;
             }
         }
-        let Some(issuer) = &ctx.issuer else {
-            return stream.refuse("this PDP has no CA").await;
-        };
         let certificate = issuer
             .ca()
             .issue_for_request(

@@ -712,6 +712,17 @@ async fn commit_batch(
     loop {
         let mut tx = begin_write(pool, backend).await?;
         let applied: Result<(), StoreError> = async {
+            // Decisions that may revoke take the revocation lock before
+            // they append to the audit chain (see lock_if_revoking).
+            let revoking: Vec<[u8; 32]> = batch
+                .iter()
+                .filter(|p| p.revoke.is_some())
+                .filter_map(|p| p.attestation.as_ref().map(|a| a.device_id))
+                .collect();
+            if !revoking.is_empty() {
+                let at = batch.first().map_or(0, |p| p.at);
+                revocation::lock_if_revoking(&mut tx, backend, &revoking, at).await?;
+            }
             for p in batch {
                 if let Some(d) = &p.device {
                     put_device_on(&mut tx, d).await?;

@@ -61,6 +61,45 @@ pub struct ReassessRequest {
 /// earlier row is committed, so a subscriber that has seen number N has
 /// seen every number below it (sequence values are otherwise handed out at
 /// insert and may commit out of order between PDPs). SQLite has one writer.
+/// The longest reason kept with a revocation, in characters.
+const MAX_REASON: usize = 2000;
+
+/// On `conn`: whether any of `devices` holds an unexpired ticket not
+/// revoked yet; if so, on PostgreSQL, the revocation table is locked (to the
+/// end of the transaction). A transaction that may revoke calls this before
+/// anything else it writes, so that every writer takes the lock before the
+/// audit chain's next row (the other order deadlocks between PDPs).
+pub(super) async fn lock_if_revoking(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    devices: &[[u8; 32]],
+    at: u64,
+) -> Result<bool, StoreError> {
+    let mut any = false;
+    for device in devices {
+        any |= sqlx::query(
+            "SELECT 1 FROM credentials c
+             WHERE c.device_id = $1 AND c.not_after > $2
+               AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.ticket_id = c.ticket_id)
+             LIMIT 1",
+        )
+        .bind(device.to_vec())
+        .bind(at as i64)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+        if any {
+            break;
+        }
+    }
+    if any && backend == Backend::Postgres {
+        sqlx::query("LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(any)
+}
+
 pub(super) async fn revoke_on(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -70,24 +109,17 @@ pub(super) async fn revoke_on(
 ) -> Result<u64, StoreError> {
     // Most decisions that are not allow find nothing to revoke: no lock
     // for them.
-    let pending = sqlx::query(
-        "SELECT 1 FROM credentials c
-         WHERE c.device_id = $1 AND c.not_after > $2
-           AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.ticket_id = c.ticket_id)
-         LIMIT 1",
-    )
-    .bind(device.to_vec())
-    .bind(at as i64)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if pending.is_none() {
+    if !lock_if_revoking(conn, backend, std::slice::from_ref(device), at).await? {
         return Ok(0);
     }
-    if backend == Backend::Postgres {
-        sqlx::query("LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *conn)
-            .await?;
-    }
+    // Peer text (finding paths) may hold a NUL, which PostgreSQL text
+    // refuses, and be long: a frame of the stream holds 64 KiB at most.
+    let reason = super::without_nul(reason);
+    let reason = match reason.char_indices().nth(MAX_REASON) {
+        Some((at, _)) => format!("{}…", &reason[..at]),
+        None => reason.into_owned(),
+    };
+    let reason = reason.as_str();
     let done = sqlx::query(
         "INSERT INTO revocations (at, device_id, ticket_id, certificate_sha256, not_after, reason)
          SELECT $1, c.device_id, c.ticket_id, c.certificate_sha256, c.not_after, $2
@@ -322,6 +354,7 @@ impl Store {
                     .write_audited(|conn| {
                         let reason = reason.clone();
                         Box::pin(async move {
+                            lock_if_revoking(conn, backend, &[device], now).await?;
                             let updated = sqlx::query(
                                 "UPDATE devices SET last_verdict = 'isolate'
                                  WHERE device_id = $1 AND last_verdict = 'allow' AND last_seen < $2",
@@ -489,16 +522,23 @@ impl Store {
                     return Ok(false);
                 };
                 let stored: String = row.try_get(0)?;
-                let matches =
-                    policy::digest::from_hex(&stored).is_some_and(|s| ct_eq(&s, &presented));
+                let matches = policy::digest::from_hex(&stored)
+                    .is_some_and(|s| policy::quote::constant_time_eq(&s, &presented));
                 if !matches {
                     return Ok(false);
                 }
-                sqlx::query("UPDATE enrolment_tokens SET used_at = $2 WHERE name = $1")
-                    .bind(&name)
-                    .bind(now as i64)
-                    .execute(&mut *conn)
-                    .await?;
+                // Used once: of two enrolments racing with the token, one
+                // updates the row.
+                let used = sqlx::query(
+                    "UPDATE enrolment_tokens SET used_at = $2 WHERE name = $1 AND used_at IS NULL",
+                )
+                .bind(&name)
+                .bind(now as i64)
+                .execute(&mut *conn)
+                .await?;
+                if used.rows_affected() != 1 {
+                    return Ok(false);
+                }
                 append_audit_on(conn, now, "gateway-enrol", &name, "enrolment token used").await?;
                 Ok(true)
             })
@@ -539,11 +579,6 @@ impl Store {
             .await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
-}
-
-/// Constant-time equality of a stored and a presented token hash.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Subscribers' acknowledgements and gateways' enrolment tokens (migration 5).
