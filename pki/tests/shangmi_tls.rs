@@ -332,3 +332,40 @@ fn truncated_and_oversized_records_are_refused_with_an_alert() {
         assert!(refused, "a record of {len} bytes is not taken");
     }
 }
+
+#[test]
+fn our_servers_never_resume_a_session_and_send_no_tickets() {
+    let dir = pki("no-resumption");
+    let server = server_config(
+        Arc::new(strict_provider()),
+        identity(&dir, "server"),
+        Some(roots(&dir, "ca")),
+    )
+    .unwrap();
+    // A client that would resume if it could (rustls's default cache, as a
+    // client other than ours has it).
+    let mut client = (*client_config(
+        Arc::new(strict_provider()),
+        roots(&dir, "ca"),
+        Some(identity(&dir, "client")),
+    )
+    .unwrap())
+    .clone();
+    client.resumption = rustls::client::Resumption::in_memory_sessions(8);
+    let client = Arc::new(client);
+    for round in 0..2 {
+        let (mut c, mut s) = handshake(client.clone(), server.clone()).expect("handshake");
+        assert_eq!(
+            s.handshake_kind(),
+            Some(rustls::HandshakeKind::Full),
+            "connection {round}: every connection is a full handshake"
+        );
+        // The server's post-handshake bytes reach the client: no
+        // NewSessionTicket among them, only the data.
+        assert_eq!(send(&mut s, &mut c, b"data"), b"data");
+        assert!(
+            s.peer_certificates().is_some(),
+            "the client certificate, checked anew"
+        );
+    }
+}

@@ -248,7 +248,11 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         }
     }
     println!("  (a dropped Initial or handshake flight is sent again after QUIC's probe timeout, about 1 s with");
-    println!("   quinn's initial RTT of 333 ms: the p99 of a row with drops is that timeout, not the PDP's work)");
+    println!("   quinn's initial RTT of 333 ms: the p99 of a row with drops is that timeout, not the PDP's work;");
+    println!(
+        "   the PDP's QUIC socket asks for a {} MiB receive buffer, as much as net.core.rmem_max allows)",
+        tnc_server::daemon::QUIC_RECEIVE_BUFFER >> 20
+    );
     println!("TPM quote on swtpm (TPM2_Quote + PCR read, not in the figures above): {tpm_quote_ms:.1} ms");
     println!("one argon2id password check (SASL PLAIN, default cost): {check_ms:.1} ms");
     match &idle {

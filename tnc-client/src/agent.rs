@@ -125,6 +125,8 @@ pub enum AgentError {
     Authentication(String),
     #[error("the PDP closed the session without a decision")]
     NoDecision,
+    #[error("the PDP gave no decision within {0} s")]
+    NoDecisionWithin(u64),
 }
 
 /// What answers the PDP's attestation validator: [`AttestationCollector`]
@@ -521,13 +523,24 @@ pub struct Control {
 /// [`run_session`], kept open after RESULT when the agent serves (see
 /// [`Control`]) until the PDP or the transport closes it.
 pub async fn run_session_with<S: AsyncRead + AsyncWrite + Unpin>(
-    mut io: S,
+    io: S,
     agent: &mut Agent,
     credentials: Option<PlainCredentials>,
     max_message_len: u32,
+    control: Option<Control>,
+) -> Result<Outcome, AgentError> {
+    let conn = ClientConnection::new(pt_tls::Limits { max_message_len }, credentials);
+    drive(io, conn, agent, control).await
+}
+
+/// The session over `io` from `conn` on (a PT-TLS client whose first bytes
+/// may already have gone out with the TLS handshake).
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    mut conn: ClientConnection,
+    agent: &mut Agent,
     mut control: Option<Control>,
 ) -> Result<Outcome, AgentError> {
-    let mut conn = ClientConnection::new(pt_tls::Limits { max_message_len }, credentials);
     let mut buf = vec![0u8; 16 * 1024];
     let mut done = false;
     let mut reported = 0;
@@ -698,8 +711,23 @@ pub async fn login_with(
             .with_retries(3);
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
     }
+    // The PT-TLS Version Request rides with the TLS handshake's last
+    // flight (TLS 1.3 lets a client send data right after its Finished):
+    // one write and one round trip fewer. rustls holds it until the
+    // handshake is done and the server authenticated.
+    let mut conn = ClientConnection::new(
+        pt_tls::Limits {
+            max_message_len: MAX_MESSAGE_LEN,
+        },
+        credentials,
+    );
+    let first = conn.take_output();
     let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
+        .connect_with(name, tcp, |c| {
+            use std::io::Write;
+            // Buffered (up to 64 KiB) until the handshake is complete.
+            let _ = c.writer().write_all(&first);
+        })
         .await
         .map_err(certificate_error)?;
     let suite = stream
@@ -707,8 +735,7 @@ pub async fn login_with(
         .1
         .negotiated_cipher_suite()
         .map(|s| pki::tls::suite_name(s.suite()));
-    let mut outcome =
-        run_session_with(stream, agent, credentials, MAX_MESSAGE_LEN, control).await?;
+    let mut outcome = drive(stream, conn, agent, control).await?;
     outcome.tls_suite = suite;
     Ok(outcome)
 }

@@ -106,7 +106,9 @@ impl ChannelKey {
     /// The key `place` asks for: in the TPM behind `tpm` (made on first
     /// use) or in software. With `Auto`, a TPM that cannot make an SM2 key
     /// (no SM2 curve) leaves the key in software, and [`ChannelKey::fallback`]
-    /// says why.
+    /// says why; but once the key was made in the TPM (its unique value
+    /// kept in `state_dir`), a TPM that fails is an error, never a quiet
+    /// move of the key to software.
     pub fn open(
         state_dir: &Path,
         tpm: Option<&TpmConfig>,
@@ -119,6 +121,9 @@ impl ChannelKey {
                 error: "channel_key = \"tpm\" but the config names no TPM ([tpm])".into(),
             }),
             (KeyPlace::Tpm, Some(config)) => Self::in_tpm(state_dir, config),
+            (KeyPlace::Auto, Some(config)) if state_dir.join(TPM_KEY).exists() => {
+                Self::in_tpm(state_dir, config)
+            }
             (KeyPlace::Auto, Some(config)) => match Self::in_tpm(state_dir, config) {
                 Ok(k) => Ok(k),
                 Err(e) => {
@@ -345,6 +350,31 @@ mod tests {
             assert_eq!(c.channel_key, want);
         }
         assert!(toml::from_str::<C>("channel_key = \"hsm\"").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn auto_never_moves_a_key_made_in_the_tpm_to_software() {
+        let dir = std::env::temp_dir().join(format!("tnc-channel-kept-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A TPM nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let tpm = TpmConfig::parse(&format!("swtpm:host=127.0.0.1,port={port}")).unwrap();
+        // No key in it yet: auto falls back to software, and says why.
+        let k = ChannelKey::open(&dir, Some(&tpm), KeyPlace::Auto).unwrap();
+        assert_eq!(k.storage(), "software");
+        assert!(k.fallback.is_some());
+        // The key was made in the TPM earlier: its failure is an error.
+        std::fs::write(dir.join(TPM_KEY), [7u8; 32]).unwrap();
+        let Err(e) = ChannelKey::open(&dir, Some(&tpm), KeyPlace::Auto) else {
+            panic!("no fallback once the key is in the TPM");
+        };
+        assert!(e.to_string().contains(TPM_KEY), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

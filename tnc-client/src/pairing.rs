@@ -93,6 +93,12 @@ impl KeptSession {
         }
         let (decisions_tx, decisions) = tokio::sync::mpsc::unbounded_channel();
         let pairings = pairings.unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().0);
+        // Each PDP gets its share of the deadline for its first decision (a
+        // PDP that takes the connection and hangs must not use it all),
+        // and as long again whenever the session moves to it later.
+        let attempt = (deadline / pdps.len() as u32)
+            .max(MIN_ATTEMPT)
+            .min(deadline);
         let task = tokio::spawn(keep(
             pdps.to_vec(),
             agent,
@@ -102,6 +108,7 @@ impl KeptSession {
                 pairings,
             },
             failover,
+            attempt,
         ));
         let mut kept = Self { task, decisions };
         let first = tokio::select! {
@@ -154,6 +161,7 @@ async fn keep(
     credentials: Option<PlainCredentials>,
     control: Control,
     failover: bool,
+    attempt: Duration,
 ) -> Result<Outcome, AgentError> {
     agent.stay = true;
     let mut at = 0usize;
@@ -163,18 +171,41 @@ async fn keep(
     loop {
         let pdp = &pdps[at % pdps.len()];
         let before = agent.decisions();
-        let result = login_with(
-            pdp.addr,
-            &pdp.server_name,
-            pdp.tls.clone(),
-            &mut agent,
-            credentials.clone(),
-            Some(Control {
-                decisions: control.decisions.clone(),
-                pairings: control.pairings.clone(),
-            }),
-        )
-        .await;
+        let result = {
+            // Decisions pass through here on their way out, so that an
+            // attempt without one within `attempt` is given up.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let login = login_with(
+                pdp.addr,
+                &pdp.server_name,
+                pdp.tls.clone(),
+                &mut agent,
+                credentials.clone(),
+                Some(Control {
+                    decisions: tx,
+                    pairings: control.pairings.clone(),
+                }),
+            );
+            tokio::pin!(login);
+            let first_by = tokio::time::Instant::now() + attempt;
+            let mut decided_here = false;
+            let result = loop {
+                tokio::select! {
+                    r = &mut login => break r,
+                    Some(o) = rx.recv() => {
+                        decided_here = true;
+                        let _ = control.decisions.send(o);
+                    }
+                    () = tokio::time::sleep_until(first_by), if !decided_here => {
+                        break Err(AgentError::NoDecisionWithin(attempt.as_secs()));
+                    }
+                }
+            };
+            while let Ok(o) = rx.try_recv() {
+                let _ = control.decisions.send(o);
+            }
+            result
+        };
         let decided = agent.decisions() > before;
         ever_decided |= decided;
         if let Ok(o) = &result {
@@ -230,6 +261,9 @@ async fn keep(
 /// Whole turns through its PDPs without a decision after which a kept
 /// session gives up (with the backoff, about a minute).
 const MAX_BARREN_TURNS: u32 = 12;
+
+/// The least time a PDP is given for its first decision on a kept session.
+const MIN_ATTEMPT: Duration = Duration::from_secs(5);
 
 impl Drop for KeptSession {
     fn drop(&mut self) {
@@ -643,34 +677,45 @@ pub async fn connect(
         key: key.into_signer(),
     };
     let opened = Instant::now();
-    let stream = match (transport, via) {
-        (Transport::Tcp, Some(gateway)) => {
-            let mut tcp = tokio::net::TcpStream::connect(gateway)
-                .await
-                .map_err(|e| Failure::Channel(e.into()))?;
-            let _ = tcp.set_nodelay(true);
-            crate::tunnel::through_gateway(&mut tcp, vm, &me.grant.ticket).await?;
-            Channel::Tcp(Box::new(
-                crate::tunnel::connect_on(&me, tcp, vm, &pairing).await?,
-            ))
-        }
-        (Transport::Tcp, None) => Channel::Tcp(Box::new(
-            crate::tunnel::connect(&me, address, vm, &pairing).await?,
-        )),
-        (Transport::Quic, Some(gateway)) => Channel::ViaQuic(Box::new(
-            crate::tunnel::connect_quic_via(
-                &me,
-                gateway,
-                via_name.as_deref().unwrap_or_default(),
-                vm,
-                &pairing,
-            )
-            .await?,
-        )),
-        (Transport::Quic, None) => Channel::Quic(Box::new(
-            crate::tunnel::connect_quic(&me, address, vm, &pairing).await?,
-        )),
+    let channel = async {
+        Ok::<_, Failure>(match (transport, via) {
+            (Transport::Tcp, Some(gateway)) => {
+                let mut tcp = tokio::net::TcpStream::connect(gateway)
+                    .await
+                    .map_err(|e| Failure::Channel(e.into()))?;
+                let _ = tcp.set_nodelay(true);
+                crate::tunnel::through_gateway(&mut tcp, vm, &me.grant.ticket).await?;
+                Channel::Tcp(Box::new(
+                    crate::tunnel::connect_on(&me, tcp, vm, &pairing).await?,
+                ))
+            }
+            (Transport::Tcp, None) => Channel::Tcp(Box::new(
+                crate::tunnel::connect(&me, address, vm, &pairing).await?,
+            )),
+            (Transport::Quic, Some(gateway)) => Channel::ViaQuic(Box::new(
+                crate::tunnel::connect_quic_via(
+                    &me,
+                    gateway,
+                    via_name.as_deref().unwrap_or_default(),
+                    vm,
+                    &pairing,
+                )
+                .await?,
+            )),
+            (Transport::Quic, None) => Channel::Quic(Box::new(
+                crate::tunnel::connect_quic(&me, address, vm, &pairing).await?,
+            )),
+        })
     };
+    // A VM or gateway that takes the connection and then says nothing
+    // would hold the terminal forever.
+    let stream = tokio::time::timeout(crate::tunnel::CHANNEL_TIMEOUT, channel)
+        .await
+        .map_err(|_| {
+            Failure::Channel(crate::tunnel::TunnelError::Timeout(
+                crate::tunnel::CHANNEL_TIMEOUT.as_secs(),
+            ))
+        })??;
     Ok(Opened {
         stream,
         outcome,

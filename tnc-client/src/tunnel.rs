@@ -46,6 +46,11 @@ pub const QUIC_ALPN: &[u8] = b"tnc-channel";
 /// (a peer that stalls is cut off; the relay afterwards has no deadline).
 pub const ADMISSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a terminal gives a channel to open: the connection (through
+/// the gateway, which gives the VM 5 s), the TLS handshake and both pairing
+/// proofs (the VM gives them [`ADMISSION_TIMEOUT`] from its accept).
+pub const CHANNEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Channels one VM serves at once, admitted or being admitted; more are
 /// closed at once.
 pub const MAX_CHANNELS: usize = 1024;
@@ -105,6 +110,11 @@ pub enum TunnelError {
     VmCertificate,
     #[error("the peer did not finish the handshake and frames in time")]
     Stalled,
+    #[error(
+        "the channel was not open within {0} s (connection, gateway, TLS handshake and pairing \
+         proofs): the VM, or the gateway on the way, does not answer"
+    )]
+    Timeout(u64),
     #[error("the channel was cut: {0}")]
     Cut(String),
     #[error("the gateway refused the connection: {0}")]
@@ -258,11 +268,12 @@ impl Server {
         .build()
         .map_err(|e| TunnelError::Tls(e.to_string()))?;
         let key = me.tls_key()?;
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TunnelError::Tls(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(key);
+        pki::tls::full_handshakes_only(&mut tls);
         let ca_key = pki::ca::certificate_public_key(&me.grant.ca)
             .map_err(|e| TunnelError::Credentials(e.to_string()))?;
         let tls = Arc::new(tls);

@@ -43,19 +43,37 @@ struct Counts {
     per_source: HashMap<IpAddr, usize>,
 }
 
-/// One admitted connection's place in the limits; given back on drop.
+/// One connection's place in the limits, from its accept (in the total and
+/// its source's share, so that connections that never send an admission
+/// cannot pile up) and, once admitted, in its ticket's share; given back
+/// on drop.
 struct Slot<'g> {
     gateway: &'g Gateway,
-    ticket: Vec<u8>,
     source: IpAddr,
+    ticket: Option<Vec<u8>>,
+}
+
+impl Slot<'_> {
+    /// Counts the connection in `ticket`'s share too, or says why not.
+    fn for_ticket(&mut self, ticket: &[u8]) -> Result<(), &'static str> {
+        let mut c = self.gateway.lock();
+        if c.per_ticket.get(ticket).copied().unwrap_or(0) >= self.gateway.limits.per_ticket {
+            return Err("connections per ticket");
+        }
+        *c.per_ticket.entry(ticket.to_vec()).or_default() += 1;
+        self.ticket = Some(ticket.to_vec());
+        Ok(())
+    }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         let mut c = self.gateway.lock();
         c.total -= 1;
-        release(&mut c.per_ticket, &self.ticket);
         release(&mut c.per_source, &self.source);
+        if let Some(t) = &self.ticket {
+            release(&mut c.per_ticket, t);
+        }
     }
 }
 
@@ -142,26 +160,22 @@ impl Gateway {
         })
     }
 
-    /// A place within the limits for a connection of `ticket` from
-    /// `source`, or why not.
-    fn slot(&self, ticket: &[u8], source: IpAddr) -> Result<Slot<'_>, &'static str> {
+    /// A place within the limits for a connection from `source`, or why
+    /// not.
+    fn slot(&self, source: IpAddr) -> Result<Slot<'_>, &'static str> {
         let mut c = self.lock();
         if c.total >= self.limits.total {
             return Err("the gateway's total");
-        }
-        if c.per_ticket.get(ticket).copied().unwrap_or(0) >= self.limits.per_ticket {
-            return Err("connections per ticket");
         }
         if c.per_source.get(&source).copied().unwrap_or(0) >= self.limits.per_source {
             return Err("connections per source address");
         }
         c.total += 1;
-        *c.per_ticket.entry(ticket.to_vec()).or_default() += 1;
         *c.per_source.entry(source).or_default() += 1;
         Ok(Slot {
             gateway: self,
-            ticket: ticket.to_vec(),
             source,
+            ticket: None,
         })
     }
 
@@ -241,8 +255,13 @@ impl Gateway {
 
     /// A terminal's stream (TCP, or a QUIC stream), start to end.
     async fn handle<S: AsyncRead + AsyncWrite + Unpin>(&self, mut tcp: S, peer: SocketAddr) {
-        // Connections still sending their admission count in the total too,
-        // so that a flood of silent ones cannot pile up.
+        // Connections still sending their admission count in the total and
+        // their source's share too, so that a flood of silent ones cannot
+        // pile up.
+        let mut slot = match self.slot(peer.ip()) {
+            Ok(s) => s,
+            Err(which) => return refuse_at_once(tcp, peer, which).await,
+        };
         let mut buf = Vec::with_capacity(1024);
         let admission = tokio::time::timeout(
             self.limits.first_frame(),
@@ -263,12 +282,9 @@ impl Gateway {
             Ok(a) => a,
             Err(refusal) => return refuse(tcp, peer, Some(&admission.vm), refusal, "").await,
         };
-        let _slot = match self.slot(&admitted.ticket, peer.ip()) {
-            Ok(s) => s,
-            Err(which) => {
-                return refuse(tcp, peer, Some(&admission.vm), Refusal::Busy, which).await;
-            }
-        };
+        if let Err(which) = slot.for_ticket(&admitted.ticket) {
+            return refuse(tcp, peer, Some(&admission.vm), Refusal::Busy, which).await;
+        }
         let vm = match tokio::time::timeout(VM_CONNECT, TcpStream::connect(admitted.vm)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -306,6 +322,10 @@ impl Gateway {
             Ended::Idle => tracing::info!(
                 %peer, vm = %admission.vm, %device, %ticket,
                 "silent for {} s both ways: cut", self.limits.idle_secs
+            ),
+            Ended::Stalled => tracing::info!(
+                %peer, vm = %admission.vm, %device, %ticket,
+                "a side took no bytes for {} s: cut", self.limits.idle_secs
             ),
             Ended::Cut(why) => {
                 tracing::warn!(%peer, vm = %admission.vm, %device, %ticket, %why, "cut")
@@ -360,6 +380,31 @@ async fn refuse<S: AsyncWrite + Unpin>(
     let _ = tcp.shutdown().await;
 }
 
+/// [`refuse`] with Busy before the admission was read: the terminal's
+/// admission is read and dropped for a moment after, so that closing on
+/// unread bytes (a TCP reset) does not destroy the answer before the
+/// terminal reads it.
+async fn refuse_at_once<S: AsyncRead + AsyncWrite + Unpin>(
+    mut tcp: S,
+    peer: SocketAddr,
+    which: &str,
+) {
+    tracing::info!(
+        %peer,
+        code = Refusal::Busy as u8,
+        detail = which,
+        "refused before its admission: {}",
+        Refusal::Busy
+    );
+    let _ = tcp.write_all(&[Refusal::Busy as u8]).await;
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
 /// How a relay ended.
 #[derive(Debug)]
 enum Ended {
@@ -369,12 +414,17 @@ enum Ended {
         down: u64,
     },
     Idle,
+    /// A peer took no bytes for the idle time (a write waited for it).
+    Stalled,
     Cut(String),
     Failed(std::io::Error),
 }
 
 /// Relays `a` (the terminal; `early` already read from it) and `b` (the
 /// VM) until both closed, they were silent for `idle`, or `tracked` is cut.
+/// The cut races everything, writes included: a peer that stops reading
+/// (its side's buffers full, a write waiting) is cut on time all the same,
+/// and a write that waits `idle` for its peer counts as silence.
 async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     a: S,
     b: TcpStream,
@@ -382,53 +432,65 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     idle: Duration,
     tracked: &mut Tracked,
 ) -> Ended {
-    let (mut ar, mut aw) = tokio::io::split(a);
-    let (mut br, mut bw) = b.into_split();
-    if !early.is_empty() {
-        if let Err(e) = bw.write_all(early).await {
-            return Ended::Failed(e);
+    let pump = async {
+        let (mut ar, mut aw) = tokio::io::split(a);
+        let (mut br, mut bw) = b.into_split();
+        let stalled = || Ended::Stalled;
+        if !early.is_empty() {
+            match tokio::time::timeout(idle, bw.write_all(early)).await {
+                Err(_) => return stalled(),
+                Ok(Err(e)) => return Ended::Failed(e),
+                Ok(Ok(())) => {}
+            }
         }
-    }
-    let (mut up, mut down) = (early.len() as u64, 0u64);
-    let (mut a_open, mut b_open) = (true, true);
-    let mut abuf = vec![0u8; 16 * 1024];
-    let mut bbuf = vec![0u8; 16 * 1024];
-    let mut last = tokio::time::Instant::now();
-    while a_open || b_open {
-        tokio::select! {
-            r = ar.read(&mut abuf), if a_open => match r {
-                Ok(0) => {
-                    a_open = false;
-                    let _ = bw.shutdown().await;
-                }
-                Ok(n) => {
-                    if let Err(e) = bw.write_all(&abuf[..n]).await {
-                        return Ended::Failed(e);
+        let (mut up, mut down) = (early.len() as u64, 0u64);
+        let (mut a_open, mut b_open) = (true, true);
+        let mut abuf = vec![0u8; 16 * 1024];
+        let mut bbuf = vec![0u8; 16 * 1024];
+        let mut last = tokio::time::Instant::now();
+        while a_open || b_open {
+            tokio::select! {
+                r = ar.read(&mut abuf), if a_open => match r {
+                    Ok(0) => {
+                        a_open = false;
+                        let _ = tokio::time::timeout(idle, bw.shutdown()).await;
                     }
-                    up += n as u64;
-                    last = tokio::time::Instant::now();
-                }
-                Err(e) => return Ended::Failed(e),
-            },
-            r = br.read(&mut bbuf), if b_open => match r {
-                Ok(0) => {
-                    b_open = false;
-                    let _ = aw.shutdown().await;
-                }
-                Ok(n) => {
-                    if let Err(e) = aw.write_all(&bbuf[..n]).await {
-                        return Ended::Failed(e);
+                    Ok(n) => {
+                        match tokio::time::timeout(idle, bw.write_all(&abuf[..n])).await {
+                            Err(_) => return stalled(),
+                            Ok(Err(e)) => return Ended::Failed(e),
+                            Ok(Ok(())) => {}
+                        }
+                        up += n as u64;
+                        last = tokio::time::Instant::now();
                     }
-                    down += n as u64;
-                    last = tokio::time::Instant::now();
-                }
-                Err(e) => return Ended::Failed(e),
-            },
-            () = tokio::time::sleep_until(last + idle) => return Ended::Idle,
-            why = tracked.cut() => return Ended::Cut(why),
+                    Err(e) => return Ended::Failed(e),
+                },
+                r = br.read(&mut bbuf), if b_open => match r {
+                    Ok(0) => {
+                        b_open = false;
+                        let _ = tokio::time::timeout(idle, aw.shutdown()).await;
+                    }
+                    Ok(n) => {
+                        match tokio::time::timeout(idle, aw.write_all(&bbuf[..n])).await {
+                            Err(_) => return stalled(),
+                            Ok(Err(e)) => return Ended::Failed(e),
+                            Ok(Ok(())) => {}
+                        }
+                        down += n as u64;
+                        last = tokio::time::Instant::now();
+                    }
+                    Err(e) => return Ended::Failed(e),
+                },
+                () = tokio::time::sleep_until(last + idle) => return Ended::Idle,
+            }
         }
+        Ended::Closed { up, down }
+    };
+    tokio::select! {
+        ended = pump => ended,
+        why = tracked.cut() => Ended::Cut(why),
     }
-    Ended::Closed { up, down }
 }
 
 /// The first bytes of a ticket id, for log lines.
@@ -542,13 +604,14 @@ pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, Str
         // The terminal checks the gateway's enrolled certificate (its name
         // as a DNS name, from the session CA); its own identity runs end to
         // end to the VM inside.
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
             pki::tls::shangmi::strict_provider(),
         ))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(signing.clone());
+        pki::tls::full_handshakes_only(&mut tls);
         let server = pki::tls::quic_server_config(&tls, tnc_proto::gateway::QUIC_ALPN)
             .map_err(|e| format!("listen_quic: {e}"))?;
         let endpoint =

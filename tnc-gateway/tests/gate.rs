@@ -259,6 +259,76 @@ async fn a_revocation_cuts_a_live_connection_and_refuses_the_ticket_after() {
 }
 
 #[tokio::test]
+async fn a_terminal_that_stops_reading_is_cut_on_revocation_all_the_same() {
+    let b = bed(Limits {
+        idle_secs: 30,
+        ..open_limits()
+    })
+    .await;
+    let t = now();
+    let good = ticket(&b.ca, &["vm-1"], t - 10, t + 3600, 1);
+    let s = ask(b.addr, "vm-1", &good).await.unwrap();
+    // It sends and never reads: the VM's echo fills the buffers back to
+    // it, and the gateway's write to it waits.
+    let (_r, mut w) = s.into_split();
+    tokio::spawn(async move {
+        let chunk = vec![0x5a; 64 * 1024];
+        while w.write_all(&chunk).await.is_ok() {}
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.gateway.carried(), 1);
+    let revoked_at = Instant::now();
+    b.revoked.apply(
+        &RevokedTicket {
+            seq: 1,
+            at: t,
+            device: "01".repeat(32),
+            ticket: vec![1; 16],
+            certificate_sha256: vec![1; 32],
+            not_after: t + 3600,
+            reason: "isolate: test".into(),
+        },
+        t,
+    );
+    while b.gateway.carried() > 0 {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "a connection whose terminal does not read was not cut within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn connections_still_without_an_admission_count_in_the_limits() {
+    let b = bed(Limits {
+        per_source: 2,
+        first_frame_secs: 2,
+        ..open_limits()
+    })
+    .await;
+    let t = now();
+    let good = ticket(&b.ca, &["vm-1"], t - 10, t + 3600, 1);
+    // Two connections that say nothing hold this source's share.
+    let silent_1 = TcpStream::connect(b.addr).await.unwrap();
+    let silent_2 = TcpStream::connect(b.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(b.gateway.carried(), 2);
+    assert_eq!(
+        ask(b.addr, "vm-1", &good).await.err(),
+        Some(Refusal::Busy),
+        "a third from the same source is refused at once"
+    );
+    // One goes: room for one.
+    drop(silent_1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut s = ask(b.addr, "vm-1", &good).await.unwrap();
+    s.write_all(b"z").await.unwrap();
+    assert_eq!(s.read_u8().await.unwrap(), b'z');
+    drop(silent_2);
+}
+
+#[tokio::test]
 async fn silent_peers_and_idle_connections_are_cut() {
     let b = bed(open_limits()).await;
     // Says nothing: cut after first_frame_secs (1 s) without an answer.

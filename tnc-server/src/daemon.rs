@@ -164,7 +164,7 @@ impl PdpBuilder {
         if let Some(addr) = self.quic {
             let quic_what = || format!("UDP {addr} (listen.quic or --quic-listen)");
             let endpoint =
-                quinn::Endpoint::server(quic_server_config(&self.tls)?, addr).map_err(|error| {
+                quic_endpoint(quic_server_config(&self.tls)?, addr).map_err(|error| {
                     DaemonError::Listen {
                         what: quic_what(),
                         error,
@@ -233,4 +233,49 @@ pub async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// The UDP receive buffer a QUIC listener asks for. A burst of clients'
+/// Initial flights (1,200 bytes and more each, about 2.3 KB of kernel
+/// memory per datagram) overflows Linux's default of 208 KiB; a dropped
+/// Initial costs its client a probe timeout (about 1 s at QUIC's initial
+/// RTT of 333 ms), which was the p99 of `bench handshake`'s QUIC row at
+/// 100 clients.
+pub const QUIC_RECEIVE_BUFFER: usize = 4 << 20;
+
+/// A QUIC server endpoint on `addr` whose socket has
+/// [`QUIC_RECEIVE_BUFFER`] (as much as the kernel grants: a warning says
+/// what to raise when it grants less).
+pub fn quic_endpoint(
+    config: quinn::ServerConfig,
+    addr: SocketAddr,
+) -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(QUIC_RECEIVE_BUFFER) {
+        tracing::debug!(error = %e, "QUIC listener: receive buffer size not set");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // Linux reports twice what it granted (its bookkeeping share), and
+    // grants at most net.core.rmem_max.
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < QUIC_RECEIVE_BUFFER {
+        tracing::warn!(
+            %addr,
+            granted,
+            asked = QUIC_RECEIVE_BUFFER,
+            "QUIC listener: the kernel granted a smaller UDP receive buffer than asked for; \
+             bursts of handshakes may be dropped and retried after ~1 s: raise \
+             net.core.rmem_max (sysctl -w net.core.rmem_max={QUIC_RECEIVE_BUFFER})"
+        );
+    }
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC listener"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket.into(),
+        runtime,
+    )
 }

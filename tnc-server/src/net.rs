@@ -604,11 +604,16 @@ async fn serve(
             Accepted::Tcp(stream, acceptor) => {
                 let _ = stream.set_nodelay(true);
                 keepalive(&stream);
+                // Boxed at once: the stream is 1.2 KB that the task's
+                // future would otherwise keep a slot for beside the box
+                // (an async block does not reuse a moved-from local's
+                // space), in every kept session.
                 let tls = gate
                     .pending("TLS handshake", async {
                         acceptor
                             .accept(stream)
                             .await
+                            .map(Box::new)
                             .map_err(SessionError::io("TLS handshake"))
                     })
                     .await?;
@@ -618,10 +623,7 @@ async fn serve(
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(|c| client_identity(c));
-                // Boxed: an async fn keeps its parameter's slot beside the
-                // moved local, and the TLS stream is 1.2 KB that every kept
-                // session would hold twice.
-                run_session(Box::new(tls), peer, client, ctx, limits, Some(rate), gate).await
+                run_session(tls, peer, client, ctx, limits, Some(rate), gate).await
             }
             Accepted::Quic(incoming) => {
                 let (conn, send, recv) = gate
@@ -708,7 +710,7 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const READ: usize = 16 * 1024;
 /// What an idle decided session reads into (it holds the buffer while it
 /// waits, for as long as it stays open).
-const IDLE_READ: usize = 512;
+const IDLE_READ: usize = 128;
 
 /// A round the PDP started on a decided session.
 #[derive(Clone, Copy, Debug)]

@@ -107,6 +107,7 @@ impl Publisher {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(signing));
         tls.alpn_protocols = vec![ALPN.to_vec()];
+        pki::tls::full_handshakes_only(&mut tls);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| DaemonError::Listen {

@@ -167,7 +167,9 @@ pub fn server_config_for(
                 None => builder.with_no_client_auth(),
                 Some(v) => builder.with_client_cert_verifier(v),
             };
-            Ok(Arc::new(builder.with_cert_resolver(Arc::new(resolver))))
+            let mut config = builder.with_cert_resolver(Arc::new(resolver));
+            full_handshakes_only(&mut config);
+            Ok(Arc::new(config))
         }
     }
 }
@@ -228,10 +230,28 @@ pub fn server_config(
         None => builder.with_no_client_auth(),
         Some(v) => builder.with_client_cert_verifier(v),
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(identity.chain, identity.key)
         .map_err(TlsError::Identity)?;
+    full_handshakes_only(&mut config);
     Ok(Arc::new(config))
+}
+
+/// No TLS session resumption on our servers: every connection is a full
+/// handshake, so a client certificate is checked (chain, validity) on each
+/// one rather than carried over from a cached session, and the server
+/// keeps no session cache and sends no tickets (two NewSessionTicket
+/// messages per handshake by default, which none of our clients use: an
+/// integrity handshake needs fresh evidence anyway).
+pub fn full_handshakes_only(config: &mut ServerConfig) {
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+}
+
+/// The client side of [`full_handshakes_only`]: no session cache, no
+/// resumption attempts.
+pub fn no_client_resumption(config: &mut ClientConfig) {
+    config.resumption = rustls::client::Resumption::disabled();
 }
 
 /// A TLS 1.3 client trusting `roots` (always checked), presenting
@@ -248,12 +268,13 @@ pub fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsError::Provider)?
         .with_root_certificates(roots);
-    let config = match identity {
+    let mut config = match identity {
         None => builder.with_no_client_auth(),
         Some(id) => builder
             .with_client_auth_cert(id.chain, id.key)
             .map_err(TlsError::Identity)?,
     };
+    no_client_resumption(&mut config);
     Ok(Arc::new(config))
 }
 
@@ -318,11 +339,12 @@ pub fn client_config_with_key(
     if roots.is_empty() {
         return Err(TlsError::NoRoots);
     }
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsError::Provider)?
         .with_root_certificates(roots)
         .with_client_cert_resolver(key);
+    no_client_resumption(&mut config);
     Ok(Arc::new(config))
 }
 

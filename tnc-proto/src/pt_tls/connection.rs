@@ -255,7 +255,12 @@ macro_rules! endpoint_io {
         }
 
         pub fn poll_event(&mut self) -> Option<Event> {
-            self.ep.events.pop_front()
+            let event = self.ep.events.pop_front();
+            if event.is_none() && self.ep.events.capacity() > 0 {
+                // Drained: an idle kept session holds no queue.
+                self.ep.events = VecDeque::new();
+            }
+            event
         }
 
         /// The session ended: no more input is processed.
@@ -600,5 +605,30 @@ impl ServerConnection {
             }
             _ => self.ep.unexpected(&frame, &msg),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drained_connection_holds_no_event_queue() {
+        // What thousands of kept sessions hold between rounds.
+        let limits = Limits {
+            max_message_len: 1 << 20,
+        };
+        let mut client = ClientConnection::new(limits.clone(), None);
+        let mut server = ServerConnection::new(limits, SaslPolicy::None);
+        server.receive(&client.take_output());
+        client.receive(&server.take_output());
+        let mut events = 0;
+        while server.poll_event().is_some() || client.poll_event().is_some() {
+            events += 1;
+        }
+        assert!(events > 0, "negotiation raised events");
+        assert!(client.is_ready());
+        assert_eq!(server.ep.events.capacity(), 0);
+        assert_eq!(client.ep.events.capacity(), 0);
     }
 }

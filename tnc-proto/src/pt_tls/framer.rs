@@ -97,13 +97,10 @@ impl Framer {
         let frame = pending[..len].to_vec();
         self.start += len;
         if self.start == self.buf.len() {
-            // All consumed: a buffer grown for a large message (an IMA
-            // list) is given back, so an idle session holds little.
-            if self.buf.capacity() > 4096 {
-                self.buf = Vec::new();
-            } else {
-                self.buf.clear();
-            }
+            // All consumed: the buffer is given back, so an idle session
+            // holds none (thousands of kept sessions wait between rounds;
+            // one allocation per read while busy costs little).
+            self.buf = Vec::new();
             self.start = 0;
         }
         Ok(Some(frame))
@@ -152,6 +149,33 @@ mod tests {
             assert_eq!(got, stream, "chunk size {chunk}");
             assert_eq!(f.buffered(), 0);
         }
+    }
+
+    #[test]
+    fn an_idle_framer_holds_no_buffer() {
+        // What thousands of kept sessions hold between rounds.
+        let mut f = Framer::new(1 << 20);
+        let big = Message {
+            identifier: 1,
+            body: MessageBody::PbTncBatch(&[7; 3000]),
+        }
+        .to_bytes();
+        for chunk in [big.len(), 100, 16] {
+            for c in big.chunks(chunk) {
+                f.push(c);
+            }
+            assert_eq!(f.next_frame().unwrap().as_deref(), Some(&big[..]));
+            assert_eq!(f.buffered(), 0);
+            assert_eq!(
+                f.buf.capacity(),
+                0,
+                "chunks of {chunk}: the buffer is given back"
+            );
+        }
+        // A partial message is kept, of course.
+        f.push(&big[..20]);
+        assert_eq!(f.next_frame().unwrap(), None);
+        assert_eq!(f.buffered(), 20);
     }
 
     #[test]

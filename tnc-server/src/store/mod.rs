@@ -441,6 +441,11 @@ impl Store {
         let pool = AnyPoolOptions::new()
             // SQLite allows one writer; more connections only queue on its lock.
             .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            // A ping before each use finds a PostgreSQL connection the
+            // network broke; a SQLite file cannot break so, and the ping is
+            // a round trip to the connection's thread on every query (sqlx
+            // pings again when a connection goes back to the pool).
+            .test_before_acquire(backend == Backend::Postgres)
             .connect(&url)
             .await?;
         if backend == Backend::Sqlite {
@@ -723,6 +728,9 @@ async fn commit_batch(
                 let at = batch.first().map_or(0, |p| p.at);
                 revocation::lock_if_revoking(&mut tx, backend, &revoking, at).await?;
             }
+            // The audit chain's newest (seq, hash), once read: the batch
+            // appends on top of it without reading it again.
+            let mut tip = None;
             for p in batch {
                 if let Some(d) = &p.device {
                     put_device_on(&mut tx, d).await?;
@@ -743,10 +751,12 @@ async fn commit_batch(
                     insert_credential_on(&mut tx, c, p.at).await?;
                 }
                 for (kind, subject, detail) in &p.audit {
-                    append_audit_on(&mut tx, p.at, kind, subject, detail).await?;
+                    append_audit_after(&mut tx, &mut tip, p.at, kind, subject, detail).await?;
                 }
                 if let (Some(reason), Some(a)) = (&p.revoke, &p.attestation) {
                     revocation::revoke_on(&mut tx, backend, &a.device_id, p.at, reason).await?;
+                    // It appended entries of its own.
+                    tip = None;
                 }
             }
             Ok(())
@@ -976,12 +986,33 @@ async fn append_audit_on(
     subject: &str,
     detail: &str,
 ) -> Result<i64, StoreError> {
-    let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (seq, prev) = match &last {
-        Some(r) => (r.try_get::<i64, _>(0)? + 1, r.try_get::<String, _>(1)?),
-        None => (1, GENESIS.to_string()),
+    append_audit_after(conn, &mut None, at, kind, subject, detail).await
+}
+
+/// [`append_audit_on`] on top of `tip`, the chain's newest (seq, hash) as
+/// this transaction left it (read from the table when None), which it
+/// then advances. Within one write transaction nobody else appends: on
+/// SQLite it holds the write lock, and on PostgreSQL a concurrent append
+/// fails the transaction on the sequence's uniqueness and it is redone.
+async fn append_audit_after(
+    conn: &mut sqlx::AnyConnection,
+    tip: &mut Option<(i64, String)>,
+    at: u64,
+    kind: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<i64, StoreError> {
+    let (seq, prev) = match tip.take() {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => {
+            let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?;
+            match &last {
+                Some(r) => (r.try_get::<i64, _>(0)? + 1, r.try_get::<String, _>(1)?),
+                None => (1, GENESIS.to_string()),
+            }
+        }
     };
     // PostgreSQL text refuses NUL; peer-supplied text (paths, messages) may
     // carry one. Replaced before hashing, so the chain covers what is stored.
@@ -999,6 +1030,7 @@ async fn append_audit_on(
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
+    *tip = Some((seq, hash));
     Ok(seq)
 }
 
@@ -1451,6 +1483,93 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.verify_audit().await.unwrap().unwrap_err().seq, 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn device(id: u8) -> DeviceRecord {
+        DeviceRecord {
+            device_id: [id; 32],
+            role: Role::Terminal,
+            ek_certificate: vec![1],
+            ak_name: vec![0, 11, id],
+            ak_public: vec![4],
+            state: None,
+            last_verdict: None,
+            last_seen: 1,
+            enrolled_at: 1,
+        }
+    }
+
+    // One thread: the 40 decisions are all queued before the writer runs,
+    // so they are committed as one group, device 1's revocation first.
+    #[tokio::test]
+    async fn decisions_committed_together_extend_one_audit_chain() {
+        let (store, dir) = temp_store().await;
+        let store = std::sync::Arc::new(store);
+        // Device 1 holds a ticket that a decision in the group revokes (its
+        // own audit entry lands between the others').
+        let one = device(1);
+        let credential = CredentialWrite {
+            ticket_id: vec![9; 16],
+            device_id: [1; 32],
+            user: None,
+            role: "terminal".into(),
+            serial: "01".into(),
+            certificate_sha256: "00".repeat(32),
+            not_after: 10_000,
+        };
+        let audit = [("verdict", hex(&[1; 32]), "allow".to_string())];
+        store
+            .commit_decision(&DecisionWrite {
+                at: 100,
+                device: Some(&one),
+                attestation: None,
+                audit: &audit,
+                evidence: None,
+                credential: Some(&credential),
+                revoke: None,
+            })
+            .await
+            .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 1..=40u8 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let d = device(i);
+                let findings = vec!["a finding".to_string()];
+                let audit = [
+                    ("verdict", hex(&[i; 32]), format!("decision {i}")),
+                    ("note", hex(&[i; 32]), format!("second entry {i}")),
+                ];
+                store
+                    .commit_decision(&DecisionWrite {
+                        at: 200,
+                        device: Some(&d),
+                        attestation: Some(AttestationWrite {
+                            device_id: [i; 32],
+                            verdict: Verdict::Isolate,
+                            findings: &findings,
+                            counters: None,
+                        }),
+                        audit: &audit,
+                        evidence: None,
+                        credential: None,
+                        revoke: Some("isolated"),
+                    })
+                    .await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let entries = store.audit_entries().await.unwrap();
+        assert_eq!(
+            store.verify_audit().await.unwrap(),
+            Ok(1 + 80 + 1),
+            "one chain: the first decision, two entries for each of 40, one revocation"
+        );
+        assert!(entries.iter().any(|e| e.kind == "revoke"));
+        assert_eq!(store.revocations_after(0, 10).await.unwrap().len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

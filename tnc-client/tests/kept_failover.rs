@@ -1,0 +1,55 @@
+//! A kept session's PDPs each get a share of the deadline for their first
+//! decision: one that takes the connection and then says nothing (hung, or
+//! an impostor that never finishes TLS) loses its turn to the next.
+
+use std::time::{Duration, Instant};
+use tnc_client::pairing::{KeptSession, Pdp};
+use tnc_proto::attestation::Role;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_pdp_loses_its_turn_to_the_next_within_its_share() {
+    let dir = std::env::temp_dir().join(format!("tnc-kept-failover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pdp = testnet::e2e::TestPdp::start_raw(
+        &[(
+            Role::Terminal,
+            &testnet::e2e::profile("good-terminal").unwrap(),
+        )],
+        (Vec::new(), Vec::new()),
+        testnet::e2e::PdpOptions::default(),
+    )
+    .await
+    .unwrap();
+    // Accepts, holds, never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_addr = hung.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hung.accept().await {
+            held.push(s);
+        }
+    });
+    let tls = tnc_client::agent::tls_client_config(&pdp.tls.ca).unwrap();
+    let pdps = [hung_addr, pdp.addr].map(|addr| Pdp {
+        addr,
+        server_name: "localhost".into(),
+        tls: tls.clone(),
+    });
+    let agent = testnet::e2e::agent_without_tpm(&dir).unwrap();
+    let started = Instant::now();
+    let (outcome, session) =
+        KeptSession::open(&pdps, agent, None, Duration::from_secs(12), None, true)
+            .await
+            .expect("the second PDP decides within the deadline");
+    let took = started.elapsed();
+    assert!(outcome.recommendation.is_some(), "{outcome:?}");
+    // The hung PDP had its half (6 s), not the whole deadline.
+    assert!(
+        took >= Duration::from_secs(6) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    session.abort();
+    holder.abort();
+    pdp.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
