@@ -4,9 +4,7 @@
 pub use pki::alg::{Digest, HashAlg, MAX_DIGEST_LEN};
 
 /// Lower-case hex, for findings and CLI output.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use pki::alg::hex;
 
 /// Parses hex (upper or lower case, no separators).
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {

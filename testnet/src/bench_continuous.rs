@@ -14,6 +14,7 @@
 //!    ticket revoked; from the revocation committed (as a decision of the PDP
 //!    commits it) to each connection cut, p50/p99 over `--revocations`.
 
+use crate::bench::{cpu_seconds, percentile, rss_kib};
 use anyhow::{anyhow, Context};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,30 +74,6 @@ struct FanOut {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
-}
-
-fn rss_kib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// This process's CPU time (user + system), from /proc/self/stat.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 async fn persistent(args: &Args) -> anyhow::Result<Sessions> {

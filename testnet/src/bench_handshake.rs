@@ -14,6 +14,7 @@
 //! separately. The load generator runs in the same process, on the same two
 //! cores, as the PDP.
 
+use crate::bench::{cpu_seconds, percentile, rss_kib};
 use anyhow::{anyhow, Context};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,14 +62,8 @@ struct Row {
     p50_ms: f64,
     p99_ms: f64,
     failures: usize,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    /// This process's CPU time (PDP, load generator, store) per handshake.
+    cpu_ms: f64,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -209,7 +204,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{:<9} | {:>7} | {:<11} | {:>10} | {:>12} | {:>8} | {:>8} | {:>8}",
+        "{:<9} | {:>7} | {:<11} | {:>10} | {:>12} | {:>8} | {:>8} | {:>8} | {:>9}",
         "transport",
         "clients",
         "user auth",
@@ -217,27 +212,53 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         "handshakes/s",
         "p50 ms",
         "p99 ms",
-        "failures"
+        "failures",
+        "CPU ms/hs"
     );
-    println!("{}", "-".repeat(93));
+    println!("{}", "-".repeat(105));
     for r in &rows {
         println!(
-            "{:<9} | {:>7} | {:<11} | {:>10} | {:>12.0} | {:>8.2} | {:>8.2} | {:>8}",
-            r.transport, r.clients, r.auth, r.handshakes, r.per_s, r.p50_ms, r.p99_ms, r.failures
+            "{:<9} | {:>7} | {:<11} | {:>10} | {:>12.0} | {:>8.2} | {:>8.2} | {:>8} | {:>9.3}",
+            r.transport,
+            r.clients,
+            r.auth,
+            r.handshakes,
+            r.per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.failures,
+            r.cpu_ms
         );
     }
-    let bound = public_key_bound();
+    println!("  (CPU ms/hs: this process's CPU time, PDP, store and load generator together, per handshake)");
+    // The least of three measurements: a moment of contention on this
+    // machine must not inflate the bound (and flatter the share).
+    let bound = (0..3)
+        .map(|_| public_key_bound())
+        .min_by(|a, b| a.total_ms.total_cmp(&b.total_ms))
+        .expect("three measurements");
     let cores = num_cpus() as f64;
     let ceiling = cores * 1e3 / bound.total_ms;
     println!();
     println!(
-        "public-key bound of one handshake, both sides, measured now (ring): {:.3} ms = {}",
+        "public-key bound of one handshake, both sides, measured now (ring, least of 3): {:.3} ms = {}",
         bound.total_ms, bound.breakdown
     );
     println!(
         "  -> at most {ceiling:.0} handshakes/s on {cores:.0} cores; best measured {best:.0}/s = {:.0} % of it (goal >= 50 %: {})",
         100.0 * best / ceiling,
         if best >= 0.5 * ceiling { "met" } else { "NOT met" }
+    );
+    // The same share over CPU time, which idle moments (a commit's fsync,
+    // a scheduling gap, a neighbour on this VM's host) do not dilute.
+    let leanest = rows
+        .iter()
+        .filter(|r| r.auth == "client cert")
+        .map(|r| r.cpu_ms)
+        .fold(f64::INFINITY, f64::min);
+    println!(
+        "  per CPU time: at best {leanest:.3} ms of CPU per handshake, of which the bound is {:.0} %",
+        100.0 * bound.total_ms / leanest
     );
     for (n, drops) in &udp_drops {
         match drops {
@@ -459,6 +480,7 @@ async fn load(
         });
     }
     let start = Instant::now();
+    let cpu0 = cpu_seconds();
     let mut all = Vec::new();
     let mut failures = 0;
     let mut back = Vec::new();
@@ -469,6 +491,9 @@ async fn load(
         back.push(client);
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_ms = cpu_seconds()
+        .zip(cpu0)
+        .map_or(f64::NAN, |(b, a)| (b - a) * 1e3 / all.len().max(1) as f64);
     all.sort_by(f64::total_cmp);
     Ok((
         Row {
@@ -487,6 +512,7 @@ async fn load(
             p50_ms: percentile(&all, 0.50),
             p99_ms: percentile(&all, 0.99),
             failures,
+            cpu_ms,
         },
         back,
     ))
@@ -510,12 +536,6 @@ pub(crate) fn tpm_quote_ms() -> anyhow::Result<f64> {
     drop(tpm);
     drop(swtpm);
     Ok(ms)
-}
-
-fn rss_kib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Server RSS growth per idle session: a child process (this binary, `bench

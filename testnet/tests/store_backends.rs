@@ -406,12 +406,88 @@ async fn continuous_trust(store: &Store, device: &DeviceRecord, findings: &[Stri
     );
 }
 
+/// Decisions queued together are committed by one group: the same device
+/// decided three times in it (PostgreSQL refuses an upsert that touches a
+/// row twice in one statement) keeps the last record, its attestations
+/// keep their order, and the audit chain stays whole. A current-thread
+/// runtime: every decision is queued before the writer runs.
+async fn one_group(url: &str) {
+    let store = std::sync::Arc::new(Store::open(url).await.unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, at) in [(1u8, 10u64), (2, 11), (1, 12), (3, 13), (1, 14)] {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let device = DeviceRecord {
+                device_id: [i; 32],
+                role: Role::Vm,
+                ek_certificate: vec![1],
+                ak_name: vec![0, 11, i],
+                ak_public: vec![4],
+                state: None,
+                last_verdict: Some(Verdict::Allow),
+                last_seen: at,
+                enrolled_at: 1,
+            };
+            let audit = [("verdict", format!("{i}"), format!("allow at {at}"))];
+            store
+                .commit_decision(&DecisionWrite {
+                    at,
+                    device: Some(&device),
+                    attestation: Some(AttestationWrite {
+                        device_id: [i; 32],
+                        verdict: Verdict::Allow,
+                        findings: &[],
+                        counters: None,
+                    }),
+                    audit: &audit,
+                    evidence: None,
+                    credential: None,
+                    revoke: None,
+                })
+                .await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(store.devices().await.unwrap().len(), 3);
+    assert_eq!(store.device(&[1; 32]).await.unwrap().unwrap().last_seen, 14);
+    let ats: Vec<i64> = store
+        .attestations(&[1; 32], 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.at)
+        .collect();
+    assert_eq!(ats, [14, 12, 10]);
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(5));
+    let details: Vec<String> = store
+        .audit_entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "allow at 10",
+            "allow at 11",
+            "allow at 12",
+            "allow at 13",
+            "allow at 14"
+        ]
+    );
+    store.close().await;
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let dir = testnet::swtpm::scratch_dir("store-sqlite").unwrap();
     let url = format!("sqlite://{}", dir.join("tnc.db").display());
     upgrade_keeps_ima(&url).await;
     exercise(&url).await;
+    one_group(&format!("sqlite://{}", dir.join("group.db").display())).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -420,5 +496,9 @@ async fn postgres_store() {
     let pg = Postgres::start().unwrap();
     upgrade_keeps_ima(&pg.url()).await;
     exercise(&pg.url()).await;
+    let admin = Store::open(&pg.url()).await.unwrap();
+    admin.execute_raw("CREATE DATABASE grouped").await.unwrap();
+    admin.close().await;
+    one_group(&pg.url().replace("/postgres", "/grouped")).await;
     drop(pg);
 }

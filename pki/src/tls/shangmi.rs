@@ -96,9 +96,8 @@ pub fn provider(mode: Mode) -> CryptoProvider {
             cipher_suites: sm_suites
                 .into_iter()
                 .chain(
-                    ring.cipher_suites
-                        .iter()
-                        .copied()
+                    super::standard_suites()
+                        .into_iter()
                         .filter(|s| s.version() == &rustls::version::TLS13),
                 )
                 .collect(),

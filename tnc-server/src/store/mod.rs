@@ -728,22 +728,32 @@ async fn commit_batch(
                 let at = batch.first().map_or(0, |p| p.at);
                 revocation::lock_if_revoking(&mut tx, backend, &revoking, at).await?;
             }
-            // The audit chain's newest (seq, hash), once read: the batch
-            // appends on top of it without reading it again.
-            let mut tip = None;
-            for p in batch {
-                if let Some(d) = &p.device {
-                    put_device_on(&mut tx, d).await?;
-                }
-                if let Some(a) = &p.attestation {
+            // Each statement is a round trip to the connection (on SQLite,
+            // to its worker thread and back): the batch's device records,
+            // attestations and audit entries go in one statement each.
+            let devices: Vec<&DeviceRecord> =
+                batch.iter().filter_map(|p| p.device.as_ref()).collect();
+            put_devices_on(&mut tx, &devices).await?;
+            let attestations: Vec<(AttestationWrite<'_>, u64)> = batch
+                .iter()
+                .filter_map(|p| {
+                    let a = p.attestation.as_ref()?;
                     let w = AttestationWrite {
                         device_id: a.device_id,
                         verdict: a.verdict,
                         findings: &a.findings,
                         counters: a.counters,
                     };
-                    insert_attestation_on(&mut tx, &w, p.at).await?;
-                }
+                    Some((w, p.at))
+                })
+                .collect();
+            insert_attestations_on(&mut tx, &attestations).await?;
+            // The audit chain's newest (seq, hash), once read: the batch
+            // chains its entries on top of it and inserts them together,
+            // before a revocation appends entries of its own.
+            let mut tip = None;
+            let mut entries = Vec::new();
+            for p in batch {
                 if let Some(e) = &p.evidence {
                     keep_evidence_on(&mut tx, e, p.at).await?;
                 }
@@ -751,14 +761,19 @@ async fn commit_batch(
                     insert_credential_on(&mut tx, c, p.at).await?;
                 }
                 for (kind, subject, detail) in &p.audit {
-                    append_audit_after(&mut tx, &mut tip, p.at, kind, subject, detail).await?;
+                    entries.push(chain_next(&mut tx, &mut tip, p.at, kind, subject, detail).await?);
                 }
                 if let (Some(reason), Some(a)) = (&p.revoke, &p.attestation) {
-                    revocation::revoke_on(&mut tx, backend, &a.device_id, p.at, reason).await?;
-                    // It appended entries of its own.
-                    tip = None;
+                    insert_audit_on(&mut tx, &std::mem::take(&mut entries)).await?;
+                    if revocation::revoke_on(&mut tx, backend, &a.device_id, p.at, reason).await?
+                        > 0
+                    {
+                        // It appended an entry of its own.
+                        tip = None;
+                    }
                 }
             }
+            insert_audit_on(&mut tx, &entries).await?;
             Ok(())
         }
         .await;
@@ -780,34 +795,82 @@ async fn commit_batch(
 }
 
 async fn put_device_on(conn: &mut sqlx::AnyConnection, d: &DeviceRecord) -> Result<(), StoreError> {
-    {
+    put_devices_on(conn, &[d]).await
+}
+
+/// Most rows one multi-row statement carries (9 columns x 256 stay well
+/// under SQLite's 32,766 and PostgreSQL's 65,535 parameters).
+const MAX_ROWS: usize = 256;
+
+/// `VALUES` rows of `columns` placeholders each, numbered from $1.
+fn values_rows(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * columns + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Upserts device records in one statement; of two for the same device
+/// the later wins (one statement may not touch a row twice).
+async fn put_devices_on(
+    conn: &mut sqlx::AnyConnection,
+    devices: &[&DeviceRecord],
+) -> Result<(), StoreError> {
+    let mut latest: Vec<&DeviceRecord> = Vec::with_capacity(devices.len());
+    for d in devices.iter().rev() {
+        if !latest.iter().any(|l| l.device_id == d.device_id) {
+            latest.push(d);
+        }
+    }
+    latest.reverse();
+    for latest in latest.chunks(MAX_ROWS) {
+        put_distinct_devices_on(conn, latest).await?;
+    }
+    Ok(())
+}
+
+async fn put_distinct_devices_on(
+    conn: &mut sqlx::AnyConnection,
+    latest: &[&DeviceRecord],
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO devices (device_id, role, ek_certificate, ak_name, ak_public, state,
+                              last_verdict, last_seen, enrolled_at)
+         VALUES {}
+         ON CONFLICT (device_id) DO UPDATE SET
+            role = excluded.role, ek_certificate = excluded.ek_certificate,
+            ak_name = excluded.ak_name, ak_public = excluded.ak_public,
+            state = excluded.state, last_verdict = excluded.last_verdict,
+            last_seen = excluded.last_seen, enrolled_at = excluded.enrolled_at",
+        values_rows(latest.len(), 9)
+    );
+    let mut query = sqlx::query(&sql);
+    for d in latest {
         let state = d
             .state
             .as_ref()
             .map(|s| serde_json::to_string(&StoredState::from(s)).unwrap_or_default());
-        sqlx::query(
-            "INSERT INTO devices (device_id, role, ek_certificate, ak_name, ak_public, state,
-                                  last_verdict, last_seen, enrolled_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (device_id) DO UPDATE SET
-                role = excluded.role, ek_certificate = excluded.ek_certificate,
-                ak_name = excluded.ak_name, ak_public = excluded.ak_public,
-                state = excluded.state, last_verdict = excluded.last_verdict,
-                last_seen = excluded.last_seen, enrolled_at = excluded.enrolled_at",
-        )
-        .bind(d.device_id.to_vec())
-        .bind(d.role.name())
-        .bind(d.ek_certificate.clone())
-        .bind(d.ak_name.clone())
-        .bind(d.ak_public.clone())
-        .bind(state)
-        .bind(d.last_verdict.map(|v| v.name().to_string()))
-        .bind(d.last_seen as i64)
-        .bind(d.enrolled_at as i64)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        query = query
+            .bind(d.device_id.to_vec())
+            .bind(d.role.name())
+            .bind(d.ek_certificate.clone())
+            .bind(d.ak_name.clone())
+            .bind(d.ak_public.clone())
+            .bind(state)
+            .bind(d.last_verdict.map(|v| v.name().to_string()))
+            .bind(d.last_seen as i64)
+            .bind(d.enrolled_at as i64);
     }
+    query.execute(&mut *conn).await?;
+    Ok(())
 }
 
 async fn insert_credential_on(
@@ -858,20 +921,40 @@ async fn insert_attestation_on(
     a: &AttestationWrite<'_>,
     at: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO attestations (device_id, at, verdict, findings, reset_count,
-                                   restart_count, clock)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(a.device_id.to_vec())
-    .bind(at as i64)
-    .bind(a.verdict.name())
-    .bind(serde_json::to_string(a.findings).unwrap_or_default())
-    .bind(a.counters.map(|c| i64::from(c.0)))
-    .bind(a.counters.map(|c| i64::from(c.1)))
-    .bind(a.counters.map(|c| c.2 as i64))
-    .execute(&mut *conn)
-    .await?;
+    let one = AttestationWrite {
+        device_id: a.device_id,
+        verdict: a.verdict,
+        findings: a.findings,
+        counters: a.counters,
+    };
+    insert_attestations_on(conn, &[(one, at)]).await
+}
+
+/// Inserts attestations, in order, in one statement.
+async fn insert_attestations_on(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[(AttestationWrite<'_>, u64)],
+) -> Result<(), StoreError> {
+    for rows in rows.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO attestations (device_id, at, verdict, findings, reset_count,
+                                       restart_count, clock)
+             VALUES {}",
+            values_rows(rows.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for (a, at) in rows {
+            query = query
+                .bind(a.device_id.to_vec())
+                .bind(*at as i64)
+                .bind(a.verdict.name())
+                .bind(serde_json::to_string(a.findings).unwrap_or_default())
+                .bind(a.counters.map(|c| i64::from(c.0)))
+                .bind(a.counters.map(|c| i64::from(c.1)))
+                .bind(a.counters.map(|c| c.2 as i64));
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -1002,6 +1085,22 @@ async fn append_audit_after(
     subject: &str,
     detail: &str,
 ) -> Result<i64, StoreError> {
+    let entry = chain_next(conn, tip, at, kind, subject, detail).await?;
+    let seq = entry.seq;
+    insert_audit_on(conn, &[entry]).await?;
+    Ok(seq)
+}
+
+/// An audit entry chained on top of `tip` (read from the table when None),
+/// which it advances; not yet inserted ([`insert_audit_on`]).
+async fn chain_next(
+    conn: &mut sqlx::AnyConnection,
+    tip: &mut Option<(i64, String)>,
+    at: u64,
+    kind: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<ChainedEntry, StoreError> {
     let (seq, prev) = match tip.take() {
         Some((seq, hash)) => (seq + 1, hash),
         None => {
@@ -1017,21 +1116,51 @@ async fn append_audit_after(
     // PostgreSQL text refuses NUL; peer-supplied text (paths, messages) may
     // carry one. Replaced before hashing, so the chain covers what is stored.
     let (subject, detail) = (without_nul(subject), without_nul(detail));
-    let (subject, detail) = (subject.as_ref(), detail.as_ref());
-    let hash = chain_hash(&prev, seq, at as i64, kind, subject, detail);
-    sqlx::query(
-        "INSERT INTO audit (seq, at, kind, subject, detail, hash) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(seq)
-    .bind(at as i64)
-    .bind(kind)
-    .bind(subject)
-    .bind(detail)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
-    *tip = Some((seq, hash));
-    Ok(seq)
+    let hash = chain_hash(&prev, seq, at as i64, kind, &subject, &detail);
+    *tip = Some((seq, hash.clone()));
+    Ok(ChainedEntry {
+        seq,
+        at: at as i64,
+        kind: kind.to_string(),
+        subject: subject.into_owned(),
+        detail: detail.into_owned(),
+        hash,
+    })
+}
+
+/// An audit row, its hash computed.
+struct ChainedEntry {
+    seq: i64,
+    at: i64,
+    kind: String,
+    subject: String,
+    detail: String,
+    hash: String,
+}
+
+/// Inserts chained audit entries in one statement.
+async fn insert_audit_on(
+    conn: &mut sqlx::AnyConnection,
+    entries: &[ChainedEntry],
+) -> Result<(), StoreError> {
+    for entries in entries.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO audit (seq, at, kind, subject, detail, hash) VALUES {}",
+            values_rows(entries.len(), 6)
+        );
+        let mut query = sqlx::query(&sql);
+        for e in entries {
+            query = query
+                .bind(e.seq)
+                .bind(e.at)
+                .bind(e.kind.as_str())
+                .bind(e.subject.as_str())
+                .bind(e.detail.as_str())
+                .bind(e.hash.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -1559,15 +1688,63 @@ mod tests {
                     .await
             });
         }
+        // Device 2 decided three times more in the same group: one
+        // statement may not upsert a row twice, and the last one queued wins.
+        for at in [301u64, 302, 303] {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let d = DeviceRecord {
+                    last_seen: at,
+                    ..device(2)
+                };
+                let audit = [("verdict", hex(&[2; 32]), format!("again at {at}"))];
+                store
+                    .commit_decision(&DecisionWrite {
+                        at,
+                        device: Some(&d),
+                        attestation: Some(AttestationWrite {
+                            device_id: [2; 32],
+                            verdict: Verdict::Allow,
+                            findings: &[],
+                            counters: None,
+                        }),
+                        audit: &audit,
+                        evidence: None,
+                        credential: None,
+                        revoke: None,
+                    })
+                    .await
+            });
+        }
         while let Some(r) = tasks.join_next().await {
             r.unwrap().unwrap();
         }
         let entries = store.audit_entries().await.unwrap();
         assert_eq!(
             store.verify_audit().await.unwrap(),
-            Ok(1 + 80 + 1),
-            "one chain: the first decision, two entries for each of 40, one revocation"
+            Ok(1 + 80 + 1 + 3),
+            "one chain: the first decision, two entries for each of 40, one revocation, three more"
         );
+        assert_eq!(store.devices().await.unwrap().len(), 40);
+        assert_eq!(
+            store.device(&[2; 32]).await.unwrap().unwrap().last_seen,
+            303
+        );
+        let device_2: Vec<i64> = store
+            .attestations(&[2; 32], 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.at)
+            .collect();
+        assert_eq!(
+            device_2,
+            [303, 302, 301, 200],
+            "in the order they were decided"
+        );
+        let details: Vec<&str> = entries.iter().map(|e| e.detail.as_str()).collect();
+        let tail = &details[details.len() - 3..];
+        assert_eq!(tail, ["again at 301", "again at 302", "again at 303"]);
         assert!(entries.iter().any(|e| e.kind == "revoke"));
         assert_eq!(store.revocations_after(0, 10).await.unwrap().len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
