@@ -414,7 +414,35 @@ async fn continuous_trust(store: &Store, device: &DeviceRecord, findings: &[Stri
 async fn one_group(url: &str) {
     let store = std::sync::Arc::new(Store::open(url).await.unwrap());
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, at) in [(1u8, 10u64), (2, 11), (1, 12), (3, 13), (1, 14)] {
+    // Device 3 already has evidence that device 3's decision continues.
+    let head = b"entry 0;".to_vec();
+    store
+        .commit_decision(&DecisionWrite {
+            at: 5,
+            device: None,
+            attestation: None,
+            audit: &[],
+            evidence: Some(EvidenceWrite {
+                device_id: [3; 32],
+                event_log: b"log 3",
+                ima: &head,
+                ima_offset: 0,
+                ima_end: 1,
+            }),
+            credential: None,
+            revoke: None,
+        })
+        .await
+        .unwrap();
+    // (device, at, IMA entries from..to): device 1 starts a list and
+    // continues it twice, device 2 starts one, device 3 continues its own.
+    for (i, at, from, to) in [
+        (1u8, 10u64, 0u64, 2u64),
+        (2, 11, 0, 1),
+        (1, 12, 2, 3),
+        (3, 13, 1, 3),
+        (1, 14, 3, 4),
+    ] {
         let store = store.clone();
         tasks.spawn(async move {
             let device = DeviceRecord {
@@ -429,6 +457,10 @@ async fn one_group(url: &str) {
                 enrolled_at: 1,
             };
             let audit = [("verdict", format!("{i}"), format!("allow at {at}"))];
+            let ima: Vec<u8> = (from..to)
+                .flat_map(|n| format!("entry {n};").into_bytes())
+                .collect();
+            let log = format!("log {i}").into_bytes();
             store
                 .commit_decision(&DecisionWrite {
                     at,
@@ -440,7 +472,13 @@ async fn one_group(url: &str) {
                         counters: None,
                     }),
                     audit: &audit,
-                    evidence: None,
+                    evidence: Some(EvidenceWrite {
+                        device_id: [i; 32],
+                        event_log: &log,
+                        ima: &ima,
+                        ima_offset: from,
+                        ima_end: to,
+                    }),
                     credential: None,
                     revoke: None,
                 })
@@ -478,6 +516,22 @@ async fn one_group(url: &str) {
             "allow at 14"
         ]
     );
+    // Every list whole, in chunks: device 1's three, device 2's one,
+    // device 3's two.
+    for (i, entries, chunks) in [(1u8, 4, 3), (2, 1, 1), (3, 3, 2)] {
+        let kept = store.evidence(&[i; 32]).await.unwrap().unwrap();
+        let want: Vec<u8> = (0..entries)
+            .flat_map(|n| format!("entry {n};").into_bytes())
+            .collect();
+        assert_eq!(kept.ima, want, "device {i}");
+        assert_eq!(kept.ima_entries, entries, "device {i}");
+        assert_eq!(kept.event_log, format!("log {i}").into_bytes());
+        assert_eq!(
+            store.ima_chunks(&[i; 32]).await.unwrap(),
+            chunks,
+            "device {i}"
+        );
+    }
     store.close().await;
 }
 

@@ -753,10 +753,12 @@ async fn commit_batch(
             // before a revocation appends entries of its own.
             let mut tip = None;
             let mut entries = Vec::new();
+            let evidence: Vec<(&OwnedEvidence, u64)> = batch
+                .iter()
+                .filter_map(|p| Some((p.evidence.as_ref()?, p.at)))
+                .collect();
+            keep_evidence_on(&mut tx, &evidence).await?;
             for p in batch {
-                if let Some(e) = &p.evidence {
-                    keep_evidence_on(&mut tx, e, p.at).await?;
-                }
                 if let Some(c) = &p.credential {
                     insert_credential_on(&mut tx, c, p.at).await?;
                 }
@@ -958,106 +960,170 @@ async fn insert_attestations_on(
     Ok(())
 }
 
-/// Keeps a device's evidence: a new event log replaces the old one only when
+/// Keeps devices' evidence: a new event log replaces the old one only when
 /// it changed; IMA entries continuing the kept ones are appended, anything
-/// else starts over from what came.
+/// else starts over from what came. Evidence of distinct devices is read
+/// and written together (one statement per kind, not four per decision); a
+/// device with several in the group has them kept one after the other.
 async fn keep_evidence_on(
     conn: &mut sqlx::AnyConnection,
-    e: &OwnedEvidence,
-    at: u64,
+    items: &[(&OwnedEvidence, u64)],
 ) -> Result<(), StoreError> {
-    let sha = hex(&HashAlg::Sha256.digest(&e.event_log));
-    let row = sqlx::query(
-        "SELECT event_log_sha256, ima_entries, ima_bytes FROM evidence WHERE device_id = $1",
-    )
-    .bind(e.device_id.to_vec())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let continues = match &row {
-        Some(r) => r.try_get::<i64, _>(1)? == e.ima_offset && e.ima_offset > 0,
-        None => false,
+    let repeated = |e: &OwnedEvidence| {
+        items
+            .iter()
+            .filter(|(o, _)| o.device_id == e.device_id)
+            .count()
+            > 1
     };
-    if !continues {
-        // A new list (first contact, a reboot, entries missed): it replaces
-        // what was kept.
-        sqlx::query(
-            "INSERT INTO evidence (device_id, at, event_log, event_log_sha256, ima, ima_from,
-                                   ima_entries, ima_bytes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (device_id) DO UPDATE SET at = excluded.at, event_log = excluded.event_log,
-                event_log_sha256 = excluded.event_log_sha256, ima = excluded.ima,
-                ima_from = excluded.ima_from, ima_entries = excluded.ima_entries,
-                ima_bytes = excluded.ima_bytes",
-        )
-        .bind(e.device_id.to_vec())
-        .bind(at as i64)
-        .bind(e.event_log.clone())
-        .bind(&sha)
-        .bind(Vec::<u8>::new())
-        .bind(e.ima_offset)
-        .bind(e.ima_end)
-        .bind(e.ima.len() as i64)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("DELETE FROM ima_chunks WHERE device_id = $1")
-            .bind(e.device_id.to_vec())
-            .execute(&mut *conn)
-            .await?;
-        insert_chunk_on(conn, e).await?;
-        return Ok(());
+    let (one_each, repeats): (Vec<_>, Vec<_>) = items.iter().partition(|(e, _)| !repeated(e));
+    for group in one_each.chunks(MAX_ROWS) {
+        keep_distinct_evidence_on(conn, group).await?;
     }
-    let row = row.expect("continues implies a row");
-    let same_log = row.try_get::<String, _>(0)? == sha;
-    let kept_len = row.try_get::<i64, _>(2)? as usize;
-    if !same_log {
-        sqlx::query(
-            "UPDATE evidence SET event_log = $1, event_log_sha256 = $2 WHERE device_id = $3",
-        )
-        .bind(e.event_log.clone())
-        .bind(&sha)
-        .bind(e.device_id.to_vec())
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !e.ima.is_empty() && kept_len + e.ima.len() <= MAX_KEPT_IMA {
-        insert_chunk_on(conn, e).await?;
-        sqlx::query(
-            "UPDATE evidence SET ima_entries = $1, ima_bytes = ima_bytes + $2, at = $3
-             WHERE device_id = $4",
-        )
-        .bind(e.ima_end)
-        .bind(e.ima.len() as i64)
-        .bind(at as i64)
-        .bind(e.device_id.to_vec())
-        .execute(&mut *conn)
-        .await?;
-    } else {
-        sqlx::query("UPDATE evidence SET at = $1 WHERE device_id = $2")
-            .bind(at as i64)
-            .bind(e.device_id.to_vec())
-            .execute(&mut *conn)
-            .await?;
+    for item in repeats {
+        keep_distinct_evidence_on(conn, std::slice::from_ref(&item)).await?;
     }
     Ok(())
 }
 
-/// The entries of `e` as one chunk (none when it brings no entries).
-async fn insert_chunk_on(
+/// [`keep_evidence_on`] for evidence of distinct devices.
+async fn keep_distinct_evidence_on(
     conn: &mut sqlx::AnyConnection,
-    e: &OwnedEvidence,
+    items: &[(&OwnedEvidence, u64)],
 ) -> Result<(), StoreError> {
-    if e.ima.is_empty() {
+    if items.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO ima_chunks (device_id, first_entry, end_entry, data) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(e.device_id.to_vec())
-    .bind(e.ima_offset)
-    .bind(e.ima_end)
-    .bind(e.ima.clone())
-    .execute(&mut *conn)
-    .await?;
+    let ids = (1..=items.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT device_id, event_log_sha256, ima_entries, ima_bytes FROM evidence
+         WHERE device_id IN ({ids})"
+    );
+    let mut query = sqlx::query(&sql);
+    for (e, _) in items {
+        query = query.bind(e.device_id.to_vec());
+    }
+    // What is kept of each device: (event log SHA-256, entries, bytes).
+    let mut kept = std::collections::HashMap::new();
+    for r in query.fetch_all(&mut *conn).await? {
+        let id: Vec<u8> = r.try_get(0)?;
+        let row = (
+            r.try_get::<String, _>(1)?,
+            r.try_get::<i64, _>(2)?,
+            r.try_get::<i64, _>(3)?,
+        );
+        kept.insert(id, row);
+    }
+    let mut replaced = Vec::new();
+    let mut chunks = Vec::new();
+    for (e, at) in items {
+        let sha = hex(&HashAlg::Sha256.digest(&e.event_log));
+        let (kept_sha, kept_len) = match kept.get(e.device_id.as_slice()) {
+            Some((sha, entries, bytes)) if *entries == e.ima_offset && e.ima_offset > 0 => {
+                (sha, *bytes as usize)
+            }
+            // A new list (first contact, a reboot, entries missed): it
+            // replaces what was kept.
+            _ => {
+                replaced.push((*e, *at, sha));
+                chunks.push(*e);
+                continue;
+            }
+        };
+        if *kept_sha != sha {
+            sqlx::query(
+                "UPDATE evidence SET event_log = $1, event_log_sha256 = $2 WHERE device_id = $3",
+            )
+            .bind(e.event_log.clone())
+            .bind(&sha)
+            .bind(e.device_id.to_vec())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !e.ima.is_empty() && kept_len + e.ima.len() <= MAX_KEPT_IMA {
+            chunks.push(*e);
+            sqlx::query(
+                "UPDATE evidence SET ima_entries = $1, ima_bytes = ima_bytes + $2, at = $3
+                 WHERE device_id = $4",
+            )
+            .bind(e.ima_end)
+            .bind(e.ima.len() as i64)
+            .bind(*at as i64)
+            .bind(e.device_id.to_vec())
+            .execute(&mut *conn)
+            .await?;
+        } else {
+            sqlx::query("UPDATE evidence SET at = $1 WHERE device_id = $2")
+                .bind(*at as i64)
+                .bind(e.device_id.to_vec())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    if !replaced.is_empty() {
+        let sql = format!(
+            "INSERT INTO evidence (device_id, at, event_log, event_log_sha256, ima, ima_from,
+                                   ima_entries, ima_bytes)
+             VALUES {}
+             ON CONFLICT (device_id) DO UPDATE SET at = excluded.at, event_log = excluded.event_log,
+                event_log_sha256 = excluded.event_log_sha256, ima = excluded.ima,
+                ima_from = excluded.ima_from, ima_entries = excluded.ima_entries,
+                ima_bytes = excluded.ima_bytes",
+            values_rows(replaced.len(), 8)
+        );
+        let mut query = sqlx::query(&sql);
+        for (e, at, sha) in &replaced {
+            query = query
+                .bind(e.device_id.to_vec())
+                .bind(*at as i64)
+                .bind(e.event_log.clone())
+                .bind(sha.as_str())
+                .bind(Vec::<u8>::new())
+                .bind(e.ima_offset)
+                .bind(e.ima_end)
+                .bind(e.ima.len() as i64);
+        }
+        query.execute(&mut *conn).await?;
+        let ids = (1..=replaced.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("DELETE FROM ima_chunks WHERE device_id IN ({ids})");
+        let mut query = sqlx::query(&sql);
+        for (e, _, _) in &replaced {
+            query = query.bind(e.device_id.to_vec());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    insert_chunks_on(conn, &chunks).await
+}
+
+/// The entries each evidence brings as one chunk (none for those that
+/// bring none), in one statement.
+async fn insert_chunks_on(
+    conn: &mut sqlx::AnyConnection,
+    items: &[&OwnedEvidence],
+) -> Result<(), StoreError> {
+    let items: Vec<&&OwnedEvidence> = items.iter().filter(|e| !e.ima.is_empty()).collect();
+    if items.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO ima_chunks (device_id, first_entry, end_entry, data) VALUES {}",
+        values_rows(items.len(), 4)
+    );
+    let mut query = sqlx::query(&sql);
+    for e in items {
+        query = query
+            .bind(e.device_id.to_vec())
+            .bind(e.ima_offset)
+            .bind(e.ima_end)
+            .bind(e.ima.clone());
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
