@@ -208,6 +208,7 @@ pub fn clients(args: &ClientArgs) -> anyhow::Result<()> {
             addr: args.addr,
             server_name: "localhost".into(),
             tls: tnc_client::agent::tls_client_config(&args.ca)?,
+            quic: false,
         };
         // Enrol every device, then open the sessions, 64 at a time.
         let mut collectors = Vec::with_capacity(args.count);

@@ -227,6 +227,7 @@ async fn second_act(
         addr: pdp.addr,
         server_name: "localhost".into(),
         tls: tnc_client::agent::tls_client_config_for(&pdp.tls.ca, None, Suites::Shangmi)?,
+        quic: false,
     };
     let service = testnet::e2e::web_service(WEB_ANSWER).await?;
     let vm_endpoint = &booted[2].3;

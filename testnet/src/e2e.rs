@@ -282,6 +282,7 @@ impl TestPdp {
             addr: self.addr,
             server_name: "localhost".into(),
             tls: tls_client_config_for(&self.tls.ca, None, suites)?,
+            quic: false,
         })
     }
 

@@ -184,6 +184,7 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
         addr: pdp.tcp_addr,
         server_name: "localhost".into(),
         tls: tnc_client::agent::tls_client_config_for(&ca_pem, None, pki::tls::Suites::Shangmi)?,
+        quic: false,
     };
     let vm = &endpoints[2].2;
     let (serving, _) = serve_in_thread(

@@ -80,6 +80,7 @@ fn up_writes_the_topology_serves_vm1_and_cleans_up_on_sigterm() {
                         config.suites,
                     )
                     .unwrap(),
+                    quic: config.transport.as_deref() == Some("quic"),
                 };
                 let options = tnc_client::pairing::ConnectOptions {
                     via,

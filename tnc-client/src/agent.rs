@@ -793,7 +793,32 @@ pub async fn login_quic(
     agent: &mut Agent,
     credentials: Option<PlainCredentials>,
 ) -> Result<Outcome, AgentError> {
-    let config = quic_client_config(&tls)?;
+    login_quic_with(addr, server_name, tls, agent, credentials, None).await
+}
+
+/// Keep-alive PINGs on a kept QUIC session. quinn closes a connection idle
+/// for its max_idle_timeout (30 s by default, on both ends), and a kept
+/// session is silent between rounds (minutes): the PINGs keep it, and a
+/// peer that vanished is still found within 30 s, as TCP keepalive finds it
+/// on a kept TCP session.
+pub const QUIC_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// As [`login_with`], over QUIC (see [`login_quic`]); with `control`, the
+/// session is kept and sends keep-alives ([`QUIC_KEEPALIVE`]).
+pub async fn login_quic_with(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    agent: &mut Agent,
+    credentials: Option<PlainCredentials>,
+    control: Option<Control>,
+) -> Result<Outcome, AgentError> {
+    let mut config = quic_client_config(&tls)?;
+    if control.is_some() {
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(QUIC_KEEPALIVE));
+        config.transport_config(std::sync::Arc::new(transport));
+    }
     let bind = if addr.is_ipv6() {
         std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
     } else {
@@ -801,7 +826,8 @@ pub async fn login_quic(
     };
     let mut endpoint = quinn::Endpoint::client(bind)?;
     endpoint.set_default_client_config(config);
-    let outcome = login_quic_on(&endpoint, addr, server_name, agent, credentials).await;
+    let outcome =
+        session_over_quic(&endpoint, addr, server_name, agent, credentials, control).await;
     // A good-faith close: the PDP hears CONNECTION_CLOSE before we exit.
     endpoint.wait_idle().await;
     outcome
@@ -816,6 +842,17 @@ pub async fn login_quic_on(
     agent: &mut Agent,
     credentials: Option<PlainCredentials>,
 ) -> Result<Outcome, AgentError> {
+    session_over_quic(endpoint, addr, server_name, agent, credentials, None).await
+}
+
+async fn session_over_quic(
+    endpoint: &quinn::Endpoint,
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    agent: &mut Agent,
+    credentials: Option<PlainCredentials>,
+    control: Option<Control>,
+) -> Result<Outcome, AgentError> {
     let conn = endpoint
         .connect(addr, server_name)
         .map_err(|e| io_error(format!("QUIC connect: {e}")))?
@@ -825,11 +862,12 @@ pub async fn login_quic_on(
         .open_bi()
         .await
         .map_err(|e| io_error(format!("opening the PT-TLS stream: {e}")))?;
-    let outcome = run_session(
+    let outcome = run_session_with(
         tokio::io::join(recv, send),
         agent,
         credentials,
         MAX_MESSAGE_LEN,
+        control,
     )
     .await;
     conn.close(0u32.into(), b"done");

@@ -323,6 +323,7 @@ impl PdpLink {
             addr: self.address().await?,
             server_name: self.config.server_name(),
             tls: self.tls.clone(),
+            quic: self.quic,
         })
     }
 
@@ -336,6 +337,7 @@ impl PdpLink {
                     addr,
                     server_name: self.config.server_name_for(server),
                     tls: self.tls.clone(),
+                    quic: self.quic,
                 }),
                 _ => eprintln!("tnc-client: servers: {server:?} does not resolve: left out"),
             }
@@ -595,11 +597,6 @@ fn serve(
     credentials: Option<PlainCredentials>,
 ) -> anyhow::Result<ExitCode> {
     let link = PdpLink::new(path, None, None, None, false)?;
-    if link.quic {
-        anyhow::bail!(
-            "serve keeps its control session over TCP: set transport = \"tcp\" (or remove it)"
-        );
-    }
     let agent = link.agent()?;
     let key = link.channel_key()?;
     let runtime = tokio::runtime::Runtime::new()?;

@@ -9,7 +9,7 @@
 //!   for credentials when it holds none valid), then opens the channel with
 //!   the pairing it got.
 
-use crate::agent::{login_with, Agent, AgentError, Control, Credential, Outcome};
+use crate::agent::{login_quic_with, login_with, Agent, AgentError, Control, Credential, Outcome};
 use crate::channel::ChannelKey;
 use crate::tunnel::{ChannelIdentity, Server, TunnelError};
 use std::net::SocketAddr;
@@ -26,6 +26,8 @@ pub struct Pdp {
     /// The name its certificate must carry.
     pub server_name: String,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Over QUIC (`transport = "quic"`) rather than TCP.
+    pub quic: bool,
 }
 
 impl std::fmt::Debug for Pdp {
@@ -33,6 +35,7 @@ impl std::fmt::Debug for Pdp {
         f.debug_struct("Pdp")
             .field("addr", &self.addr)
             .field("server_name", &self.server_name)
+            .field("quic", &self.quic)
             .finish_non_exhaustive()
     }
 }
@@ -175,17 +178,19 @@ async fn keep(
             // Decisions pass through here on their way out, so that an
             // attempt without one within `attempt` is given up.
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let login = login_with(
-                pdp.addr,
-                &pdp.server_name,
-                pdp.tls.clone(),
-                &mut agent,
-                credentials.clone(),
-                Some(Control {
-                    decisions: tx,
-                    pairings: control.pairings.clone(),
-                }),
-            );
+            let kept = Some(Control {
+                decisions: tx,
+                pairings: control.pairings.clone(),
+            });
+            let (addr, name, tls) = (pdp.addr, &pdp.server_name, pdp.tls.clone());
+            let (this, credentials) = (&mut agent, credentials.clone());
+            let login = async move {
+                if pdp.quic {
+                    login_quic_with(addr, name, tls, this, credentials, kept).await
+                } else {
+                    login_with(addr, name, tls, this, credentials, kept).await
+                }
+            };
             tokio::pin!(login);
             let first_by = tokio::time::Instant::now() + attempt;
             let mut decided_here = false;

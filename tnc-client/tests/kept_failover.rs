@@ -34,6 +34,7 @@ async fn a_hung_pdp_loses_its_turn_to_the_next_within_its_share() {
         addr,
         server_name: "localhost".into(),
         tls: tls.clone(),
+        quic: false,
     });
     let agent = testnet::e2e::agent_without_tpm(&dir).unwrap();
     let started = Instant::now();
@@ -50,6 +51,62 @@ async fn a_hung_pdp_loses_its_turn_to_the_next_within_its_share() {
     );
     session.abort();
     holder.abort();
+    pdp.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `transport = "quic"` holds for kept sessions too: the PDP is reached
+/// only at its QUIC address (a TCP connect there is refused), and it
+/// re-assesses the session on its interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_session_over_quic_is_reassessed() {
+    let dir = std::env::temp_dir().join(format!("tnc-kept-quic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pdp = testnet::e2e::TestPdp::start_raw(
+        &[(
+            Role::Terminal,
+            &testnet::e2e::profile("good-terminal").unwrap(),
+        )],
+        (Vec::new(), Vec::new()),
+        testnet::e2e::PdpOptions {
+            reassessment: tnc_server::config::Reassessment {
+                role_interval_secs: [(Role::Terminal, 1)].into(),
+                poll_ms: 100,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let tls = tnc_client::agent::tls_client_config(&pdp.tls.ca).unwrap();
+    let pdps = [Pdp {
+        addr: pdp.quic_addr,
+        server_name: "localhost".into(),
+        tls,
+        quic: true,
+    }];
+    // A software AK enrolled in the PDP's store: allowed, so kept.
+    let profile = testnet::e2e::profile("good-terminal").unwrap();
+    let measurements = std::sync::Arc::new(profile.measure().unwrap());
+    let device = testnet::e2e::soft_device(&pdp, Role::Terminal, "quic", &measurements)
+        .await
+        .unwrap();
+    let os =
+        tnc_client::os::OsFacts::collect(&testnet::e2e::write_host_files(&dir).unwrap(), false)
+            .unwrap();
+    let agent = tnc_client::agent::Agent::new(os, device());
+    let (outcome, mut session) =
+        KeptSession::open(&pdps, agent, None, Duration::from_secs(20), None, false)
+            .await
+            .expect("a decision over QUIC");
+    assert!(outcome.allowed(), "{outcome:?}");
+    let again = tokio::time::timeout(Duration::from_secs(10), session.reassessed())
+        .await
+        .expect("re-assessed within 10 s")
+        .expect("the session is still open");
+    assert_eq!(again.recommendation, outcome.recommendation);
+    session.abort();
     pdp.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
