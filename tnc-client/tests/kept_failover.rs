@@ -110,3 +110,59 @@ async fn a_kept_session_over_quic_is_reassessed() {
     pdp.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A PDP shutting down ends its kept sessions with a CLOSE, and each
+/// session's report still carries the decision it stood on (it was cut
+/// off, decision and all, as "server shutting down" before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdp_shutting_down_closes_kept_sessions_and_reports_their_decision() {
+    let dir = std::env::temp_dir().join(format!("tnc-kept-shutdown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut pdp = testnet::e2e::TestPdp::start_raw(
+        &[(
+            Role::Terminal,
+            &testnet::e2e::profile("good-terminal").unwrap(),
+        )],
+        (Vec::new(), Vec::new()),
+        testnet::e2e::PdpOptions::default(),
+    )
+    .await
+    .unwrap();
+    let profile = testnet::e2e::profile("good-terminal").unwrap();
+    let measurements = std::sync::Arc::new(profile.measure().unwrap());
+    let device = testnet::e2e::soft_device(&pdp, Role::Terminal, "shutdown", &measurements)
+        .await
+        .unwrap();
+    let os =
+        tnc_client::os::OsFacts::collect(&testnet::e2e::write_host_files(&dir).unwrap(), false)
+            .unwrap();
+    let pdps = [Pdp {
+        addr: pdp.addr,
+        server_name: "localhost".into(),
+        tls: tnc_client::agent::tls_client_config(&pdp.tls.ca).unwrap(),
+        quic: false,
+    }];
+    let agent = tnc_client::agent::Agent::new(os, device());
+    let (outcome, mut session) =
+        KeptSession::open(&pdps, agent, None, Duration::from_secs(20), None, false)
+            .await
+            .expect("a decision");
+    assert!(outcome.allowed(), "{outcome:?}");
+    let (_, none) = tokio::sync::mpsc::unbounded_channel();
+    let mut reports = std::mem::replace(&mut pdp.reports, none);
+    let started = Instant::now();
+    pdp.stop().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let report = reports.recv().await.expect("the kept session's report");
+    let decision = report.decision.expect("the decision it stood on");
+    assert_eq!(decision.verdict, policy::Verdict::Allow);
+    assert_eq!(report.error.as_deref(), Some("the PDP is shutting down"));
+    // The client heard the CLOSE: the session is over.
+    let end = tokio::time::timeout(Duration::from_secs(5), session.reassessed()).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

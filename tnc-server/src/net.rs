@@ -429,6 +429,7 @@ impl Listener {
                 tls_timeout: Duration::from_secs(self.limits.tls_timeout_secs),
                 auth_timeout: Duration::from_secs(self.limits.auth_timeout_secs),
                 kept_open: Arc::default(),
+                shutdown: Some(self.shutdown.clone()),
             };
             let ctx = self.ctx.clone();
             let rate = self.rate.clone();
@@ -446,16 +447,29 @@ impl Listener {
                 },
                 at: ctx.now(),
             });
+            let kept_open = gate.kept_open.clone();
             tasks.spawn(async move {
+                let serving = serve(accepted, peer, &ctx, &limits, &rate, gate);
+                tokio::pin!(serving);
                 let report = tokio::select! {
-                    r = serve(accepted, peer, &ctx, &limits, &rate, gate) => r,
-                    _ = shutdown.changed() => SessionReport {
-                        peer,
-                        decision: None,
-                        error: Some("server shutting down".into()),
-                        elapsed: Duration::ZERO,
-                        identity: SessionIdentity::default(),
-                    },
+                    r = &mut serving => r,
+                    _ = shutdown.changed() => {
+                        // A kept session closes itself (on the same
+                        // signal) and reports the decision it stands on;
+                        // one still deciding is cut off.
+                        let kept = kept_open.load(std::sync::atomic::Ordering::Acquire);
+                        match kept {
+                            true => tokio::time::timeout(SHUTDOWN_CLOSE, &mut serving).await.ok(),
+                            false => None,
+                        }
+                        .unwrap_or_else(|| SessionReport {
+                            peer,
+                            decision: None,
+                            error: Some("server shutting down".into()),
+                            elapsed: Duration::ZERO,
+                            identity: SessionIdentity::default(),
+                        })
+                    }
                 };
                 log_report(&report);
                 events.publish(event_of(session, &report, ctx.now()));
@@ -523,6 +537,20 @@ fn log_report(r: &SessionReport) {
     }
 }
 
+/// Resolves once `shutdown` says so (never without one).
+async fn shut_down(shutdown: Option<&watch::Receiver<bool>>) {
+    match shutdown {
+        Some(rx) => {
+            let mut rx = rx.clone();
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a kept session has, at shutdown, to send its CLOSE and end.
+const SHUTDOWN_CLOSE: Duration = Duration::from_secs(2);
+
 /// How an unauthenticated connection becomes a session: its place in the
 /// pending pool, the deadlines it must meet, and the session slot it takes
 /// once authenticated.
@@ -538,6 +566,9 @@ pub struct Gate {
     /// Set once the session is decided and stays open (for re-assessments,
     /// and a serving VM's pairings): past the handshake deadline.
     pub kept_open: Arc<std::sync::atomic::AtomicBool>,
+    /// The PDP's shutdown: a kept session ends with a CLOSE (its client
+    /// goes on with its next PDP at once) and reports its decision.
+    pub shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl Gate {
@@ -1127,6 +1158,10 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         Lease::Ours => start_reassessment(&mut session, &mut conn, &mut round, "interval", limits),
                         Lease::Theirs(retry) => next_reassess = Some(tokio::time::Instant::now() + retry),
                     }
+                    continue;
+                }
+                () = shut_down(gate.shutdown.as_ref()), if decided => {
+                    send(&mut conn, &session.close("the PDP is shutting down"));
                     continue;
                 }
                 t = triggers.recv(), if decided => {
