@@ -58,7 +58,8 @@ enum Command {
         /// endpoint on it (on its interval, when the policy changes, when
         /// the operator asks), a line each. Ends at the first decision that
         /// is not allow (its exit status) or when the session ends (1).
-        #[arg(long, conflicts_with = "quic")]
+        /// Over TCP or, with --quic, QUIC.
+        #[arg(long)]
         stay: bool,
     },
     /// On a VM: attest, get this VM's channel certificate, keep the control

@@ -50,7 +50,10 @@ async fn a_terminal_that_stays_is_reassessed_and_isolated_when_it_runs_an_unknow
     .await
     .unwrap();
     let device = terminal.device_id().unwrap();
-    let config = terminal.write_client_config(pdp.addr, &pdp.tls.ca).unwrap();
+    // Kept over QUIC: the PDP's QUIC port, `--quic`.
+    let config = terminal
+        .write_client_config(pdp.quic_addr, &pdp.tls.ca)
+        .unwrap();
     // Ask for credentials at login, so there is a ticket to revoke.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "state_dir = \"state\"",
@@ -58,7 +61,7 @@ async fn a_terminal_that_stays_is_reassessed_and_isolated_when_it_runs_an_unknow
     );
     std::fs::write(&config, text).unwrap();
     let mut client = Command::new(env!("CARGO_BIN_EXE_tnc-client"))
-        .args(["login", "--stay", "--config"])
+        .args(["login", "--stay", "--quic", "--config"])
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
