@@ -498,6 +498,52 @@ fn short(id: &[u8]) -> String {
     id.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Warn this long before the gateway's certificate expires.
+const EXPIRY_WARNING_SECS: i64 = 7 * 24 * 3600;
+
+/// What the log should say of a certificate valid until `not_after`, at
+/// `now`: a warning within [`EXPIRY_WARNING_SECS`] of expiry, an error once
+/// expired (the PDP refuses it: no revocations, so the gateway fails
+/// closed), nothing before.
+fn expiry_notice(now: i64, not_after: i64) -> Option<(tracing::Level, String)> {
+    const RENEW: &str =
+        "enrol again: `tnc-server gateway token NAME` on the PDP, then `tnc-gateway enrol`";
+    let left = not_after - now;
+    if left <= 0 {
+        Some((
+            tracing::Level::ERROR,
+            format!(
+                "the gateway's certificate expired {} h ago: {RENEW}",
+                -left / 3600
+            ),
+        ))
+    } else if left <= EXPIRY_WARNING_SECS {
+        Some((
+            tracing::Level::WARN,
+            format!(
+                "the gateway's certificate expires in {} h: {RENEW}",
+                left / 3600
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+/// Says at start when the certificate expires, then looks again hourly.
+async fn watch_expiry(not_after: i64) {
+    tracing::info!(not_after, "gateway certificate valid until (unix seconds)");
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        match expiry_notice(unix_now(), not_after) {
+            Some((tracing::Level::ERROR, m)) => tracing::error!("{m}"),
+            Some((_, m)) => tracing::warn!("{m}"),
+            None => {}
+        }
+    }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -563,6 +609,9 @@ pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, Str
     let key = read("private_key", &config.identity.private_key)?;
     pki::ca::verify_issued_by(&certificate, &ca, unix_now())
         .map_err(|e| format!("identity.certificate: {e} (enrol again)"))?;
+    let not_after = pki::ca::describe(&certificate)
+        .map_err(|e| format!("identity.certificate: {e}"))?
+        .not_after;
     let signing = pki::tls::OneKey::load(
         &pki::tls::shangmi::strict_provider(),
         vec![CertificateDer::from(certificate)],
@@ -598,6 +647,7 @@ pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, Str
     let mut tasks = vec![
         tokio::spawn(crate::revocation::subscribe(sub, revoked.clone(), None)),
         tokio::spawn(gateway.clone().run(listener, stopped.clone())),
+        tokio::spawn(watch_expiry(not_after)),
     ];
     let mut quic_addr = None;
     if let Some(at) = config.listen_quic {
@@ -627,4 +677,23 @@ pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, Str
         stop,
         tasks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_expiry_is_said_within_a_week_and_once_past() {
+        let day = 24 * 3600;
+        assert_eq!(expiry_notice(0, 8 * day), None);
+        let (level, said) = expiry_notice(0, 7 * day).unwrap();
+        assert_eq!(level, tracing::Level::WARN);
+        assert!(said.contains("expires in 168 h"), "{said}");
+        assert!(said.contains("tnc-gateway enrol"), "{said}");
+        let (level, said) = expiry_notice(2 * day, day).unwrap();
+        assert_eq!(level, tracing::Level::ERROR);
+        assert!(said.contains("expired 24 h ago"), "{said}");
+        assert_eq!(expiry_notice(day, day).unwrap().0, tracing::Level::ERROR);
+    }
 }
