@@ -61,13 +61,8 @@ async fn a_hung_pdp_loses_its_turn_to_the_next_within_its_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_session_over_quic_is_reassessed() {
     let dir = std::env::temp_dir().join(format!("tnc-kept-quic-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pdp = testnet::e2e::TestPdp::start_raw(
-        &[(
-            Role::Terminal,
-            &testnet::e2e::profile("good-terminal").unwrap(),
-        )],
-        (Vec::new(), Vec::new()),
+    let (pdp, agent) = pdp_and_allowed_agent(
+        &dir,
         testnet::e2e::PdpOptions {
             reassessment: tnc_server::config::Reassessment {
                 role_interval_secs: [(Role::Terminal, 1)].into(),
@@ -77,25 +72,13 @@ async fn a_kept_session_over_quic_is_reassessed() {
             ..Default::default()
         },
     )
-    .await
-    .unwrap();
-    let tls = tnc_client::agent::tls_client_config(&pdp.tls.ca).unwrap();
+    .await;
     let pdps = [Pdp {
         addr: pdp.quic_addr,
         server_name: "localhost".into(),
-        tls,
+        tls: tnc_client::agent::tls_client_config(&pdp.tls.ca).unwrap(),
         quic: true,
     }];
-    // A software AK enrolled in the PDP's store: allowed, so kept.
-    let profile = testnet::e2e::profile("good-terminal").unwrap();
-    let measurements = std::sync::Arc::new(profile.measure().unwrap());
-    let device = testnet::e2e::soft_device(&pdp, Role::Terminal, "quic", &measurements)
-        .await
-        .unwrap();
-    let os =
-        tnc_client::os::OsFacts::collect(&testnet::e2e::write_host_files(&dir).unwrap(), false)
-            .unwrap();
-    let agent = tnc_client::agent::Agent::new(os, device());
     let (outcome, mut session) =
         KeptSession::open(&pdps, agent, None, Duration::from_secs(20), None, false)
             .await
@@ -117,32 +100,13 @@ async fn a_kept_session_over_quic_is_reassessed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pdp_shutting_down_closes_kept_sessions_and_reports_their_decision() {
     let dir = std::env::temp_dir().join(format!("tnc-kept-shutdown-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut pdp = testnet::e2e::TestPdp::start_raw(
-        &[(
-            Role::Terminal,
-            &testnet::e2e::profile("good-terminal").unwrap(),
-        )],
-        (Vec::new(), Vec::new()),
-        testnet::e2e::PdpOptions::default(),
-    )
-    .await
-    .unwrap();
-    let profile = testnet::e2e::profile("good-terminal").unwrap();
-    let measurements = std::sync::Arc::new(profile.measure().unwrap());
-    let device = testnet::e2e::soft_device(&pdp, Role::Terminal, "shutdown", &measurements)
-        .await
-        .unwrap();
-    let os =
-        tnc_client::os::OsFacts::collect(&testnet::e2e::write_host_files(&dir).unwrap(), false)
-            .unwrap();
+    let (mut pdp, agent) = pdp_and_allowed_agent(&dir, testnet::e2e::PdpOptions::default()).await;
     let pdps = [Pdp {
         addr: pdp.addr,
         server_name: "localhost".into(),
         tls: tnc_client::agent::tls_client_config(&pdp.tls.ca).unwrap(),
         quic: false,
     }];
-    let agent = tnc_client::agent::Agent::new(os, device());
     let (outcome, mut session) =
         KeptSession::open(&pdps, agent, None, Duration::from_secs(20), None, false)
             .await
@@ -165,4 +129,28 @@ async fn a_pdp_shutting_down_closes_kept_sessions_and_reports_their_decision() {
     let end = tokio::time::timeout(Duration::from_secs(5), session.reassessed()).await;
     assert!(matches!(end, Ok(None)), "{end:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A PDP for good terminals, and an agent it allows: a software AK enrolled
+/// in its store, quoting the good terminal's measurements.
+async fn pdp_and_allowed_agent(
+    dir: &std::path::Path,
+    options: testnet::e2e::PdpOptions,
+) -> (testnet::e2e::TestPdp, tnc_client::agent::Agent) {
+    std::fs::create_dir_all(dir).unwrap();
+    let profile = testnet::e2e::profile("good-terminal").unwrap();
+    let pdp = testnet::e2e::TestPdp::start_raw(
+        &[(Role::Terminal, &profile)],
+        (Vec::new(), Vec::new()),
+        options,
+    )
+    .await
+    .unwrap();
+    let measurements = std::sync::Arc::new(profile.measure().unwrap());
+    let device = testnet::e2e::soft_device(&pdp, Role::Terminal, "kept", &measurements)
+        .await
+        .unwrap();
+    let os = tnc_client::os::OsFacts::collect(&testnet::e2e::write_host_files(dir).unwrap(), false)
+        .unwrap();
+    (pdp, tnc_client::agent::Agent::new(os, device()))
 }
