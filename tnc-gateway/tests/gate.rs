@@ -225,18 +225,7 @@ async fn a_revocation_cuts_a_live_connection_and_refuses_the_ticket_after() {
     s.write_all(b"x").await.unwrap();
     assert_eq!(s.read_u8().await.unwrap(), b'x');
     let revoked_at = Instant::now();
-    let cut = b.revoked.apply(
-        &RevokedTicket {
-            seq: 1,
-            at: t,
-            device: "01".repeat(32),
-            ticket: vec![1; 16],
-            certificate_sha256: vec![1; 32],
-            not_after: t + 3600,
-            reason: "isolate: test".into(),
-        },
-        t,
-    );
+    let cut = revoke_ticket_1(&b.revoked, t);
     assert_eq!(cut, 1);
     // The terminal sees its connection end.
     let mut rest = Vec::new();
@@ -278,18 +267,7 @@ async fn a_terminal_that_stops_reading_is_cut_on_revocation_all_the_same() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(b.gateway.carried(), 1);
     let revoked_at = Instant::now();
-    b.revoked.apply(
-        &RevokedTicket {
-            seq: 1,
-            at: t,
-            device: "01".repeat(32),
-            ticket: vec![1; 16],
-            certificate_sha256: vec![1; 32],
-            not_after: t + 3600,
-            reason: "isolate: test".into(),
-        },
-        t,
-    );
+    revoke_ticket_1(&b.revoked, t);
     while b.gateway.carried() > 0 {
         assert!(
             revoked_at.elapsed() < Duration::from_secs(1),
@@ -441,4 +419,21 @@ async fn a_silent_revocation_stream_is_given_up() {
     .unwrap_err();
     assert!(err.contains("nothing from the PDP"), "{err}");
     assert!(started.elapsed() >= Duration::from_millis(400));
+}
+
+/// Revokes the ticket `ticket(.., 1)` made (id 1 x 16) at `t`; how many
+/// connections it cut.
+fn revoke_ticket_1(revoked: &Revoked, t: i64) -> usize {
+    revoked.apply(
+        &RevokedTicket {
+            seq: 1,
+            at: t,
+            device: "01".repeat(32),
+            ticket: vec![1; 16],
+            certificate_sha256: vec![1; 32],
+            not_after: t + 3600,
+            reason: "isolate: test".into(),
+        },
+        t,
+    )
 }
