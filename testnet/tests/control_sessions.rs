@@ -86,6 +86,90 @@ async fn a_newer_control_session_supersedes_the_older_one() {
     pdp.stop().await.unwrap();
 }
 
+/// A VM (or gateway) that takes the channel's connection and then says
+/// nothing cannot hold the terminal: opening the channel times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_never_answers_times_out() {
+    let profile = testnet::e2e::profile("good-terminal").unwrap();
+    let measurements = Arc::new(profile.measure().unwrap());
+    let pdp = TestPdp::start_raw(
+        &[(Role::Terminal, &profile), (Role::Vm, &profile)],
+        (Vec::new(), Vec::new()),
+        PdpOptions {
+            issue_credentials: true,
+            vm_names: [(soft_device_id("vm"), "vm-1".to_string())].into(),
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let vm = soft_device(&pdp, Role::Vm, "vm", &measurements)
+        .await
+        .unwrap();
+    let terminal = soft_device(&pdp, Role::Terminal, "terminal", &measurements)
+        .await
+        .unwrap();
+    let dir = testnet::swtpm::scratch_dir("channel-timeout").unwrap();
+    let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
+    let target = pdp.target(pki::tls::Suites::Standard).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let served = serve(
+        &target,
+        Agent::with_collector(os.clone(), Box::new(vm())),
+        tnc_client::channel::ChannelKey::load_or_create(&dir.join("vm")).unwrap(),
+        ServeOptions {
+            name: Some("vm-1".into()),
+            deadline: Duration::from_secs(30),
+            ..ServeOptions::new(Advertise {
+                tcp: listener.local_addr().unwrap().to_string(),
+                quic: None,
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Accepts, holds, never answers the channel's TLS.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_addr = hung.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hung.accept().await {
+            held.push(s);
+        }
+    });
+    let started = std::time::Instant::now();
+    let failed = tnc_client::pairing::connect(
+        &target,
+        Agent::with_collector(os.clone(), Box::new(terminal())),
+        tnc_client::channel::ChannelKey::load_or_create(&dir.join("terminal")).unwrap(),
+        ConnectOptions {
+            to: Some(hung_addr),
+            channel_timeout: Duration::from_secs(1),
+            ..ConnectOptions::new("vm-1")
+        },
+    )
+    .await;
+    let Err(e) = failed else {
+        panic!("a channel to a peer that never answers opened")
+    };
+    assert!(
+        matches!(
+            e,
+            tnc_client::pairing::Failure::Channel(tnc_client::tunnel::TunnelError::Timeout(1))
+        ),
+        "{e}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    holder.abort();
+    served.control.abort();
+    pdp.stop().await.unwrap();
+}
+
 /// Kept-open sessions hold no session slot between rounds: with
 /// `max_sessions = 1`, a second endpoint is decided while the first stays
 /// open.

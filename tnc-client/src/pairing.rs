@@ -567,6 +567,9 @@ pub struct ConnectOptions {
     pub deadline: Duration,
     /// Further PDPs for the kept integrity session (failover).
     pub failover: Vec<Pdp>,
+    /// To open the channel once paired (the VM's TLS, through the gateway
+    /// if any): [`crate::tunnel::CHANNEL_TIMEOUT`] by default.
+    pub channel_timeout: Duration,
 }
 
 impl ConnectOptions {
@@ -583,6 +586,7 @@ impl ConnectOptions {
             credentials: None,
             deadline: Duration::from_secs(60),
             failover: Vec::new(),
+            channel_timeout: crate::tunnel::CHANNEL_TIMEOUT,
         }
     }
 }
@@ -607,6 +611,7 @@ pub async fn connect(
         credentials,
         deadline,
         failover,
+        channel_timeout,
     } = options;
     if via.is_some() && transport == Transport::Quic && via_name.is_none() {
         return Err(Failure::Local(
@@ -714,11 +719,11 @@ pub async fn connect(
     };
     // A VM or gateway that takes the connection and then says nothing
     // would hold the terminal forever.
-    let stream = tokio::time::timeout(crate::tunnel::CHANNEL_TIMEOUT, channel)
+    let stream = tokio::time::timeout(channel_timeout, channel)
         .await
         .map_err(|_| {
             Failure::Channel(crate::tunnel::TunnelError::Timeout(
-                crate::tunnel::CHANNEL_TIMEOUT.as_secs(),
+                channel_timeout.as_secs(),
             ))
         })??;
     Ok(Opened {
