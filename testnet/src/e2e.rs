@@ -787,6 +787,21 @@ pub fn soft_device_id(name: &str) -> String {
     hex(&policy::HashAlg::Sha256.digest(format!("software {name} (bench)").as_bytes()))
 }
 
+/// A peer on loopback that accepts TCP connections, holds them and never
+/// sends a byte (a hung PDP, VM or gateway); its address, and the task to
+/// abort when done.
+pub async fn silent_listener() -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    Ok((addr, holder))
+}
+
 /// A service on loopback that sends every byte back; its address.
 pub async fn echo_service() -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

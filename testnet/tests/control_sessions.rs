@@ -13,28 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_control_session_supersedes_the_older_one() {
-    let profile = testnet::e2e::profile("good-terminal").unwrap();
-    let measurements = Arc::new(profile.measure().unwrap());
-    let pdp = TestPdp::start_raw(
-        &[(Role::Terminal, &profile), (Role::Vm, &profile)],
-        (Vec::new(), Vec::new()),
-        PdpOptions {
-            issue_credentials: true,
-            vm_names: [(soft_device_id("vm"), "vm-1".to_string())].into(),
-            ..PdpOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let vm = soft_device(&pdp, Role::Vm, "vm", &measurements)
-        .await
-        .unwrap();
-    let terminal = soft_device(&pdp, Role::Terminal, "terminal", &measurements)
-        .await
-        .unwrap();
-    let dir = testnet::swtpm::scratch_dir("control-sessions").unwrap();
-    let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
-    let target = pdp.target(pki::tls::Suites::Standard).unwrap();
+    let Pairable {
+        pdp,
+        vm,
+        terminal,
+        dir,
+        os,
+        target,
+    } = pairable("control-sessions").await;
     let echo_addr = testnet::e2e::echo_service().await.unwrap();
 
     let mut sessions = Vec::new();
@@ -90,53 +76,27 @@ async fn a_newer_control_session_supersedes_the_older_one() {
 /// nothing cannot hold the terminal: opening the channel times out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_that_never_answers_times_out() {
-    let profile = testnet::e2e::profile("good-terminal").unwrap();
-    let measurements = Arc::new(profile.measure().unwrap());
-    let pdp = TestPdp::start_raw(
-        &[(Role::Terminal, &profile), (Role::Vm, &profile)],
-        (Vec::new(), Vec::new()),
-        PdpOptions {
-            issue_credentials: true,
-            vm_names: [(soft_device_id("vm"), "vm-1".to_string())].into(),
-            ..PdpOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let vm = soft_device(&pdp, Role::Vm, "vm", &measurements)
-        .await
-        .unwrap();
-    let terminal = soft_device(&pdp, Role::Terminal, "terminal", &measurements)
-        .await
-        .unwrap();
-    let dir = testnet::swtpm::scratch_dir("channel-timeout").unwrap();
-    let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
-    let target = pdp.target(pki::tls::Suites::Standard).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let served = serve(
+    let Pairable {
+        pdp,
+        vm,
+        terminal,
+        dir,
+        os,
+        target,
+    } = pairable("channel-timeout").await;
+    let (served, _) = testnet::e2e::serve_in_thread(
         &target,
         Agent::with_collector(os.clone(), Box::new(vm())),
         tnc_client::channel::ChannelKey::load_or_create(&dir.join("vm")).unwrap(),
-        ServeOptions {
-            name: Some("vm-1".into()),
-            deadline: Duration::from_secs(30),
-            ..ServeOptions::new(Advertise {
-                tcp: listener.local_addr().unwrap().to_string(),
-                quic: None,
-            })
-        },
+        "vm-1",
+        testnet::e2e::echo_service().await.unwrap(),
+        None,
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    // Accepts, holds, never answers the channel's TLS.
-    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hung_addr = hung.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = hung.accept().await {
-            held.push(s);
-        }
-    });
+    .unwrap();
+    // Accepts, holds, never answers the channel's TLS: the pairing is
+    // real, the channel goes there instead of to the VM.
+    let (hung_addr, holder) = testnet::e2e::silent_listener().await.unwrap();
     let started = std::time::Instant::now();
     let failed = tnc_client::pairing::connect(
         &target,
@@ -166,8 +126,57 @@ async fn a_channel_that_never_answers_times_out() {
         started.elapsed()
     );
     holder.abort();
-    served.control.abort();
+    served.stop();
     pdp.stop().await.unwrap();
+}
+
+/// A PDP that pairs `vm-1` (a software VM) with a software terminal, both
+/// enrolled, and what their agents need.
+struct Pairable<V, T> {
+    pdp: TestPdp,
+    vm: V,
+    terminal: T,
+    dir: std::path::PathBuf,
+    os: tnc_client::os::OsFacts,
+    target: tnc_client::pairing::Pdp,
+}
+
+async fn pairable(
+    name: &str,
+) -> Pairable<
+    impl Fn() -> testnet::soft_ak::SoftCollector,
+    impl Fn() -> testnet::soft_ak::SoftCollector,
+> {
+    let profile = testnet::e2e::profile("good-terminal").unwrap();
+    let measurements = Arc::new(profile.measure().unwrap());
+    let pdp = TestPdp::start_raw(
+        &[(Role::Terminal, &profile), (Role::Vm, &profile)],
+        (Vec::new(), Vec::new()),
+        PdpOptions {
+            issue_credentials: true,
+            vm_names: [(soft_device_id("vm"), "vm-1".to_string())].into(),
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let vm = soft_device(&pdp, Role::Vm, "vm", &measurements)
+        .await
+        .unwrap();
+    let terminal = soft_device(&pdp, Role::Terminal, "terminal", &measurements)
+        .await
+        .unwrap();
+    let dir = testnet::swtpm::scratch_dir(name).unwrap();
+    let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
+    let target = pdp.target(pki::tls::Suites::Standard).unwrap();
+    Pairable {
+        pdp,
+        vm,
+        terminal,
+        dir,
+        os,
+        target,
+    }
 }
 
 /// Kept-open sessions hold no session slot between rounds: with

@@ -1,6 +1,7 @@
-//! A kept session's PDPs each get a share of the deadline for their first
-//! decision: one that takes the connection and then says nothing (hung, or
-//! an impostor that never finishes TLS) loses its turn to the next.
+//! Kept sessions: each PDP gets a share of the deadline for its first
+//! decision (one that takes the connection and then says nothing, hung or
+//! an impostor that never finishes TLS, loses its turn to the next); they
+//! run over QUIC as over TCP; a PDP shutting down closes them with a word.
 
 use std::time::{Duration, Instant};
 use tnc_client::pairing::{KeptSession, Pdp};
@@ -9,26 +10,8 @@ use tnc_proto::attestation::Role;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_pdp_loses_its_turn_to_the_next_within_its_share() {
     let dir = std::env::temp_dir().join(format!("tnc-kept-failover-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pdp = testnet::e2e::TestPdp::start_raw(
-        &[(
-            Role::Terminal,
-            &testnet::e2e::profile("good-terminal").unwrap(),
-        )],
-        (Vec::new(), Vec::new()),
-        testnet::e2e::PdpOptions::default(),
-    )
-    .await
-    .unwrap();
-    // Accepts, holds, never answers.
-    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hung_addr = hung.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = hung.accept().await {
-            held.push(s);
-        }
-    });
+    let (pdp, agent) = pdp_and_allowed_agent(&dir, testnet::e2e::PdpOptions::default()).await;
+    let (hung_addr, holder) = testnet::e2e::silent_listener().await.unwrap();
     let tls = tnc_client::agent::tls_client_config(&pdp.tls.ca).unwrap();
     let pdps = [hung_addr, pdp.addr].map(|addr| Pdp {
         addr,
@@ -36,7 +19,6 @@ async fn a_hung_pdp_loses_its_turn_to_the_next_within_its_share() {
         tls: tls.clone(),
         quic: false,
     });
-    let agent = testnet::e2e::agent_without_tpm(&dir).unwrap();
     let started = Instant::now();
     let (outcome, session) =
         KeptSession::open(&pdps, agent, None, Duration::from_secs(12), None, true)
