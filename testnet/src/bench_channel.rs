@@ -38,8 +38,8 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     mib: usize,
     /// `connect`s timed for the first-byte table (at least 1).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    connects: u64,
+    #[arg(long, default_value_t = 30, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    connects: usize,
 }
 
 struct Pki {
@@ -417,7 +417,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     );
 
     issuance(args.seconds)?;
-    first_byte(args.connects as usize)?;
+    first_byte(args.connects)?;
 
     println!(
         "\nBulk: {} MiB in 16 KiB records (AES: 8 times as much)",

@@ -435,13 +435,8 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     let pump = async {
         let (mut ar, mut aw) = tokio::io::split(a);
         let (mut br, mut bw) = b.into_split();
-        let stalled = || Ended::Stalled;
-        if !early.is_empty() {
-            match tokio::time::timeout(idle, bw.write_all(early)).await {
-                Err(_) => return stalled(),
-                Ok(Err(e)) => return Ended::Failed(e),
-                Ok(Ok(())) => {}
-            }
+        if let Err(ended) = pass(&mut bw, early, idle).await {
+            return ended;
         }
         let (mut up, mut down) = (early.len() as u64, 0u64);
         let (mut a_open, mut b_open) = (true, true);
@@ -456,10 +451,8 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
                         let _ = tokio::time::timeout(idle, bw.shutdown()).await;
                     }
                     Ok(n) => {
-                        match tokio::time::timeout(idle, bw.write_all(&abuf[..n])).await {
-                            Err(_) => return stalled(),
-                            Ok(Err(e)) => return Ended::Failed(e),
-                            Ok(Ok(())) => {}
+                        if let Err(ended) = pass(&mut bw, &abuf[..n], idle).await {
+                            return ended;
                         }
                         up += n as u64;
                         last = tokio::time::Instant::now();
@@ -472,10 +465,8 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
                         let _ = tokio::time::timeout(idle, aw.shutdown()).await;
                     }
                     Ok(n) => {
-                        match tokio::time::timeout(idle, aw.write_all(&bbuf[..n])).await {
-                            Err(_) => return stalled(),
-                            Ok(Err(e)) => return Ended::Failed(e),
-                            Ok(Ok(())) => {}
+                        if let Err(ended) = pass(&mut aw, &bbuf[..n], idle).await {
+                            return ended;
                         }
                         down += n as u64;
                         last = tokio::time::Instant::now();
@@ -493,9 +484,18 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Writes `bytes` to a relay's side, which has `idle` to take them.
+async fn pass<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8], idle: Duration) -> Result<(), Ended> {
+    match tokio::time::timeout(idle, w.write_all(bytes)).await {
+        Err(_) => Err(Ended::Stalled),
+        Ok(Err(e)) => Err(Ended::Failed(e)),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
 /// The first bytes of a ticket id, for log lines.
 fn short(id: &[u8]) -> String {
-    id.iter().take(4).map(|b| format!("{b:02x}")).collect()
+    pki::alg::hex(&id[..id.len().min(4)])
 }
 
 /// Warn this long before the gateway's certificate expires.

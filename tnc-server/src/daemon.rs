@@ -257,9 +257,9 @@ pub fn quic_endpoint(
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    // Linux reports twice what it granted (its bookkeeping share), and
-    // grants at most net.core.rmem_max.
-    let granted = socket.recv_buffer_size().unwrap_or(0);
+    // Linux grants at most net.core.rmem_max, and reports twice what it
+    // granted (its bookkeeping share).
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
     if granted < QUIC_RECEIVE_BUFFER {
         tracing::warn!(
             %addr,

@@ -429,7 +429,7 @@ impl Listener {
                 tls_timeout: Duration::from_secs(self.limits.tls_timeout_secs),
                 auth_timeout: Duration::from_secs(self.limits.auth_timeout_secs),
                 kept_open: Arc::default(),
-                shutdown: Some(self.shutdown.clone()),
+                shutdown: self.shutdown.clone(),
             };
             let ctx = self.ctx.clone();
             let rate = self.rate.clone();
@@ -537,15 +537,9 @@ fn log_report(r: &SessionReport) {
     }
 }
 
-/// Resolves once `shutdown` says so (never without one).
-async fn shut_down(shutdown: Option<&watch::Receiver<bool>>) {
-    match shutdown {
-        Some(rx) => {
-            let mut rx = rx.clone();
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-        None => std::future::pending().await,
-    }
+/// Resolves once `shutdown` says so.
+async fn shut_down(shutdown: &watch::Receiver<bool>) {
+    let _ = shutdown.clone().wait_for(|stop| *stop).await;
 }
 
 /// How long a kept session has, at shutdown, to send its CLOSE and end.
@@ -568,7 +562,7 @@ pub struct Gate {
     pub kept_open: Arc<std::sync::atomic::AtomicBool>,
     /// The PDP's shutdown: a kept session ends with a CLOSE (its client
     /// goes on with its next PDP at once) and reports its decision.
-    pub shutdown: Option<watch::Receiver<bool>>,
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl Gate {
@@ -1160,7 +1154,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     continue;
                 }
-                () = shut_down(gate.shutdown.as_ref()), if decided => {
+                () = shut_down(&gate.shutdown), if decided => {
                     send(&mut conn, &session.close("the PDP is shutting down"));
                     continue;
                 }

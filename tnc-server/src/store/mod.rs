@@ -350,7 +350,7 @@ pub struct EvidenceWrite<'a> {
 const MAX_KEPT_IMA: usize = 64 << 20;
 
 /// An attestation row.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct AttestationWrite<'a> {
     pub device_id: [u8; 32],
     pub verdict: Verdict,
@@ -748,16 +748,16 @@ async fn commit_batch(
                 })
                 .collect();
             insert_attestations_on(&mut tx, &attestations).await?;
-            // The audit chain's newest (seq, hash), once read: the batch
-            // chains its entries on top of it and inserts them together,
-            // before a revocation appends entries of its own.
-            let mut tip = None;
-            let mut entries = Vec::new();
             let evidence: Vec<(&OwnedEvidence, u64)> = batch
                 .iter()
                 .filter_map(|p| Some((p.evidence.as_ref()?, p.at)))
                 .collect();
             keep_evidence_on(&mut tx, &evidence).await?;
+            // The audit chain's newest (seq, hash), once read: the batch
+            // chains its entries on top of it and inserts them together,
+            // before a revocation appends entries of its own.
+            let mut tip = None;
+            let mut entries = Vec::new();
             for p in batch {
                 if let Some(c) = &p.credential {
                     insert_credential_on(&mut tx, c, p.at).await?;
@@ -804,20 +804,20 @@ async fn put_device_on(conn: &mut sqlx::AnyConnection, d: &DeviceRecord) -> Resu
 /// under SQLite's 32,766 and PostgreSQL's 65,535 parameters).
 const MAX_ROWS: usize = 256;
 
+/// `n` placeholders numbered from `$first`: "$1, $2, $3".
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `VALUES` rows of `columns` placeholders each, numbered from $1.
 fn values_rows(rows: usize, columns: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..columns {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", r * columns + c + 1));
-        }
-        sql.push(')');
-    }
-    sql
+    (0..rows)
+        .map(|r| format!("({})", placeholders(r * columns + 1, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Upserts device records in one statement; of two for the same device
@@ -923,13 +923,7 @@ async fn insert_attestation_on(
     a: &AttestationWrite<'_>,
     at: u64,
 ) -> Result<(), StoreError> {
-    let one = AttestationWrite {
-        device_id: a.device_id,
-        verdict: a.verdict,
-        findings: a.findings,
-        counters: a.counters,
-    };
-    insert_attestations_on(conn, &[(one, at)]).await
+    insert_attestations_on(conn, &[(*a, at)]).await
 }
 
 /// Inserts attestations, in order, in one statement.
@@ -994,13 +988,10 @@ async fn keep_distinct_evidence_on(
     if items.is_empty() {
         return Ok(());
     }
-    let ids = (1..=items.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = format!(
         "SELECT device_id, event_log_sha256, ima_entries, ima_bytes FROM evidence
-         WHERE device_id IN ({ids})"
+         WHERE device_id IN ({})",
+        placeholders(1, items.len())
     );
     let mut query = sqlx::query(&sql);
     for (e, _) in items {
@@ -1087,11 +1078,10 @@ async fn keep_distinct_evidence_on(
                 .bind(e.ima.len() as i64);
         }
         query.execute(&mut *conn).await?;
-        let ids = (1..=replaced.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("DELETE FROM ima_chunks WHERE device_id IN ({ids})");
+        let sql = format!(
+            "DELETE FROM ima_chunks WHERE device_id IN ({})",
+            placeholders(1, replaced.len())
+        );
         let mut query = sqlx::query(&sql);
         for (e, _, _) in &replaced {
             query = query.bind(e.device_id.to_vec());
