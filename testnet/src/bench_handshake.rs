@@ -37,6 +37,10 @@ pub struct Args {
     /// Sessions held open (negotiated, idle) for the memory figure.
     #[arg(long, default_value_t = 400)]
     idle: usize,
+    /// Seconds of the paired share measurement (100 TCP clients without a
+    /// break, the public-key bound sampled once a second); 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    share_slices: usize,
 }
 
 /// One client's loop state: its collector between sessions.
@@ -129,6 +133,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
                 clients.drain(..n).collect(),
                 args.seconds,
                 None,
+                None,
             )
             .await?;
             clients.splice(0..0, back);
@@ -143,6 +148,51 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
             rows.push(row);
         }
     }
+
+    // The share of the bound, paired: this machine's speed drifts by a fifth
+    // from one second to the next (openssl speed ecdsap256, 1 s runs: 28,500
+    // to 34,900 signatures/s), so a bound timed in one moment against a rate
+    // timed in another is off by as much either way. Here 100 clients run
+    // without a break while a thread samples the bound once a second, in
+    // its own CPU time (the load preempts it; its CPU clock does not run
+    // then), and each second's handshakes are set against that second's
+    // bound. The sampler's CPU (~3 % of one core) is taken from the load.
+    let completed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slices = args.share_slices;
+    let sampler = {
+        let completed = completed.clone();
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            // Past the ramp: every client in its first handshake.
+            std::thread::sleep(Duration::from_millis(300));
+            let mut out = Vec::new();
+            for _ in 0..slices {
+                let start = Instant::now();
+                let before = completed.load(Relaxed);
+                let bound = public_key_bound(100);
+                std::thread::sleep(Duration::from_secs(1).saturating_sub(start.elapsed()));
+                let rate =
+                    (completed.load(Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
+                out.push(rate * bound.total_ms / (num_cpus() as f64 * 1e3));
+            }
+            out
+        })
+    };
+    let (_, back) = load(
+        &pdp,
+        None,
+        Transport::Tcp,
+        clients.drain(..max_clients).collect(),
+        slices as f64 + 0.6,
+        None,
+        Some(&completed),
+    )
+    .await?;
+    clients.splice(0..0, back);
+    let mut shares = sampler
+        .join()
+        .map_err(|_| anyhow!("the bound sampler panicked"))?;
+    shares.sort_by(f64::total_cmp);
 
     // SASL PLAIN: argon2id per handshake, on its own.
     let rng = pki::rand::SystemRandom::new();
@@ -179,6 +229,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         clients.drain(..10).collect(),
         args.seconds,
         Some(PlainCredentials::new("bench", "bench password")),
+        None,
     )
     .await?;
     clients.splice(0..0, back);
@@ -234,7 +285,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
     // The least of three measurements: a moment of contention on this
     // machine must not inflate the bound (and flatter the share).
     let bound = (0..3)
-        .map(|_| public_key_bound())
+        .map(|_| public_key_bound(300))
         .min_by(|a, b| a.total_ms.total_cmp(&b.total_ms))
         .expect("three measurements");
     let cores = num_cpus() as f64;
@@ -245,10 +296,24 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         bound.total_ms, bound.breakdown
     );
     println!(
-        "  -> at most {ceiling:.0} handshakes/s on {cores:.0} cores; best measured {best:.0}/s = {:.0} % of it (goal >= 50 %: {})",
+        "  -> at most {ceiling:.0} handshakes/s on {cores:.0} cores; best row {best:.0}/s = {:.0} % of it (bound and rows timed apart)",
         100.0 * best / ceiling,
-        if best >= 0.5 * ceiling { "met" } else { "NOT met" }
     );
+    if !shares.is_empty() {
+        let median = percentile(&shares, 0.5);
+        println!(
+            "  paired: TCP+TLS, {max_clients} clients without a break, each second's handshakes against the bound \
+             sampled in that second\n    (100 of each operation, in the sampling thread's CPU time), {} seconds:",
+            shares.len()
+        );
+        println!(
+            "    share median {:.0} % (least {:.0} %, most {:.0} %); goal >= 50 %: {}",
+            100.0 * median,
+            100.0 * shares[0],
+            100.0 * shares[shares.len() - 1],
+            if median >= 0.5 { "met" } else { "NOT met" }
+        );
+    }
     // The same share over CPU time, which idle moments (a commit's fsync,
     // a scheduling gap, a neighbour on this VM's host) do not dilute.
     let leanest = rows
@@ -318,18 +383,22 @@ struct Bound {
     breakdown: String,
 }
 
-fn public_key_bound() -> Bound {
+fn public_key_bound(n: u32) -> Bound {
     use ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
     use ring::signature::{EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
     let rng = ring::rand::SystemRandom::new();
-    let n = 300u32;
+    // In this thread's CPU time where Linux tells it (the time it was
+    // preempted does not count), else in wall-clock time.
     let time = |f: &mut dyn FnMut()| {
         f();
-        let start = Instant::now();
+        let start = (Instant::now(), thread_cpu_ns());
         for _ in 0..n {
             f();
         }
-        start.elapsed().as_secs_f64() * 1e3 / f64::from(n)
+        match (start.1, thread_cpu_ns()) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1e6 / f64::from(n),
+            _ => start.0.elapsed().as_secs_f64() * 1e3 / f64::from(n),
+        }
     };
     let x25519_ms = time(&mut || {
         let mine =
@@ -384,6 +453,12 @@ fn public_key_bound() -> Bound {
     }
 }
 
+/// Nanoseconds this thread has run on a CPU (/proc/thread-self/schedstat).
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
 /// Limits for a load from one address.
 fn unlimited() -> Limits {
     Limits {
@@ -419,6 +494,7 @@ async fn load(
     clients: Vec<Client>,
     seconds: f64,
     credentials: Option<PlainCredentials>,
+    completed: Option<&Arc<std::sync::atomic::AtomicUsize>>,
 ) -> anyhow::Result<(Row, Vec<Client>)> {
     let n = clients.len();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
@@ -441,6 +517,7 @@ async fn load(
             }
             Transport::Tcp => None,
         };
+        let completed = completed.cloned();
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             let mut failures = 0;
@@ -469,7 +546,12 @@ async fn load(
                     .as_secs_f64()
                     * 1e3;
                 match outcome {
-                    Ok(o) if o.allowed() => latencies.push(ms),
+                    Ok(o) if o.allowed() => {
+                        latencies.push(ms);
+                        if let Some(c) = &completed {
+                            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                     _ => failures += 1,
                 }
             }
