@@ -50,6 +50,41 @@ pub(crate) fn digest_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the admin API and `tnc-server admin issue` read of a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectNames {
+    /// The subject's common name (the first, if several).
+    pub common_name: Option<String>,
+    /// The subject's organizational units, in order.
+    pub units: Vec<String>,
+    /// The subject Name, DER (what an issued certificate's issuer must be).
+    pub subject_der: Vec<u8>,
+    /// The SubjectPublicKeyInfo, DER.
+    pub public_key_info: Vec<u8>,
+}
+
+/// A DER X.509 certificate's subject CN and OUs, its subject and public key
+/// DER; `None` when the bytes are not a certificate or a name is not text.
+pub fn subject_names(der: &[u8]) -> Option<SubjectNames> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let subject = cert.subject();
+    let common_name = match subject.iter_common_name().next() {
+        Some(cn) => Some(cn.as_str().ok()?.to_string()),
+        None => None,
+    };
+    let units = subject
+        .iter_organizational_unit()
+        .map(|ou| ou.as_str().map(str::to_string).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some(SubjectNames {
+        common_name,
+        units,
+        subject_der: subject.as_raw().to_vec(),
+        public_key_info: cert.public_key().raw.to_vec(),
+    })
+}
+
 /// The subject of a DER X.509 certificate as RFC 4514-style text (its first
 /// DNS subjectAltName when the subject is empty), for logs and the audit
 /// trail; `None` when the bytes are not a certificate.

@@ -36,6 +36,8 @@ pub fn profile(name: &str) -> anyhow::Result<Profile> {
 pub struct TlsFiles {
     /// Both CAs, as `tnc-server init` writes them.
     pub ca: PathBuf,
+    /// The standard CA's key (0600), which issues admin certificates.
+    pub ca_key: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
     /// The PDP's SM2 certificate and key, for the ShangMi suites.
@@ -51,12 +53,14 @@ pub fn make_tls_files(dir: &Path) -> anyhow::Result<TlsFiles> {
         certs::sm2_server("testnet PDP SM2 CA", "testnet PDP", &names)?;
     let files = TlsFiles {
         ca: dir.join("ca.pem"),
+        ca_key: dir.join("ca.key"),
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
         sm2_cert: dir.join("server-sm2.pem"),
         sm2_key: dir.join("server-sm2.key"),
     };
     std::fs::write(&files.ca, ca.0.pem() + &sm2_ca.certificate_pem())?;
+    certs::write_private(&files.ca_key, ca.1.serialize_pem().as_bytes(), true)?;
     std::fs::write(&files.cert, cert.pem())?;
     certs::write_private(&files.key, key.serialize_pem().as_bytes(), true)?;
     std::fs::write(&files.sm2_cert, pki::ca::pem_certificate(&sm2_cert))?;
@@ -123,6 +127,8 @@ pub struct PdpOptions {
     /// The session CA (certificate and key PEM) instead of a new one: a
     /// PDP restarted with the same CA.
     pub session_ca: Option<(String, String)>,
+    /// Serve the admin API on a loopback port ([`TestPdp::admin_client`]).
+    pub admin: bool,
 }
 
 impl Default for PdpOptions {
@@ -141,6 +147,7 @@ impl Default for PdpOptions {
             reassessment: Default::default(),
             revocations: None,
             session_ca: None,
+            admin: false,
         }
     }
 }
@@ -153,6 +160,8 @@ pub struct TestPdp {
     pub quic_addr: SocketAddr,
     /// The revocation stream, if it runs.
     pub revocations_addr: Option<SocketAddr>,
+    /// The admin API, if it runs.
+    pub admin_addr: Option<SocketAddr>,
     pub tls: TlsFiles,
     pub ctx: Arc<PdpContext>,
     /// The PDP's store (the context sees it only as a `PdpStore`).
@@ -197,6 +206,7 @@ impl TestPdp {
             reassessment,
             revocations,
             session_ca,
+            admin,
         } = options;
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
@@ -257,7 +267,16 @@ impl TestPdp {
         let mut builder = Pdp::builder(ctx.clone(), config, limits)
             .tcp("127.0.0.1:0".parse()?)
             .quic(Some("127.0.0.1:0".parse()?))
-            .revocations(revocations.map(|at| (at, Default::default())));
+            .revocations(revocations.map(|at| (at, Default::default())))
+            .admin(if admin {
+                Some(tnc_server::daemon::AdminListen {
+                    addr: "127.0.0.1:0".parse()?,
+                    tls: tnc_server::admin::tls_config_from(&tls.cert, &tls.key, &tls.ca)?,
+                    store: store.clone(),
+                })
+            } else {
+                None
+            });
         if report {
             builder = builder.reports(tx);
         }
@@ -266,6 +285,7 @@ impl TestPdp {
             addr: pdp.tcp_addr,
             quic_addr: pdp.quic_addr.context("the QUIC listener")?,
             revocations_addr: pdp.revocations_addr,
+            admin_addr: pdp.admin_addr,
             pdp,
             tls,
             ctx,
@@ -273,6 +293,42 @@ impl TestPdp {
             reports,
             dir,
         })
+    }
+
+    /// An admin certificate for `name` from the PDP's CA (in its directory)
+    /// and a client of its admin API with it.
+    pub fn admin_client(
+        &self,
+        name: &str,
+        role: tnc_proto::admin::AdminRole,
+    ) -> anyhow::Result<tnc_server::admin::client::AdminClient> {
+        let (cert, key) = tnc_server::certs::issue_admin(
+            &std::fs::read_to_string(&self.tls.ca)?,
+            &std::fs::read_to_string(&self.tls.ca_key)?,
+            name,
+            role,
+            std::time::Duration::from_secs(3600),
+        )?;
+        let (c, k) = (
+            self.dir.join(format!("admin-{name}.pem")),
+            self.dir.join(format!("admin-{name}.key")),
+        );
+        std::fs::write(&c, cert)?;
+        certs::write_private(&k, key.as_bytes(), true)?;
+        Ok(tnc_server::admin::client::AdminClient::new(
+            &self.admin_url()?,
+            &self.tls.ca,
+            Some((&c, &k)),
+        )?)
+    }
+
+    /// `https://127.0.0.1:PORT` of the admin API.
+    pub fn admin_url(&self) -> anyhow::Result<String> {
+        Ok(format!(
+            "https://{}",
+            self.admin_addr
+                .context("the admin API is off (PdpOptions.admin)")?
+        ))
     }
 
     /// The PDP as the pairing flows reach it (its TLS CA trusted, the name

@@ -19,6 +19,7 @@
 // First: its `wire_enum!` is used by the modules below.
 #[macro_use]
 pub mod codec;
+pub mod admin;
 pub mod attestation;
 mod cbor;
 pub mod common;

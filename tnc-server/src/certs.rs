@@ -11,13 +11,7 @@ use std::path::Path;
 /// A self-signed CA that issues end-entity certificates only.
 pub fn new_ca(common_name: &str) -> Result<(Certificate, KeyPair), rcgen::Error> {
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    Ok((params.self_signed(&key)?, key))
+    Ok((new_ca_with_key(common_name, &key)?, key))
 }
 
 /// A certificate for `names` (DNS names or IP addresses, as rcgen reads
@@ -60,6 +54,87 @@ pub fn sm2_server(
     };
     let cert = ca.issue(&key.public_key(), &spec, now)?;
     Ok((ca, cert, key))
+}
+
+/// Why an admin certificate could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminIssueError {
+    #[error("the name {0:?}: use 1 to 64 letters, digits, '.', '_' or '-'")]
+    Name(String),
+    #[error("no certificate in the CA file has the CA key's public key")]
+    NoMatchingCa,
+    #[error(
+        "the CA's subject is not a lone common name, which this command cannot reproduce: \
+         issue admin certificates with your own tools (subject CN=NAME, OU={} or {}, \
+         extended key usage clientAuth)",
+        tnc_proto::admin::OU_READ,
+        tnc_proto::admin::OU_WRITE
+    )]
+    CaSubject,
+    #[error(transparent)]
+    Certificate(#[from] rcgen::Error),
+}
+
+/// An admin certificate (subject CN=`name`, OU = the role's; clientAuth;
+/// valid from an hour ago for `lifetime`) with a new P-256 key, issued by
+/// the CA among `ca_pem`'s certificates whose key is `ca_key_pem` (the CA
+/// `tnc-server init` makes). Returns the certificate and key, PEM.
+pub fn issue_admin(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    name: &str,
+    role: tnc_proto::admin::AdminRole,
+    lifetime: std::time::Duration,
+) -> Result<(String, String), AdminIssueError> {
+    let valid_name = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid_name {
+        return Err(AdminIssueError::Name(name.into()));
+    }
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    use rustls::pki_types::pem::PemObject;
+    let names = rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+        .filter_map(Result::ok)
+        .filter_map(|c| pki::subject_names(c.as_ref()))
+        .find(|n| n.public_key_info == ca_key.public_key_der())
+        .ok_or(AdminIssueError::NoMatchingCa)?;
+    // rcgen signs with an issuer Certificate: the CA's own, made again from
+    // its name and key. Its subject must come out byte for byte the same,
+    // or verifiers would not chain the new certificate to the real CA.
+    let ca_name = names
+        .common_name
+        .filter(|_| names.units.is_empty())
+        .ok_or(AdminIssueError::CaSubject)?;
+    let ca = new_ca_with_key(&ca_name, &ca_key)?;
+    if pki::subject_names(ca.der()).map(|n| n.subject_der) != Some(names.subject_der) {
+        return Err(AdminIssueError::CaSubject);
+    }
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, role.ou());
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + lifetime;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// [`new_ca`]'s certificate for an existing key.
+fn new_ca_with_key(common_name: &str, key: &KeyPair) -> Result<Certificate, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.self_signed(key)
 }
 
 /// Writes a file only its owner may read (private keys, the store). With

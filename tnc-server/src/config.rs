@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// The revocation stream to gateways and VMs, and gateway enrolment.
     #[serde(default)]
     pub revocations: Revocations,
+    /// The admin API (docs/admin-api.md).
+    #[serde(default)]
+    pub admin: AdminSection,
     /// The directory relative paths start from (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -140,6 +143,43 @@ pub struct Revocations {
     /// Lifetime of a gateway's certificate from enrolment (default 30 days).
     #[serde(default = "default_gateway_lifetime")]
     pub gateway_lifetime_secs: u64,
+}
+
+/// `[admin]`: the admin API, HTTPS with mutual TLS (docs/admin-api.md).
+/// The listener presents the PDP's `[tls]` certificate; callers present an
+/// admin certificate (subject OU `tnc-admin-read` or `tnc-admin-write`)
+/// from `ca_certificate`, which `tnc-server admin issue` makes with
+/// `ca_private_key`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Off unless set. Keep it on loopback or a management network.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// The CA of admin certificates (PEM; the first certificate whose key
+    /// is `ca_private_key` when it holds several), default "ca.pem".
+    #[serde(default = "default_admin_ca")]
+    pub ca_certificate: PathBuf,
+    /// Its key, for `tnc-server admin issue` only, default "ca.key".
+    #[serde(default = "default_admin_ca_key")]
+    pub ca_private_key: PathBuf,
+}
+
+fn default_admin_ca() -> PathBuf {
+    "ca.pem".into()
+}
+fn default_admin_ca_key() -> PathBuf {
+    "ca.key".into()
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            ca_certificate: default_admin_ca(),
+            ca_private_key: default_admin_ca_key(),
+        }
+    }
 }
 
 fn default_revocations_name() -> String {

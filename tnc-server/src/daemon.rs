@@ -22,6 +22,16 @@ pub struct PdpBuilder {
     quic: Option<SocketAddr>,
     reports: Option<mpsc::UnboundedSender<SessionReport>>,
     revocations: Option<(SocketAddr, crate::config::Revocations)>,
+    admin: Option<AdminListen>,
+}
+
+/// Where and how the admin API is served (`[admin]`).
+pub struct AdminListen {
+    pub addr: SocketAddr,
+    /// [`crate::admin::tls_config`].
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The store the PDP runs on, with the operator's queries.
+    pub store: Arc<crate::store::Store>,
 }
 
 /// A running PDP.
@@ -32,6 +42,8 @@ pub struct Pdp {
     pub quic_addr: Option<SocketAddr>,
     /// Where gateways and VMs subscribe to revocations, if they can.
     pub revocations_addr: Option<SocketAddr>,
+    /// Where the admin API is served, if it is.
+    pub admin_addr: Option<SocketAddr>,
     ctx: Arc<PdpContext>,
     shutdown: Shutdown,
     listeners: Vec<JoinHandle<()>>,
@@ -65,6 +77,7 @@ impl Pdp {
             quic: None,
             reports: None,
             revocations: None,
+            admin: None,
         }
     }
 
@@ -120,6 +133,12 @@ impl PdpBuilder {
     /// The revocation stream and gateway enrolment here (needs `[ca]`).
     pub fn revocations(mut self, at: Option<(SocketAddr, crate::config::Revocations)>) -> Self {
         self.revocations = at;
+        self
+    }
+
+    /// The admin API here.
+    pub fn admin(mut self, at: Option<AdminListen>) -> Self {
+        self.admin = at;
         self
     }
 
@@ -191,6 +210,24 @@ impl PdpBuilder {
                 );
             listeners.push(tokio::spawn(publisher.run(shutdown.clone())));
         }
+        let mut admin_addr = None;
+        if let Some(admin) = self.admin {
+            let what = format!("{} (admin.listen)", admin.addr);
+            let server = crate::admin::AdminServer::bind(
+                admin.addr,
+                admin.tls,
+                admin.store,
+                self.ctx.clone(),
+                events.clone(),
+            )
+            .await?;
+            admin_addr = Some(
+                server
+                    .local_addr()
+                    .map_err(|error| DaemonError::Listen { what, error })?,
+            );
+            listeners.push(tokio::spawn(server.run(shutdown.clone())));
+        }
         // Continuous trust: policy changes, the operator's requests, stale
         // devices.
         listeners.push(tokio::spawn(crate::continuous::watch(
@@ -208,6 +245,7 @@ impl PdpBuilder {
             tcp_addr,
             quic_addr,
             revocations_addr,
+            admin_addr,
             ctx: self.ctx,
             shutdown: Shutdown(Arc::new(sender)),
             listeners,

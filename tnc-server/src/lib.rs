@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod admin;
 pub mod auth;
 pub mod budget;
 pub mod certs;

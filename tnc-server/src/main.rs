@@ -7,7 +7,7 @@
 
 mod cmd;
 
-use cmd::{admin, ca, dissect, ek_roots, evidence, init, run};
+use cmd::{admin, admins, ca, dissect, ek_roots, evidence, init, run};
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -47,6 +47,9 @@ enum Command {
     /// to the revocation stream acknowledged.
     #[command(subcommand)]
     Gateway(admin::GatewayCommand),
+    /// The admin API's callers: issue their certificates.
+    #[command(subcommand)]
+    Admin(admins::Command),
     /// The CAs trusted for TPM endorsement key certificates: the TPM
     /// manufacturers' and cloud vTPMs' shipped with tnc-server, and your own.
     #[command(subcommand, name = "ek-roots")]
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::User(cmd) => admin::user(&cmd),
         Command::Device(cmd) => admin::device(&cmd),
         Command::Gateway(cmd) => admin::gateway(&cmd),
+        Command::Admin(cmd) => admins::run(&cmd),
         Command::Policy(cmd) => admin::policy(&cmd),
         Command::Audit(cmd) => admin::audit(&cmd),
         Command::EkRoots(cmd) => ek_roots::run(&cmd),

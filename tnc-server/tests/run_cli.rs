@@ -76,14 +76,29 @@ fn init_user_run_learn_device_audit() {
         .collect::<String>();
     std::fs::write(dir.join("ek-roots.pem"), roots).unwrap();
     let config = dir.join("server.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("tcp = \"[::]:271\"", "tcp = \"127.0.0.1:0\"");
-    std::fs::write(&config, text).unwrap();
+    any_ports(&config);
     assert!(admin(&["user", "add", "alice"], &config).contains("added"));
     assert!(admin(&["user", "list"], &config).contains("alice"));
+    // An admin certificate, its key private.
+    let issued = tnc_server()
+        .args(["admin", "issue", "ops", "--out"])
+        .arg(&dir)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "{issued:?}");
+    assert!(String::from_utf8_lossy(&issued.stdout).contains("tnc-admin-write"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("ops.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "ops.key is {mode:o}");
+    }
 
-    let (daemon, addr) = start_daemon(&config);
+    let (daemon, addr, admin_url) = start_daemon_with_admin(&config, true);
 
     let log_in = || {
         log_in_as(
@@ -111,6 +126,22 @@ fn init_user_run_learn_device_audit() {
 
     let second = log_in();
     assert!(second.allowed(), "{second:?}");
+    // The admin API of the running daemon, with the certificate the CLI
+    // issued, sees the device and its verdict.
+    let client = tnc_server::admin::client::AdminClient::new(
+        &admin_url.unwrap(),
+        &dir.join("ca.pem"),
+        Some((&dir.join("ops.pem"), &dir.join("ops.key"))),
+    )
+    .unwrap();
+    let listed: Vec<tnc_proto::admin::Device> = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(client.get("/v1/devices"))
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_verdict.as_deref(), Some("allow"));
     // The client returns once it wrote its CLOSE; the PDP logs the session
     // when it has read it. A SIGTERM before that ends the session as "server
     // shutting down" (seen once on a loaded CI machine).
@@ -126,9 +157,10 @@ fn init_user_run_learn_device_audit() {
         devices.contains("terminal") && devices.contains("allow"),
         "{devices}"
     );
-    // init, user-add, policy-load, enroll, verdict, policy-learn, verdict.
+    // init, user-add, admin-issue, policy-load, enroll, verdict,
+    // policy-learn, verdict.
     let audit = admin(&["audit", "verify"], &config);
-    assert!(audit.contains("7 entries"), "{audit}");
+    assert!(audit.contains("8 entries"), "{audit}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -224,6 +256,16 @@ fn config_errors_name_the_key() {
 /// Starts `tnc-server run` on the config (its listen address replaced by a
 /// free loopback port) and returns it with the address it listens on.
 fn start_daemon(config: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+    let (daemon, addr, _) = start_daemon_with_admin(config, false);
+    (daemon, addr)
+}
+
+/// [`start_daemon`]; with `admin`, also the admin API's URL (its line comes
+/// after the PT-TLS one).
+fn start_daemon_with_admin(
+    config: &std::path::Path,
+    admin: bool,
+) -> (std::process::Child, std::net::SocketAddr, Option<String>) {
     let mut daemon = tnc_server()
         .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -233,16 +275,33 @@ fn start_daemon(config: &std::path::Path) -> (std::process::Child, std::net::Soc
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(daemon.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = BufReader::new(daemon.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
     let addr = line
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("first line: {line:?}"))
         .parse()
         .unwrap();
-    (daemon, addr)
+    let url = admin.then(|| {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line.trim()
+            .strip_prefix("admin API on ")
+            .unwrap_or_else(|| panic!("second line: {line:?}"))
+            .to_string()
+    });
+    (daemon, addr, url)
+}
+
+/// `tnc-server init`'s server.toml with the PT-TLS and admin listeners on
+/// any free loopback port (tests run side by side).
+fn any_ports(config: &std::path::Path) {
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("tcp = \"[::]:271\"", "tcp = \"127.0.0.1:0\"")
+        .replace("listen = \"127.0.0.1:9271\"", "listen = \"127.0.0.1:0\"");
+    std::fs::write(config, text).unwrap();
 }
 
 /// One login of `terminal` to the PDP `init` made in `dir`.
@@ -279,6 +338,7 @@ fn init(name: &str) -> std::path::PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    any_ports(&dir.join("server.toml"));
     dir
 }
 

@@ -284,18 +284,7 @@ async fn find_device(
     store: &Store,
     prefix: &str,
 ) -> anyhow::Result<tnc_server::devices::DeviceRecord> {
-    let prefix = prefix.to_ascii_lowercase();
-    let matches: Vec<_> = store
-        .devices()
-        .await?
-        .into_iter()
-        .filter(|d| hex(&d.device_id).starts_with(&prefix))
-        .collect();
-    match matches.len() {
-        0 => bail!("no device {prefix:?} (tnc-server device list shows them)"),
-        1 => Ok(matches.into_iter().next().expect("one")),
-        n => bail!("{prefix:?} matches {n} devices: give more of the ID"),
-    }
+    Ok(store.find_device(prefix).await?)
 }
 
 fn device_json(d: &tnc_server::devices::DeviceRecord) -> serde_json::Value {

@@ -195,6 +195,11 @@ lifetime_secs = 3600            # of the certificates and tickets it issues
 [auth]
 sasl = "plain"                  # users: tnc-server user add
 
+[admin]                         # the admin API (docs/admin-api.md): HTTPS, admin certificates only
+listen = "127.0.0.1:9271"       # loopback; remove the line to turn it off
+ca_certificate = "ca.pem"       # admin certificates are let in from this CA ...
+ca_private_key = "ca.key"       # ... and issued with its key: tnc-server admin issue NAME
+
 [attestation]
 vendor_ek_roots = true          # the TPM vendors' EK CAs shipped with tnc-server (ek-roots list)
 ek_roots = ["ek-roots.pem"]     # your own EK CAs (PEM): tnc-server ek-roots add
@@ -286,5 +291,6 @@ ak_kind = "ecdsa-p256"
     println!("     (copy client.toml and ca.pem there; without a TPM it is isolated: no evidence)");
     println!("  4. once a known-good terminal has logged in: tnc-server policy learn --config {d}/server.toml DEVICE");
     println!("     turns its evidence into reference values (or fill in {d}/reference-terminal.toml by hand)");
+    println!("  5. the admin API (https://127.0.0.1:9271): tnc-server admin issue --config {d}/server.toml NAME");
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! helpers here, never each other.
 
 pub mod admin;
+pub mod admins;
 pub mod appraise;
 pub mod ca;
 pub mod dissect;

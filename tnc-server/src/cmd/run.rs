@@ -67,6 +67,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     .listen
                     .map(|at| (at, config.revocations.clone())),
             )
+            .admin(match config.admin.listen {
+                Some(addr) => Some(tnc_server::daemon::AdminListen {
+                    addr,
+                    tls: tnc_server::admin::tls_config(&config)?,
+                    store: store.clone(),
+                }),
+                None => None,
+            })
             .start()
             .await?;
         if let Some(at) = pdp.revocations_addr {
@@ -86,14 +94,27 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "PT-TLS listener ready"
         );
         // For scripts that start the daemon on port 0.
-        println!("listening on {}", pdp.tcp_addr);
+        say(format_args!("listening on {}", pdp.tcp_addr));
         if let Some(quic) = pdp.quic_addr {
             tracing::info!(addr = %quic, "PT-TLS over QUIC listener ready");
-            println!("listening on quic {quic}");
+            say(format_args!("listening on quic {quic}"));
+        }
+        if let Some(at) = pdp.admin_addr {
+            tracing::info!(%at, "admin API ready (HTTPS, admin certificates: tnc-server admin issue)");
+            say(format_args!("admin API on https://{at}"));
         }
         pdp.join().await?;
         store.close().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line on standard output for scripts, which may have stopped reading
+/// (closed the pipe after the line they wanted): the daemon carries on
+/// where `println!` would panic.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }

@@ -306,6 +306,28 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: r.try_get(0)?,
+        at: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        subject: r.try_get(3)?,
+        detail: r.try_get(4)?,
+        hash: r.try_get(5)?,
+    })
+}
+
+/// Why [`Store::find_device`] found no one device.
+#[derive(Debug, thiserror::Error)]
+pub enum FindDevice {
+    #[error("no device {0:?} (device list shows them)")]
+    None(String),
+    #[error("{0:?} matches {1} devices: give more of the ID")]
+    Ambiguous(String, usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Where `audit verify` found the chain broken.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("audit entry {seq}: {what}")]
@@ -586,6 +608,22 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(device_from_row).collect()
+    }
+
+    /// The one device whose hex ID starts with `prefix` (any case).
+    pub async fn find_device(&self, prefix: &str) -> Result<DeviceRecord, FindDevice> {
+        let prefix = prefix.to_ascii_lowercase();
+        let mut matches: Vec<_> = self
+            .devices()
+            .await?
+            .into_iter()
+            .filter(|d| hex(&d.device_id).starts_with(&prefix))
+            .collect();
+        match matches.len() {
+            1 => Ok(matches.remove(0)),
+            0 => Err(FindDevice::None(prefix)),
+            n => Err(FindDevice::Ambiguous(prefix, n)),
+        }
     }
 
     /// Inserts or replaces a device.
@@ -1333,6 +1371,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Each role's current policy version: (role, version, SHA-256 hex of
+    /// its text, loaded at).
+    pub async fn policy_list(&self) -> Result<Vec<(Role, i64, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.role, p.id, p.sha256, p.loaded_at FROM policy_versions p
+             WHERE p.id = (SELECT MAX(id) FROM policy_versions q WHERE q.role = p.role)
+             ORDER BY p.role",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get(0)?;
+                Ok((
+                    parse_role(&role)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Records `body` as the role's policy unless it is the current version
     /// already; returns the new version's ID if one was recorded.
     pub async fn seed_policy(
@@ -1341,13 +1402,27 @@ impl Store {
         body: &str,
         now: u64,
     ) -> Result<Option<i64>, StoreError> {
+        self.load_policy_by(role, body, now, None).await
+    }
+
+    /// [`Store::seed_policy`] with who loaded it in the audit entry.
+    pub async fn load_policy_by(
+        &self,
+        role: Role,
+        body: &str,
+        now: u64,
+        by: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
         let current = self.current_policies().await?;
         if current.get(&role).is_some_and(|(_, b)| b == body) {
             return Ok(None);
         }
         let id = self.record_policy(role, body, now).await?;
-        self.audit(now, "policy-load", role.name(), &format!("version {id}"))
-            .await?;
+        let detail = match by {
+            Some(who) => format!("version {id} by {who}"),
+            None => format!("version {id}"),
+        };
+        self.audit(now, "policy-load", role.name(), &detail).await?;
         Ok(Some(id))
     }
 
@@ -1394,23 +1469,25 @@ impl Store {
         }
     }
 
+    /// Audit entries numbered after `seq`, oldest first, at most `limit`.
+    pub async fn audit_after(&self, seq: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, subject, detail, hash FROM audit WHERE seq > $1
+             ORDER BY seq LIMIT $2",
+        )
+        .bind(seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
     pub async fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
         let rows =
             sqlx::query("SELECT seq, at, kind, subject, detail, hash FROM audit ORDER BY seq")
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    seq: r.try_get(0)?,
-                    at: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    subject: r.try_get(3)?,
-                    detail: r.try_get(4)?,
-                    hash: r.try_get(5)?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_from_row).collect()
     }
 
     /// Recomputes the chain: the number of entries, or the first that breaks it

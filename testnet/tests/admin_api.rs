@@ -1,0 +1,393 @@
+//! The admin API against a running PDP: who is let in (401 without a
+//! certificate, 403 for a certificate that names no admin role and for a
+//! read-only caller that acts, the TLS handshake refused for another CA),
+//! bad requests (400 with what was wrong), the device list and detail after
+//! a real login, actions written to the audit log, and the event stream.
+
+use hyper::Method;
+use std::sync::Arc;
+use testnet::e2e::{soft_device, write_host_files, PdpOptions, TestPdp};
+use tnc_client::agent::{login, tls_client_config, Agent};
+use tnc_proto::admin::{self as api, AdminRole};
+use tnc_proto::attestation::Role;
+use tnc_server::admin::client::{AdminClient, ClientError};
+
+async fn pdp() -> TestPdp {
+    let profile = testnet::e2e::profile("good-terminal").unwrap();
+    TestPdp::start_raw(
+        &[(Role::Terminal, &profile)],
+        (Vec::new(), Vec::new()),
+        PdpOptions {
+            admin: true,
+            ..PdpOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// One login of a software terminal enrolled as `name`; its verdict.
+async fn log_in(pdp: &TestPdp, name: &str) -> String {
+    let profile = testnet::e2e::profile("good-terminal").unwrap();
+    let measurements = Arc::new(profile.measure().unwrap());
+    let device = soft_device(pdp, Role::Terminal, name, &measurements)
+        .await
+        .unwrap();
+    let dir = testnet::swtpm::scratch_dir(&format!("admin-{name}")).unwrap();
+    let os = tnc_client::os::OsFacts::collect(&write_host_files(&dir).unwrap(), false).unwrap();
+    let mut agent = Agent::with_collector(os, Box::new(device()));
+    let outcome = login(
+        pdp.addr,
+        "localhost",
+        tls_client_config(&pdp.tls.ca).unwrap(),
+        &mut agent,
+        None,
+    )
+    .await
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome.verdict_name().to_string()
+}
+
+#[tokio::test]
+async fn callers_without_an_admin_certificate_are_refused() {
+    let pdp = pdp().await;
+    let url = pdp.admin_url().unwrap();
+
+    // No certificate: 401, and the answer says what to do.
+    let anonymous = AdminClient::new(&url, &pdp.tls.ca, None).unwrap();
+    let (status, body) = anonymous
+        .call(Method::GET, "/v1/devices", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    let error: api::ApiError = serde_json::from_slice(&body).unwrap();
+    assert!(error.error.contains("tnc-server admin issue"), "{error:?}");
+
+    // A certificate of the same CA that names no admin role (an endpoint's
+    // client certificate, say): 403.
+    let ca = (
+        std::fs::read_to_string(&pdp.tls.ca).unwrap(),
+        std::fs::read_to_string(&pdp.tls.ca_key).unwrap(),
+    );
+    let endpoint = {
+        let key = rcgen::KeyPair::from_pem(&ca.1).unwrap();
+        let ca_params = {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, "testnet PDP CA");
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+            p.key_usages = vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::CrlSign,
+            ];
+            p.self_signed(&key).unwrap()
+        };
+        tnc_server::certs::issue("device-7", vec!["device-7.test".into()], &(ca_params, key))
+            .unwrap()
+    };
+    let (c, k) = (pdp.dir.join("endpoint.pem"), pdp.dir.join("endpoint.key"));
+    std::fs::write(&c, endpoint.0.pem()).unwrap();
+    tnc_server::certs::write_private(&k, endpoint.1.serialize_pem().as_bytes(), true).unwrap();
+    let not_admin = AdminClient::new(&url, &pdp.tls.ca, Some((&c, &k))).unwrap();
+    match not_admin.get::<Vec<api::Device>>("/v1/devices").await {
+        Err(ClientError::Refused { status: 403, error }) => {
+            assert!(error.contains("not an admin certificate"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A certificate of another CA, even one saying tnc-admin-write: the
+    // TLS handshake is refused.
+    let other_ca = tnc_server::certs::new_ca("someone else's CA").unwrap();
+    let other_dir = testnet::swtpm::scratch_dir("admin-other-ca").unwrap();
+    std::fs::write(other_dir.join("ca.pem"), other_ca.0.pem()).unwrap();
+    tnc_server::certs::write_private(
+        &other_dir.join("ca.key"),
+        other_ca.1.serialize_pem().as_bytes(),
+        true,
+    )
+    .unwrap();
+    let (cert, key) = tnc_server::certs::issue_admin(
+        &other_ca.0.pem(),
+        &other_ca.1.serialize_pem(),
+        "mallory",
+        AdminRole::ReadWrite,
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    std::fs::write(other_dir.join("mallory.pem"), cert).unwrap();
+    tnc_server::certs::write_private(&other_dir.join("mallory.key"), key.as_bytes(), true).unwrap();
+    let mallory = AdminClient::new(
+        &url,
+        &pdp.tls.ca,
+        Some((
+            &other_dir.join("mallory.pem"),
+            &other_dir.join("mallory.key"),
+        )),
+    )
+    .unwrap();
+    let refused = mallory.call(Method::GET, "/v1/devices", None).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Tls { .. } | ClientError::Http(_) | ClientError::Connect { .. })
+        ),
+        "{refused:?}"
+    );
+
+    // Read-only: reads, and is refused every action.
+    let reader = pdp.admin_client("reader", AdminRole::ReadOnly).unwrap();
+    let me: api::WhoAmI = reader.get("/v1/whoami").await.unwrap();
+    assert_eq!(
+        me,
+        api::WhoAmI {
+            name: "reader".into(),
+            role: AdminRole::ReadOnly
+        }
+    );
+    assert!(reader.get::<Vec<api::Device>>("/v1/devices").await.is_ok());
+    for path in [
+        "/v1/reassess",
+        "/v1/devices/00/revoke",
+        "/v1/policies/terminal",
+    ] {
+        match reader
+            .post::<_, api::ActionResult>(path, &api::RevokeRequest { reason: "x".into() })
+            .await
+        {
+            Err(ClientError::Refused { status: 403, error }) => {
+                assert!(error.contains("read-only"), "{path}: {error}")
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&other_dir);
+    pdp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_get_400_with_what_was_wrong() {
+    let pdp = pdp().await;
+    let admin = pdp.admin_client("alice", AdminRole::ReadWrite).unwrap();
+    assert_eq!(log_in(&pdp, "terminal").await, "allow");
+    let device = admin.get::<Vec<api::Device>>("/v1/devices").await.unwrap()[0]
+        .device
+        .clone();
+    let revoke = format!("/v1/devices/{device}/revoke");
+
+    let cases: [(&str, &[u8], &str); 4] = [
+        (&revoke, b"{\"reason\": ", "EOF"),
+        (
+            &revoke,
+            b"{\"reason\": \"x\", \"force\": true}",
+            "unknown field `force`",
+        ),
+        (&revoke, b"{}", "missing field `reason`"),
+        (&revoke, b"{\"reason\": \"  \"}", "reason is empty"),
+    ];
+    for (path, body, says) in cases {
+        let (status, answer) = admin
+            .call(Method::POST, path, Some(body.to_vec()))
+            .await
+            .unwrap();
+        let error: api::ApiError = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(status, 400, "{error:?}");
+        assert!(error.error.contains(says), "{says}: {error:?}");
+    }
+    for (path, says) in [
+        ("/v1/devices?colour=red", "colour"),
+        ("/v1/devices?role=printer", "printer"),
+        ("/v1/audit?limit=0", "limit 0"),
+    ] {
+        match admin.get::<serde_json::Value>(path).await {
+            Err(ClientError::Refused { status: 400, error }) => {
+                assert!(error.contains(says), "{path}: {error}")
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    match admin
+        .post::<_, api::ActionResult>(
+            "/v1/policies/terminal",
+            &api::PolicyLoad {
+                reference_values: "this is not = [toml".into(),
+            },
+        )
+        .await
+    {
+        Err(ClientError::Refused { status: 400, error }) => {
+            assert!(error.starts_with("reference_values"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match admin.get::<serde_json::Value>("/v1/devices/ffff").await {
+        Err(ClientError::Refused { status: 404, error }) => assert!(error.contains("ffff")),
+        other => panic!("{other:?}"),
+    }
+    match admin.get::<serde_json::Value>("/v1/nothing").await {
+        Err(ClientError::Refused { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Nothing was revoked by the refused requests.
+    assert!(admin
+        .get::<Vec<api::Revocation>>("/v1/revocations")
+        .await
+        .unwrap()
+        .is_empty());
+    pdp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn devices_attestations_actions_and_events() {
+    let pdp = pdp().await;
+    let admin = pdp.admin_client("alice", AdminRole::ReadWrite).unwrap();
+
+    // The event stream, open before the login.
+    let mut stream = admin.send(Method::GET, "/v1/events", None).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+
+    assert_eq!(log_in(&pdp, "terminal").await, "allow");
+
+    // The stream tells of the decision.
+    let decided = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        use http_body_util::BodyExt;
+        let mut text = String::new();
+        while let Some(frame) = stream.body_mut().frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+            if let Some(line) = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .find(|l| l.contains("\"decided\""))
+            {
+                return serde_json::from_str::<serde_json::Value>(line).unwrap();
+            }
+        }
+        panic!("the stream ended: {text}");
+    })
+    .await
+    .expect("a decided event within 10 s");
+    assert_eq!(decided["verdict"], "allow");
+
+    let devices: Vec<api::Device> = admin.get("/v1/devices").await.unwrap();
+    assert_eq!(devices.len(), 1);
+    let d = &devices[0];
+    assert_eq!(d.role, "terminal");
+    assert_eq!(d.last_verdict.as_deref(), Some("allow"));
+    assert_eq!(decided["device"], d.device.as_str());
+    // Filters.
+    let none: Vec<api::Device> = admin.get("/v1/devices?verdict=isolate").await.unwrap();
+    assert!(none.is_empty());
+    let vms: Vec<api::Device> = admin.get("/v1/devices?role=vm").await.unwrap();
+    assert!(vms.is_empty());
+
+    // The detail, by a prefix of the ID.
+    let detail: api::DeviceDetail = admin
+        .get(&format!("/v1/devices/{}", &d.device[..12]))
+        .await
+        .unwrap();
+    assert_eq!(detail.device, *d);
+    assert_eq!(detail.attestations.len(), 1);
+    assert_eq!(detail.attestations[0].verdict, "allow");
+
+    // Actions, each in the audit log under the admin's name.
+    let done: api::ActionResult = admin
+        .post(&format!("/v1/devices/{}/reassess", d.device), &())
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        api::ActionResult::ReassessRequested {
+            device: Some(d.device.clone())
+        }
+    );
+    let done: api::ActionResult = admin
+        .post(
+            &format!("/v1/devices/{}/revoke", d.device),
+            &api::RevokeRequest {
+                reason: "lost laptop".into(),
+            },
+        )
+        .await
+        .unwrap();
+    // This PDP issues no tickets: nothing to revoke, and it says so.
+    assert_eq!(
+        done,
+        api::ActionResult::Revoked {
+            device: d.device.clone(),
+            tickets: 0
+        }
+    );
+    let policies: Vec<api::PolicyVersion> = admin.get("/v1/policies").await.unwrap();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].role, "terminal");
+    // The terminal's current text again: nothing recorded; as the VMs'
+    // reference values: their first version.
+    let text = testnet::e2e::profile("good-terminal")
+        .unwrap()
+        .reference_values()
+        .unwrap()
+        .to_toml();
+    let load = api::PolicyLoad {
+        reference_values: text,
+    };
+    let same: api::ActionResult = admin.post("/v1/policies/terminal", &load).await.unwrap();
+    assert_eq!(
+        same,
+        api::ActionResult::PolicyLoaded {
+            role: "terminal".into(),
+            version: None
+        }
+    );
+    let vm: api::ActionResult = admin.post("/v1/policies/vm", &load).await.unwrap();
+    assert!(
+        matches!(&vm, api::ActionResult::PolicyLoaded { role, version: Some(_) } if role == "vm"),
+        "{vm:?}"
+    );
+    let policies: Vec<api::PolicyVersion> = admin.get("/v1/policies").await.unwrap();
+    assert_eq!(policies.len(), 2);
+    let audit: Vec<api::AuditEntry> = admin.get("/v1/audit").await.unwrap();
+    let reassess = audit
+        .iter()
+        .find(|e| e.kind == "device-reassess")
+        .expect("the re-assessment in the audit log");
+    assert_eq!(reassess.subject, d.device);
+    assert!(reassess.detail.contains("by admin alice"), "{reassess:?}");
+    assert!(
+        audit.iter().any(|e| e.kind == "policy-load"
+            && e.subject == "vm"
+            && e.detail.ends_with("by admin alice")),
+        "{audit:?}"
+    );
+    // Paging.
+    let after: Vec<api::AuditEntry> = admin
+        .get(&format!("/v1/audit?after={}&limit=1", audit[0].seq))
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].seq, audit[1].seq);
+    assert!(pdp.store.verify_audit().await.unwrap().is_ok());
+
+    let done: api::ActionResult = admin
+        .post(&format!("/v1/devices/{}/forget", d.device), &())
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        api::ActionResult::Forgotten {
+            device: d.device.clone()
+        }
+    );
+    assert!(admin
+        .get::<Vec<api::Device>>("/v1/devices")
+        .await
+        .unwrap()
+        .is_empty());
+    pdp.stop().await.unwrap();
+}
