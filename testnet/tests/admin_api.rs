@@ -391,3 +391,82 @@ async fn devices_attestations_actions_and_events() {
         .is_empty());
     pdp.stop().await.unwrap();
 }
+
+/// Connections that never finish TLS: one address holds at most 16 (the
+/// 17th is closed at once), and with every slot taken by 17 addresses the
+/// PDP still stops at once.
+#[tokio::test]
+async fn silent_connections_are_bounded_and_do_not_hold_up_shutdown() {
+    use tokio::io::AsyncReadExt;
+    let pdp = pdp().await;
+    let addr = pdp.admin_addr.unwrap();
+    let connect_from = |last: u8| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, last], 0)))
+            .unwrap();
+        socket.connect(addr).await.unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(connect_from(2).await);
+    }
+    // Let the listener count them.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut extra = connect_from(2).await;
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), extra.read(&mut byte))
+        .await
+        .expect("the 17th connection from one address is closed at once");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    // Another address still gets in: a real admin call works.
+    let admin = pdp.admin_client("alice", AdminRole::ReadOnly).unwrap();
+    assert!(admin.get::<Vec<api::Device>>("/v1/devices").await.is_ok());
+    // Every one of the 256 slots taken, from 16 more addresses.
+    for last in 3..19u8 {
+        for _ in 0..16 {
+            held.push(connect_from(last).await);
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(5), pdp.stop())
+        .await
+        .expect("the PDP stops with every admin slot taken")
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(held);
+}
+
+#[tokio::test]
+async fn axums_own_errors_come_as_json_too() {
+    let pdp = pdp().await;
+    let admin = pdp.admin_client("alice", AdminRole::ReadWrite).unwrap();
+    // A method the path does not take: 405, JSON, with Allow.
+    let answer = admin
+        .send(Method::DELETE, "/v1/devices", None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 405);
+    assert!(answer.headers().contains_key("allow"));
+    let (status, body) = admin
+        .call(Method::DELETE, "/v1/devices", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 405);
+    let error: api::ApiError = serde_json::from_slice(&body).unwrap();
+    assert!(error.error.contains("method"), "{error:?}");
+    // A body over 1 MiB: 413, JSON.
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/v1/policies/terminal",
+            Some(vec![b' '; 2 << 20]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 413);
+    let error: api::ApiError = serde_json::from_slice(&body).unwrap();
+    assert!(error.error.contains("over"), "{error:?}");
+    pdp.stop().await.unwrap();
+}

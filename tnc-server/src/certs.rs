@@ -71,6 +71,8 @@ pub enum AdminIssueError {
         tnc_proto::admin::OU_WRITE
     )]
     CaSubject,
+    #[error("the lifetime ends past the year 9999")]
+    Lifetime,
     #[error(transparent)]
     Certificate(#[from] rcgen::Error),
 }
@@ -121,7 +123,10 @@ pub fn issue_admin(
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + lifetime;
+    params.not_after = time::Duration::try_from(lifetime)
+        .ok()
+        .and_then(|d| now.checked_add(d))
+        .ok_or(AdminIssueError::Lifetime)?;
     let cert = params.signed_by(&key, &ca, &ca_key)?;
     Ok((cert.pem(), key.serialize_pem()))
 }

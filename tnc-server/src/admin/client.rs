@@ -44,7 +44,8 @@ pub enum ClientError {
 /// Where the admin API is and who calls it.
 #[derive(Clone, Debug)]
 pub struct AdminClient {
-    addr: SocketAddr,
+    /// Every address the host resolved to, tried in turn.
+    addrs: Vec<SocketAddr>,
     server_name: ServerName<'static>,
     tls: Arc<rustls::ClientConfig>,
 }
@@ -64,7 +65,7 @@ impl AdminClient {
             .strip_prefix("https://")
             .ok_or_else(|| setup(format!("{url:?}: the admin API's URL starts with https://")))?;
         let authority = rest.trim_end_matches('/');
-        let (host, addr) = resolve(authority).ok_or_else(|| {
+        let (host, addrs) = resolve(authority).ok_or_else(|| {
             setup(format!(
                 "{url:?}: not https://HOST:PORT (a resolvable HOST)"
             ))
@@ -98,14 +99,15 @@ impl AdminClient {
             .map_err(|e| setup(format!("TLS: {e}")))?;
         Arc::make_mut(&mut tls).alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
-            addr,
+            addrs,
             server_name,
             tls,
         })
     }
 
+    /// The first address the host resolved to.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
     }
 
     /// Sends one request; the answer's status and head, its body unread.
@@ -115,11 +117,8 @@ impl AdminClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<hyper::Response<Incoming>, ClientError> {
-        let addr = self.addr;
         let work = async {
-            let tcp = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|error| ClientError::Connect { addr, error })?;
+            let (tcp, addr) = self.connect().await?;
             let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(self.server_name.clone(), tcp)
                 .await
@@ -146,6 +145,18 @@ impl AdminClient {
         tokio::time::timeout(TIMEOUT, work)
             .await
             .map_err(|_| ClientError::Timeout)?
+    }
+
+    /// A TCP connection to the first address that takes one.
+    async fn connect(&self) -> Result<(tokio::net::TcpStream, SocketAddr), ClientError> {
+        let mut last = None;
+        for &addr in &self.addrs {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(tcp) => return Ok((tcp, addr)),
+                Err(error) => last = Some(ClientError::Connect { addr, error }),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Setup("no address".into())))
     }
 
     /// One request; the status and the whole body.
@@ -194,15 +205,16 @@ fn decode<T: serde::de::DeserializeOwned>(status: u16, body: &[u8]) -> Result<T,
     serde_json::from_slice(body).map_err(|e| ClientError::Answer(e.to_string()))
 }
 
-/// HOST:PORT (or [V6]:PORT) to the name to check and the first address.
-fn resolve(authority: &str) -> Option<(String, SocketAddr)> {
+/// HOST:PORT (or [V6]:PORT) to the name to check and its addresses (a
+/// name is resolved once, here: `localhost` may give ::1 before 127.0.0.1).
+fn resolve(authority: &str) -> Option<(String, Vec<SocketAddr>)> {
     if let Ok(addr) = authority.parse::<SocketAddr>() {
-        return Some((addr.ip().to_string(), addr));
+        return Some((addr.ip().to_string(), vec![addr]));
     }
     let (host, _) = authority.rsplit_once(':')?;
     use std::net::ToSocketAddrs;
-    let addr = authority.to_socket_addrs().ok()?.next()?;
-    Some((host.to_string(), addr))
+    let addrs: Vec<SocketAddr> = authority.to_socket_addrs().ok()?.collect();
+    (!addrs.is_empty()).then(|| (host.to_string(), addrs))
 }
 
 #[cfg(test)]
@@ -213,11 +225,11 @@ mod tests {
     fn urls_name_the_host_the_certificate_must_carry() {
         assert_eq!(
             resolve("127.0.0.1:9271"),
-            Some(("127.0.0.1".into(), "127.0.0.1:9271".parse().unwrap()))
+            Some(("127.0.0.1".into(), vec!["127.0.0.1:9271".parse().unwrap()]))
         );
         assert_eq!(
             resolve("[::1]:9271"),
-            Some(("::1".into(), "[::1]:9271".parse().unwrap()))
+            Some(("::1".into(), vec!["[::1]:9271".parse().unwrap()]))
         );
         assert_eq!(
             resolve("localhost:9271").map(|r| r.0),

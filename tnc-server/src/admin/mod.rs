@@ -38,6 +38,11 @@ use tokio::sync::{watch, Semaphore};
 const TLS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once (event streams included); more wait.
 const MAX_CONNECTIONS: usize = 256;
+/// Connections from one address at once; more are closed at once (a
+/// client without a certificate must not hold every slot).
+const PER_ADDRESS: usize = 16;
+/// Event streams open at once.
+const MAX_STREAMS: usize = 64;
 /// Attestations in a device's detail.
 const RECENT_ATTESTATIONS: i64 = 20;
 /// The most entries one page of the audit log or the revocations holds.
@@ -124,6 +129,7 @@ struct AppState {
     store: Arc<Store>,
     ctx: Arc<PdpContext>,
     events: Arc<EventBus>,
+    streams: Arc<Semaphore>,
 }
 
 /// The bound admin listener.
@@ -150,7 +156,12 @@ impl AdminServer {
         Ok(Self {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(tls),
-            state: AppState { store, ctx, events },
+            state: AppState {
+                store,
+                ctx,
+                events,
+                streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            },
         })
     }
 
@@ -163,8 +174,20 @@ impl AdminServer {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let routes = router(self.state);
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let per_address = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+            std::net::IpAddr,
+            usize,
+        >::new()));
         let mut connections = tokio::task::JoinSet::new();
         loop {
+            // Waiting for a slot, as for a connection, ends on shutdown.
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
+                _ = shutdown.changed() => break,
+            };
             let (tcp, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(a) => a,
@@ -178,13 +201,14 @@ impl AdminServer {
             };
             // Reap finished connections as we go.
             while connections.try_join_next().is_some() {}
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                break;
+            let Some(counted) = AddressSlot::take(&per_address, peer.ip()) else {
+                tracing::warn!(%peer, "admin API: more than {PER_ADDRESS} connections from one address: closed");
+                continue;
             };
             let acceptor = self.acceptor.clone();
             let routes = routes.clone();
             connections.spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, counted);
                 serve_connection(acceptor, routes, tcp, peer).await;
             });
         }
@@ -230,6 +254,42 @@ async fn serve_connection(
     }
 }
 
+/// One of an address's connections, given back on drop.
+struct AddressSlot {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl AddressSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+    ) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// The caller's address, for log lines.
 #[derive(Clone, Copy, Debug)]
 struct Peer(SocketAddr);
@@ -249,9 +309,36 @@ fn router(state: AppState) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/events", get(events))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(authorize))
         .with_state(state)
+}
+
+/// Error answers axum makes itself (405 for a method a path does not take,
+/// 413 for a body over the limit) in the API's JSON shape.
+async fn json_errors(answer: Response) -> Response {
+    let status = answer.status();
+    let json = answer
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return answer;
+    }
+    let why = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "this path does not take that method (docs/admin-api.md)".to_string()
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => format!("the request body is over {MAX_BODY} bytes"),
+        other => other.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let mut json = Failure(status, why).into_response();
+    if let Some(allow) = answer.headers().get(axum::http::header::ALLOW) {
+        json.headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    json
 }
 
 /// An answer other than success: its status and what was wrong.
@@ -296,7 +383,13 @@ async fn authorize(
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
     let refuse = |status: StatusCode, why: String| {
         tracing::warn!(%peer, %method, %path, status = status.as_u16(), "admin API refused: {why}");
-        Failure(status, why).into_response()
+        let mut answer = Failure(status, why).into_response();
+        // A caller who is no admin gets one answer per connection.
+        answer.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        answer
     };
     match &caller {
         Caller::Anonymous => refuse(
@@ -463,45 +556,18 @@ async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Answer<api
     }))
 }
 
-/// Writes an action to the audit log and the PDP's log.
-async fn record(
-    s: &AppState,
-    caller: &Caller,
-    kind: &str,
-    subject: &str,
-    detail: &str,
-) -> Result<(), Failure> {
-    let admin = admin_name(caller);
-    tracing::info!(admin, kind, subject, detail, "admin API action");
-    s.store
-        .audit(
-            s.ctx.now(),
-            kind,
-            subject,
-            &format!("by admin {admin}: {detail}"),
-        )
-        .await?;
-    Ok(())
-}
-
 async fn reassess_one(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Answer<api::ActionResult> {
     let d = s.store.find_device(&id).await?;
+    let by = format!("by admin {}", admin_name(&caller));
     s.store
-        .request_reassessment(Some(&d.device_id), s.ctx.now())
+        .request_reassessment_audited(Some(&d.device_id), s.ctx.now(), &by)
         .await?;
     let device = hex(&d.device_id);
-    record(
-        &s,
-        &caller,
-        "device-reassess",
-        &device,
-        "re-assessment requested",
-    )
-    .await?;
+    tracing::info!(admin = admin_name(&caller), %device, "admin API: re-assessment requested");
     Ok(Json(api::ActionResult::ReassessRequested {
         device: Some(device),
     }))
@@ -511,15 +577,14 @@ async fn reassess_all(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Answer<api::ActionResult> {
-    s.store.request_reassessment(None, s.ctx.now()).await?;
-    record(
-        &s,
-        &caller,
-        "device-reassess",
-        "*",
-        "re-assessment of every open session requested",
-    )
-    .await?;
+    let by = format!("by admin {}: every open session", admin_name(&caller));
+    s.store
+        .request_reassessment_audited(None, s.ctx.now(), &by)
+        .await?;
+    tracing::info!(
+        admin = admin_name(&caller),
+        "admin API: re-assessment of every open session requested"
+    );
     Ok(Json(api::ActionResult::ReassessRequested { device: None }))
 }
 
@@ -555,9 +620,19 @@ async fn forget(
     Path(id): Path<String>,
 ) -> Answer<api::ActionResult> {
     let d = s.store.find_device(&id).await?;
-    s.store.forget_device(&d.device_id).await?;
+    let by = format!("by admin {}", admin_name(&caller));
     let device = hex(&d.device_id);
-    record(&s, &caller, "device-forget", &device, "forgotten").await?;
+    if !s
+        .store
+        .forget_device_audited(&d.device_id, s.ctx.now(), &by)
+        .await?
+    {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            format!("device {device} was forgotten meanwhile"),
+        ));
+    }
+    tracing::info!(admin = admin_name(&caller), %device, "admin API: device forgotten");
     Ok(Json(api::ActionResult::Forgotten { device }))
 }
 
@@ -638,7 +713,7 @@ async fn load_policy(
 ) -> Answer<api::ActionResult> {
     let Some(r) = Role::from_name(&role) else {
         return Err(Failure(
-            StatusCode::NOT_FOUND,
+            StatusCode::BAD_REQUEST,
             format!("role {role:?}: use terminal or vm"),
         ));
     };
@@ -673,10 +748,18 @@ async fn load_policy(
 /// and missed some; a comment every 15 s keeps proxies from closing it.
 async fn events(
     State(s): State<AppState>,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, Failure>
+{
     use tokio::sync::broadcast::error::RecvError;
+    let Ok(slot) = s.streams.clone().try_acquire_owned() else {
+        return Err(Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_STREAMS} event streams are open already"),
+        ));
+    };
     let rx = s.events.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    // The slot lives as long as the stream.
+    let stream = futures_util::stream::unfold((rx, slot), |(mut rx, slot)| async move {
         let event = match rx.recv().await {
             Ok(e) => match Event::default().json_data(&e) {
                 Ok(ev) => ev,
@@ -685,9 +768,9 @@ async fn events(
             Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(event), rx))
+        Some((Ok(event), (rx, slot)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 #[cfg(test)]

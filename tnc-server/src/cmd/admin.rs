@@ -367,14 +367,8 @@ pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
             DeviceCommand::Forget { config, device } => {
                 let store = open(config).await?;
                 let d = find_device(&store, device).await?;
-                store.forget_device(&d.device_id).await?;
                 store
-                    .audit(
-                        system_clock(),
-                        "device-forget",
-                        &hex(&d.device_id),
-                        "by the operator",
-                    )
+                    .forget_device_audited(&d.device_id, system_clock(), "by the operator")
                     .await?;
                 println!("device {} forgotten", hex(&d.device_id));
             }

@@ -29,8 +29,8 @@ pub enum Command {
         /// directory).
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        /// Days the certificate is valid.
-        #[arg(long, default_value_t = 90)]
+        /// Days the certificate is valid (at most 825).
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=825))]
         days: u32,
     },
 }
@@ -44,9 +44,6 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
             out,
             days,
         } => {
-            if *days == 0 {
-                bail!("--days must be at least 1");
-            }
             let config = ServerConfig::load(config_path)?;
             let ca_path = config.path(&config.admin.ca_certificate);
             let key_path = config.path(&config.admin.ca_private_key);
@@ -77,10 +74,20 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 out.join(format!("{name}.pem")),
                 out.join(format!("{name}.key")),
             );
+            if cert_path.exists() {
+                bail!(
+                    "{} exists: give another NAME or --out, or remove it",
+                    cert_path.display()
+                );
+            }
             tnc_server::certs::write_private(&key_file, key.as_bytes(), false).with_context(
                 || format!("writing {} (it must not exist yet)", key_file.display()),
             )?;
-            std::fs::write(&cert_path, cert.as_bytes())
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&cert_path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, cert.as_bytes()))
                 .with_context(|| format!("writing {}", cert_path.display()))?;
             runtime()?.block_on(async {
                 open_store(config_path)

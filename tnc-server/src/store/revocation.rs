@@ -194,6 +194,62 @@ impl Store {
         }
     }
 
+    /// [`Store::request_reassessment`] and its audit entry (`device-reassess`,
+    /// the device or `*`, `detail`) in one transaction.
+    pub async fn request_reassessment_audited(
+        &self,
+        device: Option<&[u8; 32]>,
+        at: u64,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
+        let device = device.copied();
+        let detail = detail.to_string();
+        self.write_audited(move |conn| {
+            let detail = detail.clone();
+            Box::pin(async move {
+                let seq: i64 = sqlx::query(
+                    "INSERT INTO reassess_requests (at, device_id) VALUES ($1, $2) RETURNING seq",
+                )
+                .bind(at as i64)
+                .bind(device.map(|d| d.to_vec()))
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get(0)?;
+                let subject = device.map_or_else(|| "*".to_string(), |d| hex(&d));
+                append_audit_on(conn, at, "device-reassess", &subject, &detail).await?;
+                Ok(seq)
+            })
+        })
+        .await
+    }
+
+    /// Forgets a device and writes its audit entry (`device-forget`,
+    /// `detail`) in one transaction; whether there was one to forget.
+    pub async fn forget_device_audited(
+        &self,
+        id: &[u8; 32],
+        at: u64,
+        detail: &str,
+    ) -> Result<bool, StoreError> {
+        let id = *id;
+        let detail = detail.to_string();
+        self.write_audited(move |conn| {
+            let detail = detail.clone();
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM devices WHERE device_id = $1")
+                    .bind(id.to_vec())
+                    .execute(&mut *conn)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                append_audit_on(conn, at, "device-forget", &hex(&id), &detail).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
     /// Revokes every unexpired ticket of `device` (the operator's `device
     /// revoke`); how many.
     pub async fn revoke_device(
