@@ -260,6 +260,11 @@ pub struct StoreSection {
     /// `postgres://user@host/db`.
     #[serde(default = "default_store")]
     pub url: String,
+    /// The audit chain's key file (HMAC-SM3; `tnc-server audit key` makes
+    /// one, `init` does from the start). Unset: the chain is plain SM3,
+    /// which anyone who can write the database can rewrite consistently.
+    #[serde(default)]
+    pub audit_key: Option<PathBuf>,
 }
 
 fn default_store() -> String {
@@ -270,6 +275,7 @@ impl Default for StoreSection {
     fn default() -> Self {
         Self {
             url: default_store(),
+            audit_key: None,
         }
     }
 }
@@ -628,6 +634,19 @@ impl ServerConfig {
             return invalid("limits.handshake_timeout_secs must be at least 1".into());
         }
         Ok(config)
+    }
+
+    /// The audit chain's key, if the config names one; its file must exist
+    /// and be private.
+    pub fn audit_key(&self) -> Result<Option<crate::store::AuditKey>, ConfigError> {
+        self.store
+            .audit_key
+            .as_ref()
+            .map(|p| {
+                crate::store::AuditKey::load(&self.path(p))
+                    .map_err(|e| ConfigError::new("store.audit_key", e))
+            })
+            .transpose()
     }
 
     /// `p` relative to the config file's directory.

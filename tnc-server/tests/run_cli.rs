@@ -161,6 +161,45 @@ fn init_user_run_learn_device_audit() {
     // policy-learn, verdict.
     let audit = admin(&["audit", "verify"], &config);
     assert!(audit.contains("8 entries"), "{audit}");
+    assert!(
+        audit.contains("HMAC-SM3 chain verified with the key"),
+        "{audit}"
+    );
+    // An anchor elsewhere, then entries dropped after it: found.
+    let anchors = dir.join("anchors");
+    let anchored = admin(
+        &["audit", "anchor", "--to", anchors.to_str().unwrap()],
+        &config,
+    );
+    assert!(anchored.contains("anchored entry 8"), "{anchored}");
+    let audit = admin(
+        &["audit", "verify", "--anchor", anchors.to_str().unwrap()],
+        &config,
+    );
+    assert!(audit.contains("the anchor taken at"), "{audit}");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let db = format!("sqlite://{}", dir.join("tnc.db").display());
+            let store = tnc_server::store::Store::open(&db).await.unwrap();
+            store
+                .execute_raw("DELETE FROM audit WHERE seq >= 7")
+                .await
+                .unwrap();
+            store.close().await;
+        });
+    let out = tnc_server()
+        .args(["audit", "verify", "--anchor"])
+        .arg(&anchors)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("entries 7 to 8 are gone"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

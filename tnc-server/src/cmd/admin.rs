@@ -166,11 +166,35 @@ pub fn gateway(cmd: &GatewayCommand) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Recompute the SM3 hash chain of the audit log; exit 1 if any entry was
-    /// edited, removed or inserted.
+    /// Recompute the audit log's chain (HMAC-SM3 under [store] audit_key,
+    /// SM3 before the key); exit 1 if any entry was edited, removed or
+    /// inserted, or, with --anchor, if entries after the newest anchor were
+    /// dropped.
     Verify {
         #[arg(long)]
         config: PathBuf,
+        /// An anchor file `audit anchor` appended to.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+    },
+    /// Append the chain's newest (sequence, hash) to FILE, or print it with
+    /// `-`, to keep somewhere the database's writers cannot reach (another
+    /// host, a write-once store; e.g. from cron every few minutes).
+    Anchor {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Make a key for an audit log that has none yet: it covers the entries
+    /// from the next one on. Stop the PDPs on the store first, add the line
+    /// it prints to [store] of every config on the store, then start them.
+    Key {
+        #[arg(long)]
+        config: PathBuf,
+        /// Where to write it (0600; must not exist).
+        #[arg(long, default_value = "audit.key")]
+        out: PathBuf,
     },
     /// Print the audit log.
     List {
@@ -463,16 +487,83 @@ async fn reassess(
 pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         match cmd {
-            AuditCommand::Verify { config } => match open(config).await?.verify_audit().await? {
-                Ok(n) => {
-                    println!("audit log intact: {n} entries, SM3 chain verified");
-                    Ok(ExitCode::SUCCESS)
+            AuditCommand::Verify { config, anchor } => {
+                let anchor = match anchor {
+                    None => None,
+                    Some(path) => {
+                        let text = std::fs::read_to_string(path)
+                            .with_context(|| format!("--anchor {}", path.display()))?;
+                        Some(tnc_server::store::Anchor::newest(&text).with_context(|| {
+                            format!("--anchor {}: no anchor line in it", path.display())
+                        })?)
+                    }
+                };
+                let store = open(config).await?;
+                match store.verify_audit_against(anchor.as_ref()).await? {
+                    Ok(n) => {
+                        let how = match store.audit_key() {
+                            Some(k) => format!(
+                                "HMAC-SM3 chain verified with the key (it covers entries from {} on)",
+                                k.since()
+                            ),
+                            None => "SM3 chain verified; it has no key, so whoever can write \
+                                     the database could have rewritten it consistently \
+                                     (tnc-server audit key)"
+                                .into(),
+                        };
+                        println!("audit log intact: {n} entries, {how}");
+                        if let Some(a) = &anchor {
+                            println!("the anchor taken at {} (entry {}) holds", a.at, a.seq);
+                        }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(b) => {
+                        println!("audit log BROKEN at {b}");
+                        Ok(ExitCode::from(1))
+                    }
                 }
-                Err(b) => {
-                    println!("audit log BROKEN at {b}");
-                    Ok(ExitCode::from(1))
+            }
+            AuditCommand::Anchor { config, to } => {
+                let store = open(config).await?;
+                let Some(anchor) = store.audit_anchor(system_clock()).await? else {
+                    bail!("the audit log is empty: nothing to anchor");
+                };
+                if to.as_os_str() == "-" {
+                    println!("{}", anchor.line());
+                } else {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(to)
+                        .with_context(|| format!("--to {}", to.display()))?;
+                    writeln!(f, "{}", anchor.line())
+                        .and_then(|()| f.sync_all())
+                        .with_context(|| format!("--to {}", to.display()))?;
+                    println!("anchored entry {} in {}", anchor.seq, to.display());
                 }
-            },
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Key { config, out } => {
+                let settings = tnc_server::config::ServerConfig::load(config)?;
+                if settings.store.audit_key.is_some() {
+                    bail!("[store] audit_key is set already: the audit log has a key");
+                }
+                let store = open(config).await?;
+                let next = store.audit_anchor(0).await?.map_or(1, |a| a.seq + 1);
+                tnc_server::store::AuditKey::create(out, next)
+                    .with_context(|| format!("--out {}", out.display()))?;
+                println!(
+                    "wrote {} (0600): it keys the audit entries from {next} on",
+                    out.display()
+                );
+                println!(
+                    "add to [store] in {}:  audit_key = \"{}\"  and restart the PDP; keep a copy off this host",
+                    config.display(),
+                    out.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             AuditCommand::List { config } => {
                 for e in open(config).await?.audit_entries().await? {
                     println!(

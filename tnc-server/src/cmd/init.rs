@@ -183,6 +183,7 @@ sm2_private_key = "server-sm2.key"
 
 [store]
 url = "sqlite://tnc.db"
+audit_key = "audit.key"         # keys the audit log's chain (HMAC-SM3); keep a copy off this host
 
 [ca]                            # the SM2 CA (tnc-server ca show|issue)
 certificate = "sm2-ca.pem"
@@ -246,9 +247,13 @@ ak_kind = "ecdsa-p256"
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store =
-            tnc_server::store::Store::open(&format!("sqlite://{}", dir.join("tnc.db").display()))
-                .await?;
+        // The audit chain is keyed from its first entry.
+        let key = tnc_server::store::AuditKey::create(&dir.join("audit.key"), 1)?;
+        let store = tnc_server::store::Store::open_keyed(
+            &format!("sqlite://{}", dir.join("tnc.db").display()),
+            Some(key),
+        )
+        .await?;
         store
             .audit(
                 tnc_server::pdp::system_clock(),
@@ -273,6 +278,9 @@ ak_kind = "ecdsa-p256"
         names.join(", ")
     );
     println!("  tnc.db (0600)                 the store: users, devices, attestations, audit log");
+    println!(
+        "  audit.key (0600)              keys the audit log (HMAC-SM3): keep a copy off this host"
+    );
     println!("  reference-terminal.toml       reference values to fill in (nothing is allowed until then)");
     println!(
         "  ek-roots.pem                  your own EK CAs ({})",

@@ -28,7 +28,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The store the config names.
 pub async fn open_store(config: &Path) -> anyhow::Result<Store> {
     let config = ServerConfig::load(config)?;
-    Store::open(&config.store_url())
+    Store::open_keyed(&config.store_url(), config.audit_key()?)
         .await
         .with_context(|| format!("store.url {:?}", config.store.url))
 }

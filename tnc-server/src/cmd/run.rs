@@ -30,7 +30,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let store = Arc::new(
-            Store::open(&config.store_url())
+            Store::open_keyed(&config.store_url(), config.audit_key()?)
                 .await
                 .with_context(|| format!("store.url {:?}", config.store.url))?,
         );

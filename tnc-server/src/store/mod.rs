@@ -17,8 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use tnc_proto::attestation::Role;
 
+mod audit_key;
 mod memory;
 mod revocation;
+pub use audit_key::{Anchor, AuditKey, AuditKeyError};
 pub use memory::MemoryStore;
 pub use revocation::{ReassessRequest, Revocation, Stale};
 
@@ -423,6 +425,8 @@ pub struct Store {
     audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The group-commit writer's queue.
     writer: tokio::sync::mpsc::Sender<Pending>,
+    /// Keys the audit chain (HMAC-SM3) when the config names a key.
+    audit_key: Option<std::sync::Arc<AuditKey>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -437,13 +441,19 @@ impl Store {
     /// Opens (and for SQLite, creates, mode 0600) the store at `url` and
     /// brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let store = Self::open_unmigrated(url).await?;
+        Self::open_keyed(url, None).await
+    }
+
+    /// [`Store::open`], its audit entries keyed with `key` from the
+    /// sequence number the key names on.
+    pub async fn open_keyed(url: &str, key: Option<AuditKey>) -> Result<Self, StoreError> {
+        let store = Self::open_unmigrated(url, key).await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// The store at `url`, its schema as it is.
-    async fn open_unmigrated(url: &str) -> Result<Self, StoreError> {
+    async fn open_unmigrated(url: &str, key: Option<AuditKey>) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
@@ -483,11 +493,13 @@ impl Store {
                 .await?;
         }
         let audit_lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let audit_key = key.map(std::sync::Arc::new);
         let (writer, queue) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
         tokio::spawn(group_writer(
             pool.clone(),
             backend,
             audit_lock.clone(),
+            audit_key.clone(),
             queue,
         ));
         Ok(Self {
@@ -495,6 +507,7 @@ impl Store {
             backend,
             audit_lock,
             writer,
+            audit_key,
         })
     }
 
@@ -503,7 +516,7 @@ impl Store {
     /// held.
     #[doc(hidden)]
     pub async fn open_at_version(url: &str, version: usize) -> Result<Self, StoreError> {
-        let store = Self::open_unmigrated(url).await?;
+        let store = Self::open_unmigrated(url, None).await?;
         store.migrate_to(version).await?;
         Ok(store)
     }
@@ -725,6 +738,7 @@ async fn group_writer(
     pool: AnyPool,
     backend: Backend,
     lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    key: Option<std::sync::Arc<AuditKey>>,
     mut rx: tokio::sync::mpsc::Receiver<Pending>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -735,7 +749,7 @@ async fn group_writer(
                 Err(_) => break,
             }
         }
-        let result = commit_batch(&pool, backend, &lock, &batch)
+        let result = commit_batch(&pool, backend, &lock, key.as_deref(), &batch)
             .await
             .map_err(|e| e.to_string());
         for p in batch {
@@ -748,6 +762,7 @@ async fn commit_batch(
     pool: &AnyPool,
     backend: Backend,
     lock: &tokio::sync::Mutex<()>,
+    key: Option<&AuditKey>,
     batch: &[Pending],
 ) -> Result<(), StoreError> {
     let _guard = lock.lock().await;
@@ -801,11 +816,14 @@ async fn commit_batch(
                     insert_credential_on(&mut tx, c, p.at).await?;
                 }
                 for (kind, subject, detail) in &p.audit {
-                    entries.push(chain_next(&mut tx, &mut tip, p.at, kind, subject, detail).await?);
+                    entries.push(
+                        chain_next(&mut tx, key, &mut tip, p.at, kind, subject, detail).await?,
+                    );
                 }
                 if let (Some(reason), Some(a)) = (&p.revoke, &p.attestation) {
                     insert_audit_on(&mut tx, &std::mem::take(&mut entries)).await?;
-                    if revocation::revoke_on(&mut tx, backend, &a.device_id, p.at, reason).await?
+                    if revocation::revoke_on(&mut tx, backend, key, &a.device_id, p.at, reason)
+                        .await?
                         > 0
                     {
                         // It appended an entry of its own.
@@ -1158,12 +1176,13 @@ async fn insert_chunks_on(
 /// Appends one audit entry chained to the last one, on `conn`.
 async fn append_audit_on(
     conn: &mut sqlx::AnyConnection,
+    key: Option<&AuditKey>,
     at: u64,
     kind: &str,
     subject: &str,
     detail: &str,
 ) -> Result<i64, StoreError> {
-    let entry = chain_next(conn, &mut None, at, kind, subject, detail).await?;
+    let entry = chain_next(conn, key, &mut None, at, kind, subject, detail).await?;
     let seq = entry.seq;
     insert_audit_on(conn, &[entry]).await?;
     Ok(seq)
@@ -1177,6 +1196,7 @@ async fn append_audit_on(
 /// sequence's uniqueness and it is redone.
 async fn chain_next(
     conn: &mut sqlx::AnyConnection,
+    key: Option<&AuditKey>,
     tip: &mut Option<(i64, String)>,
     at: u64,
     kind: &str,
@@ -1198,7 +1218,20 @@ async fn chain_next(
     // PostgreSQL text refuses NUL; peer-supplied text (paths, messages) may
     // carry one. Replaced before hashing, so the chain covers what is stored.
     let (subject, detail) = (without_nul(subject), without_nul(detail));
-    let hash = chain_hash(&prev, seq, at as i64, kind, &subject, &detail);
+    let input = chain_input(&prev, seq, at as i64, kind, &subject, &detail);
+    let hash = match key {
+        Some(k) if k.covers(seq) => k.mac(&input),
+        // A keyed chain goes on keyed: a PDP or command without the key
+        // would otherwise extend it with entries anyone could forge.
+        _ if prev.starts_with(audit_key::KEYED) => {
+            return Err(StoreError::Corrupt(
+                "the audit log is keyed (HMAC-SM3) and this process has no key: \
+                 set [store] audit_key to the key file"
+                    .into(),
+            ))
+        }
+        _ => hex(&HashAlg::Sm3.digest(&input)),
+    };
     *tip = Some((seq, hash.clone()));
     Ok(ChainedEntry {
         seq,
@@ -1457,7 +1490,16 @@ impl Store {
         let mut attempts = 0;
         loop {
             let mut conn = self.pool.acquire().await?;
-            match append_audit_on(&mut conn, at, kind, subject, detail).await {
+            match append_audit_on(
+                &mut conn,
+                self.audit_key.as_deref(),
+                at,
+                kind,
+                subject,
+                detail,
+            )
+            .await
+            {
                 // Another PDP took this sequence number: chain to its entry.
                 Err(StoreError::Sql(sqlx::Error::Database(e)))
                     if e.is_unique_violation() && attempts < 8 =>
@@ -1491,9 +1533,41 @@ impl Store {
     }
 
     /// Recomputes the chain: the number of entries, or the first that breaks it
-    /// (an edited field, a deleted or inserted entry, a gap in the numbering).
+    /// (an edited field, a deleted or inserted entry, a gap in the numbering;
+    /// with the key, an entry it covers that is not keyed or whose MAC is
+    /// wrong; with an anchor, entries dropped after it or a rewritten one).
     pub async fn verify_audit(&self) -> Result<Result<usize, AuditBreak>, StoreError> {
-        Ok(verify_chain(&self.audit_entries().await?))
+        self.verify_audit_against(None).await
+    }
+
+    /// [`Store::verify_audit`] and then `anchor`.
+    pub async fn verify_audit_against(
+        &self,
+        anchor: Option<&Anchor>,
+    ) -> Result<Result<usize, AuditBreak>, StoreError> {
+        let entries = self.audit_entries().await?;
+        Ok(verify_chain_keyed(&entries, self.audit_key.as_deref())
+            .and_then(|n| anchor.map_or(Ok(()), |a| a.check(&entries)).map(|()| n)))
+    }
+
+    /// The chain's newest entry as an anchor taken `at`; None while empty.
+    pub async fn audit_anchor(&self, at: u64) -> Result<Option<Anchor>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Anchor {
+                seq: r.try_get(0)?,
+                hash: r.try_get(1)?,
+                at,
+            })
+        })
+        .transpose()
+    }
+
+    /// The key this store appends with, if any.
+    pub fn audit_key(&self) -> Option<&AuditKey> {
+        self.audit_key.as_deref()
     }
 
     /// For tests of tamper detection: runs one raw statement.
@@ -1507,7 +1581,18 @@ impl Store {
     }
 }
 
+/// [`verify_chain_keyed`] without a key (a keyed entry is then a break:
+/// it cannot be checked).
 pub fn verify_chain(entries: &[AuditEntry]) -> Result<usize, AuditBreak> {
+    verify_chain_keyed(entries, None)
+}
+
+/// Recomputes the chain from its first entry; with `key`, every entry from
+/// its `since` on must be keyed with it.
+pub fn verify_chain_keyed(
+    entries: &[AuditEntry],
+    key: Option<&AuditKey>,
+) -> Result<usize, AuditBreak> {
     let mut prev = GENESIS.to_string();
     for (i, e) in entries.iter().enumerate() {
         let expected_seq = i as i64 + 1;
@@ -1517,7 +1602,28 @@ pub fn verify_chain(entries: &[AuditEntry]) -> Result<usize, AuditBreak> {
                 what: format!("expected entry {expected_seq}: entries were removed or renumbered"),
             });
         }
-        let hash = chain_hash(&prev, e.seq, e.at, &e.kind, &e.subject, &e.detail);
+        let input = chain_input(&prev, e.seq, e.at, &e.kind, &e.subject, &e.detail);
+        let keyed = e.hash.starts_with(audit_key::KEYED);
+        let hash = match key {
+            Some(k) if keyed => k.mac(&input),
+            Some(k) if k.covers(e.seq) => {
+                return Err(AuditBreak {
+                    seq: e.seq,
+                    what: format!(
+                        "not keyed, though the key covers every entry from {} on: \
+                         history was rewritten without the key",
+                        k.since()
+                    ),
+                })
+            }
+            None if keyed => {
+                return Err(AuditBreak {
+                    seq: e.seq,
+                    what: "keyed (HMAC-SM3): verify with the key ([store] audit_key)".into(),
+                })
+            }
+            _ => hex(&HashAlg::Sm3.digest(&input)),
+        };
         if !policy_ct_eq(hash.as_bytes(), e.hash.as_bytes()) {
             return Err(AuditBreak {
                 seq: e.seq,
@@ -1530,10 +1636,16 @@ pub fn verify_chain(entries: &[AuditEntry]) -> Result<usize, AuditBreak> {
     Ok(entries.len())
 }
 
-/// SM3(prev || seq || at || len(kind) || kind || len(subject) || subject ||
-/// len(detail) || detail), integers big-endian, lengths u64; hex. The
-/// lengths keep text from moving between fields without changing the hash.
+/// SM3 of [`chain_input`], hex: an entry's hash in an unkeyed chain.
 fn chain_hash(prev: &str, seq: i64, at: i64, kind: &str, subject: &str, detail: &str) -> String {
+    hex(&HashAlg::Sm3.digest(&chain_input(prev, seq, at, kind, subject, detail)))
+}
+
+/// prev || seq || at || len(kind) || kind || len(subject) || subject ||
+/// len(detail) || detail, integers big-endian, lengths u64: what an entry's
+/// hash covers (SM3 of it, or HMAC-SM3 under the key). The lengths keep
+/// text from moving between fields without changing the hash.
+fn chain_input(prev: &str, seq: i64, at: i64, kind: &str, subject: &str, detail: &str) -> Vec<u8> {
     let mut input = Vec::with_capacity(prev.len() + 40 + kind.len() + subject.len() + detail.len());
     input.extend_from_slice(prev.as_bytes());
     input.extend_from_slice(&seq.to_be_bytes());
@@ -1542,7 +1654,7 @@ fn chain_hash(prev: &str, seq: i64, at: i64, kind: &str, subject: &str, detail: 
         input.extend_from_slice(&(field.len() as u64).to_be_bytes());
         input.extend_from_slice(field.as_bytes());
     }
-    hex(&HashAlg::Sm3.digest(&input))
+    input
 }
 
 fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {

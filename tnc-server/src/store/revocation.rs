@@ -10,7 +10,9 @@
 //! transaction as the decision or command that causes them, with an audit
 //! entry, before anyone is told.
 
-use super::{append_audit_on, begin_write, hex, AttestationWrite, Backend, Store, StoreError};
+use super::{
+    append_audit_on, begin_write, hex, AttestationWrite, AuditKey, Backend, Store, StoreError,
+};
 use policy::Verdict;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -103,6 +105,7 @@ pub(super) async fn lock_if_revoking(
 pub(super) async fn revoke_on(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
+    key: Option<&AuditKey>,
     device: &[u8; 32],
     at: u64,
     reason: &str,
@@ -136,6 +139,7 @@ pub(super) async fn revoke_on(
     if n > 0 {
         append_audit_on(
             conn,
+            key,
             at,
             "revoke",
             &hex(device),
@@ -170,6 +174,7 @@ impl Store {
     where
         F: for<'c> Fn(
             &'c mut sqlx::AnyConnection,
+            Option<&'c AuditKey>,
         ) -> std::pin::Pin<
             Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'c>,
         >,
@@ -178,7 +183,7 @@ impl Store {
         let mut attempts = 0;
         loop {
             let mut tx = begin_write(&self.pool, self.backend).await?;
-            match f(&mut tx).await {
+            match f(&mut tx, self.audit_key.as_deref()).await {
                 Ok(v) => {
                     tx.commit().await?;
                     return Ok(v);
@@ -204,7 +209,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let device = device.copied();
         let detail = detail.to_string();
-        self.write_audited(move |conn| {
+        self.write_audited(move |conn, key| {
             let detail = detail.clone();
             Box::pin(async move {
                 let seq: i64 = sqlx::query(
@@ -216,7 +221,7 @@ impl Store {
                 .await?
                 .try_get(0)?;
                 let subject = device.map_or_else(|| "*".to_string(), |d| hex(&d));
-                append_audit_on(conn, at, "device-reassess", &subject, &detail).await?;
+                append_audit_on(conn, key, at, "device-reassess", &subject, &detail).await?;
                 Ok(seq)
             })
         })
@@ -233,7 +238,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let id = *id;
         let detail = detail.to_string();
-        self.write_audited(move |conn| {
+        self.write_audited(move |conn, key| {
             let detail = detail.clone();
             Box::pin(async move {
                 let done = sqlx::query("DELETE FROM devices WHERE device_id = $1")
@@ -243,7 +248,7 @@ impl Store {
                 if done.rows_affected() != 1 {
                     return Ok(false);
                 }
-                append_audit_on(conn, at, "device-forget", &hex(&id), &detail).await?;
+                append_audit_on(conn, key, at, "device-forget", &hex(&id), &detail).await?;
                 Ok(true)
             })
         })
@@ -261,9 +266,9 @@ impl Store {
         let device = *device;
         let reason = reason.to_string();
         let backend = self.backend;
-        self.write_audited(move |conn| {
+        self.write_audited(move |conn, key| {
             let reason = reason.clone();
-            Box::pin(async move { revoke_on(conn, backend, &device, at, &reason).await })
+            Box::pin(async move { revoke_on(conn, backend, key, &device, at, &reason).await })
         })
         .await
     }
@@ -407,7 +412,7 @@ impl Store {
                     role.name()
                 );
                 let marked = self
-                    .write_audited(|conn| {
+                    .write_audited(|conn, key| {
                         let reason = reason.clone();
                         Box::pin(async move {
                             lock_if_revoking(conn, backend, &[device], now).await?;
@@ -436,13 +441,14 @@ impl Store {
                             .await?;
                             append_audit_on(
                                 conn,
+                                key,
                                 now,
                                 "verdict",
                                 &hex(&device),
                                 &format!("isolate: {reason}"),
                             )
                             .await?;
-                            Ok(Some(revoke_on(conn, backend, &device, now, &reason).await?))
+                            Ok(Some(revoke_on(conn, backend, key, &device, now, &reason).await?))
                         })
                     })
                     .await?;
@@ -507,7 +513,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let name_owned = name.to_string();
         let sha = sha256.to_string();
-        self.write_audited(move |conn| {
+        self.write_audited(move |conn, key| {
             let (name, sha) = (name_owned.clone(), sha.clone());
             Box::pin(async move {
                 sqlx::query(
@@ -523,6 +529,7 @@ impl Store {
                 .await?;
                 append_audit_on(
                     conn,
+                    key,
                     at,
                     "gateway-token",
                     &name,
@@ -563,7 +570,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let name_owned = name.to_string();
         let presented = *sha256;
-        self.write_audited(move |conn| {
+        self.write_audited(move |conn, key| {
             let name = name_owned.clone();
             Box::pin(async move {
                 let row = sqlx::query(
@@ -595,7 +602,15 @@ impl Store {
                 if used.rows_affected() != 1 {
                     return Ok(false);
                 }
-                append_audit_on(conn, now, "gateway-enrol", &name, "enrolment token used").await?;
+                append_audit_on(
+                    conn,
+                    key,
+                    now,
+                    "gateway-enrol",
+                    &name,
+                    "enrolment token used",
+                )
+                .await?;
                 Ok(true)
             })
         })
