@@ -68,6 +68,26 @@ pub fn make_tls_files(dir: &Path) -> anyhow::Result<TlsFiles> {
     Ok(files)
 }
 
+/// `GET /metrics` over plain HTTP/1.0 from a PDP's or a gateway's metrics
+/// listener: the status line and headers, and the body.
+pub async fn scrape_metrics(addr: SocketAddr) -> anyhow::Result<(String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")
+        .await?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .context("no end of the HTTP head")?;
+    Ok((head.to_string(), body.to_string()))
+}
+
+/// Whether the metrics text has this exact line.
+pub fn has_line(metrics: &str, line: &str) -> bool {
+    metrics.lines().any(|l| l == line)
+}
+
 /// A CA for client certificates and `n` client certificates it issued
 /// (`device-0` …), as PEM files in `dir`: the CA's path and each client's
 /// (certificate, key) paths.
@@ -129,6 +149,8 @@ pub struct PdpOptions {
     pub session_ca: Option<(String, String)>,
     /// Serve the admin API on a loopback port ([`TestPdp::admin_client`]).
     pub admin: bool,
+    /// Serve Prometheus metrics on a loopback port ([`TestPdp::metrics_addr`]).
+    pub metrics: bool,
 }
 
 impl Default for PdpOptions {
@@ -148,6 +170,7 @@ impl Default for PdpOptions {
             revocations: None,
             session_ca: None,
             admin: false,
+            metrics: false,
         }
     }
 }
@@ -162,6 +185,8 @@ pub struct TestPdp {
     pub revocations_addr: Option<SocketAddr>,
     /// The admin API, if it runs.
     pub admin_addr: Option<SocketAddr>,
+    /// The metrics listener, if it runs.
+    pub metrics_addr: Option<SocketAddr>,
     pub tls: TlsFiles,
     pub ctx: Arc<PdpContext>,
     /// The PDP's store (the context sees it only as a `PdpStore`).
@@ -207,6 +232,7 @@ impl TestPdp {
             revocations,
             session_ca,
             admin,
+            metrics,
         } = options;
         let dir = scratch_dir("pdp")?;
         let store_path = store_dir.as_deref().unwrap_or(&dir).join("tnc.db");
@@ -276,7 +302,8 @@ impl TestPdp {
                 })
             } else {
                 None
-            });
+            })
+            .metrics(metrics.then(|| ("127.0.0.1:0".parse().expect("an address"), store.clone())));
         if report {
             builder = builder.reports(tx);
         }
@@ -286,6 +313,7 @@ impl TestPdp {
             quic_addr: pdp.quic_addr.context("the QUIC listener")?,
             revocations_addr: pdp.revocations_addr,
             admin_addr: pdp.admin_addr,
+            metrics_addr: pdp.metrics_addr,
             pdp,
             tls,
             ctx,

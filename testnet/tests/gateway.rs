@@ -54,7 +54,8 @@ async fn enrolled_gateway(
              [pdp]\nrevocations = \"{revocations}\"\n\
              [identity]\nname = \"gw-1\"\nca = \"session-ca.pem\"\n\
              [vms]\nvm-1 = \"{vm}\"\n\
-             [limits]\npdp_grace_secs = 2\n"
+             [limits]\npdp_grace_secs = 2\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\n"
         ),
     )
     .unwrap();
@@ -129,6 +130,7 @@ async fn a_revocation_cuts_channels_at_the_gateway_and_at_the_vm_within_a_second
             vm_names: [(soft_device_id("vm"), "vm-1".to_string())].into(),
             revocations: Some("127.0.0.1:0".parse().unwrap()),
             reassessment: continuous(),
+            metrics: true,
             ..PdpOptions::default()
         },
     )
@@ -304,6 +306,41 @@ async fn a_revocation_cuts_channels_at_the_gateway_and_at_the_vm_within_a_second
     );
     eprintln!(
         "revocation stored -> channel cut: through the gateway {through_gateway:?} (QUIC {over_quic:?}), at the VM {at_vm:?}"
+    );
+    // The gateway's metrics tell the same story: two connections relayed
+    // (TCP and QUIC), both cut on revocation, the revoked ticket refused.
+    let (_, gw_metrics) = testnet::e2e::scrape_metrics(gw.metrics_addr.unwrap())
+        .await
+        .unwrap();
+    for line in [
+        "tnc_gateway_admitted_total 2",
+        "tnc_gateway_connections_ended_total{how=\"revoked\"} 2",
+        "tnc_gateway_refused_total{reason=\"revoked\"} 1",
+        "tnc_gateway_connections_open 0",
+        "tnc_gateway_admitting 1",
+        &format!("tnc_gateway_revoked_tickets {newest}"),
+        &format!("tnc_gateway_revocation_seq {newest}"),
+    ] {
+        assert!(
+            testnet::e2e::has_line(&gw_metrics, line),
+            "{line} not in\n{gw_metrics}"
+        );
+    }
+    // And the PDP timed the subscribers' acknowledgements: every
+    // revocation, acknowledged by the gateway and by the VM.
+    let (_, pdp_metrics) = testnet::e2e::scrape_metrics(pdp.metrics_addr.unwrap())
+        .await
+        .unwrap();
+    assert!(
+        testnet::e2e::has_line(
+            &pdp_metrics,
+            &format!("tnc_revocation_ack_seconds_count {}", 2 * newest)
+        ),
+        "{pdp_metrics}"
+    );
+    assert!(
+        testnet::e2e::has_line(&pdp_metrics, &format!("tnc_revocations_newest {newest}")),
+        "{pdp_metrics}"
     );
     gw.stop().await;
     serving.stop();

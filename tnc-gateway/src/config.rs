@@ -66,8 +66,19 @@ pub struct GatewayConfig {
     pub vms: BTreeMap<String, SocketAddr>,
     #[serde(default)]
     pub limits: Limits,
+    /// Prometheus metrics (docs/metrics.md).
+    #[serde(default)]
+    pub metrics: MetricsSection,
     #[serde(skip)]
     pub base: PathBuf,
+}
+
+/// `[metrics]`: plain HTTP, `GET /metrics`; off unless `listen` is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

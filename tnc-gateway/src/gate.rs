@@ -34,6 +34,8 @@ pub struct Gateway {
     limits: Limits,
     revoked: Arc<Revoked>,
     counts: Mutex<Counts>,
+    /// What `[metrics] listen` serves.
+    pub metrics: crate::metrics::GatewayMetrics,
 }
 
 #[derive(Debug, Default)]
@@ -112,7 +114,17 @@ impl Gateway {
             limits,
             revoked,
             counts: Mutex::default(),
+            metrics: Default::default(),
         })
+    }
+
+    /// The metrics' text, with what the gateway knows now.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(
+            self.available(),
+            self.revoked.revoked_tickets(),
+            self.revoked.last_seq(),
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -235,6 +247,7 @@ impl Gateway {
                         return;
                     }
                     Err(_) => {
+                        me.metrics.silent();
                         tracing::info!(%peer, "no QUIC stream within {} s: cut off", me.limits.first_frame_secs);
                         return;
                     }
@@ -260,7 +273,7 @@ impl Gateway {
         // pile up.
         let mut slot = match self.slot(peer.ip()) {
             Ok(s) => s,
-            Err(which) => return refuse_at_once(tcp, peer, which).await,
+            Err(which) => return refuse_at_once(&self.metrics, tcp, peer, which).await,
         };
         let mut buf = Vec::with_capacity(1024);
         let admission = tokio::time::timeout(
@@ -270,29 +283,51 @@ impl Gateway {
         .await;
         let (admission, used) = match admission {
             Err(_) => {
+                self.metrics.silent();
                 tracing::info!(%peer, "no admission within {} s: cut off", self.limits.first_frame_secs);
                 return;
             }
             Ok(Err(None)) => return,
-            Ok(Err(Some(refusal))) => return refuse(tcp, peer, None, refusal, "").await,
+            Ok(Err(Some(refusal))) => {
+                return refuse(&self.metrics, tcp, peer, None, refusal, "").await
+            }
             Ok(Ok(a)) => a,
         };
         let now = unix_now();
         let admitted = match self.admit(&admission, now) {
             Ok(a) => a,
-            Err(refusal) => return refuse(tcp, peer, Some(&admission.vm), refusal, "").await,
+            Err(refusal) => {
+                return refuse(&self.metrics, tcp, peer, Some(&admission.vm), refusal, "").await
+            }
         };
         if let Err(which) = slot.for_ticket(&admitted.ticket) {
-            return refuse(tcp, peer, Some(&admission.vm), Refusal::Busy, which).await;
+            return refuse(
+                &self.metrics,
+                tcp,
+                peer,
+                Some(&admission.vm),
+                Refusal::Busy,
+                which,
+            )
+            .await;
         }
         let vm = match tokio::time::timeout(VM_CONNECT, TcpStream::connect(admitted.vm)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 let why = e.to_string();
-                return refuse(tcp, peer, Some(&admission.vm), Refusal::Unreachable, &why).await;
+                return refuse(
+                    &self.metrics,
+                    tcp,
+                    peer,
+                    Some(&admission.vm),
+                    Refusal::Unreachable,
+                    &why,
+                )
+                .await;
             }
             Err(_) => {
                 return refuse(
+                    &self.metrics,
                     tcp,
                     peer,
                     Some(&admission.vm),
@@ -308,6 +343,7 @@ impl Gateway {
         }
         let ticket = short(&admitted.ticket);
         tracing::info!(%peer, vm = %admission.vm, device = %admitted.device, %ticket, "admitted");
+        let _relayed = self.metrics.admitted();
         let Admitted {
             device,
             mut tracked,
@@ -315,6 +351,14 @@ impl Gateway {
         } = admitted;
         let rest = buf[used..].to_vec();
         let ended = relay(tcp, vm, &rest, self.limits.idle(), &mut tracked).await;
+        use crate::metrics::EndedHow;
+        self.metrics.ended(match &ended {
+            Ended::Closed { .. } => EndedHow::Closed,
+            Ended::Idle => EndedHow::Idle,
+            Ended::Stalled => EndedHow::Stalled,
+            Ended::Cut(_) => EndedHow::Revoked,
+            Ended::Failed(_) => EndedHow::Failed,
+        });
         match ended {
             Ended::Closed { up, down } => {
                 tracing::info!(%peer, vm = %admission.vm, %device, %ticket, up, down, "closed")
@@ -363,12 +407,14 @@ async fn read_admission<S: AsyncRead + Unpin>(
 }
 
 async fn refuse<S: AsyncWrite + Unpin>(
+    metrics: &crate::metrics::GatewayMetrics,
     mut tcp: S,
     peer: SocketAddr,
     vm: Option<&str>,
     refusal: Refusal,
     detail: &str,
 ) {
+    metrics.refused(refusal);
     tracing::info!(
         %peer,
         vm = vm.unwrap_or("-"),
@@ -385,10 +431,12 @@ async fn refuse<S: AsyncWrite + Unpin>(
 /// unread bytes (a TCP reset) does not destroy the answer before the
 /// terminal reads it.
 async fn refuse_at_once<S: AsyncRead + AsyncWrite + Unpin>(
+    metrics: &crate::metrics::GatewayMetrics,
     mut tcp: S,
     peer: SocketAddr,
     which: &str,
 ) {
+    metrics.refused(Refusal::Busy);
     tracing::info!(
         %peer,
         code = Refusal::Busy as u8,
@@ -556,6 +604,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// And over QUIC, if configured.
     pub quic_addr: Option<SocketAddr>,
+    /// Where Prometheus scrapes, if configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
     /// What it knows of revocations (and when it last heard the PDP).
     pub revoked: Arc<Revoked>,
@@ -649,6 +699,18 @@ pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, Str
         tokio::spawn(gateway.clone().run(listener, stopped.clone())),
         tokio::spawn(watch_expiry(not_after)),
     ];
+    let mut metrics_addr = None;
+    if let Some(at) = config.metrics.listen {
+        let listener = TcpListener::bind(at)
+            .await
+            .map_err(|e| format!("metrics.listen {at}: {e}"))?;
+        metrics_addr = Some(listener.local_addr().map_err(|e| e.to_string())?);
+        tasks.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            gateway.clone(),
+            stopped.clone(),
+        )));
+    }
     let mut quic_addr = None;
     if let Some(at) = config.listen_quic {
         // The terminal checks the gateway's enrolled certificate (its name
@@ -672,6 +734,7 @@ pub async fn start(config: &crate::config::GatewayConfig) -> Result<Running, Str
     Ok(Running {
         addr,
         quic_addr,
+        metrics_addr,
         gateway,
         revoked,
         stop,

@@ -19,4 +19,5 @@
 pub mod config;
 pub mod enrol;
 pub mod gate;
+pub mod metrics;
 pub mod revocation;

@@ -99,6 +99,9 @@ async fn run(path: &std::path::Path, listen: Option<std::net::SocketAddr>) -> Ex
     );
     // For scripts that start it on port 0.
     println!("listening on {}", running.addr);
+    if let Some(at) = running.metrics_addr {
+        tracing::info!(%at, "Prometheus metrics ready (GET /metrics)");
+    }
     wait_for_signal().await;
     tracing::info!("signal received: stopping");
     running.stop().await;

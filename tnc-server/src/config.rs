@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// The admin API (docs/admin-api.md).
     #[serde(default)]
     pub admin: AdminSection,
+    /// Prometheus metrics (docs/metrics.md).
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// The directory relative paths start from (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -163,6 +166,15 @@ pub struct AdminSection {
     /// Its key, for `tnc-server admin issue` only, default "ca.key".
     #[serde(default = "default_admin_ca_key")]
     pub ca_private_key: PathBuf,
+}
+
+/// `[metrics]`: Prometheus metrics over plain HTTP, `GET /metrics`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Off unless set; loopback or a monitoring network.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 fn default_admin_ca() -> PathBuf {

@@ -23,6 +23,7 @@ pub struct PdpBuilder {
     reports: Option<mpsc::UnboundedSender<SessionReport>>,
     revocations: Option<(SocketAddr, crate::config::Revocations)>,
     admin: Option<AdminListen>,
+    metrics: Option<(SocketAddr, Arc<crate::store::Store>)>,
 }
 
 /// Where and how the admin API is served (`[admin]`).
@@ -44,6 +45,8 @@ pub struct Pdp {
     pub revocations_addr: Option<SocketAddr>,
     /// Where the admin API is served, if it is.
     pub admin_addr: Option<SocketAddr>,
+    /// Where Prometheus scrapes the metrics, if it can.
+    pub metrics_addr: Option<SocketAddr>,
     ctx: Arc<PdpContext>,
     shutdown: Shutdown,
     listeners: Vec<JoinHandle<()>>,
@@ -78,6 +81,7 @@ impl Pdp {
             reports: None,
             revocations: None,
             admin: None,
+            metrics: None,
         }
     }
 
@@ -139,6 +143,13 @@ impl PdpBuilder {
     /// The admin API here.
     pub fn admin(mut self, at: Option<AdminListen>) -> Self {
         self.admin = at;
+        self
+    }
+
+    /// Prometheus metrics here (plain HTTP, `GET /metrics`), read from
+    /// the PDP and from `store`.
+    pub fn metrics(mut self, at: Option<(SocketAddr, Arc<crate::store::Store>)>) -> Self {
+        self.metrics = at;
         self
     }
 
@@ -228,6 +239,17 @@ impl PdpBuilder {
             );
             listeners.push(tokio::spawn(server.run(shutdown.clone())));
         }
+        let mut metrics_addr = None;
+        if let Some((addr, store)) = self.metrics {
+            let what = format!("{addr} (metrics.listen)");
+            let server = crate::metrics::MetricsServer::bind(addr, self.ctx.clone(), store).await?;
+            metrics_addr = Some(
+                server
+                    .local_addr()
+                    .map_err(|error| DaemonError::Listen { what, error })?,
+            );
+            listeners.push(tokio::spawn(server.run(shutdown.clone())));
+        }
         // Continuous trust: policy changes, the operator's requests, stale
         // devices.
         listeners.push(tokio::spawn(crate::continuous::watch(
@@ -246,6 +268,7 @@ impl PdpBuilder {
             quic_addr,
             revocations_addr,
             admin_addr,
+            metrics_addr,
             ctx: self.ctx,
             shutdown: Shutdown(Arc::new(sender)),
             listeners,

@@ -21,6 +21,7 @@ pub mod guard;
 pub mod imv;
 pub mod issue;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod pairing;
 pub mod pdp;

@@ -449,6 +449,7 @@ impl Listener {
             });
             let kept_open = gate.kept_open.clone();
             tasks.spawn(async move {
+                let _open = ctx.metrics.session();
                 let serving = serve(accepted, peer, &ctx, &limits, &rate, gate);
                 tokio::pin!(serving);
                 let report = tokio::select! {

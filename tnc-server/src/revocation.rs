@@ -36,6 +36,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 const FIRST_FRAME: Duration = Duration::from_secs(10);
 /// Connections served at once; more are closed.
 const MAX_CONNECTIONS: usize = 4096;
+/// Pushed revocations whose acknowledgement is timed, per subscriber.
+const PUSHED_TRACKED: usize = 1024;
 /// Revocations read from the store at a time.
 const BATCH: i64 = 256;
 /// The lifetime of the listener's own certificate (issued at each start).
@@ -227,6 +229,11 @@ impl Publisher {
         tracing::info!(%peer, subscriber = name, role, after, "revocations: subscribed");
         let mut sent = after.max(0);
         let mut acked = after;
+        // When each revocation not yet acknowledged was pushed, for the
+        // metrics (bounded: a subscriber that never acknowledges is cut by
+        // its own silence, but must not grow this meanwhile).
+        let mut pushed: std::collections::VecDeque<(i64, std::time::Instant)> =
+            std::collections::VecDeque::new();
         let mut newest = ctx.newest_revocation.subscribe();
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -260,6 +267,10 @@ impl Publisher {
                             reason: r.reason.clone(),
                         }))
                         .await?;
+                    if pushed.len() == PUSHED_TRACKED {
+                        pushed.pop_front();
+                    }
+                    pushed.push_back((r.seq, std::time::Instant::now()));
                 }
                 look = list.len() as i64 == BATCH;
             }
@@ -280,6 +291,11 @@ impl Publisher {
                     }
                     Some(Frame::Ack { seq }) => {
                         acked = seq;
+                        while pushed.front().is_some_and(|(s, _)| *s <= seq) {
+                            if let Some((_, at)) = pushed.pop_front() {
+                                ctx.metrics.revocation_acknowledged(at.elapsed());
+                            }
+                        }
                         if let Err(e) = ctx.store.record_ack(name, role, seq, ctx.now()).await {
                             tracing::warn!(error = %e, subscriber = name, "revocations: the acknowledgement is not recorded");
                         }

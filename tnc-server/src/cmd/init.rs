@@ -201,6 +201,9 @@ listen = "127.0.0.1:9271"       # loopback; remove the line to turn it off
 ca_certificate = "ca.pem"       # admin certificates are let in from this CA ...
 ca_private_key = "ca.key"       # ... and issued with its key: tnc-server admin issue NAME
 
+[metrics]                       # Prometheus, plain HTTP GET /metrics (docs/metrics.md)
+# listen = "127.0.0.1:9272"
+
 [attestation]
 vendor_ek_roots = true          # the TPM vendors' EK CAs shipped with tnc-server (ek-roots list)
 ek_roots = ["ek-roots.pem"]     # your own EK CAs (PEM): tnc-server ek-roots add

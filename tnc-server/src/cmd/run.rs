@@ -75,6 +75,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 }),
                 None => None,
             })
+            .metrics(config.metrics.listen.map(|at| (at, store.clone())))
             .start()
             .await?;
         if let Some(at) = pdp.revocations_addr {
@@ -102,6 +103,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         if let Some(at) = pdp.admin_addr {
             tracing::info!(%at, "admin API ready (HTTPS, admin certificates: tnc-server admin issue)");
             say(format_args!("admin API on https://{at}"));
+        }
+        if let Some(at) = pdp.metrics_addr {
+            tracing::info!(%at, "Prometheus metrics ready (GET /metrics)");
+            say(format_args!("metrics on http://{at}/metrics"));
         }
         pdp.join().await?;
         store.close().await;

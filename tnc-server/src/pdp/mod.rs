@@ -60,6 +60,8 @@ pub struct PdpContext {
     /// This PDP process among those sharing the store: the owner named in
     /// the leases it holds (random at start).
     pub instance: String,
+    /// What the metrics listener serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The PCRs quotes cover unless the configuration says otherwise.
@@ -98,6 +100,7 @@ impl PdpContext {
                 let _ = pki::rand::SecureRandom::fill(&SystemRandom::new(), &mut id);
                 crate::store::hex(&id)
             },
+            metrics: Arc::default(),
         }
     }
 

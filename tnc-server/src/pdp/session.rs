@@ -173,6 +173,12 @@ pub struct PdpSession<'c> {
     decision: Option<Decision>,
     /// Why the session failed, if it did (for the log line).
     failure: Option<String>,
+    /// When the session began: its first verdict's latency is measured
+    /// from here.
+    started: std::time::Instant,
+    /// A verdict was sent on this session (later ones are re-assessments,
+    /// the client's CRETRY included).
+    decided_once: bool,
 }
 
 impl<'c> PdpSession<'c> {
@@ -206,6 +212,8 @@ impl<'c> PdpSession<'c> {
             next_pa_id: 1,
             decision: None,
             failure: None,
+            started: std::time::Instant::now(),
+            decided_once: false,
         }
     }
 
@@ -361,9 +369,14 @@ impl<'c> PdpSession<'c> {
             return self.send(BatchType::Result, &[], decision.as_ref());
         }
         let lookups = self.look_up(&routed).await;
+        let advancing = std::time::Instant::now();
         match self.advance(routed, &lookups) {
             Step::Send(reply) => reply,
             Step::Decide(mut messages) => {
+                // The validators' work on the deciding batch: the quote,
+                // event log and IMA appraisal.
+                self.ctx.metrics.appraisal(advancing.elapsed());
+                let first = !std::mem::replace(&mut self.decided_once, true);
                 let decision = self.decide();
                 let issued = self.issue_credentials(&decision).await;
                 let write = issued
@@ -371,6 +384,21 @@ impl<'c> PdpSession<'c> {
                     .and_then(|r| r.as_ref().ok())
                     .map(|i| &i.write);
                 let committed = self.record(&decision, write).await;
+                let role = self.device().and_then(|(_, role)| role);
+                let metrics = &self.ctx.metrics;
+                metrics.decision(
+                    decision.verdict.name(),
+                    role,
+                    if first {
+                        crate::metrics::Kind::first
+                    } else {
+                        crate::metrics::Kind::reassessment
+                    },
+                    committed.is_ok(),
+                );
+                if first {
+                    metrics.handshake(self.started.elapsed());
+                }
                 let fresh = issued
                     .as_ref()
                     .and_then(|r| r.as_ref().ok())

@@ -623,6 +623,39 @@ impl Store {
         rows.iter().map(device_from_row).collect()
     }
 
+    /// The store's part of a metrics scrape: devices by role and last
+    /// verdict; those not attested within their role's stale limit
+    /// (`stale_after`: seconds, by role); the newest revocation.
+    pub async fn metrics_gauges(
+        &self,
+        now: u64,
+        stale_after: &BTreeMap<Role, u64>,
+    ) -> Result<crate::metrics::StoreGauges, StoreError> {
+        let rows = sqlx::query(
+            "SELECT role, COALESCE(last_verdict, 'none'), COUNT(*) FROM devices
+             GROUP BY role, last_verdict ORDER BY role, last_verdict",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut g = crate::metrics::StoreGauges::default();
+        for r in &rows {
+            g.devices
+                .push(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?));
+        }
+        for (role, after) in stale_after {
+            let n: i64 =
+                sqlx::query("SELECT COUNT(*) FROM devices WHERE role = $1 AND last_seen < $2")
+                    .bind(role.name())
+                    .bind(now.saturating_sub(*after) as i64)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get(0)?;
+            g.stale += n;
+        }
+        g.newest_revocation = self.last_revocation_seq().await?;
+        Ok(g)
+    }
+
     /// The one device whose hex ID starts with `prefix` (any case).
     pub async fn find_device(&self, prefix: &str) -> Result<DeviceRecord, FindDevice> {
         let prefix = prefix.to_ascii_lowercase();
