@@ -19,9 +19,9 @@ use std::time::Duration;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     /// allow, isolate, no-access.
-    pub verdict: String,
+    pub verdict: &'static str,
     /// terminal, vm, or none (no attested device).
-    pub role: String,
+    pub role: &'static str,
     /// first (the login) or reassessment.
     pub kind: Kind,
 }
@@ -156,14 +156,22 @@ impl Drop for OpenSession<'_> {
 
 impl Metrics {
     /// A verdict sent; `committed` false: the store refused it.
-    pub fn decision(&self, verdict: &str, role: Option<&str>, kind: Kind, committed: bool) {
+    /// A verdict sent; `committed` false: the store refused it. The labels
+    /// are static: counting allocates nothing.
+    pub fn decision(
+        &self,
+        verdict: &'static str,
+        role: Option<&'static str>,
+        kind: Kind,
+        committed: bool,
+    ) {
         if !committed {
             self.decisions_unrecorded.inc();
         }
         self.decisions
             .get_or_create(&DecisionLabels {
-                verdict: verdict.to_string(),
-                role: role.unwrap_or("none").to_string(),
+                verdict,
+                role: role.unwrap_or("none"),
                 kind,
             })
             .inc();
