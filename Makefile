@@ -35,6 +35,7 @@ bench: setup
 	$(CARGO) run --release -p testnet -- bench door
 	$(CARGO) run --release -p testnet -- bench channel
 	$(CARGO) run --release -p testnet -- bench continuous
+	$(CARGO) run --release -p testnet -- bench admin
 
 # Fuzz targets build on the stable toolchain with RUSTC_BOOTSTRAP (see README).
 fuzz-build:

@@ -62,6 +62,9 @@ pub enum Command {
     /// interval (PDP CPU, memory per idle session, round latency) and the
     /// revocation fan-out to subscribers.
     Continuous(crate::bench_continuous::Args),
+    /// The admin API's latency over a fleet of enrolled devices (10,000 by
+    /// default): the whole device list, a filtered one, a device's detail.
+    Admin(crate::bench_admin::Args),
     /// (Internal) the endpoints of `bench continuous`.
     #[command(hide = true)]
     ContinuousClients(crate::bench_continuous::ClientArgs),
@@ -111,6 +114,7 @@ pub fn run(command: &Command) -> anyhow::Result<()> {
         Command::Channel(args) => crate::bench_channel::run(args),
         Command::IdleClients(args) => crate::bench_handshake::idle_clients(args),
         Command::Continuous(args) => crate::bench_continuous::run(args),
+        Command::Admin(args) => crate::bench_admin::run(args),
         Command::ContinuousClients(args) => crate::bench_continuous::clients(args),
     }
 }

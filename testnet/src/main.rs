@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_admin;
 mod bench_channel;
 mod bench_continuous;
 mod bench_door;

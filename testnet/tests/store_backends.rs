@@ -535,6 +535,76 @@ async fn one_group(url: &str) {
     store.close().await;
 }
 
+/// Devices found by a prefix of their ID (a range of the index) and listed
+/// with filters, the same on both backends.
+async fn find_and_list(url: &str) {
+    use tnc_server::store::FindDevice;
+    let store = Store::open(url).await.unwrap();
+    let mut ids = Vec::new();
+    for (i, first) in [[0xab, 0x01], [0xab, 0x02], [0xac, 0x00], [0xff, 0xff]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut id = [0x11u8; 32];
+        id[..2].copy_from_slice(&first);
+        ids.push(id);
+        store
+            .put_device(&DeviceRecord {
+                device_id: id,
+                role: if i == 2 { Role::Vm } else { Role::Terminal },
+                ek_certificate: vec![i as u8],
+                ak_name: vec![0, 11, i as u8],
+                ak_public: vec![i as u8],
+                state: None,
+                last_verdict: Some(if i == 1 {
+                    Verdict::Isolate
+                } else {
+                    Verdict::Allow
+                }),
+                last_seen: 100 + i as u64,
+                enrolled_at: 50,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.find_device("ab01").await.unwrap().device_id, ids[0]);
+    assert_eq!(store.find_device("AB02").await.unwrap().device_id, ids[1]);
+    assert_eq!(store.find_device("ac").await.unwrap().device_id, ids[2]);
+    assert_eq!(store.find_device("f").await.unwrap().device_id, ids[3]);
+    let whole = policy::digest::hex(&ids[3]);
+    assert_eq!(store.find_device(&whole).await.unwrap().device_id, ids[3]);
+    assert!(matches!(
+        store.find_device("ab").await,
+        Err(FindDevice::Ambiguous(_, 2))
+    ));
+    assert!(matches!(
+        store.find_device("a").await,
+        Err(FindDevice::Ambiguous(_, 3))
+    ));
+    assert!(matches!(
+        store.find_device("ad").await,
+        Err(FindDevice::None(_))
+    ));
+    assert!(matches!(
+        store.find_device("zz").await,
+        Err(FindDevice::None(_))
+    ));
+    let all = store.device_summaries(None, None).await.unwrap();
+    assert_eq!(all.len(), 4);
+    let vms = store.device_summaries(Some(Role::Vm), None).await.unwrap();
+    assert_eq!(
+        vms.iter().map(|d| d.device_id).collect::<Vec<_>>(),
+        [ids[2]]
+    );
+    let isolated = store
+        .device_summaries(Some(Role::Terminal), Some("isolate"))
+        .await
+        .unwrap();
+    assert_eq!(isolated.len(), 1);
+    assert_eq!(isolated[0].device_id, ids[1]);
+    store.close().await;
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let dir = testnet::swtpm::scratch_dir("store-sqlite").unwrap();
@@ -542,6 +612,7 @@ async fn sqlite_store() {
     upgrade_keeps_ima(&url).await;
     exercise(&url).await;
     one_group(&format!("sqlite://{}", dir.join("group.db").display())).await;
+    find_and_list(&format!("sqlite://{}", dir.join("find.db").display())).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -554,5 +625,9 @@ async fn postgres_store() {
     admin.execute_raw("CREATE DATABASE grouped").await.unwrap();
     admin.close().await;
     one_group(&pg.url().replace("/postgres", "/grouped")).await;
+    let admin = Store::open(&pg.url()).await.unwrap();
+    admin.execute_raw("CREATE DATABASE found").await.unwrap();
+    admin.close().await;
+    find_and_list(&pg.url().replace("/postgres", "/found")).await;
     drop(pg);
 }

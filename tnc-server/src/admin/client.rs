@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tnc_proto::admin::ApiError;
 
+/// The methods [`AdminClient::call`] takes.
+pub use hyper::Method;
+
 /// A request must be answered within this (an event stream's first bytes).
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest answer read (a list of 10,000 devices is about 3 MB).
@@ -152,7 +155,12 @@ impl AdminClient {
         let mut last = None;
         for &addr in &self.addrs {
             match tokio::net::TcpStream::connect(addr).await {
-                Ok(tcp) => return Ok((tcp, addr)),
+                Ok(tcp) => {
+                    // The request's head and body go out at once (no wait
+                    // on the server's delayed ACK).
+                    let _ = tcp.set_nodelay(true);
+                    return Ok((tcp, addr));
+                }
                 Err(error) => last = Some(ClientError::Connect { addr, error }),
             }
         }

@@ -656,20 +656,137 @@ impl Store {
         Ok(g)
     }
 
-    /// The one device whose hex ID starts with `prefix` (any case).
+    /// A device's stored appraisal state as the store keeps it (JSON), for
+    /// benchmarks that copy it.
+    #[doc(hidden)]
+    pub async fn device_state_json(&self, id: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query("SELECT state FROM devices WHERE device_id = $1")
+                .bind(id.to_vec())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<Option<String>, _>(0))
+                .transpose()?
+                .flatten(),
+        )
+    }
+
+    /// The one device whose hex ID starts with `prefix` (any case): a
+    /// range of the index on device_id (IDs in [prefix 00.., prefix ff..]),
+    /// not a scan of the fleet.
     pub async fn find_device(&self, prefix: &str) -> Result<DeviceRecord, FindDevice> {
         let prefix = prefix.to_ascii_lowercase();
-        let mut matches: Vec<_> = self
-            .devices()
-            .await?
-            .into_iter()
-            .filter(|d| hex(&d.device_id).starts_with(&prefix))
-            .collect();
+        let Some((low, high)) = id_range(&prefix) else {
+            return Err(FindDevice::None(prefix));
+        };
+        let mut query = String::from(
+            "SELECT device_id, role, ek_certificate, ak_name, ak_public, state, last_verdict,
+                    last_seen, enrolled_at FROM devices WHERE device_id >= $1",
+        );
+        if high.is_some() {
+            query.push_str(" AND device_id < $2");
+        }
+        query.push_str(" ORDER BY device_id LIMIT 2");
+        let mut q = sqlx::query(&query).bind(low);
+        if let Some(high) = high {
+            q = q.bind(high);
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(StoreError::from)?;
+        let mut matches = rows
+            .iter()
+            .map(device_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         match matches.len() {
             1 => Ok(matches.remove(0)),
             0 => Err(FindDevice::None(prefix)),
-            n => Err(FindDevice::Ambiguous(prefix, n)),
+            _ => {
+                let n = self.count_prefix(&prefix).await?;
+                Err(FindDevice::Ambiguous(prefix, n))
+            }
         }
+    }
+
+    /// How many device IDs start with `prefix` (for the ambiguity message).
+    async fn count_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
+        let Some((low, high)) = id_range(prefix) else {
+            return Ok(0);
+        };
+        let n: i64 = match high {
+            Some(high) => {
+                sqlx::query("SELECT COUNT(*) FROM devices WHERE device_id >= $1 AND device_id < $2")
+                    .bind(low)
+                    .bind(high)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT COUNT(*) FROM devices WHERE device_id >= $1")
+                    .bind(low)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        }
+        .try_get(0)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The devices as the operator's lists show them (the role and last
+    /// verdict filtered in the query; of the state only its counters).
+    pub async fn device_summaries(
+        &self,
+        role: Option<Role>,
+        verdict: Option<&str>,
+    ) -> Result<Vec<DeviceSummary>, StoreError> {
+        let mut query = String::from(
+            "SELECT device_id, role, ak_name, last_verdict, last_seen, enrolled_at, state
+             FROM devices WHERE 1 = 1",
+        );
+        let mut n = 0;
+        if role.is_some() {
+            n += 1;
+            query.push_str(&format!(" AND role = ${n}"));
+        }
+        if verdict.is_some() {
+            n += 1;
+            query.push_str(&format!(" AND last_verdict = ${n}"));
+        }
+        query.push_str(" ORDER BY device_id");
+        let mut q = sqlx::query(&query);
+        if let Some(r) = role {
+            q = q.bind(r.name());
+        }
+        if let Some(v) = verdict {
+            q = q.bind(v);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let id: Vec<u8> = r.try_get(0)?;
+                let device_id: [u8; 32] = id
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("device_id is not 32 bytes".into()))?;
+                let role: String = r.try_get(1)?;
+                let verdict: Option<String> = r.try_get(3)?;
+                let state: Option<String> = r.try_get(6)?;
+                let counters = match state {
+                    Some(s) => Some(
+                        serde_json::from_str::<StateCounters>(&s)
+                            .map_err(|e| StoreError::Corrupt(format!("device state: {e}")))?,
+                    ),
+                    None => None,
+                };
+                Ok(DeviceSummary {
+                    device_id,
+                    role: parse_role(&role)?,
+                    ak_name: r.try_get(2)?,
+                    last_verdict: verdict.as_deref().and_then(Verdict::from_name),
+                    last_seen: r.try_get::<i64, _>(4)? as u64,
+                    enrolled_at: r.try_get::<i64, _>(5)? as u64,
+                    ima_entries: counters.as_ref().map(|c| c.ima_entries as u64),
+                    tpm_reset_count: counters.map(|c| c.reset_count),
+                })
+            })
+            .collect()
     }
 
     /// Inserts or replaces a device.
@@ -1738,6 +1855,55 @@ fn device_from_row(r: &AnyRow) -> Result<DeviceRecord, StoreError> {
     })
 }
 
+/// The `[low, high)` range of device IDs whose hex starts with `prefix`
+/// (high None: to the end), or None when `prefix` is not hex or too long.
+fn id_range(prefix: &str) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    if prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    // An odd prefix's last nibble is the high half of its last byte.
+    let mut padded = prefix.to_string();
+    if padded.len() % 2 == 1 {
+        padded.push('0');
+    }
+    let low = policy::digest::from_hex(&padded)?;
+    // The next prefix: add one at the prefix's last nibble, carrying.
+    let step: u16 = if prefix.len() % 2 == 1 { 0x10 } else { 0x01 };
+    let mut high = low.clone();
+    let mut carry = step;
+    for b in high.iter_mut().rev() {
+        let sum = u16::from(*b) + carry;
+        *b = (sum & 0xff) as u8;
+        carry = sum >> 8;
+        if carry == 0 {
+            break;
+        }
+    }
+    // All ff: every ID from low on.
+    let high = (carry == 0).then_some(high);
+    Some((low, high))
+}
+
+/// A device as the lists show it ([`Store::device_summaries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSummary {
+    pub device_id: [u8; 32],
+    pub role: Role,
+    pub ak_name: Vec<u8>,
+    pub last_verdict: Option<Verdict>,
+    pub last_seen: u64,
+    pub enrolled_at: u64,
+    pub ima_entries: Option<u64>,
+    pub tpm_reset_count: Option<u32>,
+}
+
+/// What the lists read of the `state` column.
+#[derive(Deserialize)]
+struct StateCounters {
+    reset_count: u32,
+    ima_entries: usize,
+}
+
 /// `DeviceState` as JSON in the `state` column.
 #[derive(Serialize, Deserialize)]
 struct StoredState {
@@ -1826,6 +1992,26 @@ fn create_private(path: &Path) -> std::io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod id_range_tests {
+    use super::id_range;
+
+    #[test]
+    fn prefixes_become_ranges_of_ids() {
+        assert_eq!(id_range("ab"), Some((vec![0xab], Some(vec![0xac]))));
+        assert_eq!(id_range("a"), Some((vec![0xa0], Some(vec![0xb0]))));
+        assert_eq!(
+            id_range("0ff"),
+            Some((vec![0x0f, 0xf0], Some(vec![0x10, 0x00])))
+        );
+        assert_eq!(id_range("ff"), Some((vec![0xff], None)));
+        assert_eq!(id_range("f"), Some((vec![0xf0], None)));
+        assert_eq!(id_range(""), Some((vec![], None)));
+        assert_eq!(id_range("xyz"), None);
+        assert_eq!(id_range(&"a".repeat(65)), None);
     }
 }
 
