@@ -113,7 +113,18 @@ vm_names = {{ "{vm_device}" = "vm-1" }}
 # Revocations pushed to the gateway and vm-1; the gateway enrols here too.
 [revocations]
 listen = "127.0.0.1:0"
+
+# The admin API (tnc-monitor, curl): admin.pem / admin.key, read-write.
+[admin]
+listen = "127.0.0.1:0"
+ca_certificate = "{ca}"
+ca_private_key = "{ca_key}"
+
+[metrics]
+listen = "127.0.0.1:0"
 "#,
+            ca = tls.ca.display(),
+            ca_key = tls.ca_key.display(),
             cert = tls.cert.display(),
             key = tls.key.display(),
             sm2_cert = tls.sm2_cert.display(),
@@ -157,8 +168,23 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
                 .listen
                 .map(|at| (at, config.revocations.clone())),
         )
+        .admin(match config.admin.listen {
+            Some(addr) => Some(tnc_server::daemon::AdminListen {
+                addr,
+                tls: tnc_server::admin::tls_config(&config)?,
+                store: store.clone(),
+            }),
+            None => None,
+        })
+        .metrics(config.metrics.listen.map(|at| (at, store.clone())))
         .start()
         .await?;
+    let admin = admin_identity(&config, &dir.join("pdp"))?;
+    let admin_url = format!(
+        "https://{}",
+        pdp.admin_addr.context("the admin API did not start")?
+    );
+    let metrics = pdp.metrics_addr.context("the metrics did not start")?;
     let revocations = pdp
         .revocations_addr
         .context("the revocation stream did not start")?;
@@ -238,6 +264,13 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
             "revocations": revocations.to_string(),
             "config": config_path,
         },
+        "admin": {
+            "url": admin_url,
+            "certificate": admin.0,
+            "key": admin.1,
+            "ca": ca_pem,
+        },
+        "metrics": metrics.to_string(),
         "gateway": {
             "address": gateway.addr.to_string(),
             "quic": gateway.quic_addr.map(|a| a.to_string()),
@@ -258,6 +291,13 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
         configs[0].display(),
         gateway.addr
     );
+    println!(
+        "      curl --cacert {} --cert {} --key {} {admin_url}/v1/devices",
+        ca_pem.display(),
+        admin.0.display(),
+        admin.1.display()
+    );
+    println!("      curl http://{metrics}/metrics");
     println!("up: SIGTERM or Ctrl-C stops it all");
     tnc_server::daemon::wait_for_signal().await;
     println!("stopping");
@@ -272,6 +312,22 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(ek_ca.dir());
     Ok(())
+}
+
+/// A read-write admin certificate for the lab (`lab-admin`, 30 days) from
+/// the PDP's CA, in `dir`: its certificate and key paths.
+fn admin_identity(config: &ServerConfig, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let (cert, key) = tnc_server::certs::issue_admin(
+        &std::fs::read_to_string(config.path(&config.admin.ca_certificate))?,
+        &std::fs::read_to_string(config.path(&config.admin.ca_private_key))?,
+        "lab-admin",
+        tnc_proto::admin::AdminRole::ReadWrite,
+        std::time::Duration::from_secs(30 * 86_400),
+    )?;
+    let paths = (dir.join("admin.pem"), dir.join("admin.key"));
+    std::fs::write(&paths.0, cert)?;
+    tnc_server::certs::write_private(&paths.1, key.as_bytes(), true)?;
+    Ok(paths)
 }
 
 /// gw-1 in `dir`: its gateway.toml, a one-time token from the store, its

@@ -51,6 +51,33 @@ fn up_writes_the_topology_serves_vm1_and_cleans_up_on_sigterm() {
     let gateway: std::net::SocketAddr = t["gateway"]["address"].as_str().unwrap().parse().unwrap();
     assert!(t["pdp"]["revocations"].as_str().is_some());
 
+    // The admin API with the lab's admin certificate, as tnc-monitor
+    // --topology takes it; the metrics listener.
+    let admin = &t["admin"];
+    let client = tnc_server::admin::client::AdminClient::new(
+        admin["url"].as_str().unwrap(),
+        admin["ca"].as_str().unwrap().as_ref(),
+        Some((
+            admin["certificate"].as_str().unwrap().as_ref(),
+            admin["key"].as_str().unwrap().as_ref(),
+        )),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let devices: Vec<tnc_proto::admin::Device> =
+        runtime.block_on(client.get("/v1/devices")).unwrap();
+    assert!(devices.len() >= 2, "{devices:?}");
+    let me: tnc_proto::admin::WhoAmI = runtime.block_on(client.get("/v1/whoami")).unwrap();
+    assert_eq!(me.role, tnc_proto::admin::AdminRole::ReadWrite);
+    let metrics: std::net::SocketAddr = t["metrics"].as_str().unwrap().parse().unwrap();
+    let (_, text) = runtime
+        .block_on(testnet::e2e::scrape_metrics(metrics))
+        .unwrap();
+    assert!(text.contains("tnc_sessions_open"), "{text}");
+
     // terminal-1, as `tnc-client connect` does it, from its config: to
     // vm-1 directly, and through the gateway.
     let config = tnc_client::config::ClientConfig::load(
