@@ -74,6 +74,8 @@ pub struct Device {
 /// One appraisal of a device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attestation {
+    /// Its number in the store: a later attestation has a larger one.
+    pub id: i64,
     pub at: i64,
     pub verdict: String,
     /// What the appraisal found, one line each (PCR, event, path, expected

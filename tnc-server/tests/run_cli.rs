@@ -99,6 +99,7 @@ fn init_user_run_learn_device_audit() {
     }
 
     let (daemon, addr, admin_url) = start_daemon_with_admin(&config, true);
+    let admin_url = admin_url.unwrap();
 
     let log_in = || {
         log_in_as(
@@ -129,7 +130,7 @@ fn init_user_run_learn_device_audit() {
     // The admin API of the running daemon, with the certificate the CLI
     // issued, sees the device and its verdict.
     let client = tnc_server::admin::client::AdminClient::new(
-        &admin_url.unwrap(),
+        &admin_url,
         &dir.join("ca.pem"),
         Some((&dir.join("ops.pem"), &dir.join("ops.key"))),
     )
@@ -142,6 +143,35 @@ fn init_user_run_learn_device_audit() {
         .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].last_verdict.as_deref(), Some("allow"));
+    // The store commands against the running daemon with --server: the
+    // same answers as on the local store.
+    let url = admin_url.clone();
+    let remote = |args: &[&str]| {
+        let out = tnc_server()
+            .args(args)
+            .args(["--server", &url, "--certificate"])
+            .arg(dir.join("ops.pem"))
+            .arg("--key")
+            .arg(dir.join("ops.key"))
+            .arg("--ca")
+            .arg(dir.join("ca.pem"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let over_api = remote(&["device", "list", "--json"]);
+    assert_eq!(over_api, admin(&["device", "list", "--json"], &config));
+    let shown = remote(&["device", "show", &id]);
+    assert!(
+        shown.contains("attestation at") && shown.contains("allow"),
+        "{shown}"
+    );
+    assert!(remote(&["audit", "list"]).contains("policy-learn"));
+    // Neither --config nor --server: clap says what to give.
+    let neither = tnc_server().args(["device", "list"]).output().unwrap();
+    assert_eq!(neither.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&neither.stderr).contains("--config"));
     // The client returns once it wrote its CLOSE; the PDP logs the session
     // when it has read it. A SIGTERM before that ends the session as "server
     // shutting down" (seen once on a loaded CI machine).

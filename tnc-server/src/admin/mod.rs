@@ -541,30 +541,35 @@ fn revocation_view(r: crate::store::Revocation) -> api::Revocation {
 }
 
 async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Answer<api::DeviceDetail> {
-    let d = s.store.find_device(&id).await?;
-    let attestations = s
-        .store
+    Ok(Json(device_detail(&s.store, &id).await?))
+}
+
+/// A device (by ID or unique prefix), its newest attestations and its
+/// revoked tickets, as the API and `device show` give them.
+pub async fn device_detail(store: &Store, id: &str) -> Result<api::DeviceDetail, FindDevice> {
+    let d = store.find_device(id).await?;
+    let attestations = store
         .attestations(&d.device_id, RECENT_ATTESTATIONS)
         .await?
         .into_iter()
         .map(|a| api::Attestation {
+            id: a.id,
             at: a.at,
             verdict: a.verdict,
             findings: a.findings,
         })
         .collect();
-    let revocations = s
-        .store
+    let revocations = store
         .revocations_of(&d.device_id)
         .await?
         .into_iter()
         .map(revocation_view)
         .collect();
-    Ok(Json(api::DeviceDetail {
+    Ok(api::DeviceDetail {
         device: device_view(&d),
         attestations,
         revocations,
-    }))
+    })
 }
 
 async fn reassess_one(

@@ -2,13 +2,16 @@
 //! takes `--config FILE` and works on the store the config names (the PDP may
 //! be running: SQLite serializes the writes).
 
+use super::target::{Target, Where};
 use super::{open_store as open, runtime};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tnc_proto::admin as api;
 use tnc_proto::attestation::Role;
+use tnc_server::admin::client::AdminClient;
 use tnc_server::pdp::system_clock;
 use tnc_server::store::{hex, Store};
 
@@ -41,23 +44,23 @@ pub enum UserCommand {
 pub enum DeviceCommand {
     /// The enrolled devices.
     List {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: Target,
         #[arg(long)]
         json: bool,
     },
     /// One device (by its ID or a unique prefix of it) and its last attestations.
     Show {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: Target,
         device: String,
         #[arg(long)]
         json: bool,
     },
     /// Forget a device: its next login enrolls its AK again, from a whole IMA list.
     Forget {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: Target,
         device: String,
     },
     /// Re-assess a device now on the session it keeps open with a PDP (any
@@ -67,8 +70,8 @@ pub enum DeviceCommand {
     /// Exit status: 0 allow, 3 isolate, 4 no access, 1 no re-assessment in
     /// time (the device keeps no session open: its next login assesses it).
     Reassess {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: Target,
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         device: Option<String>,
         #[arg(long)]
@@ -80,8 +83,8 @@ pub enum DeviceCommand {
     /// Revoke the device's unexpired certificates and tickets: gateways and
     /// VMs refuse them and cut their connections; pairings are refused.
     Revoke {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: Target,
         device: String,
         /// Said in the revocation and the audit log.
         #[arg(long, default_value = "revoked by the operator")]
@@ -198,8 +201,8 @@ pub enum AuditCommand {
     },
     /// Print the audit log.
     List {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: Target,
     },
 }
 
@@ -209,8 +212,8 @@ pub enum PolicyCommand {
     /// version in the store (the daemon reads the files the config names; the
     /// store keeps every version with its SHA-256 for the record).
     Load {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: Target,
         #[arg(long, value_parser = parse_role)]
         role: Role,
         file: PathBuf,
@@ -311,122 +314,200 @@ async fn find_device(
     Ok(store.find_device(prefix).await?)
 }
 
-fn device_json(d: &tnc_server::devices::DeviceRecord) -> serde_json::Value {
-    json!({
-        "device": hex(&d.device_id),
-        "role": d.role.name(),
-        "ak_name": hex(&d.ak_name),
-        "last_verdict": d.last_verdict.map(|v| v.name()),
-        "last_seen": d.last_seen,
-        "enrolled_at": d.enrolled_at,
-        "ima_entries": d.state.as_ref().map(|s| s.ima_entries),
-        "tpm_reset_count": d.state.as_ref().map(|s| s.reset_count),
+fn print_devices(list: &[api::Device], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} | {:<8} | {:<9} | {:>11} | last seen",
+        "device", "role", "verdict", "IMA entries"
+    );
+    for d in list {
+        println!(
+            "{:<16} | {:<8} | {:<9} | {:>11} | {}",
+            d.device.get(..16).unwrap_or(&d.device),
+            d.role,
+            d.last_verdict.as_deref().unwrap_or("-"),
+            d.ima_entries.map_or("-".into(), |n| n.to_string()),
+            d.last_seen
+        );
+    }
+    Ok(())
+}
+
+fn print_detail(d: &api::DeviceDetail, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(d)?);
+        return Ok(());
+    }
+    if let serde_json::Value::Object(fields) = serde_json::to_value(&d.device)? {
+        for (k, val) in fields {
+            println!("{k}: {val}");
+        }
+    }
+    for r in &d.revocations {
+        println!(
+            "ticket {} revoked at {} (until {}): {}",
+            r.ticket, r.at, r.not_after, r.reason
+        );
+    }
+    for a in &d.attestations {
+        println!("attestation at {}: {}", a.at, a.verdict);
+        for f in &a.findings {
+            println!("  - {f}");
+        }
+    }
+    Ok(())
+}
+
+/// The exit status of a re-assessment's verdict.
+fn verdict_status(verdict: &str) -> ExitCode {
+    ExitCode::from(match verdict {
+        "allow" => 0,
+        "isolate" => 3,
+        _ => 4,
     })
 }
 
 pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        match cmd {
-            DeviceCommand::List { config, json } => {
-                let devices = open(config).await?.devices().await?;
-                if *json {
-                    let list: Vec<_> = devices.iter().map(device_json).collect();
-                    println!("{}", serde_json::to_string_pretty(&list)?);
-                } else {
-                    println!(
-                        "{:<16} | {:<8} | {:<9} | {:>11} | last seen",
-                        "device", "role", "verdict", "IMA entries"
-                    );
-                    for d in &devices {
-                        println!(
-                            "{:<16} | {:<8} | {:<9} | {:>11} | {}",
-                            &hex(&d.device_id)[..16],
-                            d.role.name(),
-                            d.last_verdict.map_or("-", |v| v.name()),
-                            d.state
-                                .as_ref()
-                                .map_or("-".into(), |s| s.ima_entries.to_string()),
-                            d.last_seen
-                        );
-                    }
-                }
-            }
-            DeviceCommand::Show {
-                config,
-                device,
-                json,
-            } => {
-                let store = open(config).await?;
-                let d = find_device(&store, device).await?;
-                let history = store.attestations(&d.device_id, 10).await?;
-                let revoked = store.revocations_of(&d.device_id).await?;
-                let mut v = device_json(&d);
-                v["attestations"] = history
-                    .iter()
-                    .map(|a| json!({"at": a.at, "verdict": a.verdict, "findings": a.findings}))
-                    .collect();
-                v["revocations"] = serde_json::to_value(&revoked)?;
-                if *json {
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    for (k, val) in v.as_object().expect("an object") {
-                        if k != "attestations" && k != "revocations" {
-                            println!("{k}: {val}");
-                        }
-                    }
-                    for r in &revoked {
-                        println!(
-                            "ticket {} revoked at {} (until {}): {}",
-                            r.ticket, r.at, r.not_after, r.reason
-                        );
-                    }
-                    for a in &history {
-                        println!("attestation at {}: {}", a.at, a.verdict);
-                        for f in &a.findings {
-                            println!("  - {f}");
-                        }
-                    }
-                }
-            }
-            DeviceCommand::Forget { config, device } => {
-                let store = open(config).await?;
-                let d = find_device(&store, device).await?;
-                store
-                    .forget_device_audited(&d.device_id, system_clock(), "by the operator")
-                    .await?;
-                println!("device {} forgotten", hex(&d.device_id));
-            }
-            DeviceCommand::Reassess {
-                config,
-                device,
-                all,
-                wait,
-            } => return reassess(config, device.as_deref(), *all, *wait).await,
-            DeviceCommand::Revoke {
-                config,
-                device,
-                reason,
-            } => {
-                let store = open(config).await?;
-                let d = find_device(&store, device).await?;
-                let n = store
-                    .revoke_device(&d.device_id, system_clock(), reason)
-                    .await?;
-                match n {
-                    0 => println!(
-                        "device {} holds no unexpired ticket: nothing to revoke",
-                        hex(&d.device_id)
-                    ),
-                    n => println!(
-                        "device {}: {n} ticket(s) revoked ({reason}); gateways and VMs \
-                         subscribed to the PDP cut their connections",
-                        hex(&d.device_id)
-                    ),
-                }
+        let at = match cmd {
+            DeviceCommand::List { at, .. }
+            | DeviceCommand::Show { at, .. }
+            | DeviceCommand::Forget { at, .. }
+            | DeviceCommand::Reassess { at, .. }
+            | DeviceCommand::Revoke { at, .. } => at,
+        };
+        match at.resolve()? {
+            Where::Local(config) => device_local(cmd, config).await,
+            Where::Remote(client) => device_remote(cmd, &client).await,
+        }
+    })
+}
+
+async fn device_local(cmd: &DeviceCommand, config: &Path) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DeviceCommand::List { json, .. } => {
+            let list: Vec<api::Device> = open(config)
+                .await?
+                .device_summaries(None, None)
+                .await?
+                .iter()
+                .map(tnc_server::admin::summary_view)
+                .collect();
+            print_devices(&list, *json)?;
+        }
+        DeviceCommand::Show { device, json, .. } => {
+            let store = open(config).await?;
+            print_detail(
+                &tnc_server::admin::device_detail(&store, device).await?,
+                *json,
+            )?;
+        }
+        DeviceCommand::Forget { device, .. } => {
+            let store = open(config).await?;
+            let d = find_device(&store, device).await?;
+            store
+                .forget_device_audited(&d.device_id, system_clock(), "by the operator")
+                .await?;
+            println!("device {} forgotten", hex(&d.device_id));
+        }
+        DeviceCommand::Reassess {
+            device, all, wait, ..
+        } => return reassess(config, device.as_deref(), *all, *wait).await,
+        DeviceCommand::Revoke { device, reason, .. } => {
+            let store = open(config).await?;
+            let d = find_device(&store, device).await?;
+            let n = store
+                .revoke_device(&d.device_id, system_clock(), reason)
+                .await?;
+            print_revoked(&hex(&d.device_id), n, reason);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_revoked(device: &str, n: u64, reason: &str) {
+    match n {
+        0 => println!("device {device} holds no unexpired ticket: nothing to revoke"),
+        n => println!(
+            "device {device}: {n} ticket(s) revoked ({reason}); gateways and VMs \
+             subscribed to the PDP cut their connections"
+        ),
+    }
+}
+
+/// The same commands through the admin API of a running PDP.
+async fn device_remote(cmd: &DeviceCommand, client: &AdminClient) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DeviceCommand::List { json, .. } => {
+            let list: Vec<api::Device> = client.get("/v1/devices").await?;
+            print_devices(&list, *json)?;
+        }
+        DeviceCommand::Show { device, json, .. } => {
+            let d: api::DeviceDetail = client.get(&format!("/v1/devices/{device}")).await?;
+            print_detail(&d, *json)?;
+        }
+        DeviceCommand::Forget { device, .. } => {
+            let done: api::ActionResult = client
+                .post(&format!("/v1/devices/{device}/forget"), &())
+                .await?;
+            if let api::ActionResult::Forgotten { device } = done {
+                println!("device {device} forgotten");
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })
+        DeviceCommand::Revoke { device, reason, .. } => {
+            let done: api::ActionResult = client
+                .post(
+                    &format!("/v1/devices/{device}/revoke"),
+                    &api::RevokeRequest {
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+            if let api::ActionResult::Revoked { device, tickets } = done {
+                print_revoked(&device, tickets, reason);
+            }
+        }
+        DeviceCommand::Reassess {
+            device, all, wait, ..
+        } => {
+            let Some(device) = device.as_deref().filter(|_| !*all) else {
+                let _: api::ActionResult = client.post("/v1/reassess", &()).await?;
+                println!("asked every PDP on the store to re-assess all its open sessions");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let path = format!("/v1/devices/{device}");
+            let before: api::DeviceDetail = client.get(&path).await?;
+            let newest = before.attestations.first().map(|a| a.id);
+            let _: api::ActionResult = client.post(&format!("{path}/reassess"), &()).await?;
+            let id = before.device.device;
+            if *wait == 0 {
+                println!("asked for a re-assessment of {id}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(*wait);
+            while std::time::Instant::now() < until {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let now: api::DeviceDetail = client.get(&path).await?;
+                let Some(a) = now.attestations.first().filter(|a| Some(a.id) != newest) else {
+                    continue;
+                };
+                println!("device {id} re-assessed at {}: {}", a.at, a.verdict);
+                for f in &a.findings {
+                    println!("  - {f}");
+                }
+                return Ok(verdict_status(&a.verdict));
+            }
+            println!(
+                "device {id} was not re-assessed within {wait} s: it keeps no session open with a \
+                 running PDP on this store (its next login assesses it)"
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `device reassess`: a request in the store, which every PDP on it polls;
@@ -471,11 +552,7 @@ async fn reassess(
         for f in &a.findings {
             println!("  - {f}");
         }
-        return Ok(ExitCode::from(match a.verdict.as_str() {
-            "allow" => 0,
-            "isolate" => 3,
-            _ => 4,
-        }));
+        return Ok(verdict_status(&a.verdict));
     }
     println!(
         "device {id} was not re-assessed within {wait} s: it keeps no session open with a \
@@ -564,12 +641,29 @@ pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            AuditCommand::List { config } => {
-                for e in open(config).await?.audit_entries().await? {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        e.seq, e.at, e.kind, e.subject, e.detail
-                    );
+            AuditCommand::List { at } => {
+                let print = |seq: i64, at: i64, kind: &str, subject: &str, detail: &str| {
+                    println!("{seq}\t{at}\t{kind}\t{subject}\t{detail}");
+                };
+                match at.resolve()? {
+                    Where::Local(config) => {
+                        for e in open(config).await?.audit_entries().await? {
+                            print(e.seq, e.at, &e.kind, &e.subject, &e.detail);
+                        }
+                    }
+                    Where::Remote(client) => {
+                        // Page by page, 1000 entries each.
+                        let mut after = 0;
+                        loop {
+                            let page: Vec<api::AuditEntry> =
+                                client.get(&format!("/v1/audit?after={after}")).await?;
+                            let Some(last) = page.last() else { break };
+                            after = last.seq;
+                            for e in &page {
+                                print(e.seq, e.at, &e.kind, &e.subject, &e.detail);
+                            }
+                        }
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -578,8 +672,8 @@ pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub fn policy(cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
-    let (config, role, file) = match cmd {
-        PolicyCommand::Load { config, role, file } => (config, role, file),
+    let (at, role, file) = match cmd {
+        PolicyCommand::Load { at, role, file } => (at, role, file),
         PolicyCommand::Learn {
             config,
             device,
@@ -595,6 +689,32 @@ pub fn policy(cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
         .and_then(|r| r.compile())
         .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     runtime()?.block_on(async {
+        let config = match at.resolve()? {
+            Where::Local(config) => config,
+            Where::Remote(client) => {
+                let done: api::ActionResult = client
+                    .post(
+                        &format!("/v1/policies/{}", role.name()),
+                        &api::PolicyLoad {
+                            reference_values: text.clone(),
+                        },
+                    )
+                    .await?;
+                match done {
+                    api::ActionResult::PolicyLoaded {
+                        version: Some(v), ..
+                    } => println!(
+                        "reference values for {} recorded as version {v}",
+                        role.name()
+                    ),
+                    _ => println!(
+                        "reference values for {}: the current version already, nothing recorded",
+                        role.name()
+                    ),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
         let store = open(config).await?;
         let id = store.record_policy(*role, &text, system_clock()).await?;
         store

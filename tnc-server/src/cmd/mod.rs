@@ -12,6 +12,7 @@ pub mod init;
 pub mod input;
 pub mod quote;
 pub mod run;
+pub mod target;
 
 use anyhow::Context;
 use std::path::Path;

@@ -258,10 +258,12 @@ impl PdpStore for MemoryStore {
             s.devices.insert(d.device_id, d.clone());
         }
         if let Some(a) = &w.attestation {
+            let id = s.attestations.values().map(Vec::len).sum::<usize>() as i64 + 1;
             s.attestations
                 .entry(a.device_id)
                 .or_default()
                 .push(AttestationRecord {
+                    id,
                     at: w.at as i64,
                     verdict: a.verdict.name().to_string(),
                     findings: a.findings.to_vec(),
@@ -448,10 +450,12 @@ impl PdpStore for MemoryStore {
             if let Some(d) = s.devices.get_mut(&id) {
                 d.last_verdict = Some(policy::Verdict::Isolate);
             }
+            let row = s.attestations.values().map(Vec::len).sum::<usize>() as i64 + 1;
             s.attestations
                 .entry(id)
                 .or_default()
                 .push(AttestationRecord {
+                    id: row,
                     at: now as i64,
                     verdict: "isolate".into(),
                     findings: vec![reason.clone()],

@@ -341,6 +341,8 @@ pub struct AuditBreak {
 /// An attestation as recorded.
 #[derive(Clone, Debug)]
 pub struct AttestationRecord {
+    /// Its row: later attestations have larger ones.
+    pub id: i64,
     pub at: i64,
     pub verdict: String,
     pub findings: Vec<String>,
@@ -1500,7 +1502,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AttestationRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT at, verdict, findings FROM attestations WHERE device_id = $1
+            "SELECT at, verdict, findings, id FROM attestations WHERE device_id = $1
              ORDER BY id DESC LIMIT $2",
         )
         .bind(device_id.to_vec())
@@ -1511,6 +1513,7 @@ impl Store {
             .map(|r| {
                 let findings: String = r.try_get(2)?;
                 Ok(AttestationRecord {
+                    id: r.try_get(3)?,
                     at: r.try_get(0)?,
                     verdict: r.try_get(1)?,
                     findings: serde_json::from_str(&findings)
