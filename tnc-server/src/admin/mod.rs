@@ -661,6 +661,9 @@ struct Page {
     after: i64,
     /// At most this many (default and most: 1000).
     limit: Option<i64>,
+    /// Only entries about this subject (a device ID, a user name; audit
+    /// only).
+    subject: Option<String>,
 }
 
 impl Page {
@@ -690,7 +693,10 @@ async fn audit(
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Answer<Vec<api::AuditEntry>> {
     let page = query(page)?;
-    let list = s.store.audit_after(page.after, page.limit()?).await?;
+    let list = s
+        .store
+        .audit_after(page.after, page.limit()?, page.subject.as_deref())
+        .await?;
     Ok(Json(
         list.into_iter()
             .map(|e| api::AuditEntry {

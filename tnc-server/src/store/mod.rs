@@ -1664,16 +1664,37 @@ impl Store {
         }
     }
 
-    /// Audit entries numbered after `seq`, oldest first, at most `limit`.
-    pub async fn audit_after(&self, seq: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, at, kind, subject, detail, hash FROM audit WHERE seq > $1
-             ORDER BY seq LIMIT $2",
-        )
-        .bind(seq)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+    /// Audit entries numbered after `seq`, oldest first, at most `limit`;
+    /// with `subject`, only those about it (a device ID, a user name).
+    pub async fn audit_after(
+        &self,
+        seq: i64,
+        limit: i64,
+        subject: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = match subject {
+            None => {
+                sqlx::query(
+                    "SELECT seq, at, kind, subject, detail, hash FROM audit WHERE seq > $1
+                     ORDER BY seq LIMIT $2",
+                )
+                .bind(seq)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(subject) => {
+                sqlx::query(
+                    "SELECT seq, at, kind, subject, detail, hash FROM audit
+                     WHERE seq > $1 AND subject = $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(seq)
+                .bind(subject)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         rows.iter().map(audit_from_row).collect()
     }
 
