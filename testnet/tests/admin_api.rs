@@ -365,6 +365,14 @@ async fn devices_attestations_actions_and_events() {
             && e.detail.ends_with("by admin alice")),
         "{audit:?}"
     );
+    // About one subject.
+    let about: Vec<api::AuditEntry> = admin
+        .get(&format!("/v1/audit?subject={}", d.device))
+        .await
+        .unwrap();
+    assert!(about.len() >= 2, "{about:?}");
+    assert!(about.iter().all(|e| e.subject == d.device), "{about:?}");
+    assert!(about.len() < audit.len());
     // Paging.
     let after: Vec<api::AuditEntry> = admin
         .get(&format!("/v1/audit?after={}&limit=1", audit[0].seq))
