@@ -35,6 +35,26 @@ pub struct AdminListen {
     pub store: Arc<crate::store::Store>,
 }
 
+impl AdminListen {
+    /// As `[admin]` says: None when `listen` is unset.
+    pub fn from_config(
+        config: &crate::config::ServerConfig,
+        store: &Arc<crate::store::Store>,
+    ) -> Result<Option<Self>, crate::error::ConfigError> {
+        config
+            .admin
+            .listen
+            .map(|addr| {
+                Ok(Self {
+                    addr,
+                    tls: crate::admin::tls_config(config)?,
+                    store: store.clone(),
+                })
+            })
+            .transpose()
+    }
+}
+
 /// A running PDP.
 pub struct Pdp {
     /// Where PT-TLS over TCP is served.

@@ -361,13 +361,25 @@ fn print_detail(d: &api::DeviceDetail, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The exit status of a re-assessment's verdict.
-fn verdict_status(verdict: &str) -> ExitCode {
+/// A re-assessment's verdict, printed; its exit status.
+fn reassessed(id: &str, at: i64, verdict: &str, findings: &[String]) -> ExitCode {
+    println!("device {id} re-assessed at {at}: {verdict}");
+    for f in findings {
+        println!("  - {f}");
+    }
     ExitCode::from(match verdict {
         "allow" => 0,
         "isolate" => 3,
         _ => 4,
     })
+}
+
+fn not_reassessed(id: &str, wait: u64) -> ExitCode {
+    println!(
+        "device {id} was not re-assessed within {wait} s: it keeps no session open with a \
+         running PDP on this store (its next login assesses it)"
+    );
+    ExitCode::from(1)
 }
 
 pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
@@ -494,17 +506,9 @@ async fn device_remote(cmd: &DeviceCommand, client: &AdminClient) -> anyhow::Res
                 let Some(a) = now.attestations.first().filter(|a| Some(a.id) != newest) else {
                     continue;
                 };
-                println!("device {id} re-assessed at {}: {}", a.at, a.verdict);
-                for f in &a.findings {
-                    println!("  - {f}");
-                }
-                return Ok(verdict_status(&a.verdict));
+                return Ok(reassessed(&id, a.at, &a.verdict, &a.findings));
             }
-            println!(
-                "device {id} was not re-assessed within {wait} s: it keeps no session open with a \
-                 running PDP on this store (its next login assesses it)"
-            );
-            return Ok(ExitCode::from(1));
+            return Ok(not_reassessed(&id, *wait));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -548,17 +552,9 @@ async fn reassess(
         let Some(a) = store.attestations(&d.device_id, 1).await?.pop() else {
             continue;
         };
-        println!("device {id} re-assessed at {}: {}", a.at, a.verdict);
-        for f in &a.findings {
-            println!("  - {f}");
-        }
-        return Ok(verdict_status(&a.verdict));
+        return Ok(reassessed(&id, a.at, &a.verdict, &a.findings));
     }
-    println!(
-        "device {id} was not re-assessed within {wait} s: it keeps no session open with a \
-         running PDP on this store (its next login assesses it)"
-    );
-    Ok(ExitCode::from(1))
+    Ok(not_reassessed(&id, wait))
 }
 
 pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {

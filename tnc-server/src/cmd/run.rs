@@ -67,14 +67,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     .listen
                     .map(|at| (at, config.revocations.clone())),
             )
-            .admin(match config.admin.listen {
-                Some(addr) => Some(tnc_server::daemon::AdminListen {
-                    addr,
-                    tls: tnc_server::admin::tls_config(&config)?,
-                    store: store.clone(),
-                }),
-                None => None,
-            })
+            .admin(tnc_server::daemon::AdminListen::from_config(&config, &store)?)
             .metrics(config.metrics.listen.map(|at| (at, store.clone())))
             .start()
             .await?;
