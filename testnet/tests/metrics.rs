@@ -89,7 +89,9 @@ async fn sessions_decisions_and_a_reassessment_show_in_the_metrics() {
         assert!(body.lines().any(|l| l == line), "{line} not in\n{body}");
     }
 
-    // The operator asks for a re-assessment through the admin API.
+    // The operator asks for a re-assessment through the admin API; the
+    // event bus (the API's /v1/events) tells of it as it is decided.
+    let mut events = pdp.events();
     let admin = pdp.admin_client("ops", AdminRole::ReadWrite).unwrap();
     let devices: Vec<api::Device> = admin.get("/v1/devices").await.unwrap();
     let _: api::ActionResult = admin
@@ -110,6 +112,26 @@ async fn sessions_decisions_and_a_reassessment_show_in_the_metrics() {
         body.lines().any(|l| l == "tnc_handshake_seconds_count 1"),
         "{body}"
     );
+    let reassessed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let tnc_server::events::SessionEvent::Reassessed {
+                device,
+                verdict,
+                round,
+                why,
+                ..
+            } = events.recv().await.unwrap()
+            {
+                return (device, verdict, round, why);
+            }
+        }
+    })
+    .await
+    .expect("a reassessed event");
+    assert_eq!(reassessed.0.as_deref(), Some(devices[0].device.as_str()));
+    assert_eq!(reassessed.1, "allow");
+    assert_eq!(reassessed.2, 1);
+    assert!(reassessed.3.contains("operator"), "{}", reassessed.3);
 
     // The session ends.
     drop(session);

@@ -40,6 +40,13 @@ pub fn event_line(json: &str) -> Option<String> {
                 v["peer"].as_str().unwrap_or("-")
             )
         }
+        "reassessed" => format!(
+            "{at} re-assessed ({}): {} {} {}",
+            v["why"].as_str().unwrap_or("-"),
+            short("device"),
+            v["role"].as_str().unwrap_or("-"),
+            v["verdict"].as_str().unwrap_or("?"),
+        ),
         "failed" => format!(
             "{at} failed: {} {}",
             v["peer"].as_str().unwrap_or("-"),

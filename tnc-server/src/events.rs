@@ -29,6 +29,20 @@ pub enum SessionEvent {
         ms: f64,
         at: u64,
     },
+    /// A session kept open was re-assessed (the PDP's SRETRY round, on
+    /// its interval, a policy change or the operator's request) and
+    /// decided again; `why` says what started the round.
+    Reassessed {
+        session: u64,
+        peer: String,
+        device: Option<String>,
+        role: Option<String>,
+        verdict: String,
+        findings: Vec<String>,
+        round: u32,
+        why: String,
+        at: u64,
+    },
     /// The session ended without a decision, and why.
     Failed {
         session: u64,

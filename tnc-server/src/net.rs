@@ -422,6 +422,8 @@ impl Listener {
                 tracing::debug!(%peer, "too many unauthenticated connections from this address: closed");
                 continue;
             };
+            let events = self.events.clone();
+            let session = events.session_id();
             let gate = Gate {
                 ticket: Some(ticket),
                 sessions: self.sessions.clone(),
@@ -430,14 +432,13 @@ impl Listener {
                 auth_timeout: Duration::from_secs(self.limits.auth_timeout_secs),
                 kept_open: Arc::default(),
                 shutdown: self.shutdown.clone(),
+                events: Some((events.clone(), session)),
             };
             let ctx = self.ctx.clone();
             let rate = self.rate.clone();
             let limits = self.limits.clone();
             let reports = self.reports.clone();
             let mut shutdown = self.shutdown.clone();
-            let events = self.events.clone();
-            let session = events.session_id();
             events.publish(crate::events::SessionEvent::Opened {
                 session,
                 peer: peer.to_string(),
@@ -564,6 +565,8 @@ pub struct Gate {
     /// The PDP's shutdown: a kept session ends with a CLOSE (its client
     /// goes on with its next PDP at once) and reports its decision.
     pub shutdown: watch::Receiver<bool>,
+    /// Where this session's re-assessments are told, and its number there.
+    pub events: Option<(Arc<crate::events::EventBus>, u64)>,
 }
 
 impl Gate {
@@ -832,13 +835,33 @@ fn start_reassessment(
     }
 }
 
-/// The log line of a re-assessment's decision.
-fn log_reassessment(peer: &SocketAddr, session: &PdpSession<'_>, why: &'static str) {
+/// The log line of a re-assessment's decision, and its event.
+fn log_reassessment(
+    peer: &SocketAddr,
+    session: &PdpSession<'_>,
+    why: &'static str,
+    events: Option<&(Arc<crate::events::EventBus>, u64)>,
+    at: u64,
+) {
     let Some(d) = session.decision() else {
         return;
     };
-    let device = session.device().map(|(d, _)| d).unwrap_or_default();
+    let (device, role) = session.device().unzip();
     let round = session.reassessments();
+    if let Some((bus, id)) = events {
+        bus.publish(crate::events::SessionEvent::Reassessed {
+            session: *id,
+            peer: peer.to_string(),
+            device: device.clone(),
+            role: role.flatten().map(str::to_string),
+            verdict: d.verdict.name().to_string(),
+            findings: d.reasons.iter().map(|x| x.text.clone()).collect(),
+            round,
+            why: why.to_string(),
+            at,
+        });
+    }
+    let device = device.unwrap_or_default();
     if d.verdict == policy::Verdict::Allow {
         tracing::info!(%peer, %device, round, why, verdict = "allow", "re-assessed");
     } else {
@@ -939,7 +962,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         let pairing_round = matches!(round, Some((Round::Pairing, _)));
                         if session.is_decided() && !conn.is_closed() && !pairing_round {
                             if let Some((Round::Reassess(why), _)) = round {
-                                log_reassessment(&peer, &session, why);
+                                log_reassessment(&peer, &session, why, gate.events.as_ref(), ctx.now());
                             }
                             round = None;
                             // Decided and still open: the session stays
