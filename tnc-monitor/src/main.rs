@@ -36,6 +36,14 @@ struct Args {
     refresh_ms: u64,
 }
 
+/// The longest line of the event stream kept (an event is far shorter).
+const MAX_LINE: usize = 1 << 20;
+
+/// The first 12 characters of a device ID, for status lines.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// What the network and the keyboard tell the main loop.
 enum Msg {
     Key(Key),
@@ -245,14 +253,17 @@ async fn event_stream(client: AdminClient, tx: mpsc::UnboundedSender<Msg>) {
     use http_body_util::BodyExt;
     loop {
         if let Ok(mut answer) = client.send(Method::GET, "/v1/events", None).await {
-            let mut pending = String::new();
+            // Bytes up to a line's end, decoded a whole line at a time (a
+            // character may be split between frames); at most MAX_LINE.
+            let mut pending: Vec<u8> = Vec::new();
             while let Some(Ok(frame)) = answer.body_mut().frame().await {
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                pending.push_str(&String::from_utf8_lossy(&data));
-                while let Some(i) = pending.find('\n') {
-                    let line: String = pending.drain(..=i).collect();
+                pending.extend_from_slice(&data);
+                while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                    let bytes: Vec<u8> = pending.drain(..=i).collect();
+                    let line = String::from_utf8_lossy(&bytes);
                     if let Some(json) = line.trim_end().strip_prefix("data: ") {
                         if let Some(text) = tnc_monitor::event_line(json) {
                             if tx.send(Msg::Event(text)).is_err() {
@@ -260,6 +271,10 @@ async fn event_stream(client: AdminClient, tx: mpsc::UnboundedSender<Msg>) {
                             }
                         }
                     }
+                }
+                if pending.len() > MAX_LINE {
+                    // Not an event stream as the PDP writes it: start over.
+                    break;
                 }
             }
         }
@@ -282,7 +297,7 @@ async fn act(client: AdminClient, action: Action, tx: mpsc::UnboundedSender<Msg>
                 .post::<_, api::ActionResult>(&format!("/v1/devices/{id}/reassess"), &())
                 .await
             {
-                Ok(_) => Msg::Done(format!("re-assessment of {} requested", &id[..12])),
+                Ok(_) => Msg::Done(format!("re-assessment of {} requested", short(&id))),
                 Err(e) => Msg::Done(format!("re-assess: {e}")),
             }
         }
@@ -295,7 +310,7 @@ async fn act(client: AdminClient, action: Action, tx: mpsc::UnboundedSender<Msg>
                 .await
             {
                 Ok(api::ActionResult::Revoked { tickets, .. }) => {
-                    Msg::Done(format!("{tickets} ticket(s) of {} revoked", &id[..12]))
+                    Msg::Done(format!("{tickets} ticket(s) of {} revoked", short(&id)))
                 }
                 Ok(other) => Msg::Done(format!("{other:?}")),
                 Err(e) => Msg::Done(format!("revoke: {e}")),

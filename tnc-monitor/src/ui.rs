@@ -10,6 +10,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
+/// The first 16 characters of a device ID (any text from the PDP: never a
+/// slice inside a character).
+fn short(id: &str) -> &str {
+    id.get(..16).unwrap_or(id)
+}
+
 /// Below this the screen says so instead of drawing a broken table.
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 12;
@@ -110,7 +116,7 @@ fn fleet(f: &mut Frame, app: &App, area: Rect) {
     .style(Style::new().bold());
     let rows = visible.iter().map(|d| {
         Row::new(vec![
-            Cell::from(d.device.get(..16).unwrap_or(&d.device).to_string()),
+            Cell::from(short(&d.device).to_string()),
             Cell::from(d.role.clone()),
             Cell::from(d.last_verdict.clone().unwrap_or_else(|| "-".into()))
                 .style(verdict_style(d.last_verdict.as_deref())),
@@ -242,12 +248,7 @@ fn findings(f: &mut Frame, app: &App, id: &str, attestation: usize, area: Rect) 
         return;
     };
     let mut lines = vec![Line::from(vec![
-        Span::raw(format!(
-            "attestation #{} of {}: ",
-            a.id,
-            &id[..16.min(id.len())]
-        ))
-        .bold(),
+        Span::raw(format!("attestation #{} of {}: ", a.id, short(id))).bold(),
         Span::styled(a.verdict.clone(), verdict_style(Some(&a.verdict))),
     ])];
     if a.findings.is_empty() {
@@ -265,18 +266,14 @@ fn findings(f: &mut Frame, app: &App, id: &str, attestation: usize, area: Rect) 
 }
 
 fn audit(f: &mut Frame, app: &App, id: &str, area: Rect) {
-    let rows = app
-        .audit
-        .iter()
-        .filter(|e| e.subject == id || e.detail.contains(id))
-        .map(|e| {
-            Row::new(vec![
-                Cell::from(e.seq.to_string()),
-                Cell::from(format!("{} ago", age(app.now, e.at.max(0) as u64))),
-                Cell::from(e.kind.clone()),
-                Cell::from(e.detail.clone()),
-            ])
-        });
+    let rows = app.audit.iter().filter(|e| e.subject == id).map(|e| {
+        Row::new(vec![
+            Cell::from(e.seq.to_string()),
+            Cell::from(format!("{} ago", age(app.now, e.at.max(0) as u64))),
+            Cell::from(e.kind.clone()),
+            Cell::from(e.detail.clone()),
+        ])
+    });
     let table = Table::new(
         rows,
         [
@@ -287,7 +284,7 @@ fn audit(f: &mut Frame, app: &App, id: &str, area: Rect) {
         ],
     )
     .header(Row::new(["seq", "when", "kind", "detail"]).style(Style::new().bold()))
-    .block(Block::bordered().title(format!(" audit entries of {} ", &id[..16.min(id.len())])));
+    .block(Block::bordered().title(format!(" audit entries of {} ", short(id))));
     f.render_widget(table, area);
 }
 
@@ -361,7 +358,7 @@ fn confirm(f: &mut Frame, c: &Confirm, area: Rect) {
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(vec![
-            Line::from(format!("{what} {}?", &id[..16.min(id.len())])),
+            Line::from(format!("{what} {}?", short(id))),
             Line::from("y: yes   n / Esc: no"),
         ])
         .block(Block::bordered().title(" confirm ")),

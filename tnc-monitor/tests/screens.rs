@@ -219,3 +219,37 @@ fn help_confirmation_lost_pdp_and_a_small_terminal() {
         }
     }
 }
+
+/// IDs are text from the PDP: short or multi-byte ones draw without a
+/// slice inside a character.
+#[test]
+fn odd_device_ids_do_not_break_the_screens() {
+    let mut a = app();
+    let odd = "€".repeat(20);
+    a.set_fleet(vec![api::Device {
+        device: odd.clone(),
+        ..device(1, "terminal", Some("allow"), 30)
+    }]);
+    assert!(screen(&a, 100, 24).contains("€€€€"));
+    a.on_key(Key::Char('x'));
+    assert!(screen(&a, 100, 24).contains("Revoke the tickets of"));
+    a.on_key(Key::Char('n'));
+    a.on_key(Key::Enter);
+    a.detail = Some(api::DeviceDetail {
+        device: a.fleet[0].clone(),
+        attestations: vec![api::Attestation {
+            id: 1,
+            at: NOW as i64,
+            verdict: "allow".into(),
+            findings: vec![],
+        }],
+        revocations: vec![],
+    });
+    a.on_key(Key::Enter);
+    assert!(screen(&a, 100, 24).contains("attestation #1 of €€€€"));
+    a.on_key(Key::Enter);
+    assert!(screen(&a, 100, 24).contains("audit entries of €€€€"));
+    a.view = View::Fleet;
+    a.fleet[0].device = "ab".into();
+    assert!(screen(&a, 100, 24).contains("ab "));
+}
