@@ -199,6 +199,7 @@ async fn bad_requests_get_400_with_what_was_wrong() {
         ("/v1/devices?colour=red", "colour"),
         ("/v1/devices?role=printer", "printer"),
         ("/v1/audit?limit=0", "limit 0"),
+        ("/v1/audit?limit=1001", "limit 1001"),
     ] {
         match admin.get::<serde_json::Value>(path).await {
             Err(ClientError::Refused { status: 400, error }) => {
@@ -206,6 +207,20 @@ async fn bad_requests_get_400_with_what_was_wrong() {
             }
             other => panic!("{path}: {other:?}"),
         }
+    }
+    match admin
+        .post::<_, api::ActionResult>(
+            "/v1/policies/printer",
+            &api::PolicyLoad {
+                reference_values: String::new(),
+            },
+        )
+        .await
+    {
+        Err(ClientError::Refused { status: 400, error }) => {
+            assert!(error.contains("printer"), "{error}")
+        }
+        other => panic!("{other:?}"),
     }
     match admin
         .post::<_, api::ActionResult>(

@@ -166,7 +166,7 @@ fn the_dashboard_uses_only_metrics_that_exist() {
     );
     let gateway = tnc_gateway::metrics::GatewayMetrics::default();
     gateway.refused(tnc_proto::gateway::Refusal::Revoked);
-    gateway.ended(tnc_gateway::metrics::EndedHow::Closed);
+    gateway.ended("closed");
     let exported = pdp.render(&tnc_server::metrics::StoreGauges {
         devices: vec![(("terminal".into(), "allow".into()), 1)],
         stale: 0,

@@ -351,14 +351,7 @@ impl Gateway {
         } = admitted;
         let rest = buf[used..].to_vec();
         let ended = relay(tcp, vm, &rest, self.limits.idle(), &mut tracked).await;
-        use crate::metrics::EndedHow;
-        self.metrics.ended(match &ended {
-            Ended::Closed { .. } => EndedHow::Closed,
-            Ended::Idle => EndedHow::Idle,
-            Ended::Stalled => EndedHow::Stalled,
-            Ended::Cut(_) => EndedHow::Revoked,
-            Ended::Failed(_) => EndedHow::Failed,
-        });
+        self.metrics.ended(ended.label());
         match ended {
             Ended::Closed { up, down } => {
                 tracing::info!(%peer, vm = %admission.vm, %device, %ticket, up, down, "closed")
@@ -466,6 +459,19 @@ enum Ended {
     Stalled,
     Cut(String),
     Failed(std::io::Error),
+}
+
+impl Ended {
+    /// Its `how` in the metrics; `revoked`: cut on a revocation.
+    fn label(&self) -> &'static str {
+        match self {
+            Ended::Closed { .. } => "closed",
+            Ended::Idle => "idle",
+            Ended::Stalled => "stalled",
+            Ended::Cut(_) => "revoked",
+            Ended::Failed(_) => "failed",
+        }
+    }
 }
 
 /// Relays `a` (the terminal; `early` already read from it) and `b` (the

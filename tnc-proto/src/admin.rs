@@ -5,9 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The version prefix of every path.
-pub const PREFIX: &str = "/v1";
-
 /// The subject OU of an admin certificate that may only read.
 pub const OU_READ: &str = "tnc-admin-read";
 /// The subject OU of an admin certificate that may also act (re-assess,

@@ -56,6 +56,15 @@ pub fn sm2_server(
     Ok((ca, cert, key))
 }
 
+/// A name for a gateway or an admin (a certificate's CN, a file name): 1
+/// to 64 letters, digits, '.', '-' or '_'.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
 /// Why an admin certificate could not be issued.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminIssueError {
@@ -88,11 +97,7 @@ pub fn issue_admin(
     role: tnc_proto::admin::AdminRole,
     lifetime: std::time::Duration,
 ) -> Result<(String, String), AdminIssueError> {
-    let valid_name = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid_name {
+    if !valid_name(name) {
         return Err(AdminIssueError::Name(name.into()));
     }
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
@@ -153,4 +158,69 @@ pub fn write_private(path: &Path, bytes: &[u8], overwrite: bool) -> std::io::Res
         options.create_new(true);
     }
     options.open(path)?.write_all(bytes)
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use super::*;
+    use tnc_proto::admin::AdminRole;
+
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+    #[test]
+    fn admin_certificates_are_refused_what_cannot_be_issued_right() {
+        let (ca, key) = new_ca("TNC PDP CA (test)").unwrap();
+        let (ca_pem, key_pem) = (ca.pem(), key.serialize_pem());
+        let (cert, _) = issue_admin(&ca_pem, &key_pem, "alice", AdminRole::ReadWrite, DAY).unwrap();
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(cert.as_bytes())
+            .map(|c: rustls::pki_types::CertificateDer<'_>| c.to_vec())
+            .unwrap();
+        let names = pki::subject_names(&der).unwrap();
+        assert_eq!(names.common_name.as_deref(), Some("alice"));
+        assert_eq!(names.units, [tnc_proto::admin::OU_WRITE]);
+        for bad in ["", "a/b", "white space", &"x".repeat(65)] {
+            assert!(
+                matches!(
+                    issue_admin(&ca_pem, &key_pem, bad, AdminRole::ReadOnly, DAY),
+                    Err(AdminIssueError::Name(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        // The key of another CA.
+        let other = KeyPair::generate().unwrap().serialize_pem();
+        assert!(matches!(
+            issue_admin(&ca_pem, &other, "alice", AdminRole::ReadOnly, DAY),
+            Err(AdminIssueError::NoMatchingCa)
+        ));
+        // A CA whose subject is more than a CN cannot be made again.
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "ops CA");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, "ops");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let ou_key = KeyPair::generate().unwrap();
+        let ou_ca = params.self_signed(&ou_key).unwrap();
+        assert!(matches!(
+            issue_admin(
+                &ou_ca.pem(),
+                &ou_key.serialize_pem(),
+                "alice",
+                AdminRole::ReadOnly,
+                DAY
+            ),
+            Err(AdminIssueError::CaSubject)
+        ));
+        assert!(matches!(
+            issue_admin(
+                &ca_pem,
+                &key_pem,
+                "alice",
+                AdminRole::ReadOnly,
+                std::time::Duration::MAX
+            ),
+            Err(AdminIssueError::Lifetime)
+        ));
+    }
 }

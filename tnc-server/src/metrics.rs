@@ -81,7 +81,7 @@ impl Default for Metrics {
         let handshake = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
             "handshake_seconds",
-            "From the session's first batch to its first verdict (PB-TNC, appraisal, store commit)",
+            "From the session's start after TLS to its first verdict (PT-TLS negotiation, authentication, PB-TNC, appraisal, store commit)",
             handshake.clone(),
         );
         // 50 us to about 0.4 s.
@@ -119,7 +119,7 @@ impl Default for Metrics {
         let devices_stale = Gauge::default();
         registry.register(
             "devices_stale",
-            "Devices isolated for not attesting within their stale limit (store, at the scrape)",
+            "Devices not attested within their role's stale limit (store, at the scrape)",
             devices_stale.clone(),
         );
         let revocations_newest = Gauge::default();
@@ -216,7 +216,8 @@ impl Metrics {
     }
 }
 
-/// What the store says at a scrape.
+/// What a scrape reads: the store's counts, and the newest revocation as
+/// the watcher last saw it.
 #[derive(Clone, Debug, Default)]
 pub struct StoreGauges {
     /// (role, last verdict) -> devices.
@@ -293,14 +294,19 @@ async fn scrape(
     .filter_map(|r| Some((r, ctx.reassessment.stale_after(r)?)))
     .collect();
     match store.metrics_gauges(ctx.now(), &stale_after).await {
-        Ok(gauges) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            ctx.metrics.render(&gauges),
-        )
-            .into_response(),
+        Ok(mut gauges) => {
+            // The watcher keeps the newest number current (the revocation
+            // stream follows it): no query for it.
+            gauges.newest_revocation = *ctx.newest_revocation.borrow();
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                ctx.metrics.render(&gauges),
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "metrics: the store could not be read");
             (

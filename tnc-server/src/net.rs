@@ -432,7 +432,7 @@ impl Listener {
                 auth_timeout: Duration::from_secs(self.limits.auth_timeout_secs),
                 kept_open: Arc::default(),
                 shutdown: self.shutdown.clone(),
-                events: Some((events.clone(), session)),
+                events: (events.clone(), session),
             };
             let ctx = self.ctx.clone();
             let rate = self.rate.clone();
@@ -566,7 +566,7 @@ pub struct Gate {
     /// goes on with its next PDP at once) and reports its decision.
     pub shutdown: watch::Receiver<bool>,
     /// Where this session's re-assessments are told, and its number there.
-    pub events: Option<(Arc<crate::events::EventBus>, u64)>,
+    pub events: (Arc<crate::events::EventBus>, u64),
 }
 
 impl Gate {
@@ -840,7 +840,7 @@ fn log_reassessment(
     peer: &SocketAddr,
     session: &PdpSession<'_>,
     why: &'static str,
-    events: Option<&(Arc<crate::events::EventBus>, u64)>,
+    (bus, id): &(Arc<crate::events::EventBus>, u64),
     at: u64,
 ) {
     let Some(d) = session.decision() else {
@@ -848,19 +848,17 @@ fn log_reassessment(
     };
     let (device, role) = session.device().unzip();
     let round = session.reassessments();
-    if let Some((bus, id)) = events {
-        bus.publish(crate::events::SessionEvent::Reassessed {
-            session: *id,
-            peer: peer.to_string(),
-            device: device.clone(),
-            role: role.flatten().map(str::to_string),
-            verdict: d.verdict.name().to_string(),
-            findings: d.reasons.iter().map(|x| x.text.clone()).collect(),
-            round,
-            why: why.to_string(),
-            at,
-        });
-    }
+    bus.publish(crate::events::SessionEvent::Reassessed {
+        session: *id,
+        peer: peer.to_string(),
+        device: device.clone(),
+        role: role.flatten().map(str::to_string),
+        verdict: d.verdict.name().to_string(),
+        findings: d.reasons.iter().map(|x| x.text.clone()).collect(),
+        round,
+        why: why.to_string(),
+        at,
+    });
     let device = device.unwrap_or_default();
     if d.verdict == policy::Verdict::Allow {
         tracing::info!(%peer, %device, round, why, verdict = "allow", "re-assessed");
@@ -962,7 +960,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         let pairing_round = matches!(round, Some((Round::Pairing, _)));
                         if session.is_decided() && !conn.is_closed() && !pairing_round {
                             if let Some((Round::Reassess(why), _)) = round {
-                                log_reassessment(&peer, &session, why, gate.events.as_ref(), ctx.now());
+                                log_reassessment(&peer, &session, why, &gate.events, ctx.now());
                             }
                             round = None;
                             // Decided and still open: the session stays

@@ -390,10 +390,7 @@ impl Publisher {
 
 /// What `tnc-server gateway token` and enrolment accept as a gateway's name.
 pub fn valid_gateway_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    crate::certs::valid_name(name)
 }
 
 /// Frames over one TLS stream.

@@ -71,21 +71,26 @@ impl Caller {
         let Some(der) = der else {
             return Self::Anonymous;
         };
+        // The subject's text only for a refusal's message.
         let subject =
-            pki::certificate_subject(der).unwrap_or_else(|| "(unparsable subject)".into());
+            || pki::certificate_subject(der).unwrap_or_else(|| "(unparsable subject)".into());
         match pki::subject_names(der) {
             Some(names) => Self::from_names(subject, names.common_name, &names.units),
-            None => Self::NotAdmin { subject },
+            None => Self::NotAdmin { subject: subject() },
         }
     }
 
-    fn from_names(subject: String, common_name: Option<String>, units: &[String]) -> Self {
+    fn from_names(
+        subject: impl FnOnce() -> String,
+        common_name: Option<String>,
+        units: &[String],
+    ) -> Self {
         // One role, stated once: a certificate naming both is refused
         // rather than read as either.
         let roles: Vec<AdminRole> = units.iter().filter_map(|u| AdminRole::from_ou(u)).collect();
         match (roles.as_slice(), common_name) {
             ([role], Some(name)) if !name.is_empty() => Self::Admin { name, role: *role },
-            _ => Self::NotAdmin { subject },
+            _ => Self::NotAdmin { subject: subject() },
         }
     }
 }
@@ -528,18 +533,6 @@ async fn devices(
     Ok(Json(list))
 }
 
-fn revocation_view(r: crate::store::Revocation) -> api::Revocation {
-    api::Revocation {
-        seq: r.seq,
-        at: r.at,
-        device: r.device,
-        ticket: r.ticket,
-        certificate_sha256: r.certificate_sha256,
-        not_after: r.not_after,
-        reason: r.reason,
-    }
-}
-
 async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Answer<api::DeviceDetail> {
     Ok(Json(device_detail(&s.store, &id).await?))
 }
@@ -550,21 +543,8 @@ pub async fn device_detail(store: &Store, id: &str) -> Result<api::DeviceDetail,
     let d = store.find_device(id).await?;
     let attestations = store
         .attestations(&d.device_id, RECENT_ATTESTATIONS)
-        .await?
-        .into_iter()
-        .map(|a| api::Attestation {
-            id: a.id,
-            at: a.at,
-            verdict: a.verdict,
-            findings: a.findings,
-        })
-        .collect();
-    let revocations = store
-        .revocations_of(&d.device_id)
-        .await?
-        .into_iter()
-        .map(revocation_view)
-        .collect();
+        .await?;
+    let revocations = store.revocations_of(&d.device_id).await?;
     Ok(api::DeviceDetail {
         device: device_view(&d),
         attestations,
@@ -685,7 +665,7 @@ async fn revocations(
 ) -> Answer<Vec<api::Revocation>> {
     let page = query(page)?;
     let list = s.store.revocations_after(page.after, page.limit()?).await?;
-    Ok(Json(list.into_iter().map(revocation_view).collect()))
+    Ok(Json(list))
 }
 
 async fn audit(
@@ -697,18 +677,7 @@ async fn audit(
         .store
         .audit_after(page.after, page.limit()?, page.subject.as_deref())
         .await?;
-    Ok(Json(
-        list.into_iter()
-            .map(|e| api::AuditEntry {
-                seq: e.seq,
-                at: e.at,
-                kind: e.kind,
-                subject: e.subject,
-                detail: e.detail,
-                hash: e.hash,
-            })
-            .collect(),
-    ))
+    Ok(Json(list))
 }
 
 async fn policies(State(s): State<AppState>) -> Answer<Vec<api::PolicyVersion>> {
@@ -836,12 +805,12 @@ mod tests {
         // rcgen keeps one OU per subject and always a CN: two OUs, as
         // another CA's tools may write them, and no CN straight to the rule.
         assert!(matches!(
-            Caller::from_names("OU=x".into(), None, &[api::OU_WRITE.into()]),
+            Caller::from_names(|| "OU=x".into(), None, &[api::OU_WRITE.into()]),
             Caller::NotAdmin { .. }
         ));
         assert_eq!(
             Caller::from_names(
-                "CN=both".into(),
+                || "CN=both".into(),
                 Some("both".into()),
                 &[api::OU_READ.into(), api::OU_WRITE.into()]
             ),
@@ -851,7 +820,7 @@ mod tests {
         );
         assert_eq!(
             Caller::from_names(
-                "CN=carol".into(),
+                || "CN=carol".into(),
                 Some("carol".into()),
                 &["ops".into(), api::OU_READ.into()]
             ),

@@ -221,6 +221,7 @@ mod tests {
         assert_eq!(Anchor::newest(&text), Some(b));
         assert_eq!(Anchor::newest("garbage\n"), None);
         assert_eq!(Anchor::newest("tnc-audit-anchor seq=0 hash=x at=1"), None);
+        assert_eq!(Anchor::newest("tnc-audit-anchor seq=3 hash= at=1"), None);
     }
 
     #[test]
@@ -245,6 +246,13 @@ mod tests {
             AuditKey::load(&path),
             Err(AuditKeyError::Format { .. })
         ));
+        let key = "ab".repeat(32);
+        std::fs::write(&path, format!("key = \"{key}\"\nsince = 0\n")).unwrap();
+        assert!(
+            matches!(AuditKey::load(&path), Err(AuditKeyError::Format { what, .. }) if what.contains("since"))
+        );
+        std::fs::write(&path, format!("key = \"{key}\"\nsince = 1\n")).unwrap();
+        assert!(AuditKey::load(&path).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

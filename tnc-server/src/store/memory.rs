@@ -19,6 +19,8 @@ struct State {
     /// Per role, every version loaded: (version, TOML).
     policies: BTreeMap<Role, Vec<(i64, String)>>,
     next_policy: i64,
+    /// The last attestation's number (rows are numbered as in the table).
+    next_attestation: i64,
     users: BTreeMap<String, String>,
     attestations: HashMap<[u8; 32], Vec<AttestationRecord>>,
     evidence: HashMap<[u8; 32], StoredEvidence>,
@@ -258,7 +260,8 @@ impl PdpStore for MemoryStore {
             s.devices.insert(d.device_id, d.clone());
         }
         if let Some(a) = &w.attestation {
-            let id = s.attestations.values().map(Vec::len).sum::<usize>() as i64 + 1;
+            s.next_attestation += 1;
+            let id = s.next_attestation;
             s.attestations
                 .entry(a.device_id)
                 .or_default()
@@ -450,7 +453,8 @@ impl PdpStore for MemoryStore {
             if let Some(d) = s.devices.get_mut(&id) {
                 d.last_verdict = Some(policy::Verdict::Isolate);
             }
-            let row = s.attestations.values().map(Vec::len).sum::<usize>() as i64 + 1;
+            s.next_attestation += 1;
+            let row = s.next_attestation;
             s.attestations
                 .entry(id)
                 .or_default()
@@ -482,10 +486,13 @@ mod tests {
         let m = MemoryStore::new();
         m.audit(1, "user-add", "alice", "").await.unwrap();
         m.audit(2, "verdict", "dev", "allow: ok").await.unwrap();
-        assert_eq!(super::super::verify_chain(&m.audit_entries()), Ok(2));
+        assert_eq!(
+            super::super::verify_chain_keyed(&m.audit_entries(), None),
+            Ok(2)
+        );
         let mut edited = m.audit_entries();
         edited[0].detail = "x".into();
-        assert!(super::super::verify_chain(&edited).is_err());
+        assert!(super::super::verify_chain_keyed(&edited, None).is_err());
     }
 
     #[tokio::test]

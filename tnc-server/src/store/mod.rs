@@ -294,19 +294,10 @@ fn for_backend(backend: Backend, sqlite_ddl: &str) -> String {
 /// The hash the first audit entry chains from.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One audit entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub seq: i64,
-    pub at: i64,
-    /// `enroll`, `verdict`, `user-add`, `user-remove`, `device-forget`, `policy-load`.
-    pub kind: String,
-    /// Who or what it is about (a device ID in hex, a user name).
-    pub subject: String,
-    pub detail: String,
-    /// SM3 over the previous entry's hash and this entry's fields, hex.
-    pub hash: String,
-}
+/// One audit entry (its hash: SM3, or `hmac-sm3:` and HMAC-SM3 under
+/// the key, over the previous entry's hash and this entry's fields): the
+/// admin API's type, as the store keeps it.
+pub use tnc_proto::admin::AuditEntry;
 
 fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
@@ -338,15 +329,8 @@ pub struct AuditBreak {
     pub what: String,
 }
 
-/// An attestation as recorded.
-#[derive(Clone, Debug)]
-pub struct AttestationRecord {
-    /// Its row: later attestations have larger ones.
-    pub id: i64,
-    pub at: i64,
-    pub verdict: String,
-    pub findings: Vec<String>,
-}
+/// An attestation as recorded: the admin API's type.
+pub use tnc_proto::admin::Attestation as AttestationRecord;
 
 /// A device's last genuine evidence, kept for learn mode: the UEFI event log
 /// and the IMA entries `ima_from..ima_entries` (appended as incremental
@@ -627,7 +611,7 @@ impl Store {
 
     /// The store's part of a metrics scrape: devices by role and last
     /// verdict; those not attested within their role's stale limit
-    /// (`stale_after`: seconds, by role); the newest revocation.
+    /// (`stale_after`: seconds, by role).
     pub async fn metrics_gauges(
         &self,
         now: u64,
@@ -654,7 +638,6 @@ impl Store {
                     .try_get(0)?;
             g.stale += n;
         }
-        g.newest_revocation = self.last_revocation_seq().await?;
         Ok(g)
     }
 
@@ -1325,6 +1308,18 @@ async fn insert_chunks_on(
     Ok(())
 }
 
+/// Deletes a device's record, on `conn`; whether there was one.
+async fn forget_device_on(
+    conn: &mut sqlx::AnyConnection,
+    id: &[u8; 32],
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM devices WHERE device_id = $1")
+        .bind(id.to_vec())
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Appends one audit entry chained to the last one, on `conn`.
 async fn append_audit_on(
     conn: &mut sqlx::AnyConnection,
@@ -1473,11 +1468,8 @@ impl Store {
     }
 
     pub async fn forget_device(&self, id: &[u8; 32]) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM devices WHERE device_id = $1")
-            .bind(id.to_vec())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool.acquire().await?;
+        forget_device_on(&mut conn, id).await
     }
 
     // ---- attestations ----
@@ -1753,12 +1745,6 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// [`verify_chain_keyed`] without a key (a keyed entry is then a break:
-/// it cannot be checked).
-pub fn verify_chain(entries: &[AuditEntry]) -> Result<usize, AuditBreak> {
-    verify_chain_keyed(entries, None)
 }
 
 /// Recomputes the chain from its first entry; with `key`, every entry from

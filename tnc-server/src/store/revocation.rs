@@ -14,28 +14,12 @@ use super::{
     append_audit_on, begin_write, hex, AttestationWrite, AuditKey, Backend, Store, StoreError,
 };
 use policy::Verdict;
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use tnc_proto::attestation::Role;
 
-/// One revoked ticket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revocation {
-    /// Its place in the revocation log; subscribers resume after it.
-    pub seq: i64,
-    /// When it was decided (Unix seconds).
-    pub at: i64,
-    /// The device the ticket was issued to (hex).
-    pub device: String,
-    /// The ticket's id (hex).
-    pub ticket: String,
-    /// SHA-256 of the certificate the ticket is bound to (hex).
-    pub certificate_sha256: String,
-    /// The ticket's expiry: after it the row need not be kept by subscribers.
-    pub not_after: i64,
-    pub reason: String,
-}
+/// One revoked ticket: the admin API's type, as the store keeps it.
+pub use tnc_proto::admin::Revocation;
 
 /// A device isolated for silence by [`Store::mark_stale`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +134,22 @@ pub(super) async fn revoke_on(
     Ok(n)
 }
 
+/// A re-assessment request row; its number.
+async fn reassess_request_on(
+    conn: &mut sqlx::AnyConnection,
+    device: Option<&[u8; 32]>,
+    at: u64,
+) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query("INSERT INTO reassess_requests (at, device_id) VALUES ($1, $2) RETURNING seq")
+            .bind(at as i64)
+            .bind(device.map(|d| d.to_vec()))
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?,
+    )
+}
+
 fn revocation_from_row(r: &sqlx::any::AnyRow) -> Result<Revocation, StoreError> {
     let device: Vec<u8> = r.try_get(2)?;
     let ticket: Vec<u8> = r.try_get(3)?;
@@ -212,14 +212,7 @@ impl Store {
         self.write_audited(move |conn, key| {
             let detail = detail.clone();
             Box::pin(async move {
-                let seq: i64 = sqlx::query(
-                    "INSERT INTO reassess_requests (at, device_id) VALUES ($1, $2) RETURNING seq",
-                )
-                .bind(at as i64)
-                .bind(device.map(|d| d.to_vec()))
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get(0)?;
+                let seq = reassess_request_on(conn, device.as_ref(), at).await?;
                 let subject = device.map_or_else(|| "*".to_string(), |d| hex(&d));
                 append_audit_on(conn, key, at, "device-reassess", &subject, &detail).await?;
                 Ok(seq)
@@ -241,11 +234,7 @@ impl Store {
         self.write_audited(move |conn, key| {
             let detail = detail.clone();
             Box::pin(async move {
-                let done = sqlx::query("DELETE FROM devices WHERE device_id = $1")
-                    .bind(id.to_vec())
-                    .execute(&mut *conn)
-                    .await?;
-                if done.rows_affected() != 1 {
+                if !super::forget_device_on(conn, &id).await? {
                     return Ok(false);
                 }
                 append_audit_on(conn, key, at, "device-forget", &hex(&id), &detail).await?;
@@ -329,14 +318,8 @@ impl Store {
         device: Option<&[u8; 32]>,
         at: u64,
     ) -> Result<i64, StoreError> {
-        Ok(sqlx::query(
-            "INSERT INTO reassess_requests (at, device_id) VALUES ($1, $2) RETURNING seq",
-        )
-        .bind(at as i64)
-        .bind(device.map(|d| d.to_vec()))
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?)
+        let mut conn = self.pool.acquire().await?;
+        reassess_request_on(&mut conn, device, at).await
     }
 
     /// Re-assessment requests numbered after `seq`, oldest first.
