@@ -493,3 +493,63 @@ async fn axums_own_errors_come_as_json_too() {
     assert!(error.error.contains("over"), "{error:?}");
     pdp.stop().await.unwrap();
 }
+
+/// Someone else's TLS client: Debian's `openssl s_client` with the admin
+/// certificate gets the API's answer; without one, the 401.
+#[tokio::test]
+async fn openssl_s_client_with_an_admin_certificate_is_answered() {
+    let pdp = pdp().await;
+    // Writes admin-ops.pem / .key in the PDP's directory.
+    let _ = pdp.admin_client("ops", AdminRole::ReadOnly).unwrap();
+    let addr = pdp.admin_addr.unwrap().to_string();
+    let (ca, dir) = (pdp.tls.ca.clone(), pdp.dir.clone());
+    let ask = move |identity: bool| {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args([
+            "s_client",
+            "-connect",
+            &addr,
+            "-quiet",
+            "-ign_eof",
+            "-verify_return_error",
+        ])
+        .arg("-CAfile")
+        .arg(&ca);
+        if identity {
+            cmd.arg("-cert")
+                .arg(dir.join("admin-ops.pem"))
+                .arg("-key")
+                .arg(dir.join("admin-ops.key"));
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET /v1/whoami HTTP/1.1\r\nHost: pdp\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    };
+    let answers = tokio::task::spawn_blocking(move || (ask(true), ask(false)))
+        .await
+        .unwrap();
+    assert!(answers.0.starts_with("HTTP/1.1 200"), "{}", answers.0);
+    assert!(
+        answers.0.contains(r#"{"name":"ops","role":"read-only"}"#),
+        "{}",
+        answers.0
+    );
+    assert!(answers.1.starts_with("HTTP/1.1 401"), "{}", answers.1);
+    assert!(
+        answers.1.contains("tnc-server admin issue"),
+        "{}",
+        answers.1
+    );
+    pdp.stop().await.unwrap();
+}
