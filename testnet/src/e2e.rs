@@ -511,6 +511,7 @@ pub fn agent_without_tpm(dir: &Path) -> anyhow::Result<Agent> {
             evidence: EvidencePaths::default(),
             ak_path: dir.join("ak.bin"),
             ak_kind: AkKind::EcdsaP256Sha256,
+            host: None,
         }),
     ))
 }
@@ -522,6 +523,8 @@ pub struct Endpoint {
     pub measurements: Measurements,
     pub dir: PathBuf,
     pub role: Role,
+    /// The host its Hello names (None: none).
+    pub host: Option<tnc_proto::attestation::HostLabel>,
     /// Declared last: the TPM connection (inside an agent) must close first.
     pub swtpm: Swtpm,
 }
@@ -544,6 +547,7 @@ impl Endpoint {
             measurements: m,
             dir,
             role,
+            host: None,
             swtpm,
         })
     }
@@ -562,6 +566,7 @@ impl Endpoint {
             },
             ak_path: self.dir.join("ak.bin"),
             ak_kind: AkKind::EcdsaP256Sha256,
+            host: self.host.clone(),
         }
     }
 
@@ -857,6 +862,9 @@ pub async fn enrol_software_ak(
             last_verdict: None,
             last_seen: 0,
             enrolled_at: 0,
+            user: None,
+            host: None,
+            drift: 0,
         })
         .await?;
     Ok(tnc_proto::attestation::Identity {

@@ -237,6 +237,8 @@ pub struct SoftCollector {
     result: Option<AttestationResult>,
     /// The quote requests the PDP sent, in order.
     pub asked: Arc<Mutex<Vec<QuoteRequest>>>,
+    /// What its Hello names as the host it runs on.
+    pub host: Option<tnc_proto::attestation::HostLabel>,
 }
 
 impl SoftCollector {
@@ -255,6 +257,7 @@ impl SoftCollector {
             values,
             result: None,
             asked: Arc::default(),
+            host: None,
         }
     }
 
@@ -285,6 +288,7 @@ impl Collector for SoftCollector {
             role: self.role,
             tpm: true,
             software: "testnet (software AK)".into(),
+            host: self.host.clone(),
         })
     }
 

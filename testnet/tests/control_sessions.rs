@@ -8,6 +8,7 @@ use std::time::Duration;
 use testnet::e2e::{soft_device, soft_device_id, write_host_files, PdpOptions, TestPdp};
 use tnc_client::agent::Agent;
 use tnc_client::pairing::{serve, Advertise, ConnectOptions, ServeOptions};
+use tnc_proto::admin as api;
 use tnc_proto::attestation::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -31,9 +32,11 @@ async fn a_newer_control_session_supersedes_the_older_one() {
             quic: None,
         };
         let key = tnc_client::channel::ChannelKey::load_or_create(&dir.join("vm")).unwrap();
+        let mut collector = vm();
+        collector.host = Some("hv-7".parse().unwrap());
         let s = serve(
             &target,
-            Agent::with_collector(os.clone(), Box::new(vm())),
+            Agent::with_collector(os.clone(), Box::new(collector)),
             key,
             ServeOptions {
                 name: Some("vm-1".into()),
@@ -68,6 +71,84 @@ async fn a_newer_control_session_supersedes_the_older_one() {
     let mut s = opened.stream;
     s.write_all(b"x").await.unwrap();
     assert_eq!(s.read_u8().await.unwrap(), b'x');
+
+    // The operator's view of it through the admin API.
+    let admin = pdp
+        .admin_client("ops", tnc_proto::admin::AdminRole::ReadWrite)
+        .unwrap();
+    let (vm_id, terminal_id) = (soft_device_id("vm"), soft_device_id("terminal"));
+    // The VM serving (its newer session only) and the pairing, no key.
+    let pairings: api::Pairings = admin.get("/v1/pairings").await.unwrap();
+    assert_eq!(pairings.serving.len(), 1, "{pairings:?}");
+    assert_eq!(
+        (
+            pairings.serving[0].name.as_str(),
+            pairings.serving[0].device.as_str()
+        ),
+        ("vm-1", vm_id.as_str())
+    );
+    assert_eq!(pairings.recent.len(), 1, "{pairings:?}");
+    let p = &pairings.recent[0];
+    assert_eq!(
+        (p.vm.as_str(), p.terminal.as_str(), p.outcome.as_str()),
+        ("vm-1", terminal_id.as_str(), "acknowledged")
+    );
+    assert_eq!(p.id.as_ref().map(String::len), Some(32));
+    // The open sessions: the VM's control session, decided, with the host
+    // its Hello named; the device list shows the host too.
+    let sessions: Vec<api::Session> = admin.get("/v1/sessions").await.unwrap();
+    let control = sessions
+        .iter()
+        .find(|x| x.device.as_deref() == Some(vm_id.as_str()))
+        .unwrap_or_else(|| panic!("no session of the VM in {sessions:?}"));
+    assert_eq!(
+        (
+            control.role.as_deref(),
+            control.verdict.as_deref(),
+            control.transport.as_str()
+        ),
+        (Some("vm"), Some("allow"), "tcp")
+    );
+    let vm_device: api::DeviceDetail = admin.get(&format!("/v1/devices/{vm_id}")).await.unwrap();
+    assert_eq!(vm_device.device.host.as_deref(), Some("hv-7"));
+    assert_eq!(vm_device.device.drift, 0);
+    // Credentials: two VM sessions and the terminal each got one.
+    let all: Vec<api::Credential> = admin.get("/v1/credentials").await.unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let mine = format!("/v1/credentials?active=true&device={}", &terminal_id[..16]);
+    let active: Vec<api::Credential> = admin.get(&mine).await.unwrap();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].device, terminal_id);
+    assert_eq!(active[0].revoked, None);
+    let _: api::ActionResult = admin
+        .post(
+            &format!("/v1/devices/{terminal_id}/revoke"),
+            &api::RevokeRequest {
+                reason: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(admin
+        .get::<Vec<api::Credential>>(&mine)
+        .await
+        .unwrap()
+        .is_empty());
+    let revoked: Vec<api::Credential> = admin
+        .get(&format!("/v1/credentials?device={terminal_id}"))
+        .await
+        .unwrap();
+    assert!(revoked[0].revoked.is_some(), "{revoked:?}");
+    // Bad filters: 400 and 404 with what was wrong.
+    for (path, status) in [
+        ("/v1/credentials?active=maybe", 400),
+        ("/v1/credentials?limit=0", 400),
+        ("/v1/credentials?colour=red", 400),
+        ("/v1/credentials?device=ffffffffffffffff", 404),
+    ] {
+        let answer = admin.send(hyper::Method::GET, path, None).await.unwrap();
+        assert_eq!(answer.status(), status, "{path}");
+    }
     newer.control.abort();
     pdp.stop().await.unwrap();
 }
@@ -155,6 +236,7 @@ async fn pairable(
         PdpOptions {
             issue_credentials: true,
             vm_names: [(soft_device_id("vm"), "vm-1".to_string())].into(),
+            admin: true,
             ..PdpOptions::default()
         },
     )

@@ -132,10 +132,25 @@ async fn sessions_decisions_and_a_reassessment_show_in_the_metrics() {
     assert_eq!(reassessed.1, "allow");
     assert_eq!(reassessed.2, 1);
     assert!(reassessed.3.contains("operator"), "{}", reassessed.3);
+    // The admin API's open sessions: this one, decided and re-assessed once.
+    let open: Vec<api::Session> = admin.get("/v1/sessions").await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].device.as_deref(), Some(devices[0].device.as_str()));
+    assert_eq!(
+        (
+            open[0].role.as_deref(),
+            open[0].verdict.as_deref(),
+            open[0].reassessments
+        ),
+        (Some("terminal"), Some("allow"), 1)
+    );
+    assert!(open[0].assessed_at >= Some(open[0].opened_at), "{open:?}");
 
     // The session ends.
     drop(session);
     until(metrics, "tnc_sessions_open 0").await;
+    let open: Vec<api::Session> = admin.get("/v1/sessions").await.unwrap();
+    assert!(open.is_empty(), "{open:?}");
     let _ = std::fs::remove_dir_all(&dir);
     pdp.stop().await.unwrap();
 }

@@ -600,6 +600,7 @@ async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
             role: Role::Terminal,
             tpm: true,
             software: "test".into(),
+            host: None,
         })])
         .await;
     assert_eq!(
@@ -660,6 +661,7 @@ async fn foreign_ak_fails_credential_activation_and_gets_no_access() {
         role: Role::Terminal,
         tpm: true,
         software: "test".into(),
+        host: None,
     })])
     .await;
     raw.send(&[AttestationAttribute::Identity(identity.clone())])
@@ -895,6 +897,7 @@ async fn enrolled_device_without_a_valid_quote_gets_no_access() {
         role: Role::Terminal,
         tpm: true,
         software: "test".into(),
+        host: None,
     });
 
     let mut raw = RawClient::connect(&pdp).await;
@@ -944,6 +947,7 @@ async fn cretry_is_limited_per_session() {
             role: Role::Terminal,
             tpm: false,
             software: "test".into(),
+            host: None,
         })])
         .await;
     assert!(result_of(&first).0.is_some());

@@ -34,6 +34,9 @@ async fn exercise(url: &str) {
         last_verdict: Some(Verdict::Allow),
         last_seen: 100,
         enrolled_at: 100,
+        user: Some("alice".into()),
+        host: Some("hv-2".into()),
+        drift: 3,
     };
     let findings = vec!["TPM quote and logs match".to_string()];
     let audit = vec![
@@ -97,6 +100,19 @@ async fn exercise(url: &str) {
         .unwrap();
     let got = store.device(&[9; 32]).await.unwrap().unwrap();
     assert_eq!(got.state, Some(state));
+    assert_eq!(
+        (got.user.as_deref(), got.host.as_deref(), got.drift),
+        (Some("alice"), Some("hv-2"), 3)
+    );
+    let listed = store.device_summaries(None, None).await.unwrap();
+    assert_eq!(
+        (
+            listed[0].user.as_deref(),
+            listed[0].host.as_deref(),
+            listed[0].drift
+        ),
+        (Some("alice"), Some("hv-2"), 3)
+    );
     let kept = store.evidence(&[9; 32]).await.unwrap().unwrap();
     assert_eq!(kept.ima, b"first six and two more");
     assert_eq!((kept.ima_from, kept.ima_entries), (0, 8));
@@ -455,6 +471,9 @@ async fn one_group(url: &str) {
                 last_verdict: Some(Verdict::Allow),
                 last_seen: at,
                 enrolled_at: 1,
+                user: None,
+                host: None,
+                drift: 0,
             };
             let audit = [("verdict", format!("{i}"), format!("allow at {at}"))];
             let ima: Vec<u8> = (from..to)
@@ -563,6 +582,9 @@ async fn find_and_list(url: &str) {
                 }),
                 last_seen: 100 + i as u64,
                 enrolled_at: 50,
+                user: None,
+                host: None,
+                drift: 0,
             })
             .await
             .unwrap();

@@ -25,6 +25,8 @@ pub struct AttestationConfig {
     /// Where the AK is kept between sessions (created on first use, mode 0600).
     pub ak_path: PathBuf,
     pub ak_kind: AkKind,
+    /// The host named in the Hello (see [`Hello::host`]).
+    pub host: Option<tnc_proto::attestation::HostLabel>,
 }
 
 /// The open TPM with the AK and the EK it was made under.
@@ -59,6 +61,7 @@ impl AttestationCollector {
             role: self.config.role,
             tpm: self.config.tpm.is_some(),
             software: concat!("tnc-client ", env!("CARGO_PKG_VERSION")).to_string(),
+            host: self.config.host.clone(),
         })
     }
 

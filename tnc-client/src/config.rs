@@ -59,6 +59,13 @@ pub struct ClientConfig {
     /// The name on that listener's certificate (`[revocations] name`).
     #[serde(default = "default_revocations_name")]
     pub revocations_name: String,
+    /// The machine this endpoint runs on, as the PDP's lists show it: for
+    /// a VM the hypervisor host (its provisioning knows it; the PDP's
+    /// monitor groups VMs by it), for a terminal its own name. Default: a
+    /// terminal's host name (`/proc/sys/kernel/hostname`), none for a VM.
+    /// Reported, not attested.
+    #[serde(default)]
+    pub host: Option<tnc_proto::attestation::HostLabel>,
     /// Absent: this endpoint has no TPM, and says so to the PDP.
     #[serde(default)]
     pub tpm: Option<TpmSection>,
@@ -205,6 +212,10 @@ impl ClientConfig {
                 .as_ref()
                 .and_then(|t| parse_ak_kind(&t.ak_kind).ok())
                 .unwrap_or(AkKind::EcdsaP256Sha256),
+            host: self.host.clone().or_else(|| match self.role {
+                Role::Terminal => own_host_name(),
+                Role::Vm => None,
+            }),
         }
     }
 
@@ -239,6 +250,17 @@ fn yes() -> bool {
 
 fn default_revocations_name() -> String {
     "tnc-pdp".into()
+}
+
+/// This machine's name, if it is one a [`HostLabel`] may carry.
+///
+/// [`HostLabel`]: tnc_proto::attestation::HostLabel
+fn own_host_name() -> Option<tnc_proto::attestation::HostLabel> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -281,6 +303,7 @@ mod tests {
                 "tpm.ak_kind",
             ),
             ("colour = \"blue\"\n", "colour"),
+            ("host = \"hv 1\"\n", "only letters, digits"),
         ];
         for (extra, key) in cases {
             let err = load(&format!("{BASE}{extra}")).unwrap_err().to_string();

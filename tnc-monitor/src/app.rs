@@ -10,6 +10,8 @@ use tnc_proto::admin as api;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum View {
     Fleet,
+    /// The VMs grouped by the host they run on, one block per host.
+    Hosts,
     /// A device's detail: its attestations (the selected row).
     Device {
         id: String,
@@ -46,14 +48,34 @@ pub enum Confirm {
 }
 
 /// The fleet table's columns, in order; `s` cycles the sort among them.
-pub const COLUMNS: [&str; 6] = [
+pub const COLUMNS: [&str; 9] = [
     "device",
     "role",
+    "user",
+    "host",
     "verdict",
     "last attested",
+    "age",
+    "drift",
     "IMA",
-    "resets",
 ];
+
+/// The host block VMs that name none are listed under.
+pub const NO_HOST: &str = "(host not reported)";
+
+/// One line of the hosts view: a host with its VMs' counts, or one VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostRow<'a> {
+    Host {
+        name: &'a str,
+        vms: usize,
+        allowed: usize,
+        isolated: usize,
+        no_access: usize,
+        unassessed: usize,
+    },
+    Vm(&'a api::Device),
+}
 
 /// How the connection to the PDP stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,8 +97,12 @@ pub struct App {
     pub detail: Option<api::DeviceDetail>,
     pub audit: Vec<api::AuditEntry>,
     pub view: View,
+    /// Where Esc from a device returns: the fleet or the hosts view.
+    pub home: View,
     /// The fleet table's selected row (in the filtered, sorted list).
     pub selected: usize,
+    /// The hosts view's selected line.
+    pub host_selected: usize,
     /// `/` typing a filter: the text so far.
     pub typing: Option<String>,
     /// The filter in force: words that each must match (`field=value` for
@@ -108,7 +134,9 @@ impl App {
             detail: None,
             audit: Vec::new(),
             view: View::Fleet,
+            home: View::Fleet,
             selected: 0,
+            host_selected: 0,
             typing: None,
             filter: String::new(),
             sort: 0,
@@ -141,6 +169,44 @@ impl App {
         if self.selected >= n {
             self.selected = n.saturating_sub(1);
         }
+        let n = self.host_rows().len();
+        if self.host_selected >= n {
+            self.host_selected = n.saturating_sub(1);
+        }
+    }
+
+    /// The VMs by the host they run on (hosts in name order, the VMs
+    /// that name none last; in each, worst verdict first): a host line
+    /// and then its VMs' lines.
+    pub fn host_rows(&self) -> Vec<HostRow<'_>> {
+        let mut hosts: std::collections::BTreeMap<Option<&str>, Vec<&api::Device>> =
+            std::collections::BTreeMap::new();
+        for d in self.fleet.iter().filter(|d| d.role == "vm") {
+            hosts.entry(d.host.as_deref()).or_default().push(d);
+        }
+        let mut rows = Vec::new();
+        // BTreeMap puts None first; the unknown block goes last.
+        let mut order: Vec<_> = hosts.into_iter().collect();
+        let unknown_first = order.first().is_some_and(|(h, _)| h.is_none());
+        order.rotate_left(usize::from(unknown_first));
+        for (host, mut vms) in order {
+            let count = |v: &str| {
+                vms.iter()
+                    .filter(|d| d.last_verdict.as_deref() == Some(v))
+                    .count()
+            };
+            rows.push(HostRow::Host {
+                name: host.unwrap_or(NO_HOST),
+                vms: vms.len(),
+                allowed: count("allow"),
+                isolated: count("isolate"),
+                no_access: count("no-access"),
+                unassessed: vms.iter().filter(|d| d.last_verdict.is_none()).count(),
+            });
+            vms.sort_by_key(|d| (severity(d.last_verdict.as_deref()), d.device.clone()));
+            rows.extend(vms.into_iter().map(HostRow::Vm));
+        }
+        rows
     }
 
     pub fn push_event(&mut self, line: String) {
@@ -162,14 +228,16 @@ impl App {
         let key = |d: &api::Device| -> (String, u64) {
             match self.sort {
                 1 => (d.role.clone(), 0),
-                2 => (d.last_verdict.clone().unwrap_or_default(), 0),
-                // Newest first, most first: as an operator reads them.
-                3 => (String::new(), u64::MAX - d.last_seen),
-                4 => (String::new(), u64::MAX - d.ima_entries.unwrap_or(0)),
-                5 => (
-                    String::new(),
-                    u64::MAX - u64::from(d.tpm_reset_count.unwrap_or(0)),
-                ),
+                2 => (d.user.clone().unwrap_or_default(), 0),
+                3 => (d.host.clone().unwrap_or_default(), 0),
+                // Worst first.
+                4 => (String::new(), severity(d.last_verdict.as_deref())),
+                // Newest first (last attested), oldest first (age), most
+                // first: as an operator reads them.
+                5 => (String::new(), u64::MAX - d.last_seen),
+                6 => (String::new(), d.last_seen),
+                7 => (String::new(), u64::MAX - u64::from(d.drift)),
+                8 => (String::new(), u64::MAX - d.ima_entries.unwrap_or(0)),
                 _ => (d.device.clone(), 0),
             }
         };
@@ -223,7 +291,9 @@ impl App {
             return None;
         }
         match key {
-            Key::Char('q') if self.view == View::Fleet => return Some(Action::Quit),
+            Key::Char('q') if matches!(self.view, View::Fleet | View::Hosts) => {
+                return Some(Action::Quit)
+            }
             Key::CtrlC => return Some(Action::Quit),
             Key::Char('?') => self.help = true,
             Key::Char('p') => {
@@ -239,6 +309,14 @@ impl App {
             Key::Down | Key::Char('j') => self.move_by(1),
             Key::Enter => return self.enter(),
             Key::Char('/') if self.view == View::Fleet => self.typing = Some(self.filter.clone()),
+            Key::Char('h') if matches!(self.view, View::Fleet | View::Hosts) => {
+                self.view = if self.view == View::Fleet {
+                    View::Hosts
+                } else {
+                    View::Fleet
+                };
+                self.home = self.view.clone();
+            }
             Key::Char('s') if self.view == View::Fleet => {
                 self.sort = (self.sort + 1) % COLUMNS.len()
             }
@@ -270,6 +348,10 @@ impl App {
     fn current_device(&self) -> Option<String> {
         match &self.view {
             View::Fleet => self.selected_device(),
+            View::Hosts => match self.host_rows().get(self.host_selected) {
+                Some(HostRow::Vm(d)) => Some(d.device.clone()),
+                _ => None,
+            },
             View::Device { id, .. } | View::Findings { id, .. } | View::Audit { id } => {
                 Some(id.clone())
             }
@@ -281,6 +363,10 @@ impl App {
             View::Fleet => {
                 let len = self.visible().len();
                 (&mut self.selected, len)
+            }
+            View::Hosts => {
+                let len = self.host_rows().len();
+                (&mut self.host_selected, len)
             }
             View::Device { selected, .. } => (
                 selected,
@@ -306,6 +392,29 @@ impl App {
                 };
                 Some(Action::LoadDevice(id))
             }
+            View::Hosts => match self.host_rows().get(self.host_selected) {
+                Some(HostRow::Vm(d)) => {
+                    let id = d.device.clone();
+                    self.detail = None;
+                    self.view = View::Device {
+                        id: id.clone(),
+                        selected: 0,
+                    };
+                    Some(Action::LoadDevice(id))
+                }
+                // A host line: the fleet table, filtered to its VMs.
+                Some(HostRow::Host { name, .. }) => {
+                    self.filter = format!(
+                        "role==vm host=={}",
+                        if *name == NO_HOST { "-" } else { name }
+                    );
+                    self.selected = 0;
+                    self.view = View::Fleet;
+                    self.home = View::Fleet;
+                    None
+                }
+                None => None,
+            },
             View::Device { id, selected } => {
                 let has = self
                     .detail
@@ -330,7 +439,8 @@ impl App {
     fn back(&mut self) {
         self.view = match &self.view {
             View::Fleet => View::Fleet,
-            View::Device { .. } => View::Fleet,
+            View::Hosts => View::Hosts,
+            View::Device { .. } => self.home.clone(),
             View::Findings { id, attestation } => View::Device {
                 id: id.clone(),
                 selected: *attestation,
@@ -343,22 +453,44 @@ impl App {
     }
 }
 
+/// Worst verdict first: no access, isolate, allow, none yet.
+fn severity(verdict: Option<&str>) -> u64 {
+    match verdict {
+        Some("allow") => 2,
+        Some("isolate") => 1,
+        Some(_) => 0,
+        None => 3,
+    }
+}
+
 /// Whether a device matches one filter word: `field=value` (a prefix of
-/// the column's text; fields: device, role, verdict) or text anywhere.
+/// the column's text, `-` for none; fields: device, role, user, host,
+/// verdict, drift), `field==value` (the whole text) or text anywhere.
+/// Case is ignored.
 fn matches(d: &api::Device, word: &str) -> bool {
-    let word = word.to_ascii_lowercase();
+    let word = word.to_lowercase();
+    let drift = d.drift.to_string();
+    let user = d.user.as_deref().unwrap_or("-").to_lowercase();
+    let host = d.host.as_deref().unwrap_or("-").to_lowercase();
+    let verdict = d.last_verdict.as_deref().unwrap_or("none");
     if let Some((field, value)) = word.split_once('=') {
         let text = match field {
             "device" | "id" => d.device.as_str(),
             "role" => d.role.as_str(),
-            "verdict" => d.last_verdict.as_deref().unwrap_or("none"),
+            "user" => user.as_str(),
+            "host" => host.as_str(),
+            "verdict" => verdict,
+            "drift" => drift.as_str(),
             _ => return false,
         };
-        return text.starts_with(value);
+        return match value.strip_prefix('=') {
+            Some(exact) => text == exact,
+            None => text.starts_with(value),
+        };
     }
-    d.device.contains(&word)
-        || d.role.contains(&word)
-        || d.last_verdict.as_deref().unwrap_or("none").contains(&word)
+    [d.device.as_str(), &d.role, &user, &host, verdict]
+        .iter()
+        .any(|t| t.contains(&word))
 }
 
 /// The keys the monitor knows, from whatever terminal library.
@@ -398,6 +530,9 @@ mod tests {
             enrolled_at: 1,
             ima_entries: Some(u64::from(n) * 10),
             tpm_reset_count: Some(1),
+            user: None,
+            host: None,
+            drift: 0,
         }
     }
 
@@ -432,6 +567,97 @@ mod tests {
         assert_eq!(a.visible().len(), 1);
         a.filter = "colour=red".into();
         assert!(a.visible().is_empty());
+    }
+
+    #[test]
+    fn filters_on_user_host_drift_and_exact_values() {
+        let mut a = app();
+        a.fleet[0].user = Some("Alice".into());
+        a.fleet[0].host = Some("ws-7".into());
+        a.fleet[1].host = Some("hv-1".into());
+        a.fleet[3].host = Some("hv-10".into());
+        a.fleet[2].drift = 2;
+        let shown = |a: &App, f: &str| -> Vec<String> {
+            let mut a2 = App::new("", false);
+            a2.fleet = a.fleet.clone();
+            a2.filter = f.into();
+            a2.visible()
+                .iter()
+                .map(|d| d.device[..2].to_string())
+                .collect()
+        };
+        assert_eq!(shown(&a, "user=alice"), ["01"]);
+        assert_eq!(shown(&a, "alice"), ["01"]);
+        assert_eq!(shown(&a, "host=hv-1"), ["02", "04"]);
+        assert_eq!(shown(&a, "host==hv-1"), ["02"]);
+        assert_eq!(shown(&a, "host==-"), ["03"]);
+        assert_eq!(shown(&a, "drift=2"), ["03"]);
+        assert_eq!(shown(&a, "drift==0 role==vm"), ["02", "04"]);
+        assert_eq!(shown(&a, "user=-"), ["02", "03", "04"]);
+    }
+
+    #[test]
+    fn hosts_view_groups_vms_and_drills_down() {
+        let mut a = app();
+        let more = |n: u8, host: Option<&str>, verdict: Option<&str>| api::Device {
+            host: host.map(str::to_string),
+            ..device(n, "vm", verdict, 50)
+        };
+        a.fleet[1].host = Some("hv-b".into());
+        a.fleet[3].host = Some("hv-a".into());
+        a.fleet.push(more(5, Some("hv-b"), Some("allow")));
+        a.fleet.push(more(6, None, Some("no-access")));
+        a.fleet.push(more(7, Some("hv-b"), Some("no-access")));
+        let rows = a.host_rows();
+        let text: Vec<String> = rows
+            .iter()
+            .map(|r| match r {
+                HostRow::Host {
+                    name,
+                    vms,
+                    allowed,
+                    isolated,
+                    no_access,
+                    unassessed,
+                } => format!("{name}:{vms}/{allowed}/{isolated}/{no_access}/{unassessed}"),
+                HostRow::Vm(d) => d.device[..2].to_string(),
+            })
+            .collect();
+        // Hosts by name, unreported last; worst VM first; no terminals.
+        assert_eq!(
+            text,
+            [
+                "hv-a:1/0/0/0/1",
+                "04",
+                "hv-b:3/1/1/1/0",
+                "07",
+                "02",
+                "05",
+                &format!("{NO_HOST}:1/0/0/1/0"),
+                "06"
+            ]
+        );
+        a.on_key(Key::Char('h'));
+        assert_eq!(a.view, View::Hosts);
+        // The first line is a host: r has no device to act on.
+        assert_eq!(a.on_key(Key::Char('r')), None);
+        assert!(a.confirm.is_none());
+        a.on_key(Key::Down);
+        assert_eq!(
+            a.on_key(Key::Enter),
+            Some(Action::LoadDevice(a.fleet[3].device.clone()))
+        );
+        a.on_key(Key::Esc);
+        assert_eq!(a.view, View::Hosts);
+        // Enter on a host line: the fleet, filtered to its VMs.
+        a.on_key(Key::Down);
+        a.on_key(Key::Enter);
+        assert_eq!(a.view, View::Fleet);
+        assert_eq!(a.filter, "role==vm host==hv-b");
+        assert_eq!(a.visible().len(), 3);
+        a.on_key(Key::Char('h'));
+        assert_eq!(a.view, View::Hosts);
+        assert_eq!(a.on_key(Key::Char('q')), Some(Action::Quit));
     }
 
     #[test]
@@ -522,14 +748,29 @@ mod tests {
         a.set_fleet(vec![]);
         assert_eq!(a.fleet.len(), 4);
         a.on_key(Key::Char('p'));
+        let order = |a: &App| -> Vec<String> {
+            a.visible()
+                .iter()
+                .map(|d| d.device[..2].to_string())
+                .collect()
+        };
+        for _ in 0..4 {
+            a.on_key(Key::Char('s'));
+        }
+        // By verdict, worst first: isolate, allow, none yet.
+        assert_eq!(COLUMNS[a.sort], "verdict");
+        assert_eq!(order(&a), ["02", "03", "01", "04"]);
         a.on_key(Key::Char('s'));
+        assert_eq!(order(&a), ["02", "03", "01", "04"]);
+        // Age: the longest silent first.
         a.on_key(Key::Char('s'));
-        // By verdict: "" (none) < allow < isolate.
-        let order: Vec<&str> = a.visible().iter().map(|d| &d.device[..2]).collect();
-        assert_eq!(order, ["04", "01", "02", "03"]);
-        a.on_key(Key::Char('s'));
-        let newest: Vec<&str> = a.visible().iter().map(|d| &d.device[..2]).collect();
-        assert_eq!(newest, ["02", "03", "01", "04"]);
+        assert_eq!(order(&a), ["04", "01", "03", "02"]);
+        // Back round to the device ID.
+        for _ in 0..3 {
+            a.on_key(Key::Char('s'));
+        }
+        assert_eq!(a.sort, 0);
+        assert_eq!(order(&a), ["01", "02", "03", "04"]);
         assert_eq!(age(4000, 400), "1 h");
         assert_eq!(age(10, 20), "0 s");
     }

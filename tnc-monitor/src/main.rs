@@ -50,7 +50,7 @@ enum Msg {
     Resize,
     WhoAmI(api::WhoAmI),
     Fleet(Vec<api::Device>),
-    Detail(api::DeviceDetail),
+    Detail(Box<api::DeviceDetail>),
     Audit(Vec<api::AuditEntry>),
     Event(String),
     Done(String),
@@ -157,7 +157,7 @@ async fn main_loop(
                 None
             }
             Msg::Detail(d) => {
-                app.detail = Some(d);
+                app.detail = Some(*d);
                 None
             }
             Msg::Audit(a) => {
@@ -285,7 +285,7 @@ async fn event_stream(client: AdminClient, tx: mpsc::UnboundedSender<Msg>) {
 async fn act(client: AdminClient, action: Action, tx: mpsc::UnboundedSender<Msg>) {
     let msg = match action {
         Action::LoadDevice(id) => match client.get(&format!("/v1/devices/{id}")).await {
-            Ok(d) => Msg::Detail(d),
+            Ok(d) => Msg::Detail(Box::new(d)),
             Err(e) => Msg::Done(format!("device {id}: {e}")),
         },
         Action::LoadAudit(id) => match client.get(&format!("/v1/audit?subject={id}")).await {

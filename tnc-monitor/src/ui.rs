@@ -3,7 +3,7 @@
 //! confirmation over it. Pure: the same state draws the same screen
 //! (snapshot-tested on ratatui's TestBackend).
 
-use crate::app::{age, App, Confirm, Link, View, COLUMNS};
+use crate::app::{age, App, Confirm, HostRow, Link, View, COLUMNS};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
@@ -41,6 +41,7 @@ pub fn draw(f: &mut Frame, app: &App) {
     f.render_widget(title_line(app), title);
     match &app.view {
         View::Fleet => fleet(f, app, main),
+        View::Hosts => hosts(f, app, main),
         View::Device { id, selected } => device(f, app, id, *selected, main),
         View::Findings { id, attestation } => findings(f, app, id, *attestation, main),
         View::Audit { id } => audit(f, app, id, main),
@@ -118,15 +119,18 @@ fn fleet(f: &mut Frame, app: &App, area: Rect) {
         Row::new(vec![
             Cell::from(short(&d.device).to_string()),
             Cell::from(d.role.clone()),
+            Cell::from(d.user.clone().unwrap_or_else(|| "-".into())),
+            Cell::from(d.host.clone().unwrap_or_else(|| "-".into())),
             Cell::from(d.last_verdict.clone().unwrap_or_else(|| "-".into()))
                 .style(verdict_style(d.last_verdict.as_deref())),
+            Cell::from(clock(app.now, d.last_seen)),
             Cell::from(if d.last_seen == 0 {
-                "never".to_string()
+                "-".to_string()
             } else {
-                format!("{} ago", age(app.now, d.last_seen))
+                age(app.now, d.last_seen)
             }),
+            drift_cell(d.drift),
             Cell::from(d.ima_entries.map_or("-".into(), |n| n.to_string())),
-            Cell::from(d.tpm_reset_count.map_or("-".into(), |n| n.to_string())),
         ])
     });
     let counts = |v: &str| {
@@ -155,12 +159,15 @@ fn fleet(f: &mut Frame, app: &App, area: Rect) {
     let table = Table::new(
         rows,
         [
-            Constraint::Length(17),
-            Constraint::Length(9),
-            Constraint::Length(11),
             Constraint::Length(16),
-            Constraint::Length(7),
             Constraint::Length(8),
+            Constraint::Length(10),
+            Constraint::Length(13),
+            Constraint::Length(9),
+            Constraint::Length(16),
+            Constraint::Length(6),
+            Constraint::Length(5),
+            Constraint::Length(7),
         ],
     )
     .header(header)
@@ -168,6 +175,104 @@ fn fleet(f: &mut Frame, app: &App, area: Rect) {
     .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     let mut state =
         TableState::default().with_selected((!visible.is_empty()).then_some(app.selected));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+/// When a device was last attested, UTC: the time of day if it was today,
+/// else the date and time.
+fn clock(now: u64, t: u64) -> String {
+    if t == 0 {
+        return "never".into();
+    }
+    if t / 86_400 == now / 86_400 {
+        let s = t % 86_400;
+        return format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    }
+    let (days, s) = (t / 86_400, t % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", s / 3600, s / 60 % 60)
+}
+
+fn drift_cell(drift: u32) -> Cell<'static> {
+    if drift == 0 {
+        Cell::from("0").style(Style::new().dim())
+    } else {
+        Cell::from(drift.to_string()).style(Style::new().yellow().bold())
+    }
+}
+
+/// The VMs grouped by the host they run on: the cloud manager's batch
+/// view of their trusted status.
+fn hosts(f: &mut Frame, app: &App, area: Rect) {
+    let lines = app.host_rows();
+    let hosts = lines
+        .iter()
+        .filter(|r| matches!(r, HostRow::Host { .. }))
+        .count();
+    let rows = lines.iter().map(|r| match r {
+        HostRow::Host {
+            name,
+            vms,
+            allowed,
+            isolated,
+            no_access,
+            unassessed,
+        } => {
+            let style = if no_access + isolated > 0 {
+                Style::new().yellow().bold()
+            } else {
+                Style::new().bold()
+            };
+            Row::new(vec![
+                Cell::from(name.to_string()),
+                Cell::from(format!("{vms} VMs")),
+                Cell::from(format!(
+                    "{allowed} allowed, {isolated} isolated, {no_access} no access, {unassessed} not assessed"
+                )),
+            ])
+            .style(style)
+        }
+        HostRow::Vm(d) => Row::new(vec![
+            Cell::from(format!("  {}", short(&d.device))),
+            Cell::from(d.last_verdict.clone().unwrap_or_else(|| "-".into()))
+                .style(verdict_style(d.last_verdict.as_deref())),
+            Cell::from(format!(
+                "{}  drift {}  {}",
+                if d.last_seen == 0 {
+                    "never attested".to_string()
+                } else {
+                    format!("attested {} ago", age(app.now, d.last_seen))
+                },
+                d.drift,
+                d.user.as_deref().map_or(String::new(), |u| format!("user {u}"))
+            )),
+        ]),
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(20),
+            Constraint::Length(10),
+            Constraint::Min(20),
+        ],
+    )
+    .block(Block::bordered().title(format!(
+        " VMs by host: {} hosts, {} VMs (Enter: a VM's detail, a host's VMs in the fleet) ",
+        hosts,
+        lines.len() - hosts
+    )))
+    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state =
+        TableState::default().with_selected((!lines.is_empty()).then_some(app.host_selected));
     f.render_stateful_widget(table, area, &mut state);
 }
 
@@ -198,7 +303,10 @@ fn device(f: &mut Frame, app: &App, id: &str, selected: usize, area: Rect) {
             dev.enrolled_at
         )),
         Line::from(format!(
-            "IMA entries {}   TPM resets {}   revoked tickets {}",
+            "user {}   host {}   drift {}   IMA entries {}   TPM resets {}   revoked tickets {}",
+            dev.user.as_deref().unwrap_or("-"),
+            dev.host.as_deref().unwrap_or("-"),
+            dev.drift,
             dev.ima_entries.map_or("-".into(), |n| n.to_string()),
             dev.tpm_reset_count.map_or("-".into(), |n| n.to_string()),
             d.revocations.len()
@@ -298,7 +406,7 @@ fn key_line(app: &App) -> Line<'_> {
         ""
     };
     Line::from(format!(
-        "? keys  / filter  s sort  p pause  Enter drill down  Esc back{acts}  q quit"
+        "? keys  / filter  s sort  h hosts  p pause  Enter open  Esc back{acts}  q quit"
     ))
     .dim()
 }
@@ -323,7 +431,11 @@ fn help(f: &mut Frame, area: Rect) {
             "drill down: device -> attestation's findings -> audit",
         ),
         ("Esc", "back one level"),
-        ("/", "filter: words, or field=value (device, role, verdict)"),
+        (
+            "/",
+            "filter: text, field=prefix, field==whole (device role user host verdict drift)",
+        ),
+        ("h", "VMs grouped by host / the fleet"),
         ("s", "sort by the next column"),
         ("p", "pause / resume the live table and events"),
         ("a", "the device's audit entries"),
@@ -341,7 +453,7 @@ fn help(f: &mut Frame, area: Rect) {
             ])
         })
         .collect();
-    let r = centred(area, 72, keys.len() as u16 + 2);
+    let r = centred(area, 96, keys.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" keys ")),

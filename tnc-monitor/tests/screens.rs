@@ -20,6 +20,9 @@ fn device(n: u8, role: &str, verdict: Option<&str>, ago: u64) -> api::Device {
         enrolled_at: NOW - 86_400,
         ima_entries: Some(u64::from(n) * 100),
         tpm_reset_count: Some(2),
+        user: None,
+        host: None,
+        drift: 0,
     }
 }
 
@@ -31,11 +34,32 @@ fn app() -> App {
         name: "alice".into(),
         role: api::AdminRole::ReadWrite,
     });
+    let with = |d: api::Device, user: Option<&str>, host: Option<&str>, drift| api::Device {
+        user: user.map(str::to_string),
+        host: host.map(str::to_string),
+        drift,
+        ..d
+    };
     a.set_fleet(vec![
-        device(1, "terminal", Some("allow"), 30),
-        device(2, "terminal", Some("isolate"), 400),
-        device(3, "vm", Some("allow"), 7200),
-        device(4, "vm", Some("no-access"), 90_000),
+        with(
+            device(1, "terminal", Some("allow"), 30),
+            Some("alice"),
+            Some("ws-1"),
+            0,
+        ),
+        with(
+            device(2, "terminal", Some("isolate"), 400),
+            Some("bob"),
+            Some("ws-2"),
+            1,
+        ),
+        with(device(3, "vm", Some("allow"), 7200), None, Some("hv-1"), 0),
+        with(
+            device(4, "vm", Some("no-access"), 90_000),
+            None,
+            Some("hv-1"),
+            3,
+        ),
         device(5, "terminal", None, u64::MAX),
     ]);
     let json = serde_json::json!({
@@ -73,10 +97,12 @@ fn the_fleet_table() {
         "tnc-monitor https://127.0.0.1:9271  alice (read-write)  connected",
         "fleet: 5 devices, 2 allowed, 1 isolated, 1 no access",
         "device ▼",
-        "015e5e5e5e5e5e5e  terminal  allow       30 s ago         100     2",
-        "30 s ago",
-        "2 h ago",
-        "never",
+        "device ▼         role     user       host          verdict   last attested    age    drift IMA",
+        "015e5e5e5e5e5e5e terminal alice      ws-1          allow     07:59:30         30 s   0     100",
+        "025e5e5e5e5e5e5e terminal bob        ws-2          isolate   07:53:20         6 m    1     200",
+        "035e5e5e5e5e5e5e vm       -          hv-1          allow     06:00:00         2 h    0     300",
+        "045e5e5e5e5e5e5e vm       -          hv-1          no-access 2027-01-14 07:00 1 d    3     400",
+        "055e5e5e5e5e5e5e terminal -          -             -         never            -      0     500",
         "07:53:20 decided: 025e5e5e5e5e terminal isolate, 1 finding(s) (12 ms, 127.0.0.1:40112)",
         "r re-assess  x revoke",
     ] {
@@ -84,6 +110,10 @@ fn the_fleet_table() {
     }
     // Rows in device order, the first selected.
     let rows: Vec<&str> = s.lines().filter(|l| l.contains("5e5e5e5e")).collect();
+    assert!(
+        !s.contains("h hosts") || s.contains("h hosts  p pause"),
+        "{s}"
+    );
     assert_eq!(rows.len(), 6, "{s}"); // five rows and the event line
     assert!(rows[0].contains("01"));
 }
@@ -107,17 +137,17 @@ fn a_filter_and_a_sort() {
         "{s}"
     );
     assert_eq!(
-        s.lines().filter(|l| l.contains("5e5e5e5e  ")).count(),
+        s.lines().filter(|l| l.contains("5e5e5e5e5e5e5e ")).count(),
         1,
         "{s}"
     );
     a.filter.clear();
-    a.on_key(Key::Char('s'));
-    a.on_key(Key::Char('s'));
-    a.on_key(Key::Char('s'));
+    for _ in 0..5 {
+        a.on_key(Key::Char('s'));
+    }
     let s = screen(&a, 100, 24);
     assert!(s.contains("last attested ▼"), "{s}");
-    let first = s.lines().find(|l| l.contains("5e5e5e5e  ")).unwrap();
+    let first = s.lines().find(|l| l.contains("5e5e5e5e5e5e5e ")).unwrap();
     assert!(first.contains("015e"), "newest first: {s}");
 }
 
@@ -198,7 +228,7 @@ fn help_confirmation_lost_pdp_and_a_small_terminal() {
     a.on_key(Key::Char('?'));
     let s = screen(&a, 100, 24);
     assert!(
-        s.contains("keys") && s.contains("filter: words, or field=value"),
+        s.contains("keys") && s.contains("filter: text, field=prefix, field==whole"),
         "{s}"
     );
     a.on_key(Key::Esc);
@@ -252,4 +282,26 @@ fn odd_device_ids_do_not_break_the_screens() {
     a.view = View::Fleet;
     a.fleet[0].device = "ab".into();
     assert!(screen(&a, 100, 24).contains("ab "));
+}
+
+#[test]
+fn vms_grouped_by_host() {
+    let mut a = app();
+    a.on_key(Key::Char('h'));
+    let s = screen(&a, 100, 24);
+    println!("{s}");
+    for want in [
+        "VMs by host: 1 hosts, 2 VMs",
+        "hv-1                 2 VMs      1 allowed, 0 isolated, 1 no access, 0 not assessed",
+        "  045e5e5e5e5e5e5e   no-access  attested 1 d ago  drift 3",
+        "  035e5e5e5e5e5e5e   allow      attested 2 h ago  drift 0",
+        "h hosts",
+    ] {
+        assert!(s.contains(want), "{want:?} not on\n{s}");
+    }
+    // Terminals are not in it.
+    assert!(!s.contains("015e5e5e5e5e5e5e"), "{s}");
+    // The worst VM first, the host line selected first.
+    let hv = s.lines().position(|l| l.contains("hv-1")).unwrap();
+    assert!(s.lines().nth(hv + 1).unwrap().contains("045e"), "{s}");
 }

@@ -66,6 +66,17 @@ pub struct Device {
     /// IMA entries appraised so far (None: the next login sends a whole list).
     pub ima_entries: Option<u64>,
     pub tpm_reset_count: Option<u32>,
+    /// Who authenticated on its last session, if anyone did.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The host it says it runs on (a VM's hypervisor host, a terminal's
+    /// name): reported by the endpoint, not attested.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Findings of its last decision that depart from the policy (0: it
+    /// matched the reference values).
+    #[serde(default)]
+    pub drift: u32,
 }
 
 /// One appraisal of a device.
@@ -123,6 +134,83 @@ pub struct PolicyVersion {
     pub sha256: String,
     /// Unix seconds.
     pub loaded_at: i64,
+}
+
+/// `GET /v1/sessions`: a PB-TNC session open on this PDP (each PDP on a
+/// shared store lists its own).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Its number in this PDP's life (the event stream's `session`).
+    pub session: u64,
+    pub peer: String,
+    /// tcp or quic.
+    pub transport: String,
+    /// Unix seconds.
+    pub opened_at: u64,
+    /// Set once decided: the device, its role, who authenticated, the
+    /// standing verdict and when it was reached.
+    pub device: Option<String>,
+    pub role: Option<String>,
+    pub user: Option<String>,
+    pub verdict: Option<String>,
+    pub assessed_at: Option<u64>,
+    /// Re-assessments on this session so far.
+    pub reassessments: u32,
+}
+
+/// `GET /v1/credentials`: a credential issued on allow (a certificate for
+/// the channel key and the access ticket that names it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    /// The ticket's ID, hex (what a revocation names).
+    pub ticket: String,
+    pub device: String,
+    /// Unix seconds it was issued.
+    pub issued_at: i64,
+    pub user: Option<String>,
+    /// The channel role it was issued for.
+    pub role: String,
+    /// The certificate's serial, hex, and SHA-256 of its DER, hex.
+    pub serial: String,
+    pub certificate_sha256: String,
+    pub not_after: i64,
+    /// Its place in the revocation log, if revoked.
+    pub revoked: Option<i64>,
+}
+
+/// `GET /v1/pairings`: the VMs serving channels through this PDP and the
+/// pairings it made lately (never their keys).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pairings {
+    pub serving: Vec<ServingVm>,
+    /// Newest first.
+    pub recent: Vec<PairingRecord>,
+}
+
+/// A VM whose control session is open for pairings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingVm {
+    /// Its name in tickets.
+    pub name: String,
+    pub device: String,
+    pub address: String,
+    pub quic_address: Option<String>,
+    /// Unix seconds it registered.
+    pub since: u64,
+}
+
+/// A pairing a terminal asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingRecord {
+    /// Its ID, hex (none when it was not made).
+    pub id: Option<String>,
+    pub vm: String,
+    /// The terminal's device ID.
+    pub terminal: String,
+    pub at: u64,
+    pub expires: u64,
+    /// acknowledged, or why not: not-serving, no-ack, busy, random.
+    pub outcome: String,
 }
 
 /// `POST /v1/devices/{id}/revoke`.

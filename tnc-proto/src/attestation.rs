@@ -125,6 +125,70 @@ pub struct Hello {
     pub tpm: bool,
     /// The collector's software, for the operator ("tnc-client 0.1.0").
     pub software: String,
+    /// The machine the endpoint runs on, as its configuration says: a
+    /// terminal's own host name, the hypervisor host of a VM. A label for
+    /// the operator's views (VMs grouped by host), reported by the endpoint
+    /// and not attested; absent from older clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostLabel>,
+}
+
+/// A host name or address as [`Hello::host`] carries it: 1 to 253 bytes of
+/// letters, digits and `.-_:` (names, IPv4 and IPv6 addresses), so that
+/// whatever an endpoint claims prints safely in lists and terminals.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostLabel(String);
+
+impl HostLabel {
+    pub const MAX_LEN: usize = 253;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for HostLabel {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(format!(
+                "host must be 1 to {} bytes, not {}",
+                Self::MAX_LEN,
+                s.len()
+            ));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':')))
+        {
+            return Err(format!(
+                "host {s:?} has {c:?}: only letters, digits and . - _ : are allowed"
+            ));
+        }
+        Ok(Self(s))
+    }
+}
+
+impl std::str::FromStr for HostLabel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::try_from(s.to_string())
+    }
+}
+
+impl From<HostLabel> for String {
+    fn from(h: HostLabel) -> String {
+        h.0
+    }
+}
+
+impl std::fmt::Display for HostLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Client -> PDP: the keys that identify the device's TPM.
@@ -381,6 +445,13 @@ mod tests {
                 role: Role::Vm,
                 tpm: true,
                 software: "tnc-client 0.1.0".into(),
+                host: Some("hv-1.example".parse().unwrap()),
+            }),
+            AttestationAttribute::Hello(Hello {
+                role: Role::Terminal,
+                tpm: false,
+                software: "tnc-client 0.1.0".into(),
+                host: None,
             }),
             AttestationAttribute::IdentityRequest,
             AttestationAttribute::Identity(Identity {
@@ -468,6 +539,34 @@ mod tests {
         // A byte string claiming 4 GiB in a 9-byte value: refused, not allocated.
         let huge = b"\xa1\x66secret\x5a\xff\xff\xff\xff";
         assert!(AttestationAttribute::decode(attr::CREDENTIAL_PROOF, huge).is_err());
+    }
+
+    #[test]
+    fn hello_host_is_optional_and_checked() {
+        // An older client's Hello has no host.
+        let old = b"\xa3\x64role\x62vm\x63tpm\xf5\x68software\x61x";
+        match AttestationAttribute::decode(attr::HELLO, old) {
+            Ok(AttestationAttribute::Hello(h)) => assert_eq!(h.host, None),
+            other => panic!("{other:?}"),
+        }
+        let with = |host: &str| {
+            let mut v = b"\xa4\x64role\x62vm\x63tpm\xf5\x68software\x61x\x64host".to_vec();
+            assert!(host.len() < 24);
+            v.push(0x60 + host.len() as u8);
+            v.extend_from_slice(host.as_bytes());
+            AttestationAttribute::decode(attr::HELLO, &v)
+        };
+        for good in ["hv-1", "10.0.0.7", "fe80::1", "rack_3.dc"] {
+            assert!(with(good).is_ok(), "{good}");
+        }
+        for bad in ["", "hv 1", "hv\u{1b}[2J", "h\u{e9}te", "a/b"] {
+            assert!(
+                matches!(with(bad), Err(AttestationDecodeError::Cbor(_))),
+                "{bad:?}"
+            );
+        }
+        assert!("x".repeat(253).parse::<HostLabel>().is_ok());
+        assert!("x".repeat(254).parse::<HostLabel>().is_err());
     }
 
     #[test]

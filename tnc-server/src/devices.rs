@@ -22,4 +22,12 @@ pub struct DeviceRecord {
     pub last_seen: u64,
     /// Unix seconds of the credential activation that proved the AK.
     pub enrolled_at: u64,
+    /// Who authenticated on its last session (SASL user or client
+    /// certificate), if anyone did.
+    pub user: Option<String>,
+    /// The host its last Hello named (reported, not attested).
+    pub host: Option<String>,
+    /// How many findings of its last decision depart from the policy (0:
+    /// it matched the reference values).
+    pub drift: u32,
 }

@@ -961,6 +961,15 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         if session.is_decided() && !conn.is_closed() && !pairing_round {
                             if let Some((Round::Reassess(why), _)) = round {
                                 log_reassessment(&peer, &session, why, &gate.events, ctx.now());
+                            } else if let Some(d) = session.decision() {
+                                let (bus, id) = &gate.events;
+                                bus.assessed(
+                                    *id,
+                                    session.device(),
+                                    identity.user.clone(),
+                                    d.verdict.name(),
+                                    ctx.now(),
+                                );
                             }
                             round = None;
                             // Decided and still open: the session stays

@@ -11,7 +11,7 @@
 //! pairing once, within [`PAIRING_LIFETIME_SECS`].
 
 use pki::rand::SecureRandom;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub const PAIRING_LIFETIME_SECS: u64 = 60;
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pairings queued for one VM while a round is under way.
 pub const QUEUE: usize = 64;
+/// Pairings the registry remembers for the operator (`GET /v1/pairings`).
+pub const RECENT: usize = 256;
 
 /// A pairing for a VM's control session to deliver; `done` once the VM
 /// acknowledged it.
@@ -45,6 +47,8 @@ pub struct Serving {
     pub quic_address: Option<String>,
     /// SHA-256 of the certificate it presents on channels.
     pub certificate_sha256: Vec<u8>,
+    /// Unix seconds it registered.
+    pub since: u64,
 }
 
 struct Link {
@@ -56,6 +60,8 @@ struct Link {
 /// The VMs serving now, by name.
 pub struct Registry {
     vms: Mutex<HashMap<String, Link>>,
+    /// The latest pairings asked for, newest first (IDs, never keys).
+    recent: Mutex<VecDeque<tnc_proto::admin::PairingRecord>>,
     generation: AtomicU64,
     ack_timeout: Duration,
 }
@@ -74,7 +80,7 @@ pub struct Registration {
 }
 
 /// Why a terminal gets no pairing.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PairingError {
     #[error("{0} is not serving: no open control session from it (is `tnc-client serve` running there, and allowed?)")]
     NotServing(String),
@@ -91,6 +97,7 @@ impl Registry {
     pub fn with_ack_timeout(ack_timeout: Duration) -> Self {
         Self {
             vms: Mutex::default(),
+            recent: Mutex::default(),
             generation: AtomicU64::new(0),
             ack_timeout,
         }
@@ -141,6 +148,59 @@ impl Registry {
         self.vms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What the operator sees: the VMs serving now (by name) and the
+    /// latest pairings.
+    pub fn listing(&self) -> tnc_proto::admin::Pairings {
+        let mut serving: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|l| !l.push.is_closed())
+            .map(|l| tnc_proto::admin::ServingVm {
+                name: l.serving.name.clone(),
+                device: l.serving.device.clone(),
+                address: l.serving.address.clone(),
+                quic_address: l.serving.quic_address.clone(),
+                since: l.serving.since,
+            })
+            .collect();
+        serving.sort_by(|a, b| a.name.cmp(&b.name));
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        tnc_proto::admin::Pairings { serving, recent }
+    }
+
+    fn remember(
+        &self,
+        id: Option<&[u8]>,
+        vm: &str,
+        terminal: &str,
+        now: u64,
+        result: &Result<(), PairingError>,
+    ) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.push_front(tnc_proto::admin::PairingRecord {
+            id: id.map(crate::store::hex),
+            vm: vm.to_string(),
+            terminal: terminal.to_string(),
+            at: now,
+            expires: now + PAIRING_LIFETIME_SECS,
+            outcome: match result {
+                Ok(()) => "acknowledged",
+                Err(PairingError::NotServing(_)) => "not-serving",
+                Err(PairingError::NoAck(_)) => "no-ack",
+                Err(PairingError::Busy(_)) => "busy",
+                Err(PairingError::Random) => "random",
+            }
+            .to_string(),
+        });
+        recent.truncate(RECENT);
+    }
+
     /// A pairing of the terminal `device` (presenting the certificate with
     /// `certificate_sha256`) with the VM `vm`, delivered to the VM and
     /// acknowledged; what the terminal gets.
@@ -151,6 +211,24 @@ impl Registry {
         certificate_sha256: &[u8],
         now: u64,
         rng: &(dyn SecureRandom + Sync),
+    ) -> Result<Pairing, PairingError> {
+        let mut id = None;
+        let result = self
+            .make_pair(vm, device, certificate_sha256, now, rng, &mut id)
+            .await;
+        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.remember(id.as_deref(), vm, device, now, &outcome);
+        result
+    }
+
+    async fn make_pair(
+        &self,
+        vm: &str,
+        device: &str,
+        certificate_sha256: &[u8],
+        now: u64,
+        rng: &(dyn SecureRandom + Sync),
+        made: &mut Option<Vec<u8>>,
     ) -> Result<Pairing, PairingError> {
         let (serving, push) = {
             let vms = self.lock();
@@ -163,6 +241,7 @@ impl Registry {
         let mut secret = [0u8; 32];
         rng.fill(&mut secret).map_err(|_| PairingError::Random)?;
         let (id, key) = secret.split_at(16);
+        *made = Some(id.to_vec());
         let expires = (now + PAIRING_LIFETIME_SECS) as i64;
         let (done, acked) = oneshot::channel();
         push.try_send(Push {
@@ -209,6 +288,7 @@ mod tests {
             address: "127.0.0.1:2710".into(),
             quic_address: None,
             certificate_sha256: vec![9; 32],
+            since: 5,
         }
     }
 
@@ -240,15 +320,38 @@ mod tests {
             registry.leave(reg);
             registry.register(serving("vm-1"))
         };
-        tokio::spawn(async move {
+        let vm2 = tokio::spawn(async move {
             let push = rx2.recv().await.unwrap();
             push.done.send(()).unwrap();
+            rx2
         });
         let t2 = registry
             .pair("vm-1", "bb", &[1; 32], 1_000, &rng)
             .await
             .unwrap();
+        // Its control session stays.
+        let _rx2 = vm2.await.unwrap();
         assert_ne!(t2.key, t.key);
+        // The operator's listing: the VM serving, both pairings by ID,
+        // newest first, and no key anywhere in it.
+        let listing = registry.listing();
+        assert_eq!(listing.serving.len(), 1);
+        assert_eq!(
+            (listing.serving[0].name.as_str(), listing.serving[0].since),
+            ("vm-1", 5)
+        );
+        let ids: Vec<_> = listing.recent.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(
+            ids,
+            [
+                Some(crate::store::hex(&t2.id)),
+                Some(crate::store::hex(&t.id))
+            ]
+        );
+        assert_eq!(listing.recent[0].outcome, "acknowledged");
+        assert_eq!(listing.recent[0].expires, 1_060);
+        let json = serde_json::to_string(&listing).unwrap();
+        assert!(!json.contains(&crate::store::hex(&t.key)), "{json}");
     }
 
     #[tokio::test]
@@ -272,5 +375,19 @@ mod tests {
         assert!(registry.serving("vm-1").is_none());
         registry.leave(new);
         assert!(registry.serving("vm-1").is_none());
+        let outcomes: Vec<_> = registry
+            .listing()
+            .recent
+            .iter()
+            .map(|r| (r.id.is_some(), r.outcome.clone()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (true, "no-ack".to_string()),
+                (false, "not-serving".to_string())
+            ]
+        );
+        assert!(registry.listing().serving.is_empty());
     }
 }

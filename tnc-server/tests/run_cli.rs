@@ -187,6 +187,10 @@ fn init_user_run_learn_device_audit() {
         devices.contains("terminal") && devices.contains("allow"),
         "{devices}"
     );
+    // Who logged in on it, and the host a terminal names by default: its own.
+    assert!(devices.contains("| alice "), "{devices}");
+    let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(devices.contains(me.trim()), "{devices}");
     // init, user-add, admin-issue, policy-load, enroll, verdict,
     // policy-learn, verdict.
     let audit = admin(&["audit", "verify"], &config);

@@ -312,6 +312,9 @@ fn router(state: AppState) -> Router {
         .route("/v1/devices/{device}/forget", post(forget))
         .route("/v1/reassess", post(reassess_all))
         .route("/v1/revocations", get(revocations))
+        .route("/v1/sessions", get(sessions))
+        .route("/v1/credentials", get(credentials))
+        .route("/v1/pairings", get(pairings))
         .route("/v1/policies", get(policies))
         .route("/v1/policies/{role}", post(load_policy))
         .route("/v1/audit", get(audit))
@@ -467,6 +470,9 @@ pub fn summary_view(d: &crate::store::DeviceSummary) -> api::Device {
         enrolled_at: d.enrolled_at,
         ima_entries: d.ima_entries,
         tpm_reset_count: d.tpm_reset_count,
+        user: d.user.clone(),
+        host: d.host.clone(),
+        drift: d.drift,
     }
 }
 
@@ -481,6 +487,9 @@ pub fn device_view(d: &DeviceRecord) -> api::Device {
         enrolled_at: d.enrolled_at,
         ima_entries: d.state.as_ref().map(|s| s.ima_entries as u64),
         tpm_reset_count: d.state.as_ref().map(|s| s.reset_count),
+        user: d.user.clone(),
+        host: d.host.clone(),
+        drift: d.drift,
     }
 }
 
@@ -657,6 +666,53 @@ impl Page {
             )),
         }
     }
+}
+
+/// `GET /v1/credentials` filters.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialFilter {
+    /// One device's (ID or unique prefix).
+    device: Option<String>,
+    /// Only those neither expired nor revoked.
+    #[serde(default)]
+    active: bool,
+    /// At most this many, newest first (default and most: 1000).
+    limit: Option<i64>,
+}
+
+async fn sessions(State(s): State<AppState>) -> Answer<Vec<api::Session>> {
+    Ok(Json(s.events.open_sessions()))
+}
+
+async fn credentials(
+    State(s): State<AppState>,
+    filter: Result<Query<CredentialFilter>, axum::extract::rejection::QueryRejection>,
+) -> Answer<Vec<api::Credential>> {
+    let f = query(filter)?;
+    let limit = Page {
+        after: 0,
+        limit: f.limit,
+        subject: None,
+    }
+    .limit()?;
+    let device = match &f.device {
+        Some(prefix) => Some(s.store.find_device(prefix).await?.device_id),
+        None => None,
+    };
+    let list = s
+        .store
+        .credential_list(
+            device.as_ref(),
+            f.active.then(|| s.ctx.now()),
+            u32::try_from(limit).unwrap_or(1),
+        )
+        .await?;
+    Ok(Json(list))
+}
+
+async fn pairings(State(s): State<AppState>) -> Answer<api::Pairings> {
+    Ok(Json(s.ctx.pairings.listing()))
 }
 
 async fn revocations(

@@ -320,16 +320,19 @@ fn print_devices(list: &[api::Device], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} | {:<8} | {:<9} | {:>11} | last seen",
-        "device", "role", "verdict", "IMA entries"
+        "{:<16} | {:<8} | {:<9} | {:>5} | {:>11} | {:<12} | {:<16} | last seen",
+        "device", "role", "verdict", "drift", "IMA entries", "user", "host"
     );
     for d in list {
         println!(
-            "{:<16} | {:<8} | {:<9} | {:>11} | {}",
+            "{:<16} | {:<8} | {:<9} | {:>5} | {:>11} | {:<12} | {:<16} | {}",
             d.device.get(..16).unwrap_or(&d.device),
             d.role,
             d.last_verdict.as_deref().unwrap_or("-"),
+            d.drift,
             d.ima_entries.map_or("-".into(), |n| n.to_string()),
+            d.user.as_deref().unwrap_or("-"),
+            d.host.as_deref().unwrap_or("-"),
             d.last_seen
         );
     }

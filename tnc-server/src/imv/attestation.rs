@@ -536,6 +536,11 @@ impl AttestationValidator {
                 last_verdict: Some(appraisal.verdict),
                 last_seen: now,
                 enrolled_at: e.enrolled_at.unwrap_or(now),
+                // The session fills in who authenticated and the drift of
+                // the decision as a whole.
+                user: None,
+                host: e.hello.host.as_ref().map(|h| h.to_string()),
+                drift: 0,
             };
             if e.pending.is_some() {
                 self.enrollment = Some(format!(

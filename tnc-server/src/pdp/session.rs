@@ -524,6 +524,7 @@ impl<'c> PdpSession<'c> {
                     address: at.address,
                     quic_address: at.quic_address,
                     certificate_sha256: policy::HashAlg::Sha256.digest(&grant.certificate),
+                    since: self.ctx.now(),
                 });
             }
             (true, _, device, None) => tracing::warn!(
@@ -827,6 +828,14 @@ impl<'c> PdpSession<'c> {
         let (device, enrollment, evidence) = self.attestation.writes();
         let device = device.map(|r| DeviceRecord {
             last_verdict: Some(d.verdict),
+            user: self.user.clone(),
+            drift: d
+                .reasons
+                .iter()
+                .filter(|r| r.severity != Verdict::Allow)
+                .count()
+                .try_into()
+                .unwrap_or(u32::MAX),
             ..r.clone()
         });
         let appraised = self.attestation.appraised_device();

@@ -100,6 +100,9 @@ impl Device {
             last_verdict: None,
             last_seen: 0,
             enrolled_at: T0 - 86_400,
+            user: None,
+            host: None,
+            drift: 0,
         });
     }
 
@@ -149,6 +152,7 @@ fn agent_without_tpm() -> Agent {
             evidence: EvidencePaths::default(),
             ak_path: "/nonexistent/ak.bin".into(),
             ak_kind: AkKind::EcdsaP256Sha256,
+            host: None,
         }),
     )
 }

@@ -279,6 +279,12 @@ const MIGRATIONS: &[&str] = &[
         owner TEXT NOT NULL,
         expires BIGINT NOT NULL
     )",
+    // What the operator's views show of a device beside its verdict: the
+    // user of its last session, the host it says it runs on, and how many
+    // findings of its last decision departed from the policy.
+    "ALTER TABLE devices ADD COLUMN user_name TEXT;
+    ALTER TABLE devices ADD COLUMN host TEXT;
+    ALTER TABLE devices ADD COLUMN drift BIGINT NOT NULL DEFAULT 0",
 ];
 
 /// A migration in the backend's dialect.
@@ -591,7 +597,7 @@ impl Store {
     pub async fn device(&self, id: &[u8; 32]) -> Result<Option<DeviceRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT device_id, role, ek_certificate, ak_name, ak_public, state, last_verdict,
-                    last_seen, enrolled_at FROM devices WHERE device_id = $1",
+                    last_seen, enrolled_at, user_name, host, drift FROM devices WHERE device_id = $1",
         )
         .bind(id.to_vec())
         .fetch_optional(&self.pool)
@@ -602,7 +608,7 @@ impl Store {
     pub async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT device_id, role, ek_certificate, ak_name, ak_public, state, last_verdict,
-                    last_seen, enrolled_at FROM devices ORDER BY device_id",
+                    last_seen, enrolled_at, user_name, host, drift FROM devices ORDER BY device_id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -666,7 +672,7 @@ impl Store {
         };
         let mut query = String::from(
             "SELECT device_id, role, ek_certificate, ak_name, ak_public, state, last_verdict,
-                    last_seen, enrolled_at FROM devices WHERE device_id >= $1",
+                    last_seen, enrolled_at, user_name, host, drift FROM devices WHERE device_id >= $1",
         );
         if high.is_some() {
             query.push_str(" AND device_id < $2");
@@ -723,7 +729,8 @@ impl Store {
         verdict: Option<&str>,
     ) -> Result<Vec<DeviceSummary>, StoreError> {
         let mut query = String::from(
-            "SELECT device_id, role, ak_name, last_verdict, last_seen, enrolled_at, state
+            "SELECT device_id, role, ak_name, last_verdict, last_seen, enrolled_at, state,
+                    user_name, host, drift
              FROM devices WHERE 1 = 1",
         );
         let mut n = 0;
@@ -769,6 +776,9 @@ impl Store {
                     enrolled_at: r.try_get::<i64, _>(5)? as u64,
                     ima_entries: counters.as_ref().map(|c| c.ima_entries as u64),
                     tpm_reset_count: counters.map(|c| c.reset_count),
+                    user: r.try_get(7)?,
+                    host: r.try_get(8)?,
+                    drift: u32::try_from(r.try_get::<i64, _>(9)?).unwrap_or(u32::MAX),
                 })
             })
             .collect()
@@ -991,7 +1001,7 @@ async fn put_device_on(conn: &mut sqlx::AnyConnection, d: &DeviceRecord) -> Resu
     put_devices_on(conn, &[d]).await
 }
 
-/// Most rows one multi-row statement carries (9 columns x 256 stay well
+/// Most rows one multi-row statement carries (12 columns x 256 stay well
 /// under SQLite's 32,766 and PostgreSQL's 65,535 parameters).
 const MAX_ROWS: usize = 256;
 
@@ -1036,14 +1046,15 @@ async fn put_distinct_devices_on(
 ) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO devices (device_id, role, ek_certificate, ak_name, ak_public, state,
-                              last_verdict, last_seen, enrolled_at)
+                              last_verdict, last_seen, enrolled_at, user_name, host, drift)
          VALUES {}
          ON CONFLICT (device_id) DO UPDATE SET
             role = excluded.role, ek_certificate = excluded.ek_certificate,
             ak_name = excluded.ak_name, ak_public = excluded.ak_public,
             state = excluded.state, last_verdict = excluded.last_verdict,
-            last_seen = excluded.last_seen, enrolled_at = excluded.enrolled_at",
-        values_rows(latest.len(), 9)
+            last_seen = excluded.last_seen, enrolled_at = excluded.enrolled_at,
+            user_name = excluded.user_name, host = excluded.host, drift = excluded.drift",
+        values_rows(latest.len(), 12)
     );
     let mut query = sqlx::query(&sql);
     for d in latest {
@@ -1060,7 +1071,10 @@ async fn put_distinct_devices_on(
             .bind(state)
             .bind(d.last_verdict.map(|v| v.name().to_string()))
             .bind(d.last_seen as i64)
-            .bind(d.enrolled_at as i64);
+            .bind(d.enrolled_at as i64)
+            .bind(d.user.clone())
+            .bind(d.host.clone())
+            .bind(i64::from(d.drift));
     }
     query.execute(&mut *conn).await?;
     Ok(())
@@ -1105,6 +1119,59 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+}
+
+impl Store {
+    /// Credentials newest first, with their revocation if revoked: of one
+    /// device or all, only those unexpired and unrevoked at `active_at`
+    /// when given, at most `limit`.
+    pub async fn credential_list(
+        &self,
+        device: Option<&[u8; 32]>,
+        active_at: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<tnc_proto::admin::Credential>, StoreError> {
+        let mut sql = String::from(
+            "SELECT c.ticket_id, c.device_id, c.at, c.user_name, c.role, c.serial,
+                    c.certificate_sha256, c.not_after, r.seq
+             FROM credentials c LEFT JOIN revocations r ON r.ticket_id = c.ticket_id
+             WHERE 1 = 1",
+        );
+        let mut n = 0;
+        if device.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND c.device_id = ${n}"));
+        }
+        if active_at.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND c.not_after > ${n} AND r.seq IS NULL"));
+        }
+        n += 1;
+        sql.push_str(&format!(" ORDER BY c.at DESC, c.ticket_id LIMIT ${n}"));
+        let mut q = sqlx::query(&sql);
+        if let Some(d) = device {
+            q = q.bind(d.to_vec());
+        }
+        if let Some(t) = active_at {
+            q = q.bind(t as i64);
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(tnc_proto::admin::Credential {
+                    ticket: hex(&r.try_get::<Vec<u8>, _>(0)?),
+                    device: hex(&r.try_get::<Vec<u8>, _>(1)?),
+                    issued_at: r.try_get(2)?,
+                    user: r.try_get(3)?,
+                    role: r.try_get(4)?,
+                    serial: r.try_get(5)?,
+                    certificate_sha256: r.try_get(6)?,
+                    not_after: r.try_get(7)?,
+                    revoked: r.try_get(8)?,
+                })
+            })
             .collect()
     }
 }
@@ -1862,6 +1929,9 @@ fn device_from_row(r: &AnyRow) -> Result<DeviceRecord, StoreError> {
         last_verdict: verdict.as_deref().and_then(Verdict::from_name),
         last_seen: r.try_get::<i64, _>(7)? as u64,
         enrolled_at: r.try_get::<i64, _>(8)? as u64,
+        user: r.try_get(9)?,
+        host: r.try_get(10)?,
+        drift: u32::try_from(r.try_get::<i64, _>(11)?).unwrap_or(u32::MAX),
     })
 }
 
@@ -1905,6 +1975,9 @@ pub struct DeviceSummary {
     pub enrolled_at: u64,
     pub ima_entries: Option<u64>,
     pub tpm_reset_count: Option<u32>,
+    pub user: Option<String>,
+    pub host: Option<String>,
+    pub drift: u32,
 }
 
 /// What the lists read of the `state` column.
@@ -2088,6 +2161,9 @@ mod tests {
             last_verdict: None,
             last_seen: 1,
             enrolled_at: 1,
+            user: None,
+            host: None,
+            drift: 0,
         }
     }
 
@@ -2186,6 +2262,9 @@ mod tests {
             last_verdict: Some(Verdict::Isolate),
             last_seen: 99,
             enrolled_at: 98,
+            user: None,
+            host: None,
+            drift: 0,
         };
         store.put_device(&d).await.unwrap();
         let got = store.device(&[7; 32]).await.unwrap().unwrap();
