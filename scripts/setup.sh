@@ -42,11 +42,13 @@ fi
 
 # Python test peers, in a venv inside the workspace (.venv, ignored by git),
 # never system-wide: Tongsuo 8.3 (PyPI tongsuopy, a wheel bundling it) is the
-# independent RFC 8998 peer of the ShangMi TLS tests.
+# independent RFC 8998 peer of the ShangMi TLS tests; openapi-spec-validator
+# checks the admin API's OpenAPI document.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
-if ! "$venv/bin/python" -c "import tongsuopy" >/dev/null 2>&1; then
-  echo "setup: creating $venv with tongsuopy"
+if ! "$venv/bin/python" -c "import tongsuopy, openapi_spec_validator" >/dev/null 2>&1; then
+  echo "setup: creating $venv with tongsuopy and openapi-spec-validator"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "tongsuopy==1.0.1"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "tongsuopy==1.0.1" \
+    "openapi-spec-validator==0.7.1"
 fi

@@ -553,3 +553,81 @@ async fn openssl_s_client_with_an_admin_certificate_is_answered() {
     );
     pdp.stop().await.unwrap();
 }
+
+/// The OpenAPI document a running PDP serves: what `admin openapi` prints,
+/// valid OpenAPI 3.1 to someone else's validator (openapi-spec-validator, in
+/// the test venv), which does reject a broken one; and every operation in
+/// it is routed (the router's own 404 and 405 never answer them).
+#[tokio::test]
+async fn the_openapi_document_is_served_valid_and_routed() {
+    let pdp = pdp().await;
+    assert_eq!(log_in(&pdp, "terminal").await, "allow");
+    let admin = pdp.admin_client("alice", AdminRole::ReadWrite).unwrap();
+    let doc: serde_json::Value = admin.get("/v1/openapi.json").await.unwrap();
+    let printed: serde_json::Value =
+        serde_json::from_str(&tnc_server::admin::openapi::json()).unwrap();
+    assert_eq!(doc, printed);
+
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: `make test` (scripts/setup.sh) creates the venv",
+        python.display()
+    );
+    let validate = |doc: &serde_json::Value| {
+        let dir = testnet::swtpm::scratch_dir("openapi").unwrap();
+        let file = dir.join("openapi.json");
+        std::fs::write(&file, doc.to_string()).unwrap();
+        let out = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import json, sys\n\
+                 from openapi_spec_validator import validate\n\
+                 validate(json.load(open(sys.argv[1])))",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, why) = validate(&doc);
+    assert!(ok, "{why}");
+    let mut broken = doc.clone();
+    broken["paths"]["/v1/whoami"]["get"]["responses"] = serde_json::json!("none");
+    assert!(!validate(&broken).0, "the validator accepts anything");
+
+    let device: Vec<api::Device> = admin.get("/v1/devices").await.unwrap();
+    let id = &device[0].device;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let path = path.replace("{device}", id).replace("{role}", "nosuchrole");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            // Actions get a body they reject; forget last would drop the
+            // device, so it gets one of another device.
+            let (path, body) = match path.rsplit_once('/') {
+                Some((_, "forget")) => (path.replace(id.as_str(), "ffffffffffff"), None),
+                Some((_, "revoke")) | Some((_, "nosuchrole")) => {
+                    (path.clone(), Some(b"{\"nonsense\": 1}".to_vec()))
+                }
+                _ => (path.clone(), None),
+            };
+            let answer = admin.send(method.clone(), &path, body).await.unwrap();
+            let status = answer.status().as_u16();
+            assert_ne!(status, 405, "{method} {path}");
+            if status == 404 {
+                use http_body_util::BodyExt;
+                let text = answer.into_body().collect().await.unwrap().to_bytes();
+                let text = String::from_utf8_lossy(&text);
+                assert!(
+                    !text.contains("in the admin API"),
+                    "{method} {path}: {text}"
+                );
+            }
+        }
+    }
+    pdp.stop().await.unwrap();
+}

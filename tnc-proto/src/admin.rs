@@ -13,6 +13,7 @@ pub const OU_WRITE: &str = "tnc-admin-write";
 
 /// What an admin certificate allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AdminRole {
     ReadOnly,
@@ -39,6 +40,7 @@ impl AdminRole {
 
 /// `GET /v1/whoami`: the caller as the PDP sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhoAmI {
     pub name: String,
     pub role: AdminRole,
@@ -46,12 +48,14 @@ pub struct WhoAmI {
 
 /// An error answer: what was wrong and, where there is one, what to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     pub error: String,
 }
 
 /// `GET /v1/devices`: one enrolled device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Device {
     /// SHA-256 of its EK certificate, hex.
     pub device: String,
@@ -81,6 +85,7 @@ pub struct Device {
 
 /// One appraisal of a device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attestation {
     /// Its number in the store: a later attestation has a larger one.
     pub id: i64,
@@ -93,6 +98,7 @@ pub struct Attestation {
 
 /// A revoked ticket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Revocation {
     /// Its place in the revocation log.
     pub seq: i64,
@@ -107,6 +113,7 @@ pub struct Revocation {
 /// `GET /v1/devices/{id}`: a device, its recent attestations (newest first)
 /// and its revoked tickets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceDetail {
     #[serde(flatten)]
     pub device: Device,
@@ -116,6 +123,7 @@ pub struct DeviceDetail {
 
 /// `GET /v1/audit`: one entry of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub seq: i64,
     pub at: i64,
@@ -127,6 +135,7 @@ pub struct AuditEntry {
 
 /// `GET /v1/policies`: the current version of a role's reference values.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyVersion {
     pub role: String,
     pub version: i64,
@@ -139,6 +148,7 @@ pub struct PolicyVersion {
 /// `GET /v1/sessions`: a PB-TNC session open on this PDP (each PDP on a
 /// shared store lists its own).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     /// Its number in this PDP's life (the event stream's `session`).
     pub session: u64,
@@ -161,6 +171,7 @@ pub struct Session {
 /// `GET /v1/credentials`: a credential issued on allow (a certificate for
 /// the channel key and the access ticket that names it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Credential {
     /// The ticket's ID, hex (what a revocation names).
     pub ticket: String,
@@ -181,6 +192,7 @@ pub struct Credential {
 /// `GET /v1/pairings`: the VMs serving channels through this PDP and the
 /// pairings it made lately (never their keys).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pairings {
     pub serving: Vec<ServingVm>,
     /// Newest first.
@@ -189,6 +201,7 @@ pub struct Pairings {
 
 /// A VM whose control session is open for pairings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServingVm {
     /// Its name in tickets.
     pub name: String,
@@ -201,6 +214,7 @@ pub struct ServingVm {
 
 /// A pairing a terminal asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PairingRecord {
     /// Its ID, hex (none when it was not made).
     pub id: Option<String>,
@@ -215,6 +229,7 @@ pub struct PairingRecord {
 
 /// `POST /v1/devices/{id}/revoke`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// Why, for the audit log and the subscribers.
@@ -224,6 +239,7 @@ pub struct RevokeRequest {
 /// `POST /v1/policies/{role}`: reference values (TOML, as `policy load`
 /// reads them) to record as the role's new version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyLoad {
     pub reference_values: String,
@@ -231,6 +247,7 @@ pub struct PolicyLoad {
 
 /// What an action did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "done", rename_all = "snake_case")]
 pub enum ActionResult {
     /// A re-assessment was asked of every PDP on the store (of one device,

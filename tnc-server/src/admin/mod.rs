@@ -96,6 +96,7 @@ impl Caller {
 }
 
 pub mod client;
+pub mod openapi;
 
 /// The TLS configuration of the admin listener: the PDP's standard
 /// identity (`[tls] certificate`, `private_key`), callers' certificates
@@ -319,6 +320,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/policies/{role}", post(load_policy))
         .route("/v1/audit", get(audit))
         .route("/v1/events", get(events))
+        .route("/v1/openapi.json", get(openapi::document))
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -452,6 +454,19 @@ async fn not_found(request: Request) -> Failure {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/whoami",
+    tag = "read",
+    summary = "The caller as the PDP sees it",
+    responses(
+        (status = 200, body = api::WhoAmI),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn whoami(Extension(caller): Extension<Caller>) -> Answer<api::WhoAmI> {
     match caller {
         Caller::Admin { name, role } => Ok(Json(api::WhoAmI { name, role })),
@@ -494,10 +509,13 @@ pub fn device_view(d: &DeviceRecord) -> api::Device {
 }
 
 /// `GET /v1/devices` filters; an unknown one is an error.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeviceFilter {
+    /// terminal or vm.
     role: Option<String>,
+    /// allow, isolate or no-access (the last verdict).
     verdict: Option<String>,
 }
 
@@ -518,6 +536,20 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/devices",
+    tag = "read",
+    summary = "Enrolled devices",
+    params(DeviceFilter),
+    responses(
+        (status = 200, body = Vec<api::Device>),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn devices(
     State(s): State<AppState>,
     filter: Result<Query<DeviceFilter>, axum::extract::rejection::QueryRejection>,
@@ -542,6 +574,21 @@ async fn devices(
     Ok(Json(list))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{device}",
+    tag = "read",
+    summary = "A device, its newest attestations with their findings and its revoked tickets",
+    params(("device" = String, Path, description = "A device ID (SHA-256 of its EK certificate, hex) or a unique prefix")),
+    responses(
+        (status = 200, body = api::DeviceDetail),
+        (status = 404, description = "No such device", body = api::ApiError),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Answer<api::DeviceDetail> {
     Ok(Json(device_detail(&s.store, &id).await?))
 }
@@ -561,6 +608,21 @@ pub async fn device_detail(store: &Store, id: &str) -> Result<api::DeviceDetail,
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{device}/reassess",
+    tag = "actions",
+    summary = "Asks every PDP on the store to re-assess the device's open session",
+    params(("device" = String, Path, description = "A device ID (SHA-256 of its EK certificate, hex) or a unique prefix")),
+    responses(
+        (status = 200, body = api::ActionResult),
+        (status = 404, description = "No such device", body = api::ApiError),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn reassess_one(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -578,6 +640,19 @@ async fn reassess_one(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reassess",
+    tag = "actions",
+    summary = "Asks every PDP on the store to re-assess every open session",
+    responses(
+        (status = 200, body = api::ActionResult),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn reassess_all(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -593,6 +668,22 @@ async fn reassess_all(
     Ok(Json(api::ActionResult::ReassessRequested { device: None }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{device}/revoke",
+    tag = "actions",
+    summary = "Revokes the device's unexpired tickets (pushed to gateways and VMs)",
+    params(("device" = String, Path, description = "A device ID (SHA-256 of its EK certificate, hex) or a unique prefix")),
+    request_body = api::RevokeRequest,
+    responses(
+        (status = 200, body = api::ActionResult),
+        (status = 404, description = "No such device", body = api::ApiError),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn revoke(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -619,6 +710,21 @@ async fn revoke(
     Ok(Json(api::ActionResult::Revoked { device, tickets }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{device}/forget",
+    tag = "actions",
+    summary = "Forgets the device: its next login enrolls its AK again",
+    params(("device" = String, Path, description = "A device ID (SHA-256 of its EK certificate, hex) or a unique prefix")),
+    responses(
+        (status = 200, body = api::ActionResult),
+        (status = 404, description = "No such device", body = api::ApiError),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn forget(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -642,8 +748,9 @@ async fn forget(
 }
 
 /// `GET /v1/revocations` and `/v1/audit` pages.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Page {
     /// Entries numbered after this one (default 0: from the first).
     #[serde(default)]
@@ -669,8 +776,9 @@ impl Page {
 }
 
 /// `GET /v1/credentials` filters.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct CredentialFilter {
     /// One device's (ID or unique prefix).
     device: Option<String>,
@@ -681,10 +789,38 @@ struct CredentialFilter {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "read",
+    summary = "The PB-TNC sessions open on this PDP, oldest first",
+    responses(
+        (status = 200, body = Vec<api::Session>),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn sessions(State(s): State<AppState>) -> Answer<Vec<api::Session>> {
     Ok(Json(s.events.open_sessions()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/credentials",
+    tag = "read",
+    summary = "Credentials issued on allow, newest first, with their revocation",
+    params(CredentialFilter),
+    responses(
+        (status = 200, body = Vec<api::Credential>),
+        (status = 404, description = "No such device", body = api::ApiError),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn credentials(
     State(s): State<AppState>,
     filter: Result<Query<CredentialFilter>, axum::extract::rejection::QueryRejection>,
@@ -711,10 +847,37 @@ async fn credentials(
     Ok(Json(list))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/pairings",
+    tag = "read",
+    summary = "The VMs serving channels through this PDP and the latest pairings (never their keys)",
+    responses(
+        (status = 200, body = api::Pairings),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn pairings(State(s): State<AppState>) -> Answer<api::Pairings> {
     Ok(Json(s.ctx.pairings.listing()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/revocations",
+    tag = "read",
+    summary = "Revoked tickets in the order of the revocation log",
+    params(Page),
+    responses(
+        (status = 200, body = Vec<api::Revocation>),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn revocations(
     State(s): State<AppState>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
@@ -724,6 +887,20 @@ async fn revocations(
     Ok(Json(list))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "read",
+    summary = "Audit log entries in order",
+    params(Page),
+    responses(
+        (status = 200, body = Vec<api::AuditEntry>),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn audit(
     State(s): State<AppState>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
@@ -736,6 +913,19 @@ async fn audit(
     Ok(Json(list))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/policies",
+    tag = "read",
+    summary = "Each role's current reference values",
+    responses(
+        (status = 200, body = Vec<api::PolicyVersion>),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn policies(State(s): State<AppState>) -> Answer<Vec<api::PolicyVersion>> {
     Ok(Json(
         s.store
@@ -752,6 +942,21 @@ async fn policies(State(s): State<AppState>) -> Answer<Vec<api::PolicyVersion>> 
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/policies/{role}",
+    tag = "actions",
+    summary = "Records reference values (TOML) as the role's new version",
+    params(("role" = String, Path, description = "terminal or vm")),
+    request_body = api::PolicyLoad,
+    responses(
+        (status = 200, body = api::ActionResult),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn load_policy(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -793,6 +998,19 @@ async fn load_policy(
 /// Server-sent events: each session event as one `data:` line of JSON (the
 /// object's `event` field names it); `lagged` when this stream fell behind
 /// and missed some; a comment every 15 s keeps proxies from closing it.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "read",
+    summary = "Session events as server-sent events: one JSON object per data line, tagged by its event field (opened, decided, failed, closed, reassessed); event: lagged with the number missed",
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String),
+        (status = 400, description = "What was wrong with the request", body = api::ApiError),
+        (status = 401, description = "No admin certificate", body = api::ApiError),
+        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
+        (status = 503, description = "The store failed", body = api::ApiError),
+    )
+)]
 async fn events(
     State(s): State<AppState>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, Failure>

@@ -1,5 +1,5 @@
 //! `tnc-server admin issue`: certificates for the admin API's callers
-//! (docs/admin-api.md).
+//! (docs/admin-api.md); `admin openapi`: the API's OpenAPI document.
 
 use super::{open_store, runtime};
 use anyhow::{bail, Context};
@@ -33,10 +33,17 @@ pub enum Command {
         #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=825))]
         days: u32,
     },
+    /// Print the admin API's OpenAPI 3.1 document (what a running PDP
+    /// serves at /v1/openapi.json).
+    Openapi,
 }
 
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::Openapi => {
+            println!("{}", tnc_server::admin::openapi::json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Issue {
             config: config_path,
             name,
