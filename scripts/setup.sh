@@ -8,8 +8,9 @@ set -euo pipefail
 # independent quote checker; openssl checks the SM2 and RSA-PSS quotes that
 # tpm2_checkquote cannot; postgresql gives the store's test a real PostgreSQL
 # server (started by the test itself on a free loopback port); python3-venv
-# holds the Python test peers (below).
-packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl postgresql python3-venv)
+# holds the Python test peers (below); tmux runs tnc-monitor in a
+# pseudo-terminal for its end-to-end test.
+packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl postgresql python3-venv tmux)
 
 missing=()
 for p in "${packages[@]}"; do

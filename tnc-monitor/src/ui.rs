@@ -266,7 +266,7 @@ fn hosts(f: &mut Frame, app: &App, area: Rect) {
         ],
     )
     .block(Block::bordered().title(format!(
-        " VMs by host: {} hosts, {} VMs (Enter: a VM's detail, a host's VMs in the fleet) ",
+        " VMs by host: hosts {}, VMs {} (Enter: a VM's detail, a host's VMs in the fleet) ",
         hosts,
         lines.len() - hosts
     )))
@@ -300,7 +300,7 @@ fn device(f: &mut Frame, app: &App, id: &str, selected: usize, area: Rect) {
             } else {
                 format!("{} ago", age(app.now, dev.last_seen))
             },
-            dev.enrolled_at
+            clock(app.now, dev.enrolled_at)
         )),
         Line::from(format!(
             "user {}   host {}   drift {}   IMA entries {}   TPM resets {}   revoked tickets {}",

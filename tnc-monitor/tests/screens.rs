@@ -291,7 +291,7 @@ fn vms_grouped_by_host() {
     let s = screen(&a, 100, 24);
     println!("{s}");
     for want in [
-        "VMs by host: 1 hosts, 2 VMs",
+        "VMs by host: hosts 1, VMs 2",
         "hv-1                 2 VMs      1 allowed, 0 isolated, 1 no access, 0 not assessed",
         "  045e5e5e5e5e5e5e   no-access  attested 1 d ago  drift 3",
         "  035e5e5e5e5e5e5e   allow      attested 2 h ago  drift 0",
