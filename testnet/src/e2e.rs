@@ -592,7 +592,7 @@ server = "{server}"
 server_name = "localhost"
 ca = "{ca}"
 state_dir = "state"
-
+{host}
 [tpm]
 tcti = "{tcti}"
 
@@ -609,6 +609,10 @@ proc_stat = "stat"
                 role = self.role.name(),
                 ca = ca.display(),
                 tcti = self.swtpm.tcti(),
+                host = self
+                    .host
+                    .as_ref()
+                    .map_or(String::new(), |h| format!("host = \"{h}\"\n")),
             ),
         )?;
         Ok(path)

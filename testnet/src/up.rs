@@ -24,10 +24,11 @@ pub struct Args {
     dir: PathBuf,
 }
 
-const ENDPOINTS: [(&str, &str, Role); 3] = [
-    ("terminal-1", "good-terminal", Role::Terminal),
-    ("terminal-2", "tampered-kernel", Role::Terminal),
-    ("vm-1", "good-vm", Role::Vm),
+/// Name, profile, role and the host each runs on.
+const ENDPOINTS: [(&str, &str, Role, &str); 3] = [
+    ("terminal-1", "good-terminal", Role::Terminal, "terminal-1"),
+    ("terminal-2", "tampered-kernel", Role::Terminal, "terminal-2"),
+    ("vm-1", "good-vm", Role::Vm, "hv-1"),
 ];
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -139,8 +140,12 @@ listen = "127.0.0.1:0"
 async fn up(dir: &Path) -> anyhow::Result<()> {
     let ek_ca = LocalCa::create()?;
     let mut endpoints = Vec::new();
-    for (name, prof, role) in ENDPOINTS {
-        let e = Endpoint::boot(prof, role, &ek_ca).with_context(|| format!("booting {name}"))?;
+    for (name, prof, role, host) in ENDPOINTS {
+        let mut e =
+            Endpoint::boot(prof, role, &ek_ca).with_context(|| format!("booting {name}"))?;
+        // Where each says it runs: the terminals their own names, vm-1 its
+        // hypervisor host (the monitor's `h` view groups VMs by it).
+        e.host = Some(host.parse().map_err(anyhow::Error::msg)?);
         endpoints.push((name, prof, e));
     }
     let vm_device = endpoints[2].2.device_id()?;

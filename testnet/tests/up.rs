@@ -70,6 +70,9 @@ fn up_writes_the_topology_serves_vm1_and_cleans_up_on_sigterm() {
     let devices: Vec<tnc_proto::admin::Device> =
         runtime.block_on(client.get("/v1/devices")).unwrap();
     assert!(devices.len() >= 2, "{devices:?}");
+    // Each names the host it runs on (the monitor groups VMs by it).
+    let hosts: Vec<Option<&str>> = devices.iter().map(|d| d.host.as_deref()).collect();
+    assert!(hosts.contains(&Some("terminal-1")), "{devices:?}");
     let me: tnc_proto::admin::WhoAmI = runtime.block_on(client.get("/v1/whoami")).unwrap();
     assert_eq!(me.role, tnc_proto::admin::AdminRole::ReadWrite);
     let metrics: std::net::SocketAddr = t["metrics"].as_str().unwrap().parse().unwrap();
