@@ -27,7 +27,12 @@ pub struct Args {
 /// Name, profile, role and the host each runs on.
 const ENDPOINTS: [(&str, &str, Role, &str); 3] = [
     ("terminal-1", "good-terminal", Role::Terminal, "terminal-1"),
-    ("terminal-2", "tampered-kernel", Role::Terminal, "terminal-2"),
+    (
+        "terminal-2",
+        "tampered-kernel",
+        Role::Terminal,
+        "terminal-2",
+    ),
     ("vm-1", "good-vm", Role::Vm, "hv-1"),
 ];
 

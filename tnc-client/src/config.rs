@@ -293,6 +293,20 @@ mod tests {
     }
 
     #[test]
+    fn the_host_defaults_to_a_terminals_own_name_and_none_for_a_vm() {
+        let terminal = BASE.replace("role = \"vm\"", "role = \"terminal\"");
+        assert_ne!(terminal, BASE);
+        assert_eq!(load(&terminal).unwrap().attestation().host, own_host_name());
+        let vm = BASE;
+        assert_eq!(load(vm).unwrap().attestation().host, None);
+        let set = load(&format!("{vm}host = \"hv-3\"\n")).unwrap();
+        assert_eq!(
+            set.attestation().host.as_ref().map(|h| h.as_str()),
+            Some("hv-3")
+        );
+    }
+
+    #[test]
     fn mistakes_name_the_key() {
         let cases = [
             ("certificate = \"c.pem\"\n", "certificate and private_key"),

@@ -39,7 +39,8 @@ fn admin(args: &[&str], config: &std::path::Path) -> String {
 #[test]
 fn init_user_run_learn_device_audit() {
     let ca = LocalCa::create().unwrap();
-    let terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    let mut terminal = Endpoint::boot("good-terminal", Role::Terminal, &ca).unwrap();
+    terminal.host = Some("ws-9".parse().unwrap());
     let dir = scratch_dir("run-cli").unwrap();
     let out = tnc_server()
         .args(["init", "--dir"])
@@ -79,6 +80,9 @@ fn init_user_run_learn_device_audit() {
     any_ports(&config);
     assert!(admin(&["user", "add", "alice"], &config).contains("added"));
     assert!(admin(&["user", "list"], &config).contains("alice"));
+    let users: serde_json::Value =
+        serde_json::from_str(&admin(&["user", "list", "--json"], &config)).unwrap();
+    assert_eq!(users[0]["name"], "alice");
     // An admin certificate, its key private.
     let issued = tnc_server()
         .args(["admin", "issue", "ops", "--out"])
@@ -168,6 +172,22 @@ fn init_user_run_learn_device_audit() {
         "{shown}"
     );
     assert!(remote(&["audit", "list"]).contains("policy-learn"));
+    // --json on the other listings, local and remote alike.
+    let lines = remote(&["audit", "list", "--json"]);
+    let entries: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        entries.iter().any(|e| e["kind"] == "policy-learn"),
+        "{lines}"
+    );
+    assert_eq!(lines, admin(&["audit", "list", "--json"], &config));
+    let policies = remote(&["policy", "list", "--json"]);
+    assert_eq!(policies, admin(&["policy", "list", "--json"], &config));
+    let policies: serde_json::Value = serde_json::from_str(&policies).unwrap();
+    assert_eq!(policies[0]["role"], "terminal");
+    assert!(admin(&["policy", "list"], &config).contains("terminal |"));
     // Neither --config nor --server: clap says what to give.
     let neither = tnc_server().args(["device", "list"]).output().unwrap();
     assert_eq!(neither.status.code(), Some(2));
@@ -187,10 +207,9 @@ fn init_user_run_learn_device_audit() {
         devices.contains("terminal") && devices.contains("allow"),
         "{devices}"
     );
-    // Who logged in on it, and the host a terminal names by default: its own.
+    // Who logged in on it, and the host its Hello named.
     assert!(devices.contains("| alice "), "{devices}");
-    let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    assert!(devices.contains(me.trim()), "{devices}");
+    assert!(devices.contains("| ws-9 "), "{devices}");
     // init, user-add, admin-issue, policy-load, enroll, verdict,
     // policy-learn, verdict.
     let audit = admin(&["audit", "verify"], &config);

@@ -927,19 +927,23 @@ async fn audit(
     )
 )]
 async fn policies(State(s): State<AppState>) -> Answer<Vec<api::PolicyVersion>> {
-    Ok(Json(
-        s.store
-            .policy_list()
-            .await?
-            .into_iter()
-            .map(|(role, version, sha256, loaded_at)| api::PolicyVersion {
-                role: role.name().into(),
-                version,
-                sha256,
-                loaded_at,
-            })
-            .collect(),
-    ))
+    Ok(Json(policy_versions(&s.store).await?))
+}
+
+/// Each role's current policy version, as the API and `policy list` give
+/// them.
+pub async fn policy_versions(store: &Store) -> Result<Vec<api::PolicyVersion>, StoreError> {
+    Ok(store
+        .policy_list()
+        .await?
+        .into_iter()
+        .map(|(role, version, sha256, loaded_at)| api::PolicyVersion {
+            role: role.name().into(),
+            version,
+            sha256,
+            loaded_at,
+        })
+        .collect())
 }
 
 #[utoipa::path(

@@ -31,6 +31,9 @@ pub enum UserCommand {
     List {
         #[arg(long)]
         config: PathBuf,
+        /// A JSON array of {name, created_at}.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a user.
     Remove {
@@ -203,11 +206,22 @@ pub enum AuditCommand {
     List {
         #[command(flatten)]
         at: Target,
+        /// One JSON object per line (JSON Lines: the log may be long).
+        #[arg(long)]
+        json: bool,
     },
 }
 
 #[derive(clap::Subcommand, Debug)]
 pub enum PolicyCommand {
+    /// Each role's current policy version (its SHA-256 and when it was
+    /// loaded).
+    List {
+        #[command(flatten)]
+        at: Target,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check reference values and record them as the role's new policy
     /// version in the store (the daemon reads the files the config names; the
     /// store keeps every version with its SHA-256 for the record).
@@ -289,9 +303,18 @@ pub fn user(cmd: &UserCommand) -> anyhow::Result<ExitCode> {
                 store.audit(system_clock(), "user-add", name, "").await?;
                 println!("user {name} added");
             }
-            UserCommand::List { config } => {
-                for (name, created) in open(config).await?.users().await? {
-                    println!("{name}\tcreated {created}");
+            UserCommand::List { config, json } => {
+                let users = open(config).await?.users().await?;
+                if *json {
+                    let list: Vec<_> = users
+                        .iter()
+                        .map(|(name, created)| serde_json::json!({"name": name, "created_at": created}))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else {
+                    for (name, created) in users {
+                        println!("{name}\tcreated {created}");
+                    }
                 }
             }
             UserCommand::Remove { config, name } => {
@@ -640,14 +663,21 @@ pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            AuditCommand::List { at } => {
-                let print = |seq: i64, at: i64, kind: &str, subject: &str, detail: &str| {
-                    println!("{seq}\t{at}\t{kind}\t{subject}\t{detail}");
+            AuditCommand::List { at, json } => {
+                let print = |e: &api::AuditEntry| {
+                    if *json {
+                        println!("{}", serde_json::to_string(e).unwrap_or_default());
+                    } else {
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            e.seq, e.at, e.kind, e.subject, e.detail
+                        );
+                    }
                 };
                 match at.resolve()? {
                     Where::Local(config) => {
                         for e in open(config).await?.audit_entries().await? {
-                            print(e.seq, e.at, &e.kind, &e.subject, &e.detail);
+                            print(&e);
                         }
                     }
                     Where::Remote(client) => {
@@ -659,7 +689,7 @@ pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
                             let Some(last) = page.last() else { break };
                             after = last.seq;
                             for e in &page {
-                                print(e.seq, e.at, &e.kind, &e.subject, &e.detail);
+                                print(e);
                             }
                         }
                     }
@@ -670,8 +700,35 @@ pub fn audit(cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn policy_list(at: &Target, json: bool) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let list: Vec<api::PolicyVersion> = match at.resolve()? {
+            Where::Local(config) => {
+                tnc_server::admin::policy_versions(&open(config).await?).await?
+            }
+            Where::Remote(client) => client.get("/v1/policies").await?,
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        } else {
+            println!(
+                "{:<8} | {:>7} | {:<64} | loaded at",
+                "role", "version", "sha256"
+            );
+            for p in &list {
+                println!(
+                    "{:<8} | {:>7} | {:<64} | {}",
+                    p.role, p.version, p.sha256, p.loaded_at
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 pub fn policy(cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
     let (at, role, file) = match cmd {
+        PolicyCommand::List { at, json } => return policy_list(at, *json),
         PolicyCommand::Load { at, role, file } => (at, role, file),
         PolicyCommand::Learn {
             config,
