@@ -5,8 +5,8 @@
 //! operator presses `r` and `y`; the screen then shows the terminal
 //! isolated with its drift, the re-assessment in the events pane, and the
 //! drill-down device -> attestation's findings (the program's path) ->
-//! audit entries; `h` shows the VM under its host; a PDP that goes away is
-//! said on screen. Each screen is printed (`--nocapture`) as the operator
+//! audit entries; `h` shows the VM under its host; a PDP that cannot be
+//! reached is said on screen and the monitor reconnects by itself. Each screen is printed (`--nocapture`) as the operator
 //! saw it.
 
 use std::process::Command;
@@ -144,6 +144,44 @@ fn keep_open(
     (verdicts, stop)
 }
 
+/// A TCP relay to the PDP's admin API that the test can cut (every
+/// connection closed, new ones refused) and restore: the network between
+/// the monitor and its PDP.
+struct Relay {
+    addr: std::net::SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(to: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue; // dropped: refused
+                }
+                let mut cut = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
 /// The screen line that shows `id`'s row (its first 16 characters).
 fn row<'a>(screen: &'a str, id: &str) -> Option<&'a str> {
     screen.lines().find(|l| l.contains(&id[..16]))
@@ -184,10 +222,12 @@ async fn the_monitor_in_a_terminal_shows_a_reassessment_and_its_findings() {
     // The operator's certificate, and the monitor in a terminal.
     let admin = pdp.admin_client("ops", AdminRole::ReadWrite).unwrap();
     let file = |ext: &str| pdp.dir.join(format!("admin-ops.{ext}"));
+    // The monitor reaches the PDP through a relay the test can cut.
+    let relay = Relay::start(pdp.admin_addr.unwrap()).await;
     let command = format!(
-        "exec {} --server {} --certificate {} --key {} --ca {} --refresh-ms 300",
+        "exec {} --server https://{} --certificate {} --key {} --ca {} --refresh-ms 300",
         env!("CARGO_BIN_EXE_tnc-monitor"),
-        pdp.admin_url().unwrap(),
+        relay.addr,
         file("pem").display(),
         file("key").display(),
         pdp.tls.ca.display()
@@ -263,9 +303,31 @@ async fn the_monitor_in_a_terminal_shows_a_reassessment_and_its_findings() {
     let listed: Vec<api::Device> = admin.get("/v1/devices?role=terminal").await.unwrap();
     assert_eq!(listed[0].last_verdict.as_deref(), Some("isolate"));
 
-    // The PDP goes away: the monitor says so and keeps trying.
+    // The network to the PDP goes: the monitor says so, keeps the last
+    // table, and comes back by itself when the network does, its event
+    // stream too.
+    relay.set(false);
+    tmux.wait_for("the PDP lost", |s| {
+        s.contains("PDP LOST") && s.contains(&vm_id[..16])
+    });
+    relay.set(true);
+    tmux.wait_for("reconnected", |s| s.contains("ops (read-write)  connected"));
+    // The event stream reconnects 2 s after it ended.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let _: api::ActionResult = admin
+        .post(&format!("/v1/devices/{vm_id}/reassess"), &())
+        .await
+        .unwrap();
+    tmux.wait_for("an event after reconnecting", |s| {
+        s.contains(&format!(
+            "re-assessed (the operator asked): {} vm allow",
+            &vm_id[..12]
+        ))
+    });
+
+    // The PDP stops: said on screen; the monitor stays up, q quits it.
     pdp.stop().await.unwrap();
-    tmux.wait_for("the PDP lost", |s| s.contains("PDP LOST"));
+    tmux.wait_for("the PDP stopped", |s| s.contains("PDP LOST"));
     assert!(tmux.alive());
     tmux.keys(&["q"]);
     let until = Instant::now() + Duration::from_secs(5);
