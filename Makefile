@@ -36,6 +36,7 @@ bench: setup
 	$(CARGO) run --release -p testnet -- bench channel
 	$(CARGO) run --release -p testnet -- bench continuous
 	$(CARGO) run --release -p testnet -- bench admin
+	$(CARGO) run --release -p testnet -- bench crypto
 
 # Fuzz targets build on the stable toolchain with RUSTC_BOOTSTRAP (see README).
 fuzz-build:

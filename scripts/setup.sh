@@ -9,8 +9,9 @@ set -euo pipefail
 # tpm2_checkquote cannot; postgresql gives the store's test a real PostgreSQL
 # server (started by the test itself on a free loopback port); python3-venv
 # holds the Python test peers (below); tmux runs tnc-monitor in a
-# pseudo-terminal for its end-to-end test.
-packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl postgresql python3-venv tmux)
+# pseudo-terminal for its end-to-end test; libssl-dev lets the SM2 test build
+# its OpenSSL peer (pki/tests/peers/openssl_sm2.c) with the machine's cc.
+packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl postgresql python3-venv tmux libssl-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -13,7 +13,7 @@
 
 use crate::alg::HashAlg;
 use ring::rand::{SecureRandom, SystemRandom};
-use sm2::dsa::signature::{Signer as _, Verifier as _};
+use sm2::dsa::signature::Signer as _;
 use sm2::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use std::net::IpAddr;
 use std::path::Path;
@@ -599,10 +599,9 @@ fn verify_sm2(
     message: &[u8],
     der_signature: &[u8],
 ) -> Result<(), CaError> {
-    let key = sm2::dsa::VerifyingKey::new(CERT_SM2_ID, *public).map_err(der_err)?;
     let signature =
         sm2::dsa::Signature::from_der(der_signature).map_err(|_| CaError::BadSignature)?;
-    key.verify(message, &signature)
+    crate::sm2_verify::verify(CERT_SM2_ID.as_bytes(), public, message, &signature)
         .map_err(|_| CaError::BadSignature)
 }
 

@@ -28,6 +28,7 @@ pub mod ek;
 pub mod ek_roots;
 mod kdf;
 pub mod sig;
+pub mod sm2_verify;
 pub mod ticket;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -136,42 +136,15 @@ fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
 }
 
 /// GB/T 32918.2 verification (steps B1-B7) of a signature over a prehash `e`,
-/// in variable time. The `sm2` crate's `verify_prehash` is the same equation
-/// but runs the point multiplication in constant time, which a verifier of
-/// public data does not need and which costs ~3x (testnet bench appraise);
-/// here the crate's variable-time `sG + tP` (its basepoint table for G, wNAF
-/// for P) does the work. Only the equation is written here, not curve
-/// arithmetic; a differential test keeps it equal to the crate's verifier.
+/// in variable time (all of it is public): [`crate::sm2_verify`], with the
+/// generator's comb and, for an AK seen before, the AK's own (a differential
+/// test keeps it equal to the `sm2` crate's verifier and to OpenSSL's).
 pub fn sm2_verify_prehash_vartime(
     public: &sm2::PublicKey,
     prehash: &[u8; 32],
     signature: &sm2::dsa::Signature,
 ) -> bool {
-    use sm2::elliptic_curve::group::Group;
-    use sm2::elliptic_curve::ops::{MulByGeneratorVartime, Reduce};
-    use sm2::elliptic_curve::point::AffineCoordinates;
-    use sm2::{FieldBytes, ProjectivePoint, Scalar};
-    // B1, B2: r and s in [1, n-1] (Signature::from_slice refuses the rest).
-    let (r, s) = (*signature.r(), *signature.s());
-    // B4: e' as a scalar.
-    let e = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(*prehash));
-    // B5: t = r' + s' mod n, not 0.
-    let t = r + s;
-    if bool::from(t.is_zero()) {
-        return false;
-    }
-    // B6: (x1', y1') = [s']G + [t]P_A, not the point at infinity.
-    let point = ProjectivePoint::mul_by_generator_and_mul_add_vartime(
-        &s,
-        &t,
-        &ProjectivePoint::from(public.as_affine()),
-    );
-    if bool::from(point.is_identity()) {
-        return false;
-    }
-    // B7: R = e' + x1' mod n must be r'.
-    let x = <Scalar as Reduce<FieldBytes>>::reduce(&point.to_affine().x());
-    e + x == r
+    crate::sm2_verify::verify_prehash(public, prehash, signature).is_ok()
 }
 
 /// RSASSA-PKCS1-v1_5 (`pss` false) or RSASSA-PSS by the key (`modulus`,

@@ -17,7 +17,7 @@
 use crate::ca::{CaError, Sm2Key, CERT_SM2_ID};
 use ciborium::value::Value;
 use coset::TaggedCborSerializable as _;
-use sm2::dsa::signature::{Signer as _, Verifier as _};
+use sm2::dsa::signature::Signer as _;
 
 /// The COSE algorithm value this project uses for SM2-with-SM3: in the IANA
 /// "COSE Algorithms" registry's private-use range (integers below -65536),
@@ -304,12 +304,11 @@ pub fn verify(ticket: &[u8], pdp: &sm2::PublicKey, now: i64) -> Result<Claims, T
         Some(coset::RegisteredLabelWithPrivate::PrivateUse(COSE_ALG_SM2_SM3)) => {}
         other => return Err(TicketError::Algorithm(format!("{other:?}"))),
     }
-    let verifier =
-        sm2::dsa::VerifyingKey::new(CERT_SM2_ID, *pdp).map_err(|_| TicketError::BadSignature)?;
     sign1.verify_signature(b"", |sig, tbs| {
         let sig = sm2::dsa::Signature::from_slice(sig).map_err(|_| TicketError::BadSignature)?;
-        verifier
-            .verify(tbs, &sig)
+        // The PDP's ticket key is verified again and again: its comb is
+        // kept (pki::sm2_verify).
+        crate::sm2_verify::verify(CERT_SM2_ID.as_bytes(), pdp, tbs, &sig)
             .map_err(|_| TicketError::BadSignature)
     })?;
     let payload = sign1

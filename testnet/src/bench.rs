@@ -68,6 +68,9 @@ pub enum Command {
     /// (Internal) the endpoints of `bench continuous`.
     #[command(hide = true)]
     ContinuousClients(crate::bench_continuous::ClientArgs),
+    /// The ShangMi primitives, old and new, next to Debian's OpenSSL: SM2
+    /// verification for a new key and a key seen before.
+    Crypto(crate::bench_crypto::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -116,6 +119,7 @@ pub fn run(command: &Command) -> anyhow::Result<()> {
         Command::Continuous(args) => crate::bench_continuous::run(args),
         Command::Admin(args) => crate::bench_admin::run(args),
         Command::ContinuousClients(args) => crate::bench_continuous::clients(args),
+        Command::Crypto(args) => crate::bench_crypto::run(args),
     }
 }
 
@@ -327,7 +331,7 @@ fn run_for(limit: Duration, op: &mut impl FnMut()) -> f64 {
 }
 
 /// Runs `op` for `seconds` after a warm-up; the mean time of one run, in µs.
-fn micros_per_op(seconds: f64, mut op: impl FnMut()) -> f64 {
+pub(crate) fn micros_per_op(seconds: f64, mut op: impl FnMut()) -> f64 {
     run_for(Duration::from_secs_f64((seconds / 5.0).max(0.2)), &mut op);
     run_for(Duration::from_secs_f64(seconds), &mut op)
 }

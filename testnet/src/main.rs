@@ -6,6 +6,7 @@ mod bench;
 mod bench_admin;
 mod bench_channel;
 mod bench_continuous;
+mod bench_crypto;
 mod bench_door;
 mod bench_handshake;
 mod boot;

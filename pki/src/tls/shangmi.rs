@@ -748,11 +748,9 @@ impl SignatureVerificationAlgorithm for Sm2Verifier {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), InvalidSignature> {
-        use sm2::dsa::signature::Verifier as _;
         let public = sm2::PublicKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
-        let key = sm2::dsa::VerifyingKey::new(self.id, public).map_err(|_| InvalidSignature)?;
         let signature = sm2::dsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
-        key.verify(message, &signature)
+        crate::sm2_verify::verify(self.id.as_bytes(), &public, message, &signature)
             .map_err(|_| InvalidSignature)
     }
 

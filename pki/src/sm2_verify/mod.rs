@@ -1,0 +1,570 @@
+//! SM2 signature verification with precomputation (issue 15, item 2).
+//!
+//! Verification needs `[s]G + [t]P` (GB/T 32918.2 §7.1, B6). RustCrypto
+//! `sm2` 0.14 computes it with its constant-time linear combination, about
+//! 450-550 us here. Every input of a verification is public (the key, the
+//! message, the signature), so this module may branch and index on them;
+//! it never handles a secret. Signing stays on the constant-time `sm2`
+//! crate.
+//!
+//! - `[s]G`: a fixed-base comb, built once: for each 9-bit window `i` of
+//!   the scalar, the multiples `j·2^(9i)·G` for `j = 1..=256`, affine. The
+//!   scalar is recoded into 29 signed digits in `[-256, 256]`, so the
+//!   product is 29 mixed additions and no doubling.
+//! - `[t]P` for a key seen before (an enrolled AK, the PDP's own CA, its
+//!   ticket key at a gateway): the same comb with 7-bit windows (37
+//!   windows of 64 points, 148 KiB), built the second time a key is seen
+//!   and kept in a bounded cache keyed by the public key: 37 mixed
+//!   additions.
+//! - `[t]P` for a new key: width-5 NAF over the odd multiples `P..15P`: 256
+//!   doublings and about 43 additions.
+//! - B7 without an inversion: `x1 = r - e mod n` is checked as
+//!   `X = x1·Z^2` in Jacobian coordinates, for both values below p.
+//!
+//! The field and point arithmetic is `curve` (hand-written: the generic
+//! arithmetic under the `sm2` crate costs 4 times as much per operation,
+//! see there). Tested against `sm2` 0.14 and Debian's OpenSSL
+//! (`pki/tests/sm2_verify.rs`), timed by `testnet bench crypto`.
+//!
+//! Published designs this follows: the fixed-base comb (Lim and Lee,
+//! 1994), signed-digit recoding, the w-NAF and the Jacobian formulas for
+//! a = -3 (Hankerson, Menezes and Vanstone, "Guide to Elliptic Curve
+//! Cryptography", §3.2-3.3; the formulas as the Explicit-Formulas
+//! Database names them: dbl-2001-b, madd-2007-bl, add-2007-bl).
+
+use sm2::elliptic_curve::ops::Reduce;
+use sm2::elliptic_curve::sec1::ToSec1Point as _;
+use sm2::elliptic_curve::PrimeField as _;
+use sm2::{FieldBytes, PublicKey, Scalar};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Why a signature did not verify. Deliberately one kind: a verifier
+/// tells its caller no more than "invalid".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid SM2 signature")]
+pub struct InvalidSignature;
+
+mod curve;
+
+use curve::{batch_to_affine, Affine, Jacobian};
+
+/// A comb: for each `w`-bit window `i`, `j·2^(w·i)·P` for
+/// `j = 1..=2^(w-1)`, affine.
+struct Comb {
+    w: usize,
+    windows: Vec<Vec<Affine>>,
+}
+
+impl Comb {
+    fn new(p: &Affine, w: usize) -> Self {
+        let half = 1usize << (w - 1);
+        let count = digits_len(w);
+        let mut jacobian = Vec::with_capacity(count * half);
+        let mut base = p.to_jacobian();
+        for _ in 0..count {
+            let mut m = base;
+            for _ in 0..half {
+                jacobian.push(m);
+                m = m.add(&base);
+            }
+            for _ in 0..w {
+                base = base.double();
+            }
+        }
+        // No multiple is the point at infinity: j·2^(w·i) < n's multiple
+        // for a point of prime order n.
+        let affine = batch_to_affine(&jacobian).unwrap_or_default();
+        Self {
+            w,
+            windows: affine.chunks(half).map(<[Affine]>::to_vec).collect(),
+        }
+    }
+
+    /// `[k]P` as a sum of one table point per window.
+    fn mul(&self, k: &Scalar) -> Jacobian {
+        let mut acc = Jacobian::IDENTITY;
+        for (i, d) in signed_digits(k, self.w).into_iter().enumerate() {
+            let Some(window) = self.windows.get(i) else {
+                break;
+            };
+            if d > 0 {
+                acc = acc.add_affine(&window[(d - 1) as usize]);
+            } else if d < 0 {
+                acc = acc.add_affine(&window[(-d - 1) as usize].neg());
+            }
+        }
+        acc
+    }
+}
+
+/// Windows of the signed recoding of a 256-bit scalar (a carry may reach
+/// bit 256).
+fn digits_len(w: usize) -> usize {
+    257usize.div_ceil(w)
+}
+
+/// `k`'s little-endian 64-bit limbs.
+fn limbs(k: &Scalar) -> [u64; 4] {
+    let bytes = k.to_repr(); // big-endian
+    let mut l = [0u64; 4];
+    for (i, chunk) in bytes.chunks(8).rev().enumerate() {
+        l[i] = u64::from_be_bytes(chunk.try_into().unwrap_or([0; 8]));
+    }
+    l
+}
+
+/// Bits `[at, at + w)` of `l` (w <= 16; bits past 255 are zero).
+fn bits(l: &[u64; 4], at: usize, w: usize) -> u32 {
+    let (limb, shift) = (at / 64, at % 64);
+    if limb >= 4 {
+        return 0;
+    }
+    let mut v = l[limb] >> shift;
+    if shift + w > 64 && limb + 1 < 4 {
+        v |= l[limb + 1] << (64 - shift);
+    }
+    (v & ((1u64 << w) - 1)) as u32
+}
+
+/// `k = Σ d_i·2^(w·i)` with every `d_i` in `[-2^(w-1), 2^(w-1)]`.
+fn signed_digits(k: &Scalar, w: usize) -> Vec<i32> {
+    let l = limbs(k);
+    let half = 1i32 << (w - 1);
+    let mut carry = 0i32;
+    (0..digits_len(w))
+        .map(|i| {
+            let v = bits(&l, i * w, w) as i32 + carry;
+            if v > half {
+                carry = 1;
+                v - (1 << w)
+            } else {
+                carry = 0;
+                v
+            }
+        })
+        .collect()
+}
+
+/// The width-`w` NAF of `k`, least significant digit first: every digit 0
+/// or odd in `(-2^(w-1), 2^(w-1))`, and of any `w` consecutive digits at
+/// most one is not 0.
+fn wnaf(k: &Scalar, w: usize) -> Vec<i32> {
+    // 257 bits: 256 and room for the top carry.
+    let mut n = limbs(k).to_vec();
+    n.push(0);
+    let window = 1i64 << w;
+    let mut out = Vec::with_capacity(258);
+    while n.iter().any(|&x| x != 0) {
+        let d = if n[0] & 1 == 1 {
+            let m = (n[0] & (window as u64 - 1)) as i64;
+            let d = if m >= window / 2 { m - window } else { m };
+            // n -= d
+            if d > 0 {
+                sub_small(&mut n, d as u64);
+            } else {
+                add_small(&mut n, (-d) as u64);
+            }
+            d as i32
+        } else {
+            0
+        };
+        out.push(d);
+        shr1(&mut n);
+    }
+    out
+}
+
+fn sub_small(n: &mut [u64], v: u64) {
+    let (r, mut borrow) = n[0].overflowing_sub(v);
+    n[0] = r;
+    for x in n.iter_mut().skip(1) {
+        if !borrow {
+            break;
+        }
+        let (r, b) = x.overflowing_sub(1);
+        *x = r;
+        borrow = b;
+    }
+}
+
+fn add_small(n: &mut [u64], v: u64) {
+    let (r, mut carry) = n[0].overflowing_add(v);
+    n[0] = r;
+    for x in n.iter_mut().skip(1) {
+        if !carry {
+            break;
+        }
+        let (r, c) = x.overflowing_add(1);
+        *x = r;
+        carry = c;
+    }
+}
+
+fn shr1(n: &mut [u64]) {
+    for i in 0..n.len() {
+        let high = n.get(i + 1).map_or(0, |h| h << 63);
+        n[i] = (n[i] >> 1) | high;
+    }
+}
+
+/// `[k]P` by the width-5 NAF (a key without a comb).
+fn mul_wnaf(p: &Affine, k: &Scalar) -> Jacobian {
+    const W: usize = 5;
+    // P, 3P, ..., 15P, affine.
+    let pj = p.to_jacobian();
+    let two_p = pj.double();
+    let mut odd = Vec::with_capacity(1 << (W - 2));
+    let mut m = pj;
+    for _ in 0..(1 << (W - 2)) {
+        odd.push(m);
+        m = m.add(&two_p);
+    }
+    let Some(odd) = batch_to_affine(&odd) else {
+        return Jacobian::IDENTITY;
+    };
+    let digits = wnaf(k, W);
+    let mut acc = Jacobian::IDENTITY;
+    for &d in digits.iter().rev() {
+        acc = acc.double();
+        if d > 0 {
+            acc = acc.add_affine(&odd[(d as usize) / 2]);
+        } else if d < 0 {
+            acc = acc.add_affine(&odd[((-d) as usize) / 2].neg());
+        }
+    }
+    acc
+}
+
+/// The generator (GB/T 32918.5).
+fn generator() -> Affine {
+    const GX: [u8; 32] = hex32("32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7");
+    const GY: [u8; 32] = hex32("BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0");
+    // The constants are on the curve (a unit test says so).
+    Affine::from_coordinates(&GX, &GY).unwrap_or(Affine {
+        x: curve::Fe::ZERO,
+        y: curve::Fe::ZERO,
+    })
+}
+
+/// The generator's comb, built on first use (29 windows of 256 points,
+/// 464 KiB).
+fn generator_comb() -> &'static Comb {
+    static COMB: OnceLock<Comb> = OnceLock::new();
+    COMB.get_or_init(|| Comb::new(&generator(), 9))
+}
+
+/// Keys whose comb is kept, at most (148 KiB each: 19 MiB in all).
+pub const CACHED_KEYS: usize = 128;
+/// Window of the per-key combs (37 windows of 64 points: 148 KiB a key).
+const KEY_WINDOW: usize = 7;
+
+/// The per-key combs: a key's comb is built the second time it is seen
+/// (a key seen once, a new one, gets no table: building one costs about
+/// three verifications). Bounded: past [`CACHED_KEYS`] the oldest goes.
+#[derive(Default)]
+pub struct KeyCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    combs: HashMap<[u8; 65], Arc<Comb>>,
+    /// Keys with a comb, oldest first (for eviction).
+    order: std::collections::VecDeque<[u8; 65]>,
+    /// Keys seen once, without a comb yet; bounded like the combs.
+    seen: HashMap<[u8; 65], ()>,
+    seen_order: std::collections::VecDeque<[u8; 65]>,
+}
+
+/// What a lookup found.
+enum Lookup {
+    Comb(Arc<Comb>),
+    /// Seen before: build its comb.
+    Build,
+    New,
+}
+
+impl KeyCache {
+    /// The process-wide cache the PDP's verifications share.
+    pub fn global() -> &'static KeyCache {
+        static CACHE: OnceLock<KeyCache> = OnceLock::new();
+        CACHE.get_or_init(KeyCache::default)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lookup(&self, key: &[u8; 65]) -> Lookup {
+        let mut c = self.lock();
+        if let Some(comb) = c.combs.get(key) {
+            return Lookup::Comb(comb.clone());
+        }
+        if c.seen.remove(key).is_some() {
+            c.seen_order.retain(|k| k != key);
+            return Lookup::Build;
+        }
+        c.seen.insert(*key, ());
+        c.seen_order.push_back(*key);
+        if c.seen_order.len() > CACHED_KEYS {
+            if let Some(old) = c.seen_order.pop_front() {
+                c.seen.remove(&old);
+            }
+        }
+        Lookup::New
+    }
+
+    fn insert(&self, key: [u8; 65], comb: Arc<Comb>) {
+        let mut c = self.lock();
+        if c.combs.insert(key, comb).is_none() {
+            c.order.push_back(key);
+        }
+        if c.order.len() > CACHED_KEYS {
+            if let Some(old) = c.order.pop_front() {
+                c.combs.remove(&old);
+            }
+        }
+    }
+
+    /// Keys with a comb now.
+    pub fn len(&self) -> usize {
+        self.lock().combs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `[t]P`, with `P`'s comb if it has one (building it on its second
+    /// sighting); None if the key is not a point of the curve.
+    fn mul(&self, public: &PublicKey, t: &Scalar) -> Option<Jacobian> {
+        let encoded = public.as_affine().to_sec1_point(false);
+        let key = <[u8; 65]>::try_from(encoded.as_bytes()).ok()?;
+        let point =
+            || Affine::from_coordinates(key[1..33].try_into().ok()?, key[33..65].try_into().ok()?);
+        Some(match self.lookup(&key) {
+            Lookup::Comb(comb) => comb.mul(t),
+            Lookup::Build => {
+                let comb = Arc::new(Comb::new(&point()?, KEY_WINDOW));
+                let r = comb.mul(t);
+                self.insert(key, comb);
+                r
+            }
+            Lookup::New => mul_wnaf(&point()?, t),
+        })
+    }
+}
+
+/// Verifies an SM2 signature `(r, s)` over the 32-byte message digest
+/// `e` (SM3 of Z and the message, or a TPM quote's digest as the TPM
+/// signed it) with `public`, using `cache` for keys seen before. The same
+/// answer as `sm2::dsa::VerifyingKey::verify_prehash`.
+pub fn verify_prehash_with(
+    cache: &KeyCache,
+    public: &PublicKey,
+    e: &[u8; 32],
+    signature: &sm2::dsa::Signature,
+) -> Result<(), InvalidSignature> {
+    // B1, B2: r and s in [1, n-1] (the Signature type holds them so).
+    let (r, s) = (*signature.r(), *signature.s());
+    // B4, B5.
+    let e = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(*e));
+    let t = r + s;
+    if bool::from(t.is_zero()) {
+        return Err(InvalidSignature);
+    }
+    // B6: (x1, y1) = [s]G + [t]P, not the point at infinity.
+    let tp = cache.mul(public, &t).ok_or(InvalidSignature)?;
+    let point = generator_comb().mul(&s).add(&tp);
+    // B7: R = e + x1 mod n must be r, that is x1 = r - e mod n. As x1 < p
+    // < 2n, x1 is v = r - e or v + n (when that is below p): compared in
+    // Jacobian coordinates (X = x1·Z^2), no inversion needed.
+    let v: [u8; 32] = (r - e).to_repr().into();
+    let candidates = [Some(v), add_n(&v)];
+    if candidates
+        .iter()
+        .flatten()
+        .filter_map(curve::Fe::from_bytes)
+        .any(|x| point.has_affine_x(&x))
+    {
+        Ok(())
+    } else {
+        Err(InvalidSignature)
+    }
+}
+
+/// `v + n` as a 256-bit big-endian number, if it does not overflow (the
+/// caller then drops it unless it is below p).
+fn add_n(v: &[u8; 32]) -> Option<[u8; 32]> {
+    const N: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123");
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in (0..32).rev() {
+        let t = u16::from(v[i]) + u16::from(N[i]) + carry;
+        out[i] = t as u8;
+        carry = t >> 8;
+    }
+    (carry == 0).then_some(out)
+}
+
+/// [`verify_prehash_with`] on the process-wide cache.
+pub fn verify_prehash(
+    public: &PublicKey,
+    e: &[u8; 32],
+    signature: &sm2::dsa::Signature,
+) -> Result<(), InvalidSignature> {
+    verify_prehash_with(KeyCache::global(), public, e, signature)
+}
+
+/// `Z` of GB/T 32918.2 §5.5: SM3 over the distinguishing ID's bit length,
+/// the ID, the curve's a, b and generator, and the public key.
+pub fn identity_hash(distid: &[u8], public: &PublicKey) -> Result<[u8; 32], InvalidSignature> {
+    use sm3::Digest as _;
+    let bits = u16::try_from(distid.len() * 8).map_err(|_| InvalidSignature)?;
+    let mut h = sm3::Sm3::new();
+    h.update(bits.to_be_bytes());
+    h.update(distid);
+    h.update(CURVE_A);
+    h.update(CURVE_B);
+    h.update(generator().x.to_bytes());
+    h.update(generator().y.to_bytes());
+    let p = public.as_affine().to_sec1_point(false);
+    h.update(&p.as_bytes()[1..]);
+    Ok(h.finalize().into())
+}
+
+/// The SM2 curve's a (p - 3) and b, big-endian (GB/T 32918.5).
+#[allow(clippy::unreadable_literal)]
+const CURVE_A: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC");
+const CURVE_B: [u8; 32] = hex32("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93");
+
+const fn hex32(s: &str) -> [u8; 32] {
+    let b = s.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = (nibble(b[2 * i]) << 4) | nibble(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+const fn nibble(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => c - b'a' + 10,
+    }
+}
+
+/// Verifies an SM2 signature over `message` as the signer with `distid`
+/// made it (e = SM3(Z || message)).
+pub fn verify(
+    distid: &[u8],
+    public: &PublicKey,
+    message: &[u8],
+    signature: &sm2::dsa::Signature,
+) -> Result<(), InvalidSignature> {
+    use sm3::Digest as _;
+    let z = identity_hash(distid, public)?;
+    let e: [u8; 32] = sm3::Sm3::new()
+        .chain_update(z)
+        .chain_update(message)
+        .finalize()
+        .into();
+    verify_prehash(public, &e, signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sm2::elliptic_curve::Group as _;
+    use sm2::ProjectivePoint;
+
+    /// Scalars from a fixed xorshift sequence (reproducible failures).
+    fn random_scalar() -> Scalar {
+        use std::cell::Cell;
+        thread_local!(static STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) });
+        let mut bytes = [0u8; 32];
+        for chunk in bytes.chunks_mut(8) {
+            let x = STATE.with(|s| {
+                let mut x = s.get();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.set(x);
+                x
+            });
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(bytes))
+    }
+
+    #[test]
+    fn signed_digits_and_wnaf_add_up_to_the_scalar() {
+        let two = Scalar::from(2u64);
+        let edge = [Scalar::ZERO, Scalar::ONE, -Scalar::ONE, -Scalar::from(2u64)];
+        for k in edge.into_iter().chain((0..200).map(|_| random_scalar())) {
+            for w in [4, 5, 6, 7, 8, 9] {
+                let digits = signed_digits(&k, w);
+                assert_eq!(digits.len(), digits_len(w));
+                let half = 1 << (w - 1);
+                assert!(digits.iter().all(|d| (-half..=half).contains(d)));
+                let base = Scalar::from(1u64 << w);
+                let sum = digits.iter().rev().fold(Scalar::ZERO, |acc, &d| {
+                    acc * base
+                        + if d >= 0 {
+                            Scalar::from(d as u64)
+                        } else {
+                            -Scalar::from((-d) as u64)
+                        }
+                });
+                assert_eq!(sum, k, "w = {w}");
+            }
+            let naf = wnaf(&k, 5);
+            assert!(naf.iter().all(|d| *d == 0 || (d % 2 != 0 && d.abs() < 16)));
+            for win in naf.windows(5) {
+                assert!(win.iter().filter(|d| **d != 0).count() <= 1, "{win:?}");
+            }
+            let sum = naf.iter().rev().fold(Scalar::ZERO, |acc, &d| {
+                acc * two
+                    + if d >= 0 {
+                        Scalar::from(d as u64)
+                    } else {
+                        -Scalar::from((-d) as u64)
+                    }
+            });
+            assert_eq!(sum, k);
+        }
+    }
+
+    /// `[k]P` as the `sm2` crate computes it: its affine x, or None.
+    fn theirs(p: &ProjectivePoint, k: &Scalar) -> Option<[u8; 32]> {
+        use sm2::elliptic_curve::point::AffineCoordinates as _;
+        let r = *p * k;
+        (!bool::from(r.is_identity())).then(|| r.to_affine().x().into())
+    }
+
+    #[test]
+    fn the_combs_and_the_wnaf_multiply_as_the_curve_does() {
+        let g = ProjectivePoint::generator();
+        assert_eq!(
+            theirs(&g, &Scalar::ONE),
+            generator_comb().mul(&Scalar::ONE).affine_x()
+        );
+        let p = g * random_scalar();
+        let encoded = p.to_affine().to_sec1_point(false);
+        let b = encoded.as_bytes();
+        let ours_p =
+            Affine::from_coordinates(b[1..33].try_into().unwrap(), b[33..65].try_into().unwrap())
+                .unwrap();
+        let comb = Comb::new(&ours_p, KEY_WINDOW);
+        let edge = [Scalar::ZERO, Scalar::ONE, -Scalar::ONE, Scalar::from(2u64)];
+        for k in edge.into_iter().chain((0..50).map(|_| random_scalar())) {
+            assert_eq!(comb.mul(&k).affine_x(), theirs(&p, &k));
+            assert_eq!(mul_wnaf(&ours_p, &k).affine_x(), theirs(&p, &k));
+            assert_eq!(generator_comb().mul(&k).affine_x(), theirs(&g, &k));
+        }
+    }
+}
