@@ -509,7 +509,7 @@ pub fn make_request_with(
     let signature = sm2_signature_der(&r, &s)?;
     // What the signer returned must be a signature of this request by this
     // key: checked before it goes anywhere.
-    verify_sm2(public, &info, &signature)?;
+    verify_sm2(public, &info, &signature, false)?;
     let signature = BitString::from_bytes(&signature).map_err(der_err)?;
     builder
         .assemble(signature, &signer)
@@ -563,7 +563,7 @@ pub fn verify_request(der: &[u8]) -> Result<VerifiedRequest, CaError> {
             csr.signature_algorithm.algorithm
         )));
     }
-    verify_sm2(&public, info.raw, csr.signature_value.data.as_ref())?;
+    verify_sm2(&public, info.raw, csr.signature_value.data.as_ref(), false)?;
     Ok(VerifiedRequest {
         subject: info.subject.to_string(),
         public_key: public,
@@ -594,15 +594,23 @@ pub(crate) fn sm2_public_key(
         .map_err(|_| CaError::NotSm2("not a point on the SM2 curve".into()))
 }
 
+/// An SM2 signature by `public`: `cached` for the CA keys certificates are
+/// checked against (verified again and again: their comb is kept), not
+/// for a key a peer chose (a CSR's).
 fn verify_sm2(
     public: &sm2::PublicKey,
     message: &[u8],
     der_signature: &[u8],
+    cached: bool,
 ) -> Result<(), CaError> {
     let signature =
         sm2::dsa::Signature::from_der(der_signature).map_err(|_| CaError::BadSignature)?;
-    crate::sm2_verify::verify(CERT_SM2_ID.as_bytes(), public, message, &signature)
-        .map_err(|_| CaError::BadSignature)
+    let verify = if cached {
+        crate::sm2_verify::verify
+    } else {
+        crate::sm2_verify::verify_uncached
+    };
+    verify(CERT_SM2_ID.as_bytes(), public, message, &signature).map_err(|_| CaError::BadSignature)
 }
 
 pub(crate) fn parse(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, CaError> {
@@ -644,6 +652,7 @@ pub fn verify_issued_by(cert: &[u8], issuer: &[u8], now: i64) -> Result<(), CaEr
         &public,
         leaf.tbs_certificate.as_ref(),
         leaf.signature_value.data.as_ref(),
+        true,
     )?;
     let validity = leaf.validity();
     if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {

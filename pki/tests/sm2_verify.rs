@@ -31,12 +31,18 @@ const DISTID: &str = "1234567812345678";
 struct Rng(u64);
 
 impl Rng {
+    /// From SM2_SEED (hex, as a failure prints it) or the clock.
     fn seeded() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
+        let seed = std::env::var("SM2_SEED")
+            .ok()
+            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            })
             | 1;
-        eprintln!("seed {seed:#x}");
+        eprintln!("seed {seed:#x} (SM2_SEED={seed:x} repeats it)");
         Self(seed)
     }
 
@@ -78,12 +84,12 @@ fn public_of(key: &SigningKey) -> PublicKey {
 }
 
 fn ours(cache: &KeyCache, public: &PublicKey, e: &[u8; 32], sig: &Signature) -> bool {
-    verify_prehash_with(cache, public, e, sig).is_ok()
+    verify_prehash_with(Some(cache), public, e, sig).is_ok()
 }
 
 /// Where `check_case` verifies: one cache (keys go through their comb), or
-/// a fresh one for every verification (the new-key path only: building a
-/// comb for each of 10^5 keys would cost 3 ms each).
+/// none (the new-key path only: building a comb for each of 10^5 keys
+/// would cost 3 ms each).
 #[derive(Clone, Copy)]
 enum Caches<'a> {
     Shared(&'a KeyCache),
@@ -94,7 +100,7 @@ impl Caches<'_> {
     fn ours(self, public: &PublicKey, e: &[u8; 32], sig: &Signature) -> bool {
         match self {
             Caches::Shared(c) => ours(c, public, e, sig),
-            Caches::Fresh => ours(&KeyCache::default(), public, e, sig),
+            Caches::Fresh => verify_prehash_with(None, public, e, sig).is_ok(),
         }
     }
 }
@@ -185,14 +191,44 @@ fn keys_seen_again_go_through_their_comb_and_agree() {
         }
     }
     assert_eq!(cache.len(), 101);
-    // Bounded: at most CACHED_KEYS combs, however many keys came by.
+    // Bounded: at most CACHED_KEYS combs, however many keys came by; a key
+    // in constant use between them keeps its comb (least recently used
+    // goes first).
+    assert!(cache.has_comb(&public));
     for key in (0..200).map(|_| rng.key()) {
-        let public = public_of(&key);
-        let sig = key.sign_prehash(&e).unwrap();
-        assert!(ours(&cache, &public, &e, &sig));
+        let other = public_of(&key);
+        let sig2 = key.sign_prehash(&e).unwrap();
+        assert!(ours(&cache, &other, &e, &sig2));
+        assert!(ours(&cache, &other, &e, &sig2));
         assert!(ours(&cache, &public, &e, &sig));
     }
     assert_eq!(cache.len(), pki::sm2_verify::CACHED_KEYS);
+    assert!(cache.has_comb(&public));
+    // Signatures that do not verify never count: no comb for garbage.
+    let fresh = KeyCache::default();
+    let key = rng.key();
+    let p = public_of(&key);
+    let bad = Signature::from_scalars(rng.bytes32(), rng.bytes32())
+        .or_else(|_| Signature::from_scalars([1; 32], [2; 32]))
+        .unwrap();
+    for _ in 0..5 {
+        assert!(!ours(&fresh, &p, &e, &bad));
+    }
+    assert!(fresh.is_empty());
+    // Concurrent verifications of one key: the comb is built once and
+    // every verdict holds.
+    let sig = key.sign_prehash(&e).unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    assert!(ours(&fresh, &p, &e, &sig));
+                    assert!(!ours(&fresh, &p, &[0xEE; 32], &sig));
+                }
+            });
+        }
+    });
+    assert_eq!(fresh.len(), 1);
 }
 
 /// The OpenSSL peer, built from `tests/peers/openssl_sm2.c`.
@@ -305,12 +341,40 @@ fn the_edge_cases_of_the_standard() {
     let at_infinity = Signature::from_scalars(r_scalar.to_repr(), s_scalar.to_repr()).unwrap();
     assert!(!ours(&cache, &infinity_key, &e, &at_infinity));
     assert!(!reference(&infinity_key, &e, &at_infinity));
-    // r = n - 1, s = 1 and the like: well-formed, not valid.
-    let edge = Signature::from_scalars(n_minus_1, [1; 32]).unwrap();
+    // r = n - 1, s = 1: well-formed, not valid.
+    let mut one = [0u8; 32];
+    one[31] = 1;
+    let edge = Signature::from_scalars(n_minus_1, one).unwrap();
     assert_eq!(
         ours(&cache, &public, &e, &edge),
         reference(&public, &e, &edge)
     );
+    // A signature whose x1 is at least n (x1 = n + 4: only the second
+    // candidate of B7 matches), made with textbook curve arithmetic; a
+    // random signature has x1 >= n with probability 2^-129.
+    let big_x = PublicKey::from_sec1_bytes(&unhex(
+        "043690a6f286de9d446523ed7a0d1227052cf568baad935fcaa09c47f549876161\
+         b337c40acfd7b8a2b0fe793f7cbee89c24f4d55d2b9770d6da8891f75af8e775",
+    ))
+    .unwrap();
+    let mut e_big = [0u8; 32];
+    e_big[28..].copy_from_slice(&[0x01, 0x23, 0x45, 0x63]);
+    let mut r_big = [0u8; 32];
+    r_big[28..].copy_from_slice(&[0x01, 0x23, 0x45, 0x67]);
+    let mut s_big = [0u8; 32];
+    s_big[28..].copy_from_slice(&[0x89, 0xab, 0xcd, 0xef]);
+    let sig_big = Signature::from_scalars(r_big, s_big).unwrap();
+    assert!(reference(&big_x, &e_big, &sig_big));
+    assert!(ours(&cache, &big_x, &e_big, &sig_big));
+    let mut e_off = e_big;
+    e_off[31] ^= 1;
+    assert!(!ours(&cache, &big_x, &e_off, &sig_big));
+    // Digests at or above n, reduced as the standard says.
+    for e_high in [[0xFF; 32], n, n_minus_1] {
+        let sig = key.sign_prehash(&e_high).unwrap();
+        assert!(ours(&cache, &public, &e_high, &sig));
+        assert!(reference(&public, &e_high, &sig));
+    }
     // A public key off the curve, or the identity: not a PublicKey.
     let mut off = public.as_affine().to_sec1_point(false).as_bytes().to_vec();
     off[64] ^= 1;

@@ -103,6 +103,7 @@ impl Fe {
     }
 
     /// 32 big-endian bytes of the value.
+    #[cfg(test)]
     pub fn to_bytes(self) -> [u8; 32] {
         let l = self.mul(&Fe([1, 0, 0, 0])).0;
         let mut b = [0u8; 32];

@@ -750,7 +750,9 @@ impl SignatureVerificationAlgorithm for Sm2Verifier {
     ) -> Result<(), InvalidSignature> {
         let public = sm2::PublicKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
         let signature = sm2::dsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
-        crate::sm2_verify::verify(self.id.as_bytes(), &public, message, &signature)
+        // Uncached: the keys here are a peer's (its certificate's, its
+        // CA's as the peer presents it), not keys the PDP keeps using.
+        crate::sm2_verify::verify_uncached(self.id.as_bytes(), &public, message, &signature)
             .map_err(|_| InvalidSignature)
     }
 
