@@ -461,10 +461,7 @@ async fn not_found(request: Request) -> Failure {
     summary = "The caller as the PDP sees it",
     responses(
         (status = 200, body = api::WhoAmI),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn whoami(Extension(caller): Extension<Caller>) -> Answer<api::WhoAmI> {
@@ -508,6 +505,25 @@ pub fn device_view(d: &DeviceRecord) -> api::Device {
     }
 }
 
+/// The error answers every operation may give, for the OpenAPI document
+/// (the handlers answer with [`Failure`]).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum Errors {
+    /// What was wrong with the request.
+    #[response(status = 400)]
+    BadRequest(api::ApiError),
+    /// No admin certificate.
+    #[response(status = 401)]
+    NoCertificate(api::ApiError),
+    /// A certificate without an admin role, or a read-only admin acting.
+    #[response(status = 403)]
+    Forbidden(api::ApiError),
+    /// The store failed.
+    #[response(status = 503)]
+    StoreFailed(api::ApiError),
+}
+
 /// `GET /v1/devices` filters; an unknown one is an error.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -544,10 +560,7 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
     params(DeviceFilter),
     responses(
         (status = 200, body = Vec<api::Device>),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn devices(
@@ -583,10 +596,7 @@ async fn devices(
     responses(
         (status = 200, body = api::DeviceDetail),
         (status = 404, description = "No such device", body = api::ApiError),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Answer<api::DeviceDetail> {
@@ -617,10 +627,7 @@ pub async fn device_detail(store: &Store, id: &str) -> Result<api::DeviceDetail,
     responses(
         (status = 200, body = api::ActionResult),
         (status = 404, description = "No such device", body = api::ApiError),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn reassess_one(
@@ -647,10 +654,7 @@ async fn reassess_one(
     summary = "Asks every PDP on the store to re-assess every open session",
     responses(
         (status = 200, body = api::ActionResult),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn reassess_all(
@@ -678,10 +682,7 @@ async fn reassess_all(
     responses(
         (status = 200, body = api::ActionResult),
         (status = 404, description = "No such device", body = api::ApiError),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn revoke(
@@ -719,10 +720,7 @@ async fn revoke(
     responses(
         (status = 200, body = api::ActionResult),
         (status = 404, description = "No such device", body = api::ApiError),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn forget(
@@ -796,10 +794,7 @@ struct CredentialFilter {
     summary = "The PB-TNC sessions open on this PDP, oldest first",
     responses(
         (status = 200, body = Vec<api::Session>),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn sessions(State(s): State<AppState>) -> Answer<Vec<api::Session>> {
@@ -815,10 +810,7 @@ async fn sessions(State(s): State<AppState>) -> Answer<Vec<api::Session>> {
     responses(
         (status = 200, body = Vec<api::Credential>),
         (status = 404, description = "No such device", body = api::ApiError),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn credentials(
@@ -854,10 +846,7 @@ async fn credentials(
     summary = "The VMs serving channels through this PDP and the latest pairings (never their keys)",
     responses(
         (status = 200, body = api::Pairings),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn pairings(State(s): State<AppState>) -> Answer<api::Pairings> {
@@ -872,10 +861,7 @@ async fn pairings(State(s): State<AppState>) -> Answer<api::Pairings> {
     params(Page),
     responses(
         (status = 200, body = Vec<api::Revocation>),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn revocations(
@@ -895,10 +881,7 @@ async fn revocations(
     params(Page),
     responses(
         (status = 200, body = Vec<api::AuditEntry>),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn audit(
@@ -920,10 +903,7 @@ async fn audit(
     summary = "Each role's current reference values",
     responses(
         (status = 200, body = Vec<api::PolicyVersion>),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn policies(State(s): State<AppState>) -> Answer<Vec<api::PolicyVersion>> {
@@ -955,10 +935,7 @@ pub async fn policy_versions(store: &Store) -> Result<Vec<api::PolicyVersion>, S
     request_body = api::PolicyLoad,
     responses(
         (status = 200, body = api::ActionResult),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn load_policy(
@@ -1009,10 +986,7 @@ async fn load_policy(
     summary = "Session events as server-sent events: one JSON object per data line, tagged by its event field (opened, decided, failed, closed, reassessed); event: lagged with the number missed",
     responses(
         (status = 200, content_type = "text/event-stream", body = String),
-        (status = 400, description = "What was wrong with the request", body = api::ApiError),
-        (status = 401, description = "No admin certificate", body = api::ApiError),
-        (status = 403, description = "A certificate without an admin role, or a read-only admin acting", body = api::ApiError),
-        (status = 503, description = "The store failed", body = api::ApiError),
+        Errors,
     )
 )]
 async fn events(
