@@ -198,6 +198,7 @@ async fn bad_requests_get_400_with_what_was_wrong() {
     for (path, says) in [
         ("/v1/devices?colour=red", "colour"),
         ("/v1/devices?role=printer", "printer"),
+        ("/v1/devices?verdict=maybe", "maybe"),
         ("/v1/audit?limit=0", "limit 0"),
         ("/v1/audit?limit=1001", "limit 1001"),
     ] {
@@ -299,6 +300,36 @@ async fn devices_attestations_actions_and_events() {
     // Filters.
     let none: Vec<api::Device> = admin.get("/v1/devices?verdict=isolate").await.unwrap();
     assert!(none.is_empty());
+    // No access by either spelling (the store says "no access").
+    pdp.store
+        .put_device(&tnc_server::devices::DeviceRecord {
+            device_id: [0xEE; 32],
+            role: Role::Vm,
+            ek_certificate: vec![1],
+            ak_name: vec![0, 11, 1],
+            ak_public: vec![2],
+            state: None,
+            last_verdict: Some(policy::Verdict::NoAccess),
+            last_seen: 1,
+            enrolled_at: 1,
+            user: None,
+            host: Some("hv-9".into()),
+            drift: 2,
+        })
+        .await
+        .unwrap();
+    for v in ["no-access", "no%20access"] {
+        let denied: Vec<api::Device> = admin
+            .get(&format!("/v1/devices?verdict={v}"))
+            .await
+            .unwrap();
+        assert_eq!(denied.len(), 1, "{v}");
+        assert_eq!(denied[0].device, "ee".repeat(32));
+    }
+    admin
+        .post::<_, api::ActionResult>(&format!("/v1/devices/{}/forget", "ee".repeat(32)), &())
+        .await
+        .unwrap();
     let vms: Vec<api::Device> = admin.get("/v1/devices?role=vm").await.unwrap();
     assert!(vms.is_empty());
 

@@ -160,9 +160,16 @@ impl App {
     }
 
     /// A new fleet from the API (ignored while paused).
-    pub fn set_fleet(&mut self, fleet: Vec<api::Device>) {
+    pub fn set_fleet(&mut self, mut fleet: Vec<api::Device>) {
         if self.paused {
             return;
+        }
+        // The PDP names it "no access"; the filters and counts say
+        // "no-access" (one word, as `verdict=no-access` is typed).
+        for d in &mut fleet {
+            if d.last_verdict.as_deref() == Some("no access") {
+                d.last_verdict = Some("no-access".into());
+            }
         }
         self.fleet = fleet;
         let n = self.visible().len();
@@ -567,6 +574,22 @@ mod tests {
         assert_eq!(a.visible().len(), 1);
         a.filter = "colour=red".into();
         assert!(a.visible().is_empty());
+    }
+
+    #[test]
+    fn the_pdps_no_access_counts_and_filters_as_no_access() {
+        let mut a = app();
+        a.set_fleet(vec![
+            device(1, "vm", Some("no access"), 1),
+            device(2, "vm", Some("allow"), 1),
+        ]);
+        a.filter = "verdict=no-access".into();
+        assert_eq!(a.visible().len(), 1);
+        assert_eq!(a.fleet[0].last_verdict.as_deref(), Some("no-access"));
+        assert!(matches!(
+            a.host_rows()[0],
+            HostRow::Host { no_access: 1, .. }
+        ));
     }
 
     #[test]
