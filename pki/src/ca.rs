@@ -610,7 +610,7 @@ fn verify_sm2(
     } else {
         crate::sm2_verify::verify_uncached
     };
-    verify(CERT_SM2_ID.as_bytes(), public, message, &signature).map_err(|_| CaError::BadSignature)
+    verify(CERT_SM2_ID, public, message, &signature).map_err(|_| CaError::BadSignature)
 }
 
 pub(crate) fn parse(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, CaError> {
@@ -764,14 +764,15 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
 }
 
 /// The SM2 curve's a, b, xG and yG (GB/T 32918.5-2017), as Z_A hashes them.
-const SM2_CURVE_PARAMS: [[u8; 32]; 4] = [
+/// The SM2 curve's a, b and generator (x, y), big-endian (GB/T 32918.5).
+pub(crate) const SM2_CURVE_PARAMS: [[u8; 32]; 4] = [
     hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC"),
     hex32("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93"),
     hex32("32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7"),
     hex32("BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0"),
 ];
 
-const fn hex32(s: &str) -> [u8; 32] {
+pub(crate) const fn hex32(s: &str) -> [u8; 32] {
     const fn nibble(c: u8) -> u8 {
         match c {
             b'0'..=b'9' => c - b'0',

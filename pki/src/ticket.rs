@@ -308,7 +308,7 @@ pub fn verify(ticket: &[u8], pdp: &sm2::PublicKey, now: i64) -> Result<Claims, T
         let sig = sm2::dsa::Signature::from_slice(sig).map_err(|_| TicketError::BadSignature)?;
         // The PDP's ticket key is verified again and again: its comb is
         // kept (pki::sm2_verify).
-        crate::sm2_verify::verify(CERT_SM2_ID.as_bytes(), pdp, tbs, &sig)
+        crate::sm2_verify::verify(CERT_SM2_ID, pdp, tbs, &sig)
             .map_err(|_| TicketError::BadSignature)
     })?;
     let payload = sign1

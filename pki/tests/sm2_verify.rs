@@ -63,11 +63,24 @@ impl Rng {
     }
 
     fn key(&mut self) -> SigningKey {
+        self.key_with(DISTID)
+    }
+
+    fn key_with(&mut self, distid: &str) -> SigningKey {
         loop {
-            if let Ok(k) = SigningKey::from_bytes(DISTID, &FieldBytes::from(self.bytes32())) {
+            if let Ok(k) = SigningKey::from_bytes(distid, &FieldBytes::from(self.bytes32())) {
                 return k;
             }
         }
+    }
+
+    /// A key, its public key, a random digest and the key's signature of it.
+    fn signed(&mut self) -> (SigningKey, PublicKey, [u8; 32], Signature) {
+        let key = self.key();
+        let public = public_of(&key);
+        let e = self.bytes32();
+        let sig = key.sign_prehash(&e).unwrap();
+        (key, public, e, sig)
     }
 }
 
@@ -173,10 +186,7 @@ fn keys_seen_again_go_through_their_comb_and_agree() {
     let mut rng = Rng::seeded();
     let cache = KeyCache::default();
     // A key's first verification has no comb, its second builds it.
-    let key = rng.key();
-    let public = public_of(&key);
-    let e = rng.bytes32();
-    let sig = key.sign_prehash(&e).unwrap();
+    let (_, public, e, sig) = rng.signed();
     assert!(ours(&cache, &public, &e, &sig));
     assert_eq!(cache.len(), 0);
     assert!(ours(&cache, &public, &e, &sig));
@@ -309,10 +319,7 @@ fn agrees_with_debians_openssl() {
 fn the_edge_cases_of_the_standard() {
     let mut rng = Rng::seeded();
     let cache = KeyCache::default();
-    let key = rng.key();
-    let public = public_of(&key);
-    let e = rng.bytes32();
-    let sig = key.sign_prehash(&e).unwrap();
+    let (key, public, e, sig) = rng.signed();
     // n, and n - 1 as bytes.
     let n = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123");
     let mut n_minus_1 = n;
@@ -387,21 +394,14 @@ fn messages_hash_with_the_signers_id_as_sm2_does() {
     use sm2::dsa::signature::{Signer as _, Verifier as _};
     let mut rng = Rng::seeded();
     for id in ["1234567812345678", "TLSv1.3+GM+Cipher+Suite", "x"] {
-        let key = loop {
-            if let Ok(k) = SigningKey::from_bytes(id, &FieldBytes::from(rng.bytes32())) {
-                break k;
-            }
-        };
+        let key = rng.key_with(id);
         let public = public_of(&key);
         for len in [0usize, 1, 64, 1000] {
             let msg: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let sig: Signature = key.sign(&msg);
             assert!(key.verifying_key().verify(&msg, &sig).is_ok());
-            assert!(
-                verify(id.as_bytes(), &public, &msg, &sig).is_ok(),
-                "{id} {len}"
-            );
-            assert!(verify(b"another id", &public, &msg, &sig).is_err());
+            assert!(verify(id, &public, &msg, &sig).is_ok(), "{id} {len}");
+            assert!(verify("another id", &public, &msg, &sig).is_err());
         }
     }
 }

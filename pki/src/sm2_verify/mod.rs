@@ -238,9 +238,10 @@ fn mul_wnaf(p: &Affine, k: &Scalar) -> Option<Jacobian> {
     Some(acc)
 }
 
-/// The generator (GB/T 32918.5).
-const GX: [u8; 32] = hex32("32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7");
-const GY: [u8; 32] = hex32("BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0");
+/// The generator's coordinates and the curve's b (GB/T 32918.5).
+const GX: [u8; 32] = crate::ca::SM2_CURVE_PARAMS[2];
+const GY: [u8; 32] = crate::ca::SM2_CURVE_PARAMS[3];
+const CURVE_B: [u8; 32] = crate::ca::SM2_CURVE_PARAMS[1];
 
 /// The generator's comb, built on first use (29 windows of 256 points,
 /// 464 KiB); None only if the constants were wrong, and then every
@@ -438,7 +439,8 @@ fn equation(
 /// `v + n` as a 256-bit big-endian number, if it does not overflow (the
 /// caller then drops it unless it is below p).
 fn add_n(v: &[u8; 32]) -> Option<[u8; 32]> {
-    const N: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123");
+    const N: [u8; 32] =
+        crate::ca::hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123");
     let mut out = [0u8; 32];
     let mut carry = 0u16;
     for i in (0..32).rev() {
@@ -459,56 +461,9 @@ pub fn verify_prehash(
     verify_prehash_with(Some(KeyCache::global()), public, e, signature)
 }
 
-/// `Z` of GB/T 32918.2 §5.5: SM3 over the distinguishing ID's bit length,
-/// the ID, the curve's a, b and generator, and the public key.
-pub fn identity_hash(distid: &[u8], public: &PublicKey) -> Result<[u8; 32], InvalidSignature> {
-    use sm3::Digest as _;
-    let bits = u16::try_from(distid.len() * 8).map_err(|_| InvalidSignature)?;
-    let mut h = sm3::Sm3::new();
-    h.update(bits.to_be_bytes());
-    h.update(distid);
-    h.update(CURVE_A);
-    h.update(CURVE_B);
-    h.update(GX);
-    h.update(GY);
-    let p = public.as_affine().to_sec1_point(false);
-    h.update(&p.as_bytes()[1..]);
-    Ok(h.finalize().into())
-}
-
-/// The SM2 curve's a (p - 3) and b, big-endian (GB/T 32918.5).
-const CURVE_A: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC");
-const CURVE_B: [u8; 32] = hex32("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93");
-
-const fn hex32(s: &str) -> [u8; 32] {
-    let b = s.as_bytes();
-    let mut out = [0u8; 32];
-    let mut i = 0;
-    while i < 32 {
-        out[i] = (nibble(b[2 * i]) << 4) | nibble(b[2 * i + 1]);
-        i += 1;
-    }
-    out
-}
-
-const fn nibble(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'A'..=b'F' => c - b'A' + 10,
-        b'a'..=b'f' => c - b'a' + 10,
-        _ => panic!("not a hex digit"),
-    }
-}
-
-/// e = SM3(Z || message) for the signer with `distid`.
-fn digest(distid: &[u8], public: &PublicKey, message: &[u8]) -> Result<[u8; 32], InvalidSignature> {
-    use sm3::Digest as _;
-    let z = identity_hash(distid, public)?;
-    Ok(sm3::Sm3::new()
-        .chain_update(z)
-        .chain_update(message)
-        .finalize()
-        .into())
+/// e = SM3(Z || message) for the signer with `distid` (`ca::sm2_digest`).
+fn digest(distid: &str, public: &PublicKey, message: &[u8]) -> Result<[u8; 32], InvalidSignature> {
+    crate::ca::sm2_digest(public, distid, message).map_err(|_| InvalidSignature)
 }
 
 /// Verifies an SM2 signature over `message` as the signer with `distid`
@@ -516,7 +471,7 @@ fn digest(distid: &[u8], public: &PublicKey, message: &[u8]) -> Result<[u8; 32],
 /// verified again and again (the PDP's CA over certificates, its ticket
 /// key at a gateway).
 pub fn verify(
-    distid: &[u8],
+    distid: &str,
     public: &PublicKey,
     message: &[u8],
     signature: &sm2::dsa::Signature,
@@ -528,7 +483,7 @@ pub fn verify(
 /// a few times (a CSR's key, a TLS peer's certificate key), which must not
 /// take the place of the keys in constant use.
 pub fn verify_uncached(
-    distid: &[u8],
+    distid: &str,
     public: &PublicKey,
     message: &[u8],
     signature: &sm2::dsa::Signature,

@@ -752,7 +752,7 @@ impl SignatureVerificationAlgorithm for Sm2Verifier {
         let signature = sm2::dsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
         // Uncached: the keys here are a peer's (its certificate's, its
         // CA's as the peer presents it), not keys the PDP keeps using.
-        crate::sm2_verify::verify_uncached(self.id.as_bytes(), &public, message, &signature)
+        crate::sm2_verify::verify_uncached(self.id, &public, message, &signature)
             .map_err(|_| InvalidSignature)
     }
 
