@@ -40,6 +40,16 @@ impl Verdict {
         }
     }
 
+    /// The verdict as metrics labels and the admin API's JSON spell it:
+    /// one word each (allow, isolate, no-access).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Isolate => "isolate",
+            Self::NoAccess => "no-access",
+        }
+    }
+
     /// The verdict [`Verdict::name`] names ("no-access" also accepted).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {

@@ -201,6 +201,7 @@ async fn bad_requests_get_400_with_what_was_wrong() {
         ("/v1/devices?verdict=maybe", "maybe"),
         ("/v1/audit?limit=0", "limit 0"),
         ("/v1/audit?limit=1001", "limit 1001"),
+        ("/v1/revocations?subject=x", "subject"),
     ] {
         match admin.get::<serde_json::Value>(path).await {
             Err(ClientError::Refused { status: 400, error }) => {

@@ -164,8 +164,9 @@ impl App {
         if self.paused {
             return;
         }
-        // The PDP names it "no access"; the filters and counts say
-        // "no-access" (one word, as `verdict=no-access` is typed).
+        // The API says "no-access"; a PDP before it did said "no access":
+        // the filters and counts take one word, as `verdict=no-access` is
+        // typed.
         for d in &mut fleet {
             if d.last_verdict.as_deref() == Some("no access") {
                 d.last_verdict = Some("no-access".into());
@@ -248,7 +249,8 @@ impl App {
                 _ => (d.device.clone(), 0),
             }
         };
-        list.sort_by_key(|d| key(d));
+        // The key clones strings: computed once per row, not per comparison.
+        list.sort_by_cached_key(|d| key(d));
         list
     }
 

@@ -471,13 +471,14 @@ async fn whoami(Extension(caller): Extension<Caller>) -> Answer<api::WhoAmI> {
     }
 }
 
-/// A listed device as the API shows it.
+/// A listed device as the API shows it (its verdict in one word:
+/// allow, isolate, no-access).
 pub fn summary_view(d: &crate::store::DeviceSummary) -> api::Device {
     api::Device {
         device: hex(&d.device_id),
         role: d.role.name().into(),
         ak_name: hex(&d.ak_name),
-        last_verdict: d.last_verdict.map(|v| v.name().to_string()),
+        last_verdict: d.last_verdict.map(|v| v.label().to_string()),
         last_seen: d.last_seen,
         enrolled_at: d.enrolled_at,
         ima_entries: d.ima_entries,
@@ -490,19 +491,7 @@ pub fn summary_view(d: &crate::store::DeviceSummary) -> api::Device {
 
 /// A device as the API shows it.
 pub fn device_view(d: &DeviceRecord) -> api::Device {
-    api::Device {
-        device: hex(&d.device_id),
-        role: d.role.name().into(),
-        ak_name: hex(&d.ak_name),
-        last_verdict: d.last_verdict.map(|v| v.name().to_string()),
-        last_seen: d.last_seen,
-        enrolled_at: d.enrolled_at,
-        ima_entries: d.state.as_ref().map(|s| s.ima_entries as u64),
-        tpm_reset_count: d.state.as_ref().map(|s| s.reset_count),
-        user: d.user.clone(),
-        host: d.host.clone(),
-        drift: d.drift,
-    }
+    summary_view(&d.into())
 }
 
 /// The error answers every operation may give, for the OpenAPI document
@@ -522,6 +511,24 @@ enum Errors {
     /// The store failed.
     #[response(status = 503)]
     StoreFailed(api::ApiError),
+}
+
+/// The device a path names, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct DevicePath {
+    /// A device ID (SHA-256 of its EK certificate, hex) or a unique prefix.
+    device: String,
+}
+
+/// The answer to a device ID that names none, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum NoSuchDevice {
+    /// No such device.
+    #[response(status = 404)]
+    NotFound(api::ApiError),
 }
 
 /// `GET /v1/devices` filters; an unknown one is an error.
@@ -607,10 +614,10 @@ async fn devices(
     path = "/v1/devices/{device}",
     tag = "read",
     summary = "A device, its newest attestations with their findings and its revoked tickets",
-    params(("device" = String, Path, description = "A device ID (SHA-256 of its EK certificate, hex) or a unique prefix")),
+    params(DevicePath),
     responses(
         (status = 200, body = api::DeviceDetail),
-        (status = 404, description = "No such device", body = api::ApiError),
+        NoSuchDevice,
         Errors,
     )
 )]
@@ -638,10 +645,10 @@ pub async fn device_detail(store: &Store, id: &str) -> Result<api::DeviceDetail,
     path = "/v1/devices/{device}/reassess",
     tag = "actions",
     summary = "Asks every PDP on the store to re-assess the device's open session",
-    params(("device" = String, Path, description = "A device ID (SHA-256 of its EK certificate, hex) or a unique prefix")),
+    params(DevicePath),
     responses(
         (status = 200, body = api::ActionResult),
-        (status = 404, description = "No such device", body = api::ApiError),
+        NoSuchDevice,
         Errors,
     )
 )]
@@ -692,11 +699,11 @@ async fn reassess_all(
     path = "/v1/devices/{device}/revoke",
     tag = "actions",
     summary = "Revokes the device's unexpired tickets (pushed to gateways and VMs)",
-    params(("device" = String, Path, description = "A device ID (SHA-256 of its EK certificate, hex) or a unique prefix")),
+    params(DevicePath),
     request_body = api::RevokeRequest,
     responses(
         (status = 200, body = api::ActionResult),
-        (status = 404, description = "No such device", body = api::ApiError),
+        NoSuchDevice,
         Errors,
     )
 )]
@@ -731,10 +738,10 @@ async fn revoke(
     path = "/v1/devices/{device}/forget",
     tag = "actions",
     summary = "Forgets the device: its next login enrolls its AK again",
-    params(("device" = String, Path, description = "A device ID (SHA-256 of its EK certificate, hex) or a unique prefix")),
+    params(DevicePath),
     responses(
         (status = 200, body = api::ActionResult),
-        (status = 404, description = "No such device", body = api::ApiError),
+        NoSuchDevice,
         Errors,
     )
 )]
@@ -760,7 +767,7 @@ async fn forget(
     Ok(Json(api::ActionResult::Forgotten { device }))
 }
 
-/// `GET /v1/revocations` and `/v1/audit` pages.
+/// `GET /v1/revocations` pages.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -770,21 +777,31 @@ struct Page {
     after: i64,
     /// At most this many (default and most: 1000).
     limit: Option<i64>,
-    /// Only entries about this subject (a device ID, a user name; audit
-    /// only).
+}
+
+/// `GET /v1/audit` pages: a [`Page`] and a subject.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct AuditPage {
+    /// Entries numbered after this one (default 0: from the first).
+    #[serde(default)]
+    after: i64,
+    /// At most this many (default and most: 1000).
+    limit: Option<i64>,
+    /// Only entries about this subject (a device ID, a user name).
     subject: Option<String>,
 }
 
-impl Page {
-    fn limit(&self) -> Result<i64, Failure> {
-        match self.limit {
-            None => Ok(MAX_PAGE),
-            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            Some(n) => Err(Failure(
-                StatusCode::BAD_REQUEST,
-                format!("limit {n}: from 1 to {MAX_PAGE}"),
-            )),
-        }
+/// A page's `limit`: default and most [`MAX_PAGE`], or 400.
+fn page_limit(limit: Option<i64>) -> Result<i64, Failure> {
+    match limit {
+        None => Ok(MAX_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("limit {n}: from 1 to {MAX_PAGE}"),
+        )),
     }
 }
 
@@ -824,7 +841,7 @@ async fn sessions(State(s): State<AppState>) -> Answer<Vec<api::Session>> {
     params(CredentialFilter),
     responses(
         (status = 200, body = Vec<api::Credential>),
-        (status = 404, description = "No such device", body = api::ApiError),
+        NoSuchDevice,
         Errors,
     )
 )]
@@ -833,23 +850,14 @@ async fn credentials(
     filter: Result<Query<CredentialFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Answer<Vec<api::Credential>> {
     let f = query(filter)?;
-    let limit = Page {
-        after: 0,
-        limit: f.limit,
-        subject: None,
-    }
-    .limit()?;
+    let limit = page_limit(f.limit)?;
     let device = match &f.device {
         Some(prefix) => Some(s.store.find_device(prefix).await?.device_id),
         None => None,
     };
     let list = s
         .store
-        .credential_list(
-            device.as_ref(),
-            f.active.then(|| s.ctx.now()),
-            u32::try_from(limit).unwrap_or(1),
-        )
+        .credential_list(device.as_ref(), f.active.then(|| s.ctx.now()), limit)
         .await?;
     Ok(Json(list))
 }
@@ -884,7 +892,10 @@ async fn revocations(
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Answer<Vec<api::Revocation>> {
     let page = query(page)?;
-    let list = s.store.revocations_after(page.after, page.limit()?).await?;
+    let list = s
+        .store
+        .revocations_after(page.after, page_limit(page.limit)?)
+        .await?;
     Ok(Json(list))
 }
 
@@ -893,7 +904,7 @@ async fn revocations(
     path = "/v1/audit",
     tag = "read",
     summary = "Audit log entries in order",
-    params(Page),
+    params(AuditPage),
     responses(
         (status = 200, body = Vec<api::AuditEntry>),
         Errors,
@@ -901,12 +912,12 @@ async fn revocations(
 )]
 async fn audit(
     State(s): State<AppState>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    page: Result<Query<AuditPage>, axum::extract::rejection::QueryRejection>,
 ) -> Answer<Vec<api::AuditEntry>> {
     let page = query(page)?;
     let list = s
         .store
-        .audit_after(page.after, page.limit()?, page.subject.as_deref())
+        .audit_after(page.after, page_limit(page.limit)?, page.subject.as_deref())
         .await?;
     Ok(Json(list))
 }

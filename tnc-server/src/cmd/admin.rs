@@ -516,11 +516,12 @@ async fn device_remote(cmd: &DeviceCommand, client: &AdminClient) -> anyhow::Res
                 println!("asked every PDP on the store to re-assess all its open sessions");
                 return Ok(ExitCode::SUCCESS);
             };
-            let path = format!("/v1/devices/{device}");
-            let before: api::DeviceDetail = client.get(&path).await?;
+            let before: api::DeviceDetail = client.get(&format!("/v1/devices/{device}")).await?;
             let newest = before.attestations.first().map(|a| a.id);
-            let _: api::ActionResult = client.post(&format!("{path}/reassess"), &()).await?;
+            // From here on by its whole ID: no prefix lookup per poll.
             let id = before.device.device;
+            let path = format!("/v1/devices/{id}");
+            let _: api::ActionResult = client.post(&format!("{path}/reassess"), &()).await?;
             if *wait == 0 {
                 println!("asked for a re-assessment of {id}");
                 return Ok(ExitCode::SUCCESS);

@@ -387,7 +387,7 @@ impl<'c> PdpSession<'c> {
                 let role = self.device().and_then(|(_, role)| role);
                 let metrics = &self.ctx.metrics;
                 metrics.decision(
-                    decision.verdict.name(),
+                    decision.verdict.label(),
                     role,
                     if first {
                         crate::metrics::Kind::first

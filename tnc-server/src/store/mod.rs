@@ -631,8 +631,10 @@ impl Store {
         .await?;
         let mut g = crate::metrics::StoreGauges::default();
         for r in &rows {
-            g.devices
-                .push(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?));
+            // The store's verdict names ("no access") as metrics label them.
+            let verdict: String = r.try_get(1)?;
+            let verdict = Verdict::from_name(&verdict).map_or(verdict, |v| v.label().to_string());
+            g.devices.push(((r.try_get(0)?, verdict), r.try_get(2)?));
         }
         for (role, after) in stale_after {
             let n: i64 =
@@ -1131,7 +1133,7 @@ impl Store {
         &self,
         device: Option<&[u8; 32]>,
         active_at: Option<u64>,
-        limit: u32,
+        limit: i64,
     ) -> Result<Vec<tnc_proto::admin::Credential>, StoreError> {
         let mut sql = String::from(
             "SELECT c.ticket_id, c.device_id, c.at, c.user_name, c.role, c.serial,
@@ -1157,7 +1159,7 @@ impl Store {
         if let Some(t) = active_at {
             q = q.bind(t as i64);
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(tnc_proto::admin::Credential {
@@ -1980,6 +1982,24 @@ pub struct DeviceSummary {
     pub drift: u32,
 }
 
+impl From<&DeviceRecord> for DeviceSummary {
+    fn from(d: &DeviceRecord) -> Self {
+        Self {
+            device_id: d.device_id,
+            role: d.role,
+            ak_name: d.ak_name.clone(),
+            last_verdict: d.last_verdict,
+            last_seen: d.last_seen,
+            enrolled_at: d.enrolled_at,
+            ima_entries: d.state.as_ref().map(|s| s.ima_entries as u64),
+            tpm_reset_count: d.state.as_ref().map(|s| s.reset_count),
+            user: d.user.clone(),
+            host: d.host.clone(),
+            drift: d.drift,
+        }
+    }
+}
+
 /// What the lists read of the `state` column.
 #[derive(Deserialize)]
 struct StateCounters {
@@ -2237,6 +2257,21 @@ mod tests {
         );
         assert!(entries.iter().any(|e| e.kind == "revoke"));
         assert_eq!(store.revocations_after(0, 10).await.unwrap().len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn metrics_label_a_verdict_in_one_word() {
+        let (store, dir) = temp_store().await;
+        let mut d = device(3);
+        d.last_verdict = Some(Verdict::NoAccess);
+        store.put_device(&d).await.unwrap();
+        let g = store.metrics_gauges(10, &BTreeMap::new()).await.unwrap();
+        assert_eq!(
+            g.devices,
+            vec![(("terminal".to_string(), "no-access".to_string()), 1)]
+        );
+        store.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }
 
