@@ -34,6 +34,9 @@ use utoipa::OpenApi;
         super::events,
         document,
     ),
+    // The error body every operation may answer with: named by the
+    // IntoResponses types (Errors, NoSuchDevice), which do not register it.
+    components(schemas(tnc_proto::admin::ApiError)),
     modifiers(&MutualTls),
     security(("mutual_tls" = [])),
     tags(
@@ -172,6 +175,12 @@ mod tests {
             .into()
         );
         assert!(schemas["Device"]["properties"]["drift"].is_object());
+        // Every schema a response names is in the document.
+        let text = super::json();
+        for name in text.split("#/components/schemas/").skip(1) {
+            let name = name.split('"').next().unwrap();
+            assert!(schemas[name].is_object(), "{name} is named but not defined");
+        }
         assert_eq!(
             doc["components"]["securitySchemes"]["mutual_tls"]["type"],
             "mutualTLS"
