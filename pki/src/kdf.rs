@@ -63,7 +63,7 @@ fn expand(bits: u32, block_len: usize, mut block: impl FnMut(u32) -> Vec<u8>) ->
         counter += 1;
     }
     out.truncate(bytes);
-    if bits % 8 != 0 {
+    if !bits.is_multiple_of(8) {
         // The result is a big-endian number of `bits` bits.
         out[0] &= 0xFF >> (8 - bits % 8);
     }

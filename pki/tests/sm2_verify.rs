@@ -27,48 +27,25 @@ use std::process::Command;
 
 const DISTID: &str = "1234567812345678";
 
-/// A reproducible stream of random bytes (the seed is printed on failure).
-struct Rng(u64);
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
-impl Rng {
-    /// From SM2_SEED (hex, as a failure prints it) or the clock.
-    fn seeded() -> Self {
-        let seed = std::env::var("SM2_SEED")
-            .ok()
-            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            })
-            | 1;
-        eprintln!("seed {seed:#x} (SM2_SEED={seed:x} repeats it)");
-        Self(seed)
-    }
+/// The SM2 cases drawn from the shared random stream.
+trait Sm2Rng {
+    fn key(&mut self) -> SigningKey;
+    fn key_with(&mut self, distid: &str) -> SigningKey;
+    fn signed(&mut self) -> (SigningKey, PublicKey, [u8; 32], Signature);
+}
 
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn bytes32(&mut self) -> [u8; 32] {
-        let mut b = [0u8; 32];
-        for c in b.chunks_mut(8) {
-            c.copy_from_slice(&self.next().to_le_bytes());
-        }
-        b
-    }
-
+impl Sm2Rng for Rng {
     fn key(&mut self) -> SigningKey {
         self.key_with(DISTID)
     }
 
     fn key_with(&mut self, distid: &str) -> SigningKey {
         loop {
-            if let Ok(k) = SigningKey::from_bytes(distid, &FieldBytes::from(self.bytes32())) {
+            if let Ok(k) = SigningKey::from_bytes(distid, &FieldBytes::from(self.bytes::<32>())) {
                 return k;
             }
         }
@@ -78,7 +55,7 @@ impl Rng {
     fn signed(&mut self) -> (SigningKey, PublicKey, [u8; 32], Signature) {
         let key = self.key();
         let public = public_of(&key);
-        let e = self.bytes32();
+        let e = self.bytes::<32>();
         let sig = key.sign_prehash(&e).unwrap();
         (key, public, e, sig)
     }
@@ -125,7 +102,7 @@ impl Caches<'_> {
 /// another signature, and a random (r, s).
 fn check_case(cache: Caches, rng: &mut Rng, key: &SigningKey, other: &Signature, full: bool) {
     let public = public_of(key);
-    let e = rng.bytes32();
+    let e = rng.bytes::<32>();
     let sig: Signature = key.sign_prehash(&e).unwrap();
     assert!(cache.ours(&public, &e, &sig), "a valid signature refused");
     let mut flipped = e;
@@ -150,7 +127,7 @@ fn check_case(cache: Caches, rng: &mut Rng, key: &SigningKey, other: &Signature,
             reference(&public, &e, &mixed)
         );
     }
-    if let Ok(random) = Signature::from_scalars(rng.bytes32(), rng.bytes32()) {
+    if let Ok(random) = Signature::from_scalars(rng.bytes::<32>(), rng.bytes::<32>()) {
         assert_eq!(
             cache.ours(&public, &e, &random),
             reference(&public, &e, &random)
@@ -168,13 +145,12 @@ fn agrees_with_sm2_over_100_000_random_keys() {
     std::thread::scope(|scope| {
         for t in 0..2u64 {
             scope.spawn(move || {
-                let mut rng = Rng::seeded();
-                rng.0 ^= t.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let mut rng = Rng::seeded("SM2_SEED").stream(t);
                 let mut other = rng.key().sign_prehash(&[7; 32]).unwrap();
                 for i in 0..cases / 2 {
                     let key = rng.key();
                     check_case(Caches::Fresh, &mut rng, &key, &other, i % 8 == 0);
-                    other = key.sign_prehash(&rng.bytes32()).unwrap();
+                    other = key.sign_prehash(&rng.bytes::<32>()).unwrap();
                 }
             });
         }
@@ -183,7 +159,7 @@ fn agrees_with_sm2_over_100_000_random_keys() {
 
 #[test]
 fn keys_seen_again_go_through_their_comb_and_agree() {
-    let mut rng = Rng::seeded();
+    let mut rng = Rng::seeded("SM2_SEED");
     let cache = KeyCache::default();
     // A key's first verification has no comb, its second builds it.
     let (_, public, e, sig) = rng.signed();
@@ -197,7 +173,7 @@ fn keys_seen_again_go_through_their_comb_and_agree() {
     for _ in 0..3 {
         for key in &keys {
             check_case(Caches::Shared(&cache), &mut rng, key, &other, true);
-            other = key.sign_prehash(&rng.bytes32()).unwrap();
+            other = key.sign_prehash(&rng.bytes::<32>()).unwrap();
         }
     }
     assert_eq!(cache.len(), 101);
@@ -218,7 +194,7 @@ fn keys_seen_again_go_through_their_comb_and_agree() {
     let fresh = KeyCache::default();
     let key = rng.key();
     let p = public_of(&key);
-    let bad = Signature::from_scalars(rng.bytes32(), rng.bytes32())
+    let bad = Signature::from_scalars(rng.bytes::<32>(), rng.bytes::<32>())
         .or_else(|_| Signature::from_scalars([1; 32], [2; 32]))
         .unwrap();
     for _ in 0..5 {
@@ -317,7 +293,7 @@ fn agrees_with_debians_openssl() {
 
 #[test]
 fn the_edge_cases_of_the_standard() {
-    let mut rng = Rng::seeded();
+    let mut rng = Rng::seeded("SM2_SEED");
     let cache = KeyCache::default();
     let (key, public, e, sig) = rng.signed();
     // n, and n - 1 as bytes.
@@ -338,8 +314,8 @@ fn the_edge_cases_of_the_standard() {
     // [s]G + [t]P at infinity: a key P = -G·s/t for chosen r and s. With
     // P = -(s/t)G the sum is the identity and verification must refuse
     // it whatever r is.
-    let s_scalar = Scalar::reduce(&FieldBytes::from(rng.bytes32()));
-    let r_scalar = Scalar::reduce(&FieldBytes::from(rng.bytes32()));
+    let s_scalar = Scalar::reduce(&FieldBytes::from(rng.bytes::<32>()));
+    let r_scalar = Scalar::reduce(&FieldBytes::from(rng.bytes::<32>()));
     let t = r_scalar + s_scalar;
     let d = -(s_scalar * Option::<Scalar>::from(t.invert()).unwrap());
     let p = sm2::ProjectivePoint::GENERATOR * d;
@@ -392,7 +368,7 @@ fn the_edge_cases_of_the_standard() {
 #[test]
 fn messages_hash_with_the_signers_id_as_sm2_does() {
     use sm2::dsa::signature::{Signer as _, Verifier as _};
-    let mut rng = Rng::seeded();
+    let mut rng = Rng::seeded("SM2_SEED");
     for id in ["1234567812345678", "TLSv1.3+GM+Cipher+Suite", "x"] {
         let key = rng.key_with(id);
         let public = public_of(&key);

@@ -9,7 +9,7 @@ pub use pki::alg::hex;
 /// Parses hex (upper or lower case, no separators).
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

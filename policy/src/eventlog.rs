@@ -561,7 +561,7 @@ fn printable_text(data: &[u8]) -> Option<String> {
     if ascii.iter().all(is_ascii_text) {
         return Some(String::from_utf8_lossy(ascii).into_owned());
     }
-    if data.len() % 2 == 0 {
+    if data.len().is_multiple_of(2) {
         let text = utf16le_lossy(data);
         let text = text.trim_end_matches('\0');
         if !text.is_empty()

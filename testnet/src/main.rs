@@ -9,6 +9,7 @@ mod bench_continuous;
 mod bench_crypto;
 mod bench_door;
 mod bench_handshake;
+mod bench_sm4;
 mod boot;
 mod demo;
 mod demo_pdp;

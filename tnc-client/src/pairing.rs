@@ -237,7 +237,7 @@ async fn keep(
         if decided {
             backoff = Duration::from_millis(500);
             barren_turns = 0;
-        } else if at % pdps.len() == 0 {
+        } else if at.is_multiple_of(pdps.len()) {
             // A whole turn without a decision: wait longer each turn, and
             // give up after MAX_BARREN_TURNS of them.
             barren_turns += 1;

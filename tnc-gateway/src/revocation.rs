@@ -285,7 +285,7 @@ pub async fn subscribe(
             backoff = Duration::from_millis(500);
         }
         // Each PDP once at once; a whole turn that failed waits.
-        if tries % (1 + sub.fallbacks.len()) == 0 {
+        if tries.is_multiple_of(1 + sub.fallbacks.len()) {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }

@@ -139,7 +139,7 @@ pub async fn watch(ctx: Arc<PdpContext>, mut shutdown: tokio::sync::watch::Recei
             }
             Err(e) => tracing::warn!(error = %e, "reading re-assessment requests"),
         }
-        if !stale_after.is_empty() && ticks % stale_every == 0 {
+        if !stale_after.is_empty() && ticks.is_multiple_of(stale_every) {
             match ctx.store.mark_stale(ctx.now(), &stale_after).await {
                 Ok(list) => {
                     if list.iter().any(|s| s.revoked > 0) {

@@ -4,10 +4,11 @@
 //! Hand-written because no maintained crate provides them for rustls 0.23
 //! (the one published provider targets an unreleased rustls, encodes the
 //! certificate algorithm identifiers so that no SM2 chain verifies, and signs
-//! CertificateVerify under the wrong SM2 ID). Only the glue is ours: SM3,
-//! SM4, SM2 and the AEAD modes are RustCrypto's (`sm3`, `sm4`, `aes-gcm` and
-//! `ccm` generic over the block cipher, `hmac`, `sm2`), and the key schedule
-//! is rustls' own (`HkdfUsingHmac` over HMAC-SM3).
+//! CertificateVerify under the wrong SM2 ID). SM3, SM2 and the AEAD modes
+//! are RustCrypto's (`sm3`, `aes-gcm` and `ccm` generic over the block
+//! cipher, `hmac`, `sm2`); SM4 is ours ([`crate::sm4`]: constant time, 16
+//! blocks wide with GFNI or AES-NI); the key schedule is rustls' own
+//! (`HkdfUsingHmac` over HMAC-SM3).
 //!
 //! - TLS_SM4_GCM_SM3 (0x00C6) and TLS_SM4_CCM_SM3 (0x00C7), TLS 1.3 only.
 //! - curveSM2 (41) ECDHE: uncompressed points, the shared secret is the x
@@ -24,6 +25,7 @@
 //! the ShangMi suites and also speaks ring's standard ones, for deployments
 //! in transition.
 
+use crate::sm4::Sm4;
 use aes_gcm::aead::consts::{U12, U16};
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use rustls::crypto::cipher::{
@@ -198,8 +200,8 @@ impl hmac::Key for HmacSm3Key {
 
 // ---- SM4-GCM and SM4-CCM ----
 
-type Sm4Gcm = aes_gcm::AesGcm<sm4::Sm4, U12>;
-type Sm4Ccm = ccm::Ccm<sm4::Sm4, U16, U12>;
+type Sm4Gcm = aes_gcm::AesGcm<Sm4, U12>;
+type Sm4Ccm = ccm::Ccm<Sm4, U16, U12>;
 
 const TAG_LEN: usize = 16;
 
@@ -362,7 +364,7 @@ impl rustls::quic::Algorithm for Sm4GcmQuic {
     }
 
     fn header_protection_key(&self, key: AeadKey) -> Box<dyn rustls::quic::HeaderProtectionKey> {
-        Box::new(Sm4HeaderProtection(new_aead::<sm4::Sm4>(&key)))
+        Box::new(Sm4HeaderProtection(new_aead::<Sm4>(&key)))
     }
 
     fn aead_key_len(&self) -> usize {
@@ -423,7 +425,7 @@ impl rustls::quic::PacketKey for Sm4QuicPacketKey {
     }
 }
 
-struct Sm4HeaderProtection(sm4::Sm4);
+struct Sm4HeaderProtection(Sm4);
 
 impl Sm4HeaderProtection {
     /// RFC 9001 §5.4.1, with the mask of §5.4.3 made by SM4.
@@ -434,11 +436,11 @@ impl Sm4HeaderProtection {
         packet_number: &mut [u8],
         unmasking: bool,
     ) -> Result<(), Error> {
-        use sm4::cipher::BlockCipherEncrypt as _;
+        use cipher::BlockCipherEncrypt as _;
         let sample: [u8; 16] = sample
             .try_into()
             .map_err(|_| Error::General("header protection sample of invalid length".into()))?;
-        let mut block = sm4::cipher::Block::<sm4::Sm4>::from(sample);
+        let mut block = cipher::Block::<Sm4>::from(sample);
         self.0.encrypt_block(&mut block);
         let (first_mask, pn_mask) = (block[0], &block[1..5]);
         if packet_number.len() > pn_mask.len() {

@@ -1,0 +1,461 @@
+//! SM4 on 16 blocks at once in AVX2 registers, with the S-box computed by
+//! GFNI or by AES-NI: the one module of `pki` with `unsafe` code.
+//!
+//! Why by hand: no maintained crate computes SM4 this way (RustCrypto's `sm4`
+//! looks up a table by secret bytes, one block at a time). The technique is
+//! published (Saarinen's sm4ni for AES-NI; libgcrypt and Botan for GFNI);
+//! the affine maps are derived in [`super::consts`].
+//!
+//! Layout: each 256-bit register holds one 32-bit word of eight blocks, in
+//! native order (the big-endian words are byte-swapped on load), so a round
+//! is the same five XORs, one S-box layer and one linear map for all eight;
+//! two groups of eight run interleaved to fill the pipeline. The S-box
+//! applies to each byte alone, so its results need no particular lane order
+//! (the AES-NI path pre-shuffles by the inverse of ShiftRows, which
+//! AESENCLAST then undoes). Nothing here indexes memory or branches on data.
+//!
+//! Safety: the intrinsics are only reached through [`Avx512Gfni`], [`Gfni`]
+//! and [`AesNi`], values that exist only once the CPU features they need
+//! were detected. Memory is only read and written
+//! through the references passed in, 16 bytes per block.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use super::consts::{AESNI_POST, AESNI_PRE, GFNI_POST, GFNI_PRE, POST_CONST, PRE_CONST};
+use core::arch::x86_64::*;
+
+/// The CPU can run the AVX-512 GFNI path (AVX-512 F and BW, GFNI).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Avx512Gfni(());
+
+/// The CPU can run the GFNI path (AVX2 and GFNI).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Gfni(());
+
+/// The CPU can run the AES-NI path (AVX2 and AES-NI).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AesNi(());
+
+impl Avx512Gfni {
+    pub(super) fn detect() -> Option<Self> {
+        (std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("gfni"))
+        .then_some(Self(()))
+    }
+
+    pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+        // SAFETY: `self` exists only if AVX-512 F and BW and GFNI were detected.
+        unsafe { crypt32_avx512(rk, blocks) }
+    }
+
+    pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
+        // SAFETY: `self` exists only if AVX2 and GFNI were detected (with
+        // AVX-512).
+        unsafe { crypt8_gfni(rk, blocks) }
+    }
+}
+
+impl Gfni {
+    pub(super) fn detect() -> Option<Self> {
+        (std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("gfni"))
+            .then_some(Self(()))
+    }
+
+    pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+        // SAFETY: `self` exists only if AVX2 and GFNI were detected.
+        unsafe { crypt32_gfni(rk, blocks) }
+    }
+
+    pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
+        // SAFETY: `self` exists only if AVX2 and GFNI were detected.
+        unsafe { crypt8_gfni(rk, blocks) }
+    }
+}
+
+impl AesNi {
+    pub(super) fn detect() -> Option<Self> {
+        (std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("aes"))
+            .then_some(Self(()))
+    }
+
+    pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+        // SAFETY: `self` exists only if AVX2 and AES-NI were detected.
+        unsafe { crypt32_aesni(rk, blocks) }
+    }
+
+    pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
+        // SAFETY: `self` exists only if AVX2 and AES-NI were detected.
+        unsafe { crypt8_aesni(rk, blocks) }
+    }
+}
+
+/// Byte shuffles on 32-bit lanes: the byte swap and the rotations by 8, 16
+/// and 24 bits, for both 128-bit halves.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lane_shuffle(order: [i8; 4]) -> __m256i {
+    let mut idx = [0i8; 32];
+    for (i, v) in idx.iter_mut().enumerate() {
+        let lane = (i % 16) / 4;
+        *v = order[i % 4] + 4 * lane as i8;
+    }
+    // SAFETY: reads 32 bytes from a local array.
+    unsafe { _mm256_loadu_si256(idx.as_ptr().cast()) }
+}
+
+/// Constants of a round, loaded once per call.
+struct Shuffles {
+    bswap: __m256i,
+    rol8: __m256i,
+    rol16: __m256i,
+    rol24: __m256i,
+}
+
+impl Shuffles {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new() -> Self {
+        Self {
+            bswap: lane_shuffle([3, 2, 1, 0]),
+            rol8: lane_shuffle([3, 0, 1, 2]),
+            rol16: lane_shuffle([2, 3, 0, 1]),
+            rol24: lane_shuffle([1, 2, 3, 0]),
+        }
+    }
+}
+
+/// SM4's `L`: `s ^ rol(s, 2) ^ rol(s, 10) ^ rol(s, 18) ^ rol(s, 24)`, as
+/// `s ^ rol(s, 24) ^ rol(s ^ rol(s, 8) ^ rol(s, 16), 2)`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn linear(s: __m256i, k: &Shuffles) -> __m256i {
+    let u = _mm256_xor_si256(
+        s,
+        _mm256_xor_si256(
+            _mm256_shuffle_epi8(s, k.rol8),
+            _mm256_shuffle_epi8(s, k.rol16),
+        ),
+    );
+    let u2 = _mm256_or_si256(_mm256_slli_epi32::<2>(u), _mm256_srli_epi32::<30>(u));
+    _mm256_xor_si256(_mm256_xor_si256(s, _mm256_shuffle_epi8(s, k.rol24)), u2)
+}
+
+/// 4x4 transposition of 32-bit words within each 128-bit half.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose(r: [__m256i; 4]) -> [__m256i; 4] {
+    let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+    let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+    let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ]
+}
+
+/// Loads blocks `k` and `k + 4` of a group of eight as words, transposed.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load8(group: &[[u8; 16]], k: &Shuffles) -> [__m256i; 4] {
+    let mut r = [_mm256_setzero_si256(); 4];
+    for (j, reg) in r.iter_mut().enumerate() {
+        // SAFETY: each block is 16 readable bytes; loadu has no alignment need.
+        let (lo, hi) = unsafe {
+            (
+                _mm_loadu_si128(group[j].as_ptr().cast()),
+                _mm_loadu_si128(group[j + 4].as_ptr().cast()),
+            )
+        };
+        let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+        *reg = _mm256_shuffle_epi8(both, k.bswap);
+    }
+    transpose(r)
+}
+
+/// Stores the output words `(X35, X34, X33, X32)` of a group of eight.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store8(x: [__m256i; 4], group: &mut [[u8; 16]], k: &Shuffles) {
+    let r = transpose([x[3], x[2], x[1], x[0]]);
+    for (j, reg) in r.iter().enumerate() {
+        let v = _mm256_shuffle_epi8(*reg, k.bswap);
+        // SAFETY: each block is 16 writable bytes; storeu has no alignment need.
+        unsafe {
+            _mm_storeu_si128(group[j].as_mut_ptr().cast(), _mm256_castsi256_si128(v));
+            _mm_storeu_si128(
+                group[j + 4].as_mut_ptr().cast(),
+                _mm256_extracti128_si256::<1>(v),
+            );
+        }
+    }
+}
+
+/// The 32 rounds on `$groups` groups of eight blocks, interleaved, with the
+/// S-box layer `$sbox` (a function of the input register and `$c`, a
+/// constants struct). A macro rather than a generic function so each
+/// expansion lives in one function with its target features, where every
+/// helper inlines (and the constant loops unroll into registers).
+macro_rules! rounds {
+    ($rk:expr, $blocks:expr, $sbox:ident, $c:expr, $groups:literal) => {{
+        let k = Shuffles::new();
+        let mut x = [[_mm256_setzero_si256(); 4]; $groups];
+        for (g, xg) in x.iter_mut().enumerate() {
+            *xg = load8(&$blocks[8 * g..8 * g + 8], &k);
+        }
+        for four in $rk.chunks_exact(4) {
+            // X[i+4] = X[i] ^ L(S(X[i+1] ^ X[i+2] ^ X[i+3] ^ rk[i])).
+            for j in 0..4 {
+                let r = _mm256_set1_epi32(four[j] as i32);
+                for xg in x.iter_mut() {
+                    let t = xor4(xg[(j + 1) % 4], xg[(j + 2) % 4], xg[(j + 3) % 4], r);
+                    xg[j] = _mm256_xor_si256(xg[j], linear($sbox(t, $c), &k));
+                }
+            }
+        }
+        for (g, xg) in x.iter().enumerate() {
+            store8(*xg, &mut $blocks[8 * g..8 * g + 8], &k);
+        }
+    }};
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn xor4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m256i {
+    _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d))
+}
+
+// ---- GFNI ----
+
+struct GfniConsts {
+    pre: __m256i,
+    post: __m256i,
+}
+
+/// `POST(inv(PRE(x)))` on 32 bytes: GF2P8AFFINEQB with `PRE`, then
+/// GF2P8AFFINEINVQB (AES's field inversion, then `POST`).
+#[inline]
+#[target_feature(enable = "avx2,gfni")]
+fn sbox_gfni(x: __m256i, c: &GfniConsts) -> __m256i {
+    let y = _mm256_gf2p8affine_epi64_epi8::<PRE_IMM>(x, c.pre);
+    _mm256_gf2p8affineinv_epi64_epi8::<POST_IMM>(y, c.post)
+}
+
+const PRE_IMM: i32 = PRE_CONST as i32;
+const POST_IMM: i32 = POST_CONST as i32;
+
+/// # Safety
+/// The CPU must have AVX2 and GFNI.
+#[target_feature(enable = "avx2,gfni")]
+unsafe fn crypt32_gfni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+    let c = GfniConsts::new();
+    rounds!(rk, blocks, sbox_gfni, &c, 4);
+}
+
+/// One group of eight: the shortest path for a single block (CCM's
+/// CBC-MAC), whose time is the rounds' latency.
+///
+/// # Safety
+/// The CPU must have AVX2 and GFNI.
+#[target_feature(enable = "avx2,gfni")]
+unsafe fn crypt8_gfni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
+    let c = GfniConsts::new();
+    rounds!(rk, blocks, sbox_gfni, &c, 1);
+}
+
+impl GfniConsts {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new() -> Self {
+        Self {
+            pre: _mm256_set1_epi64x(GFNI_PRE as i64),
+            post: _mm256_set1_epi64x(GFNI_POST as i64),
+        }
+    }
+}
+
+// ---- AES-NI ----
+
+struct AesNiConsts {
+    nibble: __m256i,
+    pre_lo: __m256i,
+    pre_hi: __m256i,
+    post_lo: __m256i,
+    post_hi: __m256i,
+    inv_shift_rows: __m256i,
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn table(t: &[u8; 16]) -> __m256i {
+    // SAFETY: reads 16 bytes from a reference to 16 bytes.
+    _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(t.as_ptr().cast()) })
+}
+
+/// An affine map on 32 bytes by two 16-entry lookups (PSHUFB), on the low
+/// and on the high nibbles: the tables are constants and the indices live
+/// in registers, so nothing is loaded from an address that depends on data.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn affine(x: __m256i, lo: __m256i, hi: __m256i, nibble: __m256i) -> __m256i {
+    let l = _mm256_and_si256(x, nibble);
+    let h = _mm256_and_si256(_mm256_srli_epi16::<4>(x), nibble);
+    _mm256_xor_si256(_mm256_shuffle_epi8(lo, l), _mm256_shuffle_epi8(hi, h))
+}
+
+/// `POST'(SubBytes(PRE(x)))`: AESENCLAST with a zero round key on each
+/// 128-bit half is ShiftRows then SubBytes, so the bytes are first moved by
+/// the inverse of ShiftRows, and `POST'` undoes SubBytes' affine map.
+#[inline]
+#[target_feature(enable = "avx2,aes")]
+fn sbox_aesni(x: __m256i, c: &AesNiConsts) -> __m256i {
+    let y = affine(x, c.pre_lo, c.pre_hi, c.nibble);
+    let y = _mm256_shuffle_epi8(y, c.inv_shift_rows);
+    let zero = _mm_setzero_si128();
+    let lo = _mm_aesenclast_si128(_mm256_castsi256_si128(y), zero);
+    let hi = _mm_aesenclast_si128(_mm256_extracti128_si256::<1>(y), zero);
+    let z = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+    affine(z, c.post_lo, c.post_hi, c.nibble)
+}
+
+/// # Safety
+/// The CPU must have AVX2 and AES-NI.
+#[target_feature(enable = "avx2,aes")]
+unsafe fn crypt32_aesni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+    let c = AesNiConsts::new();
+    rounds!(rk, blocks, sbox_aesni, &c, 4);
+}
+
+/// One group of eight (a single block's shortest path).
+///
+/// # Safety
+/// The CPU must have AVX2 and AES-NI.
+#[target_feature(enable = "avx2,aes")]
+unsafe fn crypt8_aesni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
+    let c = AesNiConsts::new();
+    rounds!(rk, blocks, sbox_aesni, &c, 1);
+}
+
+impl AesNiConsts {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new() -> Self {
+        // ShiftRows moves byte r + 4c to r + 4((c - r) mod 4); this is its
+        // inverse.
+        let mut isr = [0u8; 16];
+        for (i, v) in isr.iter_mut().enumerate() {
+            let (r, col) = (i % 4, i / 4);
+            *v = (r + 4 * ((col + 4 - r) % 4)) as u8;
+        }
+        Self {
+            nibble: _mm256_set1_epi8(0x0f),
+            pre_lo: table(&AESNI_PRE.0),
+            pre_hi: table(&AESNI_PRE.1),
+            post_lo: table(&AESNI_POST.0),
+            post_hi: table(&AESNI_POST.1),
+            inv_shift_rows: table(&isr),
+        }
+    }
+}
+
+// ---- AVX-512 with GFNI ----
+
+/// Loads 16 blocks as words, transposed: register `w` holds word `w` of
+/// blocks `l`, `4 + l`, `8 + l` and `12 + l` in its 128-bit lane `l`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn load16(group: &[[u8; 16]], bswap: __m512i) -> [__m512i; 4] {
+    let mut r = [_mm512_setzero_si512(); 4];
+    for (j, reg) in r.iter_mut().enumerate() {
+        let four = &group[4 * j..4 * j + 4];
+        // SAFETY: four consecutive blocks are 64 readable bytes (a slice of
+        // arrays is contiguous); loadu has no alignment need.
+        let v = unsafe { _mm512_loadu_si512(four.as_ptr().cast()) };
+        *reg = _mm512_shuffle_epi8(v, bswap);
+    }
+    transpose512(r)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn store16(x: [__m512i; 4], group: &mut [[u8; 16]], bswap: __m512i) {
+    let r = transpose512([x[3], x[2], x[1], x[0]]);
+    for (j, reg) in r.iter().enumerate() {
+        let four = &mut group[4 * j..4 * j + 4];
+        let v = _mm512_shuffle_epi8(*reg, bswap);
+        // SAFETY: four consecutive blocks are 64 writable bytes.
+        unsafe { _mm512_storeu_si512(four.as_mut_ptr().cast(), v) };
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose512(r: [__m512i; 4]) -> [__m512i; 4] {
+    let t0 = _mm512_unpacklo_epi32(r[0], r[1]);
+    let t1 = _mm512_unpackhi_epi32(r[0], r[1]);
+    let t2 = _mm512_unpacklo_epi32(r[2], r[3]);
+    let t3 = _mm512_unpackhi_epi32(r[2], r[3]);
+    [
+        _mm512_unpacklo_epi64(t0, t2),
+        _mm512_unpackhi_epi64(t0, t2),
+        _mm512_unpacklo_epi64(t1, t3),
+        _mm512_unpackhi_epi64(t1, t3),
+    ]
+}
+
+/// 32 blocks as two interleaved groups of 16, one 32-bit word of 16 blocks
+/// per register: the rotations of `L` are VPROLD and the XORs of three
+/// terms VPTERNLOGD.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and BW, and GFNI.
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+unsafe fn crypt32_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+    let mut idx = [0i8; 64];
+    for (i, v) in idx.iter_mut().enumerate() {
+        *v = (3 - (i % 4) + 4 * ((i % 16) / 4)) as i8;
+    }
+    // SAFETY: reads 64 bytes from a local array.
+    let bswap = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+    let pre = _mm512_set1_epi64(GFNI_PRE as i64);
+    let post = _mm512_set1_epi64(GFNI_POST as i64);
+    // a ^ b ^ c as VPTERNLOGD's truth table.
+    const XOR3: i32 = 0x96;
+    let mut x = [[_mm512_setzero_si512(); 4]; 2];
+    for (g, xg) in x.iter_mut().enumerate() {
+        *xg = load16(&blocks[16 * g..16 * g + 16], bswap);
+    }
+    for four in rk.chunks_exact(4) {
+        for j in 0..4 {
+            let r = _mm512_set1_epi32(four[j] as i32);
+            for xg in x.iter_mut() {
+                let t = _mm512_ternarylogic_epi32::<XOR3>(
+                    xg[(j + 1) % 4],
+                    xg[(j + 2) % 4],
+                    xg[(j + 3) % 4],
+                );
+                let t = _mm512_xor_si512(t, r);
+                let y = _mm512_gf2p8affine_epi64_epi8::<PRE_IMM>(t, pre);
+                let s = _mm512_gf2p8affineinv_epi64_epi8::<POST_IMM>(y, post);
+                let l = _mm512_ternarylogic_epi32::<XOR3>(
+                    s,
+                    _mm512_rol_epi32::<2>(s),
+                    _mm512_rol_epi32::<10>(s),
+                );
+                let l = _mm512_ternarylogic_epi32::<XOR3>(
+                    l,
+                    _mm512_rol_epi32::<18>(s),
+                    _mm512_rol_epi32::<24>(s),
+                );
+                xg[j] = _mm512_xor_si512(xg[j], l);
+            }
+        }
+    }
+    for (g, xg) in x.iter().enumerate() {
+        store16(*xg, &mut blocks[16 * g..16 * g + 16], bswap);
+    }
+}

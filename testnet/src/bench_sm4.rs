@@ -1,0 +1,306 @@
+//! The SM4 half of `testnet bench crypto` (issue 15, item 1): RustCrypto's
+//! table-based `sm4` (what the channel used before) against each path of
+//! `pki::sm4` this CPU runs, raw and in GCM and CCM on 16 KiB (a full TLS
+//! record), next to Debian's OpenSSL measured in the same run (`openssl
+//! speed -evp`: SM4-ECB and SM4-CTR; OpenSSL 3.0 has no SM4-GCM or
+//! SM4-CCM) and AES-128-GCM for scale. Then a dudect-style timing check of
+//! each implementation (Reparaz, Balasch, Verbauwhede, "Dude, is my code
+//! constant time?", 2017): Welch's t-test between encryptions of a fixed
+//! input and of random inputs, interleaved at random.
+//!
+//! The TLS and QUIC record layers are in `testnet bench channel`.
+
+use aes_gcm::aead::consts::{U12, U16};
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use pki::sm4::{Path, Sm4};
+use std::time::Instant;
+
+/// Issue 15's goals for SM4-GCM on one core (MB/s).
+const GOAL_GCM_GFNI: f64 = 1000.0;
+const GOAL_GCM_AESNI: f64 = 500.0;
+/// dudect's threshold: |t| above it means the timings tell the classes apart.
+const T_THRESHOLD: f64 = 4.5;
+
+const RECORD: usize = 16 * 1024;
+const KEY: [u8; 16] = *b"bench SM4 key 16";
+const NONCE: [u8; 12] = *b"bench nonce!";
+
+type Gcm<C> = aes_gcm::AesGcm<C, U12>;
+type Ccm<C> = ccm::Ccm<C, U16, U12>;
+
+/// One implementation's figures (MB/s of plaintext).
+struct Row {
+    name: String,
+    raw: f64,
+    gcm_seal: f64,
+    gcm_open: f64,
+    ccm_seal: f64,
+    ccm_open: f64,
+}
+
+fn mb_per_s(seconds: f64, bytes: usize, op: &mut dyn FnMut()) -> f64 {
+    let us = crate::bench::micros_per_op(seconds, op);
+    bytes as f64 / us
+}
+
+/// Seal and open one record with `aead`, timed apart.
+fn aead_rates<A: AeadInOut>(seconds: f64, aead: &A) -> (f64, f64) {
+    let mut buf = vec![0x5au8; RECORD];
+    let nonce = aes_gcm::aead::Nonce::<A>::try_from(&NONCE[..]).expect("12-byte nonce");
+    let seal = mb_per_s(seconds, RECORD, &mut || {
+        let tag = aead
+            .encrypt_inout_detached(&nonce, b"aad", buf.as_mut_slice().into())
+            .expect("seal");
+        std::hint::black_box(tag);
+    });
+    // A sealed record to open again and again (opening decrypts in place,
+    // so each round re-seals from the same plaintext first, timed apart).
+    let plain = vec![0x5au8; RECORD];
+    let mut sealed = plain.clone();
+    let tag = aead
+        .encrypt_inout_detached(&nonce, b"aad", sealed.as_mut_slice().into())
+        .expect("seal");
+    let mut work = sealed.clone();
+    let us_copy = crate::bench::micros_per_op(seconds / 4.0, &mut || {
+        work.copy_from_slice(&sealed);
+        std::hint::black_box(&work);
+    });
+    let us_open = crate::bench::micros_per_op(seconds, &mut || {
+        work.copy_from_slice(&sealed);
+        aead.decrypt_inout_detached(&nonce, b"aad", work.as_mut_slice().into(), &tag)
+            .expect("open");
+    });
+    (seal, RECORD as f64 / (us_open - us_copy).max(1e-3))
+}
+
+fn row_for<C>(seconds: f64, name: String, cipher: impl Fn() -> C, raw: f64) -> Row
+where
+    C: sm4::cipher::BlockCipherEncrypt<BlockSize = U16> + Clone,
+    Gcm<C>: From<C> + AeadInOut,
+    Ccm<C>: From<C> + AeadInOut,
+{
+    let (gcm_seal, gcm_open) = aead_rates(seconds, &Gcm::from(cipher()));
+    let (ccm_seal, ccm_open) = aead_rates(seconds, &Ccm::from(cipher()));
+    Row {
+        name,
+        raw,
+        gcm_seal,
+        gcm_open,
+        ccm_seal,
+        ccm_open,
+    }
+}
+
+/// `openssl speed -evp ALG` on 16 KiB, in MB/s.
+fn openssl_speed(alg: &str, seconds: f64) -> Option<f64> {
+    let out = std::process::Command::new("openssl")
+        .args(["speed", "-evp", alg, "-bytes", "16384", "-seconds"])
+        .arg(format!("{}", seconds.ceil().max(1.0) as u64))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| {
+        l.to_ascii_lowercase()
+            .starts_with(&alg.to_ascii_lowercase())
+    })?;
+    let kb: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
+    Some(kb / 1000.0)
+}
+
+/// Welch's t between the two classes' timings.
+fn welch_t(a: &[f64], b: &[f64]) -> f64 {
+    let stats = |x: &[f64]| {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (n, mean, var)
+    };
+    let (na, ma, va) = stats(a);
+    let (nb, mb, vb) = stats(b);
+    (ma - mb) / (va / na + vb / nb).sqrt()
+}
+
+/// dudect: `samples` encryptions of 16 blocks, each of the fixed input
+/// (class 0, all zero) or of a fresh random one (class 1), the class drawn
+/// at random; the largest |t| over the raw timings and over the timings
+/// cropped at the pooled 50th, 75th, 90th and 99th percentiles (dudect's
+/// way of discarding interrupts and other noise, which is one-sided).
+fn timing_check(samples: usize, mut encrypt: impl FnMut(&mut [[u8; 16]; 16])) -> f64 {
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut timings: [Vec<f64>; 2] = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
+    // Warm-up, so both classes start from the same caches.
+    for _ in 0..samples / 20 {
+        encrypt(&mut [[0u8; 16]; 16]);
+    }
+    // As dudect does, the inputs of a batch are made before any is timed,
+    // so the timed region is the encryption alone, whatever the class.
+    const BATCH: usize = 4096;
+    let mut inputs = vec![(0usize, [[0u8; 16]; 16]); BATCH];
+    let mut done = 0;
+    while done < samples {
+        let n = BATCH.min(samples - done);
+        for (class, blocks) in inputs[..n].iter_mut() {
+            *class = (next() & 1) as usize;
+            *blocks = [[0u8; 16]; 16];
+            if *class == 1 {
+                for b in blocks.iter_mut() {
+                    b[..8].copy_from_slice(&next().to_le_bytes());
+                    b[8..].copy_from_slice(&next().to_le_bytes());
+                }
+            }
+        }
+        for (class, blocks) in inputs[..n].iter_mut() {
+            let start = Instant::now();
+            encrypt(blocks);
+            let ns = start.elapsed().as_nanos() as f64;
+            timings[*class].push(ns);
+        }
+        done += n;
+    }
+    let mut pooled: Vec<f64> = timings.iter().flatten().copied().collect();
+    pooled.sort_by(f64::total_cmp);
+    let mut worst = welch_t(&timings[0], &timings[1]).abs();
+    for pct in [0.5, 0.75, 0.9, 0.99] {
+        let cut = pooled[((pooled.len() as f64) * pct) as usize];
+        let crop = |v: &Vec<f64>| v.iter().copied().filter(|t| *t <= cut).collect::<Vec<_>>();
+        let (a, b) = (crop(&timings[0]), crop(&timings[1]));
+        if a.len() > 100 && b.len() > 100 {
+            worst = worst.max(welch_t(&a, &b).abs());
+        }
+    }
+    worst
+}
+
+pub fn run(seconds: f64) -> anyhow::Result<()> {
+    use sm4::cipher::BlockCipherEncrypt as _;
+    let raw_blocks = RECORD / 16;
+    let mut rows = Vec::new();
+
+    let old = sm4::Sm4::new(&KEY.into());
+    let mut blocks = vec![sm4::cipher::Block::<sm4::Sm4>::default(); raw_blocks];
+    let raw = mb_per_s(seconds, RECORD, &mut || old.encrypt_blocks(&mut blocks));
+    rows.push(row_for(
+        seconds,
+        "sm4 0.6 (table by secret index; old)".into(),
+        || sm4::Sm4::new(&KEY.into()),
+        raw,
+    ));
+    let paths: Vec<Path> = Path::ALL.into_iter().filter(|p| p.available()).collect();
+    for path in &paths {
+        let new = || Sm4::with_path(&KEY, *path).expect("an available path");
+        let sm4 = new();
+        let mut blocks = vec![[0u8; 16]; raw_blocks];
+        let raw = mb_per_s(seconds, RECORD, &mut || {
+            sm4.encrypt_blocks_in_place(&mut blocks)
+        });
+        rows.push(row_for(
+            seconds,
+            format!("pki::sm4, {}", path.name()),
+            new,
+            raw,
+        ));
+    }
+    let ecb = openssl_speed("sm4-ecb", seconds);
+    let ctr = openssl_speed("sm4-ctr", seconds);
+    let aes = openssl_speed("aes-128-gcm", seconds);
+
+    println!();
+    println!(
+        "SM4 on one core, 16 KiB a call, MB/s of plaintext ({seconds} s a figure); CPU: {}",
+        cpu_model()
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "", "raw", "GCM seal", "GCM open", "CCM seal", "CCM open"
+    );
+    for r in &rows {
+        println!(
+            "{:<44} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+            r.name, r.raw, r.gcm_seal, r.gcm_open, r.ccm_seal, r.ccm_open
+        );
+    }
+    let fig = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    println!(
+        "{:<44} {:>9} {:>9}",
+        "Debian's OpenSSL 3.0: SM4-ECB / SM4-CTR",
+        fig(ecb),
+        fig(ctr)
+    );
+    println!(
+        "{:<44} {:>9} {:>9}",
+        "Debian's OpenSSL 3.0: AES-128-GCM (for scale)",
+        "",
+        fig(aes)
+    );
+    let verdict = |v: f64, g: f64| if v >= g { "met" } else { "NOT met" };
+    for r in rows.iter().skip(1) {
+        let goal = if r.name.contains("GFNI") {
+            GOAL_GCM_GFNI
+        } else if r.name.contains("AES-NI") {
+            GOAL_GCM_AESNI
+        } else {
+            continue;
+        };
+        let gcm = r.gcm_seal.min(r.gcm_open);
+        println!(
+            "goal, {}: SM4-GCM {gcm:.0} MB/s (the slower of seal and open) against {goal:.0}: {}",
+            r.name,
+            verdict(gcm, goal)
+        );
+    }
+
+    println!();
+    println!(
+        "Timing check (dudect: Welch's t, fixed against random input, 16 blocks a call; |t| > {T_THRESHOLD} means the timings leak)"
+    );
+    println!("{:<44} {:>9} {:>9}  verdict", "", "samples", "max |t|");
+    let report = |name: &str, samples: usize, t: f64| {
+        let v = if t > T_THRESHOLD {
+            "timings differ"
+        } else {
+            "no difference found"
+        };
+        println!("{name:<44} {samples:>9} {t:>9.2}  {v}");
+    };
+    let samples = 200_000;
+    let t = timing_check(samples, |b| {
+        let mut blocks: Vec<sm4::cipher::Block<sm4::Sm4>> = b.iter().map(|x| (*x).into()).collect();
+        old.encrypt_blocks(&mut blocks);
+        std::hint::black_box(&blocks);
+    });
+    report("sm4 0.6 (table by secret index; old)", samples, t);
+    for path in &paths {
+        let sm4 = Sm4::with_path(&KEY, *path).expect("an available path");
+        let samples = if *path == Path::Portable {
+            20_000
+        } else {
+            samples
+        };
+        let t = timing_check(samples, |b| sm4.encrypt_blocks_in_place(b));
+        report(&format!("pki::sm4, {}", path.name()), samples, t);
+    }
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
