@@ -20,7 +20,7 @@
 
 use cipher::consts::U16;
 use cipher::{
-    AlgorithmName, Block, BlockCipherDecBackend, BlockCipherDecClosure, BlockCipherDecrypt,
+    AlgorithmName, Array, Block, BlockCipherDecBackend, BlockCipherDecClosure, BlockCipherDecrypt,
     BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, InOut,
     InOutBuf, Key, KeyInit, KeySizeUser, ParBlocks, ParBlocksSizeUser,
 };
@@ -195,39 +195,29 @@ impl Sm4 {
         Sm4 { enc, dec, engine }
     }
 
-    /// Encrypts or decrypts any number of blocks: 32 at a time, and a last
-    /// few (or a single one) in a narrow pass.
-    fn crypt(&self, rk: &[u32; 32], input: &[Block<Self>], output: &mut [Block<Self>]) {
-        debug_assert_eq!(input.len(), output.len());
-        let mut buf = [[0u8; 16]; WIDE];
-        for (inp, out) in input.chunks(WIDE).zip(output.chunks_mut(WIDE)) {
-            for (b, i) in buf.iter_mut().zip(inp) {
-                b.copy_from_slice(i);
+    /// Encrypts or decrypts any number of blocks in place: 32 at a time
+    /// where they are, and a last few (or a single one) through a buffer,
+    /// in a narrow pass if it holds them.
+    fn crypt_in_place(&self, rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
+        for chunk in blocks.chunks_mut(WIDE) {
+            if let Some(full) = chunk.first_chunk_mut::<WIDE>() {
+                self.engine.crypt32(rk, full);
+                continue;
             }
-            self.crypt_buf(rk, &mut buf, inp.len());
-            for (o, b) in out.iter_mut().zip(&buf) {
-                o.copy_from_slice(b);
+            let mut buf = [[0u8; 16]; WIDE];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            match buf.first_chunk_mut::<NARROW>() {
+                Some(narrow) if chunk.len() <= NARROW => self.engine.crypt8(rk, narrow),
+                _ => self.engine.crypt32(rk, &mut buf),
             }
-        }
-        buf.iter_mut().for_each(|b| b.fill(0));
-    }
-
-    /// The first `n` blocks of `buf`, by the narrow pass if it holds them.
-    fn crypt_buf(&self, rk: &[u32; 32], buf: &mut [[u8; 16]; WIDE], n: usize) {
-        match buf.first_chunk_mut::<NARROW>() {
-            Some(narrow) if n <= NARROW => self.engine.crypt8(rk, narrow),
-            _ => self.engine.crypt32(rk, buf),
+            chunk.copy_from_slice(&buf[..chunk.len()]);
+            buf.iter_mut().for_each(|b| b.fill(0));
         }
     }
 
     /// Encrypts blocks in place (the benchmarks' and tests' raw form).
     pub fn encrypt_blocks_in_place(&self, blocks: &mut [[u8; 16]]) {
-        for chunk in blocks.chunks_mut(WIDE) {
-            let mut buf = [[0u8; 16]; WIDE];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            self.crypt_buf(&self.enc, &mut buf, chunk.len());
-            chunk.copy_from_slice(&buf[..chunk.len()]);
-        }
+        self.crypt_in_place(&self.enc, blocks);
     }
 }
 
@@ -308,23 +298,25 @@ impl ParBlocksSizeUser for Backend<'_> {
     type ParBlocksSize = cipher::consts::U32;
 }
 
+/// The `cipher` traits hand over blocks as in/out pairs: the input is
+/// copied to the output (unless they are the same memory) and the blocks
+/// are encrypted there.
 impl Backend<'_> {
-    fn one(&self, mut block: InOut<'_, '_, Block<Sm4>>) {
-        let input = *block.get_in();
+    fn one(&self, block: InOut<'_, '_, Block<Sm4>>) {
+        let out: &mut [u8; 16] = block.into_out_with_copied_in().as_mut();
+        self.sm4.crypt_in_place(self.rk, core::slice::from_mut(out));
+    }
+
+    fn par(&self, blocks: InOut<'_, '_, ParBlocks<Self>>) {
+        let out = blocks.into_out_with_copied_in();
         self.sm4
-            .crypt(self.rk, &[input], core::slice::from_mut(block.get_out()));
+            .crypt_in_place(self.rk, Array::cast_slice_to_core_mut(out.as_mut_slice()));
     }
 
-    fn par(&self, mut blocks: InOut<'_, '_, ParBlocks<Self>>) {
-        let input = *blocks.get_in();
-        self.sm4.crypt(self.rk, &input, blocks.get_out());
-    }
-
-    fn tail(&self, mut blocks: InOutBuf<'_, '_, Block<Sm4>>) {
-        let mut input = [Block::<Sm4>::default(); WIDE];
-        let n = blocks.len();
-        input[..n].copy_from_slice(blocks.get_in());
-        self.sm4.crypt(self.rk, &input[..n], blocks.get_out());
+    fn tail(&self, blocks: InOutBuf<'_, '_, Block<Sm4>>) {
+        let out = blocks.into_out_with_copied_in();
+        self.sm4
+            .crypt_in_place(self.rk, Array::cast_slice_to_core_mut(out));
     }
 }
 
