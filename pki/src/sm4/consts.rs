@@ -114,7 +114,7 @@ const fn mul(a: &Matrix, b: &Matrix) -> Matrix {
 }
 
 /// The matrix whose column `j` (the image of bit `j`) is `cols[j]`.
-const fn from_columns(cols: &[u8; 8]) -> Matrix {
+pub(crate) const fn from_columns(cols: &[u8; 8]) -> Matrix {
     let mut m = [0u8; 8];
     let mut i = 0;
     while i < 8 {

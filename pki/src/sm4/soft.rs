@@ -44,17 +44,7 @@ const fn frobenius(k: u32) -> Matrix {
         cols[j] = v;
         j += 1;
     }
-    let mut m = [0u8; 8];
-    let mut i = 0;
-    while i < 8 {
-        let mut j = 0;
-        while j < 8 {
-            m[i] |= ((cols[j] >> i) & 1) << j;
-            j += 1;
-        }
-        i += 1;
-    }
-    m
+    consts::from_columns(&cols)
 }
 
 const SQUARE: Matrix = frobenius(1);
