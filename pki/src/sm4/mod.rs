@@ -14,7 +14,7 @@
 //! - [`Path::Portable`]: bitsliced Rust, on any CPU.
 //!
 //! None indexes memory or branches by a key or a block, the key schedule
-//! included (it runs on the portable S-box). RustCrypto's `sm4`, which looks
+//! included (it runs on the path's own S-box). RustCrypto's `sm4`, which looks
 //! up a table by secret bytes, is only a test oracle and the benchmarks'
 //! baseline.
 
@@ -25,6 +25,7 @@ use cipher::{
     InOutBuf, Key, KeyInit, KeySizeUser, ParBlocks, ParBlocksSizeUser,
 };
 use core::fmt;
+use zeroize::Zeroize as _;
 
 mod consts;
 mod soft;
@@ -128,6 +129,19 @@ impl Engine {
         }
     }
 
+    /// `τ` (the S-box on each byte of a word), for the key schedule.
+    fn tau(self, word: u32) -> u32 {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512Gfni(e) => e.tau(word),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Gfni(e) => e.tau(word),
+            #[cfg(target_arch = "x86_64")]
+            Engine::AesNi(e) => e.tau(word),
+            Engine::Portable => soft::tau(word),
+        }
+    }
+
     /// Eight blocks in one group: a single block's shortest path.
     fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; NARROW]) {
         match self {
@@ -185,13 +199,13 @@ impl Sm4 {
         }
         let mut enc = [0u32; 32];
         for (i, rk) in enc.iter_mut().enumerate() {
-            let t = soft::tau(k[(i + 1) % 4] ^ k[(i + 2) % 4] ^ k[(i + 3) % 4] ^ consts::CK[i]);
+            let t = engine.tau(k[(i + 1) % 4] ^ k[(i + 2) % 4] ^ k[(i + 3) % 4] ^ consts::CK[i]);
             k[i % 4] ^= t ^ t.rotate_left(13) ^ t.rotate_left(23);
             *rk = k[i % 4];
         }
         let mut dec = enc;
         dec.reverse();
-        k.fill(0);
+        k.zeroize();
         Sm4 { enc, dec, engine }
     }
 
@@ -223,12 +237,10 @@ impl Sm4 {
 
 impl Drop for Sm4 {
     fn drop(&mut self) {
-        // Best effort without `unsafe`: the round keys are overwritten; the
-        // compiler may still elide a store to memory about to be freed.
-        self.enc.fill(0);
-        self.dec.fill(0);
-        core::hint::black_box(&mut self.enc);
-        core::hint::black_box(&mut self.dec);
+        // Volatile writes the compiler keeps (zeroize's), so round keys do
+        // not outlive the key in freed memory.
+        self.enc.zeroize();
+        self.dec.zeroize();
     }
 }
 
@@ -255,7 +267,7 @@ impl KeyInit for Sm4 {
         let mut k = [0u8; 16];
         k.copy_from_slice(key);
         let sm4 = Self::schedule(&k, best_engine());
-        k.fill(0);
+        k.zeroize();
         sm4
     }
 }

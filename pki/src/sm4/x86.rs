@@ -55,6 +55,12 @@ impl Avx512Gfni {
         // AVX-512).
         unsafe { crypt8_gfni(rk, blocks) }
     }
+
+    pub(super) fn tau(self, word: u32) -> u32 {
+        // SAFETY: `self` exists only if AVX2 and GFNI were detected (with
+        // AVX-512).
+        unsafe { tau_gfni(word) }
+    }
 }
 
 impl Gfni {
@@ -72,6 +78,11 @@ impl Gfni {
         // SAFETY: `self` exists only if AVX2 and GFNI were detected.
         unsafe { crypt8_gfni(rk, blocks) }
     }
+
+    pub(super) fn tau(self, word: u32) -> u32 {
+        // SAFETY: `self` exists only if AVX2 and GFNI were detected.
+        unsafe { tau_gfni(word) }
+    }
 }
 
 impl AesNi {
@@ -88,6 +99,11 @@ impl AesNi {
     pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
         // SAFETY: `self` exists only if AVX2 and AES-NI were detected.
         unsafe { crypt8_aesni(rk, blocks) }
+    }
+
+    pub(super) fn tau(self, word: u32) -> u32 {
+        // SAFETY: `self` exists only if AVX2 and AES-NI were detected.
+        unsafe { tau_aesni(word) }
     }
 }
 
@@ -267,6 +283,17 @@ unsafe fn crypt8_gfni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
     rounds!(rk, blocks, sbox_gfni, &c, 1);
 }
 
+/// `τ` on one word (the key schedule: 32 S-box layers in sequence), in
+/// every lane of a register, read back from the first.
+///
+/// # Safety
+/// The CPU must have AVX2 and GFNI.
+#[target_feature(enable = "avx2,gfni")]
+unsafe fn tau_gfni(word: u32) -> u32 {
+    let s = sbox_gfni(_mm256_set1_epi32(word as i32), &GfniConsts::new());
+    _mm256_cvtsi256_si32(s) as u32
+}
+
 impl GfniConsts {
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -338,6 +365,16 @@ unsafe fn crypt32_aesni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
 unsafe fn crypt8_aesni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
     let c = AesNiConsts::new();
     rounds!(rk, blocks, sbox_aesni, &c, 1);
+}
+
+/// `τ` on one word, as [`tau_gfni`].
+///
+/// # Safety
+/// The CPU must have AVX2 and AES-NI.
+#[target_feature(enable = "avx2,aes")]
+unsafe fn tau_aesni(word: u32) -> u32 {
+    let s = sbox_aesni(_mm256_set1_epi32(word as i32), &AesNiConsts::new());
+    _mm256_cvtsi256_si32(s) as u32
 }
 
 impl AesNiConsts {
