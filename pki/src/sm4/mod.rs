@@ -1,10 +1,10 @@
 //! SM4 (GB/T 32907-2016) in constant time, 32 blocks at a time, behind the
 //! RustCrypto `cipher` 0.5 traits, so `aes-gcm`'s GCM and `ccm`'s CCM (and
 //! through them the TLS and QUIC record layers) use it unchanged, and CTR
-//! runs 16 blocks wide.
+//! runs 32 blocks wide.
 //!
-//! Three paths compute the same function, chosen once per key by what the
-//! CPU has:
+//! Four paths compute the same function; the fastest the CPU runs is
+//! detected once per process:
 //! - [`Path::Avx512Gfni`]: AVX-512 and GFNI, 16 blocks a register, the
 //!   S-box in two instructions per 64 bytes;
 //! - [`Path::Gfni`]: AVX2 and GFNI, the S-box in two instructions per 32
@@ -225,7 +225,7 @@ impl Sm4 {
                 _ => self.engine.crypt32(rk, &mut buf),
             }
             chunk.copy_from_slice(&buf[..chunk.len()]);
-            buf.iter_mut().for_each(|b| b.fill(0));
+            buf.zeroize();
         }
     }
 

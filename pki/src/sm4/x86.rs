@@ -1,15 +1,17 @@
-//! SM4 on 16 blocks at once in AVX2 registers, with the S-box computed by
-//! GFNI or by AES-NI: the one module of `pki` with `unsafe` code.
+//! SM4 on 32 blocks at once in AVX-512 or AVX2 registers (8 for a single
+//! block), with the S-box computed by GFNI or by AES-NI: the one module of
+//! `pki` with `unsafe` code.
 //!
 //! Why by hand: no maintained crate computes SM4 this way (RustCrypto's `sm4`
 //! looks up a table by secret bytes, one block at a time). The technique is
 //! published (Saarinen's sm4ni for AES-NI; libgcrypt and Botan for GFNI);
 //! the affine maps are derived in [`super::consts`].
 //!
-//! Layout: each 256-bit register holds one 32-bit word of eight blocks, in
-//! native order (the big-endian words are byte-swapped on load), so a round
-//! is the same five XORs, one S-box layer and one linear map for all eight;
-//! two groups of eight run interleaved to fill the pipeline. The S-box
+//! Layout: each 256-bit register holds one 32-bit word of eight blocks (a
+//! 512-bit one of sixteen), in native order (the big-endian words are
+//! byte-swapped on load), so a round is the same XORs, one S-box layer and
+//! one linear map for all of them; four groups of eight (two of sixteen)
+//! run interleaved to hide the S-box's latency. The S-box
 //! applies to each byte alone, so its results need no particular lane order
 //! (the AES-NI path pre-shuffles by the inverse of ShiftRows, which
 //! AESENCLAST then undoes). Nothing here indexes memory or branches on data.
@@ -335,8 +337,9 @@ fn affine(x: __m256i, lo: __m256i, hi: __m256i, nibble: __m256i) -> __m256i {
 }
 
 /// `POST'(SubBytes(PRE(x)))`: AESENCLAST with a zero round key on each
-/// 128-bit half is ShiftRows then SubBytes, so the bytes are first moved by
-/// the inverse of ShiftRows, and `POST'` undoes SubBytes' affine map.
+/// 128-bit half is SubBytes and ShiftRows (which commute), so the bytes are
+/// first moved by the inverse of ShiftRows, and `POST'` undoes SubBytes'
+/// affine map.
 #[inline]
 #[target_feature(enable = "avx2,aes")]
 fn sbox_aesni(x: __m256i, c: &AesNiConsts) -> __m256i {
