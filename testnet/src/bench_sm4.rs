@@ -290,6 +290,31 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
         let t = timing_check(samples, |b| sm4.encrypt_blocks_in_place(b));
         report(&format!("pki::sm4, {}", path.name()), samples, t);
     }
+    // The key varies too: a fixed (zero) key against random ones, timing the
+    // key schedule and one block (the narrow pass), as a TLS or QUIC key
+    // is set up and first used.
+    println!("with the key as input too: key schedule + one block");
+    let t = timing_check(samples / 4, |b| {
+        let sm4 = sm4::Sm4::new(&b[0].into());
+        let mut one = sm4::cipher::Block::<sm4::Sm4>::from(b[1]);
+        sm4.encrypt_block(&mut one);
+        std::hint::black_box(&one);
+    });
+    report("sm4 0.6 (table by secret index; old)", samples / 4, t);
+    for path in &paths {
+        let samples = if *path == Path::Portable {
+            20_000
+        } else {
+            samples / 4
+        };
+        let t = timing_check(samples, |b| {
+            let sm4 = Sm4::with_path(&b[0], *path).expect("an available path");
+            let mut one = [b[1]];
+            sm4.encrypt_blocks_in_place(&mut one);
+            std::hint::black_box(&one);
+        });
+        report(&format!("pki::sm4, {}", path.name()), samples, t);
+    }
     Ok(())
 }
 
