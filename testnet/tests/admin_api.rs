@@ -326,6 +326,7 @@ async fn devices_attestations_actions_and_events() {
             .unwrap();
         assert_eq!(denied.len(), 1, "{v}");
         assert_eq!(denied[0].device, "ee".repeat(32));
+        assert_eq!(denied[0].last_verdict.as_deref(), Some("no-access"));
     }
     admin
         .post::<_, api::ActionResult>(&format!("/v1/devices/{}/forget", "ee".repeat(32)), &())

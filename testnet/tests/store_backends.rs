@@ -619,7 +619,7 @@ async fn find_and_list(url: &str) {
         [ids[2]]
     );
     let isolated = store
-        .device_summaries(Some(Role::Terminal), Some("isolate"))
+        .device_summaries(Some(Role::Terminal), Some(Verdict::Isolate))
         .await
         .unwrap();
     assert_eq!(isolated.len(), 1);

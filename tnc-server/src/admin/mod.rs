@@ -584,20 +584,15 @@ async fn devices(
             )
         })?),
     };
-    // Only a verdict there is, in the store's spelling ("no-access" is
-    // stored as "no access"): a misspelt one is an error, not an empty list.
+    // Only a verdict there is: a misspelt one is an error, not an empty list.
     let verdict = match &filter.verdict {
         None => None,
-        Some(v) => Some(
-            policy::Verdict::from_name(v)
-                .ok_or_else(|| {
-                    Failure(
-                        StatusCode::BAD_REQUEST,
-                        format!("verdict {v:?}: use allow, isolate or no-access"),
-                    )
-                })?
-                .name(),
-        ),
+        Some(v) => Some(policy::Verdict::from_name(v).ok_or_else(|| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("verdict {v:?}: use allow, isolate or no-access"),
+            )
+        })?),
     };
     let list = s
         .store

@@ -518,7 +518,8 @@ async fn device_remote(cmd: &DeviceCommand, client: &AdminClient) -> anyhow::Res
             };
             let before: api::DeviceDetail = client.get(&format!("/v1/devices/{device}")).await?;
             let newest = before.attestations.first().map(|a| a.id);
-            // From here on by its whole ID: no prefix lookup per poll.
+            // From here on by its whole ID, so the polls name this device even
+            // if another comes to share the typed prefix.
             let id = before.device.device;
             let path = format!("/v1/devices/{id}");
             let _: api::ActionResult = client.post(&format!("{path}/reassess"), &()).await?;

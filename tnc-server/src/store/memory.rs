@@ -268,7 +268,7 @@ impl PdpStore for MemoryStore {
                 .push(AttestationRecord {
                     id,
                     at: w.at as i64,
-                    verdict: a.verdict.name().to_string(),
+                    verdict: a.verdict.label().to_string(),
                     findings: a.findings.to_vec(),
                 });
         }

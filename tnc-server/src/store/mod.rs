@@ -338,6 +338,13 @@ pub struct AuditBreak {
 /// An attestation as recorded: the admin API's type.
 pub use tnc_proto::admin::Attestation as AttestationRecord;
 
+/// A stored verdict ("no access", as the decision names it) as the admin
+/// API spells it (`Verdict::label`: "no-access"); text no verdict names
+/// passes through.
+fn api_verdict(stored: String) -> String {
+    Verdict::from_name(&stored).map_or(stored, |v| v.label().to_string())
+}
+
 /// A device's last genuine evidence, kept for learn mode: the UEFI event log
 /// and the IMA entries `ima_from..ima_entries` (appended as incremental
 /// attestations bring them).
@@ -728,7 +735,7 @@ impl Store {
     pub async fn device_summaries(
         &self,
         role: Option<Role>,
-        verdict: Option<&str>,
+        verdict: Option<Verdict>,
     ) -> Result<Vec<DeviceSummary>, StoreError> {
         let mut query = String::from(
             "SELECT device_id, role, ak_name, last_verdict, last_seen, enrolled_at, state,
@@ -750,7 +757,8 @@ impl Store {
             q = q.bind(r.name());
         }
         if let Some(v) = verdict {
-            q = q.bind(v);
+            // Stored as the decision names it ("no access").
+            q = q.bind(v.name());
         }
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
@@ -1576,7 +1584,7 @@ impl Store {
                 Ok(AttestationRecord {
                     id: r.try_get(3)?,
                     at: r.try_get(0)?,
-                    verdict: r.try_get(1)?,
+                    verdict: api_verdict(r.try_get(1)?),
                     findings: serde_json::from_str(&findings)
                         .map_err(|e| StoreError::Corrupt(format!("attestation findings: {e}")))?,
                 })
