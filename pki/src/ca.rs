@@ -595,8 +595,8 @@ pub(crate) fn sm2_public_key(
 }
 
 /// An SM2 signature by `public`: `cached` for the CA keys certificates are
-/// checked against (verified again and again: their comb is kept), not
-/// for a key a peer chose (a CSR's).
+/// checked against (a gateway's and an agent's chain checks; the comb is
+/// kept for a key verified twice), not for a key a peer chose (a CSR's).
 fn verify_sm2(
     public: &sm2::PublicKey,
     message: &[u8],

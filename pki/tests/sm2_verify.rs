@@ -137,11 +137,8 @@ fn check_case(cache: Caches, rng: &mut Rng, key: &SigningKey, other: &Signature,
 
 #[test]
 fn agrees_with_sm2_over_100_000_random_keys() {
-    let cases: usize = std::env::var("SM2_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    // Two threads, each with its own cache (new keys: never cached).
+    let cases: usize = rng::cases("SM2_CASES", 100_000);
+    // Two threads, new keys each time, no cache (the new-key path).
     std::thread::scope(|scope| {
         for t in 0..2u64 {
             scope.spawn(move || {
@@ -190,6 +187,21 @@ fn keys_seen_again_go_through_their_comb_and_agree() {
     }
     assert_eq!(cache.len(), pki::sm2_verify::CACHED_KEYS);
     assert!(cache.has_comb(&public));
+    // Keys seen once are remembered up to SEEN_KEYS: a key whose first
+    // verification is older than that many others starts over.
+    let once = KeyCache::default();
+    assert!(ours(&once, &public, &e, &sig));
+    for key in (0..pki::sm2_verify::SEEN_KEYS).map(|_| rng.key()) {
+        let sig2 = key.sign_prehash(&e).unwrap();
+        assert!(ours(&once, &public_of(&key), &e, &sig2));
+    }
+    assert!(ours(&once, &public, &e, &sig));
+    assert!(
+        !once.has_comb(&public),
+        "forgotten, so this was its first again"
+    );
+    assert!(ours(&once, &public, &e, &sig));
+    assert!(once.has_comb(&public));
     // Signatures that do not verify never count: no comb for garbage.
     let fresh = KeyCache::default();
     let key = rng.key();
@@ -245,10 +257,7 @@ fn unhex(s: &str) -> Vec<u8> {
 
 #[test]
 fn agrees_with_debians_openssl() {
-    let cases: usize = std::env::var("SM2_OPENSSL_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let cases: usize = rng::cases("SM2_OPENSSL_CASES", 10_000);
     let peer = openssl_peer();
     // Two OpenSSL processes side by side; every 50th line with its verdict
     // on a flipped digest.
@@ -288,7 +297,7 @@ fn agrees_with_debians_openssl() {
         }
     }
     assert_eq!(valid, cases / 2 * 2);
-    assert!(flipped >= cases / 50 - 2, "{flipped}");
+    assert!(flipped >= (cases / 50).saturating_sub(2), "{flipped}");
 }
 
 #[test]

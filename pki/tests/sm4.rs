@@ -45,10 +45,7 @@ fn reference(key: &[u8; 16]) -> sm4::Sm4 {
 
 #[test]
 fn every_path_matches_rustcrypto_over_a_million_pairs() {
-    let keys: usize = std::env::var("SM4_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(62_500);
+    let keys: usize = rng::cases("SM4_CASES", 62_500);
     for path in paths() {
         let mut rng = Rng::seeded("SM4_SEED");
         for n in [1, 8, 9, 16, 32, 33].into_iter().cycle().take(keys) {

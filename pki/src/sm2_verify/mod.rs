@@ -91,10 +91,8 @@ impl Comb {
         // `new` made exactly one window of `half` points per digit.
         for (i, d) in signed_digits(k, self.w).into_iter().enumerate() {
             let at = i * half;
-            if d > 0 {
-                acc = acc.add_affine(&self.points[at + (d - 1) as usize]);
-            } else if d < 0 {
-                acc = acc.add_affine(&self.points[at + (-d - 1) as usize].neg());
+            if d != 0 {
+                acc = add_signed(&acc, &self.points[at + (d.unsigned_abs() - 1) as usize], d);
             }
         }
         acc
@@ -162,9 +160,9 @@ fn wnaf(k: &Scalar, w: usize) -> Vec<i32> {
         let d = if n[0] & 1 == 1 {
             let m = (n[0] & (window as u64 - 1)) as i64;
             let d = if m >= window / 2 { m - window } else { m };
-            // n -= d
+            // n -= d. A positive d is n's own low bits, so no borrow.
             if d > 0 {
-                sub_small(&mut n, d as u64);
+                n[0] -= d as u64;
             } else {
                 add_small(&mut n, (-d) as u64);
             }
@@ -176,19 +174,6 @@ fn wnaf(k: &Scalar, w: usize) -> Vec<i32> {
         shr1(&mut n);
     }
     out
-}
-
-fn sub_small(n: &mut [u64], v: u64) {
-    let (r, mut borrow) = n[0].overflowing_sub(v);
-    n[0] = r;
-    for x in n.iter_mut().skip(1) {
-        if !borrow {
-            break;
-        }
-        let (r, b) = x.overflowing_sub(1);
-        *x = r;
-        borrow = b;
-    }
 }
 
 fn add_small(n: &mut [u64], v: u64) {
@@ -211,6 +196,15 @@ fn shr1(n: &mut [u64]) {
     }
 }
 
+/// `acc + q` for a positive digit, `acc - q` for a negative one.
+fn add_signed(acc: &Jacobian, q: &Affine, digit: i32) -> Jacobian {
+    if digit > 0 {
+        acc.add_affine(q)
+    } else {
+        acc.add_affine(&q.neg())
+    }
+}
+
 /// `[k]P` by the width-5 NAF (a key without a comb); None only if an odd
 /// multiple came out at infinity, which a point of the curve cannot give.
 fn mul_wnaf(p: &Affine, k: &Scalar) -> Option<Jacobian> {
@@ -229,10 +223,8 @@ fn mul_wnaf(p: &Affine, k: &Scalar) -> Option<Jacobian> {
     let mut acc = Jacobian::IDENTITY;
     for &d in digits.iter().rev() {
         acc = acc.double();
-        if d > 0 {
-            acc = acc.add_affine(&odd[(d as usize) / 2]);
-        } else if d < 0 {
-            acc = acc.add_affine(&odd[((-d) as usize) / 2].neg());
+        if d != 0 {
+            acc = add_signed(&acc, &odd[d.unsigned_abs() as usize / 2], d);
         }
     }
     Some(acc)
@@ -255,16 +247,19 @@ fn generator_comb() -> Option<&'static Comb> {
 /// Keys whose comb is kept, at most (148 KiB each: 19 MiB in all).
 pub const CACHED_KEYS: usize = 128;
 /// Keys remembered as verified once, without a comb yet.
-const SEEN_KEYS: usize = 4 * CACHED_KEYS;
+pub const SEEN_KEYS: usize = 4 * CACHED_KEYS;
 /// Window of the per-key combs (37 windows of 64 points: 148 KiB a key).
 const KEY_WINDOW: usize = 7;
 
-/// The per-key combs. A key gets a comb once a second signature by it
-/// verified (a key seen once gets none: building one costs about three
-/// verifications, and a signature that does not verify proves nothing, so
-/// a peer cannot make the PDP build combs for garbage). Bounded: past
-/// [`CACHED_KEYS`] the least recently used goes, so the keys in constant
-/// use (enrolled AKs, the PDP's own CA and ticket key) stay.
+/// The per-key combs. A key gets a comb on its second verification that
+/// succeeds (the same signature twice counts; a key seen once gets none,
+/// as a comb costs about 3 ms to build, and a signature that does not
+/// verify counts for nothing, so garbage never gets a comb). What keeps
+/// keys a peer chooses out is where the cache is used: quotes by enrolled
+/// AKs, certificates against the CAs, tickets; CSRs and TLS signatures
+/// verify without it. Bounded: past [`CACHED_KEYS`] the least recently used
+/// comb goes, past [`SEEN_KEYS`] the oldest key seen once, so the keys in
+/// constant use (enrolled AKs, the PDP's own CA and ticket key) stay.
 #[derive(Default)]
 pub struct KeyCache {
     inner: Mutex<CacheInner>,

@@ -52,10 +52,7 @@ impl Path {
 
     /// The fastest path this CPU runs.
     pub fn best() -> Path {
-        Path::ALL
-            .into_iter()
-            .find(|p| Engine::new(*p).is_some())
-            .unwrap_or(Path::Portable)
+        best_engine().path()
     }
 
     /// Whether this CPU runs the path.
@@ -133,7 +130,7 @@ impl Engine {
     fn tau(self, word: u32) -> u32 {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx512Gfni(e) => e.tau(word),
+            Engine::Avx512Gfni(e) => e.avx2().tau(word),
             #[cfg(target_arch = "x86_64")]
             Engine::Gfni(e) => e.tau(word),
             #[cfg(target_arch = "x86_64")]
@@ -146,7 +143,7 @@ impl Engine {
     fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; NARROW]) {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx512Gfni(e) => e.crypt8(rk, blocks),
+            Engine::Avx512Gfni(e) => e.avx2().crypt8(rk, blocks),
             #[cfg(target_arch = "x86_64")]
             Engine::Gfni(e) => e.crypt8(rk, blocks),
             #[cfg(target_arch = "x86_64")]
@@ -167,9 +164,13 @@ const NARROW: usize = 8;
 
 /// The best path, detected once.
 fn best_engine() -> Engine {
-    static BEST: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
-    let path = *BEST.get_or_init(Path::best);
-    Engine::new(path).unwrap_or(Engine::Portable)
+    static BEST: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| {
+        Path::ALL
+            .into_iter()
+            .find_map(Engine::new)
+            .unwrap_or(Engine::Portable)
+    })
 }
 
 /// SM4 with a 128-bit key.

@@ -28,7 +28,7 @@ use core::arch::x86_64::*;
 
 /// The CPU can run the AVX-512 GFNI path (AVX-512 F and BW, GFNI).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Avx512Gfni(());
+pub(super) struct Avx512Gfni(Gfni);
 
 /// The CPU can run the GFNI path (AVX2 and GFNI).
 #[derive(Clone, Copy, Debug)]
@@ -40,11 +40,9 @@ pub(super) struct AesNi(());
 
 impl Avx512Gfni {
     pub(super) fn detect() -> Option<Self> {
-        (std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("gfni"))
-        .then_some(Self(()))
+        let gfni = Gfni::detect()?;
+        (std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw"))
+            .then_some(Self(gfni))
     }
 
     pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
@@ -52,16 +50,9 @@ impl Avx512Gfni {
         unsafe { crypt32_avx512(rk, blocks) }
     }
 
-    pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
-        // SAFETY: `self` exists only if AVX2 and GFNI were detected (with
-        // AVX-512).
-        unsafe { crypt8_gfni(rk, blocks) }
-    }
-
-    pub(super) fn tau(self, word: u32) -> u32 {
-        // SAFETY: `self` exists only if AVX2 and GFNI were detected (with
-        // AVX-512).
-        unsafe { tau_gfni(word) }
+    /// The AVX2 GFNI path, for a single block and the key schedule.
+    pub(super) fn avx2(self) -> Gfni {
+        self.0
     }
 }
 

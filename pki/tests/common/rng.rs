@@ -5,6 +5,14 @@
 
 pub struct Rng(u64);
 
+/// A test's case count: `var` if set to a number, else `default`.
+pub fn cases(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 impl Rng {
     /// From the hex seed in `var`, or the clock; the seed is printed so a
     /// failing run can be repeated.
