@@ -46,6 +46,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub struct InvalidSignature;
 
 mod curve;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86;
 
 use curve::{batch_to_affine, Affine, Jacobian};
 
@@ -89,7 +92,7 @@ impl Comb {
         let half = 1usize << (self.w - 1);
         let mut acc = Jacobian::IDENTITY;
         // `new` made exactly one window of `half` points per digit.
-        for (i, d) in signed_digits(k, self.w).into_iter().enumerate() {
+        for (i, d) in signed_digits(k, self.w).enumerate() {
             let at = i * half;
             if d != 0 {
                 acc = add_signed(&acc, &self.points[at + (d.unsigned_abs() - 1) as usize], d);
@@ -128,52 +131,78 @@ fn bits(l: &[u64; 4], at: usize, w: usize) -> u32 {
     (v & ((1u64 << w) - 1)) as u32
 }
 
-/// `k = Σ d_i·2^(w·i)` with every `d_i` in `[-2^(w-1), 2^(w-1)]`.
-fn signed_digits(k: &Scalar, w: usize) -> Vec<i32> {
+/// `k = Σ d_i·2^(w·i)` with every `d_i` in `[-2^(w-1), 2^(w-1)]`, least
+/// significant first, [`digits_len`] of them.
+fn signed_digits(k: &Scalar, w: usize) -> impl Iterator<Item = i32> {
     let l = limbs(k);
     let half = 1i32 << (w - 1);
     let mut carry = 0i32;
-    (0..digits_len(w))
-        .map(|i| {
-            let v = bits(&l, i * w, w) as i32 + carry;
-            if v > half {
-                carry = 1;
-                v - (1 << w)
-            } else {
-                carry = 0;
-                v
-            }
-        })
-        .collect()
+    (0..digits_len(w)).map(move |i| {
+        let v = bits(&l, i * w, w) as i32 + carry;
+        if v > half {
+            carry = 1;
+            v - (1 << w)
+        } else {
+            carry = 0;
+            v
+        }
+    })
 }
 
-/// The width-`w` NAF of `k`, least significant digit first: every digit 0
-/// or odd in `(-2^(w-1), 2^(w-1))`, and of any `w` consecutive digits at
-/// most one is not 0.
-fn wnaf(k: &Scalar, w: usize) -> Vec<i32> {
+/// Digits of a 256-bit scalar's w-NAF, at most (257 bits, and a carry).
+const WNAF_LEN: usize = 258;
+
+/// The width-`w` NAF of `k`, least significant digit first, and how many
+/// digits it has: every digit 0 or odd in `(-2^(w-1), 2^(w-1))`, and of any
+/// `w` consecutive digits at most one is not 0.
+fn wnaf(k: &Scalar, w: usize) -> ([i8; WNAF_LEN], usize) {
     // 257 bits: 256 and room for the top carry.
-    let mut n = limbs(k).to_vec();
-    n.push(0);
+    let l = limbs(k);
+    let mut n = [l[0], l[1], l[2], l[3], 0];
     let window = 1i64 << w;
-    let mut out = Vec::with_capacity(258);
-    while n.iter().any(|&x| x != 0) {
-        let d = if n[0] & 1 == 1 {
-            let m = (n[0] & (window as u64 - 1)) as i64;
-            let d = if m >= window / 2 { m - window } else { m };
-            // n -= d. A positive d is n's own low bits, so no borrow.
-            if d > 0 {
-                n[0] -= d as u64;
+    let mut out = [0i8; WNAF_LEN];
+    // The bit of the original k that n's bit 0 stands for, and the length
+    // so far (one past the last digit written).
+    let (mut at, mut len) = (0usize, 0usize);
+    while n != [0; 5] && at < WNAF_LEN {
+        if n[0] & 1 == 0 {
+            // Zero digits up to n's lowest set bit.
+            let zeros = if n[0] == 0 {
+                63
             } else {
-                add_small(&mut n, (-d) as u64);
-            }
-            d as i32
+                n[0].trailing_zeros() as usize
+            };
+            shr(&mut n, zeros);
+            at += zeros;
+            continue;
+        }
+        let m = (n[0] & (window as u64 - 1)) as i64;
+        let d = if m >= window / 2 { m - window } else { m };
+        // n -= d. A positive d is n's own low bits, so no borrow.
+        if d > 0 {
+            n[0] -= d as u64;
         } else {
-            0
-        };
-        out.push(d);
-        shr1(&mut n);
+            add_small(&mut n, (-d) as u64);
+        }
+        // |d| < 2^(w-1) <= 2^7 for the widths used here (w <= 8).
+        out[at] = d as i8;
+        len = at + 1;
+        // n's low w bits are zero now: the next w - 1 digits are 0.
+        shr(&mut n, w);
+        at += w;
     }
-    out
+    (out, len)
+}
+
+/// `n >>= by` for `by < 64`.
+fn shr(n: &mut [u64; 5], by: usize) {
+    if by == 0 {
+        return;
+    }
+    for i in 0..5 {
+        let high = if i < 4 { n[i + 1] << (64 - by) } else { 0 };
+        n[i] = (n[i] >> by) | high;
+    }
 }
 
 fn add_small(n: &mut [u64], v: u64) {
@@ -186,13 +215,6 @@ fn add_small(n: &mut [u64], v: u64) {
         let (r, c) = x.overflowing_add(1);
         *x = r;
         carry = c;
-    }
-}
-
-fn shr1(n: &mut [u64]) {
-    for i in 0..n.len() {
-        let high = n.get(i + 1).map_or(0, |h| h << 63);
-        n[i] = (n[i] >> 1) | high;
     }
 }
 
@@ -219,12 +241,12 @@ fn mul_wnaf(p: &Affine, k: &Scalar) -> Option<Jacobian> {
         m = m.add(&two_p);
     }
     let odd = batch_to_affine(&odd)?;
-    let digits = wnaf(k, W);
+    let (digits, len) = wnaf(k, W);
     let mut acc = Jacobian::IDENTITY;
-    for &d in digits.iter().rev() {
+    for &d in digits[..len].iter().rev() {
         acc = acc.double();
         if d != 0 {
-            acc = add_signed(&acc, &odd[d.unsigned_abs() as usize / 2], d);
+            acc = add_signed(&acc, &odd[usize::from(d.unsigned_abs()) / 2], d.into());
         }
     }
     Some(acc)
@@ -517,7 +539,7 @@ mod tests {
         let edge = [Scalar::ZERO, Scalar::ONE, -Scalar::ONE, -Scalar::from(2u64)];
         for k in edge.into_iter().chain((0..200).map(|_| random_scalar())) {
             for w in [4, 5, 6, 7, 8, 9] {
-                let digits = signed_digits(&k, w);
+                let digits: Vec<i32> = signed_digits(&k, w).collect();
                 assert_eq!(digits.len(), digits_len(w));
                 let half = 1 << (w - 1);
                 assert!(digits.iter().all(|d| (-half..=half).contains(d)));
@@ -532,7 +554,9 @@ mod tests {
                 });
                 assert_eq!(sum, k, "w = {w}");
             }
-            let naf = wnaf(&k, 5);
+            let (naf, len) = wnaf(&k, 5);
+            assert!(naf[len..].iter().all(|d| *d == 0));
+            let naf: Vec<i32> = naf[..len].iter().map(|&d| d.into()).collect();
             assert!(naf.iter().all(|d| *d == 0 || (d % 2 != 0 && d.abs() < 16)));
             for win in naf.windows(5) {
                 assert!(win.iter().filter(|d| **d != 0).count() <= 1, "{win:?}");

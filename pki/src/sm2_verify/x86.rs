@@ -1,0 +1,502 @@
+//! The SM2 field's Montgomery multiplication in x86-64 assembly with
+//! MULX, ADCX and ADOX (BMI2 and ADX): the second module of `pki` with
+//! `unsafe` code, next to `sm4::x86`.
+//!
+//! Why by hand: the same arithmetic in Rust (`curve::Fe::mul`, u128
+//! products) compiles to MUL with one carry chain kept in flags by
+//! SETB and ADD $0xff, about 45 ns a product here; two carry chains
+//! (ADCX on CF, ADOX on OF) and a reduction without multiplications
+//! (p's special form) roughly halve it, and a new key's verification is
+//! 3,000 of them. Neither the `sm2` crate nor any maintained crate has an
+//! SM2-specific field (`primeorder` is generic over `crypto-bigint`).
+//!
+//! The product `a·b` is schoolbook, one row per limb of `b` with the low
+//! halves on the CF chain and the high halves on the OF chain. Montgomery
+//! reduction then divides the low 256 bits `T_lo` by 2^256 modulo p on
+//! their own (`U = (T_lo + M·p) / 2^256 <= p`, M chosen limb by limb):
+//! each of four rounds takes the lowest limb `m`, and since
+//! p = 2^256 - 2^224 - 2^96 + 2^64 - 1,
+//! `(s + m·p) / 2^64 = [s1, s2, s3, 0] + [m, 0, 0, m] - [m<<32, m>>32, m<<32, m>>32]`
+//! (limbs little-endian), a value below 2^256 (it is below
+//! `p + 2^192`), so the additions and subtractions wrap modulo 2^256 with
+//! no carry out to keep. The result is `T_hi + U < 2p`, less p once when
+//! that is at least p. Every input is public (verification only), but the
+//! code has no data-dependent branch or index anyway.
+//!
+//! Safety: the assembly is reached only through [`Adx`], a value that
+//! exists only once BMI2 and ADX were detected; it reads 32 bytes through
+//! each of two references and writes only registers it declares.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use core::arch::asm;
+
+/// The CPU has BMI2 (MULX) and ADX (ADCX, ADOX).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Adx(());
+
+impl Adx {
+    /// Whether this CPU has them: CPUID once, then one load a call (the
+    /// field's hot path asks before every product).
+    #[inline(always)]
+    pub(super) fn detect() -> Option<Adx> {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        const UNKNOWN: u8 = 0;
+        const YES: u8 = 1;
+        const NO: u8 = 2;
+        static DETECTED: AtomicU8 = AtomicU8::new(UNKNOWN);
+        let mut known = DETECTED.load(Ordering::Relaxed);
+        if known == UNKNOWN {
+            let has = std::arch::is_x86_feature_detected!("bmi2")
+                && std::arch::is_x86_feature_detected!("adx");
+            known = if has { YES } else { NO };
+            DETECTED.store(known, Ordering::Relaxed);
+        }
+        (known == YES).then_some(Adx(()))
+    }
+
+    /// `a·b / 2^256 mod p` for `a, b < p` (little-endian limbs), fully
+    /// reduced.
+    #[inline(always)]
+    pub(super) fn mul(self, a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
+        // SAFETY: `self` exists only if BMI2 and ADX were detected
+        // (`detect`), the only features `mul_adx` needs besides x86-64's
+        // own; it reads a and b, 32 bytes each, through the references.
+        unsafe { mul_adx(a, b) }
+    }
+
+    /// `a^2 / 2^256 mod p` for `a < p`, fully reduced: [`Adx::mul`] with
+    /// the six cross products computed once and doubled (10 MULX, not 16).
+    #[inline(always)]
+    pub(super) fn square(self, a: &[u64; 4]) -> [u64; 4] {
+        // SAFETY: as in `mul`: BMI2 and ADX were detected; the block reads
+        // a[0..4] only and writes only its declared registers.
+        unsafe { square_adx(a) }
+    }
+}
+
+/// Montgomery reduction of the 512-bit `t7..t0` by its low half, and the
+/// final subtraction of p (see the module's doc): the result in t0..t3.
+/// Uses `hi`, `lo` and rdx as scratch.
+macro_rules! reduce_and_finish {
+    () => {
+        concat!(
+            // Reduce t0..t3 (see the module's doc); the state rotates one
+            // register per round and is back in t0..t3 after four.
+            "mov {lo}, {t0}",
+            "\n",
+            "shl {lo}, 32",
+            "\n",
+            "mov {hi}, {t0}",
+            "\n",
+            "shr {hi}, 32",
+            "\n",
+            "add {t1}, {t0}",
+            "\n",
+            "adc {t2}, 0",
+            "\n",
+            "adc {t3}, 0",
+            "\n",
+            "adc {t0}, 0",
+            "\n",
+            "sub {t1}, {lo}",
+            "\n",
+            "sbb {t2}, {hi}",
+            "\n",
+            "sbb {t3}, {lo}",
+            "\n",
+            "sbb {t0}, {hi}",
+            "\n",
+            // Round 2: state t1, t2, t3, t0.
+            "mov {lo}, {t1}",
+            "\n",
+            "shl {lo}, 32",
+            "\n",
+            "mov {hi}, {t1}",
+            "\n",
+            "shr {hi}, 32",
+            "\n",
+            "add {t2}, {t1}",
+            "\n",
+            "adc {t3}, 0",
+            "\n",
+            "adc {t0}, 0",
+            "\n",
+            "adc {t1}, 0",
+            "\n",
+            "sub {t2}, {lo}",
+            "\n",
+            "sbb {t3}, {hi}",
+            "\n",
+            "sbb {t0}, {lo}",
+            "\n",
+            "sbb {t1}, {hi}",
+            "\n",
+            // Round 3: state t2, t3, t0, t1.
+            "mov {lo}, {t2}",
+            "\n",
+            "shl {lo}, 32",
+            "\n",
+            "mov {hi}, {t2}",
+            "\n",
+            "shr {hi}, 32",
+            "\n",
+            "add {t3}, {t2}",
+            "\n",
+            "adc {t0}, 0",
+            "\n",
+            "adc {t1}, 0",
+            "\n",
+            "adc {t2}, 0",
+            "\n",
+            "sub {t3}, {lo}",
+            "\n",
+            "sbb {t0}, {hi}",
+            "\n",
+            "sbb {t1}, {lo}",
+            "\n",
+            "sbb {t2}, {hi}",
+            "\n",
+            // Round 4: state t3, t0, t1, t2.
+            "mov {lo}, {t3}",
+            "\n",
+            "shl {lo}, 32",
+            "\n",
+            "mov {hi}, {t3}",
+            "\n",
+            "shr {hi}, 32",
+            "\n",
+            "add {t0}, {t3}",
+            "\n",
+            "adc {t1}, 0",
+            "\n",
+            "adc {t2}, 0",
+            "\n",
+            "adc {t3}, 0",
+            "\n",
+            "sub {t0}, {lo}",
+            "\n",
+            "sbb {t1}, {hi}",
+            "\n",
+            "sbb {t2}, {lo}",
+            "\n",
+            "sbb {t3}, {hi}",
+            "\n",
+            // r = t4..t7 + U (t0..t3), carry in lo.
+            "xor {lo:e}, {lo:e}",
+            "\n",
+            "add {t4}, {t0}",
+            "\n",
+            "adc {t5}, {t1}",
+            "\n",
+            "adc {t6}, {t2}",
+            "\n",
+            "adc {t7}, {t3}",
+            "\n",
+            "adc {lo}, 0",
+            "\n",
+            // r - p in t0..t3; keep r if that borrowed.
+            "mov {t0}, {t4}",
+            "\n",
+            "mov {t1}, {t5}",
+            "\n",
+            "mov {t2}, {t6}",
+            "\n",
+            "mov {t3}, {t7}",
+            "\n",
+            "mov {hi}, 0xFFFFFFFF00000000",
+            "\n",
+            "mov rdx, 0xFFFFFFFEFFFFFFFF",
+            "\n",
+            "sub {t0}, -1",
+            "\n",
+            "sbb {t1}, {hi}",
+            "\n",
+            "sbb {t2}, -1",
+            "\n",
+            "sbb {t3}, rdx",
+            "\n",
+            "sbb {lo}, 0",
+            "\n",
+            "cmovc {t0}, {t4}",
+            "\n",
+            "cmovc {t1}, {t5}",
+            "\n",
+            "cmovc {t2}, {t6}",
+            "\n",
+            "cmovc {t3}, {t7}",
+            "\n",
+        )
+    };
+}
+
+/// See [`Adx::mul`]. Not a `target_feature` function, so that it inlines:
+/// the assembler takes MULX, ADCX and ADOX whatever the compiler targets.
+///
+/// # Safety
+/// The CPU must support BMI2 and ADX.
+#[inline(always)]
+unsafe fn mul_adx(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
+    let (r0, r1, r2, r3): (u64, u64, u64, u64);
+    // SAFETY: the caller guarantees BMI2 and ADX. Memory is read only at
+    // [a + 0..32] and [b + 0..32], both 32-byte arrays borrowed for the
+    // call; every register written is declared as an output, and the
+    // flags are clobbered (no preserves_flags).
+    unsafe {
+        asm!(
+            // Row 0: t0..t4 = a * b0 (one carry chain).
+            "mov rdx, [{b}]",
+            "mulx {t1}, {t0}, [{a}]",
+            "mulx {t2}, {lo}, [{a} + 8]",
+            "add {t1}, {lo}",
+            "mulx {t3}, {lo}, [{a} + 16]",
+            "adc {t2}, {lo}",
+            "mulx {t4}, {lo}, [{a} + 24]",
+            "adc {t3}, {lo}",
+            "adc {t4}, 0",
+            // Row 1: t1..t5 += a * b1.
+            "mov rdx, [{b} + 8]",
+            "xor {t5:e}, {t5:e}",
+            "mulx {hi}, {lo}, [{a}]",
+            "adcx {t1}, {lo}",
+            "adox {t2}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 8]",
+            "adcx {t2}, {lo}",
+            "adox {t3}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 16]",
+            "adcx {t3}, {lo}",
+            "adox {t4}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 24]",
+            "adcx {t4}, {lo}",
+            "adox {t5}, {hi}",
+            "mov {lo}, 0",
+            "adcx {t5}, {lo}",
+            // Row 2: t2..t6 += a * b2.
+            "mov rdx, [{b} + 16]",
+            "xor {t6:e}, {t6:e}",
+            "mulx {hi}, {lo}, [{a}]",
+            "adcx {t2}, {lo}",
+            "adox {t3}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 8]",
+            "adcx {t3}, {lo}",
+            "adox {t4}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 16]",
+            "adcx {t4}, {lo}",
+            "adox {t5}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 24]",
+            "adcx {t5}, {lo}",
+            "adox {t6}, {hi}",
+            "mov {lo}, 0",
+            "adcx {t6}, {lo}",
+            // Row 3: t3..t7 += a * b3.
+            "mov rdx, [{b} + 24]",
+            "xor {t7:e}, {t7:e}",
+            "mulx {hi}, {lo}, [{a}]",
+            "adcx {t3}, {lo}",
+            "adox {t4}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 8]",
+            "adcx {t4}, {lo}",
+            "adox {t5}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 16]",
+            "adcx {t5}, {lo}",
+            "adox {t6}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 24]",
+            "adcx {t6}, {lo}",
+            "adox {t7}, {hi}",
+            "mov {lo}, 0",
+            "adcx {t7}, {lo}",
+            reduce_and_finish!(),
+            a = in(reg) a.as_ptr(),
+            b = in(reg) b.as_ptr(),
+            t0 = out(reg) r0,
+            t1 = out(reg) r1,
+            t2 = out(reg) r2,
+            t3 = out(reg) r3,
+            t4 = out(reg) _,
+            t5 = out(reg) _,
+            t6 = out(reg) _,
+            t7 = out(reg) _,
+            hi = out(reg) _,
+            lo = out(reg) _,
+            out("rdx") _,
+            options(pure, readonly, nostack),
+        );
+    }
+    [r0, r1, r2, r3]
+}
+
+/// See [`Adx::square`].
+///
+/// # Safety
+/// The CPU must support BMI2 and ADX.
+#[inline(always)]
+unsafe fn square_adx(a: &[u64; 4]) -> [u64; 4] {
+    let (r0, r1, r2, r3): (u64, u64, u64, u64);
+    // SAFETY: the caller guarantees BMI2 and ADX. Memory is read only at
+    // [a + 0..32], a 32-byte array borrowed for the call; every register
+    // written is declared, and the flags are clobbered (no
+    // preserves_flags).
+    unsafe {
+        asm!(
+            // The cross products a_i·a_j (i < j) into t1..t6.
+            "mov rdx, [{a}]",
+            "mulx {t2}, {t1}, [{a} + 8]",
+            "mulx {t3}, {lo}, [{a} + 16]",
+            "add {t2}, {lo}",
+            "mulx {t4}, {lo}, [{a} + 24]",
+            "adc {t3}, {lo}",
+            "adc {t4}, 0",
+            "mov rdx, [{a} + 8]",
+            "xor {t5:e}, {t5:e}",
+            "mulx {hi}, {lo}, [{a} + 16]",
+            "adcx {t3}, {lo}",
+            "adox {t4}, {hi}",
+            "mulx {hi}, {lo}, [{a} + 24]",
+            "adcx {t4}, {lo}",
+            "adox {t5}, {hi}",
+            "mov {lo}, 0",
+            "adcx {t5}, {lo}",
+            "mov rdx, [{a} + 16]",
+            "mulx {t6}, {lo}, [{a} + 24]",
+            "add {t5}, {lo}",
+            "adc {t6}, 0",
+            // Doubled, into t1..t7.
+            "xor {t7:e}, {t7:e}",
+            "add {t1}, {t1}",
+            "adc {t2}, {t2}",
+            "adc {t3}, {t3}",
+            "adc {t4}, {t4}",
+            "adc {t5}, {t5}",
+            "adc {t6}, {t6}",
+            "adc {t7}, 0",
+            // The squares a_i^2 on the diagonal (MULX leaves the flags
+            // alone, so one carry chain runs through).
+            "mov rdx, [{a}]",
+            "mulx {hi}, {t0}, rdx",
+            "add {t1}, {hi}",
+            "mov rdx, [{a} + 8]",
+            "mulx {hi}, {lo}, rdx",
+            "adc {t2}, {lo}",
+            "adc {t3}, {hi}",
+            "mov rdx, [{a} + 16]",
+            "mulx {hi}, {lo}, rdx",
+            "adc {t4}, {lo}",
+            "adc {t5}, {hi}",
+            "mov rdx, [{a} + 24]",
+            "mulx {hi}, {lo}, rdx",
+            "adc {t6}, {lo}",
+            "adc {t7}, {hi}",
+            reduce_and_finish!(),
+            a = in(reg) a.as_ptr(),
+            t0 = out(reg) r0,
+            t1 = out(reg) r1,
+            t2 = out(reg) r2,
+            t3 = out(reg) r3,
+            t4 = out(reg) _,
+            t5 = out(reg) _,
+            t6 = out(reg) _,
+            t7 = out(reg) _,
+            hi = out(reg) _,
+            lo = out(reg) _,
+            out("rdx") _,
+            options(pure, readonly, nostack),
+        );
+    }
+    [r0, r1, r2, r3]
+}
+
+/// `a + b mod p` for `a, b < p` (plain x86-64: any x86-64 CPU). The Rust
+/// addition with a mask compiles to about three times the instructions
+/// (each carry goes through SBB and SAR), and a doubling has a dozen of
+/// these.
+#[inline(always)]
+pub(super) fn add(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
+    let [mut r0, mut r1, mut r2, mut r3] = *a;
+    let [mut s0, mut s1, mut s2, mut s3] = *b;
+    // SAFETY: registers only (no memory, no stack); every register written
+    // is declared, and the flags are clobbered (no preserves_flags). The
+    // instructions are x86-64's base set.
+    unsafe {
+        asm!(
+            "xor {c:e}, {c:e}",
+            "add {r0}, {s0}",
+            "adc {r1}, {s1}",
+            "adc {r2}, {s2}",
+            "adc {r3}, {s3}",
+            "adc {c}, 0",
+            // s = r - p; keep r if that borrowed (r < p, no carry).
+            "mov {s0}, {r0}",
+            "mov {s1}, {r1}",
+            "mov {s2}, {r2}",
+            "mov {s3}, {r3}",
+            "mov {p1}, 0xFFFFFFFF00000000",
+            "mov {p3}, 0xFFFFFFFEFFFFFFFF",
+            "sub {s0}, -1",
+            "sbb {s1}, {p1}",
+            "sbb {s2}, -1",
+            "sbb {s3}, {p3}",
+            "sbb {c}, 0",
+            "cmovnc {r0}, {s0}",
+            "cmovnc {r1}, {s1}",
+            "cmovnc {r2}, {s2}",
+            "cmovnc {r3}, {s3}",
+            r0 = inout(reg) r0,
+            r1 = inout(reg) r1,
+            r2 = inout(reg) r2,
+            r3 = inout(reg) r3,
+            s0 = inout(reg) s0,
+            s1 = inout(reg) s1,
+            s2 = inout(reg) s2,
+            s3 = inout(reg) s3,
+            c = out(reg) _,
+            p1 = out(reg) _,
+            p3 = out(reg) _,
+            options(pure, nomem, nostack),
+        );
+    }
+    let _ = (s0, s1, s2, s3);
+    [r0, r1, r2, r3]
+}
+
+/// `a - b mod p` for `a, b < p` (plain x86-64), p added back under a mask
+/// when the subtraction borrowed.
+#[inline(always)]
+pub(super) fn sub(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
+    let [mut r0, mut r1, mut r2, mut r3] = *a;
+    let [s0, s1, s2, s3] = *b;
+    // SAFETY: registers only (no memory, no stack); every register written
+    // is declared, and the flags are clobbered (no preserves_flags). The
+    // instructions are x86-64's base set.
+    unsafe {
+        asm!(
+            "sub {r0}, {s0}",
+            "sbb {r1}, {s1}",
+            "sbb {r2}, {s2}",
+            "sbb {r3}, {s3}",
+            // m = all ones if it borrowed; p & m is [m, m << 32, m, m
+            // with bit 32 clear].
+            "sbb {m}, {m}",
+            "mov {m1}, {m}",
+            "shl {m1}, 32",
+            "mov {m3}, {m}",
+            "btr {m3}, 32",
+            "add {r0}, {m}",
+            "adc {r1}, {m1}",
+            "adc {r2}, {m}",
+            "adc {r3}, {m3}",
+            r0 = inout(reg) r0,
+            r1 = inout(reg) r1,
+            r2 = inout(reg) r2,
+            r3 = inout(reg) r3,
+            s0 = in(reg) s0,
+            s1 = in(reg) s1,
+            s2 = in(reg) s2,
+            s3 = in(reg) s3,
+            m = out(reg) _,
+            m1 = out(reg) _,
+            m3 = out(reg) _,
+            options(pure, nomem, nostack),
+        );
+    }
+    [r0, r1, r2, r3]
+}
