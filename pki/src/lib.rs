@@ -19,8 +19,9 @@
 //! Later issues add the SM2 session certificates, access tickets and the RFC 8998
 //! ShangMi provider for rustls and quinn.
 
-// `deny`, not `forbid`: `sm4::x86` (the intrinsics) is the one module that
-// allows `unsafe`; a test counts the allowances.
+// `deny`, not `forbid`: `sm4::x86` (SM4's intrinsics) and `sm2_verify::x86`
+// (the SM2 field's assembly) are the two modules that allow `unsafe`; a
+// test names the allowances.
 #![deny(unsafe_code)]
 
 pub mod alg;

