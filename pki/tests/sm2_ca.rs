@@ -264,4 +264,9 @@ fn a_strict_shangmi_handshake_on_our_own_certificates() {
     }
     assert!(!c.is_handshaking() && !s.is_handshaking());
     assert!(s.peer_certificates().is_some(), "the client authenticated");
+    // Both configurations took the CA as a trust anchor, and its two
+    // certificate signatures (one checked by each side) got its key a comb.
+    let cache = pki::sm2_verify::KeyCache::global();
+    assert!(cache.is_anchor(&ca.key().public_key()));
+    assert!(cache.has_comb(&ca.key().public_key()));
 }

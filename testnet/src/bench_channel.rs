@@ -186,7 +186,7 @@ fn per_op(seconds: f64, mut f: impl FnMut()) -> Duration {
 
 /// The public-key work of one SM handshake, each operation alone.
 fn sm2_bound(seconds: f64) -> Duration {
-    use sm2::dsa::signature::{Signer as _, Verifier as _};
+    use sm2::dsa::signature::Signer as _;
     let key = pki::ca::Sm2Key::generate().unwrap();
     let peer = pki::ca::Sm2Key::generate().unwrap();
     let signer = sm2::dsa::SigningKey::new("TLSv1.3+GM+Cipher+Suite", key.secret()).unwrap();
@@ -207,10 +207,26 @@ fn sm2_bound(seconds: f64) -> Duration {
         let s: sm2::dsa::Signature = signer.sign(&msg);
         std::hint::black_box(s);
     });
-    let verify = per_op(seconds / 4.0, || {
-        std::hint::black_box(verifier.verify(&msg, &sig).is_ok());
+    // The two verifications as the handshake makes them (`pki::sm2_verify`):
+    // CertificateVerify by the peer's own key, uncached; the certificate's
+    // signature by the CA, a trust anchor whose comb is kept.
+    let public = *verifier.as_affine();
+    let public = sm2::PublicKey::from_affine(public).unwrap();
+    let new_key = per_op(seconds / 4.0, || {
+        std::hint::black_box(
+            pki::sm2_verify::verify_uncached("TLSv1.3+GM+Cipher+Suite", &public, &msg, &sig)
+                .is_ok(),
+        );
     });
-    2 * keygen + 2 * ecdh + sign + 2 * verify
+    for _ in 0..2 {
+        pki::sm2_verify::verify("TLSv1.3+GM+Cipher+Suite", &public, &msg, &sig).unwrap();
+    }
+    let anchor = per_op(seconds / 4.0, || {
+        std::hint::black_box(
+            pki::sm2_verify::verify("TLSv1.3+GM+Cipher+Suite", &public, &msg, &sig).is_ok(),
+        );
+    });
+    2 * keygen + 2 * ecdh + sign + new_key + anchor
 }
 
 /// The same for ECDSA P-256 and secp256r1 ECDH through ring.
@@ -419,7 +435,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         );
     }
     println!(
-        "goal: the SM handshake within 2x of its bound (two key generations, two ECDH, one sign, two verifies)"
+        "goal: the SM handshake within 2x of its bound (two key generations, two ECDH, one sign, two verifies:\n  CertificateVerify by a new key, the certificate by the CA, a trust anchor with its comb kept)"
     );
 
     issuance(args.seconds)?;

@@ -270,6 +270,8 @@ fn generator_comb() -> Option<&'static Comb> {
 pub const CACHED_KEYS: usize = 128;
 /// Keys remembered as verified once, without a comb yet.
 pub const SEEN_KEYS: usize = 4 * CACHED_KEYS;
+/// Trust anchors remembered, at most ([`KeyCache::add_anchor`]).
+pub const MAX_ANCHORS: usize = 64;
 /// Window of the per-key combs (37 windows of 64 points: 148 KiB a key).
 const KEY_WINDOW: usize = 7;
 
@@ -278,8 +280,9 @@ const KEY_WINDOW: usize = 7;
 /// as a comb costs about 3 ms to build, and a signature that does not
 /// verify counts for nothing, so garbage never gets a comb). What keeps
 /// keys a peer chooses out is where the cache is used: quotes by enrolled
-/// AKs, certificates against the CAs, tickets; CSRs and TLS signatures
-/// verify without it. Bounded: past [`CACHED_KEYS`] the least recently used
+/// AKs, certificates against the CAs, tickets, and in TLS certificate
+/// signatures by a trust anchor's key ([`KeyCache::add_anchor`]); CSRs,
+/// CertificateVerify and other certificate signatures verify without it. Bounded: past [`CACHED_KEYS`] the least recently used
 /// comb goes, past [`SEEN_KEYS`] the oldest key seen once, so the keys in
 /// constant use (enrolled AKs, the PDP's own CA and ticket key) stay.
 #[derive(Default)]
@@ -296,6 +299,8 @@ struct CacheInner {
     seen_order: std::collections::VecDeque<[u8; 65]>,
     /// Keys whose comb a thread is building now (others do not build it too).
     building: std::collections::HashSet<[u8; 65]>,
+    /// Trust anchors' keys ([`KeyCache::add_anchor`]).
+    anchors: std::collections::HashSet<[u8; 65]>,
     clock: u64,
 }
 
@@ -364,9 +369,31 @@ impl KeyCache {
 
     /// Whether `public` has a comb now.
     pub fn has_comb(&self, public: &PublicKey) -> bool {
-        let encoded = public.as_affine().to_sec1_point(false);
-        <[u8; 65]>::try_from(encoded.as_bytes())
-            .is_ok_and(|key| self.lock().combs.contains_key(&key))
+        encode(public).is_some_and(|key| self.lock().combs.contains_key(&key))
+    }
+
+    /// Remembers `public` as a trust anchor's key: configured, not chosen by
+    /// a peer (the PDP's SM2 CA as the root of a TLS configuration). TLS
+    /// chain verification checks certificate signatures by an anchor's key
+    /// with the cache and by any other key (an intermediate a peer
+    /// presents) without it, so a peer cannot make the cache build or evict
+    /// combs. Bounded by [`MAX_ANCHORS`]: false when the key was not taken
+    /// (it then verifies uncached, which is slower, never wrong).
+    pub fn add_anchor(&self, public: &PublicKey) -> bool {
+        let Some(key) = encode(public) else {
+            return false;
+        };
+        let mut c = self.lock();
+        if c.anchors.len() >= MAX_ANCHORS && !c.anchors.contains(&key) {
+            return false;
+        }
+        c.anchors.insert(key);
+        true
+    }
+
+    /// Whether [`KeyCache::add_anchor`] took `public`.
+    pub fn is_anchor(&self, public: &PublicKey) -> bool {
+        encode(public).is_some_and(|key| self.lock().anchors.contains(&key))
     }
 
     /// Keys with a comb now.
@@ -377,6 +404,12 @@ impl KeyCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A key as the cache names it: its uncompressed SEC1 encoding.
+fn encode(public: &PublicKey) -> Option<[u8; 65]> {
+    let encoded = public.as_affine().to_sec1_point(false);
+    <[u8; 65]>::try_from(encoded.as_bytes()).ok()
 }
 
 /// Verifies an SM2 signature `(r, s)` over the 32-byte message digest
@@ -391,8 +424,7 @@ pub fn verify_prehash_with(
     signature: &sm2::dsa::Signature,
 ) -> Result<(), InvalidSignature> {
     let g = generator_comb().ok_or(InvalidSignature)?;
-    let encoded = public.as_affine().to_sec1_point(false);
-    let key = <[u8; 65]>::try_from(encoded.as_bytes()).map_err(|_| InvalidSignature)?;
+    let key = encode(public).ok_or(InvalidSignature)?;
     let point = || -> Result<Affine, InvalidSignature> {
         let (x, y) = (key[1..33].try_into(), key[33..65].try_into());
         match (x, y) {

@@ -223,6 +223,32 @@ impl rustls::server::ResolvesServerCert for BySignatureScheme {
     }
 }
 
+/// Registers the SM2 keys among `roots` as trust anchors
+/// ([`crate::sm2_verify::KeyCache::add_anchor`]), so that certificate
+/// signatures by them (the PDP's SM2 CA's, on every ShangMi handshake with
+/// a certificate) verify with a cached comb: about a fifth of the time.
+/// Other roots are skipped.
+pub(crate) fn remember_sm2_anchors(roots: &RootCertStore) {
+    for anchor in &roots.roots {
+        // webpki keeps the SubjectPublicKeyInfo's contents: wrapped again
+        // in their SEQUENCE to parse.
+        let contents = anchor.subject_public_key_info.as_ref();
+        let mut der = vec![0x30];
+        match contents.len() {
+            n @ 0..=0x7f => der.push(n as u8),
+            n @ 0x80..=0xff => der.extend([0x81, n as u8]),
+            n => der.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        der.extend_from_slice(contents);
+        use x509_parser::prelude::FromDer as _;
+        if let Ok((_, spki)) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der) {
+            if let Ok(key) = crate::ca::sm2_public_key(&spki) {
+                crate::sm2_verify::KeyCache::global().add_anchor(&key);
+            }
+        }
+    }
+}
+
 /// Verifies client certificates from `roots`, letting clients without one
 /// in (they authenticate with SASL instead).
 fn client_verifier(
@@ -233,6 +259,7 @@ fn client_verifier(
         None => Ok(None),
         Some(roots) if roots.is_empty() => Err(TlsError::NoRoots),
         Some(roots) => {
+            remember_sm2_anchors(&roots);
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()
@@ -292,6 +319,7 @@ pub fn client_config(
     if roots.is_empty() {
         return Err(TlsError::NoRoots);
     }
+    remember_sm2_anchors(&roots);
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsError::Provider)?
@@ -367,6 +395,7 @@ pub fn client_config_with_key(
     if roots.is_empty() {
         return Err(TlsError::NoRoots);
     }
+    remember_sm2_anchors(&roots);
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsError::Provider)?

@@ -736,12 +736,23 @@ const SM2_WITH_SM3_ALG: &[u8] = &[0x06, 0x08, 0x2A, 0x81, 0x1C, 0xCF, 0x55, 0x01
 #[derive(Debug)]
 struct Sm2Verifier {
     id: &'static str,
+    /// Whether a signature by a trust anchor's key (registered when a
+    /// configuration is built, [`super::remember_sm2_anchors`]) uses the
+    /// process-wide comb cache.
+    anchors_cached: bool,
 }
 
-/// Certificate signatures (the default SM2 ID).
-static SM2_SM3_CERTIFICATES: Sm2Verifier = Sm2Verifier { id: CERT_SM2_ID };
-/// CertificateVerify (the TLS 1.3 SM2 ID).
-static SM2_SM3_HANDSHAKE: Sm2Verifier = Sm2Verifier { id: TLS_SM2_ID };
+/// Certificate signatures (the default SM2 ID): the issuer's key, which is
+/// a trust anchor's (cached) or an intermediate the peer presents (not).
+static SM2_SM3_CERTIFICATES: Sm2Verifier = Sm2Verifier {
+    id: CERT_SM2_ID,
+    anchors_cached: true,
+};
+/// CertificateVerify (the TLS 1.3 SM2 ID): always the peer's own key.
+static SM2_SM3_HANDSHAKE: Sm2Verifier = Sm2Verifier {
+    id: TLS_SM2_ID,
+    anchors_cached: false,
+};
 
 impl SignatureVerificationAlgorithm for Sm2Verifier {
     fn verify_signature(
@@ -752,10 +763,16 @@ impl SignatureVerificationAlgorithm for Sm2Verifier {
     ) -> Result<(), InvalidSignature> {
         let public = sm2::PublicKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
         let signature = sm2::dsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
-        // Uncached: the keys here are a peer's (its certificate's, its
-        // CA's as the peer presents it), not keys the PDP keeps using.
-        crate::sm2_verify::verify_uncached(self.id, &public, message, &signature)
-            .map_err(|_| InvalidSignature)
+        // Cached only for a trust anchor's key (the PDP's SM2 CA, which
+        // signs every peer's certificate): any other key here is one a
+        // peer chose (its own, an intermediate it presents).
+        let verify =
+            if self.anchors_cached && crate::sm2_verify::KeyCache::global().is_anchor(&public) {
+                crate::sm2_verify::verify
+            } else {
+                crate::sm2_verify::verify_uncached
+            };
+        verify(self.id, &public, message, &signature).map_err(|_| InvalidSignature)
     }
 
     fn public_key_alg_id(&self) -> AlgorithmIdentifier {
@@ -1051,5 +1068,71 @@ mod tests {
             .unwrap()
             .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
             .is_none());
+    }
+
+    /// Certificate signatures keep a comb only for a trust anchor's key: a
+    /// CA's signature verified twice builds none until its certificate is
+    /// a root of a configuration, and CertificateVerify (a peer's own key)
+    /// never does.
+    #[test]
+    fn only_trust_anchors_keys_get_a_comb() {
+        use crate::ca::{LeafSpec, Sm2Ca, Sm2Key, Usage};
+        use crate::sm2_verify::KeyCache;
+        use std::time::{Duration, SystemTime};
+        let now = SystemTime::now();
+        let ca = Sm2Ca::create("anchor test CA", Duration::from_secs(3600), now).unwrap();
+        let ca_public = ca.key().public_key();
+        let leaf_key = Sm2Key::generate().unwrap();
+        let spec = LeafSpec {
+            common_name: "leaf".into(),
+            subject_extra: Vec::new(),
+            dns_names: vec!["localhost".into()],
+            ips: Vec::new(),
+            usage: Usage::Client,
+            lifetime: Duration::from_secs(3600),
+        };
+        let leaf = ca.issue(&leaf_key.public_key(), &spec, now).unwrap();
+        let parsed = crate::ca::parse(&leaf).unwrap();
+        let (tbs, signature) = (
+            parsed.tbs_certificate.as_ref(),
+            parsed.signature_value.data.as_ref(),
+        );
+        let cache = KeyCache::global();
+        let verify_twice = || {
+            for _ in 0..2 {
+                SM2_SM3_CERTIFICATES
+                    .verify_signature(&ca.key().public_sec1(), tbs, signature)
+                    .unwrap();
+            }
+        };
+        verify_twice();
+        assert!(!cache.is_anchor(&ca_public));
+        assert!(!cache.has_comb(&ca_public), "a key no configuration trusts");
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(
+                ca.certificate_der().to_vec(),
+            ))
+            .unwrap();
+        super::super::remember_sm2_anchors(&roots);
+        assert!(cache.is_anchor(&ca_public));
+        verify_twice();
+        assert!(cache.has_comb(&ca_public), "the anchor's key");
+
+        // A TLS signature by the anchor's key still goes uncached, and by
+        // any other key too.
+        let secret = leaf_key.secret().clone();
+        let signer = Sm2SigningKey::new(&secret)
+            .unwrap()
+            .choose_scheme(&[SM2SIG_SM3])
+            .unwrap();
+        let sig = signer.sign(b"transcript").unwrap();
+        for _ in 0..2 {
+            SM2_SM3_HANDSHAKE
+                .verify_signature(&leaf_key.public_sec1(), b"transcript", &sig)
+                .unwrap();
+        }
+        assert!(!cache.has_comb(&leaf_key.public_key()));
     }
 }
