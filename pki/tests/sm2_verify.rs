@@ -10,7 +10,9 @@
 //! - Debian's OpenSSL 3.0 (libcrypto, through a small C program built here
 //!   with cc): its keys and signatures over random digests, 10^4 by
 //!   default (OpenSSL takes 1.3 ms to make a key and sign; set
-//!   SM2_OPENSSL_CASES for more), and its verdict on flipped digests.
+//!   SM2_OPENSSL_CASES for more), and its verdict on flipped digests;
+//!   every 20th OpenSSL key signs three digests, so its third signature
+//!   is checked by the key's comb.
 //!
 //! Then the edge cases GB/T 32918.2 names: r or s zero or not below n, t = 0
 //! (s = n - r), a sum at infinity, a public key off the curve.
@@ -267,7 +269,7 @@ fn agrees_with_debians_openssl() {
                 let peer = &peer;
                 scope.spawn(move || {
                     let out = Command::new(peer)
-                        .args([(cases / 2).to_string(), "50".into()])
+                        .args([(cases / 2).to_string(), "50".into(), REPEAT.to_string()])
                         .output()
                         .unwrap();
                     assert!(out.status.success(), "{out:?}");
@@ -279,12 +281,13 @@ fn agrees_with_debians_openssl() {
     });
     let _ = std::fs::remove_file(&peer);
     let cache = KeyCache::default();
-    let (mut valid, mut flipped) = (0, 0);
+    let (mut valid, mut flipped, mut by_comb) = (0, 0, 0);
     for line in outputs.iter().flat_map(|o| o.lines()) {
         let f: Vec<&str> = line.split(' ').collect();
         let public = PublicKey::from_sec1_bytes(&unhex(f[0])).unwrap();
         let e: [u8; 32] = unhex(f[1]).try_into().unwrap();
         let sig = Signature::from_der(&unhex(f[2])).unwrap();
+        by_comb += usize::from(cache.has_comb(&public));
         assert!(
             ours(&cache, &public, &e, &sig),
             "OpenSSL's signature refused: {line}"
@@ -296,9 +299,16 @@ fn agrees_with_debians_openssl() {
             flipped += 1;
         }
     }
-    assert_eq!(valid, cases / 2 * 2);
+    // Every REPEAT-th key signed three digests: its third went through
+    // the comb built on its second.
+    let repeated = 2 * (cases / 2).div_ceil(REPEAT);
+    assert_eq!(valid, cases / 2 * 2 + 2 * repeated);
+    assert_eq!(by_comb, repeated, "OpenSSL signatures verified by a comb");
     assert!(flipped >= (cases / 50).saturating_sub(2), "{flipped}");
 }
+
+/// One OpenSSL key in this many signs three digests (the comb's check).
+const REPEAT: usize = 20;
 
 #[test]
 fn the_edge_cases_of_the_standard() {

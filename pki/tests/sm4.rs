@@ -215,9 +215,18 @@ fn unsafe_is_allowed_in_two_modules() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                for (n, line) in text.lines().enumerate() {
+                let lines: Vec<&str> = text.lines().collect();
+                for (n, line) in lines.iter().enumerate() {
                     if line.contains("allow(unsafe_code)") || line.contains("expect(unsafe_code)") {
                         let relative = path.strip_prefix(&src).unwrap().display().to_string();
+                        // On the module's declaration, not on anything
+                        // wider (a file-wide `#![allow]` would be).
+                        assert_eq!(
+                            (line.trim(), lines.get(n + 1).map(|l| l.trim())),
+                            ("#[allow(unsafe_code)]", Some("mod x86;")),
+                            "{relative}:{}",
+                            n + 1
+                        );
                         allowances.push((relative, n + 1));
                     }
                 }

@@ -261,8 +261,11 @@ impl Server {
     /// client certificate from the session CA.
     pub fn new(me: &ChannelIdentity, name: &str) -> Result<Self, TunnelError> {
         let provider = Arc::new(strict_provider());
+        let roots = me.roots()?;
+        // The session CA signs every client's certificate: its comb is kept.
+        pki::tls::remember_sm2_anchors(&roots);
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(me.roots()?),
+            Arc::new(roots),
             provider.clone(),
         )
         .build()

@@ -95,6 +95,8 @@ impl Publisher {
         roots
             .add(CertificateDer::from(issuer.ca_certificate().to_vec()))
             .map_err(|e| tls_error(e.to_string()))?;
+        // The CA signs every subscriber's certificate: its comb is kept.
+        pki::tls::remember_sm2_anchors(&roots);
         // Gateways enrol before they hold a certificate.
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),

@@ -571,15 +571,15 @@ mod tests {
 
     /// The x86 assembly (`super::super::x86`) against the Rust field above,
     /// on the edges (0, 1, p - 1, limbs all ones or zero) and 10^5 random
-    /// pairs. A quarter of random products take the assembly's rarer
-    /// branch (T_hi + U at least 2^256), so both are covered.
+    /// pairs: addition and subtraction on any x86-64, the product and the
+    /// square where BMI2 and ADX are. A quarter of random products reach
+    /// 2^256 before the last subtraction of p, so that branch is covered;
+    /// landing in [p, 2^256) (about 2^-32 of them) is covered by pairs made
+    /// for it (their reduced product is below 2^200).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_assembly_agrees_with_the_rust_field() {
-        let Some(adx) = super::super::x86::Adx::detect() else {
-            eprintln!("no BMI2 and ADX here: the assembly is not used");
-            return;
-        };
+        use super::super::x86;
         let below_p = |l: [u64; 4]| sub_p(l).1 != 0;
         let mut edges = vec![[0; 4], [1, 0, 0, 0], ONE.0, R2];
         for d in [1u64, 2, 3, 0x1_0000_0000] {
@@ -608,13 +608,66 @@ mod tests {
                 pairs.push((a, b));
             }
         }
+        for (a, b) in &pairs {
+            assert!(below_p(*a) && below_p(*b));
+            let (fa, fb) = (Fe(*a), Fe(*b));
+            assert_eq!(x86::add(a, b), fa.add_portable(&fb).0, "{a:x?} + {b:x?}");
+            assert_eq!(x86::sub(a, b), fa.sub_portable(&fb).0, "{a:x?} - {b:x?}");
+        }
+        let Some(adx) = x86::Adx::detect() else {
+            eprintln!("no BMI2 and ADX here: the product's assembly is not used");
+            return;
+        };
+        // Products whose sum before the last subtraction lies in
+        // [p, 2^256): a = c·R/b mod p for a small c (found with a model of
+        // the reduction), and a square the same way.
+        let window = [
+            (
+                [
+                    0x941bfe8fca0a53c3,
+                    0xaf8baf39a926a027,
+                    0x65c109037286b389,
+                    0x12fcefa239c7f98f,
+                ],
+                [
+                    0x7ed4d57b1e2feb8a,
+                    0x7311d8a3c2ce6f44,
+                    0xa6cecc1b78e51061,
+                    0xc9e9c616612e7696,
+                ],
+            ),
+            (
+                [
+                    0xa0d0183d825f78b7,
+                    0xfebefeb10e5b34ba,
+                    0x39ff1c271eecbf6b,
+                    0x31d68073179e54a5,
+                ],
+                [
+                    0x9b810e766ec9d287,
+                    0xc4647159c324c985,
+                    0xb2221a58008a05a6,
+                    0x442e3d437204e52d,
+                ],
+            ),
+        ];
+        let square_window = [
+            0xa1035b8965e26b39,
+            0xa775c75a041737b9,
+            0xe7db7d33a3d5bdf9,
+            0xed6346ad4cb1928d,
+        ];
+        for (a, b) in window {
+            let product = adx.mul(&a, &b);
+            assert!(product[3] >> 8 == 0, "made to be below 2^200: {product:x?}");
+            pairs.push((a, b));
+        }
+        assert!(adx.square(&square_window)[3] >> 8 == 0);
+        pairs.push((square_window, square_window));
         for (a, b) in pairs {
-            assert!(below_p(a) && below_p(b));
             let (fa, fb) = (Fe(a), Fe(b));
             assert_eq!(adx.mul(&a, &b), fa.mul_portable(&fb).0, "{a:x?} * {b:x?}");
             assert_eq!(adx.square(&a), fa.square_portable().0, "{a:x?}^2");
-            assert_eq!(super::super::x86::add(&a, &b), fa.add_portable(&fb).0);
-            assert_eq!(super::super::x86::sub(&a, &b), fa.sub_portable(&fb).0);
         }
     }
 

@@ -156,6 +156,7 @@ const WNAF_LEN: usize = 258;
 /// digits it has: every digit 0 or odd in `(-2^(w-1), 2^(w-1))`, and of any
 /// `w` consecutive digits at most one is not 0.
 fn wnaf(k: &Scalar, w: usize) -> ([i8; WNAF_LEN], usize) {
+    debug_assert!((2..=8).contains(&w), "digits are kept as i8");
     // 257 bits: 256 and room for the top carry.
     let l = limbs(k);
     let mut n = [l[0], l[1], l[2], l[3], 0];

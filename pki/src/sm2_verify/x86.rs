@@ -23,9 +23,11 @@
 //! that is at least p. Every input is public (verification only), but the
 //! code has no data-dependent branch or index anyway.
 //!
-//! Safety: the assembly is reached only through [`Adx`], a value that
-//! exists only once BMI2 and ADX were detected; it reads 32 bytes through
-//! each of two references and writes only registers it declares.
+//! Safety: the product and the square (MULX, ADCX, ADOX) are reached only
+//! through [`Adx`], a value that exists only once BMI2 and ADX were
+//! detected; addition and subtraction use the base x86-64 set and touch no
+//! memory. Each block reads at most two 32-byte arrays through references
+//! and writes only the registers it declares.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -412,7 +414,7 @@ unsafe fn square_adx(a: &[u64; 4]) -> [u64; 4] {
 #[inline(always)]
 pub(super) fn add(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
     let [mut r0, mut r1, mut r2, mut r3] = *a;
-    let [mut s0, mut s1, mut s2, mut s3] = *b;
+    let [s0, s1, s2, s3] = *b;
     // SAFETY: registers only (no memory, no stack); every register written
     // is declared, and the flags are clobbered (no preserves_flags). The
     // instructions are x86-64's base set.
@@ -444,17 +446,16 @@ pub(super) fn add(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
             r1 = inout(reg) r1,
             r2 = inout(reg) r2,
             r3 = inout(reg) r3,
-            s0 = inout(reg) s0,
-            s1 = inout(reg) s1,
-            s2 = inout(reg) s2,
-            s3 = inout(reg) s3,
+            s0 = inout(reg) s0 => _,
+            s1 = inout(reg) s1 => _,
+            s2 = inout(reg) s2 => _,
+            s3 = inout(reg) s3 => _,
             c = out(reg) _,
             p1 = out(reg) _,
             p3 = out(reg) _,
             options(pure, nomem, nostack),
         );
     }
-    let _ = (s0, s1, s2, s3);
     [r0, r1, r2, r3]
 }
 

@@ -227,8 +227,9 @@ impl rustls::server::ResolvesServerCert for BySignatureScheme {
 /// ([`crate::sm2_verify::KeyCache::add_anchor`]), so that certificate
 /// signatures by them (the PDP's SM2 CA's, on every ShangMi handshake with
 /// a certificate) verify with a cached comb: about a fifth of the time.
-/// Other roots are skipped.
-pub(crate) fn remember_sm2_anchors(roots: &RootCertStore) {
+/// Other roots are skipped. The configurations built here call it; a
+/// verifier built elsewhere from configured roots should too.
+pub fn remember_sm2_anchors(roots: &RootCertStore) {
     for anchor in &roots.roots {
         // webpki keeps the SubjectPublicKeyInfo's contents: wrapped again
         // in their SEQUENCE to parse.
