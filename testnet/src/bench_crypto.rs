@@ -129,7 +129,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let openssl = openssl_sm2(args.seconds);
 
     let per_s = |us: f64| 1e6 / us;
-    println!("SM2 verification, one core ({} s a row)", args.seconds);
+    println!(
+        "SM2 verification, one core ({} s a row); pki::sm2_verify's field: {}",
+        args.seconds,
+        pki::sm2_verify::field_arithmetic()
+    );
     println!("{:<58} {:>9} {:>12} {:>9}", "", "us", "per second", "goal");
     let row = |name: &str, us: f64, goal: Option<f64>| {
         println!(

@@ -529,6 +529,19 @@ pub fn verify(
     verify_prehash(public, &digest(distid, public, message)?, signature)
 }
 
+/// How this CPU computes the field: for benchmarks to say what they timed.
+pub fn field_arithmetic() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if x86::Adx::detect().is_some() {
+        return "x86-64 assembly, MULX/ADCX/ADOX";
+    }
+    if cfg!(target_arch = "x86_64") {
+        "x86-64 assembly for addition, Rust for the product (no BMI2/ADX)"
+    } else {
+        "Rust"
+    }
+}
+
 /// [`verify`] without the cache: for keys a peer chooses and uses once or
 /// a few times (a CSR's key, a TLS peer's certificate key), which must not
 /// take the place of the keys in constant use.
