@@ -6,9 +6,8 @@
 //! - over 10^6 random key/block pairs per path (62,500 keys, each with 1,
 //!   8, 9, 16, 32, 33, 64 or 97 blocks in turn: the narrow pass, the
 //!   buffered tail, a full batch of 32 and of 64 in place and more than
-//!   one), decrypted back through the
-//!   `cipher` traits; SM4_CASES sets the number of keys, SM4_SEED replays a
-//!   run;
+//!   one), decrypted back through the `cipher` traits; SM4_CASES sets the
+//!   number of keys, SM4_SEED replays a run;
 //! - SM4-GCM (`aes-gcm`) and SM4-CCM (`ccm`) over random lengths, so CTR's
 //!   64-block batches and every tail length go through each path: the same
 //!   ciphertext and tag as with RustCrypto's SM4, and a flipped bit refused;
@@ -16,9 +15,8 @@
 //!   from one buffer to another.
 //!
 //! The published vectors (GB/T 32907 Appendix A, RFC 8998 Appendix A) are
-//! unit tests beside the code. A last test holds the module boundary:
-//! `unsafe` is allowed in two modules of `pki`, and every unsafe block
-//! there says why it is sound.
+//! unit tests beside the code; `unsafe_boundary.rs` holds the intrinsics'
+//! module boundary.
 #![cfg(feature = "tls")]
 
 use aes_gcm::aead::consts::{U12, U16};
@@ -190,81 +188,5 @@ proptest! {
                 prop_assert_eq!(one.as_slice(), e.as_slice());
             }
         }
-    }
-}
-
-/// `unsafe` lives in two leaf modules, `sm4::x86` (the SM4 intrinsics)
-/// and `sm2_verify::x86` (the SM2 field's assembly): one
-/// `allow(unsafe_code)` in the crate for each, on its module; each module
-/// denies unsafe operations outside unsafe blocks, and each unsafe block
-/// follows a SAFETY comment.
-#[test]
-fn unsafe_is_allowed_in_two_modules() {
-    const MODULES: [(&str, &str); 2] = [
-        // Sorted, as the allowances found are.
-        ("sm2_verify/mod.rs", "sm2_verify/x86.rs"),
-        ("sm4/mod.rs", "sm4/x86.rs"),
-    ];
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut allowances = Vec::new();
-    let mut stack = vec![src.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                let lines: Vec<&str> = text.lines().collect();
-                for (n, line) in lines.iter().enumerate() {
-                    if line.contains("allow(unsafe_code)") || line.contains("expect(unsafe_code)") {
-                        let relative = path.strip_prefix(&src).unwrap().display().to_string();
-                        // On the module's declaration, not on anything
-                        // wider (a file-wide `#![allow]` would be).
-                        assert_eq!(
-                            (line.trim(), lines.get(n + 1).map(|l| l.trim())),
-                            ("#[allow(unsafe_code)]", Some("mod x86;")),
-                            "{relative}:{}",
-                            n + 1
-                        );
-                        allowances.push((relative, n + 1));
-                    }
-                }
-            }
-        }
-    }
-    allowances.sort();
-    let declared: Vec<&str> = allowances.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(
-        declared,
-        MODULES.map(|(declared_in, _)| declared_in),
-        "allow/expect(unsafe_code) at {allowances:?}"
-    );
-    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
-    assert!(lib.contains("#![deny(unsafe_code)]"));
-
-    for (_, module) in MODULES {
-        let text = std::fs::read_to_string(src.join(module)).unwrap();
-        assert!(
-            text.contains("#![deny(unsafe_op_in_unsafe_fn)]"),
-            "{module}"
-        );
-        let lines: Vec<&str> = text.lines().collect();
-        let mut blocks = 0;
-        for (n, line) in lines.iter().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if code.contains("unsafe {") {
-                blocks += 1;
-                let before = &lines[n.saturating_sub(4)..n];
-                assert!(
-                    before
-                        .iter()
-                        .any(|l| l.trim_start().starts_with("// SAFETY:")),
-                    "{module}:{}: an unsafe block without a SAFETY comment",
-                    n + 1
-                );
-            }
-        }
-        assert!(blocks > 0, "{module}");
     }
 }

@@ -186,13 +186,13 @@ fn per_op(seconds: f64, mut f: impl FnMut()) -> Duration {
 
 /// The public-key work of one SM handshake, each operation alone.
 fn sm2_bound(seconds: f64) -> Duration {
+    use pki::tls::shangmi::TLS_SM2_ID;
     use sm2::dsa::signature::Signer as _;
     let key = pki::ca::Sm2Key::generate().unwrap();
     let peer = pki::ca::Sm2Key::generate().unwrap();
-    let signer = sm2::dsa::SigningKey::new("TLSv1.3+GM+Cipher+Suite", key.secret()).unwrap();
+    let signer = sm2::dsa::SigningKey::new(TLS_SM2_ID, key.secret()).unwrap();
     let msg = [7u8; 130];
     let sig: sm2::dsa::Signature = signer.sign(&msg);
-    let verifier = signer.verifying_key().clone();
     let keygen = per_op(seconds / 4.0, || {
         std::hint::black_box(pki::ca::Sm2Key::generate().unwrap().public_sec1());
     });
@@ -210,21 +210,17 @@ fn sm2_bound(seconds: f64) -> Duration {
     // The two verifications as the handshake makes them (`pki::sm2_verify`):
     // CertificateVerify by the peer's own key, uncached; the certificate's
     // signature by the CA, a trust anchor whose comb is kept.
-    let public = *verifier.as_affine();
-    let public = sm2::PublicKey::from_affine(public).unwrap();
+    let public = key.public_key();
     let new_key = per_op(seconds / 4.0, || {
         std::hint::black_box(
-            pki::sm2_verify::verify_uncached("TLSv1.3+GM+Cipher+Suite", &public, &msg, &sig)
-                .is_ok(),
+            pki::sm2_verify::verify_uncached(TLS_SM2_ID, &public, &msg, &sig).is_ok(),
         );
     });
     for _ in 0..2 {
-        pki::sm2_verify::verify("TLSv1.3+GM+Cipher+Suite", &public, &msg, &sig).unwrap();
+        pki::sm2_verify::verify(TLS_SM2_ID, &public, &msg, &sig).unwrap();
     }
     let anchor = per_op(seconds / 4.0, || {
-        std::hint::black_box(
-            pki::sm2_verify::verify("TLSv1.3+GM+Cipher+Suite", &public, &msg, &sig).is_ok(),
-        );
+        std::hint::black_box(pki::sm2_verify::verify(TLS_SM2_ID, &public, &msg, &sig).is_ok());
     });
     2 * keygen + 2 * ecdh + sign + new_key + anchor
 }

@@ -588,13 +588,8 @@ mod tests {
         edges.push([u64::MAX, 0, u64::MAX, 0]);
         edges.push([0, u64::MAX, 0, P[3]]);
         edges.push([0, 0, 0, 1 << 63]);
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = super::super::test_rng::Rng::seeded("SM2_SEED");
+        let mut next = move || rng.next();
         let mut pairs: Vec<([u64; 4], [u64; 4])> = Vec::new();
         for a in &edges {
             for b in &edges {

@@ -283,9 +283,10 @@ const KEY_WINDOW: usize = 7;
 /// keys a peer chooses out is where the cache is used: quotes by enrolled
 /// AKs, certificates against the CAs, tickets, and in TLS certificate
 /// signatures by a trust anchor's key ([`KeyCache::add_anchor`]); CSRs,
-/// CertificateVerify and other certificate signatures verify without it. Bounded: past [`CACHED_KEYS`] the least recently used
-/// comb goes, past [`SEEN_KEYS`] the oldest key seen once, so the keys in
-/// constant use (enrolled AKs, the PDP's own CA and ticket key) stay.
+/// CertificateVerify and other certificate signatures verify without it.
+/// Bounded: past [`CACHED_KEYS`] the least recently used comb goes, past
+/// [`SEEN_KEYS`] the oldest key seen once, so the keys in constant use
+/// (enrolled AKs, the PDP's own CA and ticket key) stay.
 #[derive(Default)]
 pub struct KeyCache {
     inner: Mutex<CacheInner>,
@@ -554,36 +555,52 @@ pub fn verify_uncached(
     verify_prehash_with(None, public, &digest(distid, public, message)?, signature)
 }
 
+/// The integration tests' reproducible generator, for the unit tests too.
+#[cfg(test)]
+#[path = "../../tests/common/rng.rs"]
+mod test_rng;
+
 #[cfg(test)]
 mod tests {
+    use super::test_rng::Rng;
     use super::*;
     use sm2::elliptic_curve::Group as _;
     use sm2::ProjectivePoint;
 
-    /// Scalars from a fixed xorshift sequence (reproducible failures).
-    fn random_scalar() -> Scalar {
-        use std::cell::Cell;
-        thread_local!(static STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) });
-        let mut bytes = [0u8; 32];
-        for chunk in bytes.chunks_mut(8) {
-            let x = STATE.with(|s| {
-                let mut x = s.get();
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                s.set(x);
-                x
-            });
-            chunk.copy_from_slice(&x.to_le_bytes());
+    /// Scalars from the tests' shared generator (SM2_SEED replays a run).
+    fn random_scalar(rng: &mut Rng) -> Scalar {
+        <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(rng.bytes::<32>()))
+    }
+
+    /// At most MAX_ANCHORS keys are taken as anchors; one already taken is
+    /// taken again, a new one past the bound is refused (and verifies
+    /// uncached).
+    #[test]
+    fn anchors_are_bounded() {
+        let cache = KeyCache::default();
+        let key = |i: u64| {
+            PublicKey::from_affine((ProjectivePoint::generator() * Scalar::from(i)).to_affine())
+                .unwrap()
+        };
+        for i in 1..=MAX_ANCHORS as u64 {
+            assert!(cache.add_anchor(&key(i)));
         }
-        <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(bytes))
+        assert!(cache.add_anchor(&key(1)), "already an anchor");
+        let past = key(MAX_ANCHORS as u64 + 1);
+        assert!(!cache.add_anchor(&past));
+        assert!(!cache.is_anchor(&past));
+        assert!(cache.is_anchor(&key(MAX_ANCHORS as u64)));
     }
 
     #[test]
     fn signed_digits_and_wnaf_add_up_to_the_scalar() {
         let two = Scalar::from(2u64);
         let edge = [Scalar::ZERO, Scalar::ONE, -Scalar::ONE, -Scalar::from(2u64)];
-        for k in edge.into_iter().chain((0..200).map(|_| random_scalar())) {
+        let mut rng = Rng::seeded("SM2_SEED");
+        for k in edge
+            .into_iter()
+            .chain((0..200).map(|_| random_scalar(&mut rng)))
+        {
             for w in [4, 5, 6, 7, 8, 9] {
                 let digits: Vec<i32> = signed_digits(&k, w).collect();
                 assert_eq!(digits.len(), digits_len(w));
@@ -633,7 +650,8 @@ mod tests {
             theirs(&g, &Scalar::ONE),
             generator_comb().unwrap().mul(&Scalar::ONE).affine_x()
         );
-        let p = g * random_scalar();
+        let mut rng = Rng::seeded("SM2_SEED");
+        let p = g * random_scalar(&mut rng);
         let encoded = p.to_affine().to_sec1_point(false);
         let b = encoded.as_bytes();
         let ours_p =
@@ -641,7 +659,10 @@ mod tests {
                 .unwrap();
         let comb = Comb::new(&ours_p, KEY_WINDOW).unwrap();
         let edge = [Scalar::ZERO, Scalar::ONE, -Scalar::ONE, Scalar::from(2u64)];
-        for k in edge.into_iter().chain((0..50).map(|_| random_scalar())) {
+        for k in edge
+            .into_iter()
+            .chain((0..50).map(|_| random_scalar(&mut rng)))
+        {
             assert_eq!(comb.mul(&k).affine_x(), theirs(&p, &k));
             assert_eq!(mul_wnaf(&ours_p, &k).unwrap().affine_x(), theirs(&p, &k));
             assert_eq!(generator_comb().unwrap().mul(&k).affine_x(), theirs(&g, &k));

@@ -1,12 +1,13 @@
-//! The SM2 field's Montgomery multiplication in x86-64 assembly with
-//! MULX, ADCX and ADOX (BMI2 and ADX): the second module of `pki` with
-//! `unsafe` code, next to `sm4::x86`.
+//! The SM2 field's arithmetic in x86-64 assembly: the Montgomery product
+//! and square with MULX, ADCX and ADOX (BMI2 and ADX), addition and
+//! subtraction in the base set. The second module of `pki` with `unsafe`
+//! code, next to `sm4::x86`.
 //!
 //! Why by hand: the same arithmetic in Rust (`curve::Fe::mul`, u128
 //! products) compiles to MUL with one carry chain kept in flags by
 //! SETB and ADD $0xff, about 45 ns a product here; two carry chains
 //! (ADCX on CF, ADOX on OF) and a reduction without multiplications
-//! (p's special form) roughly halve it, and a new key's verification is
+//! (p's special form) take a third off it, and a new key's verification is
 //! 3,000 of them. Neither the `sm2` crate nor any maintained crate has an
 //! SM2-specific field (`primeorder` is generic over `crypto-bigint`).
 //!
@@ -77,157 +78,111 @@ impl Adx {
     }
 }
 
+/// One row of the product: `t_0..t_4 += a·b_i` for the limb of `b` at byte
+/// offset `$off`, the low halves on the CF chain (ADCX), the high halves
+/// on the OF chain (ADOX). `$t4` is a new limb: zeroed by the XOR that
+/// also clears both flags, and the CF chain's last carry goes into it
+/// after the OF chain's (neither overflows it: the partial sum fits).
+#[rustfmt::skip]
+macro_rules! product_row {
+    ($off:literal, $t0:literal, $t1:literal, $t2:literal, $t3:literal, $t4:literal) => {
+        concat!(
+            "mov rdx, [{b} + ", $off, "]\n",
+            "xor {", $t4, ":e}, {", $t4, ":e}\n",
+            "mulx {hi}, {lo}, [{a}]\n",
+            "adcx {", $t0, "}, {lo}\n",
+            "adox {", $t1, "}, {hi}\n",
+            "mulx {hi}, {lo}, [{a} + 8]\n",
+            "adcx {", $t1, "}, {lo}\n",
+            "adox {", $t2, "}, {hi}\n",
+            "mulx {hi}, {lo}, [{a} + 16]\n",
+            "adcx {", $t2, "}, {lo}\n",
+            "adox {", $t3, "}, {hi}\n",
+            "mulx {hi}, {lo}, [{a} + 24]\n",
+            "adcx {", $t3, "}, {lo}\n",
+            "adox {", $t4, "}, {hi}\n",
+            // MOV leaves the flags alone.
+            "mov {lo}, 0\n",
+            "adcx {", $t4, "}, {lo}\n",
+        )
+    };
+}
+
+/// One round of the reduction (see the module's doc) on the state
+/// `$s0..$s3`, lowest limb first, whose lowest limb is `m`: the state
+/// becomes `$s1, $s2, $s3, $s0`, so after four rounds it is back in order.
+#[rustfmt::skip]
+macro_rules! reduce_round {
+    ($s0:literal, $s1:literal, $s2:literal, $s3:literal) => {
+        concat!(
+            "mov {lo}, {", $s0, "}\n",
+            "shl {lo}, 32\n",
+            "mov {hi}, {", $s0, "}\n",
+            "shr {hi}, 32\n",
+            "add {", $s1, "}, {", $s0, "}\n",
+            "adc {", $s2, "}, 0\n",
+            "adc {", $s3, "}, 0\n",
+            "adc {", $s0, "}, 0\n",
+            "sub {", $s1, "}, {lo}\n",
+            "sbb {", $s2, "}, {hi}\n",
+            "sbb {", $s3, "}, {lo}\n",
+            "sbb {", $s0, "}, {hi}\n",
+        )
+    };
+}
+
+/// `s0..s3 = r0..r3` less p, or `r0..r3` if that borrows: the reduction
+/// of a value below 2p whose bit 256 is in `$c`. `$p1` and `$p3` are
+/// scratch for p's limbs 1 and 3 (limbs 0 and 2 are -1, an immediate).
+/// Operands are given whole (`"{t4}"`, or a register's name).
+#[rustfmt::skip]
+macro_rules! subtract_p_if_above {
+    ([$r0:literal, $r1:literal, $r2:literal, $r3:literal],
+     [$s0:literal, $s1:literal, $s2:literal, $s3:literal],
+     $c:literal, $p1:literal, $p3:literal) => {
+        concat!(
+            "mov ", $s0, ", ", $r0, "\n",
+            "mov ", $s1, ", ", $r1, "\n",
+            "mov ", $s2, ", ", $r2, "\n",
+            "mov ", $s3, ", ", $r3, "\n",
+            "mov ", $p1, ", 0xFFFFFFFF00000000\n",
+            "mov ", $p3, ", 0xFFFFFFFEFFFFFFFF\n",
+            "sub ", $s0, ", -1\n",
+            "sbb ", $s1, ", ", $p1, "\n",
+            "sbb ", $s2, ", -1\n",
+            "sbb ", $s3, ", ", $p3, "\n",
+            "sbb ", $c, ", 0\n",
+            "cmovc ", $s0, ", ", $r0, "\n",
+            "cmovc ", $s1, ", ", $r1, "\n",
+            "cmovc ", $s2, ", ", $r2, "\n",
+            "cmovc ", $s3, ", ", $r3, "\n",
+        )
+    };
+}
+
 /// Montgomery reduction of the 512-bit `t7..t0` by its low half, and the
 /// final subtraction of p (see the module's doc): the result in t0..t3.
 /// Uses `hi`, `lo` and rdx as scratch.
+#[rustfmt::skip]
 macro_rules! reduce_and_finish {
     () => {
         concat!(
-            // Reduce t0..t3 (see the module's doc); the state rotates one
-            // register per round and is back in t0..t3 after four.
-            "mov {lo}, {t0}",
-            "\n",
-            "shl {lo}, 32",
-            "\n",
-            "mov {hi}, {t0}",
-            "\n",
-            "shr {hi}, 32",
-            "\n",
-            "add {t1}, {t0}",
-            "\n",
-            "adc {t2}, 0",
-            "\n",
-            "adc {t3}, 0",
-            "\n",
-            "adc {t0}, 0",
-            "\n",
-            "sub {t1}, {lo}",
-            "\n",
-            "sbb {t2}, {hi}",
-            "\n",
-            "sbb {t3}, {lo}",
-            "\n",
-            "sbb {t0}, {hi}",
-            "\n",
-            // Round 2: state t1, t2, t3, t0.
-            "mov {lo}, {t1}",
-            "\n",
-            "shl {lo}, 32",
-            "\n",
-            "mov {hi}, {t1}",
-            "\n",
-            "shr {hi}, 32",
-            "\n",
-            "add {t2}, {t1}",
-            "\n",
-            "adc {t3}, 0",
-            "\n",
-            "adc {t0}, 0",
-            "\n",
-            "adc {t1}, 0",
-            "\n",
-            "sub {t2}, {lo}",
-            "\n",
-            "sbb {t3}, {hi}",
-            "\n",
-            "sbb {t0}, {lo}",
-            "\n",
-            "sbb {t1}, {hi}",
-            "\n",
-            // Round 3: state t2, t3, t0, t1.
-            "mov {lo}, {t2}",
-            "\n",
-            "shl {lo}, 32",
-            "\n",
-            "mov {hi}, {t2}",
-            "\n",
-            "shr {hi}, 32",
-            "\n",
-            "add {t3}, {t2}",
-            "\n",
-            "adc {t0}, 0",
-            "\n",
-            "adc {t1}, 0",
-            "\n",
-            "adc {t2}, 0",
-            "\n",
-            "sub {t3}, {lo}",
-            "\n",
-            "sbb {t0}, {hi}",
-            "\n",
-            "sbb {t1}, {lo}",
-            "\n",
-            "sbb {t2}, {hi}",
-            "\n",
-            // Round 4: state t3, t0, t1, t2.
-            "mov {lo}, {t3}",
-            "\n",
-            "shl {lo}, 32",
-            "\n",
-            "mov {hi}, {t3}",
-            "\n",
-            "shr {hi}, 32",
-            "\n",
-            "add {t0}, {t3}",
-            "\n",
-            "adc {t1}, 0",
-            "\n",
-            "adc {t2}, 0",
-            "\n",
-            "adc {t3}, 0",
-            "\n",
-            "sub {t0}, {lo}",
-            "\n",
-            "sbb {t1}, {hi}",
-            "\n",
-            "sbb {t2}, {lo}",
-            "\n",
-            "sbb {t3}, {hi}",
-            "\n",
-            // r = t4..t7 + U (t0..t3), carry in lo.
-            "xor {lo:e}, {lo:e}",
-            "\n",
-            "add {t4}, {t0}",
-            "\n",
-            "adc {t5}, {t1}",
-            "\n",
-            "adc {t6}, {t2}",
-            "\n",
-            "adc {t7}, {t3}",
-            "\n",
-            "adc {lo}, 0",
-            "\n",
-            // r - p in t0..t3; keep r if that borrowed.
-            "mov {t0}, {t4}",
-            "\n",
-            "mov {t1}, {t5}",
-            "\n",
-            "mov {t2}, {t6}",
-            "\n",
-            "mov {t3}, {t7}",
-            "\n",
-            "mov {hi}, 0xFFFFFFFF00000000",
-            "\n",
-            "mov rdx, 0xFFFFFFFEFFFFFFFF",
-            "\n",
-            "sub {t0}, -1",
-            "\n",
-            "sbb {t1}, {hi}",
-            "\n",
-            "sbb {t2}, -1",
-            "\n",
-            "sbb {t3}, rdx",
-            "\n",
-            "sbb {lo}, 0",
-            "\n",
-            "cmovc {t0}, {t4}",
-            "\n",
-            "cmovc {t1}, {t5}",
-            "\n",
-            "cmovc {t2}, {t6}",
-            "\n",
-            "cmovc {t3}, {t7}",
-            "\n",
+            reduce_round!("t0", "t1", "t2", "t3"),
+            reduce_round!("t1", "t2", "t3", "t0"),
+            reduce_round!("t2", "t3", "t0", "t1"),
+            reduce_round!("t3", "t0", "t1", "t2"),
+            // r = t4..t7 + U (t0..t3), bit 256 in lo.
+            "xor {lo:e}, {lo:e}\n",
+            "add {t4}, {t0}\n",
+            "adc {t5}, {t1}\n",
+            "adc {t6}, {t2}\n",
+            "adc {t7}, {t3}\n",
+            "adc {lo}, 0\n",
+            subtract_p_if_above!(
+                ["{t4}", "{t5}", "{t6}", "{t7}"],
+                ["{t0}", "{t1}", "{t2}", "{t3}"],
+                "{lo}", "{hi}", "rdx"
+            ),
         )
     };
 }
@@ -256,57 +211,9 @@ unsafe fn mul_adx(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
             "mulx {t4}, {lo}, [{a} + 24]",
             "adc {t3}, {lo}",
             "adc {t4}, 0",
-            // Row 1: t1..t5 += a * b1.
-            "mov rdx, [{b} + 8]",
-            "xor {t5:e}, {t5:e}",
-            "mulx {hi}, {lo}, [{a}]",
-            "adcx {t1}, {lo}",
-            "adox {t2}, {hi}",
-            "mulx {hi}, {lo}, [{a} + 8]",
-            "adcx {t2}, {lo}",
-            "adox {t3}, {hi}",
-            "mulx {hi}, {lo}, [{a} + 16]",
-            "adcx {t3}, {lo}",
-            "adox {t4}, {hi}",
-            "mulx {hi}, {lo}, [{a} + 24]",
-            "adcx {t4}, {lo}",
-            "adox {t5}, {hi}",
-            "mov {lo}, 0",
-            "adcx {t5}, {lo}",
-            // Row 2: t2..t6 += a * b2.
-            "mov rdx, [{b} + 16]",
-            "xor {t6:e}, {t6:e}",
-            "mulx {hi}, {lo}, [{a}]",
-            "adcx {t2}, {lo}",
-            "adox {t3}, {hi}",
-            "mulx {hi}, {lo}, [{a} + 8]",
-            "adcx {t3}, {lo}",
-            "adox {t4}, {hi}",
-            "mulx {hi}, {lo}, [{a} + 16]",
-            "adcx {t4}, {lo}",
-            "adox {t5}, {hi}",
-            "mulx {hi}, {lo}, [{a} + 24]",
-            "adcx {t5}, {lo}",
-            "adox {t6}, {hi}",
-            "mov {lo}, 0",
-            "adcx {t6}, {lo}",
-            // Row 3: t3..t7 += a * b3.
-            "mov rdx, [{b} + 24]",
-            "xor {t7:e}, {t7:e}",
-            "mulx {hi}, {lo}, [{a}]",
-            "adcx {t3}, {lo}",
-            "adox {t4}, {hi}",
-            "mulx {hi}, {lo}, [{a} + 8]",
-            "adcx {t4}, {lo}",
-            "adox {t5}, {hi}",
-            "mulx {hi}, {lo}, [{a} + 16]",
-            "adcx {t5}, {lo}",
-            "adox {t6}, {hi}",
-            "mulx {hi}, {lo}, [{a} + 24]",
-            "adcx {t6}, {lo}",
-            "adox {t7}, {hi}",
-            "mov {lo}, 0",
-            "adcx {t7}, {lo}",
+            product_row!("8", "t1", "t2", "t3", "t4", "t5"),
+            product_row!("16", "t2", "t3", "t4", "t5", "t6"),
+            product_row!("24", "t3", "t4", "t5", "t6", "t7"),
             reduce_and_finish!(),
             a = in(reg) a.as_ptr(),
             b = in(reg) b.as_ptr(),
@@ -413,8 +320,8 @@ unsafe fn square_adx(a: &[u64; 4]) -> [u64; 4] {
 /// these.
 #[inline(always)]
 pub(super) fn add(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
-    let [mut r0, mut r1, mut r2, mut r3] = *a;
-    let [s0, s1, s2, s3] = *b;
+    let [r0, r1, r2, r3] = *a;
+    let [mut s0, mut s1, mut s2, mut s3] = *b;
     // SAFETY: registers only (no memory, no stack); every register written
     // is declared, and the flags are clobbered (no preserves_flags). The
     // instructions are x86-64's base set.
@@ -426,37 +333,28 @@ pub(super) fn add(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
             "adc {r2}, {s2}",
             "adc {r3}, {s3}",
             "adc {c}, 0",
-            // s = r - p; keep r if that borrowed (r < p, no carry).
-            "mov {s0}, {r0}",
-            "mov {s1}, {r1}",
-            "mov {s2}, {r2}",
-            "mov {s3}, {r3}",
-            "mov {p1}, 0xFFFFFFFF00000000",
-            "mov {p3}, 0xFFFFFFFEFFFFFFFF",
-            "sub {s0}, -1",
-            "sbb {s1}, {p1}",
-            "sbb {s2}, -1",
-            "sbb {s3}, {p3}",
-            "sbb {c}, 0",
-            "cmovnc {r0}, {s0}",
-            "cmovnc {r1}, {s1}",
-            "cmovnc {r2}, {s2}",
-            "cmovnc {r3}, {s3}",
-            r0 = inout(reg) r0,
-            r1 = inout(reg) r1,
-            r2 = inout(reg) r2,
-            r3 = inout(reg) r3,
-            s0 = inout(reg) s0 => _,
-            s1 = inout(reg) s1 => _,
-            s2 = inout(reg) s2 => _,
-            s3 = inout(reg) s3 => _,
+            subtract_p_if_above!(
+                ["{r0}", "{r1}", "{r2}", "{r3}"],
+                ["{s0}", "{s1}", "{s2}", "{s3}"],
+                "{c}",
+                "{p1}",
+                "{p3}"
+            ),
+            r0 = inout(reg) r0 => _,
+            r1 = inout(reg) r1 => _,
+            r2 = inout(reg) r2 => _,
+            r3 = inout(reg) r3 => _,
+            s0 = inout(reg) s0,
+            s1 = inout(reg) s1,
+            s2 = inout(reg) s2,
+            s3 = inout(reg) s3,
             c = out(reg) _,
             p1 = out(reg) _,
             p3 = out(reg) _,
             options(pure, nomem, nostack),
         );
     }
-    [r0, r1, r2, r3]
+    [s0, s1, s2, s3]
 }
 
 /// `a - b mod p` for `a, b < p` (plain x86-64), p added back under a mask

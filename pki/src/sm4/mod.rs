@@ -115,10 +115,8 @@ impl Engine {
             #[cfg(target_arch = "x86_64")]
             Engine::Avx512Gfni(e) => e.crypt64(rk, blocks),
             _ => {
-                for half in blocks.chunks_exact_mut(WIDE) {
-                    if let Ok(half) = <&mut [[u8; 16]; WIDE]>::try_from(half) {
-                        self.crypt32(rk, half);
-                    }
+                for half in blocks.as_chunks_mut::<WIDE>().0 {
+                    self.crypt32(rk, half);
                 }
             }
         }
@@ -233,31 +231,30 @@ impl Sm4 {
     /// where they are, then 32, and a last few (or a single one) through a
     /// buffer, in a narrow pass if it holds them.
     fn crypt_in_place(&self, rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
-        let (widest, rest) = blocks.split_at_mut(blocks.len() / WIDEST * WIDEST);
-        for chunk in widest.chunks_exact_mut(WIDEST) {
-            if let Ok(chunk) = <&mut [[u8; 16]; WIDEST]>::try_from(chunk) {
-                self.engine.crypt64(rk, chunk);
-            }
+        let (widest, rest) = blocks.as_chunks_mut::<WIDEST>();
+        for chunk in widest {
+            self.engine.crypt64(rk, chunk);
         }
-        for chunk in rest.chunks_mut(WIDE) {
-            if let Some(full) = chunk.first_chunk_mut::<WIDE>() {
-                self.engine.crypt32(rk, full);
-                continue;
-            }
-            let mut buf = [[0u8; 16]; WIDE];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            match buf.first_chunk_mut::<NARROW>() {
-                Some(narrow) if chunk.len() <= NARROW => self.engine.crypt8(rk, narrow),
-                _ => self.engine.crypt32(rk, &mut buf),
-            }
-            chunk.copy_from_slice(&buf[..chunk.len()]);
-            // The spare lanes hold E(0), GCM's hash key: wiped, with
-            // `black_box` as an observer so the stores are not dropped
-            // (zeroize's byte-wise volatile writes cost a CCM block a third
-            // of its time).
-            buf.fill([0; 16]);
-            core::hint::black_box(&buf);
+        let (wide, rest) = rest.as_chunks_mut::<WIDE>();
+        for chunk in wide {
+            self.engine.crypt32(rk, chunk);
         }
+        if rest.is_empty() {
+            return;
+        }
+        // Fewer than 32 left: through a buffer.
+        let mut buf = [[0u8; 16]; WIDE];
+        buf[..rest.len()].copy_from_slice(rest);
+        match buf.first_chunk_mut::<NARROW>() {
+            Some(narrow) if rest.len() <= NARROW => self.engine.crypt8(rk, narrow),
+            _ => self.engine.crypt32(rk, &mut buf),
+        }
+        rest.copy_from_slice(&buf[..rest.len()]);
+        // The spare lanes hold E(0), GCM's hash key: wiped, with `black_box`
+        // as an observer so the stores are not dropped (zeroize's byte-wise
+        // volatile writes cost a CCM block a third of its time).
+        buf.fill([0; 16]);
+        core::hint::black_box(&buf);
     }
 
     /// Encrypts blocks in place (the benchmarks' and tests' raw form).

@@ -105,18 +105,40 @@ impl AesNi {
     }
 }
 
-/// Byte shuffles on 32-bit lanes: the byte swap and the rotations by 8, 16
-/// and 24 bits, for both 128-bit halves.
+/// Byte orders within a 32-bit lane (PSHUFB indices): the byte swap
+/// (big-endian words), and the rotations left by 8, 16 and 24 bits.
+const BSWAP: [i8; 4] = [3, 2, 1, 0];
+const ROL8: [i8; 4] = [3, 0, 1, 2];
+const ROL16: [i8; 4] = [2, 3, 0, 1];
+const ROL24: [i8; 4] = [1, 2, 3, 0];
+
+/// PSHUFB indices applying `order` to every 32-bit lane of an `N`-byte
+/// register (PSHUFB indexes within each 128-bit lane); evaluated at compile
+/// time, so a call only loads them.
+const fn lane_indices<const N: usize>(order: [i8; 4]) -> [i8; N] {
+    let mut idx = [0i8; N];
+    let mut i = 0;
+    while i < N {
+        idx[i] = order[i % 4] + 4 * ((i % 16) / 4) as i8;
+        i += 1;
+    }
+    idx
+}
+
+/// [`lane_indices`] in an AVX2 register.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn lane_shuffle(order: [i8; 4]) -> __m256i {
-    let mut idx = [0i8; 32];
-    for (i, v) in idx.iter_mut().enumerate() {
-        let lane = (i % 16) / 4;
-        *v = order[i % 4] + 4 * lane as i8;
-    }
-    // SAFETY: reads 32 bytes from a local array.
+fn lane_shuffle(idx: &[i8; 32]) -> __m256i {
+    // SAFETY: reads 32 bytes through a reference to 32 bytes.
     unsafe { _mm256_loadu_si256(idx.as_ptr().cast()) }
+}
+
+/// [`lane_indices`] in an AVX-512 register.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn lane_shuffle512(idx: &[i8; 64]) -> __m512i {
+    // SAFETY: reads 64 bytes through a reference to 64 bytes.
+    unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
 }
 
 /// Constants of a round, loaded once per call.
@@ -132,10 +154,10 @@ impl Shuffles {
     #[target_feature(enable = "avx2")]
     fn new() -> Self {
         Self {
-            bswap: lane_shuffle([3, 2, 1, 0]),
-            rol8: lane_shuffle([3, 0, 1, 2]),
-            rol16: lane_shuffle([2, 3, 0, 1]),
-            rol24: lane_shuffle([1, 2, 3, 0]),
+            bswap: lane_shuffle(&const { lane_indices(BSWAP) }),
+            rol8: lane_shuffle(&const { lane_indices(ROL8) }),
+            rol16: lane_shuffle(&const { lane_indices(ROL16) }),
+            rol24: lane_shuffle(&const { lane_indices(ROL24) }),
         }
     }
 }
@@ -468,24 +490,14 @@ unsafe fn crypt64_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]; 64]) {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,gfni")]
 fn crypt_avx512<const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
-    let mut idx = [0i8; 64];
-    for (i, v) in idx.iter_mut().enumerate() {
-        *v = (3 - (i % 4) + 4 * ((i % 16) / 4)) as i8;
-    }
-    // SAFETY: reads 64 bytes from a local array.
-    let bswap = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+    let bswap = lane_shuffle512(&const { lane_indices(BSWAP) });
     let pre = _mm512_set1_epi64(GFNI_PRE as i64);
     let post = _mm512_set1_epi64(GFNI_POST as i64);
-    // Byte shuffles rotating each 32-bit word left by 8, 16 and 24 bits.
-    let rotate = |by: usize| {
-        let mut idx = [0i8; 64];
-        for (i, v) in idx.iter_mut().enumerate() {
-            *v = ((i & !3) + (i + 4 - by / 8) % 4) as i8 & 15;
-        }
-        // SAFETY: reads 64 bytes from a local array.
-        unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
-    };
-    let (rot8, rot16, rot24) = (rotate(8), rotate(16), rotate(24));
+    let (rot8, rot16, rot24) = (
+        lane_shuffle512(&const { lane_indices(ROL8) }),
+        lane_shuffle512(&const { lane_indices(ROL16) }),
+        lane_shuffle512(&const { lane_indices(ROL24) }),
+    );
     // a ^ b ^ c as VPTERNLOGD's truth table.
     const XOR3: i32 = 0x96;
     let mut x = [[_mm512_setzero_si512(); 4]; G];

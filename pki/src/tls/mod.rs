@@ -223,32 +223,7 @@ impl rustls::server::ResolvesServerCert for BySignatureScheme {
     }
 }
 
-/// Registers the SM2 keys among `roots` as trust anchors
-/// ([`crate::sm2_verify::KeyCache::add_anchor`]), so that certificate
-/// signatures by them (the PDP's SM2 CA's, on every ShangMi handshake with
-/// a certificate) verify with a cached comb: about a fifth of the time.
-/// Other roots are skipped. The configurations built here call it; a
-/// verifier built elsewhere from configured roots should too.
-pub fn remember_sm2_anchors(roots: &RootCertStore) {
-    for anchor in &roots.roots {
-        // webpki keeps the SubjectPublicKeyInfo's contents: wrapped again
-        // in their SEQUENCE to parse.
-        let contents = anchor.subject_public_key_info.as_ref();
-        let mut der = vec![0x30];
-        match contents.len() {
-            n @ 0..=0x7f => der.push(n as u8),
-            n @ 0x80..=0xff => der.extend([0x81, n as u8]),
-            n => der.extend([0x82, (n >> 8) as u8, n as u8]),
-        }
-        der.extend_from_slice(contents);
-        use x509_parser::prelude::FromDer as _;
-        if let Ok((_, spki)) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der) {
-            if let Ok(key) = crate::ca::sm2_public_key(&spki) {
-                crate::sm2_verify::KeyCache::global().add_anchor(&key);
-            }
-        }
-    }
-}
+pub use shangmi::remember_sm2_anchors;
 
 /// Verifies client certificates from `roots`, letting clients without one
 /// in (they authenticate with SASL instead).

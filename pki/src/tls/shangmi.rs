@@ -732,12 +732,35 @@ const SM2_PUBLIC_KEY_ALG: &[u8] = &[
 /// parameters absent.
 const SM2_WITH_SM3_ALG: &[u8] = &[0x06, 0x08, 0x2A, 0x81, 0x1C, 0xCF, 0x55, 0x01, 0x83, 0x75];
 
+/// Registers the SM2 keys among `roots` as trust anchors
+/// ([`crate::sm2_verify::KeyCache::add_anchor`]), so that certificate
+/// signatures by them (the PDP's SM2 CA's, on every ShangMi handshake with
+/// a certificate) verify with a cached comb: about a fifth of the time.
+/// Other roots are skipped. The configurations `pki::tls` builds call it;
+/// a verifier built elsewhere from configured roots should too.
+pub fn remember_sm2_anchors(roots: &rustls::RootCertStore) {
+    // webpki keeps a SubjectPublicKeyInfo's contents: an SM2 key's are the
+    // AlgorithmIdentifier the verifier is matched on (DER is canonical, so
+    // byte for byte), then a BIT STRING of the uncompressed point.
+    let mut prefix = vec![0x30, SM2_PUBLIC_KEY_ALG.len() as u8];
+    prefix.extend_from_slice(SM2_PUBLIC_KEY_ALG);
+    prefix.extend_from_slice(&[0x03, 0x42, 0x00]);
+    for anchor in &roots.roots {
+        let spki = anchor.subject_public_key_info.as_ref();
+        if let Some(point) = spki.strip_prefix(prefix.as_slice()) {
+            if let Ok(key) = sm2::PublicKey::from_sec1_bytes(point) {
+                crate::sm2_verify::KeyCache::global().add_anchor(&key);
+            }
+        }
+    }
+}
+
 /// SM2-with-SM3 verification under one SM2 ID.
 #[derive(Debug)]
 struct Sm2Verifier {
     id: &'static str,
     /// Whether a signature by a trust anchor's key (registered when a
-    /// configuration is built, [`super::remember_sm2_anchors`]) uses the
+    /// configuration is built, [`remember_sm2_anchors`]) uses the
     /// process-wide comb cache.
     anchors_cached: bool,
 }
@@ -1115,7 +1138,7 @@ mod tests {
                 ca.certificate_der().to_vec(),
             ))
             .unwrap();
-        super::super::remember_sm2_anchors(&roots);
+        remember_sm2_anchors(&roots);
         assert!(cache.is_anchor(&ca_public));
         verify_twice();
         assert!(cache.has_comb(&ca_public), "the anchor's key");

@@ -339,8 +339,8 @@ pub struct AuditBreak {
 pub use tnc_proto::admin::Attestation as AttestationRecord;
 
 /// A stored verdict ("no access", as the decision names it) as the admin
-/// API spells it (`Verdict::label`: "no-access"); text no verdict names
-/// passes through.
+/// API and the metrics spell it (`Verdict::label`: "no-access"); text no
+/// verdict names passes through.
 fn api_verdict(stored: String) -> String {
     Verdict::from_name(&stored).map_or(stored, |v| v.label().to_string())
 }
@@ -638,9 +638,9 @@ impl Store {
         .await?;
         let mut g = crate::metrics::StoreGauges::default();
         for r in &rows {
-            // The store's verdict names ("no access") as metrics label them.
-            let verdict: String = r.try_get(1)?;
-            let verdict = Verdict::from_name(&verdict).map_or(verdict, |v| v.label().to_string());
+            // The store's verdict names ("no access") as metrics label them
+            // ("none" passes through).
+            let verdict = api_verdict(r.try_get(1)?);
             g.devices.push(((r.try_get(0)?, verdict), r.try_get(2)?));
         }
         for (role, after) in stale_after {
