@@ -1015,6 +1015,23 @@ async fn put_device_on(conn: &mut sqlx::AnyConnection, d: &DeviceRecord) -> Resu
 /// under SQLite's 32,766 and PostgreSQL's 65,535 parameters).
 const MAX_ROWS: usize = 256;
 
+/// `items` in runs of power-of-two lengths, longest first, none longer
+/// than [`MAX_ROWS`]. A multi-row statement then takes one of nine shapes
+/// per kind, each prepared once and kept in the connection's statement
+/// cache; a shape per group size was parsed anew for most groups (and
+/// SQLite's parse of numbered placeholders grows with their square).
+fn statement_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (run, tail) = rest.split_at(MAX_ROWS.min(1 << rest.len().ilog2()));
+        rest = tail;
+        Some(run)
+    })
+}
+
 /// `n` placeholders numbered from `$first`: "$1, $2, $3".
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
@@ -1044,7 +1061,7 @@ async fn put_devices_on(
         }
     }
     latest.reverse();
-    for latest in latest.chunks(MAX_ROWS) {
+    for latest in statement_chunks(&latest) {
         put_distinct_devices_on(conn, latest).await?;
     }
     Ok(())
@@ -1199,7 +1216,7 @@ async fn insert_attestations_on(
     conn: &mut sqlx::AnyConnection,
     rows: &[(AttestationWrite<'_>, u64)],
 ) -> Result<(), StoreError> {
-    for rows in rows.chunks(MAX_ROWS) {
+    for rows in statement_chunks(rows) {
         let sql = format!(
             "INSERT INTO attestations (device_id, at, verdict, findings, reset_count,
                                        restart_count, clock)
@@ -1239,7 +1256,7 @@ async fn keep_evidence_on(
             > 1
     };
     let (one_each, repeats): (Vec<_>, Vec<_>) = items.iter().partition(|(e, _)| !repeated(e));
-    for group in one_each.chunks(MAX_ROWS) {
+    for group in statement_chunks(&one_each) {
         keep_distinct_evidence_on(conn, group).await?;
     }
     for item in repeats {
@@ -1322,7 +1339,7 @@ async fn keep_distinct_evidence_on(
                 .await?;
         }
     }
-    if !replaced.is_empty() {
+    for replaced in statement_chunks(&replaced) {
         let sql = format!(
             "INSERT INTO evidence (device_id, at, event_log, event_log_sha256, ima, ima_from,
                                    ima_entries, ima_bytes)
@@ -1334,7 +1351,7 @@ async fn keep_distinct_evidence_on(
             values_rows(replaced.len(), 8)
         );
         let mut query = sqlx::query(&sql);
-        for (e, at, sha) in &replaced {
+        for (e, at, sha) in replaced {
             query = query
                 .bind(e.device_id.to_vec())
                 .bind(*at as i64)
@@ -1351,7 +1368,7 @@ async fn keep_distinct_evidence_on(
             placeholders(1, replaced.len())
         );
         let mut query = sqlx::query(&sql);
-        for (e, _, _) in &replaced {
+        for (e, _, _) in replaced {
             query = query.bind(e.device_id.to_vec());
         }
         query.execute(&mut *conn).await?;
@@ -1366,22 +1383,21 @@ async fn insert_chunks_on(
     items: &[&OwnedEvidence],
 ) -> Result<(), StoreError> {
     let items: Vec<&&OwnedEvidence> = items.iter().filter(|e| !e.ima.is_empty()).collect();
-    if items.is_empty() {
-        return Ok(());
+    for items in statement_chunks(&items) {
+        let sql = format!(
+            "INSERT INTO ima_chunks (device_id, first_entry, end_entry, data) VALUES {}",
+            values_rows(items.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for e in items {
+            query = query
+                .bind(e.device_id.to_vec())
+                .bind(e.ima_offset)
+                .bind(e.ima_end)
+                .bind(e.ima.clone());
+        }
+        query.execute(&mut *conn).await?;
     }
-    let sql = format!(
-        "INSERT INTO ima_chunks (device_id, first_entry, end_entry, data) VALUES {}",
-        values_rows(items.len(), 4)
-    );
-    let mut query = sqlx::query(&sql);
-    for e in items {
-        query = query
-            .bind(e.device_id.to_vec())
-            .bind(e.ima_offset)
-            .bind(e.ima_end)
-            .bind(e.ima.clone());
-    }
-    query.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -1482,7 +1498,7 @@ async fn insert_audit_on(
     conn: &mut sqlx::AnyConnection,
     entries: &[ChainedEntry],
 ) -> Result<(), StoreError> {
-    for entries in entries.chunks(MAX_ROWS) {
+    for entries in statement_chunks(entries) {
         let sql = format!(
             "INSERT INTO audit (seq, at, kind, subject, detail, hash) VALUES {}",
             values_rows(entries.len(), 6)
@@ -2123,6 +2139,31 @@ mod id_range_tests {
         assert_eq!(id_range(""), Some((vec![], None)));
         assert_eq!(id_range("xyz"), None);
         assert_eq!(id_range(&"a".repeat(65)), None);
+    }
+}
+
+#[cfg(test)]
+mod statement_chunk_tests {
+    use super::{statement_chunks, MAX_ROWS};
+
+    #[test]
+    fn runs_are_powers_of_two_longest_first_in_order() {
+        let items: Vec<usize> = (0..1000).collect();
+        for n in [0, 1, 2, 3, 7, 255, 256, 257, 1000] {
+            let runs: Vec<&[usize]> = statement_chunks(&items[..n]).collect();
+            assert!(runs
+                .iter()
+                .all(|r| r.len().is_power_of_two() && r.len() <= MAX_ROWS));
+            assert!(runs.windows(2).all(|w| w[0].len() >= w[1].len()));
+            assert_eq!(runs.concat(), &items[..n], "{n} items");
+        }
+        let lengths = |n: usize| {
+            statement_chunks(&items[..n])
+                .map(<[usize]>::len)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lengths(7), [4, 2, 1]);
+        assert_eq!(lengths(1000), [256, 256, 256, 128, 64, 32, 8]);
     }
 }
 
