@@ -449,10 +449,12 @@ impl Listener {
                 at: ctx.now(),
             });
             let kept_open = gate.kept_open.clone();
-            tasks.spawn(async move {
+            // Boxed, and made here rather than in the task: what the task
+            // moved into it would keep a slot in the task's future too
+            // (see `serve`).
+            let mut serving = Box::pin(serve(accepted, peer, ctx.clone(), limits, rate, gate));
+            let task = async move {
                 let _open = ctx.metrics.session();
-                let serving = serve(accepted, peer, &ctx, &limits, &rate, gate);
-                tokio::pin!(serving);
                 let report = tokio::select! {
                     r = &mut serving => r,
                     _ = shutdown.changed() => {
@@ -478,7 +480,8 @@ impl Listener {
                 if let Some(tx) = reports {
                     let _ = tx.send(report);
                 }
-            });
+            };
+            tasks.spawn(task);
             // Reap finished tasks so the set does not grow.
             while tasks.try_join_next().is_some() {}
         }
@@ -614,11 +617,12 @@ impl Gate {
 async fn serve(
     accepted: Accepted,
     peer: SocketAddr,
-    ctx: &PdpContext,
-    limits: &crate::config::Limits,
-    rate: &PeerRate,
+    ctx: Arc<PdpContext>,
+    limits: crate::config::Limits,
+    rate: Arc<PeerRate>,
     gate: Gate,
 ) -> SessionReport {
+    let (ctx, limits, rate) = (&*ctx, &limits, &*rate);
     let start = Instant::now();
     let kept_open = gate.kept_open.clone();
     // The handshake deadline, unless the session was decided and kept open.
@@ -628,50 +632,60 @@ async fn serve(
             std::future::pending::<()>().await;
         }
     };
-    let handshake = async {
+    // Each phase's future is boxed where it starts. A future is as large
+    // as its largest state, and an async block keeps a slot for a value
+    // it moved on (into a callee's future) beside that callee: unboxed,
+    // a kept session's task held the TLS and QUIC handshakes' states and
+    // both transports' sessions, 12.4 KB where the session needs 3.5.
+    let handshake = Box::pin(async {
         match accepted {
             Accepted::Tcp(stream, acceptor) => {
                 let _ = stream.set_nodelay(true);
                 keepalive(&stream);
-                // Boxed at once: the stream is 1.2 KB that the task's
-                // future would otherwise keep a slot for beside the box
-                // (an async block does not reuse a moved-from local's
-                // space), in every kept session.
-                let tls = gate
-                    .pending("TLS handshake", async {
-                        acceptor
-                            .accept(stream)
-                            .await
-                            .map(Box::new)
-                            .map_err(SessionError::io("TLS handshake"))
-                    })
-                    .await?;
+                // The stream is boxed at once too: 1.2 KB the session
+                // would otherwise hold a second slot for.
+                let tls = Box::pin(gate.pending("TLS handshake", async {
+                    acceptor
+                        .accept(stream)
+                        .await
+                        .map(Box::new)
+                        .map_err(SessionError::io("TLS handshake"))
+                }))
+                .await?;
                 let client = tls
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(|c| client_identity(c));
-                run_session(tls, peer, client, ctx, limits, Some(rate), gate).await
+                Box::pin(run_session(
+                    tls,
+                    peer,
+                    client,
+                    ctx,
+                    limits,
+                    Some(rate),
+                    gate,
+                ))
+                .await
             }
             Accepted::Quic(incoming) => {
-                let (conn, send, recv) = gate
-                    .pending("QUIC handshake", async {
-                        let conn = (*incoming)
-                            .await
-                            .map_err(SessionError::quic("QUIC handshake"))?;
-                        let (send, recv) = conn
-                            .accept_bi()
-                            .await
-                            .map_err(SessionError::quic("waiting for the PT-TLS stream"))?;
-                        Ok((conn, send, recv))
-                    })
-                    .await?;
+                let (conn, send, recv) = Box::pin(gate.pending("QUIC handshake", async {
+                    let conn = (*incoming)
+                        .await
+                        .map_err(SessionError::quic("QUIC handshake"))?;
+                    let (send, recv) = conn
+                        .accept_bi()
+                        .await
+                        .map_err(SessionError::quic("waiting for the PT-TLS stream"))?;
+                    Ok((conn, send, recv))
+                }))
+                .await?;
                 let client = conn
                     .peer_identity()
                     .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
                     .and_then(|c| c.first().map(|c| client_identity(c)));
-                let result = run_session(
+                let result = Box::pin(run_session(
                     Box::new(tokio::io::join(recv, send)),
                     peer,
                     client,
@@ -679,14 +693,14 @@ async fn serve(
                     limits,
                     Some(rate),
                     gate,
-                )
+                ))
                 .await;
                 // The client closes the connection once it read our last bytes.
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
                 result
             }
         }
-    };
+    });
     let outcome = tokio::select! {
         r = handshake => Ok(r),
         () = deadline => Err(()),
@@ -748,6 +762,17 @@ enum Round {
     Pairing,
     /// A re-assessment, and why it was started.
     Reassess(&'static str),
+}
+
+/// What the session's timer is set for.
+#[derive(Clone, Copy, Debug)]
+enum Wake {
+    /// Not authenticated by the deadline: cut off.
+    Auth,
+    /// A round the PDP started did not end in time.
+    Round,
+    /// The next periodic re-assessment.
+    Reassess,
 }
 
 /// Sleeps until `at`; forever when None.
@@ -982,7 +1007,10 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                                 .store(true, std::sync::atomic::Ordering::Release);
                             slot = None;
                             session.release_round();
-                            let role = session.device().and_then(|(_, r)| r).and_then(Role::from_name);
+                            let role = session
+                                .device()
+                                .and_then(|(_, r)| r)
+                                .and_then(Role::from_name);
                             let wait = ctx
                                 .reassessment
                                 .jittered(role, crate::continuous::unit(&ctx.rng));
@@ -1022,7 +1050,8 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                             pushes = None;
                             send(
                                 &mut conn,
-                                &session.close("a serving VM no longer allowed: control session ended"),
+                                &session
+                                    .close("a serving VM no longer allowed: control session ended"),
                             );
                         }
                     }
@@ -1034,10 +1063,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         let admitted = ctx.guesses.check(&user, peer.ip(), started)
                             == crate::guard::Admission::Check;
                         let ok = admitted && {
-                            let hash = ctx
-                                .store
-                                .password_hash(&user)
-                                .await?;
+                            let hash = ctx.store.password_hash(&user).await?;
                             let password = creds.password.expose().to_string();
                             // argon2id takes tens of milliseconds: not on the
                             // async threads. At most one check per core at a
@@ -1066,10 +1092,16 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                                 "SASL PLAIN: wrong user name or password"
                             );
                             if let Some((subject, detail)) = audit {
-                                if let Err(e) = ctx
-                                    .store
-                                    .audit(ctx.now(), "sasl-failed", &subject, &detail)
-                                    .await
+                                // Boxed: the store's future is large and this
+                                // path rare; unboxed, every kept session's
+                                // task would keep room for it.
+                                if let Err(e) = Box::pin(ctx.store.audit(
+                                    ctx.now(),
+                                    "sasl-failed",
+                                    &subject,
+                                    &detail,
+                                ))
+                                .await
                                 {
                                     tracing::warn!(error = %e, "failed logins not in the audit log");
                                 }
@@ -1121,12 +1153,20 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             // queue), the next periodic re-assessment or a trigger; during
             // a round the PDP started, its deadline.
             let decided = session.is_decided();
+            // The earliest deadline: authentication's, a round's, the next
+            // periodic re-assessment's.
+            let wake = [
+                (!authenticated).then_some((auth_deadline, Wake::Auth)),
+                round.as_ref().map(|r| (r.1, Wake::Round)),
+                next_reassess
+                    .filter(|_| decided)
+                    .map(|at| (at, Wake::Reassess)),
+            ]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at);
             let n = tokio::select! {
                 r = io.read(&mut buf) => r.map_err(SessionError::io("reading from the client"))?,
-                () = sleep_until_opt((!authenticated).then_some(auth_deadline)) => return Err(SessionError::CutOff(format!(
-                    "not authenticated within {} s of TLS: peer cut off",
-                    gate.auth_timeout.as_secs()
-                ))),
                 () = gate.evicted(), if !authenticated => return Err(SessionError::CutOff(
                     "cut off before authenticating: the oldest unauthenticated connection while the pool was full".into()
                 )),
@@ -1157,31 +1197,41 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     continue;
                 }
-                () = sleep_until_opt(round.as_ref().map(|r| r.1)) => {
-                    let why = match round.take() {
-                        Some((Round::Pairing, _)) => {
-                            if let Some(r) = registration.take() {
-                                ctx.pairings.leave(r);
-                            }
-                            pushes = None;
-                            "the VM did not acknowledge a pairing in time: control session ended".to_string()
+                // One timer for the three deadlines: a timer is 112 bytes
+                // that every kept session's future would hold three of.
+                () = sleep_until_opt(wake.map(|(at, _)| at)) => {
+                    match wake.map(|(_, what)| what) {
+                        Some(Wake::Auth) => return Err(SessionError::CutOff(format!(
+                            "not authenticated within {} s of TLS: peer cut off",
+                            gate.auth_timeout.as_secs()
+                        ))),
+                        Some(Wake::Round) => {
+                            let why = match round.take() {
+                                Some((Round::Pairing, _)) => {
+                                    if let Some(r) = registration.take() {
+                                        ctx.pairings.leave(r);
+                                    }
+                                    pushes = None;
+                                    "the VM did not acknowledge a pairing in time: control session ended".to_string()
+                                }
+                                _ => format!(
+                                    "the endpoint did not finish a re-assessment within {} s: session ended",
+                                    limits.handshake_timeout_secs
+                                ),
+                            };
+                            send(&mut conn, &session.close(&why));
                         }
-                        _ => format!(
-                            "the endpoint did not finish a re-assessment within {} s: session ended",
-                            limits.handshake_timeout_secs
-                        ),
-                    };
-                    send(&mut conn, &session.close(&why));
-                    continue;
-                }
-                () = sleep_until_opt(next_reassess.filter(|_| decided)) => {
-                    next_reassess = None;
-                    // Several PDPs may hold sessions of one device: the
-                    // lease's owner re-assesses it on the interval, the
-                    // others look again later.
-                    match Box::pin(periodic_lease(ctx, &session)).await {
-                        Lease::Ours => start_reassessment(&mut session, &mut conn, &mut round, "interval", limits),
-                        Lease::Theirs(retry) => next_reassess = Some(tokio::time::Instant::now() + retry),
+                        Some(Wake::Reassess) => {
+                            next_reassess = None;
+                            // Several PDPs may hold sessions of one device: the
+                            // lease's owner re-assesses it on the interval, the
+                            // others look again later.
+                            match Box::pin(periodic_lease(ctx, &session)).await {
+                                Lease::Ours => start_reassessment(&mut session, &mut conn, &mut round, "interval", limits),
+                                Lease::Theirs(retry) => next_reassess = Some(tokio::time::Instant::now() + retry),
+                            }
+                        }
+                        None => {}
                     }
                     continue;
                 }
@@ -1210,8 +1260,9 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             };
             if n == 0 {
                 if session.decision().is_none() {
-                    error
-                        .get_or_insert_with(|| "client closed the connection before a decision".into());
+                    error.get_or_insert_with(|| {
+                        "client closed the connection before a decision".into()
+                    });
                 }
                 break;
             }
@@ -1254,6 +1305,40 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::PeerRate;
+
+    /// What a kept session's futures take, in bytes (never polled: the
+    /// sizes are the types').
+    #[test]
+    fn kept_sessions_futures_stay_small() {
+        use super::*;
+        fn serve_size<A, B, C, D, E, G, F>(_: fn(A, B, C, D, E, G) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        type Session<'a, S, F> = fn(
+            S,
+            SocketAddr,
+            Option<String>,
+            &'a PdpContext,
+            &'a crate::config::Limits,
+            Option<&'a PeerRate>,
+            Gate,
+        ) -> F;
+        fn session_size<'a, S, F>(_: Session<'a, S, F>) -> usize {
+            std::mem::size_of::<F>()
+        }
+        type Tcp = Box<tokio_rustls::server::TlsStream<TcpStream>>;
+        type Quic = Box<tokio::io::Join<quinn::RecvStream, quinn::SendStream>>;
+        let (serve, tcp, quic) = (
+            serve_size(serve),
+            session_size(run_session::<Tcp>),
+            session_size(run_session::<Quic>),
+        );
+        // The handshake phases are boxed apart: a kept session holds
+        // serve's state and its session's, not theirs (serve's was 11.8 KB).
+        assert!(serve <= 1024, "serve: {serve} bytes");
+        assert!(tcp <= 4096, "a TCP session: {tcp} bytes");
+        assert!(quic <= 4096, "a QUIC session: {quic} bytes");
+    }
 
     #[tokio::test]
     async fn session_sockets_get_tcp_keepalive() {
