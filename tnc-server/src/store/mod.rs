@@ -938,7 +938,8 @@ async fn commit_batch(
             }
             // Each statement is a round trip to the connection (on SQLite,
             // to its worker thread and back): the batch's device records,
-            // attestations and audit entries go in one statement each.
+            // attestations and audit entries go in one statement each
+            // (on SQLite, one per power-of-two run: `statement_chunks`).
             let devices: Vec<&DeviceRecord> =
                 batch.iter().filter_map(|p| p.device.as_ref()).collect();
             put_devices_on(&mut tx, &devices).await?;
@@ -1015,18 +1016,36 @@ async fn put_device_on(conn: &mut sqlx::AnyConnection, d: &DeviceRecord) -> Resu
 /// under SQLite's 32,766 and PostgreSQL's 65,535 parameters).
 const MAX_ROWS: usize = 256;
 
-/// `items` in runs of power-of-two lengths, longest first, none longer
-/// than [`MAX_ROWS`]. A multi-row statement then takes one of nine shapes
-/// per kind, each prepared once and kept in the connection's statement
-/// cache; a shape per group size was parsed anew for most groups (and
-/// SQLite's parse of numbered placeholders grows with their square).
-fn statement_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+/// `items` in runs for multi-row statements on `conn`. On SQLite, runs of
+/// power-of-two lengths, longest first: a statement then takes one of nine
+/// shapes per kind, each prepared once and kept in the connection's
+/// statement cache (a shape per group size was parsed anew for most groups,
+/// and SQLite's parse of numbered placeholders grows with their square). On
+/// PostgreSQL, where each statement is a round trip inside the write
+/// transaction, runs as long as allowed: one statement per kind.
+fn statement_chunks<'a, T>(
+    conn: &sqlx::AnyConnection,
+    items: &'a [T],
+) -> impl Iterator<Item = &'a [T]> {
+    runs(
+        items,
+        conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME,
+    )
+}
+
+/// `items` in runs of at most [`MAX_ROWS`], of power-of-two lengths when
+/// `power_of_two` (longest first).
+fn runs<T>(items: &[T], power_of_two: bool) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let (run, tail) = rest.split_at(MAX_ROWS.min(1 << rest.len().ilog2()));
+        let n = match power_of_two {
+            true => 1 << rest.len().ilog2(),
+            false => rest.len(),
+        };
+        let (run, tail) = rest.split_at(n.min(MAX_ROWS));
         rest = tail;
         Some(run)
     })
@@ -1048,8 +1067,9 @@ fn values_rows(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
-/// Upserts device records in one statement; of two for the same device
-/// the later wins (one statement may not touch a row twice).
+/// Upserts device records, one statement per run ([`statement_chunks`]);
+/// of two for the same device the later wins (one statement may not touch
+/// a row twice).
 async fn put_devices_on(
     conn: &mut sqlx::AnyConnection,
     devices: &[&DeviceRecord],
@@ -1061,7 +1081,7 @@ async fn put_devices_on(
         }
     }
     latest.reverse();
-    for latest in statement_chunks(&latest) {
+    for latest in statement_chunks(conn, &latest) {
         put_distinct_devices_on(conn, latest).await?;
     }
     Ok(())
@@ -1211,12 +1231,13 @@ async fn insert_attestation_on(
     insert_attestations_on(conn, &[(*a, at)]).await
 }
 
-/// Inserts attestations, in order, in one statement.
+/// Inserts attestations, in order, one statement per run
+/// ([`statement_chunks`]).
 async fn insert_attestations_on(
     conn: &mut sqlx::AnyConnection,
     rows: &[(AttestationWrite<'_>, u64)],
 ) -> Result<(), StoreError> {
-    for rows in statement_chunks(rows) {
+    for rows in statement_chunks(conn, rows) {
         let sql = format!(
             "INSERT INTO attestations (device_id, at, verdict, findings, reset_count,
                                        restart_count, clock)
@@ -1242,7 +1263,8 @@ async fn insert_attestations_on(
 /// Keeps devices' evidence: a new event log replaces the old one only when
 /// it changed; IMA entries continuing the kept ones are appended, anything
 /// else starts over from what came. Evidence of distinct devices is read
-/// and written together (one statement per kind, not four per decision); a
+/// and written together (one statement per kind and run, not four per
+/// decision); a
 /// device with several in the group has them kept one after the other.
 async fn keep_evidence_on(
     conn: &mut sqlx::AnyConnection,
@@ -1256,7 +1278,7 @@ async fn keep_evidence_on(
             > 1
     };
     let (one_each, repeats): (Vec<_>, Vec<_>) = items.iter().partition(|(e, _)| !repeated(e));
-    for group in statement_chunks(&one_each) {
+    for group in statement_chunks(conn, &one_each) {
         keep_distinct_evidence_on(conn, group).await?;
     }
     for item in repeats {
@@ -1339,7 +1361,7 @@ async fn keep_distinct_evidence_on(
                 .await?;
         }
     }
-    for replaced in statement_chunks(&replaced) {
+    for replaced in statement_chunks(conn, &replaced) {
         let sql = format!(
             "INSERT INTO evidence (device_id, at, event_log, event_log_sha256, ima, ima_from,
                                    ima_entries, ima_bytes)
@@ -1377,13 +1399,13 @@ async fn keep_distinct_evidence_on(
 }
 
 /// The entries each evidence brings as one chunk (none for those that
-/// bring none), in one statement.
+/// bring none), one statement per run ([`statement_chunks`]).
 async fn insert_chunks_on(
     conn: &mut sqlx::AnyConnection,
     items: &[&OwnedEvidence],
 ) -> Result<(), StoreError> {
     let items: Vec<&&OwnedEvidence> = items.iter().filter(|e| !e.ima.is_empty()).collect();
-    for items in statement_chunks(&items) {
+    for items in statement_chunks(conn, &items) {
         let sql = format!(
             "INSERT INTO ima_chunks (device_id, first_entry, end_entry, data) VALUES {}",
             values_rows(items.len(), 4)
@@ -1493,12 +1515,13 @@ struct ChainedEntry {
     hash: String,
 }
 
-/// Inserts chained audit entries in one statement.
+/// Inserts chained audit entries, one statement per run
+/// ([`statement_chunks`]).
 async fn insert_audit_on(
     conn: &mut sqlx::AnyConnection,
     entries: &[ChainedEntry],
 ) -> Result<(), StoreError> {
-    for entries in statement_chunks(entries) {
+    for entries in statement_chunks(conn, entries) {
         let sql = format!(
             "INSERT INTO audit (seq, at, kind, subject, detail, hash) VALUES {}",
             values_rows(entries.len(), 6)
@@ -2144,26 +2167,31 @@ mod id_range_tests {
 
 #[cfg(test)]
 mod statement_chunk_tests {
-    use super::{statement_chunks, MAX_ROWS};
+    use super::{runs, MAX_ROWS};
 
     #[test]
     fn runs_are_powers_of_two_longest_first_in_order() {
         let items: Vec<usize> = (0..1000).collect();
         for n in [0, 1, 2, 3, 7, 255, 256, 257, 1000] {
-            let runs: Vec<&[usize]> = statement_chunks(&items[..n]).collect();
-            assert!(runs
+            let pow2: Vec<&[usize]> = runs(&items[..n], true).collect();
+            assert!(pow2
                 .iter()
                 .all(|r| r.len().is_power_of_two() && r.len() <= MAX_ROWS));
-            assert!(runs.windows(2).all(|w| w[0].len() >= w[1].len()));
-            assert_eq!(runs.concat(), &items[..n], "{n} items");
+            assert!(pow2.windows(2).all(|w| w[0].len() >= w[1].len()));
+            assert_eq!(pow2.concat(), &items[..n], "{n} items");
+            let long: Vec<&[usize]> = runs(&items[..n], false).collect();
+            assert_eq!(long.len(), n.div_ceil(MAX_ROWS));
+            assert_eq!(long.concat(), &items[..n], "{n} items");
         }
-        let lengths = |n: usize| {
-            statement_chunks(&items[..n])
+        let lengths = |n: usize, pow2| {
+            runs(&items[..n], pow2)
                 .map(<[usize]>::len)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(lengths(7), [4, 2, 1]);
-        assert_eq!(lengths(1000), [256, 256, 256, 128, 64, 32, 8]);
+        assert_eq!(lengths(7, true), [4, 2, 1]);
+        assert_eq!(lengths(1000, true), [256, 256, 256, 128, 64, 32, 8]);
+        assert_eq!(lengths(7, false), [7]);
+        assert_eq!(lengths(1000, false), [256, 256, 256, 232]);
     }
 }
 
