@@ -131,16 +131,23 @@ macro_rules! reduce_round {
     };
 }
 
-/// `s0..s3 = r0..r3` less p, or `r0..r3` if that borrows: the reduction
-/// of a value below 2p whose bit 256 is in `$c`. `$p1` and `$p3` are
-/// scratch for p's limbs 1 and 3 (limbs 0 and 2 are -1, an immediate).
-/// Operands are given whole (`"{t4}"`, or a register's name).
+/// `s0..s3 = (r0..r3 + s0..s3) mod p` for a sum below 2p: the sum goes
+/// into `r0..r3` with bit 256 in `$c`, then `s0..s3` is that less p, or the
+/// sum itself if the subtraction borrows. `$p1` and `$p3` are scratch for
+/// p's limbs 1 and 3 (limbs 0 and 2 are -1, an immediate). Operands are
+/// given whole (`"{t4}"`, or a register's name).
 #[rustfmt::skip]
-macro_rules! subtract_p_if_above {
+macro_rules! add_mod_p {
     ([$r0:literal, $r1:literal, $r2:literal, $r3:literal],
      [$s0:literal, $s1:literal, $s2:literal, $s3:literal],
      $c:literal, $p1:literal, $p3:literal) => {
         concat!(
+            "xor ", $c, ", ", $c, "\n",
+            "add ", $r0, ", ", $s0, "\n",
+            "adc ", $r1, ", ", $s1, "\n",
+            "adc ", $r2, ", ", $s2, "\n",
+            "adc ", $r3, ", ", $s3, "\n",
+            "adc ", $c, ", 0\n",
             "mov ", $s0, ", ", $r0, "\n",
             "mov ", $s1, ", ", $r1, "\n",
             "mov ", $s2, ", ", $r2, "\n",
@@ -171,14 +178,8 @@ macro_rules! reduce_and_finish {
             reduce_round!("t1", "t2", "t3", "t0"),
             reduce_round!("t2", "t3", "t0", "t1"),
             reduce_round!("t3", "t0", "t1", "t2"),
-            // r = t4..t7 + U (t0..t3), bit 256 in lo.
-            "xor {lo:e}, {lo:e}\n",
-            "add {t4}, {t0}\n",
-            "adc {t5}, {t1}\n",
-            "adc {t6}, {t2}\n",
-            "adc {t7}, {t3}\n",
-            "adc {lo}, 0\n",
-            subtract_p_if_above!(
+            // t4..t7 + U (t0..t3), reduced into t0..t3.
+            add_mod_p!(
                 ["{t4}", "{t5}", "{t6}", "{t7}"],
                 ["{t0}", "{t1}", "{t2}", "{t3}"],
                 "{lo}", "{hi}", "rdx"
@@ -327,13 +328,7 @@ pub(super) fn add(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
     // instructions are x86-64's base set.
     unsafe {
         asm!(
-            "xor {c:e}, {c:e}",
-            "add {r0}, {s0}",
-            "adc {r1}, {s1}",
-            "adc {r2}, {s2}",
-            "adc {r3}, {s3}",
-            "adc {c}, 0",
-            subtract_p_if_above!(
+            add_mod_p!(
                 ["{r0}", "{r1}", "{r2}", "{r3}"],
                 ["{s0}", "{s1}", "{s2}", "{s3}"],
                 "{c}",
