@@ -166,16 +166,27 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
             // Past the ramp: every client in its first handshake.
             std::thread::sleep(Duration::from_millis(300));
             let mut out = Vec::new();
+            let mut busy = Vec::new();
+            let mut steal = Vec::new();
             for _ in 0..slices {
                 let start = Instant::now();
                 let before = completed.load(Relaxed);
+                let cpu_before = cpu_seconds();
+                let host_before = host_ticks();
                 let bound = public_key_bound(100);
                 std::thread::sleep(Duration::from_secs(1).saturating_sub(start.elapsed()));
-                let rate =
-                    (completed.load(Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
+                let wall = start.elapsed().as_secs_f64();
+                let rate = (completed.load(Relaxed) - before) as f64 / wall;
                 out.push(rate * bound.total_ms / (num_cpus() as f64 * 1e3));
+                if let (Some(a), Some(b)) = (cpu_before, cpu_seconds()) {
+                    busy.push((b - a) / (wall * num_cpus() as f64));
+                }
+                if let (Some(a), Some(b)) = (host_before, host_ticks()) {
+                    let total = (b.total - a.total).max(1) as f64;
+                    steal.push((b.steal - a.steal) as f64 / total);
+                }
             }
-            out
+            (out, busy, steal)
         })
     };
     let (_, back) = load(
@@ -189,10 +200,12 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
     )
     .await?;
     clients.splice(0..0, back);
-    let mut shares = sampler
+    let (mut shares, mut busy, mut steal) = sampler
         .join()
         .map_err(|_| anyhow!("the bound sampler panicked"))?;
     shares.sort_by(f64::total_cmp);
+    busy.sort_by(f64::total_cmp);
+    steal.sort_by(f64::total_cmp);
 
     // SASL PLAIN: argon2id per handshake, on its own.
     let rng = pki::rand::SystemRandom::new();
@@ -313,6 +326,13 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
             100.0 * shares[shares.len() - 1],
             if median >= 0.5 { "met" } else { "NOT met" }
         );
+        if !busy.is_empty() && !steal.is_empty() {
+            println!(
+                "    this process kept the CPUs {:.0} % busy (median of the seconds); the hypervisor took {:.0} % of this VM's CPU time (steal, /proc/stat)",
+                100.0 * percentile(&busy, 0.5),
+                100.0 * percentile(&steal, 0.5),
+            );
+        }
     }
     // The same share over CPU time, which idle moments (a commit's fsync,
     // a scheduling gap, a neighbour on this VM's host) do not dilute.
@@ -451,6 +471,28 @@ fn public_key_bound(n: u32) -> Bound {
             "4 X25519 multiplications x {x25519_ms:.3} + 3 ECDSA P-256 signatures x {sign_ms:.3} + 5 verifications x {verify_ms:.3} ms"
         ),
     }
+}
+
+/// The machine's CPU time from /proc/stat, in ticks: all of it, and the part
+/// the hypervisor gave to others (steal).
+struct HostTicks {
+    total: u64,
+    steal: u64,
+}
+
+fn host_ticks() -> Option<HostTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest
+    // time is already counted in user.
+    Some(HostTicks {
+        total: fields.iter().take(8).sum(),
+        steal: *fields.get(7)?,
+    })
 }
 
 /// Nanoseconds this thread has run on a CPU (/proc/thread-self/schedstat).

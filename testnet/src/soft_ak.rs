@@ -239,6 +239,9 @@ pub struct SoftCollector {
     pub asked: Arc<Mutex<Vec<QuoteRequest>>>,
     /// What its Hello names as the host it runs on.
     pub host: Option<tnc_proto::attestation::HostLabel>,
+    /// Sends the Hello alone and its Identity only when asked, as the first
+    /// clients did.
+    pub identity_on_request: bool,
 }
 
 impl SoftCollector {
@@ -258,6 +261,7 @@ impl SoftCollector {
             result: None,
             asked: Arc::default(),
             host: None,
+            identity_on_request: false,
         }
     }
 
@@ -283,13 +287,18 @@ impl SoftCollector {
 }
 
 impl Collector for SoftCollector {
-    fn hello(&self) -> AttestationAttribute {
-        AttestationAttribute::Hello(Hello {
+    fn opening(&mut self) -> Vec<AttestationAttribute> {
+        let hello = AttestationAttribute::Hello(Hello {
             role: self.role,
             tpm: true,
             software: "testnet (software AK)".into(),
             host: self.host.clone(),
-        })
+        });
+        if self.identity_on_request {
+            vec![hello]
+        } else {
+            vec![hello, AttestationAttribute::Identity(self.identity.clone())]
+        }
     }
 
     fn receive(&mut self, attrs: Vec<AttestationAttribute>) -> Vec<AttestationAttribute> {

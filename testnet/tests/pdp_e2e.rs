@@ -429,7 +429,7 @@ async fn evidence_replayed_from_an_earlier_session_gets_no_access() {
             _ => None,
         })
         .collect();
-    assert_eq!(batches.len(), 4, "hello, identity, evidence, close");
+    assert_eq!(batches.len(), 3, "hello with the identity, evidence, close");
 
     // Session 2: the same batches again, each after the PDP's answer.
     let tcp = tokio::net::TcpStream::connect(pdp.addr).await.unwrap();
@@ -885,13 +885,24 @@ async fn enrolled_device_without_a_valid_quote_gets_no_access() {
     let (pdp, terminal, _ca) = pdp_and_terminal("good-terminal", Limits::default()).await;
     assert!(log_in(&pdp, &terminal).await.allowed());
     let device = pdp.store.devices().await.unwrap()[0].device_id;
-    // The enrolled identity, as the terminal's collector presents it.
+    // The enrolled identity, as the terminal's collector presents it: when
+    // asked, and with its Hello; asked once more after that (a PDP that
+    // asks before it reads on), it does not send it twice.
     let identity = {
         let mut collector =
             tnc_client::attest::AttestationCollector::new(terminal.attestation_config());
-        collector
+        let asked = collector
             .receive(vec![AttestationAttribute::IdentityRequest])
-            .remove(0)
+            .remove(0);
+        let opening = collector.opening();
+        assert!(matches!(opening[0], AttestationAttribute::Hello(_)));
+        assert_eq!(opening[1], asked);
+        assert_eq!(opening.len(), 2);
+        assert!(collector
+            .receive(vec![AttestationAttribute::IdentityRequest])
+            .is_empty());
+        collector.release();
+        asked
     };
     let hello = AttestationAttribute::Hello(Hello {
         role: Role::Terminal,

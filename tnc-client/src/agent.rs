@@ -132,8 +132,10 @@ pub enum AgentError {
 /// What answers the PDP's attestation validator: [`AttestationCollector`]
 /// with the TPM; benchmarks plug in a software stand-in.
 pub trait Collector: Send {
-    /// The first attribute: what the endpoint is.
-    fn hello(&self) -> AttestationAttribute;
+    /// The attributes that open an assessment: the Hello (what the
+    /// endpoint is) and, from an endpoint with a TPM, its Identity, so the
+    /// PDP need not ask for it (or a Failure saying why there is none).
+    fn opening(&mut self) -> Vec<AttestationAttribute>;
     /// The PDP's attributes in, the answers out.
     fn receive(&mut self, attrs: Vec<AttestationAttribute>) -> Vec<AttestationAttribute>;
     /// The last verdict the PDP's validator sent.
@@ -150,8 +152,8 @@ pub trait Collector: Send {
 }
 
 impl Collector for AttestationCollector {
-    fn hello(&self) -> AttestationAttribute {
-        AttestationCollector::hello(self)
+    fn opening(&mut self) -> Vec<AttestationAttribute> {
+        AttestationCollector::opening(self)
     }
     fn receive(&mut self, attrs: Vec<AttestationAttribute>) -> Vec<AttestationAttribute> {
         AttestationCollector::receive(self, attrs)
@@ -277,7 +279,8 @@ impl Agent {
                 .fold(PaMessageWriter::new(id), |w, a| w.attribute(false, a))
                 .finish()
         };
-        let hello = self.att_message(&[self.attestation.hello()]);
+        let opening = self.attestation.opening();
+        let hello = self.att_message(&opening);
         let asks: Vec<CredentialAttribute> = [
             self.key_request
                 .clone()

@@ -43,6 +43,8 @@ pub struct AttestationCollector {
     pub result: Option<tnc_proto::attestation::AttestationResult>,
     /// SHA-256 of the EK certificate sent (hex): the PDP's device ID.
     pub device_id: Option<String>,
+    /// The identity went with this assessment's Hello.
+    volunteered: bool,
 }
 
 impl AttestationCollector {
@@ -52,6 +54,7 @@ impl AttestationCollector {
             session: None,
             result: None,
             device_id: None,
+            volunteered: false,
         }
     }
 
@@ -65,6 +68,21 @@ impl AttestationCollector {
         })
     }
 
+    /// The attributes that open an assessment: the Hello and, with a TPM,
+    /// the Identity the PDP asks every TPM for (a round trip saved), or a
+    /// Failure in its place.
+    pub fn opening(&mut self) -> Vec<AttestationAttribute> {
+        let mut out = vec![self.hello()];
+        self.volunteered = self.config.tpm.is_some();
+        if self.volunteered {
+            out.push(match self.identity() {
+                Ok(identity) => AttestationAttribute::Identity(identity),
+                Err(message) => AttestationAttribute::Failure(Failure { message }),
+            });
+        }
+        out
+    }
+
     /// The PDP's attributes in, the answers out. A failure becomes a
     /// [`Failure`] attribute for the PDP: the session goes on and the PDP
     /// decides what an endpoint without evidence gets.
@@ -72,6 +90,9 @@ impl AttestationCollector {
         let mut out = Vec::new();
         for attr in attrs {
             let answer = match attr {
+                // A PDP that asks although the identity came with the
+                // Hello (one that asks before it reads on) has it already.
+                AttestationAttribute::IdentityRequest if self.volunteered => continue,
                 AttestationAttribute::IdentityRequest => {
                     self.identity().map(AttestationAttribute::Identity)
                 }

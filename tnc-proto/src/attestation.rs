@@ -10,18 +10,19 @@
 //!
 //! ```text
 //! client                                  PDP
-//! Hello {role, tpm}                  ->
-//!                                    <-   IdentityRequest
-//! Identity {EK, EK cert, AK}         ->
+//! Hello {role, tpm} Identity         ->
 //!                                    <-   [CredentialChallenge]  (AK not enrolled yet)
 //!                                         QuoteRequest {nonce, PCRs, IMA offset}
 //! [CredentialProof] QuoteEvidence    ->
 //!                                    <-   AttestationResult {verdict, findings}
 //! ```
 //!
-//! The client opens its TPM only on IdentityRequest, so a PDP that asks for no
-//! evidence never makes it touch the TPM. A client that cannot attest answers
-//! with [`AttestationAttribute::Failure`] instead of failing the whole session.
+//! A client with a TPM sends its identity with its Hello, in the same PA-TNC
+//! message: the PDP asks every TPM for it, and asking costs a PB-TNC round
+//! trip per assessment. A client that sends the Hello alone (older ones do)
+//! gets an IdentityRequest and answers it with the Identity: the PDP takes
+//! both orders. A client that cannot attest answers with
+//! [`AttestationAttribute::Failure`] instead of failing the whole session.
 
 use crate::codec::U24;
 use crate::pa_tnc::PaSubtype;

@@ -33,7 +33,8 @@ pub type TpmCounters = (u32, u32, u64);
 enum Phase {
     /// Nothing from the collector yet.
     AwaitHello,
-    /// IdentityRequest sent.
+    /// Hello received from an endpoint with a TPM; the Identity follows in
+    /// the same message, or is asked for (IdentityRequest).
     AwaitIdentity {
         hello: Hello,
     },
@@ -248,6 +249,7 @@ impl AttestationValidator {
         attrs: Vec<AttestationAttribute>,
     ) -> Vec<AttestationAttribute> {
         let mut out = Vec::new();
+        let mut ask_identity = false;
         for attr in attrs {
             if self.outcome.is_some() {
                 break;
@@ -255,8 +257,9 @@ impl AttestationValidator {
             match (std::mem::replace(&mut self.phase, Phase::Done), attr) {
                 (Phase::AwaitHello, AttestationAttribute::Hello(hello)) => {
                     if hello.tpm {
+                        // Asked for below unless it follows in this message.
                         self.phase = Phase::AwaitIdentity { hello };
-                        out.push(AttestationAttribute::IdentityRequest);
+                        ask_identity = true;
                     } else {
                         self.finish(Assessment::single(
                             env.no_evidence,
@@ -342,6 +345,10 @@ impl AttestationValidator {
                     ));
                 }
             }
+        }
+        // A Hello alone (from a client that waits to be asked): ask.
+        if ask_identity && matches!(self.phase, Phase::AwaitIdentity { .. }) {
+            out.push(AttestationAttribute::IdentityRequest);
         }
         out
     }

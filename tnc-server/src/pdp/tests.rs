@@ -447,8 +447,11 @@ async fn an_exchange_over_the_round_limit_is_cut_off_with_no_access() {
     let bed = Bed::new();
     let dev = Device::new("good-terminal");
     dev.enroll(&bed, Role::Terminal);
-    // The attestation exchange needs two SDATA rounds; allow one.
-    let mut agent = Agent::new(os_facts(), dev.collector(Role::Terminal, dev.ak_clone()));
+    // A collector that waits to be asked for its identity needs two SDATA
+    // rounds; allow one.
+    let mut collector = dev.collector(Role::Terminal, dev.ak_clone());
+    collector.identity_on_request = true;
+    let mut agent = Agent::new(os_facts(), collector);
     let limits = SessionLimits {
         max_rounds: 1,
         ..SessionLimits::default()
@@ -458,6 +461,28 @@ async fn an_exchange_over_the_round_limit_is_cut_off_with_no_access() {
     assert!(x.says("did not finish in 1 rounds"), "{x:?}");
     // The question that was not asked is not in the RESULT batch either.
     assert_eq!(x.batches, 2, "SDATA, then RESULT");
+}
+
+/// The identity sent with the Hello saves the round that asks for it: one
+/// SDATA (the quote request), then RESULT. A client that waits to be asked
+/// is asked, and decided alike, one round later.
+#[tokio::test]
+async fn the_identity_with_the_hello_saves_a_round() {
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    let x = login(&bed, dev.collector(Role::Terminal, dev.ak_clone())).await;
+    assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+    assert_eq!(x.batches, 2, "SDATA with the quote request, then RESULT");
+
+    let mut asked = dev.collector(Role::Terminal, dev.ak_clone());
+    asked.identity_on_request = true;
+    let x = login(&bed, asked).await;
+    assert_eq!(x.verdict, Some(Verdict::Allow), "{x:?}");
+    assert_eq!(
+        x.batches, 3,
+        "SDATA with the IdentityRequest, SDATA, RESULT"
+    );
 }
 
 #[tokio::test]
@@ -1041,8 +1066,8 @@ mod continuous {
     struct Swappable(Arc<Mutex<SoftCollector>>);
 
     impl Collector for Swappable {
-        fn hello(&self) -> tnc_proto::attestation::AttestationAttribute {
-            self.0.lock().unwrap().hello()
+        fn opening(&mut self) -> Vec<tnc_proto::attestation::AttestationAttribute> {
+            self.0.lock().unwrap().opening()
         }
         fn receive(
             &mut self,
