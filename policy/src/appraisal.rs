@@ -703,14 +703,14 @@ fn appraise_kernel(
                 );
             }
         } else if e.pcr == CMDLINE_PCR && e.event_type == EV_IPL {
-            let text = String::from_utf8_lossy(&e.data);
+            let text = String::from_utf8_lossy(e.data);
             let text = text.trim_end_matches('\0');
             let Some(cmdline) = text.strip_prefix(CMDLINE_PREFIX) else {
                 continue;
             };
             lines += 1;
             // The text is only evidence if the quoted digest is its hash.
-            if bank.digest(&e.data) != seen {
+            if bank.digest(e.data) != seen {
                 findings.push(
                     Finding::new(
                         Verdict::Isolate,
@@ -764,7 +764,7 @@ struct BootPcrs<'a> {
     replay: Replay,
     /// The banks asked of `log.replay_banks`.
     replayed: &'a [HashAlg],
-    log: &'a EventLog,
+    log: &'a EventLog<'a>,
 }
 
 impl BootPcrs<'_> {

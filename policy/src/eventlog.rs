@@ -384,9 +384,11 @@ pub enum LogFormat {
     CryptoAgile { spec: SpecId },
 }
 
-/// One measurement record.
+/// One measurement record, borrowing its digests and data from the log's
+/// bytes: a log is parsed on every appraisal, and copying each record's
+/// pieces out made the parse the PDP's largest source of allocations.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub struct Event<'a> {
     /// Position in the log, counting the Spec ID header as event 0.
     pub index: usize,
     /// Byte offset of the record in the log, for findings a person can check.
@@ -394,11 +396,11 @@ pub struct Event {
     pub pcr: u32,
     pub event_type: u32,
     /// Digests of algorithms this crate knows, in log order.
-    pub digests: Vec<(HashAlg, Vec<u8>)>,
+    pub digests: Vec<(HashAlg, &'a [u8])>,
     /// Digests of algorithms the Spec ID table lists but this crate cannot compute:
     /// kept so nothing in the evidence is silently dropped.
-    pub unknown_digests: Vec<(u16, Vec<u8>)>,
-    pub data: Vec<u8>,
+    pub unknown_digests: Vec<(u16, &'a [u8])>,
+    pub data: &'a [u8],
 }
 
 /// A UEFI variable measurement (`UEFI_VARIABLE_DATA`, PFP §10.4.6.6).
@@ -429,13 +431,13 @@ impl fmt::Display for EfiGuid {
     }
 }
 
-impl Event {
+impl<'a> Event<'a> {
     /// The digest this event carries for `alg`, if any.
-    pub fn digest(&self, alg: HashAlg) -> Option<&[u8]> {
+    pub fn digest(&self, alg: HashAlg) -> Option<&'a [u8]> {
         self.digests
             .iter()
             .find(|(a, _)| *a == alg)
-            .map(|(_, d)| d.as_slice())
+            .map(|&(_, d)| d)
     }
 
     pub fn type_name(&self) -> Option<&'static str> {
@@ -456,7 +458,7 @@ impl Event {
     }
 
     /// The variable of an EV_EFI_VARIABLE_* event, if its data is well formed.
-    pub fn efi_variable(&self) -> Option<EfiVariable<'_>> {
+    pub fn efi_variable(&self) -> Option<EfiVariable<'a>> {
         if !matches!(
             self.event_type,
             EV_EFI_VARIABLE_DRIVER_CONFIG
@@ -466,7 +468,7 @@ impl Event {
         ) {
             return None;
         }
-        let mut r = LeReader::new(&self.data);
+        let mut r = LeReader::new(self.data);
         let guid = EfiGuid(r.array("VariableName").ok()?);
         let name_chars = r.u64("UnicodeNameLength").ok()?;
         let data_len = r.u64("VariableDataLength").ok()?;
@@ -491,7 +493,7 @@ impl Event {
                 let sig = self.data.get(..16)?;
                 printable_text(sig)
             }
-            EV_SEPARATOR => Some(match self.data.as_slice() {
+            EV_SEPARATOR => Some(match self.data {
                 [0, 0, 0, 0] => "separator".to_owned(),
                 [0xFF, 0xFF, 0xFF, 0xFF] => "separator (error)".to_owned(),
                 other => format!("separator {}", crate::digest::hex(other)),
@@ -509,19 +511,19 @@ impl Event {
                 ))
             }
             EV_EFI_ACTION | EV_ACTION | EV_IPL | EV_S_CRTM_VERSION | EV_EFI_HCRTM_EVENT => {
-                printable_text(&self.data)
+                printable_text(self.data)
             }
             EV_POST_CODE | EV_S_CRTM_CONTENTS | EV_EFI_PLATFORM_FIRMWARE_BLOB => {
                 // Either a string ("ACPI DATA") or UEFI_PLATFORM_FIRMWARE_BLOB.
-                printable_text(&self.data).or_else(|| {
-                    let mut r = LeReader::new(&self.data);
+                printable_text(self.data).or_else(|| {
+                    let mut r = LeReader::new(self.data);
                     let base = r.u64("BlobBase").ok()?;
                     let len = r.u64("BlobLength").ok()?;
                     Some(format!("firmware blob at {base:#x}, {len} bytes"))
                 })
             }
             EV_EFI_PLATFORM_FIRMWARE_BLOB2 => {
-                let mut r = LeReader::new(&self.data);
+                let mut r = LeReader::new(self.data);
                 let desc_len = r.u8("BlobDescriptionSize").ok()?;
                 let desc = r.take(usize::from(desc_len), "BlobDescription").ok()?;
                 let base = r.u64("BlobBase").ok()?;
@@ -534,7 +536,7 @@ impl Event {
             | EV_EFI_RUNTIME_SERVICES_DRIVER => {
                 // UEFI_IMAGE_LOAD_EVENT (PFP §10.4.6.5); the digest is the PE
                 // Authenticode hash, not a hash of these bytes.
-                let mut r = LeReader::new(&self.data);
+                let mut r = LeReader::new(self.data);
                 let location = r.u64("ImageLocationInMemory").ok()?;
                 let len = r.u64("ImageLengthInMemory").ok()?;
                 Some(format!("image at {location:#x}, {len} bytes"))
@@ -581,19 +583,19 @@ fn trim_trailing(data: &[u8], pred: impl Fn(&u8) -> bool) -> &[u8] {
     &data[..end]
 }
 
-/// A parsed firmware event log.
+/// A parsed firmware event log, borrowing from the bytes it was parsed from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventLog {
+pub struct EventLog<'a> {
     pub format: LogFormat,
     /// All records in log order, the Spec ID header included (as event 0).
-    pub events: Vec<Event>,
+    pub events: Vec<Event<'a>>,
 }
 
-impl EventLog {
+impl<'a> EventLog<'a> {
     /// Parses a log in either format. A first record that is EV_NO_ACTION with
     /// "Spec ID Event03" makes it crypto-agile; anything else (including the older
     /// "Spec ID Event00/02" headers of SHA-1 logs) is read as legacy.
-    pub fn parse(bytes: &[u8]) -> Result<EventLog, LogError> {
+    pub fn parse(bytes: &'a [u8]) -> Result<EventLog<'a>, LogError> {
         if bytes.is_empty() {
             return Err(LogError::Empty);
         }
@@ -619,7 +621,7 @@ impl EventLog {
                 reason: "the header record must be PCR 0 with a zero digest",
             });
         }
-        let spec = SpecId::parse(&first.data, LEGACY_HEADER_LEN)?;
+        let spec = SpecId::parse(first.data, LEGACY_HEADER_LEN)?;
         let mut events = vec![first];
         while !r.is_empty() {
             let event = read_event2(&mut r, events.len(), &spec)?;
@@ -725,13 +727,13 @@ fn check_pcr(offset: usize, pcr: u32, event_type: u32) -> Result<(), LogError> {
 }
 
 /// `TCG_PCR_EVENT` (PFP §10.2.1).
-fn read_legacy_event(r: &mut LeReader<'_>, index: usize) -> Result<Event, LogError> {
+fn read_legacy_event<'a>(r: &mut LeReader<'a>, index: usize) -> Result<Event<'a>, LogError> {
     let offset = r.offset();
     let pcr = r.u32("pcrIndex")?;
     let event_type = r.u32("eventType")?;
-    let digest = r.take(20, "SHA-1 digest")?.to_vec();
+    let digest = r.take(20, "SHA-1 digest")?;
     let size = r.u32("eventDataSize")?;
-    let data = r.take_len(u64::from(size), "event data")?.to_vec();
+    let data = r.take_len(u64::from(size), "event data")?;
     check_pcr(offset, pcr, event_type)?;
     Ok(Event {
         index,
@@ -745,7 +747,11 @@ fn read_legacy_event(r: &mut LeReader<'_>, index: usize) -> Result<Event, LogErr
 }
 
 /// `TCG_PCR_EVENT2` (PFP §10.2.2).
-fn read_event2(r: &mut LeReader<'_>, index: usize, spec: &SpecId) -> Result<Event, LogError> {
+fn read_event2<'a>(
+    r: &mut LeReader<'a>,
+    index: usize,
+    spec: &SpecId,
+) -> Result<Event<'a>, LogError> {
     let offset = r.offset();
     let pcr = r.u32("pcrIndex")?;
     let event_type = r.u32("eventType")?;
@@ -760,8 +766,8 @@ fn read_event2(r: &mut LeReader<'_>, index: usize, spec: &SpecId) -> Result<Even
             max: spec.algorithms.len(),
         });
     }
-    let mut digests: Vec<(HashAlg, Vec<u8>)> = Vec::with_capacity(count as usize);
-    let mut unknown_digests: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut digests: Vec<(HashAlg, &[u8])> = Vec::with_capacity(count as usize);
+    let mut unknown_digests: Vec<(u16, &[u8])> = Vec::new();
     for _ in 0..count {
         let alg_offset = r.offset();
         let id = r.u16("digest algorithm")?;
@@ -779,14 +785,14 @@ fn read_event2(r: &mut LeReader<'_>, index: usize, spec: &SpecId) -> Result<Even
                 alg: id,
             });
         }
-        let digest = r.take(usize::from(entry.digest_size), "digest")?.to_vec();
+        let digest = r.take(usize::from(entry.digest_size), "digest")?;
         match entry.alg {
             Some(alg) => digests.push((alg, digest)),
             None => unknown_digests.push((id, digest)),
         }
     }
     let size = r.u32("eventSize")?;
-    let data = r.take_len(u64::from(size), "event data")?.to_vec();
+    let data = r.take_len(u64::from(size), "event data")?;
     check_pcr(offset, pcr, event_type)?;
     Ok(Event {
         index,
@@ -1061,7 +1067,10 @@ mod tests {
             b"x",
         ));
         let log = EventLog::parse(&bytes).unwrap();
-        assert_eq!(log.events[1].unknown_digests, vec![(0x0099, vec![7; 10])]);
+        assert_eq!(
+            log.events[1].unknown_digests,
+            vec![(0x0099, &[7u8; 10][..])]
+        );
         assert_eq!(log.banks(), vec![HashAlg::Sha256]);
         let replay = log.replay();
         assert_eq!(replay.len(), 1);

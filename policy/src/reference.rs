@@ -242,9 +242,9 @@ impl ReferenceValues {
                 }),
                 KERNEL_PCR if !images.contains(&hex(d)) => images.push(hex(d)),
                 CMDLINE_PCR if e.event_type == EV_IPL => {
-                    let text = String::from_utf8_lossy(&e.data);
+                    let text = String::from_utf8_lossy(e.data);
                     if let Some(c) = text.trim_end_matches('\0').strip_prefix(CMDLINE_PREFIX) {
-                        if bank.digest(&e.data) == d && !cmdlines.contains(&c.to_string()) {
+                        if bank.digest(e.data) == d && !cmdlines.contains(&c.to_string()) {
                             cmdlines.push(c.to_string());
                         }
                     }

@@ -111,7 +111,8 @@ fn every_shared_log_replays_to_its_pcrs() {
 #[test]
 fn sha1_only_log_is_legacy_and_others_crypto_agile() {
     for (log_path, _) in logs() {
-        let log = EventLog::parse(&fs::read(&log_path).unwrap()).unwrap();
+        let bytes = fs::read(&log_path).unwrap();
+        let log = EventLog::parse(&bytes).unwrap();
         let legacy = log_path.ends_with("event-uefi-sha1-log.bin");
         assert_eq!(
             log.format == LogFormat::Legacy,

@@ -492,7 +492,7 @@ impl Bound {
             let d = e.digest(HashAlg::Sha256).context("a sha256 digest")?;
             boot_extends.push((e.pcr, left_pad_32(d)?));
             if e.pcr == CMDLINE_PCR && e.event_type == EV_IPL {
-                cmdline = e.data.clone();
+                cmdline = e.data.to_vec();
             }
         }
         Ok(Self {
