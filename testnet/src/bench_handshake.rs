@@ -192,8 +192,9 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
                     per_cpu.push(bound.total_ms / load_ms);
                 }
                 if let (Some(a), Some(b)) = (host_before, host_ticks()) {
-                    let total = (b.total - a.total).max(1) as f64;
-                    steal.push((b.steal - a.steal) as f64 / total);
+                    // Some hypervisors have let steal run backwards.
+                    let total = b.total.saturating_sub(a.total).max(1) as f64;
+                    steal.push(b.steal.saturating_sub(a.steal) as f64 / total);
                 }
             }
             (out, busy, per_cpu, steal)
@@ -337,11 +338,14 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
             100.0 * shares[shares.len() - 1],
             if median >= 0.5 { "met" } else { "NOT met" }
         );
-        if !busy.is_empty() && !steal.is_empty() {
+        if !busy.is_empty() {
+            let steal = match steal.is_empty() {
+                true => "not readable".to_string(),
+                false => format!("{:.0} %", 100.0 * percentile(&steal, 0.5)),
+            };
             println!(
-                "    this process kept the CPUs {:.0} % busy (median of the seconds); the hypervisor took {:.0} % of this VM's CPU time (steal, /proc/stat)",
+                "    this process kept the CPUs {:.0} % busy (median of the seconds); the hypervisor took {steal} of this VM's CPU time (steal, /proc/stat)",
                 100.0 * percentile(&busy, 0.5),
-                100.0 * percentile(&steal, 0.5),
             );
             // The same share over CPU time, which idle moments (a commit's
             // fsync, a scheduling gap) do not dilute.

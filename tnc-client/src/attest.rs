@@ -2,9 +2,11 @@
 //! TPM's identity, credential activation, and quotes with the UEFI event log
 //! and the IMA list (see `tnc_proto::attestation` for the exchange).
 //!
-//! The TPM is opened on the first request that needs it and kept open for the
-//! rest of the session, so an endpoint whose PDP asks for no evidence never
-//! touches its TPM.
+//! The TPM is opened when an assessment opens: the Hello goes with the
+//! TPM's identity (EK, EK certificate, AK), which every PDP of this project
+//! asks for, so sending it unasked saves a round trip. It goes to the PDP
+//! the client authenticated by its certificate, the one it would give it to
+//! on request. The TPM stays open until the decision is in.
 
 use crate::collect::{read_event_log, read_ima_from, EvidencePaths};
 use crate::tpm::{AkHandle, AkKind, EkKind, Tpm, TpmConfig, TpmError};

@@ -350,6 +350,11 @@ impl AttestationValidator {
         if ask_identity && matches!(self.phase, Phase::AwaitIdentity { .. }) {
             out.push(AttestationAttribute::IdentityRequest);
         }
+        // Decided within this message (evidence before it was asked for,
+        // a failure): what it would have asked next goes unsent.
+        if self.outcome.is_some() {
+            out.clear();
+        }
         out
     }
 

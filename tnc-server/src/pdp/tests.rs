@@ -463,6 +463,67 @@ async fn an_exchange_over_the_round_limit_is_cut_off_with_no_access() {
     assert_eq!(x.batches, 2, "SDATA, then RESULT");
 }
 
+/// A collector that says all it has at once, whatever it is asked.
+struct Eager(Vec<tnc_proto::attestation::AttestationAttribute>);
+
+impl Collector for Eager {
+    fn opening(&mut self) -> Vec<tnc_proto::attestation::AttestationAttribute> {
+        std::mem::take(&mut self.0)
+    }
+    fn receive(
+        &mut self,
+        _: Vec<tnc_proto::attestation::AttestationAttribute>,
+    ) -> Vec<tnc_proto::attestation::AttestationAttribute> {
+        Vec::new()
+    }
+    fn result(&self) -> Option<tnc_proto::attestation::AttestationResult> {
+        None
+    }
+}
+
+/// Evidence sent with the Hello and the Identity, before the PDP asked for
+/// it, is a quote over a nonce of the endpoint's choosing: no access, and
+/// the quote request it would have sent next is not sent (RESULT at once).
+/// A Failure after the Hello gets the no-evidence verdict, also at once.
+#[tokio::test]
+async fn evidence_before_the_quote_request_is_no_access() {
+    use tnc_proto::attestation::{AttestationAttribute, BankSelection, Failure};
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    let mut honest = dev.collector(Role::Terminal, dev.ak_clone());
+    let mut opening = honest.opening();
+    // A genuine quote by the enrolled AK, over a nonce the PDP never sent.
+    let evidence = honest.receive(vec![AttestationAttribute::QuoteRequest(QuoteRequest {
+        nonce: vec![7; 32],
+        selection: vec![BankSelection {
+            alg: 0x000B,
+            pcrs: (0..10).collect(),
+        }],
+        ima_offset: 0,
+    })]);
+    assert!(matches!(
+        evidence[..],
+        [AttestationAttribute::QuoteEvidence(_)]
+    ));
+    opening.extend(evidence);
+    let x = login(&bed, Eager(opening)).await;
+    assert_eq!(x.verdict, Some(Verdict::NoAccess), "{x:?}");
+    assert_eq!(x.batches, 1, "RESULT only: {x:?}");
+
+    let hello = dev
+        .collector(Role::Terminal, dev.ak_clone())
+        .opening()
+        .remove(0);
+    let failure = AttestationAttribute::Failure(Failure {
+        message: "the TPM is busy".into(),
+    });
+    let x = login(&bed, Eager(vec![hello, failure])).await;
+    assert_eq!(x.verdict, Some(Verdict::Isolate), "{x:?}");
+    assert!(x.says("could not attest: the TPM is busy"), "{x:?}");
+    assert_eq!(x.batches, 1, "RESULT only: {x:?}");
+}
+
 /// The identity sent with the Hello saves the round that asks for it: one
 /// SDATA (the quote request), then RESULT. A client that waits to be asked
 /// is asked, and decided alike, one round later.
