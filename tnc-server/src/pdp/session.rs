@@ -629,24 +629,28 @@ impl<'c> PdpSession<'c> {
     /// Step 2: the attestation messages to their validator, with the
     /// store's answers; the SDATA batch if a validator asked for more.
     pub fn advance(&mut self, routed: Routed, lookups: &Lookups) -> Step {
-        let mut att_out: Vec<AttestationAttribute> = Vec::new();
         let mut att_errors: Vec<Vec<u8>> = Vec::new();
         let env = self.ctx.attestation_env();
+        // The batch's attestation messages in order, as one list: what to
+        // ask next (an IdentityRequest after a Hello alone, nothing after a
+        // verdict) is the batch's question, whichever message each
+        // attribute came in; a malformed message counts as a Failure there.
+        let mut att_in: Vec<AttestationAttribute> = Vec::new();
         for message in routed.attestation {
             match message {
-                Ok(attrs) => att_out.extend(self.attestation.receive(&env, lookups, attrs)),
+                Ok(attrs) => att_in.extend(attrs),
                 Err((error, why)) => {
                     att_errors.push(error);
-                    self.attestation.receive(
-                        &env,
-                        lookups,
-                        vec![AttestationAttribute::Failure(attestation::Failure {
-                            message: format!("malformed attestation message: {why}"),
-                        })],
-                    );
+                    att_in.push(AttestationAttribute::Failure(attestation::Failure {
+                        message: format!("malformed attestation message: {why}"),
+                    }));
                 }
             }
         }
+        let att_out = match att_in.is_empty() {
+            true => Vec::new(),
+            false => self.attestation.receive(&env, lookups, att_in),
+        };
         // PA-TNC errors first, then the validators' questions.
         let mut messages: Vec<Outgoing> = Vec::new();
         for e in routed.os_errors {

@@ -658,6 +658,57 @@ async fn a_malformed_attestation_message_is_answered_with_a_pa_tnc_error() {
     assert!(d.reason_string().contains("malformed attestation message"));
 }
 
+/// A Hello and the Identity in two PA-TNC messages of one batch are one
+/// opening: the PDP asks for the quote only, not for the identity it has.
+#[tokio::test]
+async fn hello_and_identity_in_two_messages_of_a_batch_are_not_asked_again() {
+    use tnc_proto::attestation::AttestationAttribute;
+    let bed = Bed::new();
+    let dev = Device::new("good-terminal");
+    dev.enroll(&bed, Role::Terminal);
+    let opening = dev.collector(Role::Terminal, dev.ak_clone()).opening();
+    let bodies: Vec<Vec<u8>> = opening
+        .iter()
+        .enumerate()
+        .map(|(i, a)| tnc_proto::vendor_message(i as u32 + 1, std::slice::from_ref(a)))
+        .collect();
+    assert_eq!(bodies.len(), 2, "Hello, Identity");
+    let mut session = PdpSession::new(&bed.ctx, PEER);
+    let mut client = PbSession::new(tnc_proto::pb_tnc::Side::Client);
+    let batch = client
+        .send(
+            BatchType::CData,
+            bodies
+                .iter()
+                .map(|body| {
+                    tnc_proto::pb_tnc::PbMessage::Pa(tnc_proto::pb_tnc::PbPa {
+                        exclusive: false,
+                        subtype: tnc_proto::attestation::SUBTYPE,
+                        collector_id: 2,
+                        validator_id: tnc_proto::pb_tnc::ID_ANY,
+                        body,
+                    })
+                })
+                .collect(),
+        )
+        .unwrap();
+    let reply = session.receive(&batch).await;
+    let sdata = client.receive(&reply.batches[0]).unwrap();
+    assert_eq!(sdata.batch_type, BatchType::SData);
+    let asked: Vec<AttestationAttribute> = sdata
+        .pa_messages()
+        .filter(|pa| pa.subtype == tnc_proto::attestation::SUBTYPE)
+        .filter_map(|pa| tnc_proto::pa_tnc::PaMessage::decode(pa.body).ok())
+        .flat_map(|m| m.attributes)
+        .filter(|a| a.vendor == tnc_proto::attestation::VENDOR)
+        .filter_map(|a| AttestationAttribute::decode(a.attr_type, a.value).ok())
+        .collect();
+    assert!(
+        matches!(asked[..], [AttestationAttribute::QuoteRequest(_)]),
+        "{asked:?}"
+    );
+}
+
 impl Device {
     /// The device's own AK again, for the next session (the same key).
     fn ak_clone(&self) -> SoftAk {
