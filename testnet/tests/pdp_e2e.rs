@@ -895,9 +895,9 @@ async fn enrolled_device_without_a_valid_quote_gets_no_access() {
             .receive(vec![AttestationAttribute::IdentityRequest])
             .remove(0);
         let opening = collector.opening();
+        assert_eq!(opening.len(), 2);
         assert!(matches!(opening[0], AttestationAttribute::Hello(_)));
         assert_eq!(opening[1], asked);
-        assert_eq!(opening.len(), 2);
         assert!(collector
             .receive(vec![AttestationAttribute::IdentityRequest])
             .is_empty());

@@ -34,7 +34,7 @@ enum Phase {
     /// Nothing from the collector yet.
     AwaitHello,
     /// Hello received from an endpoint with a TPM; the Identity follows in
-    /// the same message, or is asked for (IdentityRequest).
+    /// the same batch, or is asked for (IdentityRequest).
     AwaitIdentity {
         hello: Hello,
     },
@@ -257,7 +257,7 @@ impl AttestationValidator {
             match (std::mem::replace(&mut self.phase, Phase::Done), attr) {
                 (Phase::AwaitHello, AttestationAttribute::Hello(hello)) => {
                     if hello.tpm {
-                        // Asked for below unless it follows in this message.
+                        // Asked for below unless it follows in this batch.
                         self.phase = Phase::AwaitIdentity { hello };
                         ask_identity = true;
                     } else {
@@ -350,8 +350,8 @@ impl AttestationValidator {
         if ask_identity && matches!(self.phase, Phase::AwaitIdentity { .. }) {
             out.push(AttestationAttribute::IdentityRequest);
         }
-        // Decided within this message (evidence before it was asked for,
-        // a failure): what it would have asked next goes unsent.
+        // Decided within this batch (evidence before it was asked for, a
+        // failure): what it would have asked next goes unsent.
         if self.outcome.is_some() {
             out.clear();
         }

@@ -1047,7 +1047,7 @@ fn pa_error(error: &tnc_proto::pa_tnc::PaTncError<'_>) -> Vec<u8> {
 
 /// The attestation attributes of one PA-TNC message, or the PA-TNC Error to
 /// answer it with and a description.
-fn decode_attestation(body: &[u8]) -> Decoded {
+pub(super) fn decode_attestation(body: &[u8]) -> Decoded {
     let msg = PaMessage::decode(body).map_err(|e| (pa_error(&e.to_error(body)), e.to_string()))?;
     msg.check_supported(|vendor, t| {
         vendor == attestation::VENDOR && attestation::attr::is_known(t)

@@ -629,18 +629,7 @@ async fn a_malformed_attestation_message_is_answered_with_a_pa_tnc_error() {
             &[0xff, 0xff],
         )
         .finish();
-    let batch = client
-        .send(
-            BatchType::CData,
-            vec![tnc_proto::pb_tnc::PbMessage::Pa(tnc_proto::pb_tnc::PbPa {
-                exclusive: false,
-                subtype: tnc_proto::attestation::SUBTYPE,
-                collector_id: 2,
-                validator_id: tnc_proto::pb_tnc::ID_ANY,
-                body: &body,
-            })],
-        )
-        .unwrap();
+    let batch = attestation_cdata(&mut client, &[body]);
     let reply = session.receive(&batch).await;
     let result = client.receive(&reply.batches[0]).unwrap();
     assert_eq!(result.batch_type, BatchType::Result);
@@ -675,38 +664,37 @@ async fn hello_and_identity_in_two_messages_of_a_batch_are_not_asked_again() {
     assert_eq!(bodies.len(), 2, "Hello, Identity");
     let mut session = PdpSession::new(&bed.ctx, PEER);
     let mut client = PbSession::new(tnc_proto::pb_tnc::Side::Client);
-    let batch = client
-        .send(
-            BatchType::CData,
-            bodies
-                .iter()
-                .map(|body| {
-                    tnc_proto::pb_tnc::PbMessage::Pa(tnc_proto::pb_tnc::PbPa {
-                        exclusive: false,
-                        subtype: tnc_proto::attestation::SUBTYPE,
-                        collector_id: 2,
-                        validator_id: tnc_proto::pb_tnc::ID_ANY,
-                        body,
-                    })
-                })
-                .collect(),
-        )
-        .unwrap();
+    let batch = attestation_cdata(&mut client, &bodies);
     let reply = session.receive(&batch).await;
     let sdata = client.receive(&reply.batches[0]).unwrap();
     assert_eq!(sdata.batch_type, BatchType::SData);
     let asked: Vec<AttestationAttribute> = sdata
         .pa_messages()
         .filter(|pa| pa.subtype == tnc_proto::attestation::SUBTYPE)
-        .filter_map(|pa| tnc_proto::pa_tnc::PaMessage::decode(pa.body).ok())
-        .flat_map(|m| m.attributes)
-        .filter(|a| a.vendor == tnc_proto::attestation::VENDOR)
-        .filter_map(|a| AttestationAttribute::decode(a.attr_type, a.value).ok())
+        .flat_map(|pa| super::session::decode_attestation(pa.body).unwrap())
         .collect();
     assert!(
         matches!(asked[..], [AttestationAttribute::QuoteRequest(_)]),
         "{asked:?}"
     );
+}
+
+/// A CDATA batch of `client` with one PB-PA message of the attestation
+/// subtype per body.
+fn attestation_cdata(client: &mut PbSession, bodies: &[Vec<u8>]) -> Vec<u8> {
+    let messages = bodies
+        .iter()
+        .map(|body| {
+            tnc_proto::pb_tnc::PbMessage::Pa(tnc_proto::pb_tnc::PbPa {
+                exclusive: false,
+                subtype: tnc_proto::attestation::SUBTYPE,
+                collector_id: 2,
+                validator_id: tnc_proto::pb_tnc::ID_ANY,
+                body,
+            })
+        })
+        .collect();
+    client.send(BatchType::CData, messages).unwrap()
 }
 
 impl Device {

@@ -1264,8 +1264,8 @@ async fn insert_attestations_on(
 /// it changed; IMA entries continuing the kept ones are appended, anything
 /// else starts over from what came. Evidence of distinct devices is read
 /// and written together (one statement per kind and run, not four per
-/// decision); a
-/// device with several in the group has them kept one after the other.
+/// decision); a device with several in the group has them kept one after
+/// the other.
 async fn keep_evidence_on(
     conn: &mut sqlx::AnyConnection,
     items: &[(&OwnedEvidence, u64)],
