@@ -127,12 +127,14 @@ pub struct AttestationValidator {
     /// The appraised quote's counters.
     counters: Option<TpmCounters>,
     /// The device record to commit with the verdict (enrolled or moved on).
-    to_store: Option<DeviceRecord>,
+    /// Boxed, as is the kept evidence: a kept session holds the validator
+    /// between rounds, where these are empty.
+    to_store: Option<Box<DeviceRecord>>,
     /// The audit detail of an enrollment this session proved.
     enrollment: Option<String>,
     /// Genuine evidence to keep for learn mode: event log, IMA entries and
     /// their range.
-    evidence: Option<KeptEvidence>,
+    evidence: Option<Box<KeptEvidence>>,
 }
 
 /// Evidence that reproduced its quote, kept for `policy learn`.
@@ -171,9 +173,9 @@ impl AttestationValidator {
     /// session enrolled it, the enrollment's audit detail.
     pub fn writes(&self) -> (Option<&DeviceRecord>, Option<&str>, Option<&KeptEvidence>) {
         (
-            self.to_store.as_ref(),
+            self.to_store.as_deref(),
             self.enrollment.as_deref(),
-            self.evidence.as_ref(),
+            self.evidence.as_deref(),
         )
     }
 
@@ -562,15 +564,15 @@ impl AttestationValidator {
                     e.ek_issuer
                 ));
             }
-            self.to_store = Some(record);
+            self.to_store = Some(Box::new(record));
         }
         if let Some(next) = &appraisal.next_state {
-            self.evidence = Some(KeptEvidence {
+            self.evidence = Some(Box::new(KeptEvidence {
                 event_log: ev.event_log.clone(),
                 ima: ev.ima.clone(),
                 ima_offset: ev.ima_offset,
                 ima_end: next.ima_entries as u64,
-            });
+            }));
         }
         // History is recorded under the device only for a quote its AK made.
         if appraisal.quote.is_some() {

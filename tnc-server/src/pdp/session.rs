@@ -134,23 +134,26 @@ enum KeyRequest {
     /// A request whose signature verified.
     /// `storage`: where the endpoint says the key lives ("tpm",
     /// "software"; anything else "unknown"), for the audit log.
-    Verified(pki::ca::VerifiedRequest, &'static str),
+    Verified(Box<pki::ca::VerifiedRequest>, &'static str),
     /// One that did not, and why.
     Invalid(String),
 }
 
+/// A kept session holds this between rounds in its task's future: what is
+/// large and present only during some rounds (a key or pairing request, a
+/// serving VM's entry) is boxed.
 pub struct PdpSession<'c> {
     ctx: &'c PdpContext,
     /// Who authenticated (SASL user or client certificate), for credentials.
     user: Option<String>,
     key_request: KeyRequest,
     /// A terminal's request for a pairing with a VM.
-    pairing_request: Option<PairingRequest>,
+    pairing_request: Option<Box<PairingRequest>>,
     /// Where a VM says it serves channels.
-    serving_at: Option<credential::Serving>,
+    serving_at: Option<Box<credential::Serving>>,
     /// The VM's entry for the pairing registry, once it is allowed and
     /// certified (taken by the network task).
-    serving: Option<crate::pairing::Serving>,
+    serving: Option<Box<crate::pairing::Serving>>,
     /// A pairing went out after SRETRY: the next CDATA is the VM's
     /// acknowledgement, answered with the standing decision.
     control_round: bool,
@@ -266,7 +269,7 @@ impl<'c> PdpSession<'c> {
     /// A serving VM, allowed and certified in this session: the network
     /// task registers it for pairings and keeps the session open.
     pub fn take_serving(&mut self) -> Option<crate::pairing::Serving> {
-        self.serving.take()
+        self.serving.take().map(|s| *s)
     }
 
     /// The pairing ids the VM acknowledged since the last call.
@@ -518,14 +521,14 @@ impl<'c> PdpSession<'c> {
         });
         match (allowed, fresh, device, name) {
             (true, Some(grant), Some(device), Some(name)) => {
-                self.serving = Some(crate::pairing::Serving {
+                self.serving = Some(Box::new(crate::pairing::Serving {
                     name,
                     device,
                     address: at.address,
                     quic_address: at.quic_address,
                     certificate_sha256: policy::HashAlg::Sha256.digest(&grant.certificate),
                     since: self.ctx.now(),
-                });
+                }));
             }
             (true, _, device, None) => tracing::warn!(
                 endpoint = %self.peer,
@@ -1012,7 +1015,7 @@ impl PdpSession<'_> {
                 Ok(CredentialAttribute::KeyRequest(r)) => {
                     self.key_request = match pki::ca::verify_request(&r.csr) {
                         Ok(v) => KeyRequest::Verified(
-                            v,
+                            Box::new(v),
                             match r.key_storage.as_str() {
                                 "tpm" => "tpm",
                                 "software" => "software",
@@ -1022,8 +1025,10 @@ impl PdpSession<'_> {
                         Err(e) => KeyRequest::Invalid(format!("the key request is refused: {e}")),
                     }
                 }
-                Ok(CredentialAttribute::PairingRequest(r)) => self.pairing_request = Some(r),
-                Ok(CredentialAttribute::Serving(s)) => self.serving_at = Some(s),
+                Ok(CredentialAttribute::PairingRequest(r)) => {
+                    self.pairing_request = Some(Box::new(r))
+                }
+                Ok(CredentialAttribute::Serving(s)) => self.serving_at = Some(Box::new(s)),
                 Ok(CredentialAttribute::PairingAccepted(a)) => self.accepted.push(a.id),
                 Ok(_) => {
                     self.key_request =
