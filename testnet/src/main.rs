@@ -17,6 +17,11 @@ mod up;
 
 use clap::{Parser, Subcommand};
 
+/// The PDP's allocator, as in `tnc-server` (see the workspace's
+/// Cargo.toml): the benchmarks run the PDP in this process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "testnet",

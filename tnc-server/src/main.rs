@@ -12,6 +12,11 @@ use cmd::{admin, admins, ca, dissect, ek_roots, evidence, init, run};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: about a tenth less CPU per
+/// handshake (see the workspace's Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tnc-server",
