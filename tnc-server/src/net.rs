@@ -644,7 +644,7 @@ fn serve(
         // as its largest state, and an async block keeps a slot for a value
         // it moved on (into a callee's future) beside that callee: unboxed,
         // a kept session's task held the TLS and QUIC handshakes' states and
-        // both transports' sessions, 12.4 KB where the session needs 3.5.
+        // both transports' sessions, 12.4 KB where the session then needed 3.5.
         let handshake = Box::pin(handshake(accepted, peer, ctx, limits, rate, gate));
         let outcome = tokio::select! {
             r = handshake => Ok(r),
@@ -1360,8 +1360,9 @@ mod tests {
         // A kept session holds serve's, the handshake's and its session's
         // (and its task's): the TLS and QUIC handshake phases are boxed
         // apart and gone by then. serve's was 11.8 KB when it held them
-        // all; as `async fn`s, which keep each argument twice, the three
-        // were 744, 800 and 3,464 bytes. Today (debug build) 496, 584 and
+        // all; as `async fn`s (which keep each argument twice), with the
+        // SASL check inline and the session's occasional fields unboxed,
+        // the three were 744, 800 and 3,464 bytes. Today (debug build) 496, 584 and
         // 2,456; the bounds leave about 8 % for a new field or another
         // compiler's layout.
         assert!(serve <= 536, "serve: {serve} bytes");

@@ -140,8 +140,8 @@ enum KeyRequest {
 }
 
 /// A kept session holds this between rounds in its task's future: what is
-/// large and present only during some rounds (a key or pairing request, a
-/// serving VM's entry) is boxed.
+/// large and absent from most sessions (a key or pairing request, a serving
+/// VM's entry) is boxed.
 pub struct PdpSession<'c> {
     ctx: &'c PdpContext,
     /// Who authenticated (SASL user or client certificate), for credentials.
