@@ -1,7 +1,7 @@
 //! `pki::sm4` (constant-time SM4, 64 blocks wide) against RustCrypto's
 //! table-based `sm4` 0.6, on every path this CPU runs (GFNI on AVX-512 and
-//! on AVX2, AES-NI, portable; SM4_REQUIRE_ALL=1 fails the run if one is
-//! missing):
+//! on AVX2, AES-NI with VAES and without, portable; SM4_REQUIRE_ALL=1 fails
+//! the run if one is missing):
 //!
 //! - over 10^6 random key/block pairs per path (62,500 keys, each with 1,
 //!   8, 9, 16, 32, 33, 64 or 97 blocks in turn: the narrow pass, the

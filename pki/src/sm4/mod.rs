@@ -3,12 +3,14 @@
 //! through them the TLS and QUIC record layers) use it unchanged, and CTR
 //! runs 64 blocks wide.
 //!
-//! Four paths compute the same function; the fastest the CPU runs is
+//! Five paths compute the same function; the fastest the CPU runs is
 //! detected once per process:
 //! - [`Path::Avx512Gfni`]: AVX-512 and GFNI, 16 blocks a register, the
 //!   S-box in two instructions per 64 bytes;
 //! - [`Path::Gfni`]: AVX2 and GFNI, the S-box in two instructions per 32
 //!   bytes;
+//! - [`Path::Vaes`]: as [`Path::AesNi`] with VAES, one AESENCLAST per 32
+//!   bytes (CPUs with VAES but no GFNI: AMD Zen 3);
 //! - [`Path::AesNi`]: AVX2 and AES-NI, the S-box through AESENCLAST between
 //!   two affine maps;
 //! - [`Path::Portable`]: bitsliced Rust, on any CPU.
@@ -40,6 +42,8 @@ pub enum Path {
     Avx512Gfni,
     /// AVX2 with GFNI.
     Gfni,
+    /// AVX2 with AES-NI on 256-bit registers (VAES).
+    Vaes,
     /// AVX2 with AES-NI.
     AesNi,
     /// Bitsliced, portable.
@@ -48,7 +52,13 @@ pub enum Path {
 
 impl Path {
     /// Every path, fastest first.
-    pub const ALL: [Path; 4] = [Path::Avx512Gfni, Path::Gfni, Path::AesNi, Path::Portable];
+    pub const ALL: [Path; 5] = [
+        Path::Avx512Gfni,
+        Path::Gfni,
+        Path::Vaes,
+        Path::AesNi,
+        Path::Portable,
+    ];
 
     /// The fastest path this CPU runs.
     pub fn best() -> Path {
@@ -65,6 +75,7 @@ impl Path {
         match self {
             Path::Avx512Gfni => "GFNI (AVX-512)",
             Path::Gfni => "GFNI (AVX2)",
+            Path::Vaes => "AES-NI, VAES (AVX2)",
             Path::AesNi => "AES-NI (AVX2)",
             Path::Portable => "portable (bitsliced)",
         }
@@ -79,6 +90,8 @@ enum Engine {
     #[cfg(target_arch = "x86_64")]
     Gfni(x86::Gfni),
     #[cfg(target_arch = "x86_64")]
+    Vaes(x86::Vaes),
+    #[cfg(target_arch = "x86_64")]
     AesNi(x86::AesNi),
     Portable,
 }
@@ -91,9 +104,11 @@ impl Engine {
             #[cfg(target_arch = "x86_64")]
             Path::Gfni => x86::Gfni::detect().map(Engine::Gfni),
             #[cfg(target_arch = "x86_64")]
+            Path::Vaes => x86::Vaes::detect().map(Engine::Vaes),
+            #[cfg(target_arch = "x86_64")]
             Path::AesNi => x86::AesNi::detect().map(Engine::AesNi),
             #[cfg(not(target_arch = "x86_64"))]
-            Path::Avx512Gfni | Path::Gfni | Path::AesNi => None,
+            Path::Avx512Gfni | Path::Gfni | Path::Vaes | Path::AesNi => None,
             Path::Portable => Some(Engine::Portable),
         }
     }
@@ -104,6 +119,8 @@ impl Engine {
             Engine::Avx512Gfni(_) => Path::Avx512Gfni,
             #[cfg(target_arch = "x86_64")]
             Engine::Gfni(_) => Path::Gfni,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Vaes(_) => Path::Vaes,
             #[cfg(target_arch = "x86_64")]
             Engine::AesNi(_) => Path::AesNi,
             Engine::Portable => Path::Portable,
@@ -129,6 +146,8 @@ impl Engine {
             #[cfg(target_arch = "x86_64")]
             Engine::Gfni(e) => e.crypt32(rk, blocks),
             #[cfg(target_arch = "x86_64")]
+            Engine::Vaes(e) => e.crypt32(rk, blocks),
+            #[cfg(target_arch = "x86_64")]
             Engine::AesNi(e) => e.crypt32(rk, blocks),
             Engine::Portable => {
                 for half in blocks.chunks_mut(16) {
@@ -146,6 +165,8 @@ impl Engine {
             #[cfg(target_arch = "x86_64")]
             Engine::Gfni(e) => e.tau(word),
             #[cfg(target_arch = "x86_64")]
+            Engine::Vaes(e) => e.tau(word),
+            #[cfg(target_arch = "x86_64")]
             Engine::AesNi(e) => e.tau(word),
             Engine::Portable => soft::tau(word),
         }
@@ -158,6 +179,8 @@ impl Engine {
             Engine::Avx512Gfni(e) => e.avx2().crypt8(rk, blocks),
             #[cfg(target_arch = "x86_64")]
             Engine::Gfni(e) => e.crypt8(rk, blocks),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Vaes(e) => e.crypt8(rk, blocks),
             #[cfg(target_arch = "x86_64")]
             Engine::AesNi(e) => e.crypt8(rk, blocks),
             Engine::Portable => soft::crypt16(rk, blocks),

@@ -16,9 +16,9 @@
 //! (the AES-NI path pre-shuffles by the inverse of ShiftRows, which
 //! AESENCLAST then undoes). Nothing here indexes memory or branches on data.
 //!
-//! Safety: the intrinsics are only reached through [`Avx512Gfni`], [`Gfni`]
-//! and [`AesNi`], values that exist only once the CPU features they need
-//! were detected. Memory is only read and written
+//! Safety: the intrinsics are only reached through [`Avx512Gfni`], [`Gfni`],
+//! [`Vaes`] and [`AesNi`], values that exist only once the CPU features they
+//! need were detected. Memory is only read and written
 //! through the references passed in, 16 bytes per block.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -37,6 +37,11 @@ pub(super) struct Gfni(());
 /// The CPU can run the AES-NI path (AVX2 and AES-NI).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct AesNi(());
+
+/// The CPU can run the AES-NI path on 256-bit registers (AVX2, AES-NI and
+/// VAES).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Vaes(());
 
 impl Avx512Gfni {
     pub(super) fn detect() -> Option<Self> {
@@ -102,6 +107,28 @@ impl AesNi {
     pub(super) fn tau(self, word: u32) -> u32 {
         // SAFETY: `self` exists only if AVX2 and AES-NI were detected.
         unsafe { tau_aesni(word) }
+    }
+}
+
+impl Vaes {
+    pub(super) fn detect() -> Option<Self> {
+        AesNi::detect()?;
+        std::is_x86_feature_detected!("vaes").then_some(Self(()))
+    }
+
+    pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+        // SAFETY: `self` exists only if AVX2, AES-NI and VAES were detected.
+        unsafe { crypt32_vaes(rk, blocks) }
+    }
+
+    pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
+        // SAFETY: `self` exists only if AVX2, AES-NI and VAES were detected.
+        unsafe { crypt8_vaes(rk, blocks) }
+    }
+
+    pub(super) fn tau(self, word: u32) -> u32 {
+        // SAFETY: `self` exists only if AVX2, AES-NI and VAES were detected.
+        unsafe { tau_vaes(word) }
     }
 }
 
@@ -386,6 +413,45 @@ unsafe fn crypt32_aesni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
 unsafe fn crypt8_aesni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
     let c = AesNiConsts::new();
     rounds!(rk, blocks, sbox_aesni, &c, 1);
+}
+
+/// [`sbox_aesni`] with one 256-bit AESENCLAST (VAES) in place of two
+/// 128-bit ones and the moves between the halves.
+#[inline]
+#[target_feature(enable = "avx2,aes,vaes")]
+fn sbox_vaes(x: __m256i, c: &AesNiConsts) -> __m256i {
+    let y = affine(x, c.pre_lo, c.pre_hi, c.nibble);
+    let y = _mm256_shuffle_epi8(y, c.inv_shift_rows);
+    let z = _mm256_aesenclast_epi128(y, _mm256_setzero_si256());
+    affine(z, c.post_lo, c.post_hi, c.nibble)
+}
+
+/// # Safety
+/// The CPU must have AVX2, AES-NI and VAES.
+#[target_feature(enable = "avx2,aes,vaes")]
+unsafe fn crypt32_vaes(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+    let c = AesNiConsts::new();
+    rounds!(rk, blocks, sbox_vaes, &c, 4);
+}
+
+/// One group of eight.
+///
+/// # Safety
+/// The CPU must have AVX2, AES-NI and VAES.
+#[target_feature(enable = "avx2,aes,vaes")]
+unsafe fn crypt8_vaes(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
+    let c = AesNiConsts::new();
+    rounds!(rk, blocks, sbox_vaes, &c, 1);
+}
+
+/// `τ` on one word, as [`tau_gfni`].
+///
+/// # Safety
+/// The CPU must have AVX2, AES-NI and VAES.
+#[target_feature(enable = "avx2,aes,vaes")]
+unsafe fn tau_vaes(word: u32) -> u32 {
+    let s = sbox_vaes(_mm256_set1_epi32(word as i32), &AesNiConsts::new());
+    _mm256_cvtsi256_si32(s) as u32
 }
 
 /// `τ` on one word, as [`tau_gfni`].
