@@ -71,21 +71,6 @@ impl Gfni {
         (std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("gfni"))
             .then_some(Self(()))
     }
-
-    pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
-        // SAFETY: `self` exists only if AVX2 and GFNI were detected.
-        unsafe { crypt32_gfni(rk, blocks) }
-    }
-
-    pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
-        // SAFETY: `self` exists only if AVX2 and GFNI were detected.
-        unsafe { crypt8_gfni(rk, blocks) }
-    }
-
-    pub(super) fn tau(self, word: u32) -> u32 {
-        // SAFETY: `self` exists only if AVX2 and GFNI were detected.
-        unsafe { tau_gfni(word) }
-    }
 }
 
 impl AesNi {
@@ -93,42 +78,12 @@ impl AesNi {
         (std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("aes"))
             .then_some(Self(()))
     }
-
-    pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
-        // SAFETY: `self` exists only if AVX2 and AES-NI were detected.
-        unsafe { crypt32_aesni(rk, blocks) }
-    }
-
-    pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
-        // SAFETY: `self` exists only if AVX2 and AES-NI were detected.
-        unsafe { crypt8_aesni(rk, blocks) }
-    }
-
-    pub(super) fn tau(self, word: u32) -> u32 {
-        // SAFETY: `self` exists only if AVX2 and AES-NI were detected.
-        unsafe { tau_aesni(word) }
-    }
 }
 
 impl Vaes {
     pub(super) fn detect() -> Option<Self> {
         AesNi::detect()?;
         std::is_x86_feature_detected!("vaes").then_some(Self(()))
-    }
-
-    pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
-        // SAFETY: `self` exists only if AVX2, AES-NI and VAES were detected.
-        unsafe { crypt32_vaes(rk, blocks) }
-    }
-
-    pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
-        // SAFETY: `self` exists only if AVX2, AES-NI and VAES were detected.
-        unsafe { crypt8_vaes(rk, blocks) }
-    }
-
-    pub(super) fn tau(self, word: u32) -> u32 {
-        // SAFETY: `self` exists only if AVX2, AES-NI and VAES were detected.
-        unsafe { tau_vaes(word) }
     }
 }
 
@@ -292,6 +247,60 @@ fn xor4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m256i {
     _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d))
 }
 
+/// The entry points of an AVX2 path whose S-box layer is `$sbox` (over the
+/// constants `$consts`), compiled with `$features` and reached through the
+/// detection token `$token`: 32 blocks; one group of
+/// eight, the shortest path for a single block (CCM's CBC-MAC), whose time
+/// is the rounds' latency; and `τ` on one word (the key schedule: 32 S-box
+/// layers in sequence), in every lane of a register, read back from the
+/// first.
+macro_rules! avx2_path {
+    ($token:ident, $features:literal, $needs:literal, $sbox:ident, $consts:ident,
+     $crypt32:ident, $crypt8:ident, $tau:ident) => {
+        impl $token {
+            pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+                // SAFETY: `self` (the token) exists only if the CPU features
+                // the function is compiled with were detected.
+                unsafe { $crypt32(rk, blocks) }
+            }
+
+            pub(super) fn crypt8(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
+                // SAFETY: as in `crypt32`.
+                unsafe { $crypt8(rk, blocks) }
+            }
+
+            pub(super) fn tau(self, word: u32) -> u32 {
+                // SAFETY: as in `crypt32`.
+                unsafe { $tau(word) }
+            }
+        }
+
+        /// # Safety
+        #[doc = concat!("The CPU must have ", $needs, ".")]
+        #[target_feature(enable = $features)]
+        unsafe fn $crypt32(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
+            let c = $consts::new();
+            rounds!(rk, blocks, $sbox, &c, 4);
+        }
+
+        /// # Safety
+        #[doc = concat!("The CPU must have ", $needs, ".")]
+        #[target_feature(enable = $features)]
+        unsafe fn $crypt8(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
+            let c = $consts::new();
+            rounds!(rk, blocks, $sbox, &c, 1);
+        }
+
+        /// # Safety
+        #[doc = concat!("The CPU must have ", $needs, ".")]
+        #[target_feature(enable = $features)]
+        unsafe fn $tau(word: u32) -> u32 {
+            let s = $sbox(_mm256_set1_epi32(word as i32), &$consts::new());
+            _mm256_cvtsi256_si32(s) as u32
+        }
+    };
+}
+
 // ---- GFNI ----
 
 struct GfniConsts {
@@ -311,35 +320,16 @@ fn sbox_gfni(x: __m256i, c: &GfniConsts) -> __m256i {
 const PRE_IMM: i32 = PRE_CONST as i32;
 const POST_IMM: i32 = POST_CONST as i32;
 
-/// # Safety
-/// The CPU must have AVX2 and GFNI.
-#[target_feature(enable = "avx2,gfni")]
-unsafe fn crypt32_gfni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
-    let c = GfniConsts::new();
-    rounds!(rk, blocks, sbox_gfni, &c, 4);
-}
-
-/// One group of eight: the shortest path for a single block (CCM's
-/// CBC-MAC), whose time is the rounds' latency.
-///
-/// # Safety
-/// The CPU must have AVX2 and GFNI.
-#[target_feature(enable = "avx2,gfni")]
-unsafe fn crypt8_gfni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
-    let c = GfniConsts::new();
-    rounds!(rk, blocks, sbox_gfni, &c, 1);
-}
-
-/// `τ` on one word (the key schedule: 32 S-box layers in sequence), in
-/// every lane of a register, read back from the first.
-///
-/// # Safety
-/// The CPU must have AVX2 and GFNI.
-#[target_feature(enable = "avx2,gfni")]
-unsafe fn tau_gfni(word: u32) -> u32 {
-    let s = sbox_gfni(_mm256_set1_epi32(word as i32), &GfniConsts::new());
-    _mm256_cvtsi256_si32(s) as u32
-}
+avx2_path!(
+    Gfni,
+    "avx2,gfni",
+    "AVX2 and GFNI",
+    sbox_gfni,
+    GfniConsts,
+    crypt32_gfni,
+    crypt8_gfni,
+    tau_gfni
+);
 
 impl GfniConsts {
     #[inline]
@@ -397,23 +387,16 @@ fn sbox_aesni(x: __m256i, c: &AesNiConsts) -> __m256i {
     affine(z, c.post_lo, c.post_hi, c.nibble)
 }
 
-/// # Safety
-/// The CPU must have AVX2 and AES-NI.
-#[target_feature(enable = "avx2,aes")]
-unsafe fn crypt32_aesni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
-    let c = AesNiConsts::new();
-    rounds!(rk, blocks, sbox_aesni, &c, 4);
-}
-
-/// One group of eight (a single block's shortest path).
-///
-/// # Safety
-/// The CPU must have AVX2 and AES-NI.
-#[target_feature(enable = "avx2,aes")]
-unsafe fn crypt8_aesni(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
-    let c = AesNiConsts::new();
-    rounds!(rk, blocks, sbox_aesni, &c, 1);
-}
+avx2_path!(
+    AesNi,
+    "avx2,aes",
+    "AVX2 and AES-NI",
+    sbox_aesni,
+    AesNiConsts,
+    crypt32_aesni,
+    crypt8_aesni,
+    tau_aesni
+);
 
 /// [`sbox_aesni`] with one 256-bit AESENCLAST (VAES) in place of two
 /// 128-bit ones and the moves between the halves.
@@ -426,43 +409,16 @@ fn sbox_vaes(x: __m256i, c: &AesNiConsts) -> __m256i {
     affine(z, c.post_lo, c.post_hi, c.nibble)
 }
 
-/// # Safety
-/// The CPU must have AVX2, AES-NI and VAES.
-#[target_feature(enable = "avx2,aes,vaes")]
-unsafe fn crypt32_vaes(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
-    let c = AesNiConsts::new();
-    rounds!(rk, blocks, sbox_vaes, &c, 4);
-}
-
-/// One group of eight.
-///
-/// # Safety
-/// The CPU must have AVX2, AES-NI and VAES.
-#[target_feature(enable = "avx2,aes,vaes")]
-unsafe fn crypt8_vaes(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
-    let c = AesNiConsts::new();
-    rounds!(rk, blocks, sbox_vaes, &c, 1);
-}
-
-/// `τ` on one word, as [`tau_gfni`].
-///
-/// # Safety
-/// The CPU must have AVX2, AES-NI and VAES.
-#[target_feature(enable = "avx2,aes,vaes")]
-unsafe fn tau_vaes(word: u32) -> u32 {
-    let s = sbox_vaes(_mm256_set1_epi32(word as i32), &AesNiConsts::new());
-    _mm256_cvtsi256_si32(s) as u32
-}
-
-/// `τ` on one word, as [`tau_gfni`].
-///
-/// # Safety
-/// The CPU must have AVX2 and AES-NI.
-#[target_feature(enable = "avx2,aes")]
-unsafe fn tau_aesni(word: u32) -> u32 {
-    let s = sbox_aesni(_mm256_set1_epi32(word as i32), &AesNiConsts::new());
-    _mm256_cvtsi256_si32(s) as u32
-}
+avx2_path!(
+    Vaes,
+    "avx2,aes,vaes",
+    "AVX2, AES-NI and VAES",
+    sbox_vaes,
+    AesNiConsts,
+    crypt32_vaes,
+    crypt8_vaes,
+    tau_vaes
+);
 
 impl AesNiConsts {
     #[inline]
