@@ -966,8 +966,9 @@ async fn check_password(
 }
 
 /// Runs PT-TLS and PB-TNC over an established TLS stream until either side
-/// closes. Returns how the session ended and who it was. A session that authenticates (a client certificate, or SASL)
-/// gives its token back to `rate`.
+/// closes. Returns how the session ended and who it was. A session that
+/// authenticates (a client certificate, or SASL) gives its token back to
+/// `rate`.
 #[allow(clippy::manual_async_fn)] // an async fn keeps its arguments twice
 pub fn run_session<'a, S: AsyncRead + AsyncWrite + Unpin + 'a>(
     mut io: S,
@@ -1362,9 +1363,9 @@ mod tests {
         // apart and gone by then. serve's was 11.8 KB when it held them
         // all; as `async fn`s (which keep each argument twice), with the
         // SASL check inline and the session's occasional fields unboxed,
-        // the three were 744, 800 and 3,464 bytes. Today (debug build) 496, 584 and
-        // 2,456; the bounds leave about 8 % for a new field or another
-        // compiler's layout.
+        // the three were 744, 800 and 3,464 bytes. Today (debug build) 496,
+        // 584 and 2,456; the bounds leave about 8 % for a new field or
+        // another compiler's layout.
         assert!(serve <= 536, "serve: {serve} bytes");
         assert!(handshake <= 632, "handshake: {handshake} bytes");
         assert!(session <= 2656, "a session: {session} bytes");
