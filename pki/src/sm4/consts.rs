@@ -217,6 +217,71 @@ pub(crate) const fn gfni_matrix(m: &Matrix) -> u64 {
 pub(crate) const GFNI_PRE: u64 = gfni_matrix(&PRE);
 pub(crate) const GFNI_POST: u64 = gfni_matrix(&POST);
 
+/// The GFNI paths' rounds keep each state word in `PRE`'s linear part's
+/// image (`P`, per byte): then `P·(x1 ⊕ x2 ⊕ x3 ⊕ rk) ⊕ PRE_CONST`, the
+/// inversion's input, is the XOR of the stored words and a round key mapped
+/// once by `PRE`, and the `PRE` map leaves the round.
+///
+/// SM4's `L` folds into the inversion's output map too. With the bytes of a
+/// native-order word numbered from the least significant, `rol(s, 2)` is
+/// `SHL2·s_i ⊕ SHR6·s_{i-1}` in byte `i` (`SHL2` and `SHR6` the byte maps
+/// `b << 2` and `b >> 6`), so
+///
+/// ```text
+/// L(s) = C0·s ⊕ rol8(C1·s) ⊕ rol16(C1·s) ⊕ rol24(C3·s),
+/// C0 = I ⊕ SHL2,  C1 = SHL2 ⊕ SHR6,  C3 = I ⊕ SHR6
+/// ```
+///
+/// (rotations by whole bytes of per-byte maps). The round's output in the
+/// stored form is `P·L(POST(inv(y)))`, and since `P` acts on each byte
+/// alike, that is `T0 ⊕ rol8(T1) ⊕ rol16(T1) ⊕ rol24(T3)` with
+/// `Tk = (P·Ck·POST)·inv(y) ⊕ P·Ck·POST_CONST`: three GF2P8AFFINEINVQB and
+/// three byte shuffles, no shifts and no separate `PRE`.
+const SHL2: Matrix = shift_map(2);
+const SHR6: Matrix = shift_map(-6);
+const IDENTITY: Matrix = circulant(0x01);
+const P_LINEAR: Matrix = PRE;
+const C0: Matrix = xor(&IDENTITY, &SHL2);
+const C1: Matrix = xor(&SHL2, &SHR6);
+const C3: Matrix = xor(&IDENTITY, &SHR6);
+
+/// The byte map `b << by` (`b >> -by` when negative).
+const fn shift_map(by: i32) -> Matrix {
+    let mut cols = [0u8; 8];
+    let mut j = 0usize;
+    while j < 8 {
+        let to = j as i32 + by;
+        if to >= 0 && to < 8 {
+            cols[j] = 1 << to;
+        }
+        j += 1;
+    }
+    from_columns(&cols)
+}
+
+const fn xor(a: &Matrix, b: &Matrix) -> Matrix {
+    let mut m = [0u8; 8];
+    let mut i = 0;
+    while i < 8 {
+        m[i] = a[i] ^ b[i];
+        i += 1;
+    }
+    m
+}
+
+/// `P·Ck·POST` as GF2P8AFFINEINVQB's matrix and constant.
+const fn round_term(ck: &Matrix) -> (u64, u8) {
+    let pc = mul(&P_LINEAR, ck);
+    (gfni_matrix(&mul(&pc, &POST)), apply(&pc, POST_CONST))
+}
+
+/// Into and out of the stored form (constant 0).
+pub(crate) const GFNI_INTO: u64 = gfni_matrix(&P_LINEAR);
+pub(crate) const GFNI_OUT_OF: u64 = gfni_matrix(&inverse(&P_LINEAR));
+pub(crate) const GFNI_T0: (u64, u8) = round_term(&C0);
+pub(crate) const GFNI_T1: (u64, u8) = round_term(&C1);
+pub(crate) const GFNI_T3: (u64, u8) = round_term(&C3);
+
 /// An affine map as two 16-entry PSHUFB tables, on the low and the high
 /// nibble: `f(x) = lo[x & 15] ^ hi[x >> 4]`.
 const fn nibble_tables(m: &Matrix, constant: u8) -> ([u8; 16], [u8; 16]) {
@@ -310,6 +375,44 @@ pub(crate) mod tests {
         for x in 0..=255u8 {
             let s = nib(&AESNI_POST, aes_sbox(nib(&AESNI_PRE, x)));
             assert_eq!(s, SBOX[usize::from(x)], "x = {x:#04x}");
+        }
+    }
+
+    /// SM4's `L` on a native-order word.
+    fn linear(s: u32) -> u32 {
+        s ^ s.rotate_left(2) ^ s.rotate_left(10) ^ s.rotate_left(18) ^ s.rotate_left(24)
+    }
+
+    fn bytewise(w: u32, f: impl Fn(u8) -> u8) -> u32 {
+        u32::from_le_bytes(w.to_le_bytes().map(f))
+    }
+
+    /// The GFNI paths' round, as the intrinsics compute it (stored form in,
+    /// stored form out), against `P·L(S(x1 ⊕ x2 ⊕ x3 ⊕ rk))` from the table.
+    #[test]
+    fn the_folded_gfni_round_is_l_of_the_table() {
+        let into = |w: u32| bytewise(w, |b| gfni_affine(b, GFNI_INTO, 0));
+        let out_of = |w: u32| bytewise(w, |b| gfni_affine(b, GFNI_OUT_OF, 0));
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as u32
+        };
+        // Every byte value in every position, and random words besides.
+        let random: Vec<u32> = (0..20_000).map(|_| next()).collect();
+        for t in (0..=255u32).map(|b| b * 0x0101_0101).chain(random) {
+            let (x1, x2, rk) = (next(), next(), next());
+            let x3 = t ^ x1 ^ x2 ^ rk;
+            let expect = into(linear(bytewise(t, |b| SBOX[usize::from(b)])));
+            let rk2 = bytewise(rk, |b| gfni_affine(b, GFNI_PRE, PRE_CONST));
+            let y = into(x1) ^ into(x2) ^ into(x3) ^ rk2;
+            let term = |(q, c): (u64, u8)| bytewise(y, |b| gfni_affine(inv(b, AES_POLY), q, c));
+            let (t0, t1, t3) = (term(GFNI_T0), term(GFNI_T1), term(GFNI_T3));
+            let got = t0 ^ t1.rotate_left(8) ^ t1.rotate_left(16) ^ t3.rotate_left(24);
+            assert_eq!(got, expect, "t = {t:#010x}");
+            assert_eq!(out_of(into(t)), t);
         }
     }
 

@@ -11,19 +11,26 @@
 //! 512-bit one of sixteen), in native order (the big-endian words are
 //! byte-swapped on load), so a round is the same XORs, one S-box layer and
 //! one linear map for all of them; four groups of eight (of sixteen on
-//! AVX-512) run interleaved to hide the S-box's latency. The S-box
-//! applies to each byte alone, so its results need no particular lane order
-//! (the AES-NI path pre-shuffles by the inverse of ShiftRows, which
-//! AESENCLAST then undoes). Nothing here indexes memory or branches on data.
+//! AVX-512) run interleaved to hide the S-box's latency. The GFNI paths
+//! keep the words in the S-box's input map's image and fold the linear
+//! map's rotation by two bits into three inversions' output maps
+//! ([`super::consts`]), which leaves a round three GF2P8AFFINEINVQB, three
+//! byte shuffles and XORs. The S-box applies to each byte alone, so its
+//! results need no particular lane order (the AES-NI path pre-shuffles by
+//! the inverse of ShiftRows, which AESENCLAST then undoes). Nothing here
+//! indexes memory or branches on data.
 //!
 //! Safety: the intrinsics are only reached through [`Avx512Gfni`], [`Gfni`],
 //! [`Vaes`] and [`AesNi`], values that exist only once the CPU features they
-//! need were detected. Memory is only read and written
-//! through the references passed in, 16 bytes per block.
+//! need were detected. Memory is only read and written through the
+//! references passed in: 16 bytes per block, and the round keys.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use super::consts::{AESNI_POST, AESNI_PRE, GFNI_POST, GFNI_PRE, POST_CONST, PRE_CONST};
+use super::consts::{
+    AESNI_POST, AESNI_PRE, GFNI_INTO, GFNI_OUT_OF, GFNI_POST, GFNI_PRE, GFNI_T0, GFNI_T1, GFNI_T3,
+    POST_CONST, PRE_CONST,
+};
 use core::arch::x86_64::*;
 
 /// The CPU can run the AVX-512 GFNI path (AVX-512 F and BW, GFNI).
@@ -135,12 +142,14 @@ impl Shuffles {
     #[inline]
     #[target_feature(enable = "avx2")]
     fn new() -> Self {
-        Self {
+        // Opaque to the optimiser, which would otherwise turn the rotation
+        // by 16 into PSHUFLW and PSHUFHW: two shuffles where one does.
+        core::hint::black_box(Self {
             bswap: lane_shuffle(&const { lane_indices(BSWAP) }),
             rol8: lane_shuffle(&const { lane_indices(ROL8) }),
             rol16: lane_shuffle(&const { lane_indices(ROL16) }),
             rol24: lane_shuffle(&const { lane_indices(ROL24) }),
-        }
+        })
     }
 }
 
@@ -214,49 +223,63 @@ fn store8(x: [__m256i; 4], group: &mut [[u8; 16]], k: &Shuffles) {
 }
 
 /// The 32 rounds on `$groups` groups of eight blocks, interleaved, with the
-/// S-box layer `$sbox` (a function of the input register and `$c`, a
-/// constants struct). A macro rather than a generic function so each
-/// expansion lives in one function with its target features, where every
-/// helper inlines (and the constant loops unroll into registers).
+/// round kit `$kit` (a value with the methods `enter` and `leave`, the words'
+/// stored form; `keys`, the round keys as that form needs them; and
+/// `round`, the word a round XORs in, from the XOR of the other three and the
+/// key). A macro rather than a generic function so each expansion lives in
+/// one function with its target features, where every helper inlines (and
+/// the constant loops unroll into registers).
 macro_rules! rounds {
-    ($rk:expr, $blocks:expr, $sbox:ident, $c:expr, $groups:literal) => {{
+    ($rk:expr, $blocks:expr, $kit:expr, $groups:literal) => {{
         let k = Shuffles::new();
+        let kit = $kit;
+        let rk = kit.keys($rk);
         let mut x = [[_mm256_setzero_si256(); 4]; $groups];
         for (g, xg) in x.iter_mut().enumerate() {
             *xg = load8(&$blocks[8 * g..8 * g + 8], &k);
+            for w in xg.iter_mut() {
+                *w = kit.enter(*w);
+            }
         }
-        for four in $rk.chunks_exact(4) {
-            // X[i+4] = X[i] ^ L(S(X[i+1] ^ X[i+2] ^ X[i+3] ^ rk[i])).
-            for j in 0..4 {
-                let r = _mm256_set1_epi32(four[j] as i32);
-                for xg in x.iter_mut() {
-                    let t = xor4(xg[(j + 1) % 4], xg[(j + 2) % 4], xg[(j + 3) % 4], r);
-                    xg[j] = _mm256_xor_si256(xg[j], linear($sbox(t, $c), &k));
+        for four in rk.chunks_exact(4) {
+            // X[i+4] = X[i] ^ L(S(X[i+1] ^ X[i+2] ^ X[i+3] ^ rk[i])), two
+            // rounds at a time: rounds i and i+1 share X[i+2] ^ X[i+3].
+            for j in [0, 2] {
+                let (r0, r1) = (
+                    _mm256_set1_epi32(four[j] as i32),
+                    _mm256_set1_epi32(four[j + 1] as i32),
+                );
+                let mut pair = [_mm256_setzero_si256(); $groups];
+                for (xg, p) in x.iter_mut().zip(pair.iter_mut()) {
+                    *p = _mm256_xor_si256(xg[(j + 2) % 4], xg[(j + 3) % 4]);
+                    let t = _mm256_xor_si256(_mm256_xor_si256(xg[j + 1], r0), *p);
+                    xg[j] = _mm256_xor_si256(xg[j], kit.round(t, &k));
+                }
+                for (xg, p) in x.iter_mut().zip(pair.iter()) {
+                    let t = _mm256_xor_si256(_mm256_xor_si256(xg[j], r1), *p);
+                    xg[j + 1] = _mm256_xor_si256(xg[j + 1], kit.round(t, &k));
                 }
             }
         }
-        for (g, xg) in x.iter().enumerate() {
+        for (g, xg) in x.iter_mut().enumerate() {
+            for w in xg.iter_mut() {
+                *w = kit.leave(*w);
+            }
             store8(*xg, &mut $blocks[8 * g..8 * g + 8], &k);
         }
     }};
 }
 
-#[inline]
-#[target_feature(enable = "avx2")]
-fn xor4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m256i {
-    _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d))
-}
-
-/// The entry points of an AVX2 path whose S-box layer is `$sbox` (over the
-/// constants `$consts`), compiled with `$features` and reached through the
-/// detection token `$token`: 32 blocks; one group of
-/// eight, the shortest path for a single block (CCM's CBC-MAC), whose time
-/// is the rounds' latency; and `τ` on one word (the key schedule: 32 S-box
-/// layers in sequence), in every lane of a register, read back from the
-/// first.
+/// The entry points of an AVX2 path whose rounds are `$kit`'s and whose
+/// S-box layer is `$sbox` (over the constants `$consts`), compiled with
+/// `$features` and reached through the detection token `$token`: 32
+/// blocks; one group of eight, the shortest path for a single block (CCM's
+/// CBC-MAC), whose time is the rounds' latency; and `τ` on one word (the
+/// key schedule: 32 S-box layers in sequence), in every lane of a register,
+/// read back from the first.
 macro_rules! avx2_path {
     ($token:ident, $features:literal, $needs:literal, $sbox:ident, $consts:ident,
-     $crypt32:ident, $crypt8:ident, $tau:ident) => {
+     $kit:ident, $crypt32:ident, $crypt8:ident, $tau:ident) => {
         impl $token {
             pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
                 // SAFETY: `self` (the token) exists only if the CPU features
@@ -279,16 +302,14 @@ macro_rules! avx2_path {
         #[doc = concat!("The CPU must have ", $needs, ".")]
         #[target_feature(enable = $features)]
         unsafe fn $crypt32(rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
-            let c = $consts::new();
-            rounds!(rk, blocks, $sbox, &c, 4);
+            rounds!(rk, blocks, $kit::new(), 4);
         }
 
         /// # Safety
         #[doc = concat!("The CPU must have ", $needs, ".")]
         #[target_feature(enable = $features)]
         unsafe fn $crypt8(rk: &[u32; 32], blocks: &mut [[u8; 16]; 8]) {
-            let c = $consts::new();
-            rounds!(rk, blocks, $sbox, &c, 1);
+            rounds!(rk, blocks, $kit::new(), 1);
         }
 
         /// # Safety
@@ -320,12 +341,90 @@ fn sbox_gfni(x: __m256i, c: &GfniConsts) -> __m256i {
 const PRE_IMM: i32 = PRE_CONST as i32;
 const POST_IMM: i32 = POST_CONST as i32;
 
+/// The GFNI rounds, on words kept in `PRE`'s image ([`super::consts`]
+/// derives the maps): the inversion's input is the XOR of three words and
+/// the round key, and three inversions, each with its own output map, give
+/// the terms of `L` whole bytes apart.
+struct GfniRound {
+    into: __m256i,
+    out_of: __m256i,
+    pre: __m256i,
+    t0: __m256i,
+    t1: __m256i,
+    t3: __m256i,
+}
+
+const T0_IMM: i32 = GFNI_T0.1 as i32;
+const T1_IMM: i32 = GFNI_T1.1 as i32;
+const T3_IMM: i32 = GFNI_T3.1 as i32;
+
+impl GfniRound {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new() -> Self {
+        let q = |m: u64| _mm256_set1_epi64x(m as i64);
+        Self {
+            into: q(GFNI_INTO),
+            out_of: q(GFNI_OUT_OF),
+            pre: q(GFNI_PRE),
+            t0: q(GFNI_T0.0),
+            t1: q(GFNI_T1.0),
+            t3: q(GFNI_T3.0),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,gfni")]
+    fn enter(&self, w: __m256i) -> __m256i {
+        _mm256_gf2p8affine_epi64_epi8::<0>(w, self.into)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,gfni")]
+    fn leave(&self, w: __m256i) -> __m256i {
+        _mm256_gf2p8affine_epi64_epi8::<0>(w, self.out_of)
+    }
+
+    /// The round keys through `PRE` (with its constant), eight at a time.
+    #[inline]
+    #[target_feature(enable = "avx2,gfni")]
+    fn keys(&self, rk: &[u32; 32]) -> [u32; 32] {
+        let mut out = [0u32; 32];
+        for (from, to) in rk.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
+            // SAFETY: each chunk is eight words, 32 bytes, read or written
+            // through its reference; loadu and storeu have no alignment need.
+            unsafe {
+                let v = _mm256_loadu_si256(from.as_ptr().cast());
+                let v = _mm256_gf2p8affine_epi64_epi8::<PRE_IMM>(v, self.pre);
+                _mm256_storeu_si256(to.as_mut_ptr().cast(), v);
+            }
+        }
+        out
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,gfni")]
+    fn round(&self, y: __m256i, k: &Shuffles) -> __m256i {
+        let t0 = _mm256_gf2p8affineinv_epi64_epi8::<T0_IMM>(y, self.t0);
+        let t1 = _mm256_gf2p8affineinv_epi64_epi8::<T1_IMM>(y, self.t1);
+        let t3 = _mm256_gf2p8affineinv_epi64_epi8::<T3_IMM>(y, self.t3);
+        _mm256_xor_si256(
+            _mm256_xor_si256(t0, _mm256_shuffle_epi8(t3, k.rol24)),
+            _mm256_xor_si256(
+                _mm256_shuffle_epi8(t1, k.rol8),
+                _mm256_shuffle_epi8(t1, k.rol16),
+            ),
+        )
+    }
+}
+
 avx2_path!(
     Gfni,
     "avx2,gfni",
     "AVX2 and GFNI",
     sbox_gfni,
     GfniConsts,
+    GfniRound,
     crypt32_gfni,
     crypt8_gfni,
     tau_gfni
@@ -387,12 +486,53 @@ fn sbox_aesni(x: __m256i, c: &AesNiConsts) -> __m256i {
     affine(z, c.post_lo, c.post_hi, c.nibble)
 }
 
+/// The rounds of the AES-NI paths ([`sbox_aesni`], [`sbox_vaes`]): words
+/// kept as they are, the S-box layer, then `L`.
+macro_rules! plain_round {
+    ($kit:ident, $features:literal, $sbox:ident) => {
+        struct $kit(AesNiConsts);
+
+        impl $kit {
+            #[inline]
+            #[target_feature(enable = "avx2")]
+            fn new() -> Self {
+                Self(AesNiConsts::new())
+            }
+
+            #[inline]
+            fn enter(&self, w: __m256i) -> __m256i {
+                w
+            }
+
+            #[inline]
+            fn leave(&self, w: __m256i) -> __m256i {
+                w
+            }
+
+            #[inline]
+            fn keys(&self, rk: &[u32; 32]) -> [u32; 32] {
+                *rk
+            }
+
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn round(&self, t: __m256i, k: &Shuffles) -> __m256i {
+                linear($sbox(t, &self.0), k)
+            }
+        }
+    };
+}
+
+plain_round!(AesNiRound, "avx2,aes", sbox_aesni);
+plain_round!(VaesRound, "avx2,aes,vaes", sbox_vaes);
+
 avx2_path!(
     AesNi,
     "avx2,aes",
     "AVX2 and AES-NI",
     sbox_aesni,
     AesNiConsts,
+    AesNiRound,
     crypt32_aesni,
     crypt8_aesni,
     tau_aesni
@@ -415,6 +555,7 @@ avx2_path!(
     "AVX2, AES-NI and VAES",
     sbox_vaes,
     AesNiConsts,
+    VaesRound,
     crypt32_vaes,
     crypt8_vaes,
     tau_vaes
@@ -506,52 +647,70 @@ unsafe fn crypt64_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]; 64]) {
 }
 
 /// `G` groups of 16 blocks (`blocks` holds exactly 16·G) interleaved, one
-/// 32-bit word of 16 blocks per register: the XORs of three terms are
-/// VPTERNLOGD, the linear map's rotation by 2 is VPROLD and its whole-byte
-/// rotations are VPSHUFB.
+/// 32-bit word of 16 blocks per register, kept in `PRE`'s image as on the
+/// AVX2 GFNI path ([`GfniRound`]): the XORs of three terms are VPTERNLOGD
+/// and the whole-byte rotations of `L`'s terms VPSHUFB.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,gfni")]
 fn crypt_avx512<const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
     let bswap = lane_shuffle512(&const { lane_indices(BSWAP) });
-    let pre = _mm512_set1_epi64(GFNI_PRE as i64);
-    let post = _mm512_set1_epi64(GFNI_POST as i64);
-    let (rot8, rot16, rot24) = (
+    let q = |m: u64| _mm512_set1_epi64(m as i64);
+    let (into, out_of, pre) = (q(GFNI_INTO), q(GFNI_OUT_OF), q(GFNI_PRE));
+    let (t0m, t1m, t3m) = (q(GFNI_T0.0), q(GFNI_T1.0), q(GFNI_T3.0));
+    let (rot8, rot16, rot24) = core::hint::black_box((
         lane_shuffle512(&const { lane_indices(ROL8) }),
         lane_shuffle512(&const { lane_indices(ROL16) }),
         lane_shuffle512(&const { lane_indices(ROL24) }),
-    );
+    ));
     // a ^ b ^ c as VPTERNLOGD's truth table.
     const XOR3: i32 = 0x96;
+    // The round keys through `PRE`, sixteen at a time.
+    let mut keys = [0u32; 32];
+    for (from, to) in rk.chunks_exact(16).zip(keys.chunks_exact_mut(16)) {
+        // SAFETY: each chunk is sixteen words, 64 bytes, read or written
+        // through its reference; loadu and storeu have no alignment need.
+        unsafe {
+            let v = _mm512_loadu_si512(from.as_ptr().cast());
+            let v = _mm512_gf2p8affine_epi64_epi8::<PRE_IMM>(v, pre);
+            _mm512_storeu_si512(to.as_mut_ptr().cast(), v);
+        }
+    }
     let mut x = [[_mm512_setzero_si512(); 4]; G];
+    let mut pair = [_mm512_setzero_si512(); G];
     for (g, xg) in x.iter_mut().enumerate() {
         *xg = load16(&blocks[16 * g..16 * g + 16], bswap);
+        for w in xg.iter_mut() {
+            *w = _mm512_gf2p8affine_epi64_epi8::<0>(*w, into);
+        }
     }
-    for four in rk.chunks_exact(4) {
+    for four in keys.chunks_exact(4) {
+        // Two rounds at a time, as on AVX2 (`rounds!`).
         for j in 0..4 {
             let r = _mm512_set1_epi32(four[j] as i32);
-            for xg in x.iter_mut() {
-                let t = _mm512_ternarylogic_epi32::<XOR3>(
-                    xg[(j + 1) % 4],
-                    xg[(j + 2) % 4],
-                    xg[(j + 3) % 4],
+            for (xg, p) in x.iter_mut().zip(pair.iter_mut()) {
+                let y = if j % 2 == 0 {
+                    *p = _mm512_xor_si512(xg[(j + 2) % 4], xg[(j + 3) % 4]);
+                    _mm512_ternarylogic_epi32::<XOR3>(xg[j + 1], *p, r)
+                } else {
+                    _mm512_ternarylogic_epi32::<XOR3>(xg[(j + 3) % 4], *p, r)
+                };
+                let t0 = _mm512_gf2p8affineinv_epi64_epi8::<T0_IMM>(y, t0m);
+                let t1 = _mm512_gf2p8affineinv_epi64_epi8::<T1_IMM>(y, t1m);
+                let t3 = _mm512_gf2p8affineinv_epi64_epi8::<T3_IMM>(y, t3m);
+                let l =
+                    _mm512_ternarylogic_epi32::<XOR3>(xg[j], t0, _mm512_shuffle_epi8(t3, rot24));
+                xg[j] = _mm512_ternarylogic_epi32::<XOR3>(
+                    l,
+                    _mm512_shuffle_epi8(t1, rot8),
+                    _mm512_shuffle_epi8(t1, rot16),
                 );
-                let t = _mm512_xor_si512(t, r);
-                let y = _mm512_gf2p8affine_epi64_epi8::<PRE_IMM>(t, pre);
-                let s = _mm512_gf2p8affineinv_epi64_epi8::<POST_IMM>(y, post);
-                // L(s) = s ^ (s <<< 24) ^ ((s ^ (s <<< 8) ^ (s <<< 16)) <<< 2):
-                // three of the rotations are whole bytes, VPSHUFB, which
-                // runs beside VPROLD's port.
-                let a = _mm512_ternarylogic_epi32::<XOR3>(
-                    s,
-                    _mm512_shuffle_epi8(s, rot8),
-                    _mm512_shuffle_epi8(s, rot16),
-                );
-                let l = _mm512_ternarylogic_epi32::<XOR3>(xg[j], s, _mm512_shuffle_epi8(s, rot24));
-                xg[j] = _mm512_xor_si512(l, _mm512_rol_epi32::<2>(a));
             }
         }
     }
-    for (g, xg) in x.iter().enumerate() {
+    for (g, xg) in x.iter_mut().enumerate() {
+        for w in xg.iter_mut() {
+            *w = _mm512_gf2p8affine_epi64_epi8::<0>(*w, out_of);
+        }
         store16(*xg, &mut blocks[16 * g..16 * g + 16], bswap);
     }
 }
