@@ -21,10 +21,11 @@
 //! ```
 //!
 //! which GFNI computes in two instructions (an affine map, then an inversion
-//! with an affine map) and AES-NI in one AESENCLAST between two 4-bit table
-//! lookups (its SubBytes adds AES's own affine map, undone in `POST`). The
-//! unit tests check each form against the S-box table for all 256 inputs;
-//! the table itself is only in the tests.
+//! with an affine map; the rounds fold in more, see [`GFNI_T0`]) and AES-NI
+//! in one AESENCLAST between two 4-bit table lookups (its SubBytes adds
+//! AES's own affine map, undone in `POST`). The unit tests check each form
+//! against the S-box table for all 256 inputs; the table itself is only in
+//! the tests.
 
 /// SM4's field polynomial (`z^8+z^7+z^6+z^5+z^4+z^2+1`).
 pub(crate) const SM4_POLY: u16 = 0x1F5;

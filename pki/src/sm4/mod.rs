@@ -6,9 +6,9 @@
 //! Five paths compute the same function; the fastest the CPU runs is
 //! detected once per process:
 //! - [`Path::Avx512Gfni`]: AVX-512 and GFNI, 16 blocks a register, the
-//!   S-box in two instructions per 64 bytes;
-//! - [`Path::Gfni`]: AVX2 and GFNI, the S-box in two instructions per 32
-//!   bytes;
+//!   S-box and the linear map's bit rotation in three inversions
+//!   (GF2P8AFFINEINVQB) per 64 bytes;
+//! - [`Path::Gfni`]: the same on AVX2, per 32 bytes;
 //! - [`Path::Vaes`]: as [`Path::AesNi`] with VAES, one AESENCLAST per 32
 //!   bytes (CPUs with VAES but no GFNI: AMD Zen 3);
 //! - [`Path::AesNi`]: AVX2 and AES-NI, the S-box through AESENCLAST between

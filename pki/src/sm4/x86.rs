@@ -12,8 +12,9 @@
 //! byte-swapped on load), so a round is the same XORs, one S-box layer and
 //! one linear map for all of them; four groups of eight (of sixteen on
 //! AVX-512) run interleaved to hide the S-box's latency. The GFNI paths
-//! keep the words in the S-box's input map's image and fold the linear
-//! map's rotation by two bits into three inversions' output maps
+//! keep the words in the image of the S-box's input map's linear part and
+//! fold the linear map's rotation by two bits into three inversions' output
+//! maps
 //! ([`super::consts`]), which leaves a round three GF2P8AFFINEINVQB, three
 //! byte shuffles and XORs. The S-box applies to each byte alone, so its
 //! results need no particular lane order (the AES-NI path pre-shuffles by
@@ -23,7 +24,7 @@
 //! Safety: the intrinsics are only reached through [`Avx512Gfni`], [`Gfni`],
 //! [`Vaes`] and [`AesNi`], values that exist only once the CPU features they
 //! need were detected. Memory is only read and written through the
-//! references passed in: 16 bytes per block, and the round keys.
+//! references passed in, 16 bytes per block.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -224,16 +225,16 @@ fn store8(x: [__m256i; 4], group: &mut [[u8; 16]], k: &Shuffles) {
 
 /// The 32 rounds on `$groups` groups of eight blocks, interleaved, with the
 /// round kit `$kit` (a value with the methods `enter` and `leave`, the words'
-/// stored form; `keys`, the round keys as that form needs them; and
+/// stored form; `key`, a round key in every lane as that form needs it; and
 /// `round`, the word a round XORs in, from the XOR of the other three and the
-/// key). A macro rather than a generic function so each expansion lives in
+/// key). The round keys only ever live in registers (and the caller's
+/// schedule), so nothing here leaves a copy of them behind. A macro rather than a generic function so each expansion lives in
 /// one function with its target features, where every helper inlines (and
 /// the constant loops unroll into registers).
 macro_rules! rounds {
     ($rk:expr, $blocks:expr, $kit:expr, $groups:literal) => {{
         let k = Shuffles::new();
         let kit = $kit;
-        let rk = kit.keys($rk);
         let mut x = [[_mm256_setzero_si256(); 4]; $groups];
         for (g, xg) in x.iter_mut().enumerate() {
             *xg = load8(&$blocks[8 * g..8 * g + 8], &k);
@@ -241,14 +242,11 @@ macro_rules! rounds {
                 *w = kit.enter(*w);
             }
         }
-        for four in rk.chunks_exact(4) {
+        for four in $rk.chunks_exact(4) {
             // X[i+4] = X[i] ^ L(S(X[i+1] ^ X[i+2] ^ X[i+3] ^ rk[i])), two
             // rounds at a time: rounds i and i+1 share X[i+2] ^ X[i+3].
             for j in [0, 2] {
-                let (r0, r1) = (
-                    _mm256_set1_epi32(four[j] as i32),
-                    _mm256_set1_epi32(four[j + 1] as i32),
-                );
+                let (r0, r1) = (kit.key(four[j]), kit.key(four[j + 1]));
                 let mut pair = [_mm256_setzero_si256(); $groups];
                 for (xg, p) in x.iter_mut().zip(pair.iter_mut()) {
                     *p = _mm256_xor_si256(xg[(j + 2) % 4], xg[(j + 3) % 4]);
@@ -270,9 +268,9 @@ macro_rules! rounds {
     }};
 }
 
-/// The entry points of an AVX2 path whose rounds are `$kit`'s and whose
-/// S-box layer is `$sbox` (over the constants `$consts`), compiled with
-/// `$features` and reached through the detection token `$token`: 32
+/// The entry points of an AVX2 path whose rounds are `$kit`'s, compiled
+/// with `$features` and reached through the detection token `$token` (the
+/// S-box layer `$sbox` over the constants `$consts` serves `τ` alone): 32
 /// blocks; one group of eight, the shortest path for a single block (CCM's
 /// CBC-MAC), whose time is the rounds' latency; and `τ` on one word (the
 /// key schedule: 32 S-box layers in sequence), in every lane of a register,
@@ -341,8 +339,8 @@ fn sbox_gfni(x: __m256i, c: &GfniConsts) -> __m256i {
 const PRE_IMM: i32 = PRE_CONST as i32;
 const POST_IMM: i32 = POST_CONST as i32;
 
-/// The GFNI rounds, on words kept in `PRE`'s image ([`super::consts`]
-/// derives the maps): the inversion's input is the XOR of three words and
+/// The GFNI rounds, on words kept in the image of `PRE`'s linear part
+/// ([`super::consts`] derives the maps): the inversion's input is the XOR of three words and
 /// the round key, and three inversions, each with its own output map, give
 /// the terms of `L` whole bytes apart.
 struct GfniRound {
@@ -385,21 +383,11 @@ impl GfniRound {
         _mm256_gf2p8affine_epi64_epi8::<0>(w, self.out_of)
     }
 
-    /// The round keys through `PRE` (with its constant), eight at a time.
+    /// A round key through `PRE` (with its constant), in every lane.
     #[inline]
     #[target_feature(enable = "avx2,gfni")]
-    fn keys(&self, rk: &[u32; 32]) -> [u32; 32] {
-        let mut out = [0u32; 32];
-        for (from, to) in rk.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
-            // SAFETY: each chunk is eight words, 32 bytes, read or written
-            // through its reference; loadu and storeu have no alignment need.
-            unsafe {
-                let v = _mm256_loadu_si256(from.as_ptr().cast());
-                let v = _mm256_gf2p8affine_epi64_epi8::<PRE_IMM>(v, self.pre);
-                _mm256_storeu_si256(to.as_mut_ptr().cast(), v);
-            }
-        }
-        out
+    fn key(&self, rk: u32) -> __m256i {
+        _mm256_gf2p8affine_epi64_epi8::<PRE_IMM>(_mm256_set1_epi32(rk as i32), self.pre)
     }
 
     #[inline]
@@ -510,8 +498,9 @@ macro_rules! plain_round {
             }
 
             #[inline]
-            fn keys(&self, rk: &[u32; 32]) -> [u32; 32] {
-                *rk
+            #[target_feature(enable = "avx2")]
+            fn key(&self, rk: u32) -> __m256i {
+                _mm256_set1_epi32(rk as i32)
             }
 
             #[inline]
@@ -647,8 +636,8 @@ unsafe fn crypt64_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]; 64]) {
 }
 
 /// `G` groups of 16 blocks (`blocks` holds exactly 16·G) interleaved, one
-/// 32-bit word of 16 blocks per register, kept in `PRE`'s image as on the
-/// AVX2 GFNI path ([`GfniRound`]): the XORs of three terms are VPTERNLOGD
+/// 32-bit word of 16 blocks per register, kept in the image of `PRE`'s
+/// linear part as on the AVX2 GFNI path ([`GfniRound`]): the XORs of three terms are VPTERNLOGD
 /// and the whole-byte rotations of `L`'s terms VPSHUFB.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,gfni")]
@@ -664,17 +653,6 @@ fn crypt_avx512<const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
     ));
     // a ^ b ^ c as VPTERNLOGD's truth table.
     const XOR3: i32 = 0x96;
-    // The round keys through `PRE`, sixteen at a time.
-    let mut keys = [0u32; 32];
-    for (from, to) in rk.chunks_exact(16).zip(keys.chunks_exact_mut(16)) {
-        // SAFETY: each chunk is sixteen words, 64 bytes, read or written
-        // through its reference; loadu and storeu have no alignment need.
-        unsafe {
-            let v = _mm512_loadu_si512(from.as_ptr().cast());
-            let v = _mm512_gf2p8affine_epi64_epi8::<PRE_IMM>(v, pre);
-            _mm512_storeu_si512(to.as_mut_ptr().cast(), v);
-        }
-    }
     let mut x = [[_mm512_setzero_si512(); 4]; G];
     let mut pair = [_mm512_setzero_si512(); G];
     for (g, xg) in x.iter_mut().enumerate() {
@@ -683,10 +661,12 @@ fn crypt_avx512<const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
             *w = _mm512_gf2p8affine_epi64_epi8::<0>(*w, into);
         }
     }
-    for four in keys.chunks_exact(4) {
+    for four in rk.chunks_exact(4) {
         // Two rounds at a time, as on AVX2 (`rounds!`).
         for j in 0..4 {
-            let r = _mm512_set1_epi32(four[j] as i32);
+            // The round key through `PRE` (with its constant).
+            let r =
+                _mm512_gf2p8affine_epi64_epi8::<PRE_IMM>(_mm512_set1_epi32(four[j] as i32), pre);
             for (xg, p) in x.iter_mut().zip(pair.iter_mut()) {
                 let y = if j % 2 == 0 {
                     *p = _mm512_xor_si512(xg[(j + 2) % 4], xg[(j + 3) % 4]);
