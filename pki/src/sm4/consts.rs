@@ -300,6 +300,21 @@ const fn nibble_tables(m: &Matrix, constant: u8) -> ([u8; 16], [u8; 16]) {
 pub(crate) const AESNI_PRE: ([u8; 16], [u8; 16]) = nibble_tables(&PRE, PRE_CONST);
 pub(crate) const AESNI_POST: ([u8; 16], [u8; 16]) = nibble_tables(&POST_AESNI, POST_AESNI_CONST);
 
+/// The AES-NI paths' rounds in the same stored form as the GFNI ones
+/// ([`GFNI_T0`]): `Tk = (P·Ck·POST_AESNI)·a ⊕ P·Ck·POST_AESNI_CONST` of
+/// AESENCLAST's output `a`, as nibble tables, and the maps into and out of
+/// the form. The round key goes through [`AESNI_PRE`].
+const fn aesni_round_term(ck: &Matrix) -> ([u8; 16], [u8; 16]) {
+    let pc = mul(&P_LINEAR, ck);
+    nibble_tables(&mul(&pc, &POST_AESNI), apply(&pc, POST_AESNI_CONST))
+}
+
+pub(crate) const AESNI_INTO: ([u8; 16], [u8; 16]) = nibble_tables(&P_LINEAR, 0);
+pub(crate) const AESNI_OUT_OF: ([u8; 16], [u8; 16]) = nibble_tables(&inverse(&P_LINEAR), 0);
+pub(crate) const AESNI_T0: ([u8; 16], [u8; 16]) = aesni_round_term(&C0);
+pub(crate) const AESNI_T1: ([u8; 16], [u8; 16]) = aesni_round_term(&C1);
+pub(crate) const AESNI_T3: ([u8; 16], [u8; 16]) = aesni_round_term(&C3);
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -411,6 +426,36 @@ pub(crate) mod tests {
             let y = into(x1) ^ into(x2) ^ into(x3) ^ rk2;
             let term = |(q, c): (u64, u8)| bytewise(y, |b| gfni_affine(inv(b, AES_POLY), q, c));
             let (t0, t1, t3) = (term(GFNI_T0), term(GFNI_T1), term(GFNI_T3));
+            let got = t0 ^ t1.rotate_left(8) ^ t1.rotate_left(16) ^ t3.rotate_left(24);
+            assert_eq!(got, expect, "t = {t:#010x}");
+            assert_eq!(out_of(into(t)), t);
+        }
+    }
+
+    /// The AES-NI paths' round in the stored form, against the table.
+    #[test]
+    fn the_folded_aesni_round_is_l_of_the_table() {
+        let nib =
+            |t: &([u8; 16], [u8; 16]), x: u8| t.0[usize::from(x & 15)] ^ t.1[usize::from(x >> 4)];
+        let into = |w: u32| bytewise(w, |b| nib(&AESNI_INTO, b));
+        let out_of = |w: u32| bytewise(w, |b| nib(&AESNI_OUT_OF, b));
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as u32
+        };
+        let random: Vec<u32> = (0..20_000).map(|_| next()).collect();
+        for t in (0..=255u32).map(|b| b * 0x0101_0101).chain(random) {
+            let (x1, x2, rk) = (next(), next(), next());
+            let x3 = t ^ x1 ^ x2 ^ rk;
+            let expect = into(linear(bytewise(t, |b| SBOX[usize::from(b)])));
+            let rk2 = bytewise(rk, |b| nib(&AESNI_PRE, b));
+            let y = into(x1) ^ into(x2) ^ into(x3) ^ rk2;
+            let a = bytewise(y, aes_sbox);
+            let term = |tables| bytewise(a, |b| nib(tables, b));
+            let (t0, t1, t3) = (term(&AESNI_T0), term(&AESNI_T1), term(&AESNI_T3));
             let got = t0 ^ t1.rotate_left(8) ^ t1.rotate_left(16) ^ t3.rotate_left(24);
             assert_eq!(got, expect, "t = {t:#010x}");
             assert_eq!(out_of(into(t)), t);

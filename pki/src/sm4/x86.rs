@@ -9,17 +9,18 @@
 //!
 //! Layout: each 256-bit register holds one 32-bit word of eight blocks (a
 //! 512-bit one of sixteen), in native order (the big-endian words are
-//! byte-swapped on load), so a round is the same XORs, one S-box layer and
-//! one linear map for all of them; four groups of eight (of sixteen on
-//! AVX-512) run interleaved to hide the S-box's latency. The GFNI paths
-//! keep the words in the image of the S-box's input map's linear part and
-//! fold the linear map's rotation by two bits into three inversions' output
-//! maps
-//! ([`super::consts`]), which leaves a round three GF2P8AFFINEINVQB, three
-//! byte shuffles and XORs. The S-box applies to each byte alone, so its
-//! results need no particular lane order (the AES-NI path pre-shuffles by
-//! the inverse of ShiftRows, which AESENCLAST then undoes). Nothing here
-//! indexes memory or branches on data.
+//! byte-swapped on load), so a round is the same operations for all of them;
+//! four groups of eight (of sixteen on AVX-512) run interleaved to hide the
+//! S-box's latency. Every path keeps the words in the image of the S-box
+//! input map's linear part, so that map leaves the rounds, and folds `L`'s
+//! rotation by two bits into the S-box's output maps ([`super::consts`]
+//! derives them): with GFNI a round is three GF2P8AFFINEINVQB, three byte
+//! shuffles and XORs; with AES-NI, an AESENCLAST (two without VAES) and
+//! three table maps sharing its output's nibbles, then the same shuffles.
+//! The S-box applies to each byte alone, so its results need no particular
+//! lane order (the AES-NI paths pre-shuffle by the inverse of ShiftRows,
+//! which AESENCLAST then undoes). Nothing here indexes memory or branches on
+//! data.
 //!
 //! Safety: the intrinsics are only reached through [`Avx512Gfni`], [`Gfni`],
 //! [`Vaes`] and [`AesNi`], values that exist only once the CPU features they
@@ -29,8 +30,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use super::consts::{
-    AESNI_POST, AESNI_PRE, GFNI_INTO, GFNI_OUT_OF, GFNI_POST, GFNI_PRE, GFNI_T0, GFNI_T1, GFNI_T3,
-    POST_CONST, PRE_CONST,
+    AESNI_INTO, AESNI_OUT_OF, AESNI_POST, AESNI_PRE, AESNI_T0, AESNI_T1, AESNI_T3, GFNI_INTO,
+    GFNI_OUT_OF, GFNI_POST, GFNI_PRE, GFNI_T0, GFNI_T1, GFNI_T3, POST_CONST, PRE_CONST,
 };
 use core::arch::x86_64::*;
 
@@ -152,22 +153,6 @@ impl Shuffles {
             rol24: lane_shuffle(&const { lane_indices(ROL24) }),
         })
     }
-}
-
-/// SM4's `L`: `s ^ rol(s, 2) ^ rol(s, 10) ^ rol(s, 18) ^ rol(s, 24)`, as
-/// `s ^ rol(s, 24) ^ rol(s ^ rol(s, 8) ^ rol(s, 16), 2)`.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn linear(s: __m256i, k: &Shuffles) -> __m256i {
-    let u = _mm256_xor_si256(
-        s,
-        _mm256_xor_si256(
-            _mm256_shuffle_epi8(s, k.rol8),
-            _mm256_shuffle_epi8(s, k.rol16),
-        ),
-    );
-    let u2 = _mm256_or_si256(_mm256_slli_epi32::<2>(u), _mm256_srli_epi32::<30>(u));
-    _mm256_xor_si256(_mm256_xor_si256(s, _mm256_shuffle_epi8(s, k.rol24)), u2)
 }
 
 /// 4x4 transposition of 32-bit words within each 128-bit half.
@@ -431,12 +416,28 @@ impl GfniConsts {
 
 // ---- AES-NI ----
 
+/// Pairs of 16-entry tables for [`affine`], each in both 128-bit halves.
+#[derive(Clone, Copy)]
+struct Tables {
+    lo: __m256i,
+    hi: __m256i,
+}
+
+impl Tables {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new(t: &([u8; 16], [u8; 16])) -> Self {
+        Self {
+            lo: table(&t.0),
+            hi: table(&t.1),
+        }
+    }
+}
+
 struct AesNiConsts {
     nibble: __m256i,
-    pre_lo: __m256i,
-    pre_hi: __m256i,
-    post_lo: __m256i,
-    post_hi: __m256i,
+    pre: Tables,
+    post: Tables,
     inv_shift_rows: __m256i,
 }
 
@@ -452,68 +453,139 @@ fn table(t: &[u8; 16]) -> __m256i {
 /// in registers, so nothing is loaded from an address that depends on data.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn affine(x: __m256i, lo: __m256i, hi: __m256i, nibble: __m256i) -> __m256i {
-    let l = _mm256_and_si256(x, nibble);
-    let h = _mm256_and_si256(_mm256_srli_epi16::<4>(x), nibble);
-    _mm256_xor_si256(_mm256_shuffle_epi8(lo, l), _mm256_shuffle_epi8(hi, h))
+fn affine(x: __m256i, t: Tables, nibble: __m256i) -> __m256i {
+    let (l, h) = nibbles(x, nibble);
+    lookup(l, h, t)
 }
 
-/// `POST'(SubBytes(PRE(x)))`: AESENCLAST with a zero round key on each
-/// 128-bit half is SubBytes and ShiftRows (which commute), so the bytes are
-/// first moved by the inverse of ShiftRows, and `POST'` undoes SubBytes'
-/// affine map.
+/// The low and the high nibbles of 32 bytes, as PSHUFB indices.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn nibbles(x: __m256i, nibble: __m256i) -> (__m256i, __m256i) {
+    (
+        _mm256_and_si256(x, nibble),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(x), nibble),
+    )
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lookup(l: __m256i, h: __m256i, t: Tables) -> __m256i {
+    _mm256_xor_si256(_mm256_shuffle_epi8(t.lo, l), _mm256_shuffle_epi8(t.hi, h))
+}
+
+/// AESENCLAST with a zero round key on each 128-bit half: SubBytes and
+/// ShiftRows (which commute).
 #[inline]
 #[target_feature(enable = "avx2,aes")]
-fn sbox_aesni(x: __m256i, c: &AesNiConsts) -> __m256i {
-    let y = affine(x, c.pre_lo, c.pre_hi, c.nibble);
-    let y = _mm256_shuffle_epi8(y, c.inv_shift_rows);
+fn enclast_aesni(y: __m256i) -> __m256i {
     let zero = _mm_setzero_si128();
     let lo = _mm_aesenclast_si128(_mm256_castsi256_si128(y), zero);
     let hi = _mm_aesenclast_si128(_mm256_extracti128_si256::<1>(y), zero);
-    let z = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
-    affine(z, c.post_lo, c.post_hi, c.nibble)
+    _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi)
 }
 
-/// The rounds of the AES-NI paths ([`sbox_aesni`], [`sbox_vaes`]): words
-/// kept as they are, the S-box layer, then `L`.
-macro_rules! plain_round {
-    ($kit:ident, $features:literal, $sbox:ident) => {
-        struct $kit(AesNiConsts);
+/// [`enclast_aesni`] as one 256-bit AESENCLAST (VAES), without the moves
+/// between the halves.
+#[inline]
+#[target_feature(enable = "avx2,aes,vaes")]
+fn enclast_vaes(y: __m256i) -> __m256i {
+    _mm256_aesenclast_epi128(y, _mm256_setzero_si256())
+}
+
+/// `POST'(SubBytes(PRE(x)))`, the S-box alone (the key schedule's): the
+/// bytes are first moved by the inverse of ShiftRows, which AESENCLAST then
+/// undoes, and `POST'` undoes SubBytes' affine map.
+#[inline]
+#[target_feature(enable = "avx2,aes")]
+fn sbox_aesni(x: __m256i, c: &AesNiConsts) -> __m256i {
+    let y = _mm256_shuffle_epi8(affine(x, c.pre, c.nibble), c.inv_shift_rows);
+    affine(enclast_aesni(y), c.post, c.nibble)
+}
+
+/// [`sbox_aesni`] through [`enclast_vaes`].
+#[inline]
+#[target_feature(enable = "avx2,aes,vaes")]
+fn sbox_vaes(x: __m256i, c: &AesNiConsts) -> __m256i {
+    let y = _mm256_shuffle_epi8(affine(x, c.pre, c.nibble), c.inv_shift_rows);
+    affine(enclast_vaes(y), c.post, c.nibble)
+}
+
+/// The rounds of the AES-NI paths, on words in the GFNI rounds' stored
+/// form ([`GfniRound`]): the inversion's input is the XOR of three words
+/// and the key mapped by `PRE`, and the S-box's output map with `L`'s terms
+/// is three table maps of AESENCLAST's output, sharing its nibbles
+/// ([`super::consts`] derives the tables).
+macro_rules! aesni_round {
+    ($kit:ident, $features:literal, $enclast:ident) => {
+        struct $kit {
+            nibble: __m256i,
+            inv_shift_rows: __m256i,
+            into: Tables,
+            out_of: Tables,
+            pre: Tables,
+            t0: Tables,
+            t1: Tables,
+            t3: Tables,
+        }
 
         impl $kit {
             #[inline]
             #[target_feature(enable = "avx2")]
             fn new() -> Self {
-                Self(AesNiConsts::new())
+                let c = AesNiConsts::new();
+                Self {
+                    nibble: c.nibble,
+                    inv_shift_rows: c.inv_shift_rows,
+                    into: Tables::new(&AESNI_INTO),
+                    out_of: Tables::new(&AESNI_OUT_OF),
+                    pre: c.pre,
+                    t0: Tables::new(&AESNI_T0),
+                    t1: Tables::new(&AESNI_T1),
+                    t3: Tables::new(&AESNI_T3),
+                }
             }
 
             #[inline]
+            #[target_feature(enable = "avx2")]
             fn enter(&self, w: __m256i) -> __m256i {
-                w
+                affine(w, self.into, self.nibble)
             }
 
             #[inline]
+            #[target_feature(enable = "avx2")]
             fn leave(&self, w: __m256i) -> __m256i {
-                w
+                affine(w, self.out_of, self.nibble)
             }
 
             #[inline]
             #[target_feature(enable = "avx2")]
             fn key(&self, rk: u32) -> __m256i {
-                _mm256_set1_epi32(rk as i32)
+                affine(_mm256_set1_epi32(rk as i32), self.pre, self.nibble)
             }
 
             #[inline]
             #[target_feature(enable = $features)]
-            fn round(&self, t: __m256i, k: &Shuffles) -> __m256i {
-                linear($sbox(t, &self.0), k)
+            fn round(&self, y: __m256i, k: &Shuffles) -> __m256i {
+                let a = $enclast(_mm256_shuffle_epi8(y, self.inv_shift_rows));
+                let (l, h) = nibbles(a, self.nibble);
+                let t0 = lookup(l, h, self.t0);
+                let t1 = lookup(l, h, self.t1);
+                let t3 = lookup(l, h, self.t3);
+                _mm256_xor_si256(
+                    _mm256_xor_si256(t0, _mm256_shuffle_epi8(t3, k.rol24)),
+                    _mm256_xor_si256(
+                        _mm256_shuffle_epi8(t1, k.rol8),
+                        _mm256_shuffle_epi8(t1, k.rol16),
+                    ),
+                )
             }
         }
     };
 }
 
-plain_round!(AesNiRound, "avx2,aes", sbox_aesni);
-plain_round!(VaesRound, "avx2,aes,vaes", sbox_vaes);
+aesni_round!(AesNiRound, "avx2,aes", enclast_aesni);
+aesni_round!(VaesRound, "avx2,aes,vaes", enclast_vaes);
 
 avx2_path!(
     AesNi,
@@ -526,17 +598,6 @@ avx2_path!(
     crypt8_aesni,
     tau_aesni
 );
-
-/// [`sbox_aesni`] with one 256-bit AESENCLAST (VAES) in place of two
-/// 128-bit ones and the moves between the halves.
-#[inline]
-#[target_feature(enable = "avx2,aes,vaes")]
-fn sbox_vaes(x: __m256i, c: &AesNiConsts) -> __m256i {
-    let y = affine(x, c.pre_lo, c.pre_hi, c.nibble);
-    let y = _mm256_shuffle_epi8(y, c.inv_shift_rows);
-    let z = _mm256_aesenclast_epi128(y, _mm256_setzero_si256());
-    affine(z, c.post_lo, c.post_hi, c.nibble)
-}
 
 avx2_path!(
     Vaes,
@@ -563,10 +624,8 @@ impl AesNiConsts {
         }
         Self {
             nibble: _mm256_set1_epi8(0x0f),
-            pre_lo: table(&AESNI_PRE.0),
-            pre_hi: table(&AESNI_PRE.1),
-            post_lo: table(&AESNI_POST.0),
-            post_hi: table(&AESNI_POST.1),
+            pre: Tables::new(&AESNI_PRE),
+            post: Tables::new(&AESNI_POST),
             inv_shift_rows: table(&isr),
         }
     }
