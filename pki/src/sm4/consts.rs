@@ -21,7 +21,8 @@
 //! ```
 //!
 //! which GFNI computes in two instructions (an affine map, then an inversion
-//! with an affine map; the rounds fold in more, see [`GFNI_T0`]) and AES-NI
+//! with an affine map; the rounds fold in more, see [`GFNI_T0`] and
+//! [`AESNI_T0`]) and AES-NI
 //! in one AESENCLAST between two 4-bit table lookups (its SubBytes adds
 //! AES's own affine map, undone in `POST`). The unit tests check each form
 //! against the S-box table for all 256 inputs; the table itself is only in
@@ -218,7 +219,7 @@ pub(crate) const fn gfni_matrix(m: &Matrix) -> u64 {
 pub(crate) const GFNI_PRE: u64 = gfni_matrix(&PRE);
 pub(crate) const GFNI_POST: u64 = gfni_matrix(&POST);
 
-/// The GFNI paths' rounds keep each state word in `PRE`'s linear part's
+/// The vector paths' rounds keep each state word in `PRE`'s linear part's
 /// image (`P`, per byte): then `P·(x1 ⊕ x2 ⊕ x3 ⊕ rk) ⊕ PRE_CONST`, the
 /// inversion's input, is the XOR of the stored words and a round key mapped
 /// once by `PRE`, and the `PRE` map leaves the round.
@@ -236,12 +237,15 @@ pub(crate) const GFNI_POST: u64 = gfni_matrix(&POST);
 /// (rotations by whole bytes of per-byte maps). The round's output in the
 /// stored form is `P·L(POST(inv(y)))`, and since `P` acts on each byte
 /// alike, that is `T0 ⊕ rol8(T1) ⊕ rol16(T1) ⊕ rol24(T3)` with
-/// `Tk = (P·Ck·POST)·inv(y) ⊕ P·Ck·POST_CONST`: three GF2P8AFFINEINVQB and
-/// three byte shuffles, no shifts and no separate `PRE`.
+/// `Tk = (P·Ck·POST)·inv(y) ⊕ P·Ck·POST_CONST`: with GFNI, three
+/// GF2P8AFFINEINVQB and three byte shuffles, no shifts and no separate
+/// `PRE`; with AES-NI, three table maps of AESENCLAST's output
+/// ([`AESNI_T0`]).
 const SHL2: Matrix = shift_map(2);
 const SHR6: Matrix = shift_map(-6);
 const IDENTITY: Matrix = circulant(0x01);
 const P_LINEAR: Matrix = PRE;
+const P_INV: Matrix = inverse(&P_LINEAR);
 const C0: Matrix = xor(&IDENTITY, &SHL2);
 const C1: Matrix = xor(&SHL2, &SHR6);
 const C3: Matrix = xor(&IDENTITY, &SHR6);
@@ -270,21 +274,29 @@ const fn xor(a: &Matrix, b: &Matrix) -> Matrix {
     m
 }
 
+/// `P·Ck` after an output map: the map `P·Ck·post` and its constant
+/// `P·Ck·post_const`.
+const fn fold(ck: &Matrix, post: &Matrix, post_const: u8) -> (Matrix, u8) {
+    let pc = mul(&P_LINEAR, ck);
+    (mul(&pc, post), apply(&pc, post_const))
+}
+
 /// `P·Ck·POST` as GF2P8AFFINEINVQB's matrix and constant.
 const fn round_term(ck: &Matrix) -> (u64, u8) {
-    let pc = mul(&P_LINEAR, ck);
-    (gfni_matrix(&mul(&pc, &POST)), apply(&pc, POST_CONST))
+    let (m, c) = fold(ck, &POST, POST_CONST);
+    (gfni_matrix(&m), c)
 }
 
 /// Into and out of the stored form (constant 0).
 pub(crate) const GFNI_INTO: u64 = gfni_matrix(&P_LINEAR);
-pub(crate) const GFNI_OUT_OF: u64 = gfni_matrix(&inverse(&P_LINEAR));
+pub(crate) const GFNI_OUT_OF: u64 = gfni_matrix(&P_INV);
 pub(crate) const GFNI_T0: (u64, u8) = round_term(&C0);
 pub(crate) const GFNI_T1: (u64, u8) = round_term(&C1);
 pub(crate) const GFNI_T3: (u64, u8) = round_term(&C3);
 
 /// An affine map as two 16-entry PSHUFB tables, on the low and the high
-/// nibble: `f(x) = lo[x & 15] ^ hi[x >> 4]`.
+/// nibble: `f(x) = lo[x & 15] ^ hi[x >> 4]` (the constant goes into `lo`
+/// alone, as the two lookups are XORed).
 const fn nibble_tables(m: &Matrix, constant: u8) -> ([u8; 16], [u8; 16]) {
     let mut lo = [0u8; 16];
     let mut hi = [0u8; 16];
@@ -300,17 +312,18 @@ const fn nibble_tables(m: &Matrix, constant: u8) -> ([u8; 16], [u8; 16]) {
 pub(crate) const AESNI_PRE: ([u8; 16], [u8; 16]) = nibble_tables(&PRE, PRE_CONST);
 pub(crate) const AESNI_POST: ([u8; 16], [u8; 16]) = nibble_tables(&POST_AESNI, POST_AESNI_CONST);
 
-/// The AES-NI paths' rounds in the same stored form as the GFNI ones
+/// The AES-NI paths' round terms in the same stored form as the GFNI ones
 /// ([`GFNI_T0`]): `Tk = (P·Ck·POST_AESNI)·a ⊕ P·Ck·POST_AESNI_CONST` of
-/// AESENCLAST's output `a`, as nibble tables, and the maps into and out of
-/// the form. The round key goes through [`AESNI_PRE`].
+/// AESENCLAST's output `a`, as nibble tables. The round key goes through
+/// [`AESNI_PRE`].
 const fn aesni_round_term(ck: &Matrix) -> ([u8; 16], [u8; 16]) {
-    let pc = mul(&P_LINEAR, ck);
-    nibble_tables(&mul(&pc, &POST_AESNI), apply(&pc, POST_AESNI_CONST))
+    let (m, c) = fold(ck, &POST_AESNI, POST_AESNI_CONST);
+    nibble_tables(&m, c)
 }
 
+/// Into and out of the stored form on the AES-NI paths (constant 0).
 pub(crate) const AESNI_INTO: ([u8; 16], [u8; 16]) = nibble_tables(&P_LINEAR, 0);
-pub(crate) const AESNI_OUT_OF: ([u8; 16], [u8; 16]) = nibble_tables(&inverse(&P_LINEAR), 0);
+pub(crate) const AESNI_OUT_OF: ([u8; 16], [u8; 16]) = nibble_tables(&P_INV, 0);
 pub(crate) const AESNI_T0: ([u8; 16], [u8; 16]) = aesni_round_term(&C0);
 pub(crate) const AESNI_T1: ([u8; 16], [u8; 16]) = aesni_round_term(&C1);
 pub(crate) const AESNI_T3: ([u8; 16], [u8; 16]) = aesni_round_term(&C3);
@@ -386,8 +399,6 @@ pub(crate) mod tests {
 
     #[test]
     fn the_aesni_form_is_the_table() {
-        let nib =
-            |t: &([u8; 16], [u8; 16]), x: u8| t.0[usize::from(x & 15)] ^ t.1[usize::from(x >> 4)];
         for x in 0..=255u8 {
             let s = nib(&AESNI_POST, aes_sbox(nib(&AESNI_PRE, x)));
             assert_eq!(s, SBOX[usize::from(x)], "x = {x:#04x}");
@@ -403,12 +414,24 @@ pub(crate) mod tests {
         u32::from_le_bytes(w.to_le_bytes().map(f))
     }
 
-    /// The GFNI paths' round, as the intrinsics compute it (stored form in,
-    /// stored form out), against `P·L(S(x1 ⊕ x2 ⊕ x3 ⊕ rk))` from the table.
-    #[test]
-    fn the_folded_gfni_round_is_l_of_the_table() {
-        let into = |w: u32| bytewise(w, |b| gfni_affine(b, GFNI_INTO, 0));
-        let out_of = |w: u32| bytewise(w, |b| gfni_affine(b, GFNI_OUT_OF, 0));
+    fn nib(t: &([u8; 16], [u8; 16]), x: u8) -> u8 {
+        t.0[usize::from(x & 15)] ^ t.1[usize::from(x >> 4)]
+    }
+
+    /// A folded round as the intrinsics compute it (stored form in, stored
+    /// form out), against `P·L(S(x1 ⊕ x2 ⊕ x3 ⊕ rk))` from the table, for
+    /// every byte value in every position and 20,000 random words. Per
+    /// byte: `into` and `out_of` the stored form, `key` the round key's map,
+    /// `core` the step between (AES's inversion, or its S-box), `terms` the
+    /// maps giving T0, T1 and T3.
+    fn check_folded_round(
+        into: impl Fn(u8) -> u8,
+        out_of: impl Fn(u8) -> u8,
+        key: impl Fn(u8) -> u8,
+        core: impl Fn(u8) -> u8,
+        terms: [&dyn Fn(u8) -> u8; 3],
+    ) {
+        let into = |w: u32| bytewise(w, &into);
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         let mut next = move || {
             rng ^= rng << 13;
@@ -416,50 +439,42 @@ pub(crate) mod tests {
             rng ^= rng << 17;
             rng as u32
         };
-        // Every byte value in every position, and random words besides.
         let random: Vec<u32> = (0..20_000).map(|_| next()).collect();
         for t in (0..=255u32).map(|b| b * 0x0101_0101).chain(random) {
             let (x1, x2, rk) = (next(), next(), next());
             let x3 = t ^ x1 ^ x2 ^ rk;
             let expect = into(linear(bytewise(t, |b| SBOX[usize::from(b)])));
-            let rk2 = bytewise(rk, |b| gfni_affine(b, GFNI_PRE, PRE_CONST));
-            let y = into(x1) ^ into(x2) ^ into(x3) ^ rk2;
-            let term = |(q, c): (u64, u8)| bytewise(y, |b| gfni_affine(inv(b, AES_POLY), q, c));
-            let (t0, t1, t3) = (term(GFNI_T0), term(GFNI_T1), term(GFNI_T3));
+            let y = into(x1) ^ into(x2) ^ into(x3) ^ bytewise(rk, &key);
+            let a = bytewise(y, &core);
+            let [t0, t1, t3] = terms.map(|f| bytewise(a, f));
             let got = t0 ^ t1.rotate_left(8) ^ t1.rotate_left(16) ^ t3.rotate_left(24);
             assert_eq!(got, expect, "t = {t:#010x}");
-            assert_eq!(out_of(into(t)), t);
+            assert_eq!(bytewise(into(t), &out_of), t);
         }
     }
 
-    /// The AES-NI paths' round in the stored form, against the table.
+    #[test]
+    fn the_folded_gfni_round_is_l_of_the_table() {
+        let term = |(q, c): (u64, u8)| move |b: u8| gfni_affine(b, q, c);
+        check_folded_round(
+            |b| gfni_affine(b, GFNI_INTO, 0),
+            |b| gfni_affine(b, GFNI_OUT_OF, 0),
+            |b| gfni_affine(b, GFNI_PRE, PRE_CONST),
+            |b| inv(b, AES_POLY),
+            [&term(GFNI_T0), &term(GFNI_T1), &term(GFNI_T3)],
+        );
+    }
+
     #[test]
     fn the_folded_aesni_round_is_l_of_the_table() {
-        let nib =
-            |t: &([u8; 16], [u8; 16]), x: u8| t.0[usize::from(x & 15)] ^ t.1[usize::from(x >> 4)];
-        let into = |w: u32| bytewise(w, |b| nib(&AESNI_INTO, b));
-        let out_of = |w: u32| bytewise(w, |b| nib(&AESNI_OUT_OF, b));
-        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng as u32
-        };
-        let random: Vec<u32> = (0..20_000).map(|_| next()).collect();
-        for t in (0..=255u32).map(|b| b * 0x0101_0101).chain(random) {
-            let (x1, x2, rk) = (next(), next(), next());
-            let x3 = t ^ x1 ^ x2 ^ rk;
-            let expect = into(linear(bytewise(t, |b| SBOX[usize::from(b)])));
-            let rk2 = bytewise(rk, |b| nib(&AESNI_PRE, b));
-            let y = into(x1) ^ into(x2) ^ into(x3) ^ rk2;
-            let a = bytewise(y, aes_sbox);
-            let term = |tables| bytewise(a, |b| nib(tables, b));
-            let (t0, t1, t3) = (term(&AESNI_T0), term(&AESNI_T1), term(&AESNI_T3));
-            let got = t0 ^ t1.rotate_left(8) ^ t1.rotate_left(16) ^ t3.rotate_left(24);
-            assert_eq!(got, expect, "t = {t:#010x}");
-            assert_eq!(out_of(into(t)), t);
-        }
+        let term = |t| move |b: u8| nib(&t, b);
+        check_folded_round(
+            |b| nib(&AESNI_INTO, b),
+            |b| nib(&AESNI_OUT_OF, b),
+            |b| nib(&AESNI_PRE, b),
+            aes_sbox,
+            [&term(AESNI_T0), &term(AESNI_T1), &term(AESNI_T3)],
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //! - [`Path::Gfni`]: the same on AVX2, per 32 bytes;
 //! - [`Path::Vaes`]: as [`Path::AesNi`] with VAES, one AESENCLAST per 32
 //!   bytes (CPUs with VAES but no GFNI: AMD Zen 3);
-//! - [`Path::AesNi`]: AVX2 and AES-NI, the S-box through AESENCLAST between
-//!   two affine maps;
+//! - [`Path::AesNi`]: AVX2 and AES-NI, the S-box through AESENCLAST, then
+//!   three table maps that fold in the linear map's bit rotation;
 //! - [`Path::Portable`]: bitsliced Rust, on any CPU.
 //!
 //! None indexes memory or branches by a key or a block, the key schedule

@@ -209,13 +209,16 @@ fn store8(x: [__m256i; 4], group: &mut [[u8; 16]], k: &Shuffles) {
 }
 
 /// The 32 rounds on `$groups` groups of eight blocks, interleaved, with the
-/// round kit `$kit` (a value with the methods `enter` and `leave`, the words'
-/// stored form; `key`, a round key in every lane as that form needs it; and
-/// `round`, the word a round XORs in, from the XOR of the other three and the
-/// key). The round keys only ever live in registers (and the caller's
-/// schedule), so nothing here leaves a copy of them behind. A macro rather than a generic function so each expansion lives in
-/// one function with its target features, where every helper inlines (and
-/// the constant loops unroll into registers).
+/// round kit `$kit` (a value with the methods `enter` and `leave`, the
+/// words' stored form; `key`, a round key in every lane as that form needs
+/// it; and `round`, the word a round XORs in, from the XOR of the other
+/// three and the key). Each round key is mapped where it is used and no
+/// code here stores one; the compiler may still spill a register holding
+/// one to the stack when registers run short (the AES-NI kits, with more
+/// tables, do), as any implementation that keeps keys in registers may. A
+/// macro rather than a generic function so each expansion lives in one
+/// function with its target features, where every helper inlines (and the
+/// constant loops unroll into registers).
 macro_rules! rounds {
     ($rk:expr, $blocks:expr, $kit:expr, $groups:literal) => {{
         let k = Shuffles::new();
@@ -325,9 +328,9 @@ const PRE_IMM: i32 = PRE_CONST as i32;
 const POST_IMM: i32 = POST_CONST as i32;
 
 /// The GFNI rounds, on words kept in the image of `PRE`'s linear part
-/// ([`super::consts`] derives the maps): the inversion's input is the XOR of three words and
-/// the round key, and three inversions, each with its own output map, give
-/// the terms of `L` whole bytes apart.
+/// ([`super::consts`] derives the maps): the inversion's input is the XOR of
+/// three words and the round key, and three inversions, each with its own
+/// output map, give the terms of `L` whole bytes apart.
 struct GfniRound {
     into: __m256i,
     out_of: __m256i,
@@ -381,14 +384,21 @@ impl GfniRound {
         let t0 = _mm256_gf2p8affineinv_epi64_epi8::<T0_IMM>(y, self.t0);
         let t1 = _mm256_gf2p8affineinv_epi64_epi8::<T1_IMM>(y, self.t1);
         let t3 = _mm256_gf2p8affineinv_epi64_epi8::<T3_IMM>(y, self.t3);
-        _mm256_xor_si256(
-            _mm256_xor_si256(t0, _mm256_shuffle_epi8(t3, k.rol24)),
-            _mm256_xor_si256(
-                _mm256_shuffle_epi8(t1, k.rol8),
-                _mm256_shuffle_epi8(t1, k.rol16),
-            ),
-        )
+        combine(t0, t1, t3, k)
     }
+}
+
+/// A folded round's output, `T0 ^ rol8(T1) ^ rol16(T1) ^ rol24(T3)`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn combine(t0: __m256i, t1: __m256i, t3: __m256i, k: &Shuffles) -> __m256i {
+    _mm256_xor_si256(
+        _mm256_xor_si256(t0, _mm256_shuffle_epi8(t3, k.rol24)),
+        _mm256_xor_si256(
+            _mm256_shuffle_epi8(t1, k.rol8),
+            _mm256_shuffle_epi8(t1, k.rol16),
+        ),
+    )
 }
 
 avx2_path!(
@@ -416,7 +426,8 @@ impl GfniConsts {
 
 // ---- AES-NI ----
 
-/// Pairs of 16-entry tables for [`affine`], each in both 128-bit halves.
+/// Pairs of 16-entry tables for [`affine`] and [`lookup`], each in both
+/// 128-bit halves.
 #[derive(Clone, Copy)]
 struct Tables {
     lo: __m256i,
@@ -519,11 +530,9 @@ fn sbox_vaes(x: __m256i, c: &AesNiConsts) -> __m256i {
 macro_rules! aesni_round {
     ($kit:ident, $features:literal, $enclast:ident) => {
         struct $kit {
-            nibble: __m256i,
-            inv_shift_rows: __m256i,
+            c: AesNiConsts,
             into: Tables,
             out_of: Tables,
-            pre: Tables,
             t0: Tables,
             t1: Tables,
             t3: Tables,
@@ -533,13 +542,10 @@ macro_rules! aesni_round {
             #[inline]
             #[target_feature(enable = "avx2")]
             fn new() -> Self {
-                let c = AesNiConsts::new();
                 Self {
-                    nibble: c.nibble,
-                    inv_shift_rows: c.inv_shift_rows,
+                    c: AesNiConsts::new(),
                     into: Tables::new(&AESNI_INTO),
                     out_of: Tables::new(&AESNI_OUT_OF),
-                    pre: c.pre,
                     t0: Tables::new(&AESNI_T0),
                     t1: Tables::new(&AESNI_T1),
                     t3: Tables::new(&AESNI_T3),
@@ -549,36 +555,30 @@ macro_rules! aesni_round {
             #[inline]
             #[target_feature(enable = "avx2")]
             fn enter(&self, w: __m256i) -> __m256i {
-                affine(w, self.into, self.nibble)
+                affine(w, self.into, self.c.nibble)
             }
 
             #[inline]
             #[target_feature(enable = "avx2")]
             fn leave(&self, w: __m256i) -> __m256i {
-                affine(w, self.out_of, self.nibble)
+                affine(w, self.out_of, self.c.nibble)
             }
 
             #[inline]
             #[target_feature(enable = "avx2")]
             fn key(&self, rk: u32) -> __m256i {
-                affine(_mm256_set1_epi32(rk as i32), self.pre, self.nibble)
+                affine(_mm256_set1_epi32(rk as i32), self.c.pre, self.c.nibble)
             }
 
             #[inline]
             #[target_feature(enable = $features)]
             fn round(&self, y: __m256i, k: &Shuffles) -> __m256i {
-                let a = $enclast(_mm256_shuffle_epi8(y, self.inv_shift_rows));
-                let (l, h) = nibbles(a, self.nibble);
+                let a = $enclast(_mm256_shuffle_epi8(y, self.c.inv_shift_rows));
+                let (l, h) = nibbles(a, self.c.nibble);
                 let t0 = lookup(l, h, self.t0);
                 let t1 = lookup(l, h, self.t1);
                 let t3 = lookup(l, h, self.t3);
-                _mm256_xor_si256(
-                    _mm256_xor_si256(t0, _mm256_shuffle_epi8(t3, k.rol24)),
-                    _mm256_xor_si256(
-                        _mm256_shuffle_epi8(t1, k.rol8),
-                        _mm256_shuffle_epi8(t1, k.rol16),
-                    ),
-                )
+                combine(t0, t1, t3, k)
             }
         }
     };
