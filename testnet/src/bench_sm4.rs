@@ -39,7 +39,7 @@ struct Row {
 }
 
 fn mb_per_s(seconds: f64, bytes: usize, op: &mut dyn FnMut()) -> f64 {
-    let us = crate::bench::micros_per_op(seconds, op);
+    let us = crate::bench::median_micros_per_op(seconds, op);
     bytes as f64 / us
 }
 
@@ -61,11 +61,11 @@ fn aead_rates<A: AeadInOut>(seconds: f64, aead: &A) -> (f64, f64) {
         .encrypt_inout_detached(&nonce, b"aad", sealed.as_mut_slice().into())
         .expect("seal");
     let mut work = sealed.clone();
-    let us_copy = crate::bench::micros_per_op(seconds / 4.0, &mut || {
+    let us_copy = crate::bench::median_micros_per_op(seconds / 4.0, &mut || {
         work.copy_from_slice(&sealed);
         std::hint::black_box(&work);
     });
-    let us_open = crate::bench::micros_per_op(seconds, &mut || {
+    let us_open = crate::bench::median_micros_per_op(seconds, &mut || {
         work.copy_from_slice(&sealed);
         aead.decrypt_inout_detached(&nonce, b"aad", work.as_mut_slice().into(), &tag)
             .expect("open");
@@ -217,7 +217,7 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
 
     println!();
     println!(
-        "SM4 on one core, 16 KiB a call, MB/s of plaintext ({seconds} s a figure); CPU: {}",
+        "SM4 on one core, 16 KiB a call, MB/s of plaintext ({seconds} s a figure, the median of 10 slices); CPU: {}",
         cpu_model()
     );
     println!(
