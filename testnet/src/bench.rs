@@ -336,14 +336,11 @@ pub(crate) fn micros_per_op(seconds: f64, mut op: impl FnMut()) -> f64 {
     run_for(Duration::from_secs_f64(seconds), &mut op)
 }
 
-/// Runs `op` for `seconds` after a warm-up, in [`ROUNDS`] slices; the
-/// median of the slices' mean times of one run, in µs. A burst of load on
-/// the machine spoils a slice, which the median drops.
-pub(crate) fn median_micros_per_op(seconds: f64, mut op: impl FnMut()) -> f64 {
-    run_for(Duration::from_secs_f64((seconds / 5.0).max(0.2)), &mut op);
-    let slice = Duration::from_secs_f64(seconds / f64::from(ROUNDS));
-    let mut times: Vec<f64> = (0..ROUNDS).map(|_| run_for(slice, &mut op)).collect();
-    median(&mut times)
+/// Runs `op` for `warm_up`, then for `seconds`; the mean time of one run of
+/// the second, in µs.
+pub(crate) fn micros_per_op_after(warm_up: f64, seconds: f64, mut op: impl FnMut()) -> f64 {
+    run_for(Duration::from_secs_f64(warm_up), &mut op);
+    run_for(Duration::from_secs_f64(seconds), &mut op)
 }
 
 /// Rounds in which an appraisal and its bound take turns.

@@ -28,6 +28,19 @@ const NONCE: [u8; 12] = *b"bench nonce!";
 type Gcm<C> = aes_gcm::AesGcm<C, U12>;
 type Ccm<C> = ccm::Ccm<C, U16, U12>;
 
+/// Times of a figure in one pass over the table (s): a warm-up, then the
+/// timed run.
+#[derive(Clone, Copy)]
+struct Timing {
+    warm_up: f64,
+    seconds: f64,
+}
+
+/// Passes over the whole table; each figure is the median of its passes.
+/// A slow spell of the machine (here they last seconds) spoils one pass of
+/// each figure rather than all of one figure, and the median drops it.
+const PASSES: usize = 10;
+
 /// One implementation's figures (MB/s of plaintext).
 struct Row {
     name: String,
@@ -38,16 +51,47 @@ struct Row {
     ccm_open: f64,
 }
 
-fn mb_per_s(seconds: f64, bytes: usize, op: &mut dyn FnMut()) -> f64 {
-    let us = crate::bench::median_micros_per_op(seconds, op);
-    bytes as f64 / us
+impl Row {
+    fn figures(&self) -> [f64; 5] {
+        [
+            self.raw,
+            self.gcm_seal,
+            self.gcm_open,
+            self.ccm_seal,
+            self.ccm_open,
+        ]
+    }
+
+    /// Each figure's median over the passes (rows of one name).
+    fn median(passes: &[&Row]) -> Row {
+        let field = |i: usize| {
+            let mut v: Vec<f64> = passes.iter().map(|r| r.figures()[i]).collect();
+            crate::bench::median(&mut v)
+        };
+        Row {
+            name: passes[0].name.clone(),
+            raw: field(0),
+            gcm_seal: field(1),
+            gcm_open: field(2),
+            ccm_seal: field(3),
+            ccm_open: field(4),
+        }
+    }
+}
+
+fn micros(t: Timing, op: &mut dyn FnMut()) -> f64 {
+    crate::bench::micros_per_op_after(t.warm_up, t.seconds, op)
+}
+
+fn mb_per_s(t: Timing, bytes: usize, op: &mut dyn FnMut()) -> f64 {
+    bytes as f64 / micros(t, op)
 }
 
 /// Seal and open one record with `aead`, timed apart.
-fn aead_rates<A: AeadInOut>(seconds: f64, aead: &A) -> (f64, f64) {
+fn aead_rates<A: AeadInOut>(t: Timing, aead: &A) -> (f64, f64) {
     let mut buf = vec![0x5au8; RECORD];
     let nonce = aes_gcm::aead::Nonce::<A>::try_from(&NONCE[..]).expect("12-byte nonce");
-    let seal = mb_per_s(seconds, RECORD, &mut || {
+    let seal = mb_per_s(t, RECORD, &mut || {
         let tag = aead
             .encrypt_inout_detached(&nonce, b"aad", buf.as_mut_slice().into())
             .expect("seal");
@@ -61,11 +105,15 @@ fn aead_rates<A: AeadInOut>(seconds: f64, aead: &A) -> (f64, f64) {
         .encrypt_inout_detached(&nonce, b"aad", sealed.as_mut_slice().into())
         .expect("seal");
     let mut work = sealed.clone();
-    let us_copy = crate::bench::median_micros_per_op(seconds / 4.0, &mut || {
+    let quarter = Timing {
+        seconds: t.seconds / 4.0,
+        ..t
+    };
+    let us_copy = micros(quarter, &mut || {
         work.copy_from_slice(&sealed);
         std::hint::black_box(&work);
     });
-    let us_open = crate::bench::median_micros_per_op(seconds, &mut || {
+    let us_open = micros(t, &mut || {
         work.copy_from_slice(&sealed);
         aead.decrypt_inout_detached(&nonce, b"aad", work.as_mut_slice().into(), &tag)
             .expect("open");
@@ -73,14 +121,14 @@ fn aead_rates<A: AeadInOut>(seconds: f64, aead: &A) -> (f64, f64) {
     (seal, RECORD as f64 / (us_open - us_copy).max(1e-3))
 }
 
-fn row_for<C>(seconds: f64, name: String, cipher: impl Fn() -> C, raw: f64) -> Row
+fn row_for<C>(t: Timing, name: String, cipher: impl Fn() -> C, raw: f64) -> Row
 where
     C: sm4::cipher::BlockCipherEncrypt<BlockSize = U16> + Clone,
     Gcm<C>: From<C> + AeadInOut,
     Ccm<C>: From<C> + AeadInOut,
 {
-    let (gcm_seal, gcm_open) = aead_rates(seconds, &Gcm::from(cipher()));
-    let (ccm_seal, ccm_open) = aead_rates(seconds, &Ccm::from(cipher()));
+    let (gcm_seal, gcm_open) = aead_rates(t, &Gcm::from(cipher()));
+    let (ccm_seal, ccm_open) = aead_rates(t, &Ccm::from(cipher()));
     Row {
         name,
         raw,
@@ -182,42 +230,59 @@ fn timing_check(samples: usize, mut encrypt: impl FnMut(&mut [[u8; 16]; 16])) ->
     worst
 }
 
-pub fn run(seconds: f64) -> anyhow::Result<()> {
+/// One pass over the table: the old crate, then each path this CPU runs.
+fn table(t: Timing, paths: &[Path]) -> Vec<Row> {
     use sm4::cipher::BlockCipherEncrypt as _;
     let raw_blocks = RECORD / 16;
     let mut rows = Vec::new();
-
     let old = sm4::Sm4::new(&KEY.into());
     let mut blocks = vec![sm4::cipher::Block::<sm4::Sm4>::default(); raw_blocks];
-    let raw = mb_per_s(seconds, RECORD, &mut || old.encrypt_blocks(&mut blocks));
+    let raw = mb_per_s(t, RECORD, &mut || old.encrypt_blocks(&mut blocks));
     rows.push(row_for(
-        seconds,
+        t,
         "sm4 0.6 (table by secret index; old)".into(),
         || sm4::Sm4::new(&KEY.into()),
         raw,
     ));
-    let paths: Vec<Path> = Path::ALL.into_iter().filter(|p| p.available()).collect();
-    for path in &paths {
+    for path in paths {
         let new = || Sm4::with_path(&KEY, *path).expect("an available path");
         let sm4 = new();
         let mut blocks = vec![[0u8; 16]; raw_blocks];
-        let raw = mb_per_s(seconds, RECORD, &mut || {
-            sm4.encrypt_blocks_in_place(&mut blocks)
-        });
-        rows.push(row_for(
-            seconds,
-            format!("pki::sm4, {}", path.name()),
-            new,
-            raw,
-        ));
+        let raw = mb_per_s(t, RECORD, &mut || sm4.encrypt_blocks_in_place(&mut blocks));
+        rows.push(row_for(t, format!("pki::sm4, {}", path.name()), new, raw));
     }
+    rows
+}
+
+pub fn run(seconds: f64) -> anyhow::Result<()> {
+    use sm4::cipher::BlockCipherEncrypt as _;
+    let paths: Vec<Path> = Path::ALL.into_iter().filter(|p| p.available()).collect();
+    let passes: Vec<Vec<Row>> = (0..PASSES)
+        .map(|pass| {
+            let t = Timing {
+                // The first pass warms each figure up as one long run
+                // would; later ones only refill the caches.
+                warm_up: if pass == 0 {
+                    (seconds / 5.0).max(0.2)
+                } else {
+                    0.02
+                },
+                seconds: seconds / PASSES as f64,
+            };
+            table(t, &paths)
+        })
+        .collect();
+    let rows: Vec<Row> = (0..passes[0].len())
+        .map(|i| Row::median(&passes.iter().map(|p| &p[i]).collect::<Vec<_>>()))
+        .collect();
+    let old = sm4::Sm4::new(&KEY.into());
     let ecb = openssl_speed("sm4-ecb", seconds);
     let ctr = openssl_speed("sm4-ctr", seconds);
     let aes = openssl_speed("aes-128-gcm", seconds);
 
     println!();
     println!(
-        "SM4 on one core, 16 KiB a call, MB/s of plaintext ({seconds} s a figure, the median of 10 slices); CPU: {}",
+        "SM4 on one core, 16 KiB a call, MB/s of plaintext ({seconds} s a figure in {PASSES} passes over the table, the median); CPU: {}",
         cpu_model()
     );
     println!(
