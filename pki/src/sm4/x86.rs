@@ -256,16 +256,15 @@ macro_rules! rounds {
     }};
 }
 
-/// The entry points of an AVX2 path whose rounds are `$kit`'s, compiled
-/// with `$features` and reached through the detection token `$token` (the
-/// S-box layer `$sbox` over the constants `$consts` serves `τ` alone): 32
-/// blocks; one group of eight, the shortest path for a single block (CCM's
+/// The entry points of an AVX2 path whose rounds (and S-box, for `τ`) are
+/// `$kit`'s, compiled with `$features` and reached through the detection
+/// token `$token`: 32 blocks; one group of eight, the shortest path for a single block (CCM's
 /// CBC-MAC), whose time is the rounds' latency; and `τ` on one word (the
 /// key schedule: 32 S-box layers in sequence), in every lane of a register,
 /// read back from the first.
 macro_rules! avx2_path {
-    ($token:ident, $features:literal, $needs:literal, $sbox:ident, $consts:ident,
-     $kit:ident, $crypt32:ident, $crypt8:ident, $tau:ident) => {
+    ($token:ident, $features:literal, $needs:literal, $kit:ident,
+     $crypt32:ident, $crypt8:ident, $tau:ident) => {
         impl $token {
             pub(super) fn crypt32(self, rk: &[u32; 32], blocks: &mut [[u8; 16]; 32]) {
                 // SAFETY: `self` (the token) exists only if the CPU features
@@ -302,27 +301,13 @@ macro_rules! avx2_path {
         #[doc = concat!("The CPU must have ", $needs, ".")]
         #[target_feature(enable = $features)]
         unsafe fn $tau(word: u32) -> u32 {
-            let s = $sbox(_mm256_set1_epi32(word as i32), &$consts::new());
+            let s = $kit::new().sbox(_mm256_set1_epi32(word as i32));
             _mm256_cvtsi256_si32(s) as u32
         }
     };
 }
 
 // ---- GFNI ----
-
-struct GfniConsts {
-    pre: __m256i,
-    post: __m256i,
-}
-
-/// `POST(inv(PRE(x)))` on 32 bytes: GF2P8AFFINEQB with `PRE`, then
-/// GF2P8AFFINEINVQB (AES's field inversion, then `POST`).
-#[inline]
-#[target_feature(enable = "avx2,gfni")]
-fn sbox_gfni(x: __m256i, c: &GfniConsts) -> __m256i {
-    let y = _mm256_gf2p8affine_epi64_epi8::<PRE_IMM>(x, c.pre);
-    _mm256_gf2p8affineinv_epi64_epi8::<POST_IMM>(y, c.post)
-}
 
 const PRE_IMM: i32 = PRE_CONST as i32;
 const POST_IMM: i32 = POST_CONST as i32;
@@ -335,6 +320,7 @@ struct GfniRound {
     into: __m256i,
     out_of: __m256i,
     pre: __m256i,
+    post: __m256i,
     t0: __m256i,
     t1: __m256i,
     t3: __m256i,
@@ -353,6 +339,7 @@ impl GfniRound {
             into: q(GFNI_INTO),
             out_of: q(GFNI_OUT_OF),
             pre: q(GFNI_PRE),
+            post: q(GFNI_POST),
             t0: q(GFNI_T0.0),
             t1: q(GFNI_T1.0),
             t3: q(GFNI_T3.0),
@@ -369,6 +356,16 @@ impl GfniRound {
     #[target_feature(enable = "avx2,gfni")]
     fn leave(&self, w: __m256i) -> __m256i {
         _mm256_gf2p8affine_epi64_epi8::<0>(w, self.out_of)
+    }
+
+    /// The S-box alone (the key schedule's), `POST(inv(PRE(x)))`:
+    /// GF2P8AFFINEQB with `PRE`, then GF2P8AFFINEINVQB (AES's field
+    /// inversion, then `POST`).
+    #[inline]
+    #[target_feature(enable = "avx2,gfni")]
+    fn sbox(&self, x: __m256i) -> __m256i {
+        let y = _mm256_gf2p8affine_epi64_epi8::<PRE_IMM>(x, self.pre);
+        _mm256_gf2p8affineinv_epi64_epi8::<POST_IMM>(y, self.post)
     }
 
     /// A round key through `PRE` (with its constant), in every lane.
@@ -405,24 +402,11 @@ avx2_path!(
     Gfni,
     "avx2,gfni",
     "AVX2 and GFNI",
-    sbox_gfni,
-    GfniConsts,
     GfniRound,
     crypt32_gfni,
     crypt8_gfni,
     tau_gfni
 );
-
-impl GfniConsts {
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn new() -> Self {
-        Self {
-            pre: _mm256_set1_epi64x(GFNI_PRE as i64),
-            post: _mm256_set1_epi64x(GFNI_POST as i64),
-        }
-    }
-}
 
 // ---- AES-NI ----
 
@@ -504,24 +488,6 @@ fn enclast_vaes(y: __m256i) -> __m256i {
     _mm256_aesenclast_epi128(y, _mm256_setzero_si256())
 }
 
-/// `POST'(SubBytes(PRE(x)))`, the S-box alone (the key schedule's): the
-/// bytes are first moved by the inverse of ShiftRows, which AESENCLAST then
-/// undoes, and `POST'` undoes SubBytes' affine map.
-#[inline]
-#[target_feature(enable = "avx2,aes")]
-fn sbox_aesni(x: __m256i, c: &AesNiConsts) -> __m256i {
-    let y = _mm256_shuffle_epi8(affine(x, c.pre, c.nibble), c.inv_shift_rows);
-    affine(enclast_aesni(y), c.post, c.nibble)
-}
-
-/// [`sbox_aesni`] through [`enclast_vaes`].
-#[inline]
-#[target_feature(enable = "avx2,aes,vaes")]
-fn sbox_vaes(x: __m256i, c: &AesNiConsts) -> __m256i {
-    let y = _mm256_shuffle_epi8(affine(x, c.pre, c.nibble), c.inv_shift_rows);
-    affine(enclast_vaes(y), c.post, c.nibble)
-}
-
 /// The rounds of the AES-NI paths, on words in the GFNI rounds' stored
 /// form ([`GfniRound`]): the inversion's input is the XOR of three words
 /// and the key mapped by `PRE`, and the S-box's output map with `L`'s terms
@@ -550,6 +516,18 @@ macro_rules! aesni_round {
                     t1: Tables::new(&AESNI_T1),
                     t3: Tables::new(&AESNI_T3),
                 }
+            }
+
+            /// The S-box alone (the key schedule's),
+            /// `POST'(SubBytes(PRE(x)))`: the bytes are first moved by the
+            /// inverse of ShiftRows, which AESENCLAST then undoes, and
+            /// `POST'` undoes SubBytes' affine map.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn sbox(&self, x: __m256i) -> __m256i {
+                let c = &self.c;
+                let y = _mm256_shuffle_epi8(affine(x, c.pre, c.nibble), c.inv_shift_rows);
+                affine($enclast(y), c.post, c.nibble)
             }
 
             #[inline]
@@ -591,8 +569,6 @@ avx2_path!(
     AesNi,
     "avx2,aes",
     "AVX2 and AES-NI",
-    sbox_aesni,
-    AesNiConsts,
     AesNiRound,
     crypt32_aesni,
     crypt8_aesni,
@@ -603,8 +579,6 @@ avx2_path!(
     Vaes,
     "avx2,aes,vaes",
     "AVX2, AES-NI and VAES",
-    sbox_vaes,
-    AesNiConsts,
     VaesRound,
     crypt32_vaes,
     crypt8_vaes,
