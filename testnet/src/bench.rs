@@ -331,9 +331,8 @@ fn run_for(limit: Duration, op: &mut impl FnMut()) -> f64 {
 }
 
 /// Runs `op` for `seconds` after a warm-up; the mean time of one run, in µs.
-pub(crate) fn micros_per_op(seconds: f64, mut op: impl FnMut()) -> f64 {
-    run_for(Duration::from_secs_f64((seconds / 5.0).max(0.2)), &mut op);
-    run_for(Duration::from_secs_f64(seconds), &mut op)
+pub(crate) fn micros_per_op(seconds: f64, op: impl FnMut()) -> f64 {
+    micros_per_op_after((seconds / 5.0).max(0.2), seconds, op)
 }
 
 /// Runs `op` for `warm_up`, then for `seconds`; the mean time of one run of

@@ -274,10 +274,9 @@ fn bulk_tls(p: &Pki, bytes: usize) -> anyhow::Result<f64> {
     let chunk = vec![0x5au8; 16 * 1024];
     let mut wire = Vec::with_capacity(20 * 1024);
     let mut sink = vec![0u8; 16 * 1024];
-    let total = bytes;
     let start = Instant::now();
     let mut moved = 0;
-    while moved < total {
+    while moved < bytes {
         c.writer().write_all(&chunk)?;
         wire.clear();
         c.write_tls(&mut wire)?;

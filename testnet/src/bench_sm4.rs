@@ -67,18 +67,18 @@ impl Row {
 
     /// Each figure's median over the passes (rows of one name).
     fn median(passes: &[&Row]) -> Row {
-        let field = |i: usize| {
+        let [raw, gcm_seal, gcm_open, ccm_seal, ccm_open, gcm_slower] = std::array::from_fn(|i| {
             let mut v: Vec<f64> = passes.iter().map(|r| r.figures()[i]).collect();
             crate::bench::median(&mut v)
-        };
+        });
         Row {
             name: passes[0].name.clone(),
-            raw: field(0),
-            gcm_seal: field(1),
-            gcm_open: field(2),
-            ccm_seal: field(3),
-            ccm_open: field(4),
-            gcm_slower: field(5),
+            raw,
+            gcm_seal,
+            gcm_open,
+            ccm_seal,
+            ccm_open,
+            gcm_slower,
         }
     }
 }
