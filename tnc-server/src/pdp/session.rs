@@ -506,7 +506,7 @@ impl<'c> PdpSession<'c> {
     /// A VM that said where it serves, allowed and certified now, with a
     /// name in `[ca] vm_names`: ready for the pairing registry.
     fn note_serving(&mut self, allowed: bool, fresh: Option<&Grant>) {
-        let Some(at) = self.serving_at.clone() else {
+        let Some(at) = self.serving_at.as_deref() else {
             return;
         };
         let device = self
@@ -524,8 +524,8 @@ impl<'c> PdpSession<'c> {
                 self.serving = Some(Box::new(crate::pairing::Serving {
                     name,
                     device,
-                    address: at.address,
-                    quic_address: at.quic_address,
+                    address: at.address.clone(),
+                    quic_address: at.quic_address.clone(),
                     certificate_sha256: policy::HashAlg::Sha256.digest(&grant.certificate),
                     since: self.ctx.now(),
                 }));
